@@ -1,0 +1,164 @@
+"""`python -m onnx_snn.bench MODEL`: accuracy vs T and SNN time vs T x ANN time, into BENCHMARKS.md.
+
+Trains the reference model on first use (or reuses the cached copy), compiles it, evaluates it
+on the whole test set at every t = 1..max(T), and times the SNN against the ANN on onnxruntime
+in the same process, alternating runs so that machine noise hits both alike.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from . import __version__
+from .api import compile_model
+from .errors import SnnError
+from .modelio import write_text_atomic
+from .options import CompileOptions
+from onnx_snn.runtime import Session
+from onnx_snn.runtime.providers import CPU, make_session
+
+ACCURACY_STEPS = (1, 2, 4, 8, 16, 32, 64, 128)
+TIMED_STEPS = (8, 32, 128)
+
+
+def time_call(fn, repeats: int) -> list[float]:
+    """Wall times of `repeats` calls of fn (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def timing(snn: Session, ann: ort.InferenceSession, batch: np.ndarray, steps: tuple[int, ...],
+           repeats: int) -> dict:
+    """Median SNN time at each T and ANN time on the same batch, measured alternately."""
+    feed = {ann.get_inputs()[0].name: batch}
+    ann_times: list[float] = []
+    snn_times: dict[int, list[float]] = {t: [] for t in steps}
+    for _ in range(repeats):
+        ann_times += time_call(lambda: ann.run(None, feed), 3)
+        for t in steps:
+            snn_times[t] += time_call(lambda: snn.run(batch, t), 1)
+    ann_median = statistics.median(ann_times)
+    rows = {}
+    for t in steps:
+        median = statistics.median(snn_times[t])
+        rows[t] = {"snn_seconds": median, "t_x_ann_seconds": t * ann_median, "ratio": median / (t * ann_median)}
+    return {"batch": len(batch), "ann_seconds": ann_median, "per_T": rows}
+
+
+def run_benchmark(name: str, timesteps: int, norm: str, per_channel: bool, batch_size: int,
+                  repeats: int, cache_dir: str | None) -> dict:
+    from onnx_snn.models.zoo import get_reference
+
+    reference = get_reference(name, cache_dir=cache_dir)
+    x_test, y_test = reference.load_test()
+    options = CompileOptions(timesteps=timesteps, norm=norm, per_channel=per_channel)
+    with tempfile.TemporaryDirectory() as tmp:
+        snn_path = Path(tmp) / f"{name}.snn.onnx"
+        start = time.perf_counter()
+        compile_model(reference.onnx_path, snn_path, options, calibration=reference.load_calibration())
+        compile_seconds = time.perf_counter() - start
+        snn = Session(snn_path, providers=[CPU])
+        report = snn.evaluate(x_test, y_test, timesteps=timesteps, ann=reference.onnx_path, batch_size=batch_size)
+        ann = make_session(str(reference.onnx_path), [CPU])
+        speed = timing(snn, ann, x_test[:batch_size], tuple(t for t in TIMED_STEPS if t <= timesteps), repeats)
+    return {
+        "model": name, "onnx_snn": __version__, "onnxruntime": ort.__version__, "machine": _machine(),
+        "options": options.as_metadata(), "test_samples": report.samples, "compile_seconds": compile_seconds,
+        "ann_accuracy": report.ann_accuracy, "accuracy": report.to_json()["accuracy"],
+        "agreement": report.to_json()["agreement"], "timing": speed,
+    }
+
+
+def _machine() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+
+
+def markdown_section(result: dict) -> str:
+    """The BENCHMARKS.md section of one result."""
+    ann = 100 * result["ann_accuracy"]
+    steps = [t for t in ACCURACY_STEPS if t <= len(result["accuracy"])]
+    opts = result["options"]
+    lines = [
+        f"## {result['model']}: IF neurons, norm {opts['norm']}{', per channel' if opts['per_channel'] else ''}, "
+        f"reset {opts['reset']}",
+        "",
+        f"Measured with `python -m onnx_snn.bench {result['model']} --norm {opts['norm']}"
+        f"{' --per-channel' if opts['per_channel'] else ''}` (onnx-snn {result['onnx_snn']}, onnxruntime "
+        f"{result['onnxruntime']}, CPU: {result['machine']}), on {result['test_samples']} test images. "
+        f"ANN accuracy {ann:.2f}%.",
+        "",
+        "| T | " + " | ".join(str(t) for t in steps) + " |",
+        "|---|" + "---|" * len(steps),
+        "| SNN accuracy (%) | " + " | ".join(f"{100 * result['accuracy'][t - 1]:.2f}" for t in steps) + " |",
+        "| gap to ANN (points) | " + " | ".join(f"{ann - 100 * result['accuracy'][t - 1]:+.2f}" for t in steps) + " |",
+        "| agreement with ANN (%) | " + " | ".join(f"{100 * result['agreement'][t - 1]:.2f}" for t in steps) + " |",
+        "",
+        f"Time on one batch of {result['timing']['batch']}, medians; ANN on onnxruntime "
+        f"{1e3 * result['timing']['ann_seconds']:.2f} ms:",
+        "",
+        "| T | SNN (ms) | T x ANN (ms) | SNN / (T x ANN) |",
+        "|---|---|---|---|",
+    ]
+    for t, row in result["timing"]["per_T"].items():
+        lines.append(f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * row['t_x_ann_seconds']:.1f} | "
+                     f"{row['ratio']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_benchmarks_file(path: Path, key: str, section: str) -> None:
+    """Replace (or append) the section between this key's markers in BENCHMARKS.md."""
+    begin, end = f"<!-- bench:{key}:begin -->", f"<!-- bench:{key}:end -->"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nEvery number here was measured by the command shown with it.\n"
+    block = f"{begin}\n{section}{end}"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + f"\n\n{block}\n"
+    write_text_atomic(path, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m onnx_snn.bench", description=__doc__)
+    parser.add_argument("model", help="reference model name, e.g. fashion-cnn, fashion-resnet, digits-cnn")
+    parser.add_argument("--timesteps", type=int, default=128)
+    parser.add_argument("--norm", default="99.9")
+    parser.add_argument("--per-channel", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--out", default="BENCHMARKS.md", help="markdown file to update")
+    parser.add_argument("--json", dest="json_dir", default="benchmarks", help="folder for the JSON results")
+    args = parser.parse_args(argv)
+    try:
+        result = run_benchmark(args.model, args.timesteps, args.norm, args.per_channel, args.batch_size,
+                               args.repeats, args.cache_dir)
+    except SnnError as exc:
+        print(f"onnx-snn bench: error: {exc}", file=sys.stderr)
+        return 2
+    key = f"{args.model}-{args.norm}{'-pc' if args.per_channel else ''}"
+    section = markdown_section(result)
+    print(section)
+    update_benchmarks_file(Path(args.out), key, section)
+    json_dir = Path(args.json_dir)
+    json_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(json_dir / f"{key}.json", json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The `onnx-snn` command line: compile, eval, inspect and demo subcommands."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+from . import __version__
+from .errors import SnnError
+
+EXIT_USER_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run one subcommand; user errors print one line on stderr and return 2."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except SnnError as exc:
+        print(f"onnx-snn {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"onnx-snn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - never show a user a traceback unless asked
+        if os.environ.get("ONNX_SNN_DEBUG"):
+            raise
+        text = str(exc).strip().splitlines()
+        print(f"onnx-snn {args.command}: internal error: {type(exc).__name__}: {text[0] if text else ''} "
+              "(set ONNX_SNN_DEBUG=1 for a traceback and report it)", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .pipeline import PASS_NAMES
+    from .options import NEURON_TYPES, RESET_MODES
+
+    parser = argparse.ArgumentParser(prog="onnx-snn", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"onnx-snn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="compile an ANN (.onnx) into an SNN (.onnx)")
+    c.add_argument("model", help="the ANN exported to ONNX")
+    c.add_argument("-o", "--output", required=True, help="where to write the SNN")
+    c.add_argument("--timesteps", type=int, default=32, help="default number of timesteps T (default 32)")
+    c.add_argument("--calib", help="calibration inputs, .npy or .npz (key = input name, or x)")
+    c.add_argument("--calib-batches", type=int, default=None, help="use at most this many calibration batches")
+    c.add_argument("--norm", default="99.9", help="scale per layer: max, a percentile (99.9, 99.99), "
+                                                  "or a fraction of max in (0, 1] (default 99.9)")
+    c.add_argument("--per-channel", action="store_true", help="one scale per channel instead of per layer")
+    c.add_argument("--reset", choices=RESET_MODES, default="soft", help="membrane reset (default soft)")
+    c.add_argument("--v-init", type=float, default=0.5, help="initial membrane, fraction of threshold (0.5)")
+    c.add_argument("--neuron", choices=NEURON_TYPES, default="if", help="neuron type (default if)")
+    c.add_argument("--stats", action="store_true", help="also output spike counts per neuron layer")
+    c.add_argument("--dump-after", action="append", choices=PASS_NAMES, default=[], metavar="PASS",
+                   help=f"also write the model after PASS ({', '.join(PASS_NAMES)}); repeatable")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    c.set_defaults(handler=_compile)
+
+    e = sub.add_parser("eval", help="accuracy of a compiled SNN at every timestep")
+    e.add_argument("model", help="the compiled SNN")
+    e.add_argument("--data", required=True, help=".npz with inputs (input name or x) and labels (y)")
+    e.add_argument("--ann", help="the source ANN, to report argmax agreement and logit error")
+    e.add_argument("--timesteps", type=int, default=None, help="T (default: the compiled T)")
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--json", dest="json_path", help="also write the report as JSON here")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    e.set_defaults(handler=_eval)
+
+    i = sub.add_parser("inspect", help="ops, neuron layers and their scales of a model")
+    i.add_argument("model")
+    i.set_defaults(handler=_inspect)
+
+    d = sub.add_parser("demo", help="compile and evaluate the shipped digits MLP")
+    d.add_argument("--timesteps", type=int, default=64)
+    d.add_argument("-o", "--output", default=None, help="where to write the SNN (default: a temp dir)")
+    d.set_defaults(handler=_demo)
+    return parser
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from .api import compile_model
+    from .options import CompileOptions
+
+    options = CompileOptions(timesteps=args.timesteps, norm=args.norm, per_channel=args.per_channel,
+                             reset=args.reset, v_init=args.v_init, neuron=args.neuron, stats=args.stats,
+                             calib_batches=args.calib_batches, dump_after=args.dump_after)
+    result = compile_model(args.model, args.output, options, calibration=args.calib, show_progress=not args.quiet)
+    for note in result.notes:
+        print(f"note: {note}")
+    layers = result.metadata.get("neuron_layers", [])
+    print(f"compiled {args.model} -> {args.output}: {len(layers)} {args.neuron.upper()} neuron layers, "
+          f"T = {args.timesteps}")
+    return _verify(args.output)
+
+
+def _verify(path: str) -> int:
+    """Polygraphy-style check of a written model: onnx.checker full check and an onnxruntime load."""
+    import onnx
+    import onnxruntime as ort
+
+    try:
+        onnx.checker.check_model(path, full_check=True)
+        ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001
+        print(f"FAIL: {path} does not pass onnx.checker full check or onnxruntime load: "
+              f"{str(exc).splitlines()[0]}")
+        return 1
+    print(f"PASS: {path} passes onnx.checker (full check) and loads in onnxruntime")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .arrays import labels_of, load_arrays, model_inputs
+    from onnx_snn.runtime import Session
+
+    session = Session(args.model)
+    arrays = load_arrays(args.data)
+    inputs = model_inputs(arrays, session.input_names, args.data)
+    labels = labels_of(arrays, args.data)
+    if args.ann is not None and not Path(args.ann).is_file():
+        raise SnnError("ANN file not found; check the --ann path", path=args.ann)
+    report = session.evaluate(inputs, labels, timesteps=args.timesteps, ann=args.ann,
+                              batch_size=args.batch_size, progress=not args.quiet)
+    print(f"{args.model}: {report.samples} samples, T = {report.timesteps}, providers {session.providers[0]}")
+    print(report.table())
+    if args.json_path:
+        from .modelio import write_text_atomic
+
+        write_text_atomic(args.json_path, json.dumps(report.to_json(), indent=2))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import onnx
+
+    from .modelio import load_model
+
+    model = load_model(args.model)
+    meta = {p.key: p.value for p in model.metadata_props}
+    ops = Counter(f"{n.domain}::{n.op_type}" if n.domain else n.op_type for n in model.graph.node)
+    opsets = ", ".join(f"{o.domain or 'ai.onnx'}={o.version}" for o in model.opset_import)
+    print(f"{args.model}: producer {model.producer_name or '?'} {model.producer_version}, opset {opsets}")
+    print("inputs:  " + ", ".join(_value_text(v) for v in model.graph.input))
+    print("outputs: " + ", ".join(_value_text(v) for v in model.graph.output))
+    print("ops:     " + ", ".join(f"{op} x{count}" for op, count in sorted(ops.items())))
+    if model.functions:
+        print("local functions: " + ", ".join(f"{f.domain}.{f.name}" for f in model.functions))
+    lambdas = json.loads(meta.get("onnx_snn.lambda", "{}"))
+    for node in model.graph.node:
+        if node.domain == "snn":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+            lam = lambdas.get(node.name, [])
+            lam_text = (f"λ = {lam[0]:.4g}" if len(lam) == 1 else
+                        f"λ per channel: {len(lam)} values in [{min(lam):.4g}, {max(lam):.4g}]") if lam else ""
+            print(f"  {node.op_type} {node.name}: {attrs} {lam_text}")
+    if "onnx_snn.options" in meta:
+        print(f"compile options: {meta['onnx_snn.options']}")
+        for note in json.loads(meta.get("onnx_snn.notes", "[]")):
+            print(f"note: {note}")
+    return 0
+
+
+def _value_text(value) -> str:
+    dims = [d.dim_param or str(d.dim_value) for d in value.type.tensor_type.shape.dim]
+    return f"{value.name} [{', '.join(dims)}]"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import numpy as np
+
+    from .api import compile_model
+    from .options import CompileOptions
+    from onnx_snn.runtime import Session
+
+    data_dir = Path(__file__).parent / "data"
+    ann = data_dir / "digits_mlp.onnx"
+    data = np.load(data_dir / "digits_test.npz")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.output or os.path.join(tmp, "digits_mlp.snn.onnx")
+        compile_model(ann, out, CompileOptions(timesteps=args.timesteps), calibration=data["x_calib"])
+        report = Session(out).evaluate(data["x"], data["y"], ann=ann, progress=False)
+        print(f"onnx-snn demo: the shipped digits MLP ({ann.name}) compiled to IF neurons, "
+              f"{report.samples} test digits")
+        print(report.table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Compile options: one dataclass that the CLI fills and the passes read."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import SnnError
+
+NORM_MODES = ("max", "99.9", "99.99")
+RESET_MODES = ("soft", "hard")
+NEURON_TYPES = ("if",)
+
+
+@dataclass
+class CompileOptions:
+    """Everything that changes what `compile` writes. Recorded in the output's metadata."""
+
+    timesteps: int = 32
+    norm: str = "99.9"  # "max", a percentile such as "99.9", or a fraction of max such as "0.8"
+    per_channel: bool = False
+    reset: str = "soft"
+    v_init: float = 0.5
+    neuron: str = "if"
+    stats: bool = False
+    calib_batch_size: int = 256
+    calib_batches: int | None = None
+    dump_after: list[str] = field(default_factory=list)
+
+    def validate(self) -> "CompileOptions":
+        """Raise SnnError for an option out of its range; return self."""
+        if self.timesteps < 1:
+            raise SnnError(f"--timesteps must be at least 1, got {self.timesteps}")
+        if self.reset not in RESET_MODES:
+            raise SnnError(f"--reset must be one of {', '.join(RESET_MODES)}, got '{self.reset}'")
+        if self.neuron not in NEURON_TYPES:
+            raise SnnError(f"--neuron must be one of {', '.join(NEURON_TYPES)}, got '{self.neuron}'")
+        if not 0.0 <= self.v_init < 1.0:
+            raise SnnError(f"--v-init must be in [0, 1), got {self.v_init}")
+        norm_statistic(self.norm)
+        return self
+
+    def as_metadata(self) -> dict[str, Any]:
+        """The options as a JSON-serialisable dict."""
+        data = asdict(self)
+        data.pop("dump_after")
+        return data
+
+
+def norm_statistic(norm: str) -> tuple[str, float]:
+    """Parse --norm into ("max", 1.0), ("percentile", p) or ("fraction", f) of max.
+
+    "max" and "99.9"/"99.99" (or any number in (1, 100)) are percentiles of the activations;
+    a number in (0, 1] is a fixed fraction of the max, as in spikingjelly's float modes.
+    """
+    if norm == "max":
+        return "max", 1.0
+    try:
+        value = float(norm.rstrip("%"))
+    except ValueError:
+        raise SnnError(f"--norm must be max, a percentile such as 99.9, or a fraction in (0, 1]; got '{norm}'") from None
+    if 0.0 < value <= 1.0:
+        return "fraction", value
+    if 1.0 < value < 100.0:
+        return "percentile", value
+    if value == 100.0:
+        return "max", 1.0
+    raise SnnError(f"--norm must be max, a percentile such as 99.9, or a fraction in (0, 1]; got '{norm}'")

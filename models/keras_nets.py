@@ -1,0 +1,105 @@
+"""Keras twins of the PyTorch MLP and LeNet (NHWC input), their training, and ONNX export.
+
+Needs the `tf` extra (tensorflow-cpu, tf2onnx). TensorFlow is imported inside the functions, so
+importing onnx_snn.models never needs it.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .architecture import LeNetShape
+from .export import INPUT_NAME, OUTPUT_NAME
+from .files import atomic_path
+
+if TYPE_CHECKING:
+    import keras
+
+#: ONNX opset of export_keras.
+KERAS_OPSET = 17
+
+
+def to_nhwc(x: np.ndarray) -> np.ndarray:
+    """NCHW images -> contiguous NHWC images (the layout the Keras nets take)."""
+    return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)))
+
+
+def keras_mlp(in_shape: Sequence[int], hidden: Sequence[int] = (64,), num_classes: int = 10,
+              bias: bool = True) -> keras.Model:
+    """Twin of torch_nets.MLP: Flatten -> (Dense -> ReLU) per hidden width -> Dense(num_classes).
+
+    `in_shape` is one sample's shape without the batch dim, e.g. (8, 8, 1).
+    """
+    import keras
+
+    x = inputs = keras.Input(shape=tuple(in_shape), name=INPUT_NAME)
+    x = keras.layers.Flatten()(x)
+    for h in hidden:
+        x = keras.layers.Dense(h, activation="relu", use_bias=bias)(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, use_bias=bias)(x), name="mlp")
+
+
+def keras_lenet(in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> keras.Model:
+    """Twin of torch_nets.LeNet on NHWC input [N, image_size, image_size, in_channels]."""
+    import keras
+
+    shape = LeNetShape(image_size)
+    x = inputs = keras.Input(shape=(image_size, image_size, in_channels), name=INPUT_NAME)
+    for channels in shape.channels:
+        x = keras.layers.Conv2D(channels, shape.kernel_size, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+        x = keras.layers.AveragePooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(shape.hidden, activation="relu")(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes)(x), name="lenet")
+
+
+def train_keras(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int = 128,
+                lr: float = 1e-3, seed: int = 0, progress: bool = False) -> keras.Model:
+    """Train `model` in place with Adam on cross-entropy over logits and return it.
+
+    x: float32 NHWC inputs, y: integer labels. Seeds Python, NumPy and TensorFlow with `seed` and
+    turns on TensorFlow's op determinism (a process-wide switch that stays on).
+    """
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=2 if progress else 0)
+    return model
+
+
+def evaluate_keras_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of samples whose arg-max logit equals the label (inference mode)."""
+    logits = model.predict(x, batch_size=1024, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=1) == np.asarray(y)))
+
+
+def export_keras(model: keras.Model, path: str | os.PathLike, input_shape: Sequence[int]) -> Path:
+    """Export `model` to ONNX opset 17 at `path` via tf2onnx and return the path.
+
+    `input_shape` is one sample's shape without the batch dim (NHWC for images). The ONNX model
+    takes input "x" of shape [N, *input_shape] (dynamic N) and returns "logits". Written atomically.
+    """
+    import tensorflow as tf
+    import tf2onnx
+
+    signature = (tf.TensorSpec((None, *input_shape), tf.float32, name=INPUT_NAME),)
+
+    @tf.function(input_signature=signature)
+    def inference(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_NAME: model(x, training=False)}
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tf2onnx.convert.from_function(inference, input_signature=signature, opset=KERAS_OPSET,
+                                      output_path=str(tmp))
+    return path

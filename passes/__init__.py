@@ -1,0 +1,1 @@
+"""Framework-neutral compiler passes over onnx-graphsurgeon graphs, one pass per module."""

@@ -1,0 +1,124 @@
+"""calibrate: run the folded ANN with onnxruntime on calibration inputs; record ReLU statistics."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import onnxruntime as ort
+from tqdm import tqdm
+
+from onnx_snn.errors import SnnError
+
+from .base import LayerStats, PassContext
+from .graph_utils import node_label
+from .histogram import StreamingHistogram
+
+NAME = "calibrate"
+CONTRACT = ("Pre: canonical, BN-folded graph. Post: graph unchanged; ctx.activation_stats maps every "
+            "Relu node's name to the max and percentile of its output over the calibration inputs.")
+
+#: the ops whose outputs are calibrated (the ones a neuron will replace)
+CALIBRATED_OPS = ("Relu",)
+
+
+def calibrated_nodes(graph: gs.Graph) -> list[gs.Node]:
+    """The nodes whose outputs calibrate measures, in topological order."""
+    return [n for n in graph.nodes if n.op in CALIBRATED_OPS]
+
+
+def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    nodes = calibrated_nodes(graph)
+    if not nodes:
+        return graph
+    if ctx.calibration is None:
+        raise SnnError("calibration data is required to normalize the network; pass --calib FILE.npz",
+                       path=ctx.source)
+    _, q = _percentile_of(ctx)
+    session, output_names = _probe_session(graph, nodes)
+    inputs = {i.name: i for i in graph.inputs}
+    histograms: list[StreamingHistogram | None] = [None] * len(nodes)
+    per_channel = [False] * len(nodes)
+    seen = 0
+    progress = tqdm(desc="calibrate", unit="sample", disable=not ctx.show_progress, leave=False)
+    for batch_index, feed in enumerate(ctx.calibration):
+        if ctx.options.calib_batches is not None and batch_index >= ctx.options.calib_batches:
+            break
+        feed = {name: check_input(name, value, inputs, ctx.source) for name, value in feed.items()}
+        missing = set(inputs) - set(feed)
+        if missing:
+            raise SnnError(f"calibration data lacks input(s) {sorted(missing)}; give one array per model input",
+                           path=ctx.source)
+        for i, activation in enumerate(session.run(output_names, feed)):
+            if histograms[i] is None:
+                per_channel[i] = ctx.options.per_channel and activation.ndim >= 2
+                histograms[i] = StreamingHistogram(channels=activation.shape[1] if per_channel[i] else 1)
+            histograms[i].update(_channel_rows(activation) if per_channel[i] else activation.reshape(-1, 1))
+        batch = next(iter(feed.values())).shape[0]
+        seen += batch
+        progress.update(batch)
+    progress.close()
+    if seen == 0:
+        raise SnnError("calibration data is empty; give at least one sample", path=ctx.source)
+    for node, hist, channels in zip(nodes, histograms, per_channel):
+        shape = hist.max.shape if channels else ()
+        ctx.activation_stats[node.name] = LayerStats(max=hist.max.reshape(shape),
+                                                     percentile=hist.percentile(q).reshape(shape),
+                                                     percentile_q=q, count=int(hist.total[0]))
+    ctx.metadata["calibration_samples"] = seen
+    return graph
+
+
+def _percentile_of(ctx: PassContext) -> tuple[str, float]:
+    from onnx_snn.options import norm_statistic
+
+    kind, value = norm_statistic(ctx.options.norm)
+    return kind, (value if kind == "percentile" else 99.9)
+
+
+def _channel_rows(activation: np.ndarray) -> np.ndarray:
+    """[N, C, ...] -> [N * prod(...), C]: one column per channel (axis 1)."""
+    moved = np.moveaxis(activation, 1, -1)
+    return moved.reshape(-1, activation.shape[1])
+
+
+def _probe_session(graph: gs.Graph, nodes: list[gs.Node]) -> tuple[ort.InferenceSession, list[str]]:
+    """An onnxruntime session of the graph whose outputs are the calibrated tensors."""
+    probe = graph.copy()
+    by_name = {n.name: n for n in probe.nodes}
+    names = []
+    for node in nodes:
+        out = by_name[node.name].outputs[0] if node.name in by_name else None
+        if out is None:
+            raise SnnError("calibrated node is unnamed; canonicalize should name every node", node=node_label(node),
+                           op=node.op)
+        out.dtype = out.dtype or np.float32
+        names.append(out.name)
+    probe.outputs = [t for t in probe.tensors().values() if t.name in set(names)]
+    probe.outputs.sort(key=lambda t: names.index(t.name))
+    model = gs.export_onnx(probe)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]), names
+
+
+_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+
+
+def check_input(name: str, value: np.ndarray, inputs: dict[str, gs.Variable], source: str) -> np.ndarray:
+    """Return `value` as float32 if it fits the model input `name`, else raise SnnError saying why."""
+    if name not in inputs:
+        raise SnnError(f"calibration data has key '{name}' but the model's inputs are {sorted(inputs)}",
+                       path=source)
+    spec = inputs[name]
+    value = np.asarray(value)
+    expected = list(spec.shape) if spec.shape is not None else None
+    shape_text = "[" + ", ".join(str(d) for d in expected) + "]" if expected is not None else "?"
+    if value.dtype.kind != "f":
+        raise SnnError(f"calibration input '{name}' has dtype {value.dtype}, expected float32 {shape_text}; "
+                       "convert and scale it as for the ANN", path=source)
+    if expected is not None:
+        fixed = [d if isinstance(d, int) and d > 0 else None for d in expected]
+        if value.ndim != len(expected) or any(f is not None and f != v for f, v in zip(fixed[1:], value.shape[1:])):
+            raise SnnError(f"calibration input '{name}' has shape {list(value.shape)}, expected {shape_text}",
+                           path=source)
+    return value.astype(np.float32, copy=False)

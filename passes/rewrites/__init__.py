@@ -1,0 +1,1 @@
+"""Rewriters used by canonicalize, one exporter idiom per module."""

@@ -1,0 +1,141 @@
+"""time_batch: fold time into the batch, compute the time-invariant prefix once, decode outputs.
+
+After this pass the graph takes the ANN's inputs plus `timesteps` (int64 scalar, default from
+the options). Everything that does not depend on a neuron runs once on [B, ...]; where such a
+tensor meets the time-varying part it is tiled to [T*B, ...] (t-major). Linear ops run over
+[T*B, ...]; each neuron scans over T. Every ANN output y becomes the running mean of the output
+layer over t: `<y>_per_step` [T, B, ...] and `<y>` [B, ...] after T steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from .base import PassContext
+from .graph_utils import SNN_DOMAIN, fresh_name
+
+NAME = "time_batch"
+CONTRACT = ("Pre: spikified graph (one-step neurons). Post: graph over T timesteps with time folded into "
+            "the batch; outputs <y> [B,...] and <y>_per_step [T,B,...] decoded as running means.")
+
+TIMESTEPS_INPUT = "timesteps"
+PER_STEP_SUFFIX = "_per_step"
+SPIKES_PREFIX = "spikes/"
+FOLDED_BATCH = "T*batch"  # the symbolic first dim of every time-folded tensor
+
+
+def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    timesteps = gs.Variable(TIMESTEPS_INPUT, dtype=np.int64, shape=[])
+    graph.inputs.append(timesteps)
+    ctx.input_defaults[TIMESTEPS_INPUT] = np.asarray(ctx.options.timesteps, dtype=np.int64)
+    first = graph.inputs[0].shape[0] if graph.inputs and graph.inputs[0].shape else None
+    b = _Builder(graph, timesteps, batch=first if isinstance(first, str) else "batch")
+    neurons = [n for n in graph.nodes if n.domain == SNN_DOMAIN]
+    for neuron in neurons:
+        neuron.inputs[1] = timesteps
+    variant = _time_variant_tensors(graph, neurons)
+    for tensor in graph.tensors().values():
+        if tensor.name in variant and tensor.shape:
+            tensor.shape = [FOLDED_BATCH] + list(tensor.shape[1:])
+    for node in list(graph.nodes):
+        if not any(o.name in variant for o in node.outputs):
+            continue
+        for i, tensor in enumerate(node.inputs):
+            if _is_batched_data(tensor) and tensor.name not in variant:
+                node.inputs[i] = b.tile_over_time(tensor)
+    outputs = []
+    for out in graph.outputs:
+        source = out if out.name in variant else b.tile_over_time(out)
+        final, per_step = b.running_mean(source, out)
+        outputs += [final, per_step]
+    if ctx.options.stats:
+        outputs += [b.spike_count(n.outputs[0], f"{SPIKES_PREFIX}{n.name}") for n in neurons]
+    graph.outputs = outputs
+    return graph.cleanup().toposort()
+
+
+def _time_variant_tensors(graph: gs.Graph, neurons: list[gs.Node]) -> set[str]:
+    """Names of the tensors that depend on a neuron's output (and so change with t)."""
+    variant = {n.outputs[0].name for n in neurons}
+    for node in graph.nodes:  # topological order
+        if node.domain == SNN_DOMAIN or any(t.name in variant for t in node.inputs):
+            variant.update(o.name for o in node.outputs)
+    return variant
+
+
+def _is_batched_data(tensor: gs.Tensor) -> bool:
+    """A non-constant float tensor with a batch axis (not a shape, index or weight)."""
+    return (isinstance(tensor, gs.Variable) and bool(tensor.name) and tensor.dtype in (np.float32, np.float16)
+            and (tensor.shape is None or len(tensor.shape) >= 1)
+            and not (tensor.inputs and tensor.inputs[0].op == "Constant"))
+
+
+class _Builder:
+    """Emits the small standard-op subgraphs time_batch needs, sharing the T-derived tensors."""
+
+    def __init__(self, graph: gs.Graph, timesteps: gs.Variable, batch: str) -> None:
+        self.graph, self.timesteps, self.batch = graph, timesteps, batch
+        self._t1: gs.Variable | None = None
+
+    def _node(self, op: str, inputs: list, dtype=np.float32, shape=None, **attrs) -> gs.Variable:
+        out = gs.Variable(fresh_name(op.lower()), dtype=dtype, shape=shape)
+        self.graph.nodes.append(gs.Node(op, name=fresh_name(op), inputs=inputs, outputs=[out], attrs=attrs))
+        return out
+
+    @staticmethod
+    def _i64(values) -> gs.Constant:
+        return gs.Constant(fresh_name("c"), np.asarray(values, dtype=np.int64))
+
+    @property
+    def t1(self) -> gs.Variable:
+        """T as a 1-element int64 tensor."""
+        if self._t1 is None:
+            self._t1 = self._node("Reshape", [self.timesteps, self._i64([1])], dtype=np.int64, shape=[1])
+        return self._t1
+
+    def tile_over_time(self, tensor: gs.Tensor) -> gs.Variable:
+        """[B, ...] -> [T*B, ...], the whole batch repeated T times (t-major)."""
+        rank = len(tensor.shape)
+        repeats = self._node("Concat", [self.t1, self._i64([1] * (rank - 1))], dtype=np.int64, shape=[rank],
+                             axis=0) if rank > 1 else self.t1
+        shape = [FOLDED_BATCH] + list(tensor.shape[1:])
+        return self._node("Tile", [tensor, repeats], dtype=tensor.dtype, shape=shape)
+
+    def _sequence(self, tensor: gs.Tensor) -> gs.Variable:
+        """[T*B, ...] -> [T, B, ...]."""
+        shape = self._node("Shape", [tensor], dtype=np.int64, shape=[len(tensor.shape) - 1], start=1)
+        seq_shape = self._node("Concat", [self.t1, self._i64([-1]), shape], dtype=np.int64,
+                               shape=[len(tensor.shape) + 1], axis=0)
+        return self._node("Reshape", [tensor, seq_shape], dtype=tensor.dtype,
+                          shape=["T", None] + list(tensor.shape[1:]))
+
+    def running_mean(self, tensor: gs.Tensor, like: gs.Tensor) -> tuple[gs.Variable, gs.Variable]:
+        """The mean over steps 1..t of a [T*B, ...] tensor: (after T steps [B, ...], per step [T, B, ...])."""
+        rank = len(like.shape)
+        seq = self._sequence(tensor)
+        total = self._node("CumSum", [seq, self._i64(0)], dtype=like.dtype)
+        count = self._node("Range", [self._i64(1), self._node("Add", [self.timesteps, self._i64(1)],
+                                                              dtype=np.int64, shape=[]), self._i64(1)],
+                           dtype=np.int64, shape=["T"])
+        count = self._node("Cast", [count], to=1, shape=["T"])
+        count = self._node("Reshape", [count, self._i64([-1] + [1] * rank)], shape=["T"] + [1] * rank)
+        batch = self.batch
+        per_step = gs.Variable(like.name + PER_STEP_SUFFIX, dtype=like.dtype, shape=["T", batch] + list(like.shape[1:]))
+        self.graph.nodes.append(gs.Node("Div", name=fresh_name("running_mean"), inputs=[total, count],
+                                        outputs=[per_step]))
+        last = self._node("Sub", [self.timesteps, self._i64(1)], dtype=np.int64, shape=[])
+        name = like.name
+        like.name = fresh_name(name)
+        final = gs.Variable(name, dtype=like.dtype, shape=[batch] + list(like.shape[1:]))
+        self.graph.nodes.append(gs.Node("Gather", name=fresh_name("after_T_steps"), inputs=[per_step, last],
+                                        outputs=[final], attrs={"axis": 0}))
+        return final, per_step
+
+    def spike_count(self, spikes: gs.Tensor, name: str) -> gs.Variable:
+        """Spikes per sample over all steps and neurons of a layer: [T*B, ...] -> [B]."""
+        seq = self._sequence(spikes)
+        flat = self._node("Reshape", [seq, self._i64([0, 0, -1])], shape=["T", None, None])
+        count = gs.Variable(name, dtype=np.float32, shape=[self.batch])
+        self.graph.nodes.append(gs.Node("ReduceSum", name=fresh_name("spike_count"),
+                                        inputs=[flat, self._i64([0, 2])], outputs=[count], attrs={"keepdims": 0}))
+        return count

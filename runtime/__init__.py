@@ -1,0 +1,5 @@
+"""Neuron op definitions (model-local ONNX functions) and the runtime that executes compiled SNNs."""
+
+from .session import EvalReport, RunResult, Session
+
+__all__ = ["Session", "RunResult", "EvalReport"]

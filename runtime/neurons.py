@@ -1,0 +1,174 @@
+"""Neuron ops of the `snn` domain, each defined as a model-local ONNX function of standard ops.
+
+Every neuron op takes its input with time folded into the batch, `x: [T*B, ...]`, the number of
+timesteps `timesteps: int64 scalar`, and an explicit initial state; it returns its spikes in the
+same [T*B, ...] layout and its final state [B, ...]. The body scans over T with `Scan`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import onnx
+from onnx import AttributeProto, TensorProto, helper
+
+SNN_DOMAIN = "snn"
+SNN_DOMAIN_VERSION = 1
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True)
+class NeuronOp:
+    """A neuron op: its name, its attributes with defaults, and a builder of its function body."""
+
+    name: str
+    defaults: dict[str, float | str]
+    build: Callable[[int], onnx.FunctionProto]
+
+
+def _attr_ref(name: str, attr_type: int, ref: str) -> AttributeProto:
+    attr = AttributeProto()
+    attr.name, attr.type, attr.ref_attr_name = name, attr_type, ref
+    return attr
+
+
+def _constant_from_attr(output: str, attribute: str, kind: str) -> onnx.NodeProto:
+    """A Constant node whose value is the function attribute `attribute` (kind: float or string)."""
+    node = helper.make_node("Constant", [], [output])
+    attr_type = AttributeProto.FLOAT if kind == "float" else AttributeProto.STRING
+    node.attribute.append(_attr_ref(f"value_{kind}", attr_type, attribute))
+    return node
+
+
+def _c(output: str, value) -> onnx.NodeProto:
+    """A Constant node holding `value` (ints become int64 1-D, floats float32 scalars)."""
+    array = np.asarray(value)
+    if array.dtype.kind in "iu":
+        array = array.astype(np.int64)
+    elif array.dtype.kind == "f":
+        array = array.astype(np.float32)
+    return helper.make_node("Constant", [], [output], value=onnx.numpy_helper.from_array(array, output))
+
+
+def time_sequence_nodes(x: str, timesteps: str, prefix: str = "") -> tuple[list[onnx.NodeProto], dict[str, str]]:
+    """Nodes that view `x: [T*B, ...]` as `[T, B, ...]` and give the shape of one step [B, ...].
+
+    Returns the nodes and the names: `seq` ([T, B, ...]), `flat_shape` (shape of x),
+    `step_shape` ([B, ...]).
+    """
+    p = prefix
+    names = {"seq": f"{p}seq", "flat_shape": f"{p}flat_shape", "step_shape": f"{p}step_shape"}
+    nodes = [
+        _c(f"{p}one", [1]), _c(f"{p}minus_one", [-1]), _c(f"{p}zero", [0]), _c(f"{p}end", [_INT64_MAX]),
+        helper.make_node("Shape", [x], [names["flat_shape"]]),
+        helper.make_node("Slice", [names["flat_shape"], f"{p}one", f"{p}end"], [f"{p}rest"]),
+        helper.make_node("Slice", [names["flat_shape"], f"{p}zero", f"{p}one"], [f"{p}tb"]),
+        helper.make_node("Reshape", [timesteps, f"{p}one"], [f"{p}t1"]),
+        helper.make_node("Div", [f"{p}tb", f"{p}t1"], [f"{p}b1"]),
+        helper.make_node("Concat", [f"{p}t1", f"{p}b1", f"{p}rest"], [f"{p}seq_shape"], axis=0),
+        helper.make_node("Concat", [f"{p}b1", f"{p}rest"], [names["step_shape"]], axis=0),
+        helper.make_node("Reshape", [x, f"{p}seq_shape"], [names["seq"]]),
+    ]
+    return nodes, names
+
+
+def _scan_body(name: str, nodes: list[onnx.NodeProto], state_in: str, x_in: str,
+               state_out: str, spikes_out: str) -> onnx.GraphProto:
+    return helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info(state_in, TensorProto.FLOAT, None),
+         helper.make_tensor_value_info(x_in, TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info(state_out, TensorProto.FLOAT, None),
+         helper.make_tensor_value_info(spikes_out, TensorProto.FLOAT, None)])
+
+
+def _if_step_soft() -> onnx.GraphProto:
+    """u += x; s = [u >= 1]; u -= s   (membrane in units of the threshold, reset by subtraction)."""
+    return _scan_body("if_soft_step", [
+        helper.make_node("Add", ["u", "x_t"], ["u1"]),
+        helper.make_node("GreaterOrEqual", ["u1", "unit"], ["fire"]),
+        helper.make_node("Cast", ["fire"], ["s"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["u1", "s"], ["u2"]),
+    ], "u", "x_t", "u2", "s")
+
+
+def _if_step_hard() -> onnx.GraphProto:
+    """u += x; s = [u >= 1]; u -= s*u   (membrane in units of the threshold, reset to zero)."""
+    return _scan_body("if_hard_step", [
+        helper.make_node("Add", ["u", "x_t"], ["u1"]),
+        helper.make_node("GreaterOrEqual", ["u1", "unit"], ["fire"]),
+        helper.make_node("Cast", ["fire"], ["s"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["s", "u1"], ["spent"]),
+        helper.make_node("Sub", ["u1", "spent"], ["u2"]),
+    ], "u", "x_t", "u2", "s")
+
+
+def build_if_neuron(opset: int) -> onnx.FunctionProto:
+    """`snn.IFNeuron(x, timesteps, v0) -> (spikes, v_T)`: rate-coded integrate-and-fire neurons.
+
+    Attributes: `threshold` (float), `reset` ("soft": subtract the threshold; "hard": to zero),
+    `v_init` (initial membrane as a fraction of the threshold, used where v0 is NaN).
+    Inputs: x [T*B, ...] input current per step; timesteps int64 scalar T; v0 initial membrane
+    potential, broadcastable to [B, ...] (a scalar NaN means "fresh": v_init * threshold).
+    Outputs: spikes [T*B, ...] in {0, 1}; v_T [B, ...] the membrane after step T.
+    Dynamics, per step t: v += x_t; s_t = [v >= threshold]; v -= s_t * threshold (soft) or
+    v -= s_t * v (hard). The body runs in units of the threshold (u = v / threshold), so the
+    input is divided once for all steps, not once per step.
+    """
+    seq_nodes, n = time_sequence_nodes("x", "timesteps")
+    nodes = [
+        _constant_from_attr("threshold", "threshold", "float"),
+        _constant_from_attr("v_init", "v_init", "float"),
+        _constant_from_attr("reset", "reset", "string"),
+        _c("unit", 1.0),
+        helper.make_node("Constant", [], ["hard"], value_string="hard"),
+        *seq_nodes,
+        helper.make_node("Div", [n["seq"], "threshold"], ["u_seq"]),
+        helper.make_node("Div", ["v0", "threshold"], ["u0_given"]),
+        helper.make_node("IsNaN", ["u0_given"], ["fresh"]),
+        helper.make_node("Where", ["fresh", "v_init", "u0_given"], ["u0_partial"]),
+        helper.make_node("Expand", ["u0_partial", n["step_shape"]], ["u0"]),
+        helper.make_node("Equal", ["reset", "hard"], ["is_hard"]),
+        helper.make_node(
+            "If", ["is_hard"], ["u_T", "spike_seq"],
+            then_branch=helper.make_graph(
+                [helper.make_node("Scan", ["u0", "u_seq"], ["u_T_hard", "s_hard"], num_scan_inputs=1,
+                                  body=_if_step_hard())], "hard_reset", [],
+                [helper.make_tensor_value_info("u_T_hard", TensorProto.FLOAT, None),
+                 helper.make_tensor_value_info("s_hard", TensorProto.FLOAT, None)]),
+            else_branch=helper.make_graph(
+                [helper.make_node("Scan", ["u0", "u_seq"], ["u_T_soft", "s_soft"], num_scan_inputs=1,
+                                  body=_if_step_soft())], "soft_reset", [],
+                [helper.make_tensor_value_info("u_T_soft", TensorProto.FLOAT, None),
+                 helper.make_tensor_value_info("s_soft", TensorProto.FLOAT, None)])),
+        helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
+        helper.make_node("Mul", ["u_T", "threshold"], ["v_T"]),
+    ]
+    defaults = IF_NEURON_DEFAULTS
+    attribute_protos = [helper.make_attribute(k, v) for k, v in defaults.items()]
+    return helper.make_function(SNN_DOMAIN, "IFNeuron", ["x", "timesteps", "v0"], ["spikes", "v_T"], nodes,
+                                [helper.make_opsetid("", opset)], attribute_protos=attribute_protos,
+                                doc_string=build_if_neuron.__doc__)
+
+
+IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "reset": "soft", "v_init": 0.5}
+
+NEURON_OPS: dict[str, NeuronOp] = {
+    "IFNeuron": NeuronOp("IFNeuron", IF_NEURON_DEFAULTS, build_if_neuron),
+}
+
+
+def attach_functions(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Add the local function of every `snn` op the graph uses, and the `snn` opset import."""
+    used = {node.op_type for node in model.graph.node if node.domain == SNN_DOMAIN}
+    unknown = used - NEURON_OPS.keys()
+    if unknown:
+        raise ValueError(f"unknown snn ops: {sorted(unknown)}")
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    present = {f.name for f in model.functions if f.domain == SNN_DOMAIN}
+    for name in sorted(used - present):
+        model.functions.append(NEURON_OPS[name].build(opset))
+    if used and not any(o.domain == SNN_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(SNN_DOMAIN, SNN_DOMAIN_VERSION))
+    return model

@@ -1,0 +1,37 @@
+"""Choosing onnxruntime execution providers: CUDA when onnxruntime-gpu and a GPU are present."""
+from __future__ import annotations
+
+import onnxruntime as ort
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def default_providers() -> list[str]:
+    """[CUDA, CPU] when this onnxruntime build offers CUDA, else [CPU].
+
+    onnxruntime-gpu lists CUDA even on machines without a GPU; `make_session` then checks what
+    the session really got and falls back to the CPU quietly.
+    """
+    return [CUDA, CPU] if CUDA in ort.get_available_providers() else [CPU]
+
+
+def make_session(model: bytes | str, providers: list[str] | None = None,
+                 intra_op_threads: int | None = None) -> ort.InferenceSession:
+    """An InferenceSession on `providers` (default: default_providers()), CPU if CUDA fails to start."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if intra_op_threads:
+        options.intra_op_num_threads = intra_op_threads
+    chosen = providers or default_providers()
+    if CUDA in chosen:
+        try:
+            ort.preload_dlls()
+        except (AttributeError, OSError):
+            pass
+    try:
+        return ort.InferenceSession(model, options, providers=chosen)
+    except Exception:  # noqa: BLE001 - a CUDA EP that cannot start; the CPU always can
+        if chosen == [CPU]:
+            raise
+        return ort.InferenceSession(model, options, providers=[CPU])

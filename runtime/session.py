@@ -1,0 +1,195 @@
+"""Executing compiled SNNs: one run gives the decoded output after every timestep."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import onnx
+from tqdm import tqdm
+
+from onnx_snn.errors import SnnError
+
+from .providers import CPU, CUDA, make_session
+
+PER_STEP_SUFFIX = "_per_step"
+SPIKES_PREFIX = "spikes/"
+TIMESTEPS_INPUT = "timesteps"
+
+
+@dataclass
+class RunResult:
+    """Output of one SNN run: logits after T steps [B, C], after each step [T, B, C], spike counts."""
+
+    logits: np.ndarray
+    per_step: np.ndarray
+    spikes: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class EvalReport:
+    """Accuracy at every t = 1..T, and against an ANN: argmax agreement and mean |logit error|."""
+
+    timesteps: int
+    samples: int
+    accuracy: np.ndarray
+    ann_accuracy: float | None = None
+    agreement: np.ndarray | None = None
+    logit_error: np.ndarray | None = None
+    spikes_per_sample: dict[str, float] = field(default_factory=dict)
+
+    def reported_steps(self) -> list[int]:
+        """t = 1, 2, 4, ..., and T."""
+        steps, t = [], 1
+        while t < self.timesteps:
+            steps.append(t)
+            t *= 2
+        return steps + [self.timesteps]
+
+    def table(self) -> str:
+        """A plain-text table of the reported steps."""
+        head = f"{'T':>5}  {'accuracy':>9}"
+        if self.agreement is not None:
+            head += f"  {'agreement':>9}  {'|logit err|':>11}"
+        lines = [head]
+        for t in self.reported_steps():
+            row = f"{t:>5}  {100 * self.accuracy[t - 1]:>8.2f}%"
+            if self.agreement is not None:
+                row += f"  {100 * self.agreement[t - 1]:>8.2f}%  {self.logit_error[t - 1]:>11.4f}"
+            lines.append(row)
+        if self.ann_accuracy is not None:
+            lines.append(f"  ANN  {100 * self.ann_accuracy:>8.2f}%")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        """The report as plain JSON types, every t included."""
+        def listed(a):
+            return None if a is None else [float(v) for v in a]
+        return {"timesteps": self.timesteps, "samples": self.samples, "accuracy": listed(self.accuracy),
+                "ann_accuracy": self.ann_accuracy, "agreement": listed(self.agreement),
+                "logit_error": listed(self.logit_error), "spikes_per_sample": self.spikes_per_sample}
+
+
+class Session:
+    """A compiled SNN loaded into onnxruntime (CUDA when available, else CPU)."""
+
+    def __init__(self, model: str | os.PathLike | onnx.ModelProto, providers: list[str] | None = None,
+                 intra_op_threads: int | None = None) -> None:
+        source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+        if not isinstance(model, onnx.ModelProto) and not os.path.isfile(source):
+            raise SnnError("model file not found; check the path", path=source)
+        try:
+            self._session = make_session(source, providers, intra_op_threads)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
+            raise SnnError(f"onnxruntime cannot load it ({str(exc).splitlines()[0][:200]})",
+                           path=source if isinstance(source, str) else "<model>") from None
+        outputs = [o.name for o in self._session.get_outputs()]
+        per_step = [o for o in outputs if o.endswith(PER_STEP_SUFFIX)]
+        overridable = {i.name for i in self._session.get_overridable_initializers()}
+        if not per_step or TIMESTEPS_INPUT not in overridable | {i.name for i in self._session.get_inputs()}:
+            raise SnnError("is not a model compiled by onnx-snn (no timesteps input or per-step output); "
+                           "compile it first", path=source if isinstance(source, str) else "<model>")
+        self.per_step_name = per_step[0]
+        self.output_name = self.per_step_name[: -len(PER_STEP_SUFFIX)]
+        self.spike_names = [o for o in outputs if o.startswith(SPIKES_PREFIX)]
+        self.input_names = [i.name for i in self._session.get_inputs() if i.name != TIMESTEPS_INPUT]
+        meta = self._session.get_modelmeta().custom_metadata_map
+        self.options = json.loads(meta.get("onnx_snn.options", "{}"))
+        self.default_timesteps = int(self.options.get("timesteps", 32))
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session really uses."""
+        return self._session.get_providers()
+
+    def _feed(self, inputs: np.ndarray | Mapping[str, np.ndarray], timesteps: int | None) -> dict:
+        if not isinstance(inputs, Mapping):
+            if len(self.input_names) != 1:
+                raise SnnError(f"the model has inputs {self.input_names}; pass a dict of arrays")
+            inputs = {self.input_names[0]: inputs}
+        feed = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in inputs.items()}
+        t = self.default_timesteps if timesteps is None else int(timesteps)
+        if t < 1:
+            raise SnnError(f"timesteps must be at least 1, got {t}")
+        feed[TIMESTEPS_INPUT] = np.asarray(t, dtype=np.int64)
+        return feed
+
+    def run(self, inputs: np.ndarray | Mapping[str, np.ndarray], timesteps: int | None = None) -> RunResult:
+        """Simulate `timesteps` steps (default: the compiled T) on one batch."""
+        names = [self.output_name, self.per_step_name] + self.spike_names
+        feed = self._feed(inputs, timesteps)
+        if CUDA in self.providers:
+            binding = self._session.io_binding()
+            for name, value in feed.items():
+                binding.bind_cpu_input(name, value)
+            for name in names:
+                binding.bind_output(name, "cpu")
+            self._session.run_with_iobinding(binding)
+            values = binding.copy_outputs_to_cpu()
+        else:
+            values = self._session.run(names, feed)
+        return RunResult(values[0], values[1], dict(zip(self.spike_names, values[2:])))
+
+    def evaluate(self, data: np.ndarray | Mapping[str, np.ndarray], labels: np.ndarray,
+                 timesteps: int | None = None, ann: str | os.PathLike | None = None, batch_size: int = 256,
+                 progress: bool = True) -> EvalReport:
+        """Accuracy for every t = 1..T over `data`, and agreement and logit error against `ann`."""
+        data = dict(data) if isinstance(data, Mapping) else {self.input_names[0]: data}
+        labels = np.asarray(labels)
+        total = len(labels)
+        t = self.default_timesteps if timesteps is None else int(timesteps)
+        ann_session = AnnRunner(ann) if ann is not None else None
+        correct = np.zeros(t)
+        agree = np.zeros(t) if ann_session else None
+        error = np.zeros(t) if ann_session else None
+        ann_correct = 0
+        spikes: dict[str, float] = {}
+        with tqdm(total=total, desc="evaluate", unit="sample", disable=not progress, leave=False) as bar:
+            for start in range(0, total, batch_size):
+                batch = {k: v[start:start + batch_size] for k, v in data.items()}
+                y = labels[start:start + batch_size]
+                result = self.run(batch, t)
+                predictions = result.per_step.argmax(axis=-1)
+                correct += (predictions == y[None, :]).sum(axis=1)
+                if ann_session is not None:
+                    ann_logits = ann_session.run(batch)
+                    ann_pred = ann_logits.argmax(axis=-1)
+                    ann_correct += int((ann_pred == y).sum())
+                    agree += (predictions == ann_pred[None, :]).sum(axis=1)
+                    error += np.abs(result.per_step - ann_logits[None]).reshape(t, len(y), -1).mean(axis=2).sum(axis=1)
+                for name, counts in result.spikes.items():
+                    spikes[name] = spikes.get(name, 0.0) + float(counts.sum())
+                bar.update(len(y))
+        return EvalReport(timesteps=t, samples=total, accuracy=correct / total,
+                          ann_accuracy=ann_correct / total if ann_session else None,
+                          agreement=agree / total if ann_session else None,
+                          logit_error=error / total if ann_session else None,
+                          spikes_per_sample={k: v / total for k, v in spikes.items()})
+
+
+class AnnRunner:
+    """The source ANN on onnxruntime's CPU, fed any batch size even if it was exported for one."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        try:
+            self._session = make_session(str(path), [CPU])
+        except Exception as exc:  # noqa: BLE001
+            raise SnnError(f"onnxruntime cannot load the ANN ({str(exc).splitlines()[0][:200]})",
+                           path=str(path)) from None
+        first = self._session.get_inputs()[0].shape[0]
+        self.fixed_batch = first if isinstance(first, int) and first > 0 else None
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The ANN's first output for `feed`, run in slices of its fixed batch size if it has one."""
+        total = len(next(iter(feed.values())))
+        step = self.fixed_batch or total
+        parts = []
+        for start in range(0, total, step):
+            part = {k: v[start:start + step] for k, v in feed.items()}
+            short = step - len(next(iter(part.values())))
+            if short:
+                part = {k: np.concatenate([v, np.repeat(v[-1:], short, axis=0)]) for k, v in part.items()}
+            parts.append(self._session.run(None, part)[0][: step - short])
+        return np.concatenate(parts)

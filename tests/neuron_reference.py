@@ -1,0 +1,21 @@
+"""Plain numpy reference of the IF neuron, written from the dynamics in runtime/neurons.py."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def if_neuron(x: np.ndarray, threshold: float, reset: str, v0: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """x: [T, B, ...] float32 currents. Returns spikes [T, B, ...] and the final membrane [B, ...].
+
+    In units of the threshold: u += x_t / θ; s = [u >= 1]; u -= s (soft) or u -= s * u (hard).
+    """
+    theta = np.float32(threshold)
+    u = np.broadcast_to(np.asarray(v0, np.float32) / theta, x.shape[1:]).astype(np.float32)
+    scaled = (x / theta).astype(np.float32)
+    spikes = np.zeros_like(x)
+    for t in range(x.shape[0]):
+        u = u + scaled[t]
+        s = (u >= np.float32(1.0)).astype(np.float32)
+        u = u - s if reset == "soft" else u - s * u
+        spikes[t] = s
+    return spikes, u * theta

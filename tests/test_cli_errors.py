@@ -1,0 +1,153 @@
+"""Bad input: one line on stderr, exit code 2, no traceback, the input untouched, no partial output."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from conftest import FIXTURES
+
+
+def tiny_relu_model(op: str = "Relu", domain: str = "") -> onnx.ModelProto:
+    """x[N,4] -> Gemm -> op -> Gemm -> y[N,3]."""
+    rng = np.random.default_rng(0)
+    inits = [onnx.numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n)
+             for n, s in (("w1", (8, 4)), ("b1", (8,)), ("w2", (3, 8)), ("b2", (3,)))]
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1", transB=1),
+             helper.make_node(op, ["h"], ["a"], name="act", domain=domain),
+             helper.make_node("Gemm", ["a", "w2", "b2"], ["y"], name="fc2", transB=1)]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    return helper.make_model(graph, opset_imports=opsets, ir_version=8)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "onnx_snn", *args], capture_output=True, text=True, timeout=300)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture
+def relu_model(tmp_path: Path) -> tuple[Path, Path]:
+    model_path = tmp_path / "tiny.onnx"
+    onnx.save(tiny_relu_model(), model_path)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(1).normal(size=(64, 4)).astype(np.float32))
+    return model_path, calib
+
+
+def test_valid_model_compiles_and_passes(relu_model, tmp_path):
+    model_path, calib = relu_model
+    result = run_cli("compile", str(model_path), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib), "-q")
+    assert result.returncode == 0, result.stderr
+    assert "PASS" in result.stdout
+
+
+def test_missing_file(tmp_path):
+    result = run_cli("compile", str(tmp_path / "nope.onnx"), "-o", str(tmp_path / "out.onnx"))
+    assert_user_error(result, "nope.onnx", "not found")
+
+
+def test_not_onnx(tmp_path):
+    path = tmp_path / "notes.onnx"
+    path.write_text("this is not a protobuf\n" * 10)
+    before = digest(path)
+    assert_user_error(run_cli("compile", str(path), "-o", str(tmp_path / "out.onnx")), "notes.onnx")
+    assert digest(path) == before
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_truncated_protobuf(relu_model, tmp_path):
+    model_path, calib = relu_model
+    data = model_path.read_bytes()
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(data[: len(data) // 2])
+    assert_user_error(run_cli("compile", str(truncated), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib)),
+                      "truncated.onnx")
+
+
+def test_raw_erfc_fixture_is_repaired_then_refused_for_if_neurons(tmp_path):
+    raw = FIXTURES / "keras_dense_gelu_layernorm.raw_tf2onnx_erfc.onnx"
+    with pytest.raises(onnx.checker.ValidationError):
+        onnx.checker.check_model(onnx.load(raw))  # invalid as tf2onnx wrote it
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.load(FIXTURES / "keras_dense_gelu_layernorm.input.npy"))
+    before = digest(raw)
+    result = run_cli("compile", str(raw), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib))
+    assert_user_error(result, "raw_tf2onnx_erfc.onnx", "use --neuron signgd")
+    assert digest(raw) == before
+
+
+def test_invalid_graph(tmp_path):
+    model = tiny_relu_model(op="NoSuchOp")
+    path = tmp_path / "invalid.onnx"
+    onnx.save(model, path)
+    assert_user_error(run_cli("compile", str(path), "-o", str(tmp_path / "out.onnx")), "invalid.onnx", "NoSuchOp")
+
+
+@pytest.mark.parametrize("op, domain, hint", [("Sigmoid", "", "use --neuron signgd"),
+                                              ("Sin", "", "not supported"),
+                                              ("FancyAct", "com.example", "com.example::FancyAct")])
+def test_unsupported_op_names_the_node(tmp_path, op, domain, hint):
+    path = tmp_path / f"{op}.onnx"
+    onnx.save(tiny_relu_model(op=op, domain=domain), path)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.zeros((4, 4), np.float32))
+    result = run_cli("compile", str(path), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib))
+    assert_user_error(result, "node 'act'", hint)
+
+
+@pytest.mark.parametrize("array, fragment", [(np.zeros((8, 5), np.float32), "shape"),
+                                             (np.zeros((8, 4), np.int64), "dtype")])
+def test_bad_calibration_data(relu_model, tmp_path, array, fragment):
+    model_path, _ = relu_model
+    calib = tmp_path / "bad.npy"
+    np.save(calib, array)
+    result = run_cli("compile", str(model_path), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib))
+    assert_user_error(result, fragment)
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_output_equal_to_input(relu_model):
+    model_path, calib = relu_model
+    before = digest(model_path)
+    result = run_cli("compile", str(model_path), "-o", str(model_path), "--calib", str(calib))
+    assert_user_error(result, "output path equals the input")
+    assert digest(model_path) == before
+
+
+def test_missing_calibration(relu_model, tmp_path):
+    model_path, _ = relu_model
+    assert_user_error(run_cli("compile", str(model_path), "-o", str(tmp_path / "o.onnx")), "--calib")
+
+
+def test_eval_on_an_uncompiled_model(relu_model, tmp_path):
+    model_path, _ = relu_model
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.zeros((4, 4), np.float32), y=np.zeros(4, np.int64))
+    assert_user_error(run_cli("eval", str(model_path), "--data", str(data)), "compile it first")
+
+
+def test_no_temporary_files_left(relu_model, tmp_path):
+    model_path, calib = relu_model
+    out = tmp_path / "out.onnx"
+    assert run_cli("compile", str(model_path), "-o", str(out), "--calib", str(calib), "-q").returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["tiny.onnx", "calib.npy", "out.onnx"])

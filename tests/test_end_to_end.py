@@ -1,0 +1,84 @@
+"""End to end on real data: train on sklearn digits, export with torch.onnx, compile, simulate."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from onnx_snn import CompileOptions, compile_model
+from onnx_snn.models.data import load_digits_split
+from onnx_snn.models.export import export_torch
+from onnx_snn.models.torch_nets import MLP, LeNet
+from onnx_snn.models.train import train
+from onnx_snn.runtime import Session
+
+NETS = {"mlp": lambda: MLP((1, 8, 8), hidden=(64,)), "cnn": lambda: LeNet(in_channels=1, image_size=8)}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_split(seed=0)
+
+
+@pytest.fixture(scope="module", params=sorted(NETS))
+def trained(request, digits, tmp_path_factory):
+    x_train, y_train, _, _ = digits
+    net = train(NETS[request.param](), x_train, y_train, epochs=30, seed=0)
+    path = tmp_path_factory.mktemp(request.param) / "ann.onnx"
+    export_torch(net, torch.from_numpy(x_train[:2]), path, dynamo=False)
+    return request.param, path
+
+
+def test_snn_accuracy_tracks_the_ann(trained, digits, tmp_path):
+    name, ann = trained
+    x_train, _, x_test, y_test = digits
+    out = tmp_path / "snn.onnx"
+    compile_model(ann, out, CompileOptions(timesteps=64), calibration=x_train[:512])
+    onnx.checker.check_model(str(out), full_check=True)
+    report = Session(out, providers=["CPUExecutionProvider"]).evaluate(x_test, y_test, ann=ann, progress=False)
+    assert report.ann_accuracy > 0.9
+    assert report.ann_accuracy - report.accuracy[63] <= 0.015, report.table()
+    agreement = [report.agreement[t - 1] for t in (8, 16, 32, 64)]
+    assert all(b >= a for a, b in zip(agreement, agreement[1:])), report.table()
+    error = [report.logit_error[t - 1] for t in (8, 16, 32, 64)]
+    assert all(b < a for a, b in zip(error, error[1:])), report.table()
+
+
+def test_compiled_model_contract(trained, digits, tmp_path):
+    import onnxruntime as ort
+
+    name, ann = trained
+    x_train, _, x_test, _ = digits
+    out = tmp_path / "snn.onnx"
+    compile_model(ann, out, CompileOptions(timesteps=16, stats=True), calibration=x_train[:256])
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])  # stock onnxruntime
+    assert [i.name for i in session.get_inputs()] == ["x"]
+    assert [i.name for i in session.get_overridable_initializers()] == ["timesteps"]  # default T, overridable
+    names = [o.name for o in session.get_outputs()]
+    assert names[:2] == ["logits", "logits_per_step"]
+    assert all(n.startswith("spikes/") for n in names[2:]) and len(names) > 2
+    outputs = dict(zip(names, session.run(None, {"x": x_test[:5]})))
+    assert outputs["logits"].shape == (5, 10)
+    assert outputs["logits_per_step"].shape == (16, 5, 10)
+    np.testing.assert_array_equal(outputs["logits"], outputs["logits_per_step"][-1])
+    assert all(outputs[n].shape == (5,) for n in names[2:])
+    longer = session.run(["logits_per_step"], {"x": x_test[:5], "timesteps": np.asarray(24, np.int64)})[0]
+    assert longer.shape == (24, 5, 10)
+    np.testing.assert_allclose(longer[:16], outputs["logits_per_step"], rtol=1e-6, atol=1e-6)
+    meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert {"onnx_snn.version", "onnx_snn.options", "onnx_snn.lambda"} <= set(meta)
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_both_torch_exporters_compile(digits, tmp_path, dynamo):
+    x_train, y_train, x_test, y_test = digits
+    net = train(LeNet(in_channels=1, image_size=8), x_train, y_train, epochs=10, seed=1)
+    ann = tmp_path / "ann.onnx"
+    export_torch(net, torch.from_numpy(x_train[:1]), ann, dynamo=dynamo, dynamic_batch=False)
+    out = tmp_path / "snn.onnx"
+    compile_model(ann, out, CompileOptions(timesteps=32), calibration=x_train[:256])
+    report = Session(out).evaluate(x_test[:100], y_test[:100], ann=ann, progress=False)  # batch 100, not 1
+    assert report.agreement[-1] >= 0.95, report.table()

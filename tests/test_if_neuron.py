@@ -1,0 +1,85 @@
+"""The snn.IFNeuron local function against the numpy reference, run in a plain onnxruntime session."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from onnx_snn.runtime.neurons import attach_functions
+from neuron_reference import if_neuron
+
+
+def neuron_session(threshold: float, reset: str, v_init: float = 0.5) -> ort.InferenceSession:
+    node = helper.make_node("IFNeuron", ["x", "timesteps", "v0"], ["s", "v_T"], domain="snn",
+                            threshold=threshold, reset=reset, v_init=v_init)
+    graph = helper.make_graph(
+        [node], "if_neuron",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["TB", 3, 4]),
+         helper.make_tensor_value_info("timesteps", TensorProto.INT64, []),
+         helper.make_tensor_value_info("v0", TensorProto.FLOAT, ["B", 3, 4])],
+        [helper.make_tensor_value_info("s", TensorProto.FLOAT, ["TB", 3, 4]),
+         helper.make_tensor_value_info("v_T", TensorProto.FLOAT, ["B", 3, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    attach_functions(model)
+    onnx.checker.check_model(model, full_check=True)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def simulate(session, x: np.ndarray, v0) -> tuple[np.ndarray, np.ndarray]:
+    t, b = x.shape[:2]
+    v0 = np.broadcast_to(np.asarray(v0, np.float32), x.shape[1:])  # NaN entries: a fresh membrane
+    s, v = session.run(None, {"x": x.reshape((t * b,) + x.shape[2:]), "timesteps": np.asarray(t, np.int64),
+                              "v0": np.ascontiguousarray(v0)})
+    return s.reshape(x.shape), v
+
+
+@pytest.mark.parametrize("reset", ["soft", "hard"])
+@pytest.mark.parametrize("timesteps", [1, 7, 64, 256])
+@pytest.mark.parametrize("threshold", [1.0, 0.37])
+def test_matches_numpy_reference(reset, timesteps, threshold):
+    rng = np.random.default_rng(timesteps)
+    x = rng.normal(0.3, 0.6, size=(timesteps, 5, 3, 4)).astype(np.float32)
+    session = neuron_session(threshold, reset)
+    spikes, v_t = simulate(session, x, np.nan)
+    ref_spikes, ref_v = if_neuron(x, threshold, reset, np.float32(0.5 * threshold))
+    np.testing.assert_array_equal(spikes, ref_spikes)
+    np.testing.assert_array_equal(v_t, ref_v)
+    assert set(np.unique(spikes)) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("reset", ["soft", "hard"])
+def test_given_state_is_used(reset):
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-0.2, 0.9, size=(16, 2, 3, 4)).astype(np.float32)
+    v0 = rng.uniform(-1, 1, size=(2, 3, 4)).astype(np.float32)
+    spikes, v_t = simulate(neuron_session(1.0, reset), x, v0)
+    ref_spikes, ref_v = if_neuron(x, 1.0, reset, v0)
+    np.testing.assert_array_equal(spikes, ref_spikes)
+    np.testing.assert_array_equal(v_t, ref_v)
+
+
+@pytest.mark.parametrize("reset", ["soft", "hard"])
+def test_chunked_run_equals_single_run(reset):
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0.0, 0.8, size=(32, 4, 3, 4)).astype(np.float32)
+    session = neuron_session(0.8, reset)
+    whole, v_whole = simulate(session, x, np.nan)
+    first, v_mid = simulate(session, x[:16], np.nan)
+    second, v_end = simulate(session, x[16:], v_mid)
+    np.testing.assert_array_equal(np.concatenate([first, second]), whole)
+    np.testing.assert_array_equal(v_end, v_whole)
+
+
+def test_v_init_attribute_sets_fresh_membrane():
+    x = np.zeros((3, 1, 3, 4), np.float32)
+    _, v_t = simulate(neuron_session(2.0, "soft", v_init=0.25), x, np.nan)
+    np.testing.assert_array_equal(v_t, np.full((1, 3, 4), 0.5, np.float32))
+
+
+def test_rate_approximates_clipped_input():
+    x = np.broadcast_to(np.linspace(-0.5, 1.5, 12, dtype=np.float32).reshape(1, 1, 3, 4), (256, 1, 3, 4)).copy()
+    spikes, _ = simulate(neuron_session(1.0, "soft"), x, np.nan)
+    rate = spikes.mean(axis=0)
+    np.testing.assert_allclose(rate, np.clip(x[0], 0, 1), atol=1.0 / 256 + 1e-6)

@@ -1,0 +1,59 @@
+"""normalize alone: with ReLUs kept, the normalized graph computes the ANN's function."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from onnx_snn.options import CompileOptions
+from onnx_snn.passes import calibrate, normalize
+from graph_builders import Residual, cnn, export_legacy, mlp, prepared, randomized, run_graph, run_model
+
+NETS = {"mlp": mlp, "cnn": cnn, "residual": Residual}
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("norm", ["max", "99.9", "0.5"])
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_normalized_graph_equals_ann(net, norm, per_channel):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(64, 1, 8, 8)).astype(np.float32)
+    ann = export_legacy(randomized(NETS[net]()), x[:2])
+    graph, ctx = prepared(ann, CompileOptions(norm=norm, per_channel=per_channel))
+    ctx.calibration = [{"x": x[:32]}, {"x": x[32:]}]
+    graph = normalize.run(calibrate.run(graph, ctx), ctx)
+    (expected,) = run_model(ann, {"x": x})
+    (got,) = run_graph(graph, ctx, {"x": x})
+    assert relative_error(got, expected) < 1e-5
+
+
+def test_relu_inputs_are_in_units_of_lambda():
+    """After normalize, each ReLU's calibrated max becomes max/λ: 1 with --norm max."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, size=(64, 1, 8, 8)).astype(np.float32)
+    graph, ctx = prepared(export_legacy(randomized(Residual()), x[:2]), CompileOptions(norm="max", per_channel=True))
+    ctx.calibration = [{"x": x}]
+    graph = normalize.run(calibrate.run(graph, ctx), ctx)
+    before = dict(ctx.activation_stats)
+    ctx.activation_stats.clear()
+    ctx.calibration = [{"x": x}]
+    calibrate.run(graph, ctx)
+    assert set(before) == set(ctx.activation_stats)
+    for name, stats in ctx.activation_stats.items():
+        alive = before[name].max > 0  # a channel that never fired keeps unit scale and stays at 0
+        np.testing.assert_allclose(stats.max[alive], 1.0, rtol=1e-5)
+        assert np.all(stats.max[~alive] == 0)
+
+
+def test_residual_shortcut_gets_a_rescaling_mul():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 1, size=(16, 1, 8, 8)).astype(np.float32)
+    graph, ctx = prepared(export_legacy(randomized(Residual()), x[:2]), CompileOptions(norm="max"))
+    ctx.calibration = [{"x": x}]
+    graph = normalize.run(calibrate.run(graph, ctx), ctx)
+    adds = [n for n in graph.nodes if n.op == "Add" and all(not hasattr(t, "values") for t in n.inputs)]
+    assert adds, "the residual Add survives"
+    assert any(t.inputs and t.inputs[0].op == "Mul" for t in adds[0].inputs)
