@@ -71,7 +71,8 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike,
             data_name = path.name + ".data"
             onnx.save_model(model, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=data_name, size_threshold=1024)
-            os.replace(Path(tmp) / data_name, directory / data_name)
+            if (Path(tmp) / data_name).exists():  # absent when every tensor is small enough to stay inline
+                os.replace(Path(tmp) / data_name, directory / data_name)
         else:
             onnx.save_model(model, str(tmp_model))
         os.replace(tmp_model, path)

@@ -77,16 +77,19 @@ class SmallResNet(nn.Sequential):
     """Stem conv-BN-ReLU, then per width one BasicBlock, then global average pool and Linear.
 
     The first block keeps the stem's width and resolution (identity shortcut); each later block
-    changes width and halves the resolution (downsample shortcut).
+    changes width and halves the resolution (downsample shortcut). With `stem_pool`, a 2x2 AvgPool
+    after the stem quarters the cost of everything after it (worth it on 28x28 images).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, widths: Sequence[int] = (16, 32)) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, widths: Sequence[int] = (16, 32),
+                 stem_pool: bool = False) -> None:
         if not widths:
             raise ValueError("SmallResNet needs at least one width")
+        stem = _conv_bn_relu(in_channels, widths[0], 3, 1) + ([nn.AvgPool2d(2)] if stem_pool else [])
         blocks = [BasicBlock(widths[0], widths[0])]
         blocks += [BasicBlock(w_in, w_out, stride=2) for w_in, w_out in zip(widths, widths[1:])]
         super().__init__(
-            *_conv_bn_relu(in_channels, widths[0], 3, 1),
+            *stem,
             *blocks,
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
             nn.Linear(widths[-1], num_classes),

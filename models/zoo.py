@@ -73,7 +73,7 @@ RECIPES: dict[str, Recipe] = {
     "digits-mlp": Recipe("digits", "MLP", {"in_shape": (1, 8, 8), "hidden": (64,)}, epochs=30, batch_size=64),
     "digits-cnn": Recipe("digits", "LeNet", {"image_size": 8}, epochs=30, batch_size=64),
     "fashion-cnn": Recipe("fashion", "LeNet", {"image_size": 28}, epochs=8),
-    "fashion-resnet": Recipe("fashion", "SmallResNet", {"widths": (16, 32)}, epochs=4),
+    "fashion-resnet": Recipe("fashion", "SmallResNet", {"widths": (16, 32, 64), "stem_pool": True}, epochs=3),
 }
 
 

@@ -7,7 +7,7 @@ import onnx_graphsurgeon as gs
 from onnx_snn.errors import SnnError
 
 from .base import PassContext
-from .graph_utils import SNN_DOMAIN, fresh_name, node_label
+from .graph_utils import SNN_DOMAIN, constant_value, fresh_name, node_label
 
 NAME = "spikify"
 CONTRACT = ("Pre: normalized graph (each Relu sees units of its λ). Post: no Relu left; each is an "
@@ -59,10 +59,7 @@ def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
             op = f"{node.domain}::{node.op}" if (node.domain or "") not in ("", "ai.onnx") else node.op
             raise SnnError("op is not supported by the SNN compiler", path=ctx.source, node=node_label(node),
                            op=op, hint="replace it in the ANN or file an issue with the model")
-        if node.op == "Mul" and sum(t.__class__ is gs.Variable and not _is_const(t) for t in node.inputs) > 1:
+        if node.op == "Mul" and sum(constant_value(t) is None for t in node.inputs) > 1:
             raise SnnError("a product of two activations is not rate-codable by IF neurons", path=ctx.source,
                            node=node_label(node), op=node.op, hint="use --neuron signgd")
 
-
-def _is_const(tensor: gs.Tensor) -> bool:
-    return bool(tensor.inputs) and tensor.inputs[0].op == "Constant"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from onnx_snn.runtime.contract import FOLDED_BATCH, PER_STEP_SUFFIX, SPIKES_PREFIX, TIMESTEPS_INPUT
+
 from .base import PassContext
 from .graph_utils import SNN_DOMAIN, fresh_name
 
@@ -18,10 +20,6 @@ NAME = "time_batch"
 CONTRACT = ("Pre: spikified graph (one-step neurons). Post: graph over T timesteps with time folded into "
             "the batch; outputs <y> [B,...] and <y>_per_step [T,B,...] decoded as running means.")
 
-TIMESTEPS_INPUT = "timesteps"
-PER_STEP_SUFFIX = "_per_step"
-SPIKES_PREFIX = "spikes/"
-FOLDED_BATCH = "T*batch"  # the symbolic first dim of every time-folded tensor
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:

@@ -12,11 +12,9 @@ from tqdm import tqdm
 
 from onnx_snn.errors import SnnError
 
+from .contract import PER_STEP_SUFFIX, SPIKES_PREFIX, TIMESTEPS_INPUT
 from .providers import CPU, CUDA, make_session
 
-PER_STEP_SUFFIX = "_per_step"
-SPIKES_PREFIX = "spikes/"
-TIMESTEPS_INPUT = "timesteps"
 
 
 @dataclass

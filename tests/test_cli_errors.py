@@ -14,11 +14,11 @@ from onnx import TensorProto, helper
 from conftest import FIXTURES
 
 
-def tiny_relu_model(op: str = "Relu", domain: str = "") -> onnx.ModelProto:
+def tiny_relu_model(op: str = "Relu", domain: str = "", hidden: int = 8) -> onnx.ModelProto:
     """x[N,4] -> Gemm -> op -> Gemm -> y[N,3]."""
     rng = np.random.default_rng(0)
     inits = [onnx.numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n)
-             for n, s in (("w1", (8, 4)), ("b1", (8,)), ("w2", (3, 8)), ("b2", (3,)))]
+             for n, s in (("w1", (hidden, 4)), ("b1", (hidden,)), ("w2", (3, hidden)), ("b2", (3,)))]
     nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1", transB=1),
              helper.make_node(op, ["h"], ["a"], name="act", domain=domain),
              helper.make_node("Gemm", ["a", "w2", "b2"], ["y"], name="fc2", transB=1)]

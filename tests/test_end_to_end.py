@@ -16,6 +16,7 @@ from onnx_snn.models.train import train
 from onnx_snn.runtime import Session
 
 NETS = {"mlp": lambda: MLP((1, 8, 8), hidden=(64,)), "cnn": lambda: LeNet(in_channels=1, image_size=8)}
+EPOCHS = {"mlp": 20, "cnn": 15}
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +24,21 @@ def digits():
     return load_digits_split(seed=0)
 
 
-@pytest.fixture(scope="module", params=sorted(NETS))
-def trained(request, digits, tmp_path_factory):
+@pytest.fixture(scope="module")
+def nets(digits):
+    """The digits MLP and CNN, trained once per module (seeded)."""
     x_train, y_train, _, _ = digits
-    net = train(NETS[request.param](), x_train, y_train, epochs=30, seed=0)
+    trained = {}
+    for name in sorted(NETS):
+        torch.manual_seed(0)  # the initial weights, whatever ran before
+        trained[name] = train(NETS[name](), x_train, y_train, epochs=EPOCHS[name], lr=1e-2, seed=0)
+    return trained
+
+
+@pytest.fixture(scope="module", params=sorted(NETS))
+def trained(request, nets, digits, tmp_path_factory):
     path = tmp_path_factory.mktemp(request.param) / "ann.onnx"
-    export_torch(net, torch.from_numpy(x_train[:2]), path, dynamo=False)
+    export_torch(nets[request.param], torch.from_numpy(digits[0][:2]), path, dynamo=False)
     return request.param, path
 
 
@@ -73,11 +83,10 @@ def test_compiled_model_contract(trained, digits, tmp_path):
 
 
 @pytest.mark.parametrize("dynamo", [False, True])
-def test_both_torch_exporters_compile(digits, tmp_path, dynamo):
-    x_train, y_train, x_test, y_test = digits
-    net = train(LeNet(in_channels=1, image_size=8), x_train, y_train, epochs=10, seed=1)
+def test_both_torch_exporters_compile(nets, digits, tmp_path, dynamo):
+    x_train, _, x_test, y_test = digits
     ann = tmp_path / "ann.onnx"
-    export_torch(net, torch.from_numpy(x_train[:1]), ann, dynamo=dynamo, dynamic_batch=False)
+    export_torch(nets["cnn"], torch.from_numpy(x_train[:1]), ann, dynamo=dynamo, dynamic_batch=False)
     out = tmp_path / "snn.onnx"
     compile_model(ann, out, CompileOptions(timesteps=32), calibration=x_train[:256])
     report = Session(out).evaluate(x_test[:100], y_test[:100], ann=ann, progress=False)  # batch 100, not 1
