@@ -107,7 +107,7 @@ def markdown_section(result: dict) -> str:
         "| T | " + " | ".join(str(t) for t in steps) + " |",
         "|---|" + "---|" * len(steps),
         "| SNN accuracy (%) | " + " | ".join(f"{100 * result['accuracy'][t - 1]:.2f}" for t in steps) + " |",
-        "| gap to ANN (points) | " + " | ".join(f"{ann - 100 * result['accuracy'][t - 1]:+.2f}" for t in steps) + " |",
+        "| ANN − SNN (points) | " + " | ".join(f"{ann - 100 * result['accuracy'][t - 1]:+.2f}" for t in steps) + " |",
         "| agreement with ANN (%) | " + " | ".join(f"{100 * result['agreement'][t - 1]:.2f}" for t in steps) + " |",
         "",
         f"Time on one batch of {result['timing']['batch']}, medians; ANN on onnxruntime "
