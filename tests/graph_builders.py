@@ -32,6 +32,21 @@ class Residual(nn.Module):
         return self.head(h.mean(dim=(2, 3)))
 
 
+class Branches(nn.Module):
+    """Two conv-ReLU branches joined by a channel Concat, then a conv, GAP and linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU())
+        self.right = nn.Sequential(nn.Conv2d(1, 5, 1), nn.BatchNorm2d(5), nn.ReLU())
+        self.mix = nn.Conv2d(8, 6, 3, padding=1)
+        self.head = nn.Linear(6, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.mix(torch.cat([self.left(x), self.right(x)], dim=1)))
+        return self.head(h.mean(dim=(2, 3)))
+
+
 def mlp() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 10))
 

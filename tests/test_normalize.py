@@ -6,9 +6,9 @@ import pytest
 
 from onnx_snn.options import CompileOptions
 from onnx_snn.passes import calibrate, normalize
-from graph_builders import Residual, cnn, export_legacy, mlp, prepared, randomized, run_graph, run_model
+from graph_builders import Branches, Residual, cnn, export_legacy, mlp, prepared, randomized, run_graph, run_model
 
-NETS = {"mlp": mlp, "cnn": cnn, "residual": Residual}
+NETS = {"mlp": mlp, "cnn": cnn, "residual": Residual, "concat": Branches}
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
