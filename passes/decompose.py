@@ -1,0 +1,138 @@
+"""decompose: rewrite MaxPool, LayerNormalization and Softmax into the elementary nonlinearities
+that signGD neurons implement (spec signgd-dynamics §5), as plain ONNX ops.
+
+* MaxPool (2-D, any kernel, stride and padding; dilation 1, floor mode) becomes a Pad with the
+  constant -200, then a chain of pairwise `Max` over strided row slices (kernel_h - 1 of them),
+  then the same over columns (kernel_w - 1).
+* LayerNormalization over trailing axes becomes u = x - mean(x); h = u * u (square);
+  q = mean(h) + eps; n = u / Sqrt(q) (the p/sqrt(q) neuron); out = n * scale + bias.
+* Softmax(axis) becomes Exp, ReduceSum over the axis, and Div (no max subtraction, as the spec).
+
+The result computes the same function (up to float rounding) with standard ops; spikify_signgd
+then maps `Max`, `Mul(u, u)`, `Div(p, Sqrt(q))`, `Exp` and `Div(a, b)` onto neurons.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from onnx_snn.errors import SnnError
+
+from .base import PassContext
+from .graph_utils import constant_value, fresh_name, node_label, refresh_shapes
+
+NAME = "decompose"
+CONTRACT = ("Pre: BN-folded graph. Post: same function; no MaxPool, LayerNormalization or Softmax, "
+            "only Max / Mul(u,u) / Div(p,Sqrt(q)) / Exp / Div pieces between affine ops.")
+
+#: the value MaxPool pads with: low enough never to win a max of scaled activations
+MAXPOOL_PAD_VALUE = -200.0
+
+
+def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    rewrite = {"MaxPool": _maxpool, "LayerNormalization": _layernorm, "Softmax": _softmax}
+    for node in [n for n in graph.nodes if n.op in rewrite]:
+        rewrite[node.op](graph, node, ctx)
+    graph.cleanup().toposort()
+    refresh_shapes(graph)
+    return graph
+
+
+class _Emitter:
+    """Appends nodes that replace one node, naming them after it."""
+
+    def __init__(self, graph: gs.Graph, node: gs.Node) -> None:
+        self.graph, self.base, self.dtype = graph, node.name, node.inputs[0].dtype
+
+    def op(self, op: str, inputs: list, out: gs.Variable | None = None, **attrs) -> gs.Variable:
+        out = out or gs.Variable(fresh_name(f"{self.base}_{op.lower()}"), dtype=self.dtype)
+        self.graph.nodes.append(gs.Node(op, name=fresh_name(f"{self.base}_{op}"), inputs=inputs, outputs=[out],
+                                        attrs=attrs))
+        return out
+
+    @staticmethod
+    def ints(values) -> gs.Constant:
+        return gs.Constant(fresh_name("c"), np.asarray(values, dtype=np.int64))
+
+    def scalar(self, value: float) -> gs.Constant:
+        return gs.Constant(fresh_name("c"), np.asarray(value, dtype=self.dtype or np.float32))
+
+
+def _detach(node: gs.Node) -> gs.Variable:
+    """Disconnect `node` and return its (first) output, to be written by the replacement."""
+    out = node.outputs[0]
+    node.outputs.clear()
+    node.inputs.clear()
+    return out
+
+
+def _maxpool(graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None:
+    kernel = list(node.attrs["kernel_shape"])
+    if len(kernel) != 2:
+        raise SnnError("only 2-D MaxPool is supported", path=ctx.source, node=node_label(node), op=node.op)
+    strides = list(node.attrs.get("strides", [1, 1]))
+    pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if any(d != 1 for d in node.attrs.get("dilations", [1, 1])) or node.attrs.get("ceil_mode", 0) \
+            or auto_pad not in ("NOTSET", "VALID") or len(node.outputs) > 1:
+        raise SnnError("MaxPool with dilation, ceil_mode, auto_pad SAME or indices is not supported",
+                       path=ctx.source, node=node_label(node), op=node.op,
+                       hint="export with plain kernel/stride/padding")
+    shape = node.inputs[0].shape
+    if shape is None or not all(isinstance(d, int) for d in shape[2:]):
+        raise SnnError("MaxPool needs static spatial dims", path=ctx.source, node=node_label(node), op=node.op)
+    emit = _Emitter(graph, node)
+    x = node.inputs[0]
+    out = _detach(node)
+    if any(pads):
+        x = emit.op("Pad", [x, emit.ints([0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]]),
+                            emit.scalar(MAXPOOL_PAD_VALUE)], mode="constant")
+    sizes = [shape[2] + pads[0] + pads[2], shape[3] + pads[1] + pads[3]]
+    for axis, (k, r, size) in enumerate(zip(kernel, strides, sizes), start=2):
+        n_out = (size - k) // r + 1
+        last = axis == 3
+        rows = [emit.op("Slice", [x, emit.ints([j]), emit.ints([j + (n_out - 1) * r + 1]), emit.ints([axis]),
+                                  emit.ints([r])]) for j in range(k)]
+        x = rows[0]
+        for j, row in enumerate(rows[1:], start=1):
+            x = emit.op("Max", [x, row], out=out if last and j == k - 1 else None)
+        if last and k == 1:
+            emit.op("Identity", [x], out=out)
+
+
+def _layernorm(graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None:
+    rank = len(node.inputs[0].shape) if node.inputs[0].shape is not None else None
+    if rank is None:
+        raise SnnError("LayerNormalization needs a known input rank", path=ctx.source, node=node_label(node),
+                       op=node.op)
+    if len(node.outputs) > 1 and any(o.outputs for o in node.outputs[1:]):
+        raise SnnError("LayerNormalization mean/inv-std outputs are read; they cannot be converted",
+                       path=ctx.source, node=node_label(node), op=node.op)
+    axis = int(node.attrs.get("axis", -1)) % rank
+    axes = list(range(axis, rank))
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    emit = _Emitter(graph, node)
+    x, scale = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2].name else None
+    out = _detach(node)
+    u = emit.op("Sub", [x, emit.op("ReduceMean", [x, emit.ints(axes)], keepdims=1)])
+    square = emit.op("Mul", [u, u])
+    q = emit.op("Add", [emit.op("ReduceMean", [square, emit.ints(axes)], keepdims=1), emit.scalar(eps)])
+    normalized = emit.op("Div", [u, emit.op("Sqrt", [q])])
+    if bias is None or (constant_value(bias) is not None and not np.any(constant_value(bias))):
+        emit.op("Mul", [normalized, scale], out=out)
+    else:
+        emit.op("Add", [emit.op("Mul", [normalized, scale]), bias], out=out)
+
+
+def _softmax(graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None:
+    rank = len(node.inputs[0].shape) if node.inputs[0].shape is not None else None
+    axis = int(node.attrs.get("axis", -1))
+    if rank is None:
+        raise SnnError("Softmax needs a known input rank", path=ctx.source, node=node_label(node), op=node.op)
+    emit = _Emitter(graph, node)
+    x = node.inputs[0]
+    out = _detach(node)
+    e = emit.op("Exp", [x])
+    emit.op("Div", [e, emit.op("ReduceSum", [e, emit.ints([axis % rank])], keepdims=1)], out=out)
