@@ -12,6 +12,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.runtime.contract import FOLDED_BATCH, PER_STEP_SUFFIX, SPIKES_PREFIX, TIMESTEPS_INPUT
+from onnx_snn.runtime.neurons import NEURON_OPS
 
 from .base import PassContext
 from .graph_utils import SNN_DOMAIN, fresh_name
@@ -28,33 +29,45 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     ctx.input_defaults[TIMESTEPS_INPUT] = np.asarray(ctx.options.timesteps, dtype=np.int64)
     first = graph.inputs[0].shape[0] if graph.inputs and graph.inputs[0].shape else None
     b = _Builder(graph, timesteps, batch=first if isinstance(first, str) else "batch")
-    neurons = [n for n in graph.nodes if n.domain == SNN_DOMAIN]
-    for neuron in neurons:
-        neuron.inputs[1] = timesteps
-    variant = _time_variant_tensors(graph, neurons)
+    stateful = [n for n in graph.nodes if n.domain == SNN_DOMAIN]
+    for node in stateful:
+        node.inputs[NEURON_OPS[node.op].input_index(TIMESTEPS_INPUT)] = timesteps
+    decoded = {o.name: n for n in stateful if _role(n) == "decoder" for o in n.outputs}
+    variant = _time_variant_tensors(graph, stateful)
     for tensor in graph.tensors().values():
-        if tensor.name in variant and tensor.shape:
+        if tensor.name in variant and tensor.shape and tensor.name not in decoded:
             tensor.shape = [FOLDED_BATCH] + list(tensor.shape[1:])
     for node in list(graph.nodes):
-        if not any(o.name in variant for o in node.outputs):
-            continue
+        if not any(o.name in variant for o in node.outputs) or _role(node) == "encoder":
+            continue  # an encoder reads its analog input once, as [B, ...]
         for i, tensor in enumerate(node.inputs):
             if _is_batched_data(tensor) and tensor.name not in variant:
                 node.inputs[i] = b.tile_over_time(tensor)
     outputs = []
     for out in graph.outputs:
+        if out.name in decoded:  # the decoder already gives the output after every step
+            per_step = decoded[out.name].outputs[0]
+            per_step.name = out.name + PER_STEP_SUFFIX
+            per_step.shape = ["T", b.batch] + list(out.shape[1:]) if out.shape else None
+            outputs += [out, per_step]
+            continue
         source = out if out.name in variant else b.tile_over_time(out)
-        final, per_step = b.running_mean(source, out)
-        outputs += [final, per_step]
+        outputs += list(b.running_mean(source, out))
     if ctx.options.stats:
-        outputs += [b.spike_count(n.outputs[0], f"{SPIKES_PREFIX}{n.name}") for n in neurons]
+        outputs += [b.spike_count(n.outputs[0], f"{SPIKES_PREFIX}{n.name}") for n in stateful
+                    if _role(n) == "neuron"]
     graph.outputs = outputs
     return graph.cleanup().toposort()
 
 
-def _time_variant_tensors(graph: gs.Graph, neurons: list[gs.Node]) -> set[str]:
-    """Names of the tensors that depend on a neuron's output (and so change with t)."""
-    variant = {n.outputs[0].name for n in neurons}
+def _role(node: gs.Node) -> str | None:
+    """The NeuronOp role of an snn node ("neuron", "encoder", "decoder"), None for other nodes."""
+    return NEURON_OPS[node.op].role if node.domain == SNN_DOMAIN else None
+
+
+def _time_variant_tensors(graph: gs.Graph, stateful: list[gs.Node]) -> set[str]:
+    """Names of the tensors that depend on a stateful node's output (and so change with t)."""
+    variant = {o.name for n in stateful for o in n.outputs}
     for node in graph.nodes:  # topological order
         if node.domain == SNN_DOMAIN or any(t.name in variant for t in node.inputs):
             variant.update(o.name for o in node.outputs)

@@ -20,11 +20,21 @@ _INT64_MAX = np.iinfo(np.int64).max
 
 @dataclass(frozen=True)
 class NeuronOp:
-    """A neuron op: its name, its attributes with defaults, and a builder of its function body."""
+    """A neuron op: its name, input names, attributes with defaults, and a builder of its body.
+
+    `role` is "neuron", "encoder" (analog input to spikes) or "decoder" (spikes to the output
+    after every step: its first output is [T, B, ...], its second [B, ...]).
+    """
 
     name: str
+    inputs: tuple[str, ...]
     defaults: dict[str, float | str]
     build: Callable[[int], onnx.FunctionProto]
+    role: str = "neuron"
+
+    def input_index(self, name: str) -> int:
+        """Position of the input called `name`."""
+        return self.inputs.index(name)
 
 
 def _attr_ref(name: str, attr_type: int, ref: str) -> AttributeProto:
@@ -147,15 +157,16 @@ def build_if_neuron(opset: int) -> onnx.FunctionProto:
     ]
     defaults = IF_NEURON_DEFAULTS
     attribute_protos = [helper.make_attribute(k, v) for k, v in defaults.items()]
-    return helper.make_function(SNN_DOMAIN, "IFNeuron", ["x", "timesteps", "v0"], ["spikes", "v_T"], nodes,
+    return helper.make_function(SNN_DOMAIN, "IFNeuron", list(IF_NEURON_INPUTS), ["spikes", "v_T"], nodes,
                                 [helper.make_opsetid("", opset)], attribute_protos=attribute_protos,
                                 doc_string=build_if_neuron.__doc__)
 
 
 IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "reset": "soft", "v_init": 0.5}
+IF_NEURON_INPUTS = ("x", "timesteps", "v0")
 
 NEURON_OPS: dict[str, NeuronOp] = {
-    "IFNeuron": NeuronOp("IFNeuron", IF_NEURON_DEFAULTS, build_if_neuron),
+    "IFNeuron": NeuronOp("IFNeuron", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS, build_if_neuron),
 }
 
 
