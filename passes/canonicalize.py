@@ -17,6 +17,8 @@ later passes may rely on:
     beta=1); rank-2 MatMul with a constant weight has become such a Gemm (MatMul remains only
     on rank > 2 inputs, with a constant first operand, or between two activations); every Conv with a constant weight has a
     bias; Sub/Div by a float constant are Add/Mul;
+  * decomposed GELU, LayerNorm and hard-swish are one Gelu / LayerNormalization / HardSwish
+    (a LayerNorm over non-trailing axes is wrapped in Transposes); SiLU is Mul(u, Sigmoid(u));
   * every per-channel (axis 1) affine chain of Mul/Add by constants is one
     BatchNormalization(scale, B, mean=0, var=1, epsilon=0), ready for fold_bn.
 """
@@ -34,8 +36,8 @@ from onnx_snn.errors import SnnError
 from .base import PassContext
 from .graph_utils import TARGET_OPSET, refresh_shapes
 from .rewrites import (affine_to_bn, batch_reshape, castlike, conv_bias, dense_nd, erfc, final_softmax, free_batch,
-                       gemm_canonical, matmul_to_gemm, node_names, passthrough, sub_div, transpose_into_gemm,
-                       transpose_pairs)
+                       gelu, gemm_canonical, hardswish, layernorm, matmul_to_gemm, node_names, passthrough, silu,
+                       sub_div, transpose_into_gemm, transpose_pairs)
 
 NAME = "canonicalize"
 CONTRACT = (f"Pre: any valid ONNX model (opset 7..{TARGET_OPSET}; tf2onnx's Erfc allowed). Post: same function "
@@ -51,6 +53,7 @@ ONNX_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 REWRITERS: tuple[ModuleType, ...] = (
     passthrough,                                               # 5. Identity, Dropout
     batch_reshape, dense_nd,                                   # 6. batch-free Reshape, Flatten
+    gelu, layernorm, hardswish, silu,                          # 6b. decomposed activations/norms as one op
     transpose_pairs,                                           # 7. NHWC Transpose pairs
     sub_div, matmul_to_gemm, gemm_canonical, transpose_into_gemm, conv_bias,  # 8. linear form
     affine_to_bn,                                              # 9. per-channel affine → BN
