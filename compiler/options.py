@@ -8,7 +8,7 @@ from .errors import SnnError
 
 NORM_MODES = ("max", "99.9", "99.99")
 RESET_MODES = ("soft", "hard")
-NEURON_TYPES = ("if",)
+NEURON_TYPES = ("if", "signgd")
 
 
 @dataclass

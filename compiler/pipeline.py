@@ -9,13 +9,20 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from onnx_snn import __version__
-from onnx_snn.passes import calibrate, canonicalize, fold_bn, normalize, spikify, time_batch
+from onnx_snn.passes import (calibrate, canonicalize, decompose, fold_bn, normalize, signgd_offsets, spikify,
+                             spikify_signgd, time_batch)
 from onnx_snn.passes.base import Pass, PassContext
 from onnx_snn.passes.graph_utils import TARGET_OPSET, fresh_name
 from onnx_snn.runtime.neurons import attach_functions
 
-PASSES: list[Pass] = [canonicalize, fold_bn, calibrate, normalize, spikify, time_batch]
-PASS_NAMES = [p.NAME for p in PASSES]
+#: the passes of each neuron type, in order
+PIPELINES: dict[str, list[Pass]] = {
+    "if": [canonicalize, fold_bn, calibrate, normalize, spikify, time_batch],
+    "signgd": [canonicalize, fold_bn, decompose, calibrate, normalize, spikify_signgd, signgd_offsets, time_batch],
+}
+#: the pass after which unconvertible ops are refused, before the costly calibration
+REFUSE_AFTER = {"if": (fold_bn, spikify), "signgd": (decompose, spikify_signgd)}
+PASS_NAMES = list(dict.fromkeys(p.NAME for passes in PIPELINES.values() for p in passes))
 IR_VERSION = 10  # the IR of opset 21
 
 DumpHook = Callable[[str, onnx.ModelProto], None]
@@ -26,10 +33,11 @@ def run_pipeline(model: onnx.ModelProto, ctx: PassContext, dump: DumpHook | None
     named in ctx.options.dump_after."""
     graph = gs.import_onnx(model)
     name_unnamed_nodes(graph)
-    for stage in PASSES:
+    refuse_after, refuser = REFUSE_AFTER[ctx.options.neuron]
+    for stage in PIPELINES[ctx.options.neuron]:
         graph = stage.run(graph, ctx)
-        if stage is fold_bn:
-            spikify.refuse_unconvertible(graph, ctx)  # fail before calibration, not after
+        if stage is refuse_after:
+            refuser.refuse_unconvertible(graph, ctx)  # fail before calibration, not after
         if dump is not None and stage.NAME in ctx.options.dump_after:
             dump(stage.NAME, emit(graph, ctx))
     return emit(graph, ctx)

@@ -123,7 +123,7 @@ def _normalize_node(graph: gs.Graph, node: gs.Node, scale: dict[str, np.ndarray]
         const_index = 1 - node.inputs.index(data[0])
         bias = constant_value(node.inputs[const_index])
         node.inputs[const_index] = gs.Constant(fresh_name(node.inputs[const_index].name),
-                                               (bias / _aligned(result, bias.ndim)).astype(bias.dtype))
+                                               np.asarray(bias / _aligned(result, bias.ndim), dtype=bias.dtype))
     elif node.op == "Mul" and len(data) == 1:
         result = sigma(data[0])
     elif node.op in ("Flatten", "Reshape", "Transpose") and data:

@@ -13,6 +13,8 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, helper
 
+from . import signgd
+
 SNN_DOMAIN = "snn"
 SNN_DOMAIN_VERSION = 1
 _INT64_MAX = np.iinfo(np.int64).max
@@ -167,6 +169,14 @@ IF_NEURON_INPUTS = ("x", "timesteps", "v0")
 
 NEURON_OPS: dict[str, NeuronOp] = {
     "IFNeuron": NeuronOp("IFNeuron", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS, build_if_neuron),
+    "SignGDNeuron": NeuronOp("SignGDNeuron", signgd.NEURON_INPUTS, signgd.SCHEDULE_DEFAULTS,
+                             signgd.build_signgd_neuron),
+    "SignGDBinaryNeuron": NeuronOp("SignGDBinaryNeuron", signgd.BINARY_NEURON_INPUTS, signgd.SCHEDULE_DEFAULTS,
+                                   signgd.build_signgd_binary_neuron),
+    "SignGDEncoder": NeuronOp("SignGDEncoder", signgd.ENCODER_INPUTS, signgd.ENCODER_DEFAULTS,
+                              signgd.build_signgd_encoder, role="encoder"),
+    "SignGDDecoder": NeuronOp("SignGDDecoder", signgd.DECODER_INPUTS, signgd.SCHEDULE_DEFAULTS,
+                              signgd.build_signgd_decoder, role="decoder"),
 }
 
 

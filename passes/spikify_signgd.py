@@ -1,0 +1,132 @@
+"""spikify_signgd: replace every nonlinearity with a signGD neuron; add the codec's encoder and decoder.
+
+Mapping (spec signgd-dynamics §5): Relu, LeakyRelu, Gelu (sigmoid form), Abs, Exp and Mul(u, u)
+become `snn.SignGDNeuron` with that `function`; Max, Div(p, Sqrt(q)), Div(a, b) and Mul(a, b) of
+two activations become `snn.SignGDBinaryNeuron`. Each graph input gets an `snn.SignGDEncoder`
+and each graph output an `snn.SignGDDecoder`. Offsets and biases are placeholders here; the
+signgd_offsets pass measures them. Any other op between neurons must be affine, or it is refused.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from onnx_snn.errors import SnnError
+
+from .base import PassContext
+from .graph_utils import SNN_DOMAIN, constant_value, fresh_name, node_label, producer
+
+NAME = "spikify_signgd"
+CONTRACT = ("Pre: decomposed, normalized graph. Post: every nonlinearity is a one-step signGD neuron, inputs "
+            "pass through SignGDEncoder and outputs through SignGDDecoder; only affine ops lie between.")
+
+UNARY = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Gelu": "gelu", "Abs": "abs", "Exp": "exp"}
+#: ops that are affine in their activation inputs (constants may be any operand where noted)
+AFFINE_OPS = frozenset({
+    "Conv", "Gemm", "MatMul", "Add", "Sub", "Neg", "AveragePool", "GlobalAveragePool", "ReduceMean", "ReduceSum",
+    "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Pad", "Slice", "Split", "Expand", "Tile",
+    "Identity", "Shape", "Gather", "Cast", "Constant", "ConstantOfShape", "Range", "Sum", "Mean",
+})
+SCHEDULE_DEFAULTS = {"eta0": 0.15, "gamma": 0.95, "schedule": "exponential"}
+
+
+def _activations(node: gs.Node) -> list[gs.Tensor]:
+    return [t for t in node.inputs if t.name and constant_value(t) is None and t.dtype != np.int64]
+
+
+def neuron_function(node: gs.Node) -> tuple[str, str] | None:
+    """("unary"|"binary", function) for a node a signGD neuron replaces, else None."""
+    acts = _activations(node)
+    if node.op in UNARY:
+        return "unary", UNARY[node.op]
+    if node.op == "Mul" and len(node.inputs) == 2 and node.inputs[0] is node.inputs[1]:
+        return "unary", "square"
+    if node.op == "Max" and len(acts) == 2:
+        return "binary", "maximum"
+    if node.op == "Div" and len(acts) == 2:
+        root = producer(node.inputs[1])
+        if root is not None and root.op == "Sqrt" and len(node.inputs[1].outputs) == 1:
+            return "binary", "p_rsqrt_q"
+        return "binary", "div"
+    if node.op in ("Mul", "MatMul") and len(acts) == 2:
+        if node.op == "MatMul":
+            return None
+        return "binary", "product"
+    return None
+
+
+def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
+    """Raise SnnError for the first op that is neither affine nor a signGD neuron."""
+    for node in graph.nodes:
+        if node.domain == SNN_DOMAIN or neuron_function(node) is not None:
+            continue
+        if node.op == "Sqrt" and all(neuron_function(c) == ("binary", "p_rsqrt_q") for c in node.outputs[0].outputs):
+            continue
+        affine = node.op in AFFINE_OPS or (node.op in ("Mul", "Div") and len(_activations(node)) <= 1)
+        if not affine or (node.domain or "") not in ("", "ai.onnx"):
+            hint = ("a product of two activations through MatMul is not supported yet" if node.op == "MatMul"
+                    else "signGD converts ReLU, LeakyReLU, GELU, Abs, Exp, MaxPool, LayerNorm, Softmax and "
+                         "products; replace this op in the ANN")
+            raise SnnError("op is not affine and no signGD neuron implements it", path=ctx.source,
+                           node=node_label(node), op=node.op, hint=hint)
+
+
+def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    refuse_unconvertible(graph, ctx)
+    one_step = gs.Constant(fresh_name("one_timestep"), np.asarray(1, dtype=np.int64))
+    step_zero = gs.Constant(fresh_name("first_step"), np.asarray(0, dtype=np.int64))
+    fresh = gs.Constant(fresh_name("fresh_state"), np.asarray(np.nan, dtype=np.float32))
+    layers = []
+    for node in list(graph.nodes):
+        kind = neuron_function(node)
+        if kind is None:
+            continue
+        arity, function = kind
+        currents = [node.inputs[0]] if arity == "unary" else [node.inputs[0], _sqrt_operand(node) if
+                                                                function == "p_rsqrt_q" else node.inputs[1]]
+        calibrated = [t for z in currents for t in (_placeholder(f"{node.name}_offset"), _placeholder(f"{node.name}_bias"))]
+        states = [fresh] * len(currents) + [fresh, step_zero]
+        outputs = [node.outputs[0]] + [gs.Variable(fresh_name(f"{node.name}_{s}"), dtype=np.float32)
+                                       for s in ["x_T"] * len(currents) + ["v_T"]]
+        node.op, node.domain = ("SignGDNeuron" if arity == "unary" else "SignGDBinaryNeuron"), SNN_DOMAIN
+        node.inputs = currents + [one_step] + calibrated + states
+        node.outputs = outputs
+        node.attrs = {"function": function, **SCHEDULE_DEFAULTS}
+        layers.append(node.name)
+    for index, graph_input in enumerate(graph.inputs):
+        _encode(graph, graph_input, one_step, fresh, step_zero)
+    for index, out in enumerate(list(graph.outputs)):
+        graph.outputs[index] = _decode(graph, out, one_step, fresh, step_zero)
+    ctx.metadata["neuron_layers"] = layers
+    return graph.cleanup().toposort()
+
+
+def _sqrt_operand(node: gs.Node) -> gs.Tensor:
+    """q of Div(p, Sqrt(q)): the p/sqrt(q) neuron takes q itself."""
+    return producer(node.inputs[1]).inputs[0]
+
+
+def _placeholder(name: str) -> gs.Constant:
+    return gs.Constant(fresh_name(name), np.zeros((), dtype=np.float32))
+
+
+def _encode(graph: gs.Graph, graph_input: gs.Variable, one_step, fresh, step_zero) -> None:
+    readers = list(graph_input.outputs)
+    encoded = gs.Variable(fresh_name(f"{graph_input.name}_encoded"), dtype=np.float32, shape=graph_input.shape)
+    final = gs.Variable(fresh_name(f"{graph_input.name}_f_T"), dtype=np.float32)
+    graph.nodes.append(gs.Node("SignGDEncoder", name=fresh_name("encoder"), domain=SNN_DOMAIN,
+                               inputs=[graph_input, one_step, fresh, step_zero], outputs=[encoded, final],
+                               attrs={"codec": "float", **SCHEDULE_DEFAULTS}))
+    for reader in readers:
+        reader.inputs = [encoded if t is graph_input else t for t in reader.inputs]
+
+
+def _decode(graph: gs.Graph, out: gs.Variable, one_step, fresh, step_zero) -> gs.Variable:
+    name = out.name
+    out.name = fresh_name(name)
+    per_step = gs.Variable(name + "_decoded_per_step", dtype=np.float32)
+    final = gs.Variable(name, dtype=out.dtype, shape=out.shape)
+    graph.nodes.append(gs.Node("SignGDDecoder", name=fresh_name("decoder"), domain=SNN_DOMAIN,
+                               inputs=[out, one_step, _placeholder(f"{name}_offset"), _placeholder(f"{name}_bias"),
+                                       fresh, step_zero], outputs=[per_step, final], attrs=dict(SCHEDULE_DEFAULTS)))
+    return final

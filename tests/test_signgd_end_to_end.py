@@ -1,0 +1,57 @@
+"""`--neuron signgd` end to end on digits: GELU, LayerNorm and MaxPool nets trained in the test."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from onnx_snn import CompileOptions, SnnError, compile_model
+from onnx_snn.models.data import load_digits_split
+from onnx_snn.models.export import export_torch
+from onnx_snn.models.train import train
+from onnx_snn.runtime import Session
+
+
+def gelu_layernorm_mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.LayerNorm(64), nn.GELU(), nn.Linear(64, 10))
+
+
+def maxpool_cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(128, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+NETS = {"gelu_layernorm_mlp": gelu_layernorm_mlp, "maxpool_cnn": maxpool_cnn}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_split(seed=0)
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_signgd_snn_tracks_the_ann(name, digits, tmp_path):
+    x_train, y_train, x_test, y_test = digits
+    torch.manual_seed(0)
+    net = train(NETS[name](), x_train, y_train, epochs=15, lr=1e-2, seed=0)
+    ann = tmp_path / "ann.onnx"
+    export_torch(net, torch.from_numpy(x_train[:2]), ann, dynamo=False)
+    out = tmp_path / "snn.onnx"
+    compile_model(ann, out, CompileOptions(timesteps=128, neuron="signgd", norm="max"), calibration=x_train[:512])
+    onnx.checker.check_model(str(out), full_check=True)
+    ops = {n.op_type for n in onnx.load(out).graph.node}
+    assert {"SignGDEncoder", "SignGDDecoder", "SignGDNeuron"} <= ops
+    report = Session(out).evaluate(x_test, y_test, ann=ann, progress=False)
+    assert report.ann_accuracy - report.accuracy[-1] <= 0.015, report.table()
+    assert report.logit_error[127] < report.logit_error[31] < report.logit_error[7], report.table()
+
+
+def test_signgd_refuses_a_nonlinearity_it_has_no_neuron_for(digits, tmp_path):
+    x_train = digits[0]
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Sigmoid(), nn.Linear(16, 10)).eval()
+    ann = tmp_path / "ann.onnx"
+    export_torch(net, torch.from_numpy(x_train[:2]), ann, dynamo=False)
+    with pytest.raises(SnnError, match="Sigmoid"):
+        compile_model(ann, tmp_path / "snn.onnx", CompileOptions(neuron="signgd"), calibration=x_train[:64])
