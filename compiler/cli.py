@@ -54,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--per-channel", action="store_true", help="one scale per channel instead of per layer")
     c.add_argument("--reset", choices=RESET_MODES, default="soft", help="membrane reset (default soft)")
     c.add_argument("--v-init", type=float, default=0.5, help="initial membrane, fraction of threshold (0.5)")
-    c.add_argument("--neuron", choices=NEURON_TYPES, default="if", help="neuron type (default if)")
+    c.add_argument("--neuron", choices=NEURON_TYPES, default="auto",
+                   help="neuron type: if (ReLU nets), signgd (GELU, LayerNorm, MaxPool, ...), or auto (default): "
+                        "if where it suffices, else signgd")
     c.add_argument("--stats", action="store_true", help="also output spike counts per neuron layer")
     c.add_argument("--dump-after", action="append", choices=PASS_NAMES, default=[], metavar="PASS",
                    help=f"also write the model after PASS ({', '.join(PASS_NAMES)}); repeatable")
@@ -93,7 +95,8 @@ def _compile(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}")
     layers = result.metadata.get("neuron_layers", [])
-    print(f"compiled {args.model} -> {args.output}: {len(layers)} {args.neuron.upper()} neuron layers, "
+    neuron = result.metadata.get("neuron", args.neuron)
+    print(f"compiled {args.model} -> {args.output}: {len(layers)} {neuron} neuron layers, "
           f"T = {args.timesteps}")
     return _verify(args.output)
 
@@ -159,6 +162,10 @@ def _inspect(args: argparse.Namespace) -> int:
             lam_text = (f"λ = {lam[0]:.4g}" if len(lam) == 1 else
                         f"λ per channel: {len(lam)} values in [{min(lam):.4g}, {max(lam):.4g}]") if lam else ""
             print(f"  {node.op_type} {node.name}: {attrs} {lam_text}")
+    if "onnx_snn.neuron" in meta:
+        chosen = json.loads(meta["onnx_snn.neuron"])
+        asked = json.loads(meta.get("onnx_snn.options", "{}")).get("neuron", chosen)
+        print(f"neuron type: {chosen}" + (f" (chosen by --neuron {asked})" if asked != chosen else ""))
     if "onnx_snn.options" in meta:
         print(f"compile options: {meta['onnx_snn.options']}")
         for note in json.loads(meta.get("onnx_snn.notes", "[]")):

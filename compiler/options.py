@@ -8,7 +8,7 @@ from .errors import SnnError
 
 NORM_MODES = ("max", "99.9", "99.99")
 RESET_MODES = ("soft", "hard")
-NEURON_TYPES = ("if", "signgd")
+NEURON_TYPES = ("auto", "if", "signgd")
 
 
 @dataclass
@@ -20,7 +20,7 @@ class CompileOptions:
     per_channel: bool = False
     reset: str = "soft"
     v_init: float = 0.5
-    neuron: str = "if"
+    neuron: str = "auto"  # IF neurons for ReLU nets, signGD where the graph needs it
     stats: bool = False
     calib_batch_size: int = 256
     calib_batches: int | None = None

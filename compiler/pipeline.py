@@ -9,20 +9,24 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from onnx_snn import __version__
+from onnx_snn.errors import SnnError
 from onnx_snn.passes import (calibrate, canonicalize, decompose, fold_bn, normalize, signgd_offsets, spikify,
                              spikify_signgd, time_batch)
 from onnx_snn.passes.base import Pass, PassContext
 from onnx_snn.passes.graph_utils import TARGET_OPSET, fresh_name
 from onnx_snn.runtime.neurons import attach_functions
 
-#: the passes of each neuron type, in order
+#: the passes every neuron type starts with
+COMMON: list[Pass] = [canonicalize, fold_bn]
+#: the passes of each neuron type after COMMON, in order
 PIPELINES: dict[str, list[Pass]] = {
-    "if": [canonicalize, fold_bn, calibrate, normalize, spikify, time_batch],
-    "signgd": [canonicalize, fold_bn, decompose, calibrate, normalize, spikify_signgd, signgd_offsets, time_batch],
+    "if": [calibrate, normalize, spikify, time_batch],
+    "signgd": [decompose, calibrate, normalize, spikify_signgd, signgd_offsets, time_batch],
 }
-#: the pass after which unconvertible ops are refused, before the costly calibration
-REFUSE_AFTER = {"if": (fold_bn, spikify), "signgd": (decompose, spikify_signgd)}
-PASS_NAMES = list(dict.fromkeys(p.NAME for passes in PIPELINES.values() for p in passes))
+#: per neuron type: the pass after which unconvertible ops are refused (before the costly
+#: calibration; None = right after COMMON), and the module that refuses them
+REFUSAL: dict[str, tuple[Pass | None, Pass]] = {"if": (None, spikify), "signgd": (decompose, spikify_signgd)}
+PASS_NAMES = list(dict.fromkeys(p.NAME for p in COMMON + [p for ps in PIPELINES.values() for p in ps]))
 IR_VERSION = 10  # the IR of opset 21
 
 DumpHook = Callable[[str, onnx.ModelProto], None]
@@ -33,14 +37,37 @@ def run_pipeline(model: onnx.ModelProto, ctx: PassContext, dump: DumpHook | None
     named in ctx.options.dump_after."""
     graph = gs.import_onnx(model)
     name_unnamed_nodes(graph)
-    refuse_after, refuser = REFUSE_AFTER[ctx.options.neuron]
-    for stage in PIPELINES[ctx.options.neuron]:
-        graph = stage.run(graph, ctx)
-        if stage is refuse_after:
-            refuser.refuse_unconvertible(graph, ctx)  # fail before calibration, not after
-        if dump is not None and stage.NAME in ctx.options.dump_after:
-            dump(stage.NAME, emit(graph, ctx))
+
+    def stage(step: Pass, graph: gs.Graph) -> gs.Graph:
+        graph = step.run(graph, ctx)
+        if dump is not None and step.NAME in ctx.options.dump_after:
+            dump(step.NAME, emit(graph, ctx))
+        return graph
+
+    for step in COMMON:
+        graph = stage(step, graph)
+    neuron = resolve_neuron(graph, ctx)
+    ctx.metadata["neuron"] = neuron
+    refuse_after, refuser = REFUSAL[neuron]
+    if refuse_after is None:
+        refuser.refuse_unconvertible(graph, ctx)
+    for step in PIPELINES[neuron]:
+        graph = stage(step, graph)
+        if step is refuse_after:
+            refuser.refuse_unconvertible(graph, ctx)
     return emit(graph, ctx)
+
+
+def resolve_neuron(graph: gs.Graph, ctx: PassContext) -> str:
+    """The neuron type to compile with: --neuron, or for `auto` IF neurons when they can convert
+    every nonlinearity of the graph (a ReLU net) and signGD neurons otherwise."""
+    if ctx.options.neuron != "auto":
+        return ctx.options.neuron
+    try:
+        spikify.refuse_unconvertible(graph, ctx)
+    except SnnError:
+        return "signgd"
+    return "if"
 
 
 def name_unnamed_nodes(graph: gs.Graph) -> None:

@@ -12,11 +12,13 @@ whose body carries the input estimate x and the output estimate v:
 Formulation. The charge is a linear recurrence, so it could run for all T at once outside the
 Scan (η·(o − 2z) for every t, CumSum over time, the target f(x) for every t), leaving only fire
 and reset in the body. Measured in onnxruntime on 2 CPU cores, [T=64, B=256, 6272] float32, best
-of 3×7 runs: everything in the body 215 ms (ReLU) / 274 ms (GELU); CumSum outside 296 /317 ms,
+of 3×7 runs: everything in the body 215 ms (ReLU) / 274 ms (GELU); CumSum outside 296 / 317 ms,
 and 323 / 330 ms with x_0 scattered into the first increment so that the sum stays sequential
 (x_0 + CumSum reassociates: not the spec's bits, and a chunked run differs from a whole one). The
 body also needs no [T, B, ...] temporaries. So the body carries x, and every op equals the spec's
-step-by-step recurrence bit for bit, chunked or not.
+step-by-step recurrence in its floating type bit for bit (given the same f), chunked or not.
+The float attributes eta0 and gamma are read as the short decimals they were written as
+(see signgd_graph.decimal_attribute), so float64 runs use η0 = 0.15 exactly.
 
 Ops are dispatched on their string attributes (`function`, `schedule`, `codec`) once per call by
 an If chain (onnxruntime folds it at load); the values are not checked: an unknown one runs the

@@ -91,7 +91,7 @@ def test_raw_erfc_fixture_is_repaired_then_refused_for_if_neurons(tmp_path):
     calib = tmp_path / "calib.npy"
     np.save(calib, np.load(FIXTURES / "keras_dense_gelu_layernorm.input.npy"))
     before = digest(raw)
-    result = run_cli("compile", str(raw), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib))
+    result = run_cli("compile", str(raw), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib), "--neuron", "if")
     assert_user_error(result, "raw_tf2onnx_erfc.onnx", "use --neuron signgd")
     assert digest(raw) == before
 
@@ -103,15 +103,17 @@ def test_invalid_graph(tmp_path):
     assert_user_error(run_cli("compile", str(path), "-o", str(tmp_path / "out.onnx")), "invalid.onnx", "NoSuchOp")
 
 
-@pytest.mark.parametrize("op, domain, hint", [("Sigmoid", "", "use --neuron signgd"),
-                                              ("Sin", "", "not supported"),
-                                              ("FancyAct", "com.example", "com.example::FancyAct")])
-def test_unsupported_op_names_the_node(tmp_path, op, domain, hint):
+@pytest.mark.parametrize("op, domain, neuron, hint", [("Sigmoid", "", "if", "use --neuron signgd"),
+                                                      ("Sigmoid", "", "auto", "no signGD neuron implements it"),
+                                                      ("Sin", "", "if", "not supported"),
+                                                      ("FancyAct", "com.example", "auto", "com.example::FancyAct")])
+def test_unsupported_op_names_the_node(tmp_path, op, domain, neuron, hint):
     path = tmp_path / f"{op}.onnx"
     onnx.save(tiny_relu_model(op=op, domain=domain), path)
     calib = tmp_path / "calib.npy"
     np.save(calib, np.zeros((4, 4), np.float32))
-    result = run_cli("compile", str(path), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib))
+    result = run_cli("compile", str(path), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib),
+                     "--neuron", neuron)
     assert_user_error(result, "node 'act'", hint)
 
 
@@ -151,3 +153,15 @@ def test_no_temporary_files_left(relu_model, tmp_path):
     out = tmp_path / "out.onnx"
     assert run_cli("compile", str(model_path), "-o", str(out), "--calib", str(calib), "-q").returncode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["tiny.onnx", "calib.npy", "out.onnx"])
+
+
+@pytest.mark.parametrize("fixture, neuron", [("keras_mlp_dense_relu", "if"), ("keras_dense_gelu_layernorm", "signgd")])
+def test_auto_picks_if_for_relu_nets_and_signgd_otherwise(tmp_path, fixture, neuron):
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.load(FIXTURES / f"{fixture}.input.npy"))
+    out = tmp_path / "out.onnx"
+    result = run_cli("compile", str(FIXTURES / f"{fixture}.onnx"), "-o", str(out), "--calib", str(calib), "-q")
+    assert result.returncode == 0, result.stderr
+    assert f"{neuron} neuron layers" in result.stdout and "PASS" in result.stdout
+    shown = run_cli("inspect", str(out))
+    assert f"neuron type: {neuron} (chosen by --neuron auto)" in shown.stdout
