@@ -12,6 +12,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
+from onnx_snn.runtime.signgd import SCHEDULE_DEFAULTS
 
 from .base import PassContext
 from .graph_utils import SNN_DOMAIN, constant_value, fresh_name, node_label, producer
@@ -27,7 +28,6 @@ AFFINE_OPS = frozenset({
     "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Pad", "Slice", "Split", "Expand", "Tile",
     "Identity", "Shape", "Gather", "Cast", "Constant", "ConstantOfShape", "Range", "Sum", "Mean",
 })
-SCHEDULE_DEFAULTS = {"eta0": 0.15, "gamma": 0.95, "schedule": "exponential"}
 
 
 def _activations(node: gs.Node) -> list[gs.Tensor]:

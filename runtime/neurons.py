@@ -9,15 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import onnx
-from onnx import AttributeProto, TensorProto, helper
+from onnx import TensorProto, helper
 
 from . import signgd
-
-SNN_DOMAIN = "snn"
-SNN_DOMAIN_VERSION = 1
-_INT64_MAX = np.iinfo(np.int64).max
+from .function_parts import SNN_DOMAIN, SNN_DOMAIN_VERSION, constant, constant_from_attr, time_sequence_nodes
 
 
 @dataclass(frozen=True)
@@ -37,52 +33,6 @@ class NeuronOp:
     def input_index(self, name: str) -> int:
         """Position of the input called `name`."""
         return self.inputs.index(name)
-
-
-def _attr_ref(name: str, attr_type: int, ref: str) -> AttributeProto:
-    attr = AttributeProto()
-    attr.name, attr.type, attr.ref_attr_name = name, attr_type, ref
-    return attr
-
-
-def _constant_from_attr(output: str, attribute: str, kind: str) -> onnx.NodeProto:
-    """A Constant node whose value is the function attribute `attribute` (kind: float or string)."""
-    node = helper.make_node("Constant", [], [output])
-    attr_type = AttributeProto.FLOAT if kind == "float" else AttributeProto.STRING
-    node.attribute.append(_attr_ref(f"value_{kind}", attr_type, attribute))
-    return node
-
-
-def _c(output: str, value) -> onnx.NodeProto:
-    """A Constant node holding `value` (ints become int64 1-D, floats float32 scalars)."""
-    array = np.asarray(value)
-    if array.dtype.kind in "iu":
-        array = array.astype(np.int64)
-    elif array.dtype.kind == "f":
-        array = array.astype(np.float32)
-    return helper.make_node("Constant", [], [output], value=onnx.numpy_helper.from_array(array, output))
-
-
-def time_sequence_nodes(x: str, timesteps: str, prefix: str = "") -> tuple[list[onnx.NodeProto], dict[str, str]]:
-    """Nodes that view `x: [T*B, ...]` as `[T, B, ...]` and give the shape of one step [B, ...].
-
-    Returns the nodes and the names: `seq` ([T, B, ...]), `flat_shape` (shape of x),
-    `step_shape` ([B, ...]).
-    """
-    p = prefix
-    names = {"seq": f"{p}seq", "flat_shape": f"{p}flat_shape", "step_shape": f"{p}step_shape"}
-    nodes = [
-        _c(f"{p}one", [1]), _c(f"{p}minus_one", [-1]), _c(f"{p}zero", [0]), _c(f"{p}end", [_INT64_MAX]),
-        helper.make_node("Shape", [x], [names["flat_shape"]]),
-        helper.make_node("Slice", [names["flat_shape"], f"{p}one", f"{p}end"], [f"{p}rest"]),
-        helper.make_node("Slice", [names["flat_shape"], f"{p}zero", f"{p}one"], [f"{p}tb"]),
-        helper.make_node("Reshape", [timesteps, f"{p}one"], [f"{p}t1"]),
-        helper.make_node("Div", [f"{p}tb", f"{p}t1"], [f"{p}b1"]),
-        helper.make_node("Concat", [f"{p}t1", f"{p}b1", f"{p}rest"], [f"{p}seq_shape"], axis=0),
-        helper.make_node("Concat", [f"{p}b1", f"{p}rest"], [names["step_shape"]], axis=0),
-        helper.make_node("Reshape", [x, f"{p}seq_shape"], [names["seq"]]),
-    ]
-    return nodes, names
 
 
 def _scan_body(name: str, nodes: list[onnx.NodeProto], state_in: str, x_in: str,
@@ -130,10 +80,10 @@ def build_if_neuron(opset: int) -> onnx.FunctionProto:
     """
     seq_nodes, n = time_sequence_nodes("x", "timesteps")
     nodes = [
-        _constant_from_attr("threshold", "threshold", "float"),
-        _constant_from_attr("v_init", "v_init", "float"),
-        _constant_from_attr("reset", "reset", "string"),
-        _c("unit", 1.0),
+        constant_from_attr("threshold", "threshold", "float"),
+        constant_from_attr("v_init", "v_init", "float"),
+        constant_from_attr("reset", "reset", "string"),
+        constant("unit", 1.0),
         helper.make_node("Constant", [], ["hard"], value_string="hard"),
         *seq_nodes,
         helper.make_node("Div", [n["seq"], "threshold"], ["u_seq"]),

@@ -18,6 +18,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from .function_parts import SNN_DOMAIN
+from .function_parts import constant_from_attr as attribute_constant
+from .function_parts import time_sequence_nodes as time_view
+
 #: builds one case of a `switch`: given a name prefix, its nodes and the names of its outputs
 Branch = Callable[[str], tuple[list[onnx.NodeProto], list[str]]]
 
@@ -43,25 +47,9 @@ def typed_constant(output: str, value: float, like: str) -> list[onnx.NodeProto]
             node("CastLike", [f"{output}_f64", like], output)]
 
 
-def attribute_constant(output: str, attribute: str, kind: str) -> onnx.NodeProto:
-    """A Constant holding the op attribute `attribute` (kind "float": float32, "string")."""
-    from .neurons import _constant_from_attr  # deferred: runtime.neurons imports this module's ops
-
-    return _constant_from_attr(output, attribute, kind)
-
-
-def time_view(x: str, timesteps: str, prefix: str) -> tuple[list[onnx.NodeProto], dict[str, str]]:
-    """Nodes viewing x [T*B, ...] as `seq` [T, B, ...], with `step_shape` [B, ...] (see neurons)."""
-    from .neurons import time_sequence_nodes  # deferred: runtime.neurons imports this module's ops
-
-    return time_sequence_nodes(x, timesteps, prefix)
-
-
 def make_op(name: str, inputs: list[str], outputs: list[str], nodes: list[onnx.NodeProto], opset: int,
             defaults: dict[str, float | str], required: list[str], doc: str | None) -> onnx.FunctionProto:
     """The `snn` function `name`; `required` attributes have no default."""
-    from .neurons import SNN_DOMAIN  # deferred: runtime.neurons imports this module's ops
-
     return helper.make_function(SNN_DOMAIN, name, inputs, outputs, nodes, [helper.make_opsetid("", opset)],
                                 attributes=required,
                                 attribute_protos=[helper.make_attribute(k, v) for k, v in defaults.items()],

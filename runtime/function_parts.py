@@ -1,0 +1,57 @@
+"""Pieces shared by the builders of `snn` local functions: the domain, constants, time views."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import AttributeProto, helper
+
+SNN_DOMAIN = "snn"
+SNN_DOMAIN_VERSION = 1
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def attr_ref(name: str, attr_type: int, ref: str) -> AttributeProto:
+    """An attribute of a function-body node that takes the function attribute `ref`."""
+    attr = AttributeProto()
+    attr.name, attr.type, attr.ref_attr_name = name, attr_type, ref
+    return attr
+
+
+def constant_from_attr(output: str, attribute: str, kind: str) -> onnx.NodeProto:
+    """A Constant node whose value is the function attribute `attribute` (kind: float or string)."""
+    node = helper.make_node("Constant", [], [output])
+    attr_type = AttributeProto.FLOAT if kind == "float" else AttributeProto.STRING
+    node.attribute.append(attr_ref(f"value_{kind}", attr_type, attribute))
+    return node
+
+
+def constant(output: str, value) -> onnx.NodeProto:
+    """A Constant node holding `value` (ints become int64 1-D, floats float32 scalars)."""
+    array = np.asarray(value)
+    if array.dtype.kind in "iu":
+        array = array.astype(np.int64)
+    elif array.dtype.kind == "f":
+        array = array.astype(np.float32)
+    return helper.make_node("Constant", [], [output], value=onnx.numpy_helper.from_array(array, output))
+
+
+def time_sequence_nodes(x: str, timesteps: str, prefix: str = "") -> tuple[list[onnx.NodeProto], dict[str, str]]:
+    """Nodes that view `x: [T*B, ...]` as `[T, B, ...]` and give the shape of one step [B, ...].
+
+    Returns the nodes and the names: `seq` ([T, B, ...]), `flat_shape` (shape of x),
+    `step_shape` ([B, ...]).
+    """
+    p = prefix
+    names = {"seq": f"{p}seq", "flat_shape": f"{p}flat_shape", "step_shape": f"{p}step_shape"}
+    nodes = [
+        constant(f"{p}one", [1]), constant(f"{p}zero", [0]), constant(f"{p}end", [_INT64_MAX]),
+        helper.make_node("Shape", [x], [names["flat_shape"]]),
+        helper.make_node("Slice", [names["flat_shape"], f"{p}one", f"{p}end"], [f"{p}rest"]),
+        helper.make_node("Slice", [names["flat_shape"], f"{p}zero", f"{p}one"], [f"{p}tb"]),
+        helper.make_node("Reshape", [timesteps, f"{p}one"], [f"{p}t1"]),
+        helper.make_node("Div", [f"{p}tb", f"{p}t1"], [f"{p}b1"]),
+        helper.make_node("Concat", [f"{p}t1", f"{p}b1", f"{p}rest"], [f"{p}seq_shape"], axis=0),
+        helper.make_node("Concat", [f"{p}b1", f"{p}rest"], [names["step_shape"]], axis=0),
+        helper.make_node("Reshape", [x, f"{p}seq_shape"], [names["seq"]]),
+    ]
+    return nodes, names
