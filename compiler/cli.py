@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from .pipeline import PASS_NAMES
-    from .options import NEURON_TYPES, RESET_MODES
+    from .options import NEURON_TYPES, RESET_MODES, SCHEDULES
 
     parser = argparse.ArgumentParser(prog="onnx-snn", description=__doc__)
     parser.add_argument("--version", action="version", version=f"onnx-snn {__version__}")
@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--neuron", choices=NEURON_TYPES, default="auto",
                    help="neuron type: if (ReLU nets), signgd (GELU, LayerNorm, MaxPool, ...), or auto (default): "
                         "if where it suffices, else signgd")
+    c.add_argument("--schedule", choices=SCHEDULES, default="exponential",
+                   help="signGD step sizes (default exponential, 0.15*0.95^(t-1)); exp_inverse switches to "
+                        "1.5/t after t = 32 and keeps converging")
     c.add_argument("--stats", action="store_true", help="also output spike counts per neuron layer")
     c.add_argument("--dump-after", action="append", choices=PASS_NAMES, default=[], metavar="PASS",
                    help=f"also write the model after PASS ({', '.join(PASS_NAMES)}); repeatable")
@@ -89,7 +92,8 @@ def _compile(args: argparse.Namespace) -> int:
     from .options import CompileOptions
 
     options = CompileOptions(timesteps=args.timesteps, norm=args.norm, per_channel=args.per_channel,
-                             reset=args.reset, v_init=args.v_init, neuron=args.neuron, stats=args.stats,
+                             reset=args.reset, v_init=args.v_init, neuron=args.neuron, schedule=args.schedule,
+                             stats=args.stats,
                              calib_batches=args.calib_batches, dump_after=args.dump_after)
     result = compile_model(args.model, args.output, options, calibration=args.calib, show_progress=not args.quiet)
     for note in result.notes:

@@ -9,6 +9,7 @@ from .errors import SnnError
 NORM_MODES = ("max", "99.9", "99.99")
 RESET_MODES = ("soft", "hard")
 NEURON_TYPES = ("auto", "if", "signgd")
+SCHEDULES = ("exponential", "exp_inverse", "inverse", "constant")
 
 
 @dataclass
@@ -21,6 +22,7 @@ class CompileOptions:
     reset: str = "soft"
     v_init: float = 0.5
     neuron: str = "auto"  # IF neurons for ReLU nets, signGD where the graph needs it
+    schedule: str = "exponential"  # signGD step sizes; exp_inverse keeps converging past T = 32
     stats: bool = False
     calib_batch_size: int = 256
     calib_batches: int | None = None
@@ -34,6 +36,8 @@ class CompileOptions:
             raise SnnError(f"--reset must be one of {', '.join(RESET_MODES)}, got '{self.reset}'")
         if self.neuron not in NEURON_TYPES:
             raise SnnError(f"--neuron must be one of {', '.join(NEURON_TYPES)}, got '{self.neuron}'")
+        if self.schedule not in SCHEDULES:
+            raise SnnError(f"--schedule must be one of {', '.join(SCHEDULES)}, got '{self.schedule}'")
         if not 0.0 <= self.v_init < 1.0:
             raise SnnError(f"--v-init must be in [0, 1), got {self.v_init}")
         norm_statistic(self.norm)

@@ -73,6 +73,7 @@ def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     refuse_unconvertible(graph, ctx)
+    schedule = {**SCHEDULE_DEFAULTS, "schedule": ctx.options.schedule}
     one_step = gs.Constant(fresh_name("one_timestep"), np.asarray(1, dtype=np.int64))
     step_zero = gs.Constant(fresh_name("first_step"), np.asarray(0, dtype=np.int64))
     fresh = gs.Constant(fresh_name("fresh_state"), np.asarray(np.nan, dtype=np.float32))
@@ -91,12 +92,12 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         node.op, node.domain = ("SignGDNeuron" if arity == "unary" else "SignGDBinaryNeuron"), SNN_DOMAIN
         node.inputs = currents + [one_step] + calibrated + states
         node.outputs = outputs
-        node.attrs = {"function": function, **SCHEDULE_DEFAULTS}
+        node.attrs = {"function": function, **schedule}
         layers.append(node.name)
     for index, graph_input in enumerate(graph.inputs):
-        _encode(graph, graph_input, one_step, fresh, step_zero)
+        _encode(graph, graph_input, one_step, fresh, step_zero, schedule)
     for index, out in enumerate(list(graph.outputs)):
-        graph.outputs[index] = _decode(graph, out, one_step, fresh, step_zero)
+        graph.outputs[index] = _decode(graph, out, one_step, fresh, step_zero, schedule)
     ctx.metadata["neuron_layers"] = layers
     return graph.cleanup().toposort()
 
@@ -110,23 +111,23 @@ def _placeholder(name: str) -> gs.Constant:
     return gs.Constant(fresh_name(name), np.zeros((), dtype=np.float32))
 
 
-def _encode(graph: gs.Graph, graph_input: gs.Variable, one_step, fresh, step_zero) -> None:
+def _encode(graph: gs.Graph, graph_input: gs.Variable, one_step, fresh, step_zero, schedule: dict) -> None:
     readers = list(graph_input.outputs)
     encoded = gs.Variable(fresh_name(f"{graph_input.name}_encoded"), dtype=np.float32, shape=graph_input.shape)
     final = gs.Variable(fresh_name(f"{graph_input.name}_f_T"), dtype=np.float32)
     graph.nodes.append(gs.Node("SignGDEncoder", name=fresh_name("encoder"), domain=SNN_DOMAIN,
                                inputs=[graph_input, one_step, fresh, step_zero], outputs=[encoded, final],
-                               attrs={"codec": "float", **SCHEDULE_DEFAULTS}))
+                               attrs={"codec": "float", **schedule}))
     for reader in readers:
         reader.inputs = [encoded if t is graph_input else t for t in reader.inputs]
 
 
-def _decode(graph: gs.Graph, out: gs.Variable, one_step, fresh, step_zero) -> gs.Variable:
+def _decode(graph: gs.Graph, out: gs.Variable, one_step, fresh, step_zero, schedule: dict) -> gs.Variable:
     name = out.name
     out.name = fresh_name(name)
     per_step = gs.Variable(name + "_decoded_per_step", dtype=np.float32)
     final = gs.Variable(name, dtype=out.dtype, shape=out.shape)
     graph.nodes.append(gs.Node("SignGDDecoder", name=fresh_name("decoder"), domain=SNN_DOMAIN,
                                inputs=[out, one_step, _placeholder(f"{name}_offset"), _placeholder(f"{name}_bias"),
-                                       fresh, step_zero], outputs=[per_step, final], attrs=dict(SCHEDULE_DEFAULTS)))
+                                       fresh, step_zero], outputs=[per_step, final], attrs=dict(schedule)))
     return final

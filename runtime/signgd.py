@@ -35,8 +35,11 @@ from .signgd_graph import (ETA_T, Branch, StepBody, attribute_constant, charge_n
                            initial_state, make_op, node, scan_node, schedule_nodes, switch, time_view,
                            typed_constant)
 
-#: spec §1 default schedule (η_t = 0.15·0.95^(t−1))
-SCHEDULE_DEFAULTS: dict[str, float | str] = {"eta0": 0.15, "gamma": 0.95, "schedule": "exponential"}
+#: spec §1 default schedule (η_t = 0.15·0.95^(t−1)); `tail`, `tail_start` are read only by
+#: schedule="exp_inverse": η_t = eta0·gamma^(t−1) for t ≤ tail_start, then tail/t (Σ η_t = ∞, so
+#: the reachable range is unbounded and the float encoder's gain 1 − Π(1 − η_k) tends to 1)
+SCHEDULE_DEFAULTS: dict[str, float | str] = {"eta0": 0.15, "gamma": 0.95, "schedule": "exponential",
+                                             "tail": 1.5, "tail_start": 32.0}
 ENCODER_DEFAULTS: dict[str, float | str] = {"codec": "float", **SCHEDULE_DEFAULTS}
 
 NEURON_INPUTS = ("z", "timesteps", "offset", "bias", "x0", "v0", "t0")

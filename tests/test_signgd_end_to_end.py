@@ -55,3 +55,23 @@ def test_signgd_refuses_a_nonlinearity_it_has_no_neuron_for(digits, tmp_path):
     export_torch(net, torch.from_numpy(x_train[:2]), ann, dynamo=False)
     with pytest.raises(SnnError, match="Sigmoid"):
         compile_model(ann, tmp_path / "snn.onnx", CompileOptions(neuron="signgd"), calibration=x_train[:64])
+
+
+def test_exp_inverse_schedule_matches_default_early_and_keeps_converging(digits, tmp_path):
+    x_train, y_train, x_test, y_test = digits
+    torch.manual_seed(0)
+    net = train(gelu_layernorm_mlp(), x_train, y_train, epochs=15, lr=1e-2, seed=0)
+    ann = tmp_path / "ann.onnx"
+    export_torch(net, torch.from_numpy(x_train[:2]), ann, dynamo=False)
+    runs = {}
+    for schedule in ("exponential", "exp_inverse"):
+        out = tmp_path / f"{schedule}.onnx"
+        compile_model(ann, out, CompileOptions(timesteps=256, neuron="signgd", norm="max", schedule=schedule),
+                      calibration=x_train[:512])
+        session = Session(out)
+        runs[schedule] = (session.run(x_test[:64]).per_step,
+                          session.evaluate(x_test, y_test, ann=ann, progress=False))
+    (early_default, default), (early_tail, tail) = runs["exponential"], runs["exp_inverse"]
+    np.testing.assert_array_equal(early_default[:32], early_tail[:32])
+    for t in (128, 256):
+        assert tail.logit_error[t - 1] < 0.5 * default.logit_error[t - 1], (default.table(), tail.table())
