@@ -17,9 +17,3 @@ class SnnError(Exception):
         if hint:
             text = f"{text}; {hint}"
         super().__init__(" ".join(text.split()))
-
-    def with_path(self, path: str) -> "SnnError":
-        """Return the same error, naming `path` if it named no file yet."""
-        if self.path:
-            return self
-        return SnnError(self.args[0], path=path, hint=None)

@@ -8,6 +8,7 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from onnx_snn.errors import SnnError
+from onnx_snn.options import norm_statistic
 
 from .base import LayerStats, PassContext
 from .graph_utils import node_label
@@ -33,7 +34,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     if ctx.calibration is None:
         raise SnnError("calibration data is required to normalize the network; pass --calib FILE.npz",
                        path=ctx.source)
-    _, q = _percentile_of(ctx)
+    q = _calibrated_percentile(ctx)
     session, output_names = _probe_session(graph, nodes)
     inputs = {i.name: i for i in graph.inputs}
     histograms: list[StreamingHistogram | None] = [None] * len(nodes)
@@ -68,11 +69,10 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     return graph
 
 
-def _percentile_of(ctx: PassContext) -> tuple[str, float]:
-    from onnx_snn.options import norm_statistic
-
+def _calibrated_percentile(ctx: PassContext) -> float:
+    """The percentile to record: the one --norm asks for, else 99.9 (for the metadata and reports)."""
     kind, value = norm_statistic(ctx.options.norm)
-    return kind, (value if kind == "percentile" else 99.9)
+    return value if kind == "percentile" else 99.9
 
 
 def _channel_rows(activation: np.ndarray) -> np.ndarray:

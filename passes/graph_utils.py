@@ -76,13 +76,6 @@ def bypass(graph: gs.Graph, node: gs.Node) -> None:
     node.inputs.clear()
 
 
-def infer_shapes(graph: gs.Graph) -> gs.Graph:
-    """Run ONNX shape inference and return the re-imported graph (functions kept)."""
-    model = gs.export_onnx(graph, do_type_check=False)
-    model = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    return gs.import_onnx(model)
-
-
 def static_shape(tensor: gs.Tensor) -> tuple[int, ...] | None:
     """The tensor's non-batch dims when all are known integers, else None."""
     shape = tensor.shape
