@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from onnx_snn.runtime.neurons import SNN_DOMAIN  # noqa: F401 - re-exported for the passes
+from onnx_snn.runtime.function_parts import SNN_DOMAIN  # noqa: F401 - re-exported for the passes
 
 #: the ONNX opset of every compiled model (functions must import the model's version).
 TARGET_OPSET = 21
@@ -74,6 +74,13 @@ def bypass(graph: gs.Graph, node: gs.Node) -> None:
     node.outputs.clear()
     replace_uses(graph, dst, src)
     node.inputs.clear()
+
+
+def is_activation(tensor: gs.Tensor) -> bool:
+    """True for a named, non-constant, non-integer tensor: data that flows between layers
+    (not a weight, a shape or an index)."""
+    return (isinstance(tensor, gs.Variable) and bool(tensor.name) and constant_value(tensor) is None
+            and tensor.dtype not in (np.int64, np.int32, np.bool_))
 
 
 def static_shape(tensor: gs.Tensor) -> tuple[int, ...] | None:

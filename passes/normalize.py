@@ -17,7 +17,7 @@ from onnx_snn.errors import SnnError
 from onnx_snn.options import norm_statistic
 
 from .base import LayerStats, PassContext
-from .graph_utils import constant_value, fresh_name, node_label, static_shape
+from .graph_utils import constant_value, fresh_name, is_activation, node_label, static_shape
 
 NAME = "normalize"
 CONTRACT = ("Pre: BN-folded graph with ctx.activation_stats for every Relu. Post: same function; each Relu "
@@ -93,9 +93,8 @@ def _demanded_scales(graph: gs.Graph, lambdas: dict[str, np.ndarray]) -> dict[st
 
 
 def _data_inputs(node: gs.Node) -> list[gs.Variable]:
-    """The non-constant floating-point inputs of `node` (not shapes, not weights)."""
-    return [t for t in node.inputs if isinstance(t, gs.Variable) and t.name and constant_value(t) is None
-            and t.dtype not in (np.int64, np.int32, np.bool_)]
+    """The activation inputs of `node` (not shapes, not weights)."""
+    return [t for t in node.inputs if is_activation(t)]
 
 
 def _normalize_node(graph: gs.Graph, node: gs.Node, scale: dict[str, np.ndarray],

@@ -15,7 +15,7 @@ from onnx_snn.errors import SnnError
 from onnx_snn.runtime.signgd import SCHEDULE_DEFAULTS
 
 from .base import PassContext
-from .graph_utils import SNN_DOMAIN, constant_value, fresh_name, node_label, producer
+from .graph_utils import SNN_DOMAIN, fresh_name, is_activation, node_label, producer
 
 NAME = "spikify_signgd"
 CONTRACT = ("Pre: decomposed, normalized graph. Post: every nonlinearity is a one-step signGD neuron, inputs "
@@ -31,7 +31,7 @@ AFFINE_OPS = frozenset({
 
 
 def _activations(node: gs.Node) -> list[gs.Tensor]:
-    return [t for t in node.inputs if t.name and constant_value(t) is None and t.dtype != np.int64]
+    return [t for t in node.inputs if is_activation(t)]
 
 
 def neuron_function(node: gs.Node) -> tuple[str, str] | None:
@@ -48,9 +48,7 @@ def neuron_function(node: gs.Node) -> tuple[str, str] | None:
         if root is not None and root.op == "Sqrt" and len(node.inputs[1].outputs) == 1:
             return "binary", "p_rsqrt_q"
         return "binary", "div"
-    if node.op in ("Mul", "MatMul") and len(acts) == 2:
-        if node.op == "MatMul":
-            return None
+    if node.op == "Mul" and len(acts) == 2:
         return "binary", "product"
     return None
 
@@ -94,7 +92,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         node.outputs = outputs
         node.attrs = {"function": function, **schedule}
         layers.append(node.name)
-    for index, graph_input in enumerate(graph.inputs):
+    for graph_input in graph.inputs:
         _encode(graph, graph_input, one_step, fresh, step_zero, schedule)
     for index, out in enumerate(list(graph.outputs)):
         graph.outputs[index] = _decode(graph, out, one_step, fresh, step_zero, schedule)

@@ -15,7 +15,7 @@ from onnx_snn.runtime.contract import FOLDED_BATCH, PER_STEP_SUFFIX, SPIKES_PREF
 from onnx_snn.runtime.neurons import NEURON_OPS
 
 from .base import PassContext
-from .graph_utils import SNN_DOMAIN, fresh_name
+from .graph_utils import SNN_DOMAIN, fresh_name, is_activation
 
 NAME = "time_batch"
 CONTRACT = ("Pre: spikified graph (one-step neurons). Post: graph over T timesteps with time folded into "
@@ -76,9 +76,8 @@ def _time_variant_tensors(graph: gs.Graph, stateful: list[gs.Node]) -> set[str]:
 
 def _is_batched_data(tensor: gs.Tensor) -> bool:
     """A non-constant float tensor with a batch axis (not a shape, index or weight)."""
-    return (isinstance(tensor, gs.Variable) and bool(tensor.name) and tensor.dtype in (np.float32, np.float16)
-            and (tensor.shape is None or len(tensor.shape) >= 1)
-            and not (tensor.inputs and tensor.inputs[0].op == "Constant"))
+    return (is_activation(tensor) and tensor.dtype in (np.float32, np.float16)
+            and (tensor.shape is None or len(tensor.shape) >= 1))
 
 
 class _Builder:

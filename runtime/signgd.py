@@ -32,8 +32,8 @@ from typing import Callable
 import onnx
 
 from .signgd_graph import (ETA_T, Branch, StepBody, attribute_constant, charge_nodes, fire_reset_nodes, fold_time,
-                           initial_state, make_op, node, scan_node, schedule_nodes, switch, time_view,
-                           typed_constant)
+                           initial_state, make_op, node, scan_node, schedule_nodes, switch, typed_constant)
+from .function_parts import time_sequence_nodes as time_view
 
 #: spec §1 default schedule (η_t = 0.15·0.95^(t−1)); `tail`, `tail_start` are read only by
 #: schedule="exp_inverse": η_t = eta0·gamma^(t−1) for t ≤ tail_start, then tail/t (Σ η_t = ∞, so

@@ -20,7 +20,6 @@ from onnx import TensorProto, helper
 
 from .function_parts import SNN_DOMAIN
 from .function_parts import constant_from_attr as attribute_constant
-from .function_parts import time_sequence_nodes as time_view
 
 #: builds one case of a `switch`: given a name prefix, its nodes and the names of its outputs
 Branch = Callable[[str], tuple[list[onnx.NodeProto], list[str]]]
