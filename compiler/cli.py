@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from .pipeline import PASS_NAMES
-    from .options import NEURON_TYPES, RESET_MODES, SCHEDULES
+    from .options import CODECS, NEURON_TYPES, RESET_MODES, SCHEDULES
 
     parser = argparse.ArgumentParser(prog="onnx-snn", description=__doc__)
     parser.add_argument("--version", action="version", version=f"onnx-snn {__version__}")
@@ -58,8 +58,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="neuron type: if (ReLU nets), signgd (GELU, LayerNorm, MaxPool, ...), or auto (default): "
                         "if where it suffices, else signgd")
     c.add_argument("--schedule", choices=SCHEDULES, default="exponential",
-                   help="signGD step sizes (default exponential, 0.15*0.95^(t-1)); exp_inverse switches to "
-                        "1.5/t after t = 32 and keeps converging")
+                   help="signGD step sizes (default exponential: eta0*gamma^(t-1); exp_inverse floors it at "
+                        "tail/t so that the sum diverges)")
+    c.add_argument("--eta0", type=float, default=0.3, help="signGD first step size (default 0.3; spec 0.15)")
+    c.add_argument("--gamma", type=float, default=0.9, help="signGD step decay per timestep (default 0.9; spec 0.95)")
+    c.add_argument("--tail", type=float, default=0.25, help="signGD exp_inverse floor tail/t (default 0.25)")
+    c.add_argument("--codec", choices=CODECS, default="exact",
+                   help="signGD input encoder: exact (default, lands on the input), float or spike (spec)")
+    c.add_argument("--signgd-range", type=float, default=2.0,
+                   help="signGD neurons see activations scaled so that the --norm statistic maps to this (default 2)")
     c.add_argument("--stats", action="store_true", help="also output spike counts per neuron layer")
     c.add_argument("--dump-after", action="append", choices=PASS_NAMES, default=[], metavar="PASS",
                    help=f"also write the model after PASS ({', '.join(PASS_NAMES)}); repeatable")
@@ -93,6 +100,7 @@ def _compile(args: argparse.Namespace) -> int:
 
     options = CompileOptions(timesteps=args.timesteps, norm=args.norm, per_channel=args.per_channel,
                              reset=args.reset, v_init=args.v_init, neuron=args.neuron, schedule=args.schedule,
+                             eta0=args.eta0, gamma=args.gamma, tail=args.tail, codec=args.codec, signgd_range=args.signgd_range,
                              stats=args.stats,
                              calib_batches=args.calib_batches, dump_after=args.dump_after)
     result = compile_model(args.model, args.output, options, calibration=args.calib, show_progress=not args.quiet)

@@ -10,6 +10,7 @@ NORM_MODES = ("max", "99.9", "99.99")
 RESET_MODES = ("soft", "hard")
 NEURON_TYPES = ("auto", "if", "signgd")
 SCHEDULES = ("exponential", "exp_inverse", "inverse", "constant")
+CODECS = ("exact", "float", "spike")
 
 
 @dataclass
@@ -22,7 +23,12 @@ class CompileOptions:
     reset: str = "soft"
     v_init: float = 0.5
     neuron: str = "auto"  # IF neurons for ReLU nets, signGD where the graph needs it
-    schedule: str = "exponential"  # signGD step sizes; exp_inverse keeps converging past T = 32
+    schedule: str = "exponential"  # signGD step sizes (exp_inverse adds a tail/t floor)
+    eta0: float = 0.3  # signGD first step size (spec 0.15)
+    gamma: float = 0.9  # signGD decay of the exponential head (spec 0.95)
+    tail: float = 0.25  # signGD exp_inverse floor: η_t = max(eta0·gamma^(t-1), tail/t)
+    signgd_range: float = 2.0  # signGD neurons hold activations scaled to [-range, range] (spec: 1, ReLU only)
+    codec: str = "exact"  # signGD input encoder (spec §3 float/spike, or exact: no gain error)
     stats: bool = False
     calib_batch_size: int = 256
     calib_batches: int | None = None
@@ -38,6 +44,11 @@ class CompileOptions:
             raise SnnError(f"--neuron must be one of {', '.join(NEURON_TYPES)}, got '{self.neuron}'")
         if self.schedule not in SCHEDULES:
             raise SnnError(f"--schedule must be one of {', '.join(SCHEDULES)}, got '{self.schedule}'")
+        if not (0.0 < self.eta0 and 0.0 < self.gamma <= 1.0 and self.signgd_range > 0.0):
+            raise SnnError(f"--eta0 and --signgd-range must be positive and --gamma in (0, 1]; got "
+                           f"{self.eta0}, {self.signgd_range}, {self.gamma}")
+        if self.codec not in CODECS:
+            raise SnnError(f"--codec must be one of {', '.join(CODECS)}, got '{self.codec}'")
         if not 0.0 <= self.v_init < 1.0:
             raise SnnError(f"--v-init must be in [0, 1), got {self.v_init}")
         norm_statistic(self.norm)

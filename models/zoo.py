@@ -25,6 +25,7 @@ from torch import nn
 from .data import load_digits_split, load_fashion_mnist
 from .export import export_torch
 from .files import atomic_path, save_npz
+from .signgd_nets import ConvNeXtNet, MaxPoolCNN, MixerNet, ResMLPNet
 from .torch_nets import MLP, LeNet, SmallResNet
 from .train import evaluate_accuracy, train
 
@@ -44,7 +45,10 @@ def _fashion_split() -> Split:
 
 
 _DATASETS: dict[str, Callable[[], Split]] = {"digits": load_digits_split, "fashion": _fashion_split}
-_NETS: dict[str, Callable[..., nn.Module]] = {"MLP": MLP, "LeNet": LeNet, "SmallResNet": SmallResNet}
+_NETS: dict[str, Callable[..., nn.Module]] = {
+    "MLP": MLP, "LeNet": LeNet, "SmallResNet": SmallResNet,
+    "ConvNeXtNet": ConvNeXtNet, "MixerNet": MixerNet, "ResMLPNet": ResMLPNet, "MaxPoolCNN": MaxPoolCNN,
+}
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,11 @@ RECIPES: dict[str, Recipe] = {
     "digits-cnn": Recipe("digits", "LeNet", {"image_size": 8}, epochs=30, batch_size=64),
     "fashion-cnn": Recipe("fashion", "LeNet", {"image_size": 28}, epochs=8),
     "fashion-resnet": Recipe("fashion", "SmallResNet", {"widths": (16, 32, 64), "stem_pool": True}, epochs=3),
+    # signGD references (issue 3): GELU, LayerNorm, Affine and MaxPool nets
+    "fashion-convnext": Recipe("fashion", "ConvNeXtNet", {"image_size": 28}, epochs=4),
+    "fashion-mixer": Recipe("fashion", "MixerNet", {"image_size": 28}, epochs=4),
+    "fashion-resmlp": Recipe("fashion", "ResMLPNet", {"image_size": 28}, epochs=4),
+    "fashion-maxpool": Recipe("fashion", "MaxPoolCNN", {"image_size": 28}, epochs=4),
 }
 
 

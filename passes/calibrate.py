@@ -1,4 +1,5 @@
-"""calibrate: run the folded ANN with onnxruntime on calibration inputs; record ReLU statistics."""
+"""calibrate: run the folded ANN with onnxruntime on calibration inputs; record the magnitude
+statistics (max and a percentile of |y|) of every output a neuron will replace."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,20 +11,29 @@ from onnx_snn.errors import SnnError
 from onnx_snn.options import norm_statistic
 
 from .base import LayerStats, PassContext
-from .graph_utils import node_label
+from .graph_utils import is_activation, node_label
 from .histogram import StreamingHistogram
 
 NAME = "calibrate"
 CONTRACT = ("Pre: canonical, BN-folded graph. Post: graph unchanged; ctx.activation_stats maps every "
-            "Relu node's name to the max and percentile of its output over the calibration inputs.")
+            "calibrated node's name to the max and percentile of |output| over the calibration inputs.")
 
-#: the ops whose outputs are calibrated (the ones a neuron will replace)
-CALIBRATED_OPS = ("Relu",)
+#: unary ops whose outputs are calibrated (the ones a neuron will replace and normalize scales)
+CALIBRATED_OPS = ("Relu", "LeakyRelu", "Abs", "Gelu")
+#: ops calibrated when two of their inputs are activations (the signGD product and quotient)
+CALIBRATED_BINARY_OPS = ("Mul", "Div")
+
+
+def is_calibrated(node: gs.Node) -> bool:
+    """True for a node whose output gets a scale λ: a ReLU-like or GELU, or an activation product/quotient."""
+    if node.op in CALIBRATED_OPS:
+        return True
+    return node.op in CALIBRATED_BINARY_OPS and sum(is_activation(t) for t in node.inputs) == 2
 
 
 def calibrated_nodes(graph: gs.Graph) -> list[gs.Node]:
     """The nodes whose outputs calibrate measures, in topological order."""
-    return [n for n in graph.nodes if n.op in CALIBRATED_OPS]
+    return [n for n in graph.nodes if is_calibrated(n)]
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
@@ -49,6 +59,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
             raise SnnError(f"calibration data lacks input(s) {sorted(missing)}; give one array per model input",
                            path=ctx.source)
         for i, activation in enumerate(session.run(output_names, feed)):
+            activation = np.abs(activation)
             if histograms[i] is None:
                 per_channel[i] = ctx.options.per_channel and activation.ndim >= 2
                 histograms[i] = StreamingHistogram(channels=activation.shape[1] if per_channel[i] else 1)

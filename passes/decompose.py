@@ -1,9 +1,10 @@
 """decompose: rewrite MaxPool, LayerNormalization and Softmax into the elementary nonlinearities
 that signGD neurons implement (spec signgd-dynamics §5), as plain ONNX ops.
 
-* MaxPool (2-D, any kernel, stride and padding; dilation 1, floor mode) becomes a Pad with the
-  constant -200, then a chain of pairwise `Max` over strided row slices (kernel_h - 1 of them),
-  then the same over columns (kernel_w - 1).
+* MaxPool (2-D, any kernel, stride and padding; dilation 1, floor mode) becomes, per axis (rows,
+  then columns), a Pad of that axis with the constant -200 and a chain of pairwise `Max` over
+  strided slices (kernel - 1 of them). Padding one axis at a time means no Max compares two pad
+  values (a target of -200 no neuron could reach); the spec pads both axes up front.
 * LayerNormalization over trailing axes becomes u = x - mean(x); h = u * u (square);
   q = mean(h) + eps; n = u / Sqrt(q) (the p/sqrt(q) neuron); out = n * scale + bias.
 * Softmax(axis) becomes Exp, ReduceSum over the axis, and Div (no max subtraction, as the spec).
@@ -85,12 +86,13 @@ def _maxpool(graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None:
     emit = _Emitter(graph, node)
     x = node.inputs[0]
     out = _detach(node)
-    if any(pads):
-        x = emit.op("Pad", [x, emit.ints([0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]]),
-                            emit.scalar(MAXPOOL_PAD_VALUE)], mode="constant")
-    sizes = [shape[2] + pads[0] + pads[2], shape[3] + pads[1] + pads[3]]
-    for axis, (k, r, size) in enumerate(zip(kernel, strides, sizes), start=2):
-        n_out = (size - k) // r + 1
+    for axis, k, r in zip((2, 3), kernel, strides):
+        before, after = pads[axis - 2], pads[axis]
+        if before or after:  # pad just this axis, so that no Max ever compares two pad values
+            spec = [0] * 8
+            spec[axis], spec[4 + axis] = before, after
+            x = emit.op("Pad", [x, emit.ints(spec), emit.scalar(MAXPOOL_PAD_VALUE)], mode="constant")
+        n_out = (shape[axis] + before + after - k) // r + 1
         last = axis == 3
         rows = [emit.op("Slice", [x, emit.ints([j]), emit.ints([j + (n_out - 1) * r + 1]), emit.ints([axis]),
                                   emit.ints([r])]) for j in range(k)]

@@ -1,12 +1,20 @@
-"""normalize: rescale weights and biases so that every ReLU sees activations in units of its λ.
+"""normalize: rescale weights and biases so that every neuron sees activations in units of its λ.
 
 Every tensor t gets a scale σ(t): the normalized graph holds t / σ(t). Graph inputs and outputs
-have σ = 1, a ReLU's input and output have σ = λ (from calibrate), linear ops convert the scale
+have σ = 1, a calibrated node's output has σ = λ (from calibrate), linear ops convert the scale
 of their input into the scale their consumers demand by rescaling weights and biases, and
 scale-equivariant ops (pooling, Flatten, Reshape, Transpose, Concat, Mul by a constant) pass it
 through. Where two scales meet and differ (a residual Add of a spiking shortcut, say), a Mul by
 their ratio is inserted on that edge. σ is a numpy array broadcastable to the tensor's non-batch
 dims: shape () per layer, (C, 1, ..., 1) per channel (axis 1).
+
+Neurons (spec signgd-dynamics §6.7, extended past ReLU): ReLU, LeakyReLU and Abs commute with
+scaling, so input and output share λ (per channel allowed). GELU does not: its input arrives at
+σ = λ and it becomes Mul(λ) → Gelu → Mul(1/λ), which spikify_signgd fuses into one neuron with a
+scaled gate. A square Mul(u, u) takes u at √λ; a product p·q and a quotient p/q get p rescaled so
+that the result lands at λ; Sqrt halves the exponent of its input's σ. These non-ReLU scales are
+per layer. The function of the graph is unchanged. For signGD neurons λ is the calibrated
+statistic divided by --signgd-range ρ, so that activations fill [−ρ, ρ] (spec: ReLU only, ρ = 1).
 """
 from __future__ import annotations
 
@@ -17,15 +25,23 @@ from onnx_snn.errors import SnnError
 from onnx_snn.options import norm_statistic
 
 from .base import LayerStats, PassContext
+from .calibrate import is_calibrated
 from .graph_utils import constant_value, fresh_name, is_activation, node_label, static_shape
 
 NAME = "normalize"
-CONTRACT = ("Pre: BN-folded graph with ctx.activation_stats for every Relu. Post: same function; each Relu "
-            "sees its input divided by its λ (so spikes of threshold 1 encode it), outputs in ANN units.")
+CONTRACT = ("Pre: BN-folded graph with ctx.activation_stats for every calibrated node. Post: same function; "
+            "each neuron's output is held divided by its λ (so spikes of threshold 1 encode it), outputs in "
+            "ANN units.")
 
 LINEAR_OPS = ("Conv", "Gemm", "MatMul")
+#: neuron ops with f(x / s) = f(x) / s for s > 0: their input and output share λ
+HOMOGENEOUS = ("Relu", "LeakyRelu", "Abs")
 #: ops with f(x / s) = f(x) / s for any s > 0 that is constant along the axes they mix
-CHANNEL_PRESERVING = ("AveragePool", "GlobalAveragePool", "MaxPool", "Identity", "Dropout", "Relu")
+CHANNEL_PRESERVING = ("AveragePool", "GlobalAveragePool", "MaxPool", "Identity", "Dropout")
+#: ops that pass a per-layer (scalar) σ through, whatever axes they move, slice or reduce linearly
+LAYER_PRESERVING = ("Flatten", "Reshape", "Transpose", "Concat", "Slice", "ReduceMean", "ReduceSum")
+#: ops whose activation inputs must share one σ, which their output keeps
+SHARED_SCALE = ("Add", "Sub", "Max")
 ONE = np.ones(())
 
 
@@ -50,15 +66,20 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
 
 
 def _neuron_scales(graph: gs.Graph, ctx: PassContext) -> dict[str, np.ndarray]:
-    """λ per Relu node name, shaped to broadcast over the Relu input's non-batch dims."""
+    """λ per calibrated node name, shaped to broadcast over its output's non-batch dims
+    (per layer, shape (), for all but the homogeneous neurons)."""
     lambdas = {}
     for node in graph.nodes:
-        if node.op != "Relu":
+        if not is_calibrated(node):
             continue
         if node.name not in ctx.activation_stats:
-            raise SnnError("no calibration statistics for this ReLU; run calibrate first",
+            raise SnnError("no calibration statistics for this node; run calibrate first",
                            path=ctx.source, node=node_label(node), op=node.op)
         lam = layer_scale(ctx.activation_stats[node.name], ctx.options.norm)
+        if ctx.metadata.get("neuron") == "signgd":
+            lam = lam / ctx.options.signgd_range
+        if node.op not in HOMOGENEOUS:
+            lam = np.asarray(lam.max())
         rank = len(node.inputs[0].shape) if node.inputs[0].shape is not None else 2
         if lam.ndim == 1:
             lam = lam.reshape((-1,) + (1,) * max(rank - 2, 0))
@@ -69,14 +90,18 @@ def _neuron_scales(graph: gs.Graph, ctx: PassContext) -> dict[str, np.ndarray]:
 def _demanded_scales(graph: gs.Graph, lambdas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """σ that consumers ask of each tensor, propagated backwards through scale-passing ops.
 
-    A Relu asks λ of its input, a graph output asks 1. Ops that pass σ through pass the demand to
-    their data inputs; a linear op absorbs any scale, so demands stop there. The first demand
-    seen for a tensor wins; a consumer whose demand was not met gets a rescaling Mul later.
+    A ReLU-like or GELU asks λ of its input, a square Mul(u, u) √λ, a graph output 1. Ops that
+    pass σ through pass the demand to their data inputs; a linear op absorbs any scale, so
+    demands stop there. The first demand seen for a tensor wins; a consumer whose demand was not
+    met gets a rescaling Mul later.
     """
     demand: dict[str, np.ndarray] = {t.name: ONE for t in graph.outputs}
     for node in reversed(graph.nodes):
-        if node.op == "Relu":
+        if node.op in HOMOGENEOUS or node.op == "Gelu":
             demand.setdefault(node.inputs[0].name, lambdas[node.name])
+            continue
+        if _is_square(node):
+            demand.setdefault(node.inputs[0].name, np.sqrt(lambdas[node.name]))
             continue
         wanted = demand.get(node.outputs[0].name) if node.outputs else None
         if wanted is None:
@@ -84,12 +109,17 @@ def _demanded_scales(graph: gs.Graph, lambdas: dict[str, np.ndarray]) -> dict[st
         data = _data_inputs(node)
         passes = (node.op in CHANNEL_PRESERVING or node.op == "Pad"
                   or (node.op in ("Add", "Sub", "Mul") and len(data) == 1)
-                  or (node.op in ("Add", "Sub") and len(data) == 2)
-                  or (node.op in ("Flatten", "Reshape", "Transpose", "Concat") and wanted.ndim == 0))
+                  or (node.op in SHARED_SCALE and len(data) == 2)
+                  or (node.op in LAYER_PRESERVING and wanted.ndim == 0))
         if passes:
-            for tensor in (data if node.op in ("Add", "Sub", "Concat") else data[:1]):
+            for tensor in (data if node.op in SHARED_SCALE + ("Concat",) else data[:1]):
                 demand.setdefault(tensor.name, wanted)
     return demand
+
+
+def _is_square(node: gs.Node) -> bool:
+    return node.op == "Mul" and len(node.inputs) == 2 and node.inputs[0] is node.inputs[1] \
+        and is_activation(node.inputs[0])
 
 
 def _data_inputs(node: gs.Node) -> list[gs.Variable]:
@@ -104,16 +134,31 @@ def _normalize_node(graph: gs.Graph, node: gs.Node, scale: dict[str, np.ndarray]
         return scale.get(tensor.name, ONE)
 
     data = _data_inputs(node)
-    out = node.outputs[0]
+    out, outputs = node.outputs[0], list(node.outputs)
     result: np.ndarray | None = None
-    if node.op == "Relu":
-        _rescale_input(graph, node, 0, sigma(node.inputs[0]), lambdas[node.name])
+    if node.op in HOMOGENEOUS or node.op == "Gelu":
         result = lambdas[node.name]
+        _rescale_input(graph, node, 0, sigma(node.inputs[0]), result)
+        if node.op == "Gelu":
+            _scale_around(graph, node, result)
+    elif _is_square(node):
+        _rescale_input(graph, node, 0, sigma(node.inputs[0]), np.sqrt(lambdas[node.name]))
+        node.inputs[1] = node.inputs[0]
+        result = lambdas[node.name]
+    elif node.op in ("Mul", "Div") and len(data) == 2:  # p·q or p/q: p rescaled so that the result is at λ
+        result, s_q = lambdas[node.name], sigma(node.inputs[1])
+        _rescale_input(graph, node, 0, sigma(node.inputs[0]), result / s_q if node.op == "Mul" else result * s_q)
+    elif node.op == "Sqrt" and np.ndim(sigma(node.inputs[0])) == 0:
+        result = np.sqrt(sigma(node.inputs[0]))
     elif node.op in LINEAR_OPS and constant_value(node.inputs[1]) is not None:
         result = _rescale_linear(graph, node, sigma(node.inputs[0]), demand.get(out.name, ONE))
     elif node.op in CHANNEL_PRESERVING or (node.op == "Pad" and _zero_pad(node)):
         result = sigma(node.inputs[0])
-    elif node.op in ("Add", "Sub") and len(data) == 2:
+    elif node.op == "Pad" and np.ndim(sigma(node.inputs[0])) == 0:
+        result = sigma(node.inputs[0])
+        value = constant_value(node.inputs[2])
+        node.inputs[2] = gs.Constant(fresh_name(node.inputs[2].name), np.asarray(value / result, dtype=value.dtype))
+    elif node.op in SHARED_SCALE and len(data) == 2:
         result = demand.get(out.name, sigma(data[0]))
         for tensor in data:
             _rescale_input(graph, node, node.inputs.index(tensor), sigma(tensor), result)
@@ -129,12 +174,27 @@ def _normalize_node(graph: gs.Graph, node: gs.Node, scale: dict[str, np.ndarray]
         result = _reshaped_scale(node, sigma(data[0]))
     elif node.op == "Concat" and data:
         result = _concat_scale(node, [sigma(t) for t in node.inputs])
+    elif node.op in LAYER_PRESERVING and data and np.ndim(sigma(data[0])) == 0:
+        result = sigma(data[0])
     if result is None:  # anything else computes in ANN units: give it its inputs at σ = 1
         for tensor in data:
             _rescale_input(graph, node, node.inputs.index(tensor), sigma(tensor), ONE)
         result = ONE
-    for o in node.outputs:
+    for o in outputs:
         scale[o.name] = result
+
+
+def _scale_around(graph: gs.Graph, node: gs.Node, lam: np.ndarray) -> None:
+    """Turn `node` = f(x) on an input held as x/λ into Mul(λ) → f → Mul(1/λ): the output is f(x)/λ."""
+    x, y = node.inputs[0], node.outputs[0]
+    unscaled_in = gs.Variable(fresh_name(f"{x.name}_unscaled"), dtype=x.dtype, shape=x.shape)
+    unscaled_out = gs.Variable(fresh_name(f"{y.name}_unscaled"), dtype=y.dtype, shape=y.shape)
+    graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{node.name}_unscale"), outputs=[unscaled_in],
+                               inputs=[x, gs.Constant(fresh_name(f"{node.name}_lambda"), np.asarray(lam, np.float32))]))
+    graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{node.name}_rescale"), outputs=[y],
+                               inputs=[unscaled_out, gs.Constant(fresh_name(f"{node.name}_inverse_lambda"),
+                                                                 np.asarray(1.0 / lam, np.float32))]))
+    node.inputs[0], node.outputs[0] = unscaled_in, unscaled_out
 
 
 def _zero_pad(node: gs.Node) -> bool:

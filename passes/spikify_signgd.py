@@ -1,6 +1,7 @@
 """spikify_signgd: replace every nonlinearity with a signGD neuron; add the codec's encoder and decoder.
 
-Mapping (spec signgd-dynamics §5): Relu, LeakyRelu, Gelu (sigmoid form), Abs, Exp and Mul(u, u)
+Mapping (spec signgd-dynamics §5): Relu, LeakyRelu, Gelu (its own exact or tanh form, not the
+spec's sigmoid approximation), Abs, Exp and Mul(u, u)
 become `snn.SignGDNeuron` with that `function`; Max, Div(p, Sqrt(q)), Div(a, b) and Mul(a, b) of
 two activations become `snn.SignGDBinaryNeuron`. Each graph input gets an `snn.SignGDEncoder`
 and each graph output an `snn.SignGDDecoder`. Offsets and biases are placeholders here; the
@@ -12,16 +13,17 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
-from onnx_snn.runtime.signgd import SCHEDULE_DEFAULTS
+from onnx_snn.options import CompileOptions
+from onnx_snn.runtime.signgd import GELU_CUBIC, GELU_GATE, SCHEDULE_DEFAULTS
 
 from .base import PassContext
-from .graph_utils import SNN_DOMAIN, fresh_name, is_activation, node_label, producer
+from .graph_utils import SNN_DOMAIN, constant_value, fresh_name, is_activation, node_label, producer, sole_reader
 
 NAME = "spikify_signgd"
 CONTRACT = ("Pre: decomposed, normalized graph. Post: every nonlinearity is a one-step signGD neuron, inputs "
             "pass through SignGDEncoder and outputs through SignGDDecoder; only affine ops lie between.")
 
-UNARY = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Gelu": "gelu", "Abs": "abs", "Exp": "exp"}
+UNARY = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Abs": "abs", "Exp": "exp"}
 #: ops that are affine in their activation inputs (constants may be any operand where noted)
 AFFINE_OPS = frozenset({
     "Conv", "Gemm", "MatMul", "Add", "Sub", "Neg", "AveragePool", "GlobalAveragePool", "ReduceMean", "ReduceSum",
@@ -37,6 +39,9 @@ def _activations(node: gs.Node) -> list[gs.Tensor]:
 def neuron_function(node: gs.Node) -> tuple[str, str] | None:
     """("unary"|"binary", function) for a node a signGD neuron replaces, else None."""
     acts = _activations(node)
+    if node.op == "Gelu":
+        form = node.attrs.get("approximate", "none")
+        return "unary", "gelu_tanh" if (form.decode() if isinstance(form, bytes) else form) == "tanh" else "gelu_erf"
     if node.op in UNARY:
         return "unary", UNARY[node.op]
     if node.op == "Mul" and len(node.inputs) == 2 and node.inputs[0] is node.inputs[1]:
@@ -71,7 +76,7 @@ def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     refuse_unconvertible(graph, ctx)
-    schedule = {**SCHEDULE_DEFAULTS, "schedule": ctx.options.schedule}
+    schedule = schedule_attributes(ctx.options)
     one_step = gs.Constant(fresh_name("one_timestep"), np.asarray(1, dtype=np.int64))
     step_zero = gs.Constant(fresh_name("first_step"), np.asarray(0, dtype=np.int64))
     fresh = gs.Constant(fresh_name("fresh_state"), np.asarray(np.nan, dtype=np.float32))
@@ -81,6 +86,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         if kind is None:
             continue
         arity, function = kind
+        slope = float(node.attrs.get("alpha", 0.01))  # the model's LeakyRelu slope, read before attrs are replaced
         currents = [node.inputs[0]] if arity == "unary" else [node.inputs[0], _sqrt_operand(node) if
                                                                 function == "p_rsqrt_q" else node.inputs[1]]
         calibrated = [t for z in currents for t in (_placeholder(f"{node.name}_offset"), _placeholder(f"{node.name}_bias"))]
@@ -91,13 +97,50 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         node.inputs = currents + [one_step] + calibrated + states
         node.outputs = outputs
         node.attrs = {"function": function, **schedule}
+        if function.startswith("gelu"):
+            scale = _absorb_gelu_scaling(graph, node)
+            node.attrs.update(gate=GELU_GATE[function] * scale, cubic=GELU_CUBIC * scale ** 2)
+        if function == "leaky_relu":
+            node.attrs["slope"] = slope
         layers.append(node.name)
     for graph_input in graph.inputs:
-        _encode(graph, graph_input, one_step, fresh, step_zero, schedule)
+        _encode(graph, graph_input, one_step, fresh, step_zero, {"codec": ctx.options.codec, **schedule})
     for index, out in enumerate(list(graph.outputs)):
         graph.outputs[index] = _decode(graph, out, one_step, fresh, step_zero, schedule)
     ctx.metadata["neuron_layers"] = layers
     return graph.cleanup().toposort()
+
+
+def schedule_attributes(options: CompileOptions) -> dict[str, float | str]:
+    """The step-size attributes of every signGD op: --schedule, --eta0, --gamma, --tail."""
+    return {**SCHEDULE_DEFAULTS, "schedule": options.schedule, "eta0": options.eta0, "gamma": options.gamma,
+            "tail": options.tail}
+
+
+def _scalar_factor(node: gs.Node | None) -> tuple[float, gs.Tensor] | None:
+    """(c, x) for a node Mul(x, c) with a scalar constant c, else None."""
+    if node is None or node.op != "Mul" or len(node.inputs) != 2:
+        return None
+    for data, factor in (node.inputs, node.inputs[::-1]):
+        value = constant_value(factor)
+        if value is not None and value.size == 1 and is_activation(data):
+            return float(value.reshape(())), data
+    return None
+
+
+def _absorb_gelu_scaling(graph: gs.Graph, neuron: gs.Node) -> float:
+    """λ of a GELU that normalize wrapped as Mul(λ) → Gelu → Mul(1/λ): the Muls are cut out and the
+    neuron reads x/λ and emits GELU(x)/λ = (x/λ)·σ(1.702λ·x/λ). Returns 1.0 for a bare GELU."""
+    before = producer(neuron.inputs[0])
+    after = sole_reader(graph, neuron.outputs[0])
+    scale_in, scale_out = _scalar_factor(before), _scalar_factor(after)
+    if (scale_in is None or scale_out is None or sole_reader(graph, neuron.inputs[0]) is not neuron
+            or not np.isclose(scale_in[0] * scale_out[0], 1.0, rtol=1e-6)):
+        return 1.0
+    result = after.outputs[0]
+    after.outputs.clear()
+    neuron.inputs[0], neuron.outputs[0] = scale_in[1], result
+    return scale_in[0]
 
 
 def _sqrt_operand(node: gs.Node) -> gs.Tensor:
@@ -109,13 +152,13 @@ def _placeholder(name: str) -> gs.Constant:
     return gs.Constant(fresh_name(name), np.zeros((), dtype=np.float32))
 
 
-def _encode(graph: gs.Graph, graph_input: gs.Variable, one_step, fresh, step_zero, schedule: dict) -> None:
+def _encode(graph: gs.Graph, graph_input: gs.Variable, one_step, fresh, step_zero, attrs: dict) -> None:
     readers = list(graph_input.outputs)
     encoded = gs.Variable(fresh_name(f"{graph_input.name}_encoded"), dtype=np.float32, shape=graph_input.shape)
     final = gs.Variable(fresh_name(f"{graph_input.name}_f_T"), dtype=np.float32)
     graph.nodes.append(gs.Node("SignGDEncoder", name=fresh_name("encoder"), domain=SNN_DOMAIN,
                                inputs=[graph_input, one_step, fresh, step_zero], outputs=[encoded, final],
-                               attrs={"codec": "float", **schedule}))
+                               attrs=attrs))
     for reader in readers:
         reader.inputs = [encoded if t is graph_input else t for t in reader.inputs]
 

@@ -29,17 +29,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import onnx
 
-from .signgd_graph import (ETA_T, Branch, StepBody, attribute_constant, charge_nodes, fire_reset_nodes, fold_time,
-                           initial_state, make_op, node, scan_node, schedule_nodes, switch, typed_constant)
+from .signgd_graph import (ETA_T, Branch, StepBody, attribute_constant, charge_nodes, decimal_attribute,
+                           fire_reset_nodes, fold_time, initial_state, make_op, node, scan_node, schedule_nodes, switch,
+                           typed_constant)
 from .function_parts import time_sequence_nodes as time_view
 
 #: spec §1 default schedule (η_t = 0.15·0.95^(t−1)); `tail`, `tail_start` are read only by
 #: schedule="exp_inverse": η_t = eta0·gamma^(t−1) for t ≤ tail_start, then tail/t (Σ η_t = ∞, so
 #: the reachable range is unbounded and the float encoder's gain 1 − Π(1 − η_k) tends to 1)
 SCHEDULE_DEFAULTS: dict[str, float | str] = {"eta0": 0.15, "gamma": 0.95, "schedule": "exponential",
-                                             "tail": 1.5, "tail_start": 32.0}
+                                             "tail": 0.25}
+#: SignGDNeuron's own attributes, read by its GELU functions (see build_signgd_neuron): gate and
+#: cubic. A GELU on inputs held as x/λ, GELU(λx)/λ, is the same form with gate·λ and cubic·λ²
+GELU_GATE = {"gelu": 1.702, "gelu_erf": 0.5 ** 0.5, "gelu_tanh": 2 * (2 / np.pi) ** 0.5}
+GELU_CUBIC = 0.044715
+#: the LeakyReLU slope attribute's default: the spec's fixed 0.1 (the compiler passes the model's alpha)
+LEAKY_SLOPE = 0.1
 ENCODER_DEFAULTS: dict[str, float | str] = {"codec": "float", **SCHEDULE_DEFAULTS}
 
 NEURON_INPUTS = ("z", "timesteps", "offset", "bias", "x0", "v0", "t0")
@@ -71,14 +79,31 @@ def _op(op_type: str) -> Callable[[list[str], str], list[onnx.NodeProto]]:
 
 
 def _leaky_relu(xs: list[str], out: str) -> list[onnx.NodeProto]:
-    """max(x, 0.1·x): x where x ≥ 0, 0.1·x below (slope fixed at 0.1, spec §5)."""
+    """max(x, slope·x): x where x ≥ 0, slope·x below (for slope ≤ 1; the spec fixes 0.1)."""
     return [node("Mul", [xs[0], "leak_slope"], f"{out}_leak"), node("Max", [xs[0], f"{out}_leak"], out)]
 
 
 def _sigmoid_gelu(xs: list[str], out: str) -> list[onnx.NodeProto]:
-    """x·σ(1.702·x)."""
-    return [node("Mul", [xs[0], "gelu_scale"], f"{out}_scaled"), node("Sigmoid", [f"{out}_scaled"], f"{out}_gate"),
+    """x·σ(gate·x) (spec §5 with gate 1.702)."""
+    return [node("Mul", [xs[0], "gelu_gate"], f"{out}_scaled"), node("Sigmoid", [f"{out}_scaled"], f"{out}_gate"),
             node("Mul", [xs[0], f"{out}_gate"], out)]
+
+
+def _erf_gelu(xs: list[str], out: str) -> list[onnx.NodeProto]:
+    """x·(½ + ½·erf(gate·x)): the exact GELU x·Φ(x) with gate 1/√2."""
+    return [node("Mul", [xs[0], "gelu_gate"], f"{out}_scaled"), node("Erf", [f"{out}_scaled"], f"{out}_erf"),
+            node("Mul", [f"{out}_erf", "half"], f"{out}_half_erf"), node("Add", [f"{out}_half_erf", "half"], f"{out}_cdf"),
+            node("Mul", [xs[0], f"{out}_cdf"], out)]
+
+
+def _tanh_gelu(xs: list[str], out: str) -> list[onnx.NodeProto]:
+    """x·σ(gate·x·(1 + cubic·x²)): the tanh GELU ½x(1 + tanh(√(2/π)(x + 0.044715x³))) with gate
+    2√(2/π), cubic 0.044715 (½(1 + tanh u) = σ(2u))."""
+    x = xs[0]
+    return [node("Mul", [x, x], f"{out}_square"), node("Mul", [f"{out}_square", "gelu_cubic"], f"{out}_cubic"),
+            node("Add", [f"{out}_cubic", "gelu_one"], f"{out}_poly"), node("Mul", [x, f"{out}_poly"], f"{out}_arg"),
+            node("Mul", [f"{out}_arg", "gelu_gate"], f"{out}_scaled"), node("Sigmoid", [f"{out}_scaled"], f"{out}_gate"),
+            node("Mul", [x, f"{out}_gate"], out)]
 
 
 def _p_rsqrt_q(v: str, xs: list[str], out: str) -> list[onnx.NodeProto]:
@@ -90,8 +115,10 @@ def _p_rsqrt_q(v: str, xs: list[str], out: str) -> list[onnx.NodeProto]:
 
 UNARY_RULES: dict[str, FireRule] = {
     "relu": _above(_op("Relu"), ties=True),
-    "leaky_relu": _above(_leaky_relu, ties=False, constants={"leak_slope": 0.1}),
-    "gelu": _above(_sigmoid_gelu, ties=False, constants={"gelu_scale": 1.702}),
+    "leaky_relu": _above(_leaky_relu, ties=False),
+    "gelu": _above(_sigmoid_gelu, ties=False),
+    "gelu_erf": _above(_erf_gelu, ties=False),
+    "gelu_tanh": _above(_tanh_gelu, ties=False, constants={"gelu_one": 1.0}),
     "abs": _above(_op("Abs"), ties=False),
     "square": _above(lambda xs, out: [node("Mul", [xs[0], xs[0]], out)], ties=True),
     "exp": _above(_op("Exp"), ties=True),
@@ -154,18 +181,22 @@ def _neuron_branch(rule: FireRule, trackers: list[_Tracker], like: str) -> Branc
 
 
 def _build_neuron(name: str, rules: dict[str, FireRule], trackers: list[_Tracker], inputs: tuple[str, ...],
-                  opset: int, doc: str | None) -> onnx.FunctionProto:
-    """The function of a neuron with one input tracker per entry of `trackers`."""
+                  opset: int, doc: str | None, float_attributes: dict[str, tuple[str, float]]) -> onnx.FunctionProto:
+    """The function of a neuron with one input tracker per entry of `trackers`; `float_attributes`
+    maps a constant the rules read to (its attribute, default)."""
     like = trackers[0].z()
     nodes = [attribute_constant("function", "function", "string"), *schedule_nodes("t0", "timesteps", like),
              *typed_constant("half", 0.5, like), *typed_constant("zero", 0.0, like)]
+    for constant, (attribute, _) in float_attributes.items():
+        nodes += [*decimal_attribute(f"{constant}_f64", attribute), node("CastLike", [f"{constant}_f64", like], constant)]
     nodes += [n for t in trackers for n in t.setup()]
     nodes += initial_state("v0", "zero", [t.z("_step_shape") for t in trackers], "v_init")
     cases = {function: _neuron_branch(rule, trackers, like) for function, rule in rules.items()}
     nodes += switch("function", cases, [t.x("_T") for t in trackers] + ["v_T", "spike_seq"])
     nodes += fold_time("spike_seq", "spikes")
+    defaults = {**SCHEDULE_DEFAULTS, **dict(float_attributes.values())}
     return make_op(name, list(inputs), ["spikes", *(t.x("_T") for t in trackers), "v_T"], nodes, opset,
-                   SCHEDULE_DEFAULTS, ["function"], doc)
+                   defaults, ["function"], doc)
 
 
 def build_signgd_neuron(opset: int) -> onnx.FunctionProto:
@@ -176,11 +207,17 @@ def build_signgd_neuron(opset: int) -> onnx.FunctionProto:
     [B, ...] (NaN entries: fresh, x0 = β, v0 = 0); t0 int64 scalar, steps already done.
     Outputs: spikes [T*B, ...] in {0, 1}; x_T and v_T [B, ...] after step t0 + T.
     Attributes: function (required) with its firing rule (spec §5): relu v ≥ max(x, 0);
-    leaky_relu v > max(x, 0.1x); gelu v > x·σ(1.702x); abs v > |x|; square v ≥ x²; exp v ≥ eˣ.
-    eta0, gamma, schedule: the step sizes (spec §1, default 0.15·0.95^(t−1)).
+    leaky_relu v > max(x, slope·x) (slope attribute, default 0.1 as the spec); gelu v > x·σ(gate·x) (the spec's sigmoid GELU with gate 1.702);
+    gelu_erf v > x·(½ + ½erf(gate·x)) (exact GELU with gate 1/√2); gelu_tanh v > x·σ(gate·x·(1 + cubic·x²))
+    (tanh GELU with gate 2√(2/π), cubic 0.044715); abs v > |x|; square v ≥ x²; exp v ≥ eˣ.
+    gate (default 1.702) and cubic (default 0.044715): the GELU parameters; a GELU on inputs held
+    as x/λ takes gate·λ and cubic·λ². eta0, gamma, schedule: the step sizes (spec §1, default
+    0.15·0.95^(t−1)).
     """
     return _build_neuron("SignGDNeuron", UNARY_RULES, [_Tracker("")], NEURON_INPUTS, opset,
-                         build_signgd_neuron.__doc__)
+                         build_signgd_neuron.__doc__,
+                         {"gelu_gate": ("gate", GELU_GATE["gelu"]), "gelu_cubic": ("cubic", GELU_CUBIC),
+                          "leak_slope": ("slope", LEAKY_SLOPE)})
 
 
 def build_signgd_binary_neuron(opset: int) -> onnx.FunctionProto:
@@ -195,7 +232,7 @@ def build_signgd_binary_neuron(opset: int) -> onnx.FunctionProto:
     p_rsqrt_q √q·v > p (q < 0 gives NaN: no spike). eta0, gamma, schedule as SignGDNeuron's.
     """
     return _build_neuron("SignGDBinaryNeuron", BINARY_RULES, [_Tracker("p"), _Tracker("q")],
-                         BINARY_NEURON_INPUTS, opset, build_signgd_binary_neuron.__doc__)
+                         BINARY_NEURON_INPUTS, opset, build_signgd_binary_neuron.__doc__, {})
 
 
 def _encoder_scan(step: list[onnx.NodeProto]) -> Branch:
@@ -207,12 +244,21 @@ def _encoder_scan(step: list[onnx.NodeProto]) -> Branch:
     return build
 
 
+def _analog_step(gradient: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """An analog codec step: `gradient` turns gap = f − x into g; then f ← f − η_t·g, e = (1 + g)/2."""
+    return [node("Sub", ["f_prev", "x"], "gap"), *gradient, node("Mul", ["g", ETA_T], "f_step"),
+            node("Sub", ["f_prev", "f_step"], "f_next"), node("Add", ["g", "one"], "e_twice"),
+            node("Mul", ["e_twice", "half"], "e")]
+
+
 #: spec §3 codecs. float: g_t = f − x, e_t = (1 + g_t)/2, f ← f − η_t·g_t;
-#: spike: e_t = [f > x], f ← f − η_t·(2e_t − 1)
+#: spike: e_t = [f > x], f ← f − η_t·(2e_t − 1);
+#: exact (beyond the spec): g_t = clip((f − x)/η_t, −1, 1), the float codec's step cut short where
+#: it would overshoot, so f reaches x as soon as Σ η_k ≥ |x| and then stays on it: no gain error
 CODECS: dict[str, Branch] = {
-    "float": _encoder_scan([node("Sub", ["f_prev", "x"], "gap"), node("Mul", ["gap", ETA_T], "f_step"),
-                            node("Sub", ["f_prev", "f_step"], "f_next"), node("Add", ["gap", "one"], "e_twice"),
-                            node("Mul", ["e_twice", "half"], "e")]),
+    "float": _encoder_scan(_analog_step([node("Identity", ["gap"], "g")])),
+    "exact": _encoder_scan(_analog_step([node("Div", ["gap", ETA_T], "gap_in_steps"),
+                                         node("Clip", ["gap_in_steps", "minus_one", "one"], "g")])),
     "spike": _encoder_scan([node("Greater", ["f_prev", "x"], "fire"),
                             *fire_reset_nodes("fire", "f_prev", "f_next", "e")]),
 }
@@ -224,11 +270,13 @@ def build_signgd_encoder(opset: int) -> onnx.FunctionProto:
     Inputs: x [B, ...] the analog input; timesteps int64 scalar T; f0 the encoder's estimate,
     broadcastable to [B, ...] (NaN entries: fresh, 0); t0 int64 scalar, steps already done.
     Outputs: e [T*B, ...] with 2e_t − 1 = g_t; f_T [B, ...] = f after step t0 + T.
-    Attributes: codec "float" (g_t = f − x, e real-valued) or "spike" (e_t = [f > x] in {0, 1});
+    Attributes: codec "float" (g_t = f − x, e real-valued), "exact" (g_t = clip((f − x)/η_t, −1, 1),
+    e real-valued, f lands on x) or "spike" (e_t = [f > x] in {0, 1});
     eta0, gamma, schedule as SignGDNeuron's.
     """
     nodes = [attribute_constant("codec", "codec", "string"), *schedule_nodes("t0", "timesteps", "x"),
-             *typed_constant("one", 1.0, "x"), *typed_constant("half", 0.5, "x"), *typed_constant("zero", 0.0, "x"),
+             *typed_constant("one", 1.0, "x"), *typed_constant("minus_one", -1.0, "x"),
+             *typed_constant("half", 0.5, "x"), *typed_constant("zero", 0.0, "x"),
              node("Shape", ["x"], "x_shape"), *initial_state("f0", "zero", ["x_shape"], "f_init"),
              *switch("codec", CODECS, ["f_T", "e_seq"]),
              *fold_time("e_seq", "e")]

@@ -118,8 +118,9 @@ def schedule_nodes(t0: str, timesteps: str, like: str) -> list[onnx.NodeProto]:
     """Nodes making `eta` and `two_eta` [T]: η_t and 2η_t for t = t0+1 .. t0+T (spec §1).
 
     Reads the attributes eta0, gamma (float, see `decimal_attribute`) and schedule
-    ("exponential": η0·γ^(t−1), "constant": η0, "inverse": η0/t, "exp_inverse": η0·γ^(t−1) for
-    t ≤ tail_start, then tail/t; tail and tail_start are float attributes read only by that case).
+    ("exponential": η0·γ^(t−1), "constant": η0, "inverse": η0/t, "exp_inverse": max(η0·γ^(t−1), tail/t)
+    once t > 1/ln(1/γ), where t·η0·γ^(t−1) peaks, and η0·γ^(t−1) before; the float attribute tail is
+    read only by that case).
     η is computed in float64 and rounded once to the type of `like`; 2η is exact.
     """
     cases: dict[str, Branch] = {
@@ -131,14 +132,17 @@ def schedule_nodes(t0: str, timesteps: str, like: str) -> list[onnx.NodeProto]:
                                node("Add", ["k", f"{p}one"], f"{p}t"),
                                node("Div", ["eta0", f"{p}t"], f"{p}eta")], [f"{p}eta"]),
         "exp_inverse": lambda p: ([*decimal_attribute(f"{p}tail", "tail"),
-                                   *decimal_attribute(f"{p}tail_start", "tail_start"),
                                    *typed_constant(f"{p}one", 1.0, "k"),
+                                   *typed_constant(f"{p}minus_one", -1.0, "k"),
                                    node("Add", ["k", f"{p}one"], f"{p}t"),
                                    node("Pow", ["gamma", "k"], f"{p}decay"),
                                    node("Mul", ["eta0", f"{p}decay"], f"{p}head"),
                                    node("Div", [f"{p}tail", f"{p}t"], f"{p}inverse"),
-                                   node("Greater", [f"{p}t", f"{p}tail_start"], f"{p}in_tail"),
-                                   node("Where", [f"{p}in_tail", f"{p}inverse", f"{p}head"], f"{p}eta")],
+                                   node("Max", [f"{p}head", f"{p}inverse"], f"{p}floored"),
+                                   node("Log", ["gamma"], f"{p}log_gamma"),
+                                   node("Mul", [f"{p}t", f"{p}log_gamma"], f"{p}minus_t_rate"),
+                                   node("Less", [f"{p}minus_t_rate", f"{p}minus_one"], f"{p}past_peak"),
+                                   node("Where", [f"{p}past_peak", f"{p}floored", f"{p}head"], f"{p}eta")],
                                   [f"{p}eta"]),
     }
     return [

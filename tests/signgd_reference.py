@@ -15,16 +15,16 @@ Rule = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]
 
 
 def eta_schedule(t0: int, timesteps: int, eta0: float = 0.15, gamma: float = 0.95,
-                 schedule: str = "exponential", dtype=np.float64, tail: float = 1.5,
-                 tail_start: float = 32.0) -> np.ndarray:
+                 schedule: str = "exponential", dtype=np.float64, tail: float = 0.25) -> np.ndarray:
     """η_t for t = t0+1 .. t0+T (spec §1), computed in float64 and rounded once to `dtype`.
 
-    "exp_inverse": η0·γ^(t−1) for t ≤ tail_start, then tail/t (tail, tail_start used only there)."""
+    "exp_inverse": η0·γ^(t−1), floored at tail/t once t > 1/ln(1/γ) (tail used only there)."""
     t = np.arange(t0 + 1, t0 + timesteps + 1, dtype=np.float64)
     eta = {"exponential": lambda: eta0 * gamma ** (t - 1),
            "constant": lambda: np.full_like(t, eta0),
            "inverse": lambda: eta0 / t,
-           "exp_inverse": lambda: np.where(t > tail_start, tail / t, eta0 * gamma ** (t - 1))}[schedule]()
+           "exp_inverse": lambda: np.where(t * np.log(gamma) < -1, np.maximum(eta0 * gamma ** (t - 1), tail / t),
+                                           eta0 * gamma ** (t - 1))}[schedule]()
     return eta.astype(dtype)
 
 

@@ -1,10 +1,10 @@
-"""The `exp_inverse` step-size schedule of the signGD ops: η_t = eta0·gamma^(t−1) for t ≤ tail_start,
-then tail/t (defaults 0.15, 0.95, tail 1.5, tail_start 32).
+"""The `exp_inverse` step-size schedule of the signGD ops: η_t = eta0·gamma^(t−1), floored at tail/t
+once t > 1/ln(1/gamma) (here the spec's head 0.15, 0.95 with tail 1.5).
 
 The default exponential schedule sums to at most 3: targets beyond ≈ 2.9 are never reached and the
-float encoder's gain 1 − Π(1 − η_k) stops at 0.956. The 1/t tail sums to infinity, so the range is
-unbounded and the gain tends to 1; on the first 32 steps both schedules are the same, bit for bit.
-The price: past step 32 the steady-state bound η_t falls like 1/t instead of geometrically, so on
+float encoder's gain 1 − Π(1 − η_k) stops at 0.956. The 1/t floor sums to infinity, so the range is
+unbounded and the gain tends to 1; until the floor takes over both schedules are the same, bit for
+bit. The price: the steady-state bound η_t then falls like 1/t instead of geometrically, so on
 inputs the default already tracks exactly (scenario A with reachable targets) the default ends
 closer (see `test_scenario_a_errors`).
 """
@@ -16,9 +16,10 @@ import pytest
 from signgd_reference import UNARY_RULES, decoder, encoder, eta_schedule, signgd_neuron
 from test_signgd_neurons import NAN, _int, _random_case, run_neuron, runner, snn
 
-NEW = {"schedule": "exp_inverse"}
-#: the schedule's defaults, as in runtime.signgd.SCHEDULE_DEFAULTS
-TAIL, TAIL_START = 1.5, 32
+TAIL = 1.5
+NEW = {"schedule": "exp_inverse", "tail": TAIL}
+#: the first step where 1.5/t exceeds 0.15·0.95^(t−1) (past the peak of t·η_t at t = 19.5)
+FLOOR_START = 20
 TARGETS = {"relu": lambda x: np.maximum(x, 0), "gelu": lambda x: x / (1 + np.exp(-1.702 * x))}
 GRID = np.linspace(-1, 2.5, 50)
 
@@ -50,18 +51,20 @@ def _run_decoder(z: np.ndarray, offset, bias, y0=NAN, t0: int = 0, **attrs):
 # ------------------------------------------------------------------ the schedule itself ----
 
 def test_eta_values():
-    """ONNX η (float64) equals the reference: the exponential for t ≤ 32, tail/t after."""
+    """ONNX η (float64) equals the reference: the exponential until the floor tail/t exceeds it."""
     eta = _eta_onnx(64, **NEW)
     np.testing.assert_array_equal(eta, eta_schedule(0, 64, **NEW))
-    np.testing.assert_array_equal(eta[:TAIL_START], eta_schedule(0, TAIL_START))
-    np.testing.assert_array_equal(eta[TAIL_START:], TAIL / np.arange(TAIL_START + 1, 65))
-    assert eta[TAIL_START] > eta_schedule(TAIL_START, 1)[0]  # the tail starts above the exponential
+    np.testing.assert_array_equal(eta[:FLOOR_START - 1], eta_schedule(0, FLOOR_START - 1))
+    np.testing.assert_allclose(eta[FLOOR_START - 1:], TAIL / np.arange(FLOOR_START, 65), rtol=1e-15)
 
 
 def test_eta_attributes():
-    eta = _eta_onnx(12, eta0=0.3, gamma=0.9, tail=0.7, tail_start=5.0, **NEW)
+    """The floor applies only past t = 1/ln(1/γ): at t = 1, tail/t = 0.7 > η0 is ignored."""
+    eta = _eta_onnx(12, eta0=0.3, gamma=0.8, schedule="exp_inverse", tail=0.7)
     t = np.arange(1, 13.0)
-    np.testing.assert_array_equal(eta, np.where(t > 5, 0.7 / t, 0.3 * 0.9 ** (t - 1)))
+    head = 0.3 * 0.8 ** (t - 1)
+    np.testing.assert_allclose(eta, np.where(t > 1 / np.log(1 / 0.8), np.maximum(head, 0.7 / t), head), rtol=1e-15)
+    assert eta[0] == 0.3
 
 
 def test_unbounded_sum_and_gain():
@@ -120,12 +123,12 @@ def test_chunked_run_carries_t0():
     np.testing.assert_array_equal(f_b, _run_encoder(np.array([0.7, 4.0]), 80, "float", **NEW)[1])
 
 
-def test_equals_default_up_to_tail_start():
-    """The first 32 steps are the default's bit for bit; step 33 differs."""
-    case = _random_case("neuron", "gelu", 33, np.float64, np.random.default_rng(14), fresh=True)
+def test_equals_default_until_the_floor():
+    """The steps before the floor are the default's bit for bit; the next one differs."""
+    case = _random_case("neuron", "gelu", FLOOR_START, np.float64, np.random.default_rng(14), fresh=True)
     z, o, b = case["currents"][0], case["offsets"], case["biases"]
-    new = run_neuron([z[:32]], o, b, "gelu", **NEW)
-    old = run_neuron([z[:32]], o, b, "gelu")
+    new = run_neuron([z[:FLOOR_START - 1]], o, b, "gelu", **NEW)
+    old = run_neuron([z[:FLOOR_START - 1]], o, b, "gelu")
     np.testing.assert_array_equal(new[0], old[0])
     np.testing.assert_array_equal(new[1][0], old[1][0])
     np.testing.assert_array_equal(new[2], old[2])
