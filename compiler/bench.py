@@ -61,23 +61,23 @@ def timing(snn: Session, ann: ort.InferenceSession, batch: np.ndarray, steps: tu
 
 
 def run_benchmark(name: str, timesteps: int, norm: str, per_channel: bool, batch_size: int,
-                  repeats: int, cache_dir: str | None) -> dict:
+                  repeats: int, cache_dir: str | None, neuron: str = "auto", exporter: str = "legacy") -> dict:
     from onnx_snn.models.zoo import get_reference
 
-    reference = get_reference(name, cache_dir=cache_dir)
+    reference = get_reference(name, cache_dir=cache_dir, exporter=exporter)
     x_test, y_test = reference.load_test()
-    options = CompileOptions(timesteps=timesteps, norm=norm, per_channel=per_channel)
+    options = CompileOptions(timesteps=timesteps, norm=norm, per_channel=per_channel, neuron=neuron)
     with tempfile.TemporaryDirectory() as tmp:
         snn_path = Path(tmp) / f"{name}.snn.onnx"
         start = time.perf_counter()
-        compile_model(reference.onnx_path, snn_path, options, calibration=reference.load_calibration())
+        compiled = compile_model(reference.onnx_path, snn_path, options, calibration=reference.load_calibration())
         compile_seconds = time.perf_counter() - start
         snn = Session(snn_path, providers=[CPU])
         report = snn.evaluate(x_test, y_test, timesteps=timesteps, ann=reference.onnx_path, batch_size=batch_size)
         ann = make_session(str(reference.onnx_path), [CPU])
         speed = timing(snn, ann, x_test[:batch_size], tuple(t for t in TIMED_STEPS if t <= timesteps), repeats)
     return {
-        "model": name, "onnx_snn": __version__, "onnxruntime": ort.__version__, "machine": _machine(),
+        "model": name, "exporter": exporter, "neuron": compiled.metadata["neuron"], "onnx_snn": __version__, "onnxruntime": ort.__version__, "machine": _machine(),
         "options": options.as_metadata(), "test_samples": report.samples, "compile_seconds": compile_seconds,
         "ann_accuracy": report.ann_accuracy, "accuracy": report.to_json()["accuracy"],
         "agreement": report.to_json()["agreement"], "timing": speed,
@@ -90,17 +90,27 @@ def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
 
 
+def _neurons(result: dict) -> str:
+    opts = result["options"]
+    if result["neuron"] == "signgd":
+        return (f"signGD neurons, {opts['schedule']} η0 {opts['eta0']} γ {opts['gamma']}, codec {opts['codec']}, "
+                f"range {opts['signgd_range']}, norm {opts['norm']}")
+    return f"IF neurons, norm {opts['norm']}{', per channel' if opts['per_channel'] else ''}, reset {opts['reset']}"
+
+
 def markdown_section(result: dict) -> str:
     """The BENCHMARKS.md section of one result."""
     ann = 100 * result["ann_accuracy"]
     steps = [t for t in ACCURACY_STEPS if t <= len(result["accuracy"])]
     opts = result["options"]
+    exporter = result.get("exporter", "legacy")
     lines = [
-        f"## {result['model']}: IF neurons, norm {opts['norm']}{', per channel' if opts['per_channel'] else ''}, "
-        f"reset {opts['reset']}",
+        f"## {result['model']} ({exporter} export): {_neurons(result)}",
         "",
         f"Measured with `python -m onnx_snn.bench {result['model']} --norm {opts['norm']}"
-        f"{' --per-channel' if opts['per_channel'] else ''}` (onnx-snn {result['onnx_snn']}, onnxruntime "
+        f"{' --per-channel' if opts['per_channel'] else ''}"
+        f"{'' if opts['neuron'] == 'auto' else ' --neuron ' + opts['neuron']}"
+        f"{'' if exporter == 'legacy' else ' --exporter ' + exporter}` (onnx-snn {result['onnx_snn']}, onnxruntime "
         f"{result['onnxruntime']}, CPU: {result['machine']}), on {result['test_samples']} test images. "
         f"ANN accuracy {ann:.2f}%.",
         "",
@@ -119,6 +129,11 @@ def markdown_section(result: dict) -> str:
     for t, row in result["timing"]["per_T"].items():
         lines.append(f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * row['t_x_ann_seconds']:.1f} | "
                      f"{row['ratio']:.2f} |")
+    lines += ["", f"<details><summary>Every T = 1..{len(result['accuracy'])}</summary>", "",
+              "| T | SNN accuracy (%) | agreement with ANN (%) |", "|---|---|---|"]
+    lines += [f"| {t} | {100 * a:.2f} | {100 * g:.2f} |"
+              for t, (a, g) in enumerate(zip(result["accuracy"], result["agreement"]), start=1)]
+    lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
 
 
@@ -140,17 +155,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-channel", action="store_true")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--neuron", default="auto", choices=("auto", "if", "signgd"))
+    parser.add_argument("--exporter", default="legacy", choices=("legacy", "dynamo"))
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--out", default="BENCHMARKS.md", help="markdown file to update")
     parser.add_argument("--json", dest="json_dir", default="benchmarks", help="folder for the JSON results")
     args = parser.parse_args(argv)
     try:
         result = run_benchmark(args.model, args.timesteps, args.norm, args.per_channel, args.batch_size,
-                               args.repeats, args.cache_dir)
+                               args.repeats, args.cache_dir, args.neuron, args.exporter)
     except SnnError as exc:
         print(f"onnx-snn bench: error: {exc}", file=sys.stderr)
         return 2
-    key = f"{args.model}-{args.norm}{'-pc' if args.per_channel else ''}"
+    key = (f"{args.model}-{args.norm}{'-pc' if args.per_channel else ''}"
+           f"{'' if args.neuron == 'auto' else '-' + args.neuron}{'' if args.exporter == 'legacy' else '-' + args.exporter}")
     section = markdown_section(result)
     print(section)
     update_benchmarks_file(Path(args.out), key, section)
