@@ -1,5 +1,5 @@
-"""decompose: rewrite MaxPool, LayerNormalization and Softmax into the elementary nonlinearities
-that signGD neurons implement (spec signgd-dynamics §5), as plain ONNX ops.
+"""decompose: rewrite MaxPool, LayerNormalization, Softmax and MatMul of two activations into the
+elementary nonlinearities that signGD neurons implement (spec signgd-dynamics §5), as plain ONNX ops.
 
 * MaxPool (2-D, any kernel, stride and padding; dilation 1, floor mode) becomes, per axis (rows,
   then columns), a Pad of that axis with the constant -200 and a chain of pairwise `Max` over
@@ -8,9 +8,13 @@ that signGD neurons implement (spec signgd-dynamics §5), as plain ONNX ops.
 * LayerNormalization over trailing axes becomes u = x - mean(x); h = u * u (square);
   q = mean(h) + eps; n = u / Sqrt(q) (the p/sqrt(q) neuron); out = n * scale + bias.
 * Softmax(axis) becomes Exp, ReduceSum over the axis, and Div (no max subtraction, as the spec).
+* MatMul of two activations X (…×N×K) · Y (…×K×M) (attention scores Q·Kᵀ, say) becomes
+  Unsqueeze(X) […, N, K, 1] · Unsqueeze(Y) […, 1, K, M], an elementwise `Mul` that broadcasts to
+  the N·K·M products (neuron (n, k, m) multiplies X[n, k] and Y[k, m]), then ReduceSum over K.
+  Both inputs need rank >= 2 and a known rank. A MatMul with a constant operand stays as it is.
 
 The result computes the same function (up to float rounding) with standard ops; spikify_signgd
-then maps `Max`, `Mul(u, u)`, `Div(p, Sqrt(q))`, `Exp` and `Div(a, b)` onto neurons.
+then maps `Max`, `Mul(u, u)`, `Div(p, Sqrt(q))`, `Exp`, `Div(a, b)` and `Mul(a, b)` onto neurons.
 """
 from __future__ import annotations
 
@@ -20,11 +24,11 @@ import onnx_graphsurgeon as gs
 from onnx_snn.errors import SnnError
 
 from .base import PassContext
-from .graph_utils import constant_value, fresh_name, node_label, refresh_shapes
+from .graph_utils import constant_value, fresh_name, is_activation, node_label, refresh_shapes
 
 NAME = "decompose"
-CONTRACT = ("Pre: BN-folded graph. Post: same function; no MaxPool, LayerNormalization or Softmax, "
-            "only Max / Mul(u,u) / Div(p,Sqrt(q)) / Exp / Div pieces between affine ops.")
+CONTRACT = ("Pre: BN-folded graph. Post: same function; no MaxPool, LayerNormalization, Softmax or MatMul of "
+            "two activations, only Max / Mul(u,u) / Div(p,Sqrt(q)) / Exp / Div / Mul(a,b) pieces between affine ops.")
 
 #: the value MaxPool pads with: low enough never to win a max of scaled activations
 MAXPOOL_PAD_VALUE = -200.0
@@ -34,6 +38,8 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     rewrite = {"MaxPool": _maxpool, "LayerNormalization": _layernorm, "Softmax": _softmax}
     for node in [n for n in graph.nodes if n.op in rewrite]:
         rewrite[node.op](graph, node, ctx)
+    for node in [n for n in graph.nodes if _is_matmul_of_activations(n)]:
+        _matmul_of_activations(graph, node, ctx)
     graph.cleanup().toposort()
     refresh_shapes(graph)
     return graph
@@ -138,3 +144,26 @@ def _softmax(graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None:
     out = _detach(node)
     e = emit.op("Exp", [x])
     emit.op("Div", [e, emit.op("ReduceSum", [e, emit.ints([axis % rank])], keepdims=1)], out=out)
+
+
+def _is_matmul_of_activations(node: gs.Node) -> bool:
+    return node.op == "MatMul" and len(node.inputs) == 2 and all(is_activation(t) for t in node.inputs)
+
+
+def _matmul_of_activations(graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None:
+    """X (…×N×K) · Y (…×K×M) → ReduceSum_K(Unsqueeze(X, -1) · Unsqueeze(Y, -3)): N·K·M products."""
+    ranks = [len(t.shape) if t.shape is not None else None for t in node.inputs]
+    if any(rank is None for rank in ranks):
+        raise SnnError("MatMul of two activations needs known input ranks", path=ctx.source,
+                       node=node_label(node), op=node.op)
+    if any(rank < 2 for rank in ranks):
+        raise SnnError(f"MatMul of two activations needs inputs of rank >= 2 (got ranks {ranks})",
+                       path=ctx.source, node=node_label(node), op=node.op,
+                       hint="reshape a vector operand to a matrix before the matmul")
+    emit = _Emitter(graph, node)
+    x, y = node.inputs
+    out = _detach(node)
+    columns = emit.op("Unsqueeze", [x, emit.ints([-1])])  # [..., N, K, 1]
+    rows = emit.op("Unsqueeze", [y, emit.ints([-3])])  # [..., 1, K, M]
+    products = emit.op("Mul", [columns, rows])  # [..., N, K, M]
+    emit.op("ReduceSum", [products, emit.ints([-2])], out=out, keepdims=0)

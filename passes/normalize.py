@@ -39,7 +39,8 @@ HOMOGENEOUS = ("Relu", "LeakyRelu", "Abs")
 #: ops with f(x / s) = f(x) / s for any s > 0 that is constant along the axes they mix
 CHANNEL_PRESERVING = ("AveragePool", "GlobalAveragePool", "MaxPool", "Identity", "Dropout")
 #: ops that pass a per-layer (scalar) σ through, whatever axes they move, slice or reduce linearly
-LAYER_PRESERVING = ("Flatten", "Reshape", "Transpose", "Concat", "Slice", "ReduceMean", "ReduceSum")
+LAYER_PRESERVING = ("Flatten", "Reshape", "Transpose", "Concat", "Slice", "ReduceMean", "ReduceSum", "Unsqueeze",
+                    "Squeeze")
 #: ops whose activation inputs must share one σ, which their output keeps
 SHARED_SCALE = ("Add", "Sub", "Max")
 ONE = np.ones(())

@@ -67,9 +67,8 @@ def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
             continue
         affine = node.op in AFFINE_OPS or (node.op in ("Mul", "Div") and len(_activations(node)) <= 1)
         if not affine or (node.domain or "") not in ("", "ai.onnx"):
-            hint = ("a product of two activations through MatMul is not supported yet" if node.op == "MatMul"
-                    else "signGD converts ReLU, LeakyReLU, GELU, Abs, Exp, MaxPool, LayerNorm, Softmax and "
-                         "products; replace this op in the ANN")
+            hint = ("signGD converts ReLU, LeakyReLU, GELU, Abs, Exp, MaxPool, LayerNorm, Softmax and products "
+                    "(elementwise or MatMul of two activations); replace this op in the ANN")
             raise SnnError("op is not affine and no signGD neuron implements it", path=ctx.source,
                            node=node_label(node), op=node.op, hint=hint)
 

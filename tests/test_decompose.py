@@ -1,12 +1,17 @@
-"""decompose alone: MaxPool, LayerNorm and Softmax rewritten into signGD pieces, same function."""
+"""decompose alone: MaxPool, LayerNorm, Softmax and MatMul of two activations rewritten into signGD
+pieces, same function."""
 from __future__ import annotations
 
 import numpy as np
+import onnx_graphsurgeon as gs
 import pytest
 import torch
 from torch import nn
 
+from onnx_snn import CompileOptions, SnnError
 from onnx_snn.passes import decompose
+from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.graph_utils import is_activation
 from graph_builders import export_legacy, prepared, run_graph, run_model
 
 
@@ -32,6 +37,27 @@ class Normed(nn.Module):
         return torch.softmax(self.head(h), dim=-1) * 2.0  # keeps the Softmax off the graph output
 
 
+class Scores(nn.Module):
+    """Attention-like scores: q = x·Wq, k = x·Wk as [B, heads, d]; q·kᵀ; a second product, a row
+    [B, 1, 3] of activations times k [B, 3, 4]; then a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(64, 12), nn.Linear(64, 12), nn.Linear(64, 3)
+        self.head = nn.Linear(9 + 4, 5)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        q, k = self.q(x).view(-1, 3, 4), self.k(x).view(-1, 3, 4)
+        scores = q @ k.transpose(-1, -2)  # [B, 3, 3]
+        mixed = self.v(x).unsqueeze(1) @ k  # [B, 1, 3] · [B, 3, 4] → [B, 1, 4]
+        return self.head(torch.cat([scores.flatten(1), mixed.flatten(1)], dim=1))
+
+
+def _matmuls_of_activations(graph: gs.Graph) -> list[gs.Node]:
+    return [n for n in graph.nodes if n.op == "MatMul" and all(is_activation(t) for t in n.inputs)]
+
+
 @pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0)])
 def test_maxpool_becomes_max_chains(kernel, stride, padding):
     torch.manual_seed(0)
@@ -55,3 +81,31 @@ def test_layernorm_and_softmax_become_pieces():
     assert {"Sqrt", "Exp", "ReduceSum", "Div"} <= set(ops)
     np.testing.assert_allclose(run_graph(graph, ctx, {"x": x})[0], run_model(ann, {"x": x})[0], rtol=1e-5,
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_matmul_of_activations_becomes_products(batch):
+    torch.manual_seed(0)
+    x = np.random.default_rng(2).normal(size=(3, 1, 8, 8)).astype(np.float32)
+    ann = export_legacy(Scores().eval(), x[:2])
+    x = x[:batch]
+    graph, ctx = prepared(ann)
+    assert len(_matmuls_of_activations(graph)) == 2
+    graph = decompose.run(graph, ctx)
+    ops = [n.op for n in graph.nodes]
+    assert not _matmuls_of_activations(graph)
+    assert ops.count("Unsqueeze") >= 4 and ops.count("ReduceSum") == 2
+    assert sum(n.op == "Mul" and sum(map(is_activation, n.inputs)) == 2 for n in graph.nodes) == 2
+    np.testing.assert_allclose(run_graph(graph, ctx, {"x": x})[0], run_model(ann, {"x": x})[0], rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_matmul_of_a_vector_activation_is_refused():
+    a = gs.Variable("a", dtype=np.float32, shape=[4])
+    b = gs.Variable("b", dtype=np.float32, shape=[4, 3])
+    out = gs.Variable("out", dtype=np.float32, shape=[3])
+    graph = gs.Graph(nodes=[gs.Node("MatMul", name="vec_mat", inputs=[a, b], outputs=[out])], inputs=[a, b],
+                     outputs=[out], opset=21)
+    with pytest.raises(SnnError, match="rank >= 2") as raised:
+        decompose.run(graph, PassContext(options=CompileOptions(), show_progress=False))
+    assert "vec_mat" in str(raised.value) and "MatMul" in str(raised.value)
