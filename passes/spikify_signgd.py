@@ -65,7 +65,8 @@ def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
             continue
         if node.op == "Sqrt" and all(neuron_function(c) == ("binary", "p_rsqrt_q") for c in node.outputs[0].outputs):
             continue
-        affine = node.op in AFFINE_OPS or (node.op in ("Mul", "Div") and len(_activations(node)) <= 1)
+        affine = ((node.op in AFFINE_OPS and not (node.op == "MatMul" and len(_activations(node)) == 2))
+                  or (node.op in ("Mul", "Div") and len(_activations(node)) <= 1))
         if not affine or (node.domain or "") not in ("", "ai.onnx"):
             hint = ("signGD converts ReLU, LeakyReLU, GELU, Abs, Exp, MaxPool, LayerNorm, Softmax and products "
                     "(elementwise or MatMul of two activations); replace this op in the ANN")
