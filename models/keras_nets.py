@@ -1,4 +1,5 @@
-"""Keras twins of the PyTorch MLP and LeNet (NHWC input), their training, and ONNX export.
+"""Keras twins of the PyTorch MLP and LeNet (NHWC input), a GELU/LayerNorm MLP for signGD neurons,
+their training, and ONNX export.
 
 Needs the `tf` extra (tensorflow-cpu, tf2onnx). TensorFlow is imported inside the functions, so
 importing onnx_snn.models never needs it.
@@ -57,6 +58,30 @@ def keras_lenet(in_channels: int = 1, num_classes: int = 10, image_size: int = 2
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(shape.hidden, activation="relu")(x)
     return keras.Model(inputs, keras.layers.Dense(num_classes)(x), name="lenet")
+
+
+def keras_gelu_layernorm_mlp(in_shape: Sequence[int], hidden: Sequence[int] = (64, 32),
+                             num_classes: int = 10) -> keras.Model:
+    """Flatten -> Dense -> LayerNormalization -> exact GELU -> Dense with tanh-approximated GELU ->
+    LayerNormalization -> Dense(num_classes).
+
+    A net for the `--neuron signgd` path (IF neurons cannot convert it) holding both of Keras' GELU
+    forms and its LayerNormalization, which tf2onnx writes decomposed: exact GELU as an Erfc chain
+    (an op invalid in ONNX, repaired by canonicalize), the tanh form as a Pow/Tanh chain, the
+    LayerNormalization as ReduceMean/Sqrt/Reciprocal. `in_shape` is one sample's shape without the
+    batch dim, e.g. (8, 8, 1); `hidden` is the two Dense widths.
+    """
+    import keras
+
+    first, second = hidden
+    x = inputs = keras.Input(shape=tuple(in_shape), name=INPUT_NAME)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(first)(x)
+    x = keras.layers.LayerNormalization()(x)
+    x = keras.layers.Activation("gelu")(x)  # approximate=False: 0.5·x·(1 + erf(x/√2))
+    x = keras.layers.Dense(second, activation=lambda t: keras.activations.gelu(t, approximate=True))(x)
+    x = keras.layers.LayerNormalization()(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes)(x), name="gelu_layernorm_mlp")
 
 
 def train_keras(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int = 128,

@@ -1,17 +1,26 @@
-"""Tests of the Keras twins: training on digits and export through tf2onnx."""
+"""Tests of the Keras twins: training on digits, export through tf2onnx, signGD conversion."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_graphsurgeon as gs
 import onnxruntime as ort
 import pytest
+
+from onnx_snn import CompileOptions, compile_model
+from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.rewrites import erfc
+from onnx_snn.runtime import Session
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
 from onnx_snn.models.data import load_digits_split  # noqa: E402
-from onnx_snn.models.keras_nets import (evaluate_keras_accuracy, export_keras, keras_lenet,  # noqa: E402
-                                        keras_mlp, to_nhwc, train_keras)
+from onnx_snn.models.keras_nets import (evaluate_keras_accuracy, export_keras,  # noqa: E402
+                                        keras_gelu_layernorm_mlp, keras_lenet, keras_mlp, to_nhwc,
+                                        train_keras)
 
 pytestmark = pytest.mark.tf
 
@@ -38,6 +47,40 @@ def test_keras_twin_trains_and_exports(build, digits_nhwc, tmp_path):
     x = x_test[:7]
     logits = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], {"x": x})[0]
     np.testing.assert_allclose(logits, model.predict(x, verbose=0), atol=1e-4)
+
+
+def valid_ann(raw: onnx.ModelProto, path: Path) -> str:
+    """`raw` with tf2onnx's invalid Erfc repaired (as canonicalize does) saved at `path`, for onnxruntime."""
+    graph = gs.import_onnx(raw)
+    erfc.apply(graph, PassContext(options=CompileOptions(), show_progress=False))
+    onnx.save(gs.export_onnx(graph), path)
+    return str(path)
+
+
+def test_keras_gelu_layernorm_mlp_compiles_to_signgd(digits_nhwc, tmp_path):
+    """tf2onnx writes both GELU forms and LayerNormalization decomposed; canonicalize fuses them, so
+    signGD gets its gelu_erf, gelu_tanh and p/√q neurons and tracks the ANN by T = 64."""
+    x_train, y_train, x_test, y_test = digits_nhwc
+    model = train_keras(keras_gelu_layernorm_mlp((8, 8, 1)), x_train, y_train, epochs=8, batch_size=64, lr=3e-3)
+    raw = export_keras(model, tmp_path / "ann.raw.onnx", input_shape=(8, 8, 1))
+    exported_ops = {n.op_type for n in onnx.load(raw).graph.node}
+    assert {"Erfc", "Tanh", "Pow", "ReduceMean", "Sqrt", "Reciprocal"} <= exported_ops
+    assert not {"Gelu", "LayerNormalization"} & exported_ops
+
+    out = tmp_path / "snn.onnx"
+    compile_model(raw, out, CompileOptions(neuron="signgd", timesteps=64), calibration=x_train[:512])
+    compiled = onnx.load(out)
+    onnx.checker.check_model(compiled, full_check=True)
+    functions = {(n.op_type, a.s.decode()) for n in compiled.graph.node for a in n.attribute if a.name == "function"}
+    assert {("SignGDNeuron", "gelu_erf"), ("SignGDNeuron", "gelu_tanh"),
+            ("SignGDBinaryNeuron", "p_rsqrt_q")} <= functions
+    assert not {"Erf", "Tanh", "Pow", "Sqrt", "Reciprocal"} & {n.op_type for n in compiled.graph.node}
+
+    ann = valid_ann(onnx.load(raw), tmp_path / "ann.onnx")
+    report = Session(out).evaluate(x_test, y_test, ann=ann, progress=False)
+    assert report.ann_accuracy > 0.9, report.table()
+    assert abs(report.ann_accuracy - report.accuracy[63]) <= 0.015, report.table()
+    assert report.agreement[63] >= 0.97, report.table()
 
 
 def test_to_nhwc_moves_channels_last():
