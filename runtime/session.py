@@ -167,12 +167,32 @@ class Session:
                           spikes_per_sample={k: v / total for k, v in spikes.items()})
 
 
+def _runnable_ann(path: str | os.PathLike) -> str | bytes:
+    """The ANN for onnxruntime: its path, or, when tf2onnx wrote invalid Erfc nodes (exact Keras
+    GELU), the bytes of the model with them repaired, as compile repairs them."""
+    import onnx_graphsurgeon as gs
+
+    from onnx_snn.modelio import load_model
+    from onnx_snn.options import CompileOptions
+    from onnx_snn.passes.base import PassContext
+    from onnx_snn.passes.rewrites import erfc
+
+    model = load_model(path)
+    if not any(n.op_type == "Erfc" for n in model.graph.node):
+        return str(path)
+    graph = gs.import_onnx(model)
+    erfc.apply(graph, PassContext(options=CompileOptions(), source=str(path)))
+    return gs.export_onnx(graph.cleanup().toposort()).SerializeToString()
+
+
 class AnnRunner:
     """The source ANN on onnxruntime's CPU, fed any batch size even if it was exported for one."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         try:
-            self._session = make_session(str(path), [CPU])
+            self._session = make_session(_runnable_ann(path), [CPU])
+        except SnnError:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise SnnError(f"onnxruntime cannot load the ANN ({str(exc).splitlines()[0][:200]})",
                            path=str(path)) from None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -40,3 +41,17 @@ def test_cuda_session_matches_cpu(snn_model):
     if CUDA not in gpu.providers:
         pytest.skip("onnxruntime-gpu is installed but no CUDA device answered")
     np.testing.assert_allclose(gpu.run(x).per_step, Session(model, providers=[CPU]).run(x).per_step, atol=1e-5)
+
+
+def test_ann_reference_with_tf2onnx_erfc_loads(tf_fixtures):
+    """eval --ann accepts tf2onnx's raw exact-GELU export (invalid Erfc, repaired as compile does)."""
+    from onnx_snn.runtime.session import AnnRunner
+
+    raw = tf_fixtures / "keras_dense_gelu_layernorm.raw_tf2onnx_erfc.onnx"
+    x = np.load(tf_fixtures / "keras_dense_gelu_layernorm.input.npy")
+    expected = np.load(tf_fixtures / "keras_dense_gelu_layernorm.expected.npy")
+    with pytest.raises(Exception):
+        ort.InferenceSession(str(raw), providers=["CPUExecutionProvider"])
+    name = onnx.load(raw).graph.input[0].name
+    got = AnnRunner(raw).run({name: x})
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
