@@ -4,6 +4,12 @@ Everything runs step by step, exactly in the order of spec §2, in the floating 
 inputs (float32 or float64): per step t the neuron charges x_t = x_{t-1} - η_t·(2z_t - o), fires
 s_t = rule(v_{t-1}, x_t) and resets v_t = v_{t-1} - η_t·(2s_t - 1). Time is the first axis of
 every sequence ([T, B, ...]); states are one step's shape [B, ...].
+
+Beyond the spec, as the compiler's ops have them: the rules take parameters (unary_rule: the
+GELU gate and cubic, which also give the exact-erf and tanh GELU forms, and the LeakyReLU slope),
+and the encoder has the codec "exact" (g_t = clip((f − x)/η_t, −1, 1)). The single steps
+(charge, fire_reset, encode_step) are public for the network reference
+(tests/signgd_network_reference.py).
 """
 from __future__ import annotations
 
@@ -28,8 +34,50 @@ def eta_schedule(t0: int, timesteps: int, eta0: float = 0.15, gamma: float = 0.9
     return eta.astype(dtype)
 
 
-def _sigmoid_gelu(x: np.ndarray) -> np.ndarray:
-    return x * (1 / (1 + np.exp(-x.dtype.type(1.702) * x)))
+#: defaults of the neuron attributes that parametrise a rule (the ops' documented defaults):
+#: gate 1.702 (the spec §5 sigmoid GELU, used by every GELU form when absent), cubic 0.044715
+#: (the tanh GELU's x³ coefficient), slope 0.1 (spec §5 LeakyReLU)
+RULE_DEFAULTS: dict[str, float] = {"gate": 1.702, "cubic": 0.044715, "slope": 0.1}
+
+
+def _const(x: np.ndarray, value: float):
+    """`value` as a scalar of x's floating type (the ops cast their float constants like the data)."""
+    return x.dtype.type(value)
+
+
+def _sigmoid(u: np.ndarray) -> np.ndarray:
+    one = _const(u, 1)
+    return one / (one + np.exp(-u))
+
+
+def _erf(u: np.ndarray) -> np.ndarray:
+    try:
+        from scipy.special import erf
+    except ImportError:  # pragma: no cover - scipy comes with scikit-learn in the test extras
+        import math
+        return np.vectorize(math.erf, otypes=[np.float64])(u).astype(u.dtype)
+    return erf(u).astype(u.dtype)
+
+
+def _gelu_targets(gate: float, cubic: float) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """The GELU targets by function (gate and cubic are free: a GELU of inputs held as x/λ,
+    GELU(λx)/λ, is the same form with gate·λ and cubic·λ²):
+    gelu      x·σ(gate·x)                        (spec §5, gate 1.702)
+    gelu_erf  x·(½ + ½·erf(gate·x))              (exact GELU x·Φ(x) with gate 1/√2)
+    gelu_tanh x·σ(gate·x·(1 + cubic·x²))         (tanh GELU with gate 2√(2/π), cubic 0.044715,
+                                                  since ½(1 + tanh u) = σ(2u))"""
+    def sigmoid_form(x):
+        return x * _sigmoid(_const(x, gate) * x)
+
+    def erf_form(x):
+        half = _const(x, 0.5)
+        return x * (_erf(x * _const(x, gate)) * half + half)
+
+    def tanh_form(x):
+        poly = x * x * _const(x, cubic) + _const(x, 1)
+        return x * _sigmoid(x * poly * _const(x, gate))
+
+    return {"gelu": sigmoid_form, "gelu_erf": erf_form, "gelu_tanh": tanh_form}
 
 
 def _above(target: Callable[..., np.ndarray], ties: bool) -> Rule:
@@ -47,15 +95,38 @@ def _p_rsqrt_q(v: np.ndarray, operands: list[np.ndarray]) -> np.ndarray:
         return np.sqrt(q) * v > p
 
 
-#: spec §5: unary rules by `function`
-UNARY_RULES: dict[str, Rule] = {
-    "relu": _above(lambda x: np.maximum(x, 0), ties=True),
-    "leaky_relu": _above(lambda x: np.where(x >= 0, x, x.dtype.type(0.1) * x), ties=False),
-    "gelu": _above(_sigmoid_gelu, ties=False),
-    "abs": _above(np.abs, ties=False),
-    "square": _above(lambda x: x * x, ties=True),
-    "exp": _above(np.exp, ties=True),
-}
+#: spec §5 unary functions (plus the exact and tanh GELU forms); see unary_rule
+UNARY_FUNCTIONS = ("relu", "leaky_relu", "gelu", "gelu_erf", "gelu_tanh", "abs", "square", "exp")
+
+
+def unary_target(function: str, gate: float | None = None, cubic: float | None = None,
+                 slope: float | None = None) -> tuple[Callable[[np.ndarray], np.ndarray], bool]:
+    """(target f, fires on ties) of a unary neuron with the attributes gate, cubic (GELU forms) and
+    slope (leaky_relu); None: RULE_DEFAULTS. Spec §5: relu v ≥ max(x, 0); leaky_relu v > x (x ≥ 0),
+    v > slope·x (x < 0); the GELU forms v > target (see _gelu_targets); abs v > |x|; square v ≥ x²;
+    exp v ≥ eˣ."""
+    gate = RULE_DEFAULTS["gate"] if gate is None else gate
+    cubic = RULE_DEFAULTS["cubic"] if cubic is None else cubic
+    slope = RULE_DEFAULTS["slope"] if slope is None else slope
+    targets = {"relu": (lambda x: np.maximum(x, _const(x, 0)), True),
+               "leaky_relu": (lambda x: np.where(x >= 0, x, _const(x, slope) * x), False),
+               **{name: (target, False) for name, target in _gelu_targets(gate, cubic).items()},
+               "abs": (np.abs, False), "square": (lambda x: x * x, True), "exp": (np.exp, True)}
+    if function not in targets:
+        raise ValueError(f"unknown unary signGD function {function!r}")
+    return targets[function]
+
+
+def unary_rule(function: str, gate: float | None = None, cubic: float | None = None,
+               slope: float | None = None) -> Rule:
+    """The firing rule of a unary neuron (see unary_target)."""
+    return _above(*unary_target(function, gate, cubic, slope))
+
+
+#: spec §5: unary rules by `function` with the spec's parameters (the extra GELU forms, and other
+#: gates, cubics or slopes, come from unary_rule)
+UNARY_RULES: dict[str, Rule] = {function: unary_rule(function)
+                                for function in ("relu", "leaky_relu", "gelu", "abs", "square", "exp")}
 
 #: spec §5: two-operand rules by `function`
 BINARY_RULES: dict[str, Rule] = {
@@ -75,6 +146,38 @@ def _initial(state, fresh, shape: tuple[int, ...], dtype) -> np.ndarray:
     return np.where(np.isnan(state), fresh, state)
 
 
+def charge(x: np.ndarray, z: np.ndarray, offset, eta) -> np.ndarray:
+    """Spec §2 step 2 (and the §3 decoder): x_t = x_{t-1} − η_t·(2z_t − o)."""
+    return x - eta * (2 * z - np.asarray(offset, x.dtype))
+
+
+def fire_reset(v: np.ndarray, fire: np.ndarray, eta) -> tuple[np.ndarray, np.ndarray]:
+    """Spec §2 steps 3-4 given the rule's verdict: s_t = [fire], v_t = v_{t-1} − η_t·(2s_t − 1)."""
+    s = fire.astype(v.dtype)
+    return s, v - eta * (2 * s - 1)
+
+
+#: spec §3 codecs, plus "exact" (beyond the spec: the float step cut short where it would overshoot)
+CODECS = ("float", "exact", "spike")
+
+
+def encode_step(f: np.ndarray, x: np.ndarray, eta, codec: str) -> tuple[np.ndarray, np.ndarray]:
+    """One encoder step (spec §3): the emitted e_t (2e_t − 1 = g_t) and f_t = f_{t-1} − η_t·g_t.
+
+    float: g_t = f_{t-1} − x, e_t real; exact: g_t = clip((f_{t-1} − x)/η_t, −1, 1), e_t real, so f
+    lands on x once Σ η ≥ |x|; spike: e_t = [f_{t-1} > x] ∈ {0, 1}."""
+    if codec == "float":
+        g = f - x
+    elif codec == "exact":
+        g = np.clip((f - x) / eta, -1, 1).astype(x.dtype)
+    elif codec == "spike":
+        e, f_next = fire_reset(f, f > x, eta)
+        return e, f_next
+    else:
+        raise ValueError(f"unknown codec {codec!r}; expected one of {CODECS}")
+    return (1 + g) / 2, f - eta * g
+
+
 def signgd_neuron(currents: list[np.ndarray], offsets: list, biases: list, rule: Rule,
                   x0: list | None = None, v0=None, t0: int = 0, **schedule) -> tuple[np.ndarray, list, np.ndarray]:
     """A unary (one current) or two-operand neuron. currents: [T, B, ...] each.
@@ -91,10 +194,8 @@ def signgd_neuron(currents: list[np.ndarray], offsets: list, biases: list, rule:
     v = _initial(v0, 0, shape, dtype)
     spikes = np.zeros((timesteps,) + shape, dtype)
     for t in range(timesteps):
-        x = [xi - eta[t] * (2 * z[t] - np.asarray(o, dtype)) for xi, z, o in zip(x, currents, offsets)]
-        s = rule(v, x).astype(dtype)
-        v = v - eta[t] * (2 * s - 1)
-        spikes[t] = s
+        x = [charge(xi, z[t], o, eta[t]) for xi, z, o in zip(x, currents, offsets)]
+        spikes[t], v = fire_reset(v, rule(v, x), eta[t])
     return spikes, x, v
 
 
@@ -105,13 +206,7 @@ def encoder(x: np.ndarray, timesteps: int, codec: str = "float", f0=None, t0: in
     f = _initial(f0, 0, x.shape, x.dtype)
     emitted = np.zeros((timesteps,) + x.shape, x.dtype)
     for t in range(timesteps):
-        if codec == "float":
-            g = f - x
-            emitted[t] = (1 + g) / 2
-        else:
-            emitted[t] = (f > x).astype(x.dtype)
-            g = 2 * emitted[t] - 1
-        f = f - eta[t] * g
+        emitted[t], f = encode_step(f, x, eta[t], codec)
     return emitted, f
 
 
@@ -121,6 +216,6 @@ def decoder(z: np.ndarray, offset, bias, y0=None, t0: int = 0, **schedule) -> tu
     y = _initial(y0, bias, z.shape[1:], z.dtype)
     per_step = np.zeros_like(z)
     for t in range(z.shape[0]):
-        y = y - eta[t] * (2 * z[t] - np.asarray(offset, z.dtype))
+        y = charge(y, z[t], offset, eta[t])
         per_step[t] = y
     return per_step, y
