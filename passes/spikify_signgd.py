@@ -14,7 +14,7 @@ import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
 from onnx_snn.options import CompileOptions
-from onnx_snn.runtime.signgd import GELU_CUBIC, GELU_GATE, SCHEDULE_DEFAULTS
+from onnx_snn.runtime.signgd import GELU_CUBIC, GELU_GATE
 
 from .base import PassContext
 from .graph_utils import SNN_DOMAIN, constant_value, fresh_name, is_activation, node_label, producer, sole_reader
@@ -113,8 +113,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
 
 def schedule_attributes(options: CompileOptions) -> dict[str, float | str]:
     """The step-size attributes of every signGD op: --schedule, --eta0, --gamma, --tail."""
-    return {**SCHEDULE_DEFAULTS, "schedule": options.schedule, "eta0": options.eta0, "gamma": options.gamma,
-            "tail": options.tail}
+    return {"schedule": options.schedule, "eta0": options.eta0, "gamma": options.gamma, "tail": options.tail}
 
 
 def _scalar_factor(node: gs.Node | None) -> tuple[float, gs.Tensor] | None:

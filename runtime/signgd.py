@@ -37,9 +37,9 @@ from .signgd_graph import (ETA_T, Branch, StepBody, attribute_constant, charge_n
                            typed_constant)
 from .function_parts import time_sequence_nodes as time_view
 
-#: spec §1 default schedule (η_t = 0.15·0.95^(t−1)); `tail`, `tail_start` are read only by
-#: schedule="exp_inverse": η_t = eta0·gamma^(t−1) for t ≤ tail_start, then tail/t (Σ η_t = ∞, so
-#: the reachable range is unbounded and the float encoder's gain 1 − Π(1 − η_k) tends to 1)
+#: spec §1 default schedule (η_t = 0.15·0.95^(t−1)); `tail` is read only by schedule="exp_inverse":
+#: η_t = eta0·gamma^(t−1) floored at tail/t once t > 1/ln(1/gamma) (Σ η_t = ∞, so the reachable
+#: range is unbounded and the float encoder's gain 1 − Π(1 − η_k) tends to 1)
 SCHEDULE_DEFAULTS: dict[str, float | str] = {"eta0": 0.15, "gamma": 0.95, "schedule": "exponential",
                                              "tail": 0.25}
 #: SignGDNeuron's own attributes, read by its GELU functions (see build_signgd_neuron): gate and

@@ -79,7 +79,7 @@ def test_unbounded_sum_and_gain():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("function", ["relu", "gelu", "square"])
 def test_neuron_matches_reference(function, dtype):
-    """Spikes exact, estimates to 1e-6, over 96 steps from t0 = 3 (across tail_start)."""
+    """Spikes exact, estimates to 1e-6, over 96 steps from t0 = 3 (across the floor's start)."""
     case = _random_case("neuron", function, 96, dtype, np.random.default_rng(11), fresh=False)
     z, o, b = case["currents"], case["offsets"], case["biases"]
     spikes, x, v = run_neuron(z, o, b, function, case["x0"], case["v0"], 3, **NEW)
@@ -105,7 +105,7 @@ def test_encoder_decoder_match_reference(codec):
 
 
 def test_chunked_run_carries_t0():
-    """20 + 60 steps with x, v and t0 carried (the second chunk crosses tail_start) equal one
+    """20 + 60 steps with x, v and t0 carried (the second chunk crosses the floor's start) equal one
     80-step run and the reference."""
     case = _random_case("neuron", "relu", 80, np.float64, np.random.default_rng(13), fresh=True)
     z, o, b = case["currents"][0], case["offsets"], case["biases"]
