@@ -24,7 +24,7 @@ import onnx_graphsurgeon as gs
 from onnx_snn.errors import SnnError
 
 from .base import PassContext
-from .graph_utils import constant_value, fresh_name, is_activation, node_label, refresh_shapes
+from .graph_utils import constant_value, fresh_name, is_activation, node_label, refresh_shapes, string_attr
 
 NAME = "decompose"
 CONTRACT = ("Pre: BN-folded graph. Post: same function; no MaxPool, LayerNormalization, Softmax or MatMul of "
@@ -79,8 +79,7 @@ def _maxpool(graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None:
         raise SnnError("only 2-D MaxPool is supported", path=ctx.source, node=node_label(node), op=node.op)
     strides = list(node.attrs.get("strides", [1, 1]))
     pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
-    auto_pad = node.attrs.get("auto_pad", "NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    auto_pad = string_attr(node, "auto_pad", "NOTSET")
     if any(d != 1 for d in node.attrs.get("dilations", [1, 1])) or node.attrs.get("ceil_mode", 0) \
             or auto_pad not in ("NOTSET", "VALID") or len(node.outputs) > 1:
         raise SnnError("MaxPool with dilation, ceil_mode, auto_pad SAME or indices is not supported",

@@ -76,6 +76,12 @@ def bypass(graph: gs.Graph, node: gs.Node) -> None:
     node.inputs.clear()
 
 
+def string_attr(node: gs.Node, name: str, default: str) -> str:
+    """The string attribute `name` of `node` (onnx-graphsurgeon may hold it as bytes), else `default`."""
+    value = node.attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def is_activation(tensor: gs.Tensor) -> bool:
     """True for a named, non-constant, non-integer tensor: data that flows between layers
     (not a weight, a shape or an index)."""

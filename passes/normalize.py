@@ -26,7 +26,7 @@ from onnx_snn.options import norm_statistic
 
 from .base import LayerStats, PassContext
 from .calibrate import is_calibrated
-from .graph_utils import constant_value, fresh_name, is_activation, node_label, static_shape
+from .graph_utils import constant_value, fresh_name, is_activation, node_label, static_shape, string_attr
 
 NAME = "normalize"
 CONTRACT = ("Pre: BN-folded graph with ctx.activation_stats for every calibrated node. Post: same function; "
@@ -200,8 +200,7 @@ def _scale_around(graph: gs.Graph, node: gs.Node, lam: np.ndarray) -> None:
 
 def _zero_pad(node: gs.Node) -> bool:
     """True for a Pad that pads with zeros (or replicates), which commutes with scaling."""
-    mode = node.attrs.get("mode", "constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = string_attr(node, "mode", "constant")
     if mode != "constant" or len(node.inputs) < 3 or not node.inputs[2].name:
         return True
     value = constant_value(node.inputs[2])

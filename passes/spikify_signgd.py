@@ -17,7 +17,8 @@ from onnx_snn.options import CompileOptions
 from onnx_snn.runtime.signgd import GELU_CUBIC, GELU_GATE
 
 from .base import PassContext
-from .graph_utils import SNN_DOMAIN, constant_value, fresh_name, is_activation, node_label, producer, sole_reader
+from .graph_utils import (SNN_DOMAIN, constant_value, fresh_name, is_activation, node_label, producer,
+                          sole_reader, string_attr)
 
 NAME = "spikify_signgd"
 CONTRACT = ("Pre: decomposed, normalized graph. Post: every nonlinearity is a one-step signGD neuron, inputs "
@@ -40,8 +41,7 @@ def neuron_function(node: gs.Node) -> tuple[str, str] | None:
     """("unary"|"binary", function) for a node a signGD neuron replaces, else None."""
     acts = _activations(node)
     if node.op == "Gelu":
-        form = node.attrs.get("approximate", "none")
-        return "unary", "gelu_tanh" if (form.decode() if isinstance(form, bytes) else form) == "tanh" else "gelu_erf"
+        return "unary", "gelu_tanh" if string_attr(node, "approximate", "none") == "tanh" else "gelu_erf"
     if node.op in UNARY:
         return "unary", UNARY[node.op]
     if node.op == "Mul" and len(node.inputs) == 2 and node.inputs[0] is node.inputs[1]:
@@ -129,7 +129,7 @@ def _scalar_factor(node: gs.Node | None) -> tuple[float, gs.Tensor] | None:
 
 def _absorb_gelu_scaling(graph: gs.Graph, neuron: gs.Node) -> float:
     """λ of a GELU that normalize wrapped as Mul(λ) → Gelu → Mul(1/λ): the Muls are cut out and the
-    neuron reads x/λ and emits GELU(x)/λ = (x/λ)·σ(1.702λ·x/λ). Returns 1.0 for a bare GELU."""
+    neuron reads x/λ and emits GELU(λ·x/λ)/λ, its gate scaled by λ. Returns 1.0 for a bare GELU."""
     before = producer(neuron.inputs[0])
     after = sole_reader(graph, neuron.outputs[0])
     scale_in, scale_out = _scalar_factor(before), _scalar_factor(after)
