@@ -152,6 +152,17 @@ def set_input(node: gs.Node, index: int, tensor: gs.Tensor) -> None:
         raise IndexError(f"{node.op} has {len(node.inputs)} inputs; cannot set input {index}")
 
 
+def silu_gate(graph: gs.Graph, node: gs.Node) -> gs.Node | None:
+    """The Sigmoid of a canonical SiLU `node` = Mul(u, Sigmoid(u)) (see rewrites/silu), read by
+    nothing else; None when `node` is no such Mul."""
+    if node.op != "Mul" or len(node.inputs) != 2 or not node.inputs[1].inputs:
+        return None
+    gate = node.inputs[1].inputs[0]
+    if gate.op != "Sigmoid" or gate.inputs[0] is not node.inputs[0] or sole_reader(graph, node.inputs[1]) is not node:
+        return None
+    return gate
+
+
 def sole_reader(graph: gs.Graph, tensor: gs.Tensor) -> gs.Node | None:
     """The only node that reads `tensor`, or None when it has no or several readers or is a graph output."""
     return tensor.outputs[0] if len(tensor.outputs) == 1 and tensor not in graph.outputs else None

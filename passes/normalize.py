@@ -9,9 +9,9 @@ their ratio is inserted on that edge. σ is a numpy array broadcastable to the t
 dims: shape () per layer, (C, 1, ..., 1) per channel (axis 1).
 
 Neurons (spec signgd-dynamics §6.7, extended past ReLU): ReLU, LeakyReLU and Abs commute with
-scaling, so input and output share λ (per channel allowed). GELU does not: its input arrives at
-σ = λ and it becomes Mul(λ) → Gelu → Mul(1/λ), which spikify_signgd fuses into one neuron with a
-scaled gate. A square Mul(u, u) takes u at √λ; a product p·q and a quotient p/q get p rescaled so
+scaling, so input and output share λ (per channel allowed). GELU and SiLU do not: the input
+arrives at σ = λ and the op becomes Mul(λ) → f → Mul(1/λ), which spikify_signgd fuses into one
+neuron with a scaled gate. A square Mul(u, u) takes u at √λ; a product p·q and a quotient p/q get p rescaled so
 that the result lands at λ; Sqrt halves the exponent of its input's σ. These non-ReLU scales are
 per layer. The function of the graph is unchanged. For signGD neurons λ is the calibrated
 statistic divided by --signgd-range ρ, so that activations fill [−ρ, ρ] (spec: ReLU only, ρ = 1).
@@ -26,7 +26,8 @@ from onnx_snn.options import norm_statistic
 
 from .base import LayerStats, PassContext
 from .calibrate import is_calibrated
-from .graph_utils import constant_value, fresh_name, is_activation, node_label, static_shape, string_attr
+from .graph_utils import (constant_value, fresh_name, is_activation, node_label, silu_gate, static_shape,
+                          string_attr)
 
 NAME = "normalize"
 CONTRACT = ("Pre: BN-folded graph with ctx.activation_stats for every calibrated node. Post: same function; "
@@ -98,7 +99,7 @@ def _demanded_scales(graph: gs.Graph, lambdas: dict[str, np.ndarray]) -> dict[st
     """
     demand: dict[str, np.ndarray] = {t.name: ONE for t in graph.outputs}
     for node in reversed(graph.nodes):
-        if node.op in HOMOGENEOUS or node.op == "Gelu":
+        if node.op in HOMOGENEOUS or _gated(graph, node):
             demand.setdefault(node.inputs[0].name, lambdas[node.name])
             continue
         if _is_square(node):
@@ -137,11 +138,14 @@ def _normalize_node(graph: gs.Graph, node: gs.Node, scale: dict[str, np.ndarray]
     data = _data_inputs(node)
     out, outputs = node.outputs[0], list(node.outputs)
     result: np.ndarray | None = None
-    if node.op in HOMOGENEOUS or node.op == "Gelu":
+    if node.op in HOMOGENEOUS or _gated(graph, node):
         result = lambdas[node.name]
+        gate = silu_gate(graph, node)
         _rescale_input(graph, node, 0, sigma(node.inputs[0]), result)
-        if node.op == "Gelu":
-            _scale_around(graph, node, result)
+        if node.op not in HOMOGENEOUS:
+            _scale_around(graph, node, result, [gate] if gate is not None else [])
+    elif node.op == "Sigmoid" and any(silu_gate(graph, reader) is node for reader in out.outputs):
+        result = ONE  # a SiLU's gate: its Mul rescales u for both (above)
     elif _is_square(node):
         _rescale_input(graph, node, 0, sigma(node.inputs[0]), np.sqrt(lambdas[node.name]))
         node.inputs[1] = node.inputs[0]
@@ -185,8 +189,14 @@ def _normalize_node(graph: gs.Graph, node: gs.Node, scale: dict[str, np.ndarray]
         scale[o.name] = result
 
 
-def _scale_around(graph: gs.Graph, node: gs.Node, lam: np.ndarray) -> None:
-    """Turn `node` = f(x) on an input held as x/λ into Mul(λ) → f → Mul(1/λ): the output is f(x)/λ."""
+def _gated(graph: gs.Graph, node: gs.Node) -> bool:
+    """True for GELU and SiLU: x·gate(x) neurons, not homogeneous, scaled through their gate."""
+    return node.op == "Gelu" or silu_gate(graph, node) is not None
+
+
+def _scale_around(graph: gs.Graph, node: gs.Node, lam: np.ndarray, readers: list[gs.Node]) -> None:
+    """Turn `node` = f(x) on an input held as x/λ into Mul(λ) → f → Mul(1/λ): the output is f(x)/λ.
+    `readers` (a SiLU's Sigmoid) read the unscaled x too."""
     x, y = node.inputs[0], node.outputs[0]
     unscaled_in = gs.Variable(fresh_name(f"{x.name}_unscaled"), dtype=x.dtype, shape=x.shape)
     unscaled_out = gs.Variable(fresh_name(f"{y.name}_unscaled"), dtype=y.dtype, shape=y.shape)
@@ -196,6 +206,8 @@ def _scale_around(graph: gs.Graph, node: gs.Node, lam: np.ndarray) -> None:
                                inputs=[unscaled_out, gs.Constant(fresh_name(f"{node.name}_inverse_lambda"),
                                                                  np.asarray(1.0 / lam, np.float32))]))
     node.inputs[0], node.outputs[0] = unscaled_in, unscaled_out
+    for reader in readers:
+        reader.inputs[0] = unscaled_in
 
 
 def _zero_pad(node: gs.Node) -> bool:

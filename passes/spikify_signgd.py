@@ -1,7 +1,8 @@
 """spikify_signgd: replace every nonlinearity with a signGD neuron; add the codec's encoder and decoder.
 
 Mapping (spec signgd-dynamics §5): Relu, LeakyRelu, Gelu (its own exact or tanh form, not the
-spec's sigmoid approximation), Abs, Exp and Mul(u, u)
+spec's sigmoid approximation), the canonical SiLU Mul(u, Sigmoid(u)) (the spec's GELU rule
+x·σ(gate·x) with gate 1), Abs, Exp and Mul(u, u)
 become `snn.SignGDNeuron` with that `function`; Max, Div(p, Sqrt(q)), Div(a, b) and Mul(a, b) of
 two activations become `snn.SignGDBinaryNeuron`. Each graph input gets an `snn.SignGDEncoder`
 and each graph output an `snn.SignGDDecoder`. Offsets and biases are placeholders here; the
@@ -18,7 +19,7 @@ from onnx_snn.runtime.signgd import GELU_CUBIC, GELU_GATE
 
 from .base import PassContext
 from .graph_utils import (SNN_DOMAIN, constant_value, fresh_name, is_activation, node_label, producer,
-                          sole_reader, string_attr)
+                          silu_gate, sole_reader, string_attr)
 
 NAME = "spikify_signgd"
 CONTRACT = ("Pre: decomposed, normalized graph. Post: every nonlinearity is a one-step signGD neuron, inputs "
@@ -37,9 +38,11 @@ def _activations(node: gs.Node) -> list[gs.Tensor]:
     return [t for t in node.inputs if is_activation(t)]
 
 
-def neuron_function(node: gs.Node) -> tuple[str, str] | None:
+def neuron_function(graph: gs.Graph, node: gs.Node) -> tuple[str, str] | None:
     """("unary"|"binary", function) for a node a signGD neuron replaces, else None."""
     acts = _activations(node)
+    if silu_gate(graph, node) is not None:
+        return "unary", "silu"
     if node.op == "Gelu":
         return "unary", "gelu_tanh" if string_attr(node, "approximate", "none") == "tanh" else "gelu_erf"
     if node.op in UNARY:
@@ -61,14 +64,17 @@ def neuron_function(node: gs.Node) -> tuple[str, str] | None:
 def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
     """Raise SnnError for the first op that is neither affine nor a signGD neuron."""
     for node in graph.nodes:
-        if node.domain == SNN_DOMAIN or neuron_function(node) is not None:
+        if node.domain == SNN_DOMAIN or neuron_function(graph, node) is not None:
             continue
-        if node.op == "Sqrt" and all(neuron_function(c) == ("binary", "p_rsqrt_q") for c in node.outputs[0].outputs):
+        readers = node.outputs[0].outputs if node.outputs else []
+        if node.op == "Sqrt" and all(neuron_function(graph, c) == ("binary", "p_rsqrt_q") for c in readers):
+            continue
+        if node.op == "Sigmoid" and len(readers) == 1 and silu_gate(graph, readers[0]) is node:
             continue
         affine = ((node.op in AFFINE_OPS and not (node.op == "MatMul" and len(_activations(node)) == 2))
                   or (node.op in ("Mul", "Div") and len(_activations(node)) <= 1))
         if not affine or (node.domain or "") not in ("", "ai.onnx"):
-            hint = ("signGD converts ReLU, LeakyReLU, GELU, Abs, Exp, MaxPool, LayerNorm, Softmax and products "
+            hint = ("signGD converts ReLU, LeakyReLU, GELU, SiLU, Abs, Exp, MaxPool, LayerNorm, Softmax and products "
                     "(elementwise or MatMul of two activations); replace this op in the ANN")
             raise SnnError("op is not affine and no signGD neuron implements it", path=ctx.source,
                            node=node_label(node), op=node.op, hint=hint)
@@ -82,9 +88,11 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     fresh = gs.Constant(fresh_name("fresh_state"), np.asarray(np.nan, dtype=np.float32))
     layers = []
     for node in list(graph.nodes):
-        kind = neuron_function(node)
+        kind = neuron_function(graph, node)
         if kind is None:
             continue
+        if kind[1] == "silu":  # the neuron computes u·σ(u) itself: its Sigmoid goes
+            _detach(silu_gate(graph, node))
         arity, function = kind
         slope = float(node.attrs.get("alpha", 0.01))  # the model's LeakyRelu slope, read before attrs are replaced
         currents = [node.inputs[0]] if arity == "unary" else [node.inputs[0], _sqrt_operand(node) if
@@ -97,8 +105,8 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         node.inputs = currents + [one_step] + calibrated + states
         node.outputs = outputs
         node.attrs = {"function": function, **schedule}
-        if function.startswith("gelu"):
-            scale = _absorb_gelu_scaling(graph, node)
+        if function in GELU_GATE:
+            scale = _absorb_scaling(graph, node)
             node.attrs.update(gate=GELU_GATE[function] * scale, cubic=GELU_CUBIC * scale ** 2)
         if function == "leaky_relu":
             node.attrs["slope"] = slope
@@ -127,9 +135,14 @@ def _scalar_factor(node: gs.Node | None) -> tuple[float, gs.Tensor] | None:
     return None
 
 
-def _absorb_gelu_scaling(graph: gs.Graph, neuron: gs.Node) -> float:
-    """λ of a GELU that normalize wrapped as Mul(λ) → Gelu → Mul(1/λ): the Muls are cut out and the
-    neuron reads x/λ and emits GELU(λ·x/λ)/λ, its gate scaled by λ. Returns 1.0 for a bare GELU."""
+def _detach(node: gs.Node) -> None:
+    node.inputs.clear()
+    node.outputs.clear()
+
+
+def _absorb_scaling(graph: gs.Graph, neuron: gs.Node) -> float:
+    """λ of a GELU or SiLU f that normalize wrapped as Mul(λ) → f → Mul(1/λ): the Muls are cut out
+    and the neuron reads x/λ and emits f(λ·x/λ)/λ, its gate scaled by λ. Returns 1.0 for a bare f."""
     before = producer(neuron.inputs[0])
     after = sole_reader(graph, neuron.outputs[0])
     scale_in, scale_out = _scalar_factor(before), _scalar_factor(after)

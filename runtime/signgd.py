@@ -44,7 +44,7 @@ SCHEDULE_DEFAULTS: dict[str, float | str] = {"eta0": 0.15, "gamma": 0.95, "sched
                                              "tail": 0.25}
 #: SignGDNeuron's own attributes, read by its GELU functions (see build_signgd_neuron): gate and
 #: cubic. A GELU on inputs held as x/λ, GELU(λx)/λ, is the same form with gate·λ and cubic·λ²
-GELU_GATE = {"gelu": 1.702, "gelu_erf": 0.5 ** 0.5, "gelu_tanh": 2 * (2 / np.pi) ** 0.5}
+GELU_GATE = {"gelu": 1.702, "gelu_erf": 0.5 ** 0.5, "gelu_tanh": 2 * (2 / np.pi) ** 0.5, "silu": 1.0}
 GELU_CUBIC = 0.044715
 #: the LeakyReLU slope attribute's default: the spec's fixed 0.1 (the compiler passes the model's alpha)
 LEAKY_SLOPE = 0.1
@@ -117,6 +117,7 @@ UNARY_RULES: dict[str, FireRule] = {
     "relu": _above(_op("Relu"), ties=True),
     "leaky_relu": _above(_leaky_relu, ties=False),
     "gelu": _above(_sigmoid_gelu, ties=False),
+    "silu": _above(_sigmoid_gelu, ties=False),  # x·σ(gate·x) is SiLU at gate 1: the spec's GELU rule
     "gelu_erf": _above(_erf_gelu, ties=False),
     "gelu_tanh": _above(_tanh_gelu, ties=False, constants={"gelu_one": 1.0}),
     "abs": _above(_op("Abs"), ties=False),
@@ -209,7 +210,8 @@ def build_signgd_neuron(opset: int) -> onnx.FunctionProto:
     Attributes: function (required) with its firing rule (spec §5): relu v ≥ max(x, 0);
     leaky_relu v > max(x, slope·x) (slope attribute, default 0.1 as the spec); gelu v > x·σ(gate·x) (the spec's sigmoid GELU with gate 1.702);
     gelu_erf v > x·(½ + ½erf(gate·x)) (exact GELU with gate 1/√2); gelu_tanh v > x·σ(gate·x·(1 + cubic·x²))
-    (tanh GELU with gate 2√(2/π), cubic 0.044715); abs v > |x|; square v ≥ x²; exp v ≥ eˣ.
+    (tanh GELU with gate 2√(2/π), cubic 0.044715); silu v > x·σ(gate·x) (SiLU with gate 1, the gelu
+    rule); abs v > |x|; square v ≥ x²; exp v ≥ eˣ.
     gate (default 1.702) and cubic (default 0.044715): the GELU parameters; a GELU on inputs held
     as x/λ takes gate·λ and cubic·λ². eta0, gamma, schedule: the step sizes (spec §1, default
     0.15·0.95^(t−1)).

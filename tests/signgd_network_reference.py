@@ -67,7 +67,7 @@ RULE_ATTRIBUTES = ("gate", "cubic", "slope")
 #: QuickGelu) evaluate them in float32 differently, within 2.5 ulps of max(|f(x)|, |x|) (of |eˣ| for
 #: exp) of the float64 value, measured over 400k inputs in [−8, 8]. Where v lies that close to the
 #: target both verdicts are right in float32 (spec §10.1): a tie
-APPROXIMATE_TARGETS = frozenset({"gelu", "gelu_erf", "gelu_tanh", "exp"})
+APPROXIMATE_TARGETS = frozenset({"gelu", "silu", "gelu_erf", "gelu_tanh", "exp"})
 #: the half-width of a tie, in float32 ulps of that scale
 TIE_ULPS = 4
 

@@ -63,6 +63,7 @@ def _gelu_targets(gate: float, cubic: float) -> dict[str, Callable[[np.ndarray],
     """The GELU targets by function (gate and cubic are free: a GELU of inputs held as x/λ,
     GELU(λx)/λ, is the same form with gate·λ and cubic·λ²):
     gelu      x·σ(gate·x)                        (spec §5, gate 1.702)
+    silu      x·σ(gate·x)                        (SiLU with gate 1: the same rule)
     gelu_erf  x·(½ + ½·erf(gate·x))              (exact GELU x·Φ(x) with gate 1/√2)
     gelu_tanh x·σ(gate·x·(1 + cubic·x²))         (tanh GELU with gate 2√(2/π), cubic 0.044715,
                                                   since ½(1 + tanh u) = σ(2u))"""
@@ -77,7 +78,7 @@ def _gelu_targets(gate: float, cubic: float) -> dict[str, Callable[[np.ndarray],
         poly = x * x * _const(x, cubic) + _const(x, 1)
         return x * _sigmoid(x * poly * _const(x, gate))
 
-    return {"gelu": sigmoid_form, "gelu_erf": erf_form, "gelu_tanh": tanh_form}
+    return {"gelu": sigmoid_form, "silu": sigmoid_form, "gelu_erf": erf_form, "gelu_tanh": tanh_form}
 
 
 def _above(target: Callable[..., np.ndarray], ties: bool) -> Rule:
@@ -95,8 +96,6 @@ def _p_rsqrt_q(v: np.ndarray, operands: list[np.ndarray]) -> np.ndarray:
         return np.sqrt(q) * v > p
 
 
-#: spec §5 unary functions (plus the exact and tanh GELU forms); see unary_rule
-UNARY_FUNCTIONS = ("relu", "leaky_relu", "gelu", "gelu_erf", "gelu_tanh", "abs", "square", "exp")
 
 
 def unary_target(function: str, gate: float | None = None, cubic: float | None = None,

@@ -1,5 +1,5 @@
-"""`--neuron signgd` end to end on digits: GELU, LayerNorm, MaxPool and attention-score (MatMul of two
-activations) nets trained in the test."""
+"""`--neuron signgd` end to end on digits: GELU, LayerNorm, MaxPool, SiLU and attention-score (MatMul
+of two activations) nets trained in the test."""
 from __future__ import annotations
 
 import numpy as np
@@ -41,7 +41,11 @@ class AttentionScores(nn.Module):
         return self.head((q @ k.transpose(-1, -2)).flatten(1))
 
 
-NETS = {"gelu_layernorm_mlp": gelu_layernorm_mlp, "maxpool_cnn": maxpool_cnn}
+def silu_mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.SiLU(), nn.Linear(64, 10))
+
+
+NETS = {"gelu_layernorm_mlp": gelu_layernorm_mlp, "maxpool_cnn": maxpool_cnn, "silu_mlp": silu_mlp}
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,18 @@ class LayerNormGelu(nn.Module):
         return self.head(h.flatten(1))
 
 
+class SiluMlp(nn.Module):
+    """linear → SiLU → linear → SiLU → linear: the canonical Mul(u, Sigmoid(u)) twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.SiLU(), nn.Linear(32, 16), nn.SiLU(),
+                                 nn.Linear(16, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 class Product(nn.Module):
     """Two linear branches multiplied elementwise, then a linear head."""
 
@@ -64,7 +76,7 @@ def _normalized(net: nn.Module, x: np.ndarray, signgd_range: float):
     return ann, normalize.run(calibrate.run(graph, ctx), ctx), ctx
 
 
-@pytest.mark.parametrize("net", [LayerNormGelu, Product])
+@pytest.mark.parametrize("net", [LayerNormGelu, Product, SiluMlp])
 @pytest.mark.parametrize("signgd_range", [1.0, 2.0])
 def test_normalize_keeps_the_function(net, signgd_range, inputs):
     ann, graph, ctx = _normalized(net(), inputs, signgd_range)
@@ -103,6 +115,20 @@ def test_spikify_folds_the_gelu_scaling_into_the_gate(inputs):
         assert neuron.attrs["gate"] == pytest.approx(GELU_GATE[function] * lam, rel=1e-6)
     leaky = [n for n in graph.nodes if n.op == "SignGDNeuron" and n.attrs["function"] == "leaky_relu"]
     assert [n.attrs["slope"] for n in leaky] == [pytest.approx(0.2)]
+
+
+def test_silu_becomes_one_neuron_with_its_gate_scaled(inputs):
+    """Each SiLU (Sigmoid + Mul) becomes one `silu` neuron, gate λ, and no Sigmoid is left."""
+    _, graph, ctx = _normalized(SiluMlp(), inputs, 2.0)
+    lambdas = {n.name: float(n.inputs[1].values) for n in graph.nodes if n.op == "Mul"
+               and any(reader.op == "Sigmoid" for reader in n.outputs[0].outputs)}
+    graph = spikify_signgd.run(graph, ctx)
+    neurons = [n for n in graph.nodes if n.op == "SignGDNeuron"]
+    assert [n.attrs["function"] for n in neurons] == ["silu", "silu"]
+    assert not any(n.op == "Sigmoid" for n in graph.nodes)
+    for neuron in neurons:
+        lam = next(v for k, v in lambdas.items() if k.startswith(neuron.name))
+        assert neuron.attrs["gate"] == pytest.approx(GELU_GATE["silu"] * lam, rel=1e-6) and lam != 1.0
 
 
 def test_maxpool_never_compares_two_pads(inputs):
