@@ -19,13 +19,14 @@ CONTRACT = ("Pre: canonical, BN-folded graph. Post: graph unchanged; ctx.activat
             "calibrated node's name to the max and percentile of |output| over the calibration inputs.")
 
 #: unary ops whose outputs are calibrated (the ones a neuron will replace and normalize scales)
-CALIBRATED_OPS = ("Relu", "LeakyRelu", "Abs", "Gelu")
+CALIBRATED_OPS = ("Relu", "LeakyRelu", "Abs", "Gelu", "HardSwish")
 #: ops calibrated when two of their inputs are activations (the signGD product and quotient)
 CALIBRATED_BINARY_OPS = ("Mul", "Div")
 
 
 def is_calibrated(node: gs.Node) -> bool:
-    """True for a node whose output gets a scale λ: a ReLU-like or GELU, or an activation product/quotient."""
+    """True for a node whose output gets a scale λ: a ReLU-like, GELU or HardSwish, or an activation
+    product/quotient (a SiLU is one)."""
     if node.op in CALIBRATED_OPS:
         return True
     return node.op in CALIBRATED_BINARY_OPS and sum(is_activation(t) for t in node.inputs) == 2

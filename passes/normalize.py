@@ -9,7 +9,7 @@ their ratio is inserted on that edge. σ is a numpy array broadcastable to the t
 dims: shape () per layer, (C, 1, ..., 1) per channel (axis 1).
 
 Neurons (spec signgd-dynamics §6.7, extended past ReLU): ReLU, LeakyReLU and Abs commute with
-scaling, so input and output share λ (per channel allowed). GELU and SiLU do not: the input
+scaling, so input and output share λ (per channel allowed). GELU, HardSwish and SiLU do not: the input
 arrives at σ = λ and the op becomes Mul(λ) → f → Mul(1/λ), which spikify_signgd fuses into one
 neuron with a scaled gate. A square Mul(u, u) takes u at √λ; a product p·q and a quotient p/q get p rescaled so
 that the result lands at λ; Sqrt halves the exponent of its input's σ. These non-ReLU scales are
@@ -190,8 +190,8 @@ def _normalize_node(graph: gs.Graph, node: gs.Node, scale: dict[str, np.ndarray]
 
 
 def _gated(graph: gs.Graph, node: gs.Node) -> bool:
-    """True for GELU and SiLU: x·gate(x) neurons, not homogeneous, scaled through their gate."""
-    return node.op == "Gelu" or silu_gate(graph, node) is not None
+    """True for GELU, HardSwish and SiLU: x·gate(x) neurons, not homogeneous, scaled through their gate."""
+    return node.op in ("Gelu", "HardSwish") or silu_gate(graph, node) is not None
 
 
 def _scale_around(graph: gs.Graph, node: gs.Node, lam: np.ndarray, readers: list[gs.Node]) -> None:

@@ -2,7 +2,7 @@
 
 Mapping (spec signgd-dynamics §5): Relu, LeakyRelu, Gelu (its own exact or tanh form, not the
 spec's sigmoid approximation), the canonical SiLU Mul(u, Sigmoid(u)) (the spec's GELU rule
-x·σ(gate·x) with gate 1), Abs, Exp and Mul(u, u)
+x·σ(gate·x) with gate 1), HardSwish, Abs, Exp and Mul(u, u)
 become `snn.SignGDNeuron` with that `function`; Max, Div(p, Sqrt(q)), Div(a, b) and Mul(a, b) of
 two activations become `snn.SignGDBinaryNeuron`. Each graph input gets an `snn.SignGDEncoder`
 and each graph output an `snn.SignGDDecoder`. Offsets and biases are placeholders here; the
@@ -15,7 +15,7 @@ import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
 from onnx_snn.options import CompileOptions
-from onnx_snn.runtime.signgd import GELU_CUBIC, GELU_GATE
+from onnx_snn.runtime.signgd import GELU_CUBIC, GATES
 
 from .base import PassContext
 from .graph_utils import (SNN_DOMAIN, constant_value, fresh_name, is_activation, node_label, producer,
@@ -25,7 +25,7 @@ NAME = "spikify_signgd"
 CONTRACT = ("Pre: decomposed, normalized graph. Post: every nonlinearity is a one-step signGD neuron, inputs "
             "pass through SignGDEncoder and outputs through SignGDDecoder; only affine ops lie between.")
 
-UNARY = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Abs": "abs", "Exp": "exp"}
+UNARY = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Abs": "abs", "Exp": "exp", "HardSwish": "hard_swish"}
 #: ops that are affine in their activation inputs (constants may be any operand where noted)
 AFFINE_OPS = frozenset({
     "Conv", "Gemm", "MatMul", "Add", "Sub", "Neg", "AveragePool", "GlobalAveragePool", "ReduceMean", "ReduceSum",
@@ -74,8 +74,8 @@ def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
         affine = ((node.op in AFFINE_OPS and not (node.op == "MatMul" and len(_activations(node)) == 2))
                   or (node.op in ("Mul", "Div") and len(_activations(node)) <= 1))
         if not affine or (node.domain or "") not in ("", "ai.onnx"):
-            hint = ("signGD converts ReLU, LeakyReLU, GELU, SiLU, Abs, Exp, MaxPool, LayerNorm, Softmax and products "
-                    "(elementwise or MatMul of two activations); replace this op in the ANN")
+            hint = ("signGD converts ReLU, LeakyReLU, GELU, SiLU, HardSwish, Abs, Exp, MaxPool, LayerNorm, Softmax "
+                    "and products (elementwise or MatMul of two activations); replace this op in the ANN")
             raise SnnError("op is not affine and no signGD neuron implements it", path=ctx.source,
                            node=node_label(node), op=node.op, hint=hint)
 
@@ -97,7 +97,8 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         slope = float(node.attrs.get("alpha", 0.01))  # the model's LeakyRelu slope, read before attrs are replaced
         currents = [node.inputs[0]] if arity == "unary" else [node.inputs[0], _sqrt_operand(node) if
                                                                 function == "p_rsqrt_q" else node.inputs[1]]
-        calibrated = [t for z in currents for t in (_placeholder(f"{node.name}_offset"), _placeholder(f"{node.name}_bias"))]
+        calibrated = [t for _ in currents
+                      for t in (_placeholder(f"{node.name}_offset"), _placeholder(f"{node.name}_bias"))]
         states = [fresh] * len(currents) + [fresh, step_zero]
         outputs = [node.outputs[0]] + [gs.Variable(fresh_name(f"{node.name}_{s}"), dtype=np.float32)
                                        for s in ["x_T"] * len(currents) + ["v_T"]]
@@ -105,9 +106,9 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         node.inputs = currents + [one_step] + calibrated + states
         node.outputs = outputs
         node.attrs = {"function": function, **schedule}
-        if function in GELU_GATE:
+        if function in GATES:
             scale = _absorb_scaling(graph, node)
-            node.attrs.update(gate=GELU_GATE[function] * scale, cubic=GELU_CUBIC * scale ** 2)
+            node.attrs.update(gate=GATES[function] * scale, cubic=GELU_CUBIC * scale ** 2)
         if function == "leaky_relu":
             node.attrs["slope"] = slope
         layers.append(node.name)

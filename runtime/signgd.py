@@ -42,9 +42,11 @@ from .function_parts import time_sequence_nodes as time_view
 #: range is unbounded and the float encoder's gain 1 − Π(1 − η_k) tends to 1)
 SCHEDULE_DEFAULTS: dict[str, float | str] = {"eta0": 0.15, "gamma": 0.95, "schedule": "exponential",
                                              "tail": 0.25}
-#: SignGDNeuron's own attributes, read by its GELU functions (see build_signgd_neuron): gate and
-#: cubic. A GELU on inputs held as x/λ, GELU(λx)/λ, is the same form with gate·λ and cubic·λ²
-GELU_GATE = {"gelu": 1.702, "gelu_erf": 0.5 ** 0.5, "gelu_tanh": 2 * (2 / np.pi) ** 0.5, "silu": 1.0}
+#: SignGDNeuron's own attributes, read by its gated functions x·g(x) (GELU forms, SiLU, HardSwish;
+#: see build_signgd_neuron): gate by function, and cubic. Such an f on inputs held as x/λ, f(λx)/λ,
+#: is the same form with gate·λ and cubic·λ²
+GATES = {"gelu": 1.702, "gelu_erf": 0.5 ** 0.5, "gelu_tanh": 2 * (2 / np.pi) ** 0.5, "silu": 1.0,
+         "hard_swish": 1 / 6}
 GELU_CUBIC = 0.044715
 #: the LeakyReLU slope attribute's default: the spec's fixed 0.1 (the compiler passes the model's alpha)
 LEAKY_SLOPE = 0.1
@@ -92,7 +94,8 @@ def _sigmoid_gelu(xs: list[str], out: str) -> list[onnx.NodeProto]:
 def _erf_gelu(xs: list[str], out: str) -> list[onnx.NodeProto]:
     """x·(½ + ½·erf(gate·x)): the exact GELU x·Φ(x) with gate 1/√2."""
     return [node("Mul", [xs[0], "gelu_gate"], f"{out}_scaled"), node("Erf", [f"{out}_scaled"], f"{out}_erf"),
-            node("Mul", [f"{out}_erf", "half"], f"{out}_half_erf"), node("Add", [f"{out}_half_erf", "half"], f"{out}_cdf"),
+            node("Mul", [f"{out}_erf", "half"], f"{out}_half_erf"),
+            node("Add", [f"{out}_half_erf", "half"], f"{out}_cdf"),
             node("Mul", [xs[0], f"{out}_cdf"], out)]
 
 
@@ -102,7 +105,8 @@ def _tanh_gelu(xs: list[str], out: str) -> list[onnx.NodeProto]:
     x = xs[0]
     return [node("Mul", [x, x], f"{out}_square"), node("Mul", [f"{out}_square", "gelu_cubic"], f"{out}_cubic"),
             node("Add", [f"{out}_cubic", "gelu_one"], f"{out}_poly"), node("Mul", [x, f"{out}_poly"], f"{out}_arg"),
-            node("Mul", [f"{out}_arg", "gelu_gate"], f"{out}_scaled"), node("Sigmoid", [f"{out}_scaled"], f"{out}_gate"),
+            node("Mul", [f"{out}_arg", "gelu_gate"], f"{out}_scaled"),
+            node("Sigmoid", [f"{out}_scaled"], f"{out}_gate"),
             node("Mul", [x, f"{out}_gate"], out)]
 
 
@@ -113,6 +117,14 @@ def _p_rsqrt_q(v: str, xs: list[str], out: str) -> list[onnx.NodeProto]:
             node("Greater", [f"{out}_scaled", p], out)]
 
 
+def _hard_swish(xs: list[str], out: str) -> list[onnx.NodeProto]:
+    """x·clip(gate·x + ½, 0, 1): HardSwish x·relu6(x + 3)/6 with gate 1/6."""
+    return [node("Mul", [xs[0], "gelu_gate"], f"{out}_scaled"),
+            node("Add", [f"{out}_scaled", "half"], f"{out}_shifted"),
+            node("Clip", [f"{out}_shifted", "zero", "swish_one"], f"{out}_gate"),
+            node("Mul", [xs[0], f"{out}_gate"], out)]
+
+
 UNARY_RULES: dict[str, FireRule] = {
     "relu": _above(_op("Relu"), ties=True),
     "leaky_relu": _above(_leaky_relu, ties=False),
@@ -120,6 +132,7 @@ UNARY_RULES: dict[str, FireRule] = {
     "silu": _above(_sigmoid_gelu, ties=False),  # x·σ(gate·x) is SiLU at gate 1: the spec's GELU rule
     "gelu_erf": _above(_erf_gelu, ties=False),
     "gelu_tanh": _above(_tanh_gelu, ties=False, constants={"gelu_one": 1.0}),
+    "hard_swish": _above(_hard_swish, ties=False, constants={"swish_one": 1.0}),
     "abs": _above(_op("Abs"), ties=False),
     "square": _above(lambda xs, out: [node("Mul", [xs[0], xs[0]], out)], ties=True),
     "exp": _above(_op("Exp"), ties=True),
@@ -189,7 +202,8 @@ def _build_neuron(name: str, rules: dict[str, FireRule], trackers: list[_Tracker
     nodes = [attribute_constant("function", "function", "string"), *schedule_nodes("t0", "timesteps", like),
              *typed_constant("half", 0.5, like), *typed_constant("zero", 0.0, like)]
     for constant, (attribute, _) in float_attributes.items():
-        nodes += [*decimal_attribute(f"{constant}_f64", attribute), node("CastLike", [f"{constant}_f64", like], constant)]
+        nodes += [*decimal_attribute(f"{constant}_f64", attribute),
+                  node("CastLike", [f"{constant}_f64", like], constant)]
     nodes += [n for t in trackers for n in t.setup()]
     nodes += initial_state("v0", "zero", [t.z("_step_shape") for t in trackers], "v_init")
     cases = {function: _neuron_branch(rule, trackers, like) for function, rule in rules.items()}
@@ -207,18 +221,21 @@ def build_signgd_neuron(opset: int) -> onnx.FunctionProto:
     (calibrated, broadcastable to [B, ...]); x0, v0 the input and output estimates, broadcastable to
     [B, ...] (NaN entries: fresh, x0 = β, v0 = 0); t0 int64 scalar, steps already done.
     Outputs: spikes [T*B, ...] in {0, 1}; x_T and v_T [B, ...] after step t0 + T.
-    Attributes: function (required) with its firing rule (spec §5): relu v ≥ max(x, 0);
-    leaky_relu v > max(x, slope·x) (slope attribute, default 0.1 as the spec); gelu v > x·σ(gate·x) (the spec's sigmoid GELU with gate 1.702);
-    gelu_erf v > x·(½ + ½erf(gate·x)) (exact GELU with gate 1/√2); gelu_tanh v > x·σ(gate·x·(1 + cubic·x²))
-    (tanh GELU with gate 2√(2/π), cubic 0.044715); silu v > x·σ(gate·x) (SiLU with gate 1, the gelu
-    rule); abs v > |x|; square v ≥ x²; exp v ≥ eˣ.
-    gate (default 1.702) and cubic (default 0.044715): the GELU parameters; a GELU on inputs held
-    as x/λ takes gate·λ and cubic·λ². eta0, gamma, schedule: the step sizes (spec §1, default
-    0.15·0.95^(t−1)).
+    Attributes: function (required) with its firing rule (spec §5):
+      relu v ≥ max(x, 0); leaky_relu v > max(x, slope·x) (slope attribute, default 0.1 as the spec);
+      gelu v > x·σ(gate·x) (the spec's sigmoid GELU with gate 1.702);
+      gelu_erf v > x·(½ + ½erf(gate·x)) (exact GELU with gate 1/√2);
+      gelu_tanh v > x·σ(gate·x·(1 + cubic·x²)) (tanh GELU with gate 2√(2/π), cubic 0.044715);
+      silu v > x·σ(gate·x) (SiLU with gate 1: the gelu rule);
+      hard_swish v > x·clip(gate·x + ½, 0, 1) (HardSwish with gate 1/6);
+      abs v > |x|; square v ≥ x²; exp v ≥ eˣ.
+    gate (default 1.702, the compiler always writes it) and cubic (default 0.044715): the gated
+    functions' parameters; on inputs held as x/λ they take gate·λ and cubic·λ².
+    eta0, gamma, schedule: the step sizes (spec §1, default 0.15·0.95^(t−1)).
     """
     return _build_neuron("SignGDNeuron", UNARY_RULES, [_Tracker("")], NEURON_INPUTS, opset,
                          build_signgd_neuron.__doc__,
-                         {"gelu_gate": ("gate", GELU_GATE["gelu"]), "gelu_cubic": ("cubic", GELU_CUBIC),
+                         {"gelu_gate": ("gate", GATES["gelu"]), "gelu_cubic": ("cubic", GELU_CUBIC),
                           "leak_slope": ("slope", LEAKY_SLOPE)})
 
 

@@ -64,6 +64,7 @@ def _gelu_targets(gate: float, cubic: float) -> dict[str, Callable[[np.ndarray],
     GELU(λx)/λ, is the same form with gate·λ and cubic·λ²):
     gelu      x·σ(gate·x)                        (spec §5, gate 1.702)
     silu      x·σ(gate·x)                        (SiLU with gate 1: the same rule)
+    hard_swish x·clip(gate·x + ½, 0, 1)          (HardSwish with gate 1/6)
     gelu_erf  x·(½ + ½·erf(gate·x))              (exact GELU x·Φ(x) with gate 1/√2)
     gelu_tanh x·σ(gate·x·(1 + cubic·x²))         (tanh GELU with gate 2√(2/π), cubic 0.044715,
                                                   since ½(1 + tanh u) = σ(2u))"""
@@ -78,7 +79,11 @@ def _gelu_targets(gate: float, cubic: float) -> dict[str, Callable[[np.ndarray],
         poly = x * x * _const(x, cubic) + _const(x, 1)
         return x * _sigmoid(x * poly * _const(x, gate))
 
-    return {"gelu": sigmoid_form, "silu": sigmoid_form, "gelu_erf": erf_form, "gelu_tanh": tanh_form}
+    def hard_swish(x):
+        return x * np.clip(x * _const(x, gate) + _const(x, 0.5), _const(x, 0), _const(x, 1))
+
+    return {"gelu": sigmoid_form, "silu": sigmoid_form, "gelu_erf": erf_form, "gelu_tanh": tanh_form,
+            "hard_swish": hard_swish}
 
 
 def _above(target: Callable[..., np.ndarray], ties: bool) -> Rule:

@@ -1,4 +1,4 @@
-"""`--neuron signgd` end to end on digits: GELU, LayerNorm, MaxPool, SiLU and attention-score (MatMul
+"""`--neuron signgd` end to end on digits: GELU, LayerNorm, MaxPool, SiLU, HardSwish and attention-score (MatMul
 of two activations) nets trained in the test."""
 from __future__ import annotations
 
@@ -41,11 +41,12 @@ class AttentionScores(nn.Module):
         return self.head((q @ k.transpose(-1, -2)).flatten(1))
 
 
-def silu_mlp() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.SiLU(), nn.Linear(64, 10))
+def silu_hardswish_mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.SiLU(), nn.Linear(64, 32), nn.Hardswish(),
+                         nn.Linear(32, 10))
 
 
-NETS = {"gelu_layernorm_mlp": gelu_layernorm_mlp, "maxpool_cnn": maxpool_cnn, "silu_mlp": silu_mlp}
+NETS = {"gelu_layernorm_mlp": gelu_layernorm_mlp, "maxpool_cnn": maxpool_cnn, "silu_hardswish_mlp": silu_hardswish_mlp}
 
 
 @pytest.fixture(scope="module")

@@ -49,9 +49,10 @@ def gelu_tanh_leaky_mlp() -> nn.Module:
                          nn.LeakyReLU(0.2), nn.Linear(32, 10))
 
 
-def silu_mlp() -> nn.Module:
-    """SiLU twice (the canonical Mul(u, Sigmoid(u)) becomes one `silu` neuron)."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU(), nn.Linear(32, 10))
+def silu_hardswish_mlp() -> nn.Module:
+    """SiLU (the canonical Mul(u, Sigmoid(u)) becomes one `silu` neuron) and HardSwish."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.SiLU(), nn.Linear(32, 32), nn.Hardswish(),
+                         nn.Linear(32, 10))
 
 
 def relu_pool_cnn() -> nn.Module:
@@ -62,7 +63,8 @@ def relu_pool_cnn() -> nn.Module:
 
 NETS = {"convnext": lambda: ConvNeXtNet(image_size=8), "mixer": lambda: MixerNet(image_size=8),
         "resmlp": lambda: ResMLPNet(image_size=8), "maxpool_cnn": lambda: MaxPoolCNN(image_size=8),
-        "gelu_tanh_leaky_mlp": gelu_tanh_leaky_mlp, "relu_pool_cnn": relu_pool_cnn, "silu_mlp": silu_mlp}
+        "gelu_tanh_leaky_mlp": gelu_tanh_leaky_mlp, "relu_pool_cnn": relu_pool_cnn,
+        "silu_hardswish_mlp": silu_hardswish_mlp}
 
 #: the spec's own configuration (spec §1, §3): η = 0.15·0.95^(t−1), float encoder, ReLU range 1
 SPEC = dict(schedule="exponential", eta0=0.15, gamma=0.95, codec="float", signgd_range=1.0)

@@ -14,13 +14,14 @@ from torch import nn
 
 from onnx_snn.options import CompileOptions
 from onnx_snn.passes import calibrate, decompose, normalize, spikify_signgd
-from onnx_snn.runtime.signgd import GELU_GATE
+from onnx_snn.runtime.signgd import GATES
 from graph_builders import export_legacy, prepared, randomized, run_graph, run_model
 from test_signgd_neurons import NAN, _int, runner, snn
 
 
 class LayerNormGelu(nn.Module):
-    """conv → channel LayerNorm → exact GELU → conv → MaxPool(3, 2, 1) → LeakyReLU(0.2) → tanh GELU → linear."""
+    """conv → channel LayerNorm → exact GELU → conv → MaxPool(3, 2, 1) → LeakyReLU(0.2) → tanh GELU
+    → linear."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -38,12 +39,12 @@ class LayerNormGelu(nn.Module):
         return self.head(h.flatten(1))
 
 
-class SiluMlp(nn.Module):
-    """linear → SiLU → linear → SiLU → linear: the canonical Mul(u, Sigmoid(u)) twice."""
+class GatedMlp(nn.Module):
+    """linear → SiLU (the canonical Mul(u, Sigmoid(u))) → linear → HardSwish → linear."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.SiLU(), nn.Linear(32, 16), nn.SiLU(),
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.SiLU(), nn.Linear(32, 16), nn.Hardswish(),
                                  nn.Linear(16, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +77,7 @@ def _normalized(net: nn.Module, x: np.ndarray, signgd_range: float):
     return ann, normalize.run(calibrate.run(graph, ctx), ctx), ctx
 
 
-@pytest.mark.parametrize("net", [LayerNormGelu, Product, SiluMlp])
+@pytest.mark.parametrize("net", [LayerNormGelu, Product, GatedMlp])
 @pytest.mark.parametrize("signgd_range", [1.0, 2.0])
 def test_normalize_keeps_the_function(net, signgd_range, inputs):
     ann, graph, ctx = _normalized(net(), inputs, signgd_range)
@@ -112,23 +113,25 @@ def test_spikify_folds_the_gelu_scaling_into_the_gate(inputs):
         function = "gelu_tanh" if forms[name] == "tanh" else "gelu_erf"
         assert neuron.attrs["function"] == function
         lam = next(v for k, v in scales.items() if k.startswith(name))
-        assert neuron.attrs["gate"] == pytest.approx(GELU_GATE[function] * lam, rel=1e-6)
+        assert neuron.attrs["gate"] == pytest.approx(GATES[function] * lam, rel=1e-6)
     leaky = [n for n in graph.nodes if n.op == "SignGDNeuron" and n.attrs["function"] == "leaky_relu"]
     assert [n.attrs["slope"] for n in leaky] == [pytest.approx(0.2)]
 
 
-def test_silu_becomes_one_neuron_with_its_gate_scaled(inputs):
-    """Each SiLU (Sigmoid + Mul) becomes one `silu` neuron, gate λ, and no Sigmoid is left."""
-    _, graph, ctx = _normalized(SiluMlp(), inputs, 2.0)
+def test_silu_and_hardswish_become_neurons_with_their_gates_scaled(inputs):
+    """A SiLU (Sigmoid + Mul) becomes one `silu` neuron and a HardSwish one `hard_swish` neuron,
+    each with its gate times λ; no Sigmoid is left."""
+    _, graph, ctx = _normalized(GatedMlp(), inputs, 2.0)
     lambdas = {n.name: float(n.inputs[1].values) for n in graph.nodes if n.op == "Mul"
-               and any(reader.op == "Sigmoid" for reader in n.outputs[0].outputs)}
+               and any(reader.op in ("Sigmoid", "HardSwish") for reader in n.outputs[0].outputs)}
     graph = spikify_signgd.run(graph, ctx)
     neurons = [n for n in graph.nodes if n.op == "SignGDNeuron"]
-    assert [n.attrs["function"] for n in neurons] == ["silu", "silu"]
-    assert not any(n.op == "Sigmoid" for n in graph.nodes)
+    assert [n.attrs["function"] for n in neurons] == ["silu", "hard_swish"]
+    assert not any(n.op in ("Sigmoid", "HardSwish") for n in graph.nodes)
     for neuron in neurons:
         lam = next(v for k, v in lambdas.items() if k.startswith(neuron.name))
-        assert neuron.attrs["gate"] == pytest.approx(GELU_GATE["silu"] * lam, rel=1e-6) and lam != 1.0
+        assert neuron.attrs["gate"] == pytest.approx(GATES[neuron.attrs["function"]] * lam, rel=1e-6)
+        assert lam != 1.0
 
 
 def test_maxpool_never_compares_two_pads(inputs):
