@@ -56,24 +56,29 @@ def labels_of(arrays: Mapping[str, np.ndarray], path: str) -> np.ndarray:
     raise SnnError(f"has no labels; store them under one of {list(LABEL_KEYS)}", path=path)
 
 
-def batches(arrays: Mapping[str, np.ndarray], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Consecutive slices of `batch_size` samples of every array."""
-    total = len(next(iter(arrays.values())))
-    for start in range(0, total, batch_size):
-        yield {name: a[start:start + batch_size] for name, a in arrays.items()}
+class Batches:
+    """Consecutive slices of `batch_size` samples of every array; iterable any number of times."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], batch_size: int) -> None:
+        self.arrays, self.batch_size = dict(arrays), batch_size
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        total = len(next(iter(self.arrays.values())))
+        for start in range(0, total, self.batch_size):
+            yield {name: a[start:start + self.batch_size] for name, a in self.arrays.items()}
 
 
 def calibration_feeds(source: str | os.PathLike | Iterable | np.ndarray, input_names: list[str],
                       batch_size: int) -> Iterable[dict[str, np.ndarray]]:
-    """Normalize a calibration source into an iterable of feed dicts.
+    """Normalize a calibration source into a re-iterable collection of feed dicts.
 
     `source` is a path to .npy/.npz (key = input name, or x), an array (single-input models), a
-    dict of arrays, or an iterable yielding arrays or dicts (used as given, one batch each).
+    dict of arrays, or an iterable yielding arrays or dicts (one batch each; read once, kept).
     """
     if isinstance(source, (str, os.PathLike)):
-        return batches(model_inputs(load_arrays(source), input_names, str(source)), batch_size)
+        return Batches(model_inputs(load_arrays(source), input_names, str(source)), batch_size)
     if isinstance(source, np.ndarray):
-        return batches(model_inputs({"x": source}, input_names, "<calibration array>"), batch_size)
+        return Batches(model_inputs({"x": source}, input_names, "<calibration array>"), batch_size)
     if isinstance(source, Mapping):
-        return batches(model_inputs(source, input_names, "<calibration dict>"), batch_size)
-    return (item if isinstance(item, Mapping) else {input_names[0]: item} for item in source)
+        return Batches(model_inputs(source, input_names, "<calibration dict>"), batch_size)
+    return [item if isinstance(item, Mapping) else {input_names[0]: item} for item in source]

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from .pipeline import PASS_NAMES
-    from .options import CODECS, NEURON_TYPES, RESET_MODES, SCHEDULES
+    from .options import CODECS, NEURON_TYPES, RESET_MODES, SCHEDULES, TTFS_MODELS
 
     parser = argparse.ArgumentParser(prog="onnx-snn", description=__doc__)
     parser.add_argument("--version", action="version", version=f"onnx-snn {__version__}")
@@ -55,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--reset", choices=RESET_MODES, default="soft", help="membrane reset (default soft)")
     c.add_argument("--v-init", type=float, default=0.5, help="initial membrane, fraction of threshold (0.5)")
     c.add_argument("--neuron", choices=NEURON_TYPES, default="auto",
-                   help="neuron type: if (ReLU nets), signgd (GELU, LayerNorm, MaxPool, ...), or auto (default): "
-                        "if where it suffices, else signgd")
+                   help="neuron type: if (ReLU nets), signgd (GELU, LayerNorm, MaxPool, ...), ttfs (exact "
+                        "time-to-first-spike mapping of ReLU nets), or auto (default): if where it suffices, else signgd")
     c.add_argument("--schedule", choices=SCHEDULES, default="exponential",
                    help="signGD step sizes (default exponential: eta0*gamma^(t-1); exp_inverse floors it at "
                         "tail/t so that the sum diverges)")
@@ -67,7 +67,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="signGD input encoder: exact (default, lands on the input), float or spike (spec)")
     c.add_argument("--signgd-range", type=float, default=2.0,
                    help="signGD neurons see activations scaled so that the --norm statistic maps to this (default 2)")
-    c.add_argument("--stats", action="store_true", help="also output spike counts per neuron layer")
+    c.add_argument("--ttfs-model", choices=TTFS_MODELS, default="b1",
+                   help="TTFS neuron model: b1 (default; closed form on relative times) or a (arXiv 2212.12522: "
+                        "hardware parameters J, theta and the event-exact solver in float64; dense nets)")
+    c.add_argument("--zeta", type=float, default=0.5, help="TTFS window margin: B_n = (1 + zeta)·X_n (default 0.5)")
+    c.add_argument("--input-range", type=float, nargs=2, metavar=("P", "Q"), default=None,
+                   help="TTFS input range [P, Q] (default: min and max of the calibration data)")
+    c.add_argument("--stats", action="store_true",
+                   help="also output spike counts per neuron layer (TTFS: also spike times and synaptic events)")
     c.add_argument("--dump-after", action="append", choices=PASS_NAMES, default=[], metavar="PASS",
                    help=f"also write the model after PASS ({', '.join(PASS_NAMES)}); repeatable")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -101,15 +108,17 @@ def _compile(args: argparse.Namespace) -> int:
     options = CompileOptions(timesteps=args.timesteps, norm=args.norm, per_channel=args.per_channel,
                              reset=args.reset, v_init=args.v_init, neuron=args.neuron, schedule=args.schedule,
                              eta0=args.eta0, gamma=args.gamma, tail=args.tail, codec=args.codec, signgd_range=args.signgd_range,
-                             stats=args.stats,
+                             ttfs_model=args.ttfs_model, zeta=args.zeta,
+                             input_range=tuple(args.input_range) if args.input_range else None, stats=args.stats,
                              calib_batches=args.calib_batches, dump_after=args.dump_after)
     result = compile_model(args.model, args.output, options, calibration=args.calib, show_progress=not args.quiet)
     for note in result.notes:
         print(f"note: {note}")
     layers = result.metadata.get("neuron_layers", [])
     neuron = result.metadata.get("neuron", args.neuron)
-    print(f"compiled {args.model} -> {args.output}: {len(layers)} {neuron} neuron layers, "
-          f"T = {args.timesteps}")
+    timing = (f"t_read = {result.metadata['ttfs']['t_read']:.6g}" if neuron == "ttfs"
+              else f"T = {args.timesteps}")
+    print(f"compiled {args.model} -> {args.output}: {len(layers)} {neuron} neuron layers, {timing}")
     return _verify(args.output)
 
 
@@ -143,8 +152,13 @@ def _eval(args: argparse.Namespace) -> int:
         raise SnnError("ANN file not found; check the --ann path", path=args.ann)
     report = session.evaluate(inputs, labels, timesteps=args.timesteps, ann=args.ann,
                               batch_size=args.batch_size, progress=not args.quiet)
-    print(f"{args.model}: {report.samples} samples, T = {report.timesteps}, providers {session.providers[0]}")
-    print(report.table())
+    if session.ttfs is not None:
+        print(f"{args.model}: {report.samples} samples, TTFS model {session.ttfs['model']}, "
+              f"providers {session.providers[0]}")
+        print(report.ttfs_summary())
+    else:
+        print(f"{args.model}: {report.samples} samples, T = {report.timesteps}, providers {session.providers[0]}")
+        print(report.table())
     if args.json_path:
         from .modelio import write_text_atomic
 
@@ -181,11 +195,24 @@ def _inspect(args: argparse.Namespace) -> int:
         chosen = json.loads(meta["onnx_snn.neuron"])
         asked = json.loads(meta.get("onnx_snn.options", "{}")).get("neuron", chosen)
         print(f"neuron type: {chosen}" + (f" (chosen by --neuron {asked})" if asked != chosen else ""))
+    if "onnx_snn.ttfs" in meta:
+        print(_ttfs_text(json.loads(meta["onnx_snn.ttfs"])))
     if "onnx_snn.options" in meta:
         print(f"compile options: {meta['onnx_snn.options']}")
         for note in json.loads(meta.get("onnx_snn.notes", "[]")):
             print(f"note: {note}")
     return 0
+
+
+def _ttfs_text(ttfs: dict) -> str:
+    """TTFS windows, latency and audit, one line per layer."""
+    lines = [f"TTFS model {ttfs['model']}, zeta {ttfs['zeta']}, t_read {ttfs['t_read']:.6g}"]
+    for name, layer in ttfs["layers"].items():
+        audit = ttfs.get("audit", {}).get(name, {})
+        lines.append(f"  {name}: X = {layer['X']:.6g}, window [{layer['t_min']:.6g}, {layer['t_max']:.6g}], "
+                     f"calibration activations above B_n: {audit.get('above_window', '?')}"
+                     + (f", early spikes: {audit['early_spikes']}" if ttfs["model"] == "a" else ""))
+    return "\n".join(lines)
 
 
 def _value_text(value) -> str:

@@ -8,7 +8,8 @@ from .errors import SnnError
 
 NORM_MODES = ("max", "99.9", "99.99")
 RESET_MODES = ("soft", "hard")
-NEURON_TYPES = ("auto", "if", "signgd")
+NEURON_TYPES = ("auto", "if", "signgd", "ttfs")
+TTFS_MODELS = ("b1", "a")
 SCHEDULES = ("exponential", "exp_inverse", "inverse", "constant")
 CODECS = ("exact", "float", "spike")
 
@@ -29,6 +30,9 @@ class CompileOptions:
     tail: float = 0.25  # signGD exp_inverse floor: η_t = max(eta0·gamma^(t-1), tail/t)
     signgd_range: float = 2.0  # signGD neurons hold activations scaled to [-range, range] (spec: 1, ReLU only)
     codec: str = "exact"  # signGD input encoder (spec §3 float/spike, or exact: no gain error)
+    ttfs_model: str = "b1"  # TTFS neuron model: b1 (closed form, relative times) or a (arXiv 2212.12522)
+    zeta: float = 0.5  # TTFS window margin: B_n = (1 + zeta)·X_n
+    input_range: tuple[float, float] | None = None  # TTFS input range [p, q]; None: from the calibration data
     stats: bool = False
     calib_batch_size: int = 256
     calib_batches: int | None = None
@@ -49,6 +53,12 @@ class CompileOptions:
                            f"{self.eta0}, {self.signgd_range}, {self.gamma}")
         if self.codec not in CODECS:
             raise SnnError(f"--codec must be one of {', '.join(CODECS)}, got '{self.codec}'")
+        if self.ttfs_model not in TTFS_MODELS:
+            raise SnnError(f"--ttfs-model must be one of {', '.join(TTFS_MODELS)}, got '{self.ttfs_model}'")
+        if not self.zeta > -1.0:
+            raise SnnError(f"--zeta must be greater than -1 (windows B_n = (1 + zeta)·X_n), got {self.zeta}")
+        if self.input_range is not None and not float(self.input_range[0]) < float(self.input_range[1]):
+            raise SnnError(f"--input-range P Q needs P < Q, got {list(self.input_range)}")
         if not 0.0 <= self.v_init < 1.0:
             raise SnnError(f"--v-init must be in [0, 1), got {self.v_init}")
         norm_statistic(self.norm)

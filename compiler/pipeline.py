@@ -11,7 +11,8 @@ import onnx_graphsurgeon as gs
 from onnx_snn import __version__
 from onnx_snn.errors import SnnError
 from onnx_snn.passes import (calibrate, canonicalize, decompose, fold_bn, normalize, signgd_offsets, spikify,
-                             spikify_signgd, time_batch)
+                             spikify_signgd, spikify_ttfs, time_batch, ttfs_audit, ttfs_column_scale, ttfs_fold_affine,
+                             ttfs_input_range, ttfs_windows)
 from onnx_snn.passes.base import Pass, PassContext
 from onnx_snn.passes.graph_utils import TARGET_OPSET, fresh_name
 from onnx_snn.runtime.neurons import attach_functions
@@ -22,10 +23,13 @@ COMMON: list[Pass] = [canonicalize, fold_bn]
 PIPELINES: dict[str, list[Pass]] = {
     "if": [calibrate, normalize, spikify, time_batch],
     "signgd": [decompose, calibrate, normalize, spikify_signgd, signgd_offsets, time_batch],
+    "ttfs": [ttfs_input_range, ttfs_fold_affine, ttfs_column_scale, calibrate, ttfs_windows, ttfs_audit,
+             spikify_ttfs],
 }
 #: per neuron type: the pass after which unconvertible ops are refused (before the costly
 #: calibration; None = right after COMMON), and the module that refuses them
-REFUSAL: dict[str, tuple[Pass | None, Pass]] = {"if": (None, spikify), "signgd": (decompose, spikify_signgd)}
+REFUSAL: dict[str, tuple[Pass | None, Pass]] = {"if": (None, spikify), "signgd": (decompose, spikify_signgd),
+                                                 "ttfs": (None, spikify_ttfs)}
 PASS_NAMES = list(dict.fromkeys(p.NAME for p in COMMON + [p for ps in PIPELINES.values() for p in ps]))
 IR_VERSION = 10  # the IR of opset 21
 

@@ -12,7 +12,7 @@ from typing import Callable
 import onnx
 from onnx import TensorProto, helper
 
-from . import signgd
+from . import signgd, ttfs
 from .function_parts import SNN_DOMAIN, SNN_DOMAIN_VERSION, constant, constant_from_attr, time_sequence_nodes
 
 
@@ -21,7 +21,8 @@ class NeuronOp:
     """A neuron op: its name, input names, attributes with defaults, and a builder of its body.
 
     `role` is "neuron", "encoder" (analog input to spikes) or "decoder" (spikes to the output
-    after every step: its first output is [T, B, ...], its second [B, ...]).
+    after every step: its first output is [T, B, ...], its second [B, ...]) for the rate-coded
+    ops over T timesteps, and "ttfs" for the one-spike ops of runtime/ttfs.py (no time axis).
     """
 
     name: str
@@ -127,6 +128,9 @@ NEURON_OPS: dict[str, NeuronOp] = {
                               signgd.build_signgd_encoder, role="encoder"),
     "SignGDDecoder": NeuronOp("SignGDDecoder", signgd.DECODER_INPUTS, signgd.SCHEDULE_DEFAULTS,
                               signgd.build_signgd_decoder, role="decoder"),
+    "TTFSEncoder": NeuronOp("TTFSEncoder", ttfs.ENCODER_INPUTS, {}, ttfs.build_ttfs_encoder, role="ttfs"),
+    "TTFSNeuron": NeuronOp("TTFSNeuron", ttfs.NEURON_INPUTS, {}, ttfs.build_ttfs_neuron, role="ttfs"),
+    "TTFSDenseA": NeuronOp("TTFSDenseA", ttfs.DENSE_A_INPUTS, {}, ttfs.build_ttfs_dense_a, role="ttfs"),
 }
 
 

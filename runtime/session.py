@@ -12,23 +12,30 @@ from tqdm import tqdm
 
 from onnx_snn.errors import SnnError
 
-from .contract import PER_STEP_SUFFIX, SPIKES_PREFIX, TIMESTEPS_INPUT
+from .contract import PER_STEP_SUFFIX, SPIKE_TIMES_PREFIX, SPIKES_PREFIX, SYNOPS_PREFIX, TIMESTEPS_INPUT
 from .providers import CPU, CUDA, make_session
 
 
 
 @dataclass
 class RunResult:
-    """Output of one SNN run: logits after T steps [B, C], after each step [T, B, C], spike counts."""
+    """Output of one SNN run: logits after T steps [B, C], after each step [T, B, C] (TTFS: [1, B, C],
+    the read-out at t_read), spike counts per sample [B] by layer, and for TTFS models with --stats
+    the synaptic events per sample [B] and the absolute spike times [B, ...] by layer."""
 
     logits: np.ndarray
     per_step: np.ndarray
     spikes: dict[str, np.ndarray] = field(default_factory=dict)
+    synops: dict[str, np.ndarray] = field(default_factory=dict)
+    spike_times: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
 class EvalReport:
-    """Accuracy at every t = 1..T, and against an ANN: argmax agreement and mean |logit error|."""
+    """Accuracy at every t = 1..T, and against an ANN: argmax agreement, mean and max |logit error|.
+
+    TTFS models have one read-out (timesteps 1, at `latency` = t_read) and report spikes per
+    neuron and synaptic events per sample."""
 
     timesteps: int
     samples: int
@@ -37,6 +44,31 @@ class EvalReport:
     agreement: np.ndarray | None = None
     logit_error: np.ndarray | None = None
     spikes_per_sample: dict[str, float] = field(default_factory=dict)
+    max_logit_error: np.ndarray | None = None
+    synops_per_sample: dict[str, float] = field(default_factory=dict)
+    neurons: dict[str, int] = field(default_factory=dict)
+    latency: float | None = None
+
+    @property
+    def spikes_per_neuron(self) -> float | None:
+        """Spikes per sample over all neuron layers divided by their neuron count (when known)."""
+        total = sum(self.neurons.get(k, 0) for k in self.spikes_per_sample)
+        return sum(self.spikes_per_sample.values()) / total if total else None
+
+    def ttfs_summary(self) -> str:
+        """The TTFS report: accuracy, agreement, max |logit error|, spikes per neuron, synaptic
+        events and t_read."""
+        lines = [f"accuracy {100 * self.accuracy[-1]:.2f}%"
+                 + (f" (ANN {100 * self.ann_accuracy:.2f}%)" if self.ann_accuracy is not None else "")]
+        if self.agreement is not None:
+            lines.append(f"argmax agreement with the ANN {100 * self.agreement[-1]:.2f}%, max |logit error| "
+                         f"{self.max_logit_error[-1]:.3g}, mean {self.logit_error[-1]:.3g}")
+        if self.spikes_per_neuron is not None:
+            lines.append(f"spikes per neuron {self.spikes_per_neuron:.4f}, synaptic events per sample "
+                         f"{sum(self.synops_per_sample.values()):.6g}")
+        if self.latency is not None:
+            lines.append(f"latency t_read {self.latency:.6g} (units of tau_c)")
+        return "\n".join(lines)
 
     def reported_steps(self) -> list[int]:
         """t = 1, 2, 4, ..., and T."""
@@ -67,7 +99,9 @@ class EvalReport:
             return None if a is None else [float(v) for v in a]
         return {"timesteps": self.timesteps, "samples": self.samples, "accuracy": listed(self.accuracy),
                 "ann_accuracy": self.ann_accuracy, "agreement": listed(self.agreement),
-                "logit_error": listed(self.logit_error), "spikes_per_sample": self.spikes_per_sample}
+                "logit_error": listed(self.logit_error), "max_logit_error": listed(self.max_logit_error),
+                "spikes_per_sample": self.spikes_per_sample, "spikes_per_neuron": self.spikes_per_neuron,
+                "synops_per_sample": self.synops_per_sample, "neurons": self.neurons, "latency": self.latency}
 
 
 class Session:
@@ -84,18 +118,26 @@ class Session:
             raise SnnError(f"onnxruntime cannot load it ({str(exc).splitlines()[0][:200]})",
                            path=source if isinstance(source, str) else "<model>") from None
         outputs = [o.name for o in self._session.get_outputs()]
-        per_step = [o for o in outputs if o.endswith(PER_STEP_SUFFIX)]
-        overridable = {i.name for i in self._session.get_overridable_initializers()}
-        if not per_step or TIMESTEPS_INPUT not in overridable | {i.name for i in self._session.get_inputs()}:
-            raise SnnError("is not a model compiled by onnx-snn (no timesteps input or per-step output); "
-                           "compile it first", path=source if isinstance(source, str) else "<model>")
-        self.per_step_name = per_step[0]
-        self.output_name = self.per_step_name[: -len(PER_STEP_SUFFIX)]
-        self.spike_names = [o for o in outputs if o.startswith(SPIKES_PREFIX)]
-        self.input_names = [i.name for i in self._session.get_inputs() if i.name != TIMESTEPS_INPUT]
         meta = self._session.get_modelmeta().custom_metadata_map
         self.options = json.loads(meta.get("onnx_snn.options", "{}"))
-        self.default_timesteps = int(self.options.get("timesteps", 32))
+        self.ttfs = json.loads(meta["onnx_snn.ttfs"]) if "onnx_snn.ttfs" in meta else None
+        stats_prefixes = (SPIKES_PREFIX, SYNOPS_PREFIX, SPIKE_TIMES_PREFIX)
+        per_step = [o for o in outputs if o.endswith(PER_STEP_SUFFIX)]
+        overridable = {i.name for i in self._session.get_overridable_initializers()}
+        if self.ttfs is not None:  # one spike per neuron: no time axis, the read-out is the output
+            self.output_name = next(o for o in outputs if not o.startswith(stats_prefixes))
+            self.per_step_name = None
+        elif per_step and TIMESTEPS_INPUT in overridable | {i.name for i in self._session.get_inputs()}:
+            self.per_step_name = per_step[0]
+            self.output_name = self.per_step_name[: -len(PER_STEP_SUFFIX)]
+        else:
+            raise SnnError("is not a model compiled by onnx-snn (no timesteps input or per-step output); "
+                           "compile it first", path=source if isinstance(source, str) else "<model>")
+        self.spike_names = [o for o in outputs if o.startswith(SPIKES_PREFIX)]
+        self.synops_names = [o for o in outputs if o.startswith(SYNOPS_PREFIX)]
+        self.spike_time_names = [o for o in outputs if o.startswith(SPIKE_TIMES_PREFIX)]
+        self.input_names = [i.name for i in self._session.get_inputs() if i.name != TIMESTEPS_INPUT]
+        self.default_timesteps = 1 if self.ttfs is not None else int(self.options.get("timesteps", 32))
 
     @property
     def providers(self) -> list[str]:
@@ -111,12 +153,17 @@ class Session:
         t = self.default_timesteps if timesteps is None else int(timesteps)
         if t < 1:
             raise SnnError(f"timesteps must be at least 1, got {t}")
-        feed[TIMESTEPS_INPUT] = np.asarray(t, dtype=np.int64)
+        if self.ttfs is not None:
+            if t != 1:
+                raise SnnError(f"a TTFS model has no timesteps (one read-out at t_read); got timesteps {t}")
+        else:
+            feed[TIMESTEPS_INPUT] = np.asarray(t, dtype=np.int64)
         return feed
 
     def run(self, inputs: np.ndarray | Mapping[str, np.ndarray], timesteps: int | None = None) -> RunResult:
-        """Simulate `timesteps` steps (default: the compiled T) on one batch."""
-        names = [self.output_name, self.per_step_name] + self.spike_names
+        """Simulate `timesteps` steps (default: the compiled T; TTFS models: one read-out) on one batch."""
+        stats = self.spike_names + self.synops_names + self.spike_time_names
+        names = [self.output_name] + ([self.per_step_name] if self.per_step_name else []) + stats
         feed = self._feed(inputs, timesteps)
         if CUDA in self.providers:
             binding = self._session.io_binding()
@@ -128,7 +175,10 @@ class Session:
             values = binding.copy_outputs_to_cpu()
         else:
             values = self._session.run(names, feed)
-        return RunResult(values[0], values[1], dict(zip(self.spike_names, values[2:])))
+        by_name = dict(zip(names, values))
+        per_step = by_name[self.per_step_name] if self.per_step_name else by_name[self.output_name][None]
+        return RunResult(by_name[self.output_name], per_step, {n: by_name[n] for n in self.spike_names},
+                         {n: by_name[n] for n in self.synops_names}, {n: by_name[n] for n in self.spike_time_names})
 
     def evaluate(self, data: np.ndarray | Mapping[str, np.ndarray], labels: np.ndarray,
                  timesteps: int | None = None, ann: str | os.PathLike | None = None, batch_size: int = 256,
@@ -142,8 +192,11 @@ class Session:
         correct = np.zeros(t)
         agree = np.zeros(t) if ann_session else None
         error = np.zeros(t) if ann_session else None
+        worst = np.zeros(t) if ann_session else None
         ann_correct = 0
         spikes: dict[str, float] = {}
+        synops: dict[str, float] = {}
+        neurons: dict[str, int] = {}
         with tqdm(total=total, desc="evaluate", unit="sample", disable=not progress, leave=False) as bar:
             for start in range(0, total, batch_size):
                 batch = {k: v[start:start + batch_size] for k, v in data.items()}
@@ -156,15 +209,23 @@ class Session:
                     ann_pred = ann_logits.argmax(axis=-1)
                     ann_correct += int((ann_pred == y).sum())
                     agree += (predictions == ann_pred[None, :]).sum(axis=1)
-                    error += np.abs(result.per_step - ann_logits[None]).reshape(t, len(y), -1).mean(axis=2).sum(axis=1)
+                    deviation = np.abs(result.per_step - ann_logits[None]).reshape(t, len(y), -1)
+                    error += deviation.mean(axis=2).sum(axis=1)
+                    worst = np.maximum(worst, deviation.max(axis=(1, 2)))
                 for name, counts in result.spikes.items():
                     spikes[name] = spikes.get(name, 0.0) + float(counts.sum())
+                for name, counts in result.synops.items():
+                    synops[name] = synops.get(name, 0.0) + float(counts.sum())
+                for name, times in result.spike_times.items():
+                    neurons[SPIKES_PREFIX + name[len(SPIKE_TIMES_PREFIX):]] = int(times[0].size)
                 bar.update(len(y))
         return EvalReport(timesteps=t, samples=total, accuracy=correct / total,
                           ann_accuracy=ann_correct / total if ann_session else None,
                           agreement=agree / total if ann_session else None,
                           logit_error=error / total if ann_session else None,
-                          spikes_per_sample={k: v / total for k, v in spikes.items()})
+                          spikes_per_sample={k: v / total for k, v in spikes.items()},
+                          max_logit_error=worst, synops_per_sample={k: v / total for k, v in synops.items()},
+                          neurons=neurons, latency=self.ttfs["t_read"] if self.ttfs is not None else None)
 
 
 def _runnable_ann(path: str | os.PathLike) -> str | bytes:
