@@ -21,6 +21,8 @@ import onnxruntime as ort
 
 from . import __version__
 from .api import compile_model
+from .bench_ttfs import run_ttfs_benchmark, ttfs_markdown_section
+from .timing import time_call
 from .errors import SnnError
 from .modelio import write_text_atomic
 from .options import CompileOptions
@@ -29,18 +31,6 @@ from onnx_snn.runtime.providers import CPU, make_session
 
 ACCURACY_STEPS = (1, 2, 4, 8, 16, 32, 64, 128)
 TIMED_STEPS = (8, 32, 128)
-
-
-def time_call(fn, repeats: int, warmup: int = 1) -> list[float]:
-    """Wall times of `repeats` calls of fn, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 #: ANN calls per round: untimed, then timed. A run of the SNN leaves the caches and the allocator
@@ -163,21 +153,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-channel", action="store_true")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--neuron", default="auto", choices=("auto", "if", "signgd"))
+    parser.add_argument("--neuron", default="auto", choices=("auto", "if", "signgd", "ttfs"))
+    parser.add_argument("--ttfs-model", default="b1", choices=("b1", "a"))
     parser.add_argument("--exporter", default="legacy", choices=("legacy", "dynamo"))
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--out", default="BENCHMARKS.md", help="markdown file to update")
     parser.add_argument("--json", dest="json_dir", default="benchmarks", help="folder for the JSON results")
     args = parser.parse_args(argv)
     try:
-        result = run_benchmark(args.model, args.timesteps, args.norm, args.per_channel, args.batch_size,
-                               args.repeats, args.cache_dir, args.neuron, args.exporter)
+        if args.neuron == "ttfs":
+            result = run_ttfs_benchmark(args.model, args.ttfs_model, args.batch_size, args.repeats, args.cache_dir,
+                                        args.exporter)
+        else:
+            result = run_benchmark(args.model, args.timesteps, args.norm, args.per_channel, args.batch_size,
+                                   args.repeats, args.cache_dir, args.neuron, args.exporter)
     except SnnError as exc:
         print(f"onnx-snn bench: error: {exc}", file=sys.stderr)
         return 2
-    key = (f"{args.model}-{args.norm}{'-pc' if args.per_channel else ''}"
-           f"{'' if args.neuron == 'auto' else '-' + args.neuron}{'' if args.exporter == 'legacy' else '-' + args.exporter}")
-    section = markdown_section(result)
+    if args.neuron == "ttfs":
+        key = f"{args.model}-ttfs-{args.ttfs_model}{'' if args.exporter == 'legacy' else '-' + args.exporter}"
+        section = ttfs_markdown_section(result, _machine())
+    else:
+        key = (f"{args.model}-{args.norm}{'-pc' if args.per_channel else ''}"
+               f"{'' if args.neuron == 'auto' else '-' + args.neuron}"
+               f"{'' if args.exporter == 'legacy' else '-' + args.exporter}")
+        section = markdown_section(result)
     print(section)
     update_benchmarks_file(Path(args.out), key, section)
     json_dir = Path(args.json_dir)

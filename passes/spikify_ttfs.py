@@ -2,11 +2,12 @@
 
 Model B1 (default): every graph input v becomes `snn.TTFSEncoder` spike times in [0, 1]; every
 ReLU becomes `snn.TTFSNeuron`, whose output is the spike time relative to the layer's window
-start, tau = B_n − max(a, 0) (spec rule §6.4a: offsets, not absolute times, in float32). On
-spike times, layout ops act unchanged and MaxPool becomes the earliest spike, −MaxPool(−tau)
-(the sign-aware pool s·MaxPool(s·z) becomes −s·MaxPool(−s·tau)). Each linear reader gets the
-synaptic read x = B_n − tau, which is the PSP integrated by the reader's window start, with the
-window correction of a skip input included. The outputs stay the ANN's logits (the read-out
+start, tau = B_n − max(a, 0) (spec rule §6.4a: offsets, not absolute times, in float32). Layout
+ops act on spike times unchanged. Every other reader gets the synaptic read x = B_n − tau, the
+PSP that a spike has integrated by the reader's window start (with the window correction of a
+skip input included). MaxPool reads it too: the largest read, B_n − min(tau), is the earliest
+spike's (spec §4), and the sign-aware pool s·MaxPool(s·x) takes the latest spike where s = −1;
+one subtraction per layer thus serves pooling and synapses alike. The outputs stay the ANN's logits (the read-out
 potential at t_read). `--ttfs-model a` builds model A instead (see ttfs_model_a).
 
 With --stats the model also outputs, per layer, `spike_times/<layer>` (absolute times),
@@ -51,9 +52,9 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         spikes[node.name] = (node.outputs[0], layer["B"], layer["t_min"])
     stats = []
     for layer, (tau, width, start) in spikes.items():
-        readers = _SpikeRegion(graph, width, ctx).convert(tau)
+        reads = _SpikeRegion(graph, width).convert(tau)
         if ctx.options.stats and layer in windows["layers"]:
-            stats += _statistics(graph, layer, tau, width, start, readers)
+            stats += _statistics(graph, layer, tau, width, start, reads)
     graph.outputs.extend(stats)
     ctx.metadata["neuron_layers"] = list(windows["layers"])
     return graph.cleanup().toposort()
@@ -76,62 +77,30 @@ def _encode(graph: gs.Graph, name: str, entry: dict) -> gs.Tensor:
 
 
 class _SpikeRegion:
-    """Converts the ops between one layer's spike tensor and its linear readers to spike-time ops."""
+    """Converts the ops between one layer's spike tensor and its readers: layout ops act on the spike
+    times; every other reader gets the synaptic read x = B − tau."""
 
-    def __init__(self, graph: gs.Graph, width: float, ctx: PassContext) -> None:
-        self.graph, self.width, self.ctx = graph, width, ctx
-        self.readers: list[tuple[gs.Node, gs.Tensor, gs.Tensor]] = []
+    def __init__(self, graph: gs.Graph, width: float) -> None:
+        self.graph, self.width = graph, width
+        self.reads: list[gs.Tensor] = []
 
-    def convert(self, tau: gs.Tensor) -> list[tuple[gs.Node, gs.Tensor, gs.Tensor]]:
-        """Convert everything downstream of `tau` up to the linear readers; return (reader, spike
-        times it reads, their decoded activation) triples."""
-        self._visit(tau)
-        return self.readers
-
-    def _visit(self, tau: gs.Tensor) -> None:
-        linear = [n for n in tau.outputs if not self._is_spike_op(n, tau)]
-        for node in [n for n in tau.outputs if n not in linear]:
-            self._through(node)
-        if linear or tau in self.graph.outputs:
-            self._decode(tau, linear)
-
-    def _is_spike_op(self, node: gs.Node, tau: gs.Tensor) -> bool:
-        return node.op in SPIKE_LAYOUT_OPS | SPIKE_POOL_OPS or _sign_of_pool(node, tau) is not None
-
-    def _through(self, node: gs.Node) -> None:
-        if node.op == "MaxPool":
-            self._earliest_spike(node)
-        elif node.op == "Mul":  # the sign-aware pool: Mul(s) → MaxPool → Mul(s)
-            pool = node.outputs[0].outputs[0]
-            flip = node.inputs[1] if constant_value(node.inputs[1]) is not None else node.inputs[0]
-            negated = const(f"{pool.name}_negated_sign", -constant_value(flip))
-            node.inputs[node.inputs.index(flip)] = negated
-            after = pool.outputs[0].outputs[0]
-            after.inputs[1 if after.inputs[0] is pool.outputs[0] else 0] = negated
-            self._visit(after.outputs[0])
-        else:
-            self._visit(node.outputs[0])
-
-    def _earliest_spike(self, pool: gs.Node) -> None:
-        """MaxPool on activations is the earliest spike on times: −MaxPool(−tau)."""
-        x, y = pool.inputs[0], pool.outputs[0]
-        negated_in = gs.Variable(fresh_name(f"{pool.name}_neg_in"), dtype=x.dtype, shape=x.shape)
-        negated_out = gs.Variable(fresh_name(f"{pool.name}_neg_out"), dtype=y.dtype, shape=y.shape)
-        self.graph.nodes.append(gs.Node("Neg", name=fresh_name(f"{pool.name}_neg_in"), inputs=[x],
-                                        outputs=[negated_in]))
-        pool.inputs[0], pool.outputs[0] = negated_in, negated_out
-        self.graph.nodes.append(gs.Node("Neg", name=fresh_name(f"{pool.name}_neg_out"), inputs=[negated_out],
-                                        outputs=[y]))
-        self._visit(y)
+    def convert(self, tau: gs.Tensor) -> list[gs.Tensor]:
+        """Convert everything downstream of `tau` up to its readers; return the synaptic reads."""
+        readers = [n for n in tau.outputs if n.op not in SPIKE_LAYOUT_OPS | {"Shape"}]
+        for node in [n for n in tau.outputs if n.op in SPIKE_LAYOUT_OPS]:
+            self.convert(node.outputs[0])
+        if readers or tau in self.graph.outputs:
+            self._decode(tau, readers)
+        return self.reads
 
     def _decode(self, tau: gs.Tensor, readers: list[gs.Node]) -> None:
-        """x = B − tau for the linear `readers` of `tau` (and for a graph output holding it)."""
+        """x = B − tau for the `readers` of `tau` (and for a graph output holding it)."""
         x = gs.Variable(fresh_name(f"{tau.name}_x"), dtype=tau.dtype, shape=tau.shape)
         self.graph.nodes.append(gs.Node("Sub", name=fresh_name("synaptic_read"),
                                         inputs=[const("window", np.asarray(self.width, dtype=np.float32)), tau],
                                         outputs=[x]))
+        self.reads.append(x)
         for node in readers:
-            self.readers.append((node, tau, x))
             for i, tensor in enumerate(node.inputs):
                 if tensor is tau:
                     node.inputs[i] = x
@@ -141,25 +110,34 @@ class _SpikeRegion:
             self.graph.outputs[index] = x
 
 
-def _sign_of_pool(node: gs.Node, data: gs.Tensor) -> np.ndarray | None:
-    """The ±1 constant of a Mul that opens a sign-aware pool Mul(s) → MaxPool → Mul(s), else None."""
-    if node.op != "Mul" or len(node.inputs) != 2 or len(node.outputs[0].outputs) != 1:
-        return None
-    other = node.inputs[1] if node.inputs[0] is data else node.inputs[0]
-    sign = constant_value(other)
-    pool = node.outputs[0].outputs[0]
-    if sign is None or not np.all(np.abs(sign) == 1.0) or pool.op != "MaxPool" or len(pool.outputs[0].outputs) != 1:
-        return None
-    after = pool.outputs[0].outputs[0]
-    closing = [constant_value(t) for t in after.inputs if t is not pool.outputs[0]] if after.op == "Mul" else []
-    return sign if len(closing) == 1 and closing[0] is not None and np.array_equal(closing[0], sign) else None
+def _synaptic_targets(x: gs.Tensor) -> list[tuple[gs.Node, gs.Tensor]]:
+    """The (linear op, tensor it reads) pairs that a synaptic read reaches through pooling (MaxPool
+    and the sign Muls of a sign-aware pool) and layout ops: where its spikes meet synapses."""
+    targets = []
+    for node in x.outputs:
+        if node.op == "Shape":
+            continue
+        if node.op in SPIKE_LAYOUT_OPS | SPIKE_POOL_OPS or _is_sign(node):
+            targets += _synaptic_targets(node.outputs[0])
+        else:
+            targets.append((node, x))
+    return targets
+
+
+def _is_sign(node: gs.Node) -> bool:
+    """A Mul by a constant of ±1 entries (one side of a sign-aware pool)."""
+    signs = [constant_value(t) for t in node.inputs] if node.op == "Mul" else []
+    return any(v is not None and v.size and np.all(np.abs(v) == 1.0) for v in signs)
 
 
 def _statistics(graph: gs.Graph, layer: str, tau: gs.Tensor, width: float, start: float,
-                readers: list[tuple[gs.Node, gs.Tensor, gs.Tensor]]) -> list[gs.Variable]:
-    """Per-sample outputs of one layer: absolute spike times, spike count and synaptic events."""
+                reads: list[gs.Tensor]) -> list[gs.Variable]:
+    """Per-sample outputs of one layer: absolute spike times, spike count, and synaptic events (each
+    spike that reaches a linear op, after pooling, times its non-zero fan-out there)."""
+    per_sample = list(tau.shape[:1]) if tau.shape else None
+
     def emit(op: str, inputs: list, name: str | None = None, shape: list | None = None, **attrs) -> gs.Variable:
-        out = gs.Variable(name or fresh_name(op.lower()), dtype=np.bool_ if op == "Less" else np.float32,
+        out = gs.Variable(name or fresh_name(op.lower()), dtype=np.bool_ if op in ("Less", "Greater") else np.float32,
                           shape=shape)
         graph.nodes.append(gs.Node(op, name=fresh_name(f"stats_{op}"), inputs=inputs, outputs=[out], attrs=attrs))
         return out
@@ -169,17 +147,15 @@ def _statistics(graph: gs.Graph, layer: str, tau: gs.Tensor, width: float, start
         return emit("ReduceSum", [flat, const("axes", np.asarray([1], dtype=np.int64))], name=name,
                     shape=per_sample, keepdims=0)
 
-    per_sample = list(tau.shape[:1]) if tau.shape else None
-
-    window = const("window", np.asarray(width, dtype=np.float32))
-    times = emit("Add", [tau, const("t_min", np.asarray(start, dtype=np.float32))], name=f"{SPIKE_TIMES_PREFIX}{layer}",
-                 shape=tau.shape)
-    fired = emit("Cast", [emit("Less", [tau, window])], to=1)
+    zero = const("zero", np.asarray(0.0, dtype=np.float32))
+    times = emit("Add", [tau, const("t_min", np.asarray(start, dtype=np.float32))],
+                 name=f"{SPIKE_TIMES_PREFIX}{layer}", shape=tau.shape)
+    fired = emit("Cast", [emit("Less", [tau, const("window", np.asarray(width, dtype=np.float32))])], to=1)
     outputs = [times, per_sample_sum(fired, f"{SPIKES_PREFIX}{layer}")]
     events = []
-    for reader, spike_tensor, decoded in readers:
-        reached = emit("Cast", [emit("Less", [spike_tensor, window])], to=1)
-        fan = fan_out(reader, decoded)
+    for reader, x in (target for read in reads for target in _synaptic_targets(read)):
+        reached = emit("Cast", [emit("Greater", [x, zero])], to=1)  # x = B − tau > 0: a spike in the window
+        fan = fan_out(reader, x)
         events.append(per_sample_sum(emit("Mul", [reached, const("fan_out", fan)]) if fan is not None else reached,
                                      fresh_name("synops_part")))
     if events:

@@ -21,7 +21,7 @@ import onnx_graphsurgeon as gs
 from onnx_snn.errors import SnnError
 
 from .base import PassContext
-from .graph_utils import bypass, const, constant_value, fresh_name, node_label, replace_uses, static_shape
+from .graph_utils import bypass, const, constant_value, fresh_name, node_label, static_shape
 from .ttfs_graph import SPIKE_LAYOUT_OPS, SPIKE_POOL_OPS, apply_layout, encoded_inputs, relu_outputs
 
 NAME = "ttfs_fold_affine"
@@ -64,6 +64,8 @@ def _walk(graph: gs.Graph, node: gs.Node, tensor: gs.Tensor, affine: _Affine, fo
           ctx: PassContext) -> None:
     """Carry `affine` (applied to `tensor`, which `node` reads) forward to the linear readers."""
     step = _constant_operand(node, tensor)
+    if node.op == "Shape":  # reads the shape only, which the affine map keeps
+        return
     if node.op in ("Mul", "Add") and step is not None:
         try:
             value = np.broadcast_to(step.astype(np.float64), affine.scale.shape)

@@ -74,7 +74,7 @@ def source_layers(tensor: gs.Tensor, sources: dict[str, str]) -> set[str]:
     stack, seen = [tensor], set()
     while stack:
         t = stack.pop()
-        if t.name in seen or constant_value(t) is not None:
+        if t.name in seen or constant_value(t) is not None or t.dtype in (np.int64, np.int32):
             continue
         seen.add(t.name)
         if t.name in sources:

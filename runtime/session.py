@@ -229,20 +229,25 @@ class Session:
 
 
 def _runnable_ann(path: str | os.PathLike) -> str | bytes:
-    """The ANN for onnxruntime: its path, or, when tf2onnx wrote invalid Erfc nodes (exact Keras
-    GELU), the bytes of the model with them repaired, as compile repairs them."""
+    """The ANN for onnxruntime, as compile sees it: its path, or the bytes of the model with tf2onnx's
+    invalid Erfc nodes (exact Keras GELU) repaired and a final Softmax/LogSoftmax dropped, so that
+    its output is in the SNN's units (logits)."""
     import onnx_graphsurgeon as gs
 
     from onnx_snn.modelio import load_model
     from onnx_snn.options import CompileOptions
     from onnx_snn.passes.base import PassContext
-    from onnx_snn.passes.rewrites import erfc
+    from onnx_snn.passes.rewrites import erfc, final_softmax
 
     model = load_model(path)
-    if not any(n.op_type == "Erfc" for n in model.graph.node):
+    finals = {o.name for o in model.graph.output}
+    if not any(n.op_type == "Erfc" or (n.op_type in final_softmax.FINAL_OPS and set(n.output) & finals)
+               for n in model.graph.node):
         return str(path)
     graph = gs.import_onnx(model)
-    erfc.apply(graph, PassContext(options=CompileOptions(), source=str(path)))
+    ctx = PassContext(options=CompileOptions(), source=str(path))
+    erfc.apply(graph, ctx)
+    final_softmax.apply(graph, ctx)
     return gs.export_onnx(graph.cleanup().toposort()).SerializeToString()
 
 
