@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -35,3 +36,84 @@ class LeNetShape:
         """Number of features entering the first Linear layer (two 2x2 pools halve the side twice)."""
         side = self.image_size // 4
         return self.channels[1] * side * side
+
+
+# Layer stacks of the exact-mapping TTFS references (issue 4), one description for both frameworks.
+# Every convolution and dense layer has a bias; each net ends in a softmax over 10 classes.
+
+@dataclass(frozen=True)
+class Conv:
+    """2-D convolution with bias: `filters` output channels, a square `kernel`, stride 1."""
+
+    filters: int
+    kernel: int
+    padding: Literal["same", "valid"]
+
+
+@dataclass(frozen=True)
+class Dense:
+    """Fully connected layer with bias, optionally followed by `activation`."""
+
+    units: int
+    activation: Literal["relu", "softmax"] | None = None
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    """Batch normalisation over the channel (or feature) axis, PyTorch's defaults for both frameworks.
+
+    Each training step moves the running statistics `momentum` of the way to the batch's (PyTorch's
+    convention; Keras' momentum is 1 - momentum); `eps` is added to the variance.
+    """
+
+    momentum: float = 0.1
+    eps: float = 1e-5
+
+
+@dataclass(frozen=True)
+class ReLU:
+    """Rectified linear unit."""
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    """Max pooling over non-overlapping `size` x `size` windows."""
+
+    size: int = 2
+
+
+@dataclass(frozen=True)
+class Flatten:
+    """Flatten every axis but the batch."""
+
+
+@dataclass(frozen=True)
+class Dropout:
+    """Dropout of `rate` while training; the identity at inference."""
+
+    rate: float
+
+
+Layer = Conv | Dense | BatchNorm | ReLU | MaxPool | Flatten | Dropout
+
+#: The TTFS nets take one-channel 28x28 images (Fashion-MNIST): (channels, height, width).
+TTFS_IMAGE_SHAPE = (1, 28, 28)
+
+#: The TTFS layer stacks by net name.
+TTFS_NETS: dict[str, tuple[Layer, ...]] = {
+    # Flatten -> Dense 600 ReLU -> Dropout -> Dense 10 softmax
+    "dense": (Flatten(), Dense(600, "relu"), Dropout(0.08), Dense(10, "softmax")),
+    # LeNet-5 with BatchNorm before each ReLU
+    "lenet": (
+        Conv(6, 5, "same"), BatchNorm(), ReLU(), MaxPool(2),
+        Conv(16, 5, "valid"), BatchNorm(), ReLU(), MaxPool(2),
+        Conv(120, 5, "valid"), BatchNorm(), ReLU(),
+        Flatten(), Dense(84), BatchNorm(), ReLU(), Dense(10, "softmax"),
+    ),
+    # a small VGG with BatchNorm after each ReLU
+    "vgg": (
+        Conv(32, 3, "same"), ReLU(), BatchNorm(), Conv(32, 3, "same"), ReLU(), BatchNorm(), MaxPool(2),
+        Conv(64, 3, "same"), ReLU(), BatchNorm(), MaxPool(2),
+        Flatten(), Dense(128), ReLU(), BatchNorm(), Dense(10, "softmax"),
+    ),
+}

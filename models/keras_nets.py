@@ -1,5 +1,5 @@
-"""Keras twins of the PyTorch MLP and LeNet (NHWC input), a GELU/LayerNorm MLP for signGD neurons,
-their training, and ONNX export.
+"""Keras twins of the PyTorch MLP, LeNet and TTFS nets (NHWC input), a GELU/LayerNorm MLP for signGD
+neurons, their training, and ONNX export.
 
 Needs the `tf` extra (tensorflow-cpu, tf2onnx). TensorFlow is imported inside the functions, so
 importing onnx_snn.models never needs it.
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .architecture import LeNetShape
+from .architecture import (TTFS_IMAGE_SHAPE, TTFS_NETS, BatchNorm, Conv, Dense, Dropout, Flatten, Layer, LeNetShape,
+                           MaxPool, ReLU)
 from .export import INPUT_NAME, OUTPUT_NAME
 from .files import atomic_path
 
@@ -84,11 +85,79 @@ def keras_gelu_layernorm_mlp(in_shape: Sequence[int], hidden: Sequence[int] = (6
     return keras.Model(inputs, keras.layers.Dense(num_classes)(x), name="gelu_layernorm_mlp")
 
 
-def train_keras(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int = 128,
-                lr: float = 1e-3, seed: int = 0, progress: bool = False) -> keras.Model:
-    """Train `model` in place with Adam on cross-entropy over logits and return it.
+def _keras_layer(layer: Layer) -> keras.layers.Layer:
+    """The Keras layer described by `layer` (convolutions and dense layers with bias, as Keras' default)."""
+    import keras
 
-    x: float32 NHWC inputs, y: integer labels. Seeds Python, NumPy and TensorFlow with `seed` and
+    match layer:
+        case Conv(filters=filters, kernel=kernel, padding=padding):
+            return keras.layers.Conv2D(filters, kernel, padding=padding)
+        case Dense(units=units, activation=activation):
+            return keras.layers.Dense(units, activation=activation)
+        case BatchNorm(momentum=momentum, eps=eps):
+            return keras.layers.BatchNormalization(momentum=1.0 - momentum, epsilon=eps)
+        case ReLU():
+            return keras.layers.ReLU()
+        case MaxPool(size=size):
+            return keras.layers.MaxPooling2D(size)
+        case Flatten():
+            return keras.layers.Flatten()
+        case Dropout(rate=rate):
+            return keras.layers.Dropout(rate)
+    raise TypeError(f"unknown layer {layer!r}")
+
+
+def keras_layer_stack(layers: Sequence[Layer], in_shape: Sequence[int], name: str) -> keras.Model:
+    """A functional model applying `layers` (architecture.Layer descriptions) in order.
+
+    `in_shape` is one sample's shape without the batch dim, NHWC for images; the input is named "x".
+    Weights are initialised from Keras' global RNG (seed it with keras.utils.set_random_seed).
+    """
+    import keras
+
+    x = inputs = keras.Input(shape=tuple(in_shape), name=INPUT_NAME)
+    for layer in layers:
+        x = _keras_layer(layer)(x)
+    return keras.Model(inputs, x, name=name)
+
+
+#: One Fashion-MNIST image as the Keras TTFS nets take it (NHWC without the batch dim).
+TTFS_KERAS_INPUT_SHAPE = (*TTFS_IMAGE_SHAPE[1:], TTFS_IMAGE_SHAPE[0])
+
+
+def keras_ttfs_dense() -> keras.Model:
+    """Twin of ttfs_nets.TTFSDense on [N, 28, 28, 1]: Flatten -> Dense 600 ReLU -> Dropout(0.08) ->
+    Dense 10 softmax (returns probabilities)."""
+    return keras_layer_stack(TTFS_NETS["dense"], TTFS_KERAS_INPUT_SHAPE, "ttfs_dense")
+
+
+def keras_ttfs_lenet() -> keras.Model:
+    """Twin of ttfs_nets.TTFSLeNet on [N, 28, 28, 1]: LeNet-5 with BatchNorm before each ReLU, 2x2
+    max pooling and a Dense 10 softmax head (returns probabilities)."""
+    return keras_layer_stack(TTFS_NETS["lenet"], TTFS_KERAS_INPUT_SHAPE, "ttfs_lenet")
+
+
+def keras_ttfs_vgg() -> keras.Model:
+    """Twin of ttfs_nets.TTFSVGG on [N, 28, 28, 1]: a small VGG with BatchNorm after each ReLU, 2x2
+    max pooling and a Dense 10 softmax head (returns probabilities)."""
+    return keras_layer_stack(TTFS_NETS["vgg"], TTFS_KERAS_INPUT_SHAPE, "ttfs_vgg")
+
+
+def keras_ends_in_softmax(model: keras.Model) -> bool:
+    """Whether `model`'s last layer is a Softmax layer or has a softmax activation, i.e. it returns
+    probabilities (train it with from_logits=False)."""
+    import keras
+
+    last = model.layers[-1]
+    return isinstance(last, keras.layers.Softmax) or getattr(last, "activation", None) is keras.activations.softmax
+
+
+def train_keras(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int = 128,
+                lr: float = 1e-3, seed: int = 0, progress: bool = False, from_logits: bool = True) -> keras.Model:
+    """Train `model` in place with Adam on cross-entropy and return it.
+
+    x: float32 NHWC inputs, y: integer labels. The model returns logits, or with `from_logits=False`
+    class probabilities (a net ending in softmax). Seeds Python, NumPy and TensorFlow with `seed` and
     turns on TensorFlow's op determinism (a process-wide switch that stays on).
     """
     import keras
@@ -97,13 +166,13 @@ def train_keras(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, b
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits))
     model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=2 if progress else 0)
     return model
 
 
 def evaluate_keras_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of samples whose arg-max logit equals the label (inference mode)."""
+    """Fraction of samples whose arg-max output equals the label (inference mode)."""
     logits = model.predict(x, batch_size=1024, verbose=0)
     return float(np.mean(np.argmax(logits, axis=1) == np.asarray(y)))
 

@@ -12,6 +12,8 @@ from torch import nn
 
 #: Intra-op threads used while training: results are reproducible for a fixed thread count.
 TRAIN_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: Probabilities are clipped to [PROBABILITY_EPS, 1 - PROBABILITY_EPS] before their log (Keras' epsilon).
+PROBABILITY_EPS = 1e-7
 
 
 @contextmanager
@@ -38,11 +40,29 @@ def _as_tensor(a: np.ndarray | torch.Tensor, dtype: torch.dtype) -> torch.Tensor
     return torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a, dtype=dtype)
 
 
+def probability_cross_entropy(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean of -log p[label] over the batch, with p clipped to [PROBABILITY_EPS, 1 - PROBABILITY_EPS]
+    like Keras' cross-entropy with from_logits=False (so a vanished probability gives a finite loss
+    and no NaN gradient)."""
+    clipped = probabilities.clamp(PROBABILITY_EPS, 1.0 - PROBABILITY_EPS)
+    return nn.functional.nll_loss(torch.log(clipped), labels)
+
+
+def ends_in_softmax(model: nn.Module) -> bool:
+    """Whether the last submodule of `model` is nn.Softmax, i.e. an nn.Sequential net returns
+    probabilities (train it with from_logits=False)."""
+    children = list(model.children())
+    return bool(children) and isinstance(children[-1], nn.Softmax)
+
+
 def train(model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, epochs: int,
-          batch_size: int = 128, lr: float = 1e-3, seed: int = 0, progress: bool = False) -> nn.Module:
+          batch_size: int = 128, lr: float = 1e-3, seed: int = 0, progress: bool = False,
+          from_logits: bool = True) -> nn.Module:
     """Train `model` in place with Adam on cross-entropy and return it in eval mode.
 
-    x: float32 inputs [N, ...]; y: integer class labels [N]. Each epoch visits the samples in a
+    x: float32 inputs [N, ...]; y: integer class labels [N]. The model returns logits, or with
+    `from_logits=False` class probabilities (a net ending in softmax), whose log is then clipped as
+    in Keras (see probability_cross_entropy). Each epoch visits the samples in a
     fresh seeded shuffle; a trailing batch of a single sample is skipped (BatchNorm needs two).
     The same model init, data, seed and torch version give bit-identical weights on one machine.
     With `progress`, prints each epoch's mean loss to stderr.
@@ -52,7 +72,7 @@ def train(model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.
         raise ValueError(f"x has {len(xs)} samples but y has {len(ys)}")
     with _deterministic_torch(seed, TRAIN_THREADS) as gen:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        loss_fn = nn.CrossEntropyLoss()
+        loss_fn = nn.CrossEntropyLoss() if from_logits else probability_cross_entropy
         model.train()
         for epoch in range(epochs):
             order = torch.randperm(len(xs), generator=gen)
@@ -74,7 +94,8 @@ def train(model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 1024) -> np.ndarray:
-    """Run `model` in eval mode over x in batches and return float32 logits; restores its mode."""
+    """Run `model` in eval mode over x in batches and return its float32 outputs (logits, or
+    probabilities for a net ending in softmax); restores its mode."""
     was_training = model.training
     model.eval()
     try:
@@ -85,6 +106,6 @@ def predict_logits(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: i
 
 
 def evaluate_accuracy(model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
-    """Fraction of samples whose arg-max logit equals the label (model run in eval mode)."""
+    """Fraction of samples whose arg-max output equals the label (model run in eval mode)."""
     labels = np.asarray(y.numpy() if isinstance(y, torch.Tensor) else y)
     return float(np.mean(predict_logits(model, x).argmax(axis=1) == labels))

@@ -1,6 +1,7 @@
 """Named reference models: trained on first use, exported to ONNX, and cached on disk.
 
-Cache layout, one directory per name under the cache dir:
+Cache layout of a PyTorch model, one directory per name under the cache dir (keras_zoo keeps its
+Keras models beside them in the same layout, with model.keras and tf2onnx.onnx, see there):
     meta.json         recipe fingerprint, ANN test accuracy, training time (written last)
     weights.pt        the trained state_dict (lets another exporter re-export without retraining)
     test.npz          x_test float32 NCHW, y_test int64
@@ -27,13 +28,16 @@ from .export import export_torch
 from .files import atomic_path, save_npz
 from .signgd_nets import ConvNeXtNet, MaxPoolCNN, MixerNet, ResMLPNet
 from .torch_nets import MLP, LeNet, SmallResNet
-from .train import evaluate_accuracy, train
+from .train import ends_in_softmax, evaluate_accuracy, train
+from .ttfs_nets import TTFSVGG, TTFSDense, TTFSLeNet
 
 #: Environment variable naming the cache directory; default DEFAULT_CACHE_DIR.
 CACHE_ENV = "ONNX_SNN_CACHE"
 DEFAULT_CACHE_DIR = Path("~/.cache/onnx-snn")
 CALIBRATION_SIZE = 1000
 SEED = 0
+#: The trained state_dict's file in a PyTorch entry.
+WEIGHTS_FILE = "weights.pt"
 Exporter = Literal["legacy", "dynamo"]
 EXPORTERS: tuple[str, ...] = get_args(Exporter)
 
@@ -48,7 +52,13 @@ _DATASETS: dict[str, Callable[[], Split]] = {"digits": load_digits_split, "fashi
 _NETS: dict[str, Callable[..., nn.Module]] = {
     "MLP": MLP, "LeNet": LeNet, "SmallResNet": SmallResNet,
     "ConvNeXtNet": ConvNeXtNet, "MixerNet": MixerNet, "ResMLPNet": ResMLPNet, "MaxPoolCNN": MaxPoolCNN,
+    "TTFSDense": TTFSDense, "TTFSLeNet": TTFSLeNet, "TTFSVGG": TTFSVGG,
 }
+
+
+def load_split(dataset: str) -> Split:
+    """(x_train, y_train, x_test, y_test) of a recipe's `dataset` ("digits" or "fashion"), NCHW."""
+    return _DATASETS[dataset]()
 
 
 @dataclass(frozen=True)
@@ -62,9 +72,13 @@ class Recipe:
     batch_size: int = 128
     lr: float = 1e-3
 
-    def fingerprint(self) -> dict[str, Any]:
-        """A JSON-comparable description of everything that determines the trained weights."""
-        return json.loads(json.dumps({**asdict(self), "seed": SEED, "torch": torch.__version__}))
+    def fingerprint(self, versions: dict[str, str] | None = None) -> dict[str, Any]:
+        """A JSON-comparable description of everything that determines the trained weights.
+
+        `versions` maps the training framework's packages to their versions; default torch's.
+        """
+        versions = {"torch": torch.__version__} if versions is None else versions
+        return json.loads(json.dumps({**asdict(self), "seed": SEED, **versions}))
 
     def build(self) -> nn.Module:
         """A freshly initialised net, seeded with SEED (the global RNG state is restored)."""
@@ -83,6 +97,10 @@ RECIPES: dict[str, Recipe] = {
     "fashion-mixer": Recipe("fashion", "MixerNet", {"image_size": 28}, epochs=4),
     "fashion-resmlp": Recipe("fashion", "ResMLPNet", {"image_size": 28}, epochs=4),
     "fashion-maxpool": Recipe("fashion", "MaxPoolCNN", {"image_size": 28}, epochs=4),
+    # exact-mapping TTFS references (issue 4): ReLU nets ending in Softmax, trained on its output
+    "fashion-ttfs-dense": Recipe("fashion", "TTFSDense", epochs=5),
+    "fashion-ttfs-lenet": Recipe("fashion", "TTFSLeNet", epochs=5),
+    "fashion-ttfs-vgg": Recipe("fashion", "TTFSVGG", epochs=3),
 }
 
 
@@ -90,7 +108,8 @@ RECIPES: dict[str, Recipe] = {
 class Reference:
     """A trained reference model exported to ONNX, with its evaluation and calibration data.
 
-    torch_model is the trained module when this call trained or re-exported it, else None.
+    torch_model is the trained module when this call trained or re-exported it, else None (always
+    None for keras_zoo's references: see keras_zoo.load_keras_model).
     """
 
     name: str
@@ -102,12 +121,12 @@ class Reference:
     torch_model: nn.Module | None = None
 
     def load_test(self) -> tuple[np.ndarray, np.ndarray]:
-        """(x_test float32 NCHW, y_test int64)."""
+        """(x_test float32 images, y_test int64); images are NCHW, or NHWC for a Keras reference."""
         with np.load(self.test_data_path) as f:
             return f["x_test"], f["y_test"]
 
     def load_calibration(self) -> np.ndarray:
-        """Training images for calibration, float32 NCHW."""
+        """Training images for calibration, float32, in the layout of load_test."""
         with np.load(self.calibration_path) as f:
             return f["x"]
 
@@ -116,6 +135,79 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """`cache_dir`, else $ONNX_SNN_CACHE, else ~/.cache/onnx-snn (user-expanded, not created)."""
     chosen = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
     return Path(chosen).expanduser()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """The files of one cache entry (see the module doc): `directory` holds meta.json, test.npz,
+    calib.npz, the trained model `model_file` and the ONNX export `onnx_file`."""
+
+    directory: Path
+    model_file: str
+    onnx_file: str
+
+    @classmethod
+    def open(cls, directory: Path, model_file: str, onnx_file: str) -> CacheEntry:
+        """The entry in `directory`, which is created if missing."""
+        directory.mkdir(parents=True, exist_ok=True)
+        return cls(directory, model_file, onnx_file)
+
+    @property
+    def meta(self) -> Path:
+        return self.directory / "meta.json"
+
+    @property
+    def model(self) -> Path:
+        return self.directory / self.model_file
+
+    @property
+    def test(self) -> Path:
+        return self.directory / "test.npz"
+
+    @property
+    def calib(self) -> Path:
+        return self.directory / "calib.npz"
+
+    @property
+    def onnx(self) -> Path:
+        return self.directory / self.onnx_file
+
+    def read_meta(self, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+        """meta.json if it parses, its recipe equals `fingerprint`, and the model, test and
+        calibration files exist; else None (the entry must be retrained)."""
+        try:
+            meta = json.loads(self.meta.read_text())
+        except (OSError, ValueError):
+            return None
+        if not (isinstance(meta, dict) and meta.get("recipe") == fingerprint):
+            return None
+        return meta if all(p.exists() for p in (self.model, self.test, self.calib)) else None
+
+    def write(self, save_model: Callable[[Path], object], x_train: np.ndarray, x_test: np.ndarray,
+              y_test: np.ndarray, fingerprint: dict[str, Any], accuracy: float, seconds: float) -> dict[str, Any]:
+        """Fill the entry after training and return its metadata.
+
+        Drops every ONNX export (now stale), then writes the model by `save_model(path)`, the test
+        data, CALIBRATION_SIZE training images drawn with SEED (kept in order), and meta.json last,
+        each atomically.
+        """
+        meta = {"recipe": fingerprint, "ann_test_accuracy": accuracy, "train_seconds": round(seconds, 2)}
+        for stale in self.directory.glob("*.onnx"):
+            stale.unlink()
+        calib = np.random.default_rng(SEED).choice(len(x_train), min(CALIBRATION_SIZE, len(x_train)), replace=False)
+        with atomic_path(self.model) as tmp:
+            save_model(tmp)
+        save_npz(self.test, x_test=x_test, y_test=y_test)
+        save_npz(self.calib, x=x_train[np.sort(calib)])
+        with atomic_path(self.meta) as tmp:
+            tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        return meta
+
+    def reference(self, meta: dict[str, Any], torch_model: nn.Module | None = None) -> Reference:
+        """The Reference of this entry, named after its directory, with `meta`'s evaluation."""
+        return Reference(name=self.directory.name, onnx_path=self.onnx, test_data_path=self.test,
+                         calibration_path=self.calib, ann_test_accuracy=meta["ann_test_accuracy"],
+                         train_seconds=meta["train_seconds"], torch_model=torch_model)
 
 
 def get_reference(name: str, cache_dir: str | os.PathLike | None = None,
@@ -130,53 +222,40 @@ def get_reference(name: str, cache_dir: str | os.PathLike | None = None,
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     recipe = RECIPES[name]
-    entry = cache_root(cache_dir) / name
-    entry.mkdir(parents=True, exist_ok=True)
-    paths = {"meta": entry / "meta.json", "weights": entry / "weights.pt", "test": entry / "test.npz",
-             "calib": entry / "calib.npz", "onnx": entry / f"{exporter}.onnx"}
-
-    meta = _read_meta(paths["meta"], recipe)
+    entry = CacheEntry.open(cache_root(cache_dir) / name, WEIGHTS_FILE, f"{exporter}.onnx")
+    meta = entry.read_meta(recipe.fingerprint())
     model = None
-    if meta is None or not all(p.exists() for k, p in paths.items() if k != "onnx"):
-        model, meta = _train_entry(recipe, paths)
-    if model is not None or not paths["onnx"].exists():
-        if model is None:
-            model = recipe.build()
-            model.load_state_dict(torch.load(paths["weights"], weights_only=True))
-        with np.load(paths["test"]) as f:
+    if meta is None:
+        model, meta = _train_entry(recipe, entry)
+    if model is not None or not entry.onnx.exists():
+        model = _restore(recipe, entry.model) if model is None else model
+        with np.load(entry.test) as f:
             sample = torch.from_numpy(f["x_test"][:2])
-        export_torch(model.eval(), sample, paths["onnx"], dynamo=exporter == "dynamo")
-    return Reference(name=name, onnx_path=paths["onnx"], test_data_path=paths["test"],
-                     calibration_path=paths["calib"], ann_test_accuracy=meta["ann_test_accuracy"],
-                     train_seconds=meta["train_seconds"], torch_model=model)
+        export_torch(model.eval(), sample, entry.onnx, dynamo=exporter == "dynamo")
+    return entry.reference(meta, torch_model=model)
 
 
-def _read_meta(path: Path, recipe: Recipe) -> dict[str, Any] | None:
-    """The cached metadata if it exists, parses, and matches `recipe`; else None."""
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and meta.get("recipe") == recipe.fingerprint() else None
+def load_torch_model(reference: Reference) -> nn.Module:
+    """The trained module of a cached reference of RECIPES, rebuilt from its weights, in eval mode."""
+    return _restore(RECIPES[reference.name], reference.onnx_path.with_name(WEIGHTS_FILE))
 
 
-def _train_entry(recipe: Recipe, paths: dict[str, Path]) -> tuple[nn.Module, dict[str, Any]]:
-    """Train `recipe`, drop stale ONNX exports, write weights, test and calibration data, then
-    meta.json; return the model and the metadata."""
-    x_train, y_train, x_test, y_test = _DATASETS[recipe.dataset]()
+def _restore(recipe: Recipe, weights: Path) -> nn.Module:
+    """`recipe`'s net with the state_dict saved at `weights`, in eval mode."""
+    model = recipe.build()
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    return model.eval()
+
+
+def _train_entry(recipe: Recipe, entry: CacheEntry) -> tuple[nn.Module, dict[str, Any]]:
+    """Train `recipe` (on the probabilities if the net ends in softmax), fill `entry` and return
+    the model and the metadata."""
+    x_train, y_train, x_test, y_test = load_split(recipe.dataset)
     model = recipe.build()
     start = time.perf_counter()
-    train(model, x_train, y_train, recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, seed=SEED)
+    train(model, x_train, y_train, recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, seed=SEED,
+          from_logits=not ends_in_softmax(model))
     seconds = time.perf_counter() - start
-    meta = {"recipe": recipe.fingerprint(), "ann_test_accuracy": evaluate_accuracy(model, x_test, y_test),
-            "train_seconds": round(seconds, 2)}
-    for stale in paths["meta"].parent.glob("*.onnx"):
-        stale.unlink()
-    calib = np.random.default_rng(SEED).choice(len(x_train), min(CALIBRATION_SIZE, len(x_train)), replace=False)
-    with atomic_path(paths["weights"]) as tmp:
-        torch.save(model.state_dict(), tmp)
-    save_npz(paths["test"], x_test=x_test, y_test=y_test)
-    save_npz(paths["calib"], x=x_train[np.sort(calib)])
-    with atomic_path(paths["meta"]) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    meta = entry.write(lambda path: torch.save(model.state_dict(), path), x_train, x_test, y_test,
+                       recipe.fingerprint(), evaluate_accuracy(model, x_test, y_test), seconds)
     return model, meta
