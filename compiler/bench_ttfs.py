@@ -3,10 +3,13 @@
 Compiles a reference model (torch zoo, or a Keras zoo name starting with "keras-") with
 `--neuron ttfs`, evaluates it on the whole test set against the ANN (accuracy, argmax
 agreement, max |logit error|, spikes per neuron, synaptic events, t_read) and times the SNN
-against the ANN on onnxruntime in the same process, in alternating rounds.
+against the ANN on onnxruntime in the same process, in alternating rounds, both sessions with
+thread spinning off (on 2 cores an idle session's spinning threads slow the other one down by up
+to 2x, erratically).
 """
 from __future__ import annotations
 
+import gc
 import statistics
 import tempfile
 import time
@@ -63,7 +66,8 @@ def run_ttfs_benchmark(name: str, ttfs_model: str, batch_size: int, repeats: int
         compile_model(reference.onnx_path, paths["stats"], options, calibration=reference.load_calibration())
         report = Session(paths["stats"], providers=[CPU]).evaluate(x_test, y_test, ann=reference.onnx_path,
                                                                    batch_size=batch_size, progress=False)
-        speed = paired_timing(make_session(str(paths["plain"]), [CPU]), make_session(str(reference.onnx_path), [CPU]),
+        gc.collect()  # no idle session of the evaluation left to compete for the cores
+        speed = paired_timing(*(make_session(str(p), [CPU], spinning=False) for p in (paths["plain"], reference.onnx_path)),
                               x_test[:batch_size], repeats)
     summary = report.to_json()
     return {"model": name, "exporter": exporter, "neuron": "ttfs", "onnx_snn": __version__,

@@ -1,18 +1,19 @@
 """spikify_ttfs: turn a windowed ReLU net into a time-to-first-spike SNN in closed form (spec §6.1).
 
-Model B1 (default): every graph input v becomes `snn.TTFSEncoder` spike times in [0, 1]; every
-ReLU becomes `snn.TTFSNeuron`, whose output is the spike time relative to the layer's window
-start, tau = B_n − max(a, 0) (spec rule §6.4a: offsets, not absolute times, in float32). Layout
-ops act on spike times unchanged. Every other reader gets the synaptic read x = B_n − tau, the
-PSP that a spike has integrated by the reader's window start (with the window correction of a
-skip input included). MaxPool reads it too: the largest read, B_n − min(tau), is the earliest
-spike's (spec §4), and the sign-aware pool s·MaxPool(s·x) takes the latest spike where s = −1;
-one subtraction per layer thus serves pooling and synapses alike. The outputs stay the ANN's logits (the read-out
-potential at t_read). `--ttfs-model a` builds model A instead (see ttfs_model_a).
+Model B1 (default). Every spike tensor holds each spike's lead over its window's end,
+L = t_max − t (spec §6.4 rule a), so L is the activation x and L = 0 is "no spike". Every graph
+input v becomes an `snn.TTFSEncoder` (spike at t = 1 − (v − p)/(q − p)); every ReLU becomes an
+`snn.TTFSNeuron`, whose input is its membrane potential at the window start and whose spike
+comes B_n − a after it. A synapse reads at its layer's window start t_min the PSP
+t_min − t_j = L_j (plus Δ for a skip input from a window that ended Δ earlier, which a bias −W·Δ
+corrects), so the linear ops read the leads unchanged; layout ops move spikes; MaxPool takes
+the largest lead, the earliest spike (the sign-aware pool s·MaxPool(s·L) the latest where
+s = −1). The outputs stay the ANN's logits: the read-out potential at t_read.
+`--ttfs-model a` builds model A instead (see ttfs_model_a).
 
 With --stats the model also outputs, per layer, `spike_times/<layer>` (absolute times),
-`spikes/<layer>` (spikes per sample: tau < B_n) and `synops/<layer>` (synaptic events per
-sample: every spike times the number of non-zero weights it reaches).
+`spikes/<layer>` (spikes per sample: L > 0) and `synops/<layer>` (synaptic events per sample: every
+spike that reaches a linear op, after pooling, times the number of non-zero weights it meets).
 """
 from __future__ import annotations
 
@@ -42,85 +43,44 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     if ctx.options.ttfs_model == "a":
         return ttfs_model_a.build(graph, ctx)
     windows = ctx.metadata["ttfs"]
-    spikes: dict[str, tuple[gs.Tensor, float, float]] = {}  # layer -> (tau, B, t_min)
     for name, entry in ctx.metadata["ttfs_inputs"].items():
-        spikes[name] = (_encode(graph, name, entry), 1.0, 0.0)
-    for node in [n for n in graph.nodes if n.op == "Relu"]:
-        layer = windows["layers"][node.name]
-        node.op, node.domain = "TTFSNeuron", SNN_DOMAIN
-        node.inputs.append(const(f"{node.name}_window", np.asarray(layer["B"], dtype=np.float32)))
-        spikes[node.name] = (node.outputs[0], layer["B"], layer["t_min"])
+        _encode(graph, name, entry)
     stats = []
-    for layer, (tau, width, start) in spikes.items():
-        reads = _SpikeRegion(graph, width).convert(tau)
-        if ctx.options.stats and layer in windows["layers"]:
-            stats += _statistics(graph, layer, tau, width, start, reads)
+    for node in [n for n in graph.nodes if n.op == "Relu"]:
+        node.op, node.domain = "TTFSNeuron", SNN_DOMAIN
+        if ctx.options.stats:
+            stats += _statistics(graph, node.name, node.outputs[0], windows["layers"][node.name]["t_max"])
     graph.outputs.extend(stats)
     ctx.metadata["neuron_layers"] = list(windows["layers"])
     return graph.cleanup().toposort()
 
 
-def _encode(graph: gs.Graph, name: str, entry: dict) -> gs.Tensor:
-    """Replace the input's x̃ = (v − p)/(q − p) by a TTFSEncoder on v; return its spike times."""
+def _encode(graph: gs.Graph, name: str, entry: dict) -> None:
+    """Replace the input's x̃ = (v − p)/(q − p) by a TTFSEncoder on v, which writes the same leads."""
     v = next(t for t in graph.inputs if t.name == name)
     x_tilde = graph.tensors()[entry["encoded"]]
     low, high = entry["range"]
-    times = gs.Variable(fresh_name(f"{name}_spike_times"), dtype=v.dtype, shape=v.shape)
+    leads = gs.Variable(fresh_name(f"{name}_spike_leads"), dtype=v.dtype, shape=v.shape)
     graph.nodes.append(gs.Node("TTFSEncoder", name=fresh_name(f"{name}_encoder"), domain=SNN_DOMAIN,
                                inputs=[v, const("p", np.asarray(low, dtype=np.float32)),
-                                       const("q", np.asarray(high, dtype=np.float32))], outputs=[times]))
+                                       const("q", np.asarray(high, dtype=np.float32))], outputs=[leads]))
     for reader in list(x_tilde.outputs):
         for i, tensor in enumerate(reader.inputs):
             if tensor is x_tilde:
-                reader.inputs[i] = times
-    return times
+                reader.inputs[i] = leads
 
 
-class _SpikeRegion:
-    """Converts the ops between one layer's spike tensor and its readers: layout ops act on the spike
-    times; every other reader gets the synaptic read x = B − tau."""
-
-    def __init__(self, graph: gs.Graph, width: float) -> None:
-        self.graph, self.width = graph, width
-        self.reads: list[gs.Tensor] = []
-
-    def convert(self, tau: gs.Tensor) -> list[gs.Tensor]:
-        """Convert everything downstream of `tau` up to its readers; return the synaptic reads."""
-        readers = [n for n in tau.outputs if n.op not in SPIKE_LAYOUT_OPS | {"Shape"}]
-        for node in [n for n in tau.outputs if n.op in SPIKE_LAYOUT_OPS]:
-            self.convert(node.outputs[0])
-        if readers or tau in self.graph.outputs:
-            self._decode(tau, readers)
-        return self.reads
-
-    def _decode(self, tau: gs.Tensor, readers: list[gs.Node]) -> None:
-        """x = B − tau for the `readers` of `tau` (and for a graph output holding it)."""
-        x = gs.Variable(fresh_name(f"{tau.name}_x"), dtype=tau.dtype, shape=tau.shape)
-        self.graph.nodes.append(gs.Node("Sub", name=fresh_name("synaptic_read"),
-                                        inputs=[const("window", np.asarray(self.width, dtype=np.float32)), tau],
-                                        outputs=[x]))
-        self.reads.append(x)
-        for node in readers:
-            for i, tensor in enumerate(node.inputs):
-                if tensor is tau:
-                    node.inputs[i] = x
-        if tau in self.graph.outputs:
-            index = self.graph.outputs.index(tau)
-            x.name, tau.name = tau.name, fresh_name(tau.name)
-            self.graph.outputs[index] = x
-
-
-def _synaptic_targets(x: gs.Tensor) -> list[tuple[gs.Node, gs.Tensor]]:
-    """The (linear op, tensor it reads) pairs that a synaptic read reaches through pooling (MaxPool
-    and the sign Muls of a sign-aware pool) and layout ops: where its spikes meet synapses."""
+def _synaptic_targets(leads: gs.Tensor) -> list[tuple[gs.Node, gs.Tensor]]:
+    """The (linear op, tensor it reads) pairs that spikes reach through pooling (MaxPool and the sign
+    Muls of a sign-aware pool) and layout ops: where they meet synapses."""
     targets = []
-    for node in x.outputs:
+    for node in leads.outputs:
         if node.op == "Shape":
             continue
         if node.op in SPIKE_LAYOUT_OPS | SPIKE_POOL_OPS or _is_sign(node):
             targets += _synaptic_targets(node.outputs[0])
         else:
-            targets.append((node, x))
+            targets.append((node, leads))
     return targets
 
 
@@ -130,14 +90,15 @@ def _is_sign(node: gs.Node) -> bool:
     return any(v is not None and v.size and np.all(np.abs(v) == 1.0) for v in signs)
 
 
-def _statistics(graph: gs.Graph, layer: str, tau: gs.Tensor, width: float, start: float,
-                reads: list[gs.Tensor]) -> list[gs.Variable]:
+def _statistics(graph: gs.Graph, layer: str, leads: gs.Tensor, t_max: float) -> list[gs.Variable]:
     """Per-sample outputs of one layer: absolute spike times, spike count, and synaptic events (each
     spike that reaches a linear op, after pooling, times its non-zero fan-out there)."""
-    per_sample = list(tau.shape[:1]) if tau.shape else None
+    per_sample = list(leads.shape[:1]) if leads.shape else None
+    zero = const("zero", np.asarray(0.0, dtype=np.float32))
+    targets = _synaptic_targets(leads)  # before the statistics add readers of their own
 
     def emit(op: str, inputs: list, name: str | None = None, shape: list | None = None, **attrs) -> gs.Variable:
-        out = gs.Variable(name or fresh_name(op.lower()), dtype=np.bool_ if op in ("Less", "Greater") else np.float32,
+        out = gs.Variable(name or fresh_name(op.lower()), dtype=np.bool_ if op == "Greater" else np.float32,
                           shape=shape)
         graph.nodes.append(gs.Node(op, name=fresh_name(f"stats_{op}"), inputs=inputs, outputs=[out], attrs=attrs))
         return out
@@ -147,15 +108,16 @@ def _statistics(graph: gs.Graph, layer: str, tau: gs.Tensor, width: float, start
         return emit("ReduceSum", [flat, const("axes", np.asarray([1], dtype=np.int64))], name=name,
                     shape=per_sample, keepdims=0)
 
-    zero = const("zero", np.asarray(0.0, dtype=np.float32))
-    times = emit("Add", [tau, const("t_min", np.asarray(start, dtype=np.float32))],
-                 name=f"{SPIKE_TIMES_PREFIX}{layer}", shape=tau.shape)
-    fired = emit("Cast", [emit("Less", [tau, const("window", np.asarray(width, dtype=np.float32))])], to=1)
-    outputs = [times, per_sample_sum(fired, f"{SPIKES_PREFIX}{layer}")]
+    def spiked(tensor: gs.Tensor) -> gs.Variable:
+        return emit("Cast", [emit("Greater", [tensor, zero])], to=1)
+
+    times = emit("Sub", [const("t_max", np.asarray(t_max, dtype=np.float32)), leads],
+                 name=f"{SPIKE_TIMES_PREFIX}{layer}", shape=leads.shape)
+    outputs = [times, per_sample_sum(spiked(leads), f"{SPIKES_PREFIX}{layer}")]
     events = []
-    for reader, x in (target for read in reads for target in _synaptic_targets(read)):
-        reached = emit("Cast", [emit("Greater", [x, zero])], to=1)  # x = B − tau > 0: a spike in the window
-        fan = fan_out(reader, x)
+    for reader, read in targets:
+        fan = fan_out(reader, read)
+        reached = spiked(read)
         events.append(per_sample_sum(emit("Mul", [reached, const("fan_out", fan)]) if fan is not None else reached,
                                      fresh_name("synops_part")))
     if events:

@@ -82,8 +82,9 @@ def build(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     v = next(t for t in graph.inputs if t.name == name)
     x_tilde = graph.tensors()[entry["encoded"]]
     times = _node(graph, "Cast", [v], to=onnx.TensorProto.DOUBLE)
-    times = _node(graph, "TTFSEncoder", [times, _f64("p", entry["range"][0]), _f64("q", entry["range"][1])],
+    leads = _node(graph, "TTFSEncoder", [times, _f64("p", entry["range"][0]), _f64("q", entry["range"][1])],
                   domain=SNN_DOMAIN)
+    times = _node(graph, "Sub", [_f64("t_max_input", 1.0), leads])  # input window [0, 1]
     reader = x_tilde.outputs[0]
     reader.inputs[reader.inputs.index(x_tilde)] = times
     t_min_prev, stats = 0.0, []

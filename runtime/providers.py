@@ -17,12 +17,17 @@ def default_providers() -> list[str]:
 
 
 def make_session(model: bytes | str, providers: list[str] | None = None,
-                 intra_op_threads: int | None = None) -> ort.InferenceSession:
-    """An InferenceSession on `providers` (default: default_providers()), CPU if CUDA fails to start."""
+                 intra_op_threads: int | None = None, spinning: bool = True) -> ort.InferenceSession:
+    """An InferenceSession on `providers` (default: default_providers()), CPU if CUDA fails to start.
+
+    `spinning=False` stops its worker threads from busy-waiting after each run, so that sessions
+    timed against each other on a few cores do not steal each other's time."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if intra_op_threads:
         options.intra_op_num_threads = intra_op_threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     chosen = providers or default_providers()
     if CUDA in chosen:
         try:

@@ -1,16 +1,18 @@
 """Time-to-first-spike ops of the `snn` domain (spec: ../shared/spec/exact-mapping-ttfs.md).
 
 One spike per neuron codes an activation as the distance of its spike time to the end of the
-layer's window: x = t_max - t. Every op is dtype-generic (float32 or float64: its constants
-take the dtype of its first input) and stateless: a TTFS layer fires at most once per input.
+layer's window: x = t_max - t. The B1 ops carry every spike as that lead over its window end,
+L = t_max - t (spec §6.4 rule a: relative times, "or directly as x"), so that no arithmetic on
+large absolute times loses precision; L = 0 means no spike. Model A works on absolute times in
+float64. Every op is dtype-generic (its constants take the dtype of its first input) and
+stateless: a TTFS layer fires at most once per input.
 
-* `TTFSEncoder(v, p, q) -> t`: input feature v in [p, q] to its spike time t = 1 - (v - p)/(q - p)
-  in the input window [0, 1].
-* `TTFSNeuron(a, window) -> tau`: model B1 (the follow-up's constant-slope neuron, spec §2.2).
-  `a` is the membrane potential that phase I accumulated by t_min (the layer's linear op on the
-  inputs' x = t_min - t_j, plus the bias); phase II ramps it with slope 1 to the threshold
-  `window` = B_n. The spike time relative to t_min is tau = B_n - max(a, 0); tau = B_n is "no
-  spike" (ReLU zero).
+* `TTFSEncoder(v, p, q) -> lead`: input feature v in [p, q] spikes at t = 1 - (v - p)/(q - p) in
+  the input window [0, 1]; its lead is (v - p)/(q - p).
+* `TTFSNeuron(a) -> lead`: model B1 (the follow-up's constant-slope neuron, spec §2.2). `a` is the
+  membrane potential that phase I accumulated by the window start t_min (the layer's linear op on
+  its inputs' leads, which are their PSPs at t_min, plus the bias); phase II ramps it with slope 1
+  to the threshold B_n, so the neuron fires at t = t_max - a when a > 0: lead max(a, 0).
 * `TTFSDenseA(t, J, theta, t_min_prev, t_max) -> t_out`: model A of arXiv 2212.12522 (spec
   §2.1), a dense layer of non-leaky IF neurons with ramp PSPs, a unit integration bias switched
   on at t_min_prev and infinite refractoriness, solved event-exactly (spec §6.2) on absolute
@@ -24,7 +26,7 @@ from onnx import TensorProto, helper
 from .function_parts import SNN_DOMAIN, constant
 
 ENCODER_INPUTS = ("v", "p", "q")
-NEURON_INPUTS = ("a", "window")
+NEURON_INPUTS = ("a",)
 DENSE_A_INPUTS = ("t", "J", "theta", "t_min_prev", "t_max")
 
 
@@ -34,25 +36,35 @@ def _function(name: str, inputs: tuple[str, ...], outputs: list[str], nodes: lis
                                 [helper.make_opsetid("", opset)], doc_string=doc)
 
 
+def _on_flat_view(x: str, y: str, nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """`nodes` computing `flat_y` from `flat_x`, run on x viewed as 1-D and reshaped back to y.
+
+    Elementwise ops in onnxruntime's CPU provider take a slow broadcasting path, up to 50x
+    slower, on tensors whose last axis is 1 (NHWC images with one channel); reshapes are free."""
+    return [constant("flat", [-1]),
+            helper.make_node("Shape", [x], ["x_shape"]),
+            helper.make_node("Reshape", [x, "flat"], ["flat_x"]),
+            *nodes,
+            helper.make_node("Reshape", ["flat_y", "x_shape"], [y])]
+
+
 def build_ttfs_encoder(opset: int) -> onnx.FunctionProto:
-    """`snn.TTFSEncoder(v, p, q) -> t`: t = (q - v) / (q - p) = 1 - (v - p)/(q - p), the spike time
-    of feature v in the input window [0, 1] (v = q fires at 0, v = p at 1); p, q scalars of v's dtype."""
-    nodes = [
-        helper.make_node("Sub", ["q", "v"], ["headroom"]),
+    """`snn.TTFSEncoder(v, p, q) -> lead`: lead = (v - p)/(q - p), the lead over the input window's
+    end of feature v's spike at t = 1 - lead (v = q fires at 0, v = p at 1); p, q scalars of v's dtype."""
+    nodes = _on_flat_view("v", "lead", [
+        helper.make_node("Sub", ["flat_x", "p"], ["above"]),
         helper.make_node("Sub", ["q", "p"], ["span"]),
-        helper.make_node("Div", ["headroom", "span"], ["t"]),
-    ]
-    return _function("TTFSEncoder", ENCODER_INPUTS, ["t"], nodes, opset, build_ttfs_encoder.__doc__)
+        helper.make_node("Div", ["above", "span"], ["flat_y"]),
+    ])
+    return _function("TTFSEncoder", ENCODER_INPUTS, ["lead"], nodes, opset, build_ttfs_encoder.__doc__)
 
 
 def build_ttfs_neuron(opset: int) -> onnx.FunctionProto:
-    """`snn.TTFSNeuron(a, window) -> tau`: B1 neurons; tau = window - max(a, 0), the spike time
-    relative to the layer's t_min (tau = window: no spike). `a` any shape, `window` a scalar."""
-    nodes = [
-        helper.make_node("Relu", ["a"], ["reach"]),
-        helper.make_node("Sub", ["window", "reach"], ["tau"]),
-    ]
-    return _function("TTFSNeuron", NEURON_INPUTS, ["tau"], nodes, opset, build_ttfs_neuron.__doc__)
+    """`snn.TTFSNeuron(a) -> lead`: B1 neurons, lead = max(a, 0) over the window end (no spike: 0).
+
+    A plain elementwise body, so that onnxruntime fuses it into the Conv or Gemm before it."""
+    nodes = [helper.make_node("Relu", ["a"], ["lead"])]
+    return _function("TTFSNeuron", NEURON_INPUTS, ["lead"], nodes, opset, build_ttfs_neuron.__doc__)
 
 
 def _dense_a_sample_body() -> onnx.GraphProto:
