@@ -21,6 +21,7 @@ import onnxruntime as ort
 
 from . import __version__
 from .api import compile_model
+from .bench_spikingjelly import spikingjelly_benchmark
 from .bench_ttfs import run_ttfs_benchmark, ttfs_markdown_section
 from .timing import time_call
 from .errors import SnnError
@@ -59,8 +60,11 @@ def timing(snn: Session, ann: ort.InferenceSession, batch: np.ndarray, steps: tu
 
 
 def run_benchmark(name: str, timesteps: int, norm: str, per_channel: bool, batch_size: int,
-                  repeats: int, cache_dir: str | None, neuron: str = "auto", exporter: str = "legacy") -> dict:
-    from onnx_snn.models.zoo import get_reference
+                  repeats: int, cache_dir: str | None, neuron: str = "auto", exporter: str = "legacy",
+                  spikingjelly_samples: int = 0) -> dict:
+    """Accuracy at every T and timing; with `spikingjelly_samples` > 0 also spikingjelly's converter
+    on the same PyTorch model (its accuracy on that many test images, its time on the same batch)."""
+    from onnx_snn.models.zoo import get_reference, load_torch_model
 
     reference = get_reference(name, cache_dir=cache_dir, exporter=exporter)
     x_test, y_test = reference.load_test()
@@ -73,8 +77,14 @@ def run_benchmark(name: str, timesteps: int, norm: str, per_channel: bool, batch
         snn = Session(snn_path, providers=[CPU])
         report = snn.evaluate(x_test, y_test, timesteps=timesteps, ann=reference.onnx_path, batch_size=batch_size)
         ann = make_session(str(reference.onnx_path), [CPU])
-        speed = timing(snn, ann, x_test[:batch_size], tuple(t for t in TIMED_STEPS if t <= timesteps), repeats)
-    return {
+        steps = tuple(t for t in TIMED_STEPS if t <= timesteps)
+        speed = timing(snn, ann, x_test[:batch_size], steps, repeats)
+    baseline = None
+    if spikingjelly_samples:
+        baseline = spikingjelly_benchmark(load_torch_model(reference), reference.load_calibration(),
+                                          x_test[:spikingjelly_samples], y_test[:spikingjelly_samples], steps,
+                                          batch_size, max(1, repeats // 2))
+    return {"spikingjelly": baseline,
         "model": name, "exporter": exporter, "neuron": compiled.metadata["neuron"], "onnx_snn": __version__, "onnxruntime": ort.__version__, "machine": _machine(),
         "options": options.as_metadata(), "test_samples": report.samples, "compile_seconds": compile_seconds,
         "ann_accuracy": report.ann_accuracy, "accuracy": report.to_json()["accuracy"],
@@ -127,12 +137,30 @@ def markdown_section(result: dict) -> str:
     for t, row in result["timing"]["per_T"].items():
         lines.append(f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * row['t_x_ann_seconds']:.1f} | "
                      f"{row['ratio']:.2f} |")
+    if result.get("spikingjelly"):
+        lines += ["", *_spikingjelly_lines(result)]
     lines += ["", f"<details><summary>Every T = 1..{len(result['accuracy'])}</summary>", "",
               "| T | SNN accuracy (%) | agreement with ANN (%) |", "|---|---|---|"]
     lines += [f"| {t} | {100 * a:.2f} | {100 * g:.2f} |"
               for t, (a, g) in enumerate(zip(result["accuracy"], result["agreement"]), start=1)]
     lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def _spikingjelly_lines(result: dict) -> list[str]:
+    """The comparison with spikingjelly: time, throughput and accuracy at each timed T."""
+    jelly, batch = result["spikingjelly"], result["timing"]["batch"]
+    lines = [f"spikingjelly {jelly['version']} ann2snn ({jelly['mode']} mode, single-step, {jelly['threads']} torch "
+             f"threads) on the same PyTorch model and batch; its accuracy on the first {jelly['test_samples']} test "
+             "images:", "",
+             "| T | ours (ms) | spikingjelly (ms) | ours / spikingjelly speed-up | ours (samples·T/s) | "
+             "spikingjelly (samples·T/s) | spikingjelly accuracy (%) |", "|---|---|---|---|---|---|---|"]
+    for t, row in result["timing"]["per_T"].items():
+        theirs = jelly["seconds"][t]
+        lines.append(f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * theirs:.1f} | {theirs / row['snn_seconds']:.2f} | "
+                     f"{batch * int(t) / row['snn_seconds']:.0f} | {batch * int(t) / theirs:.0f} | "
+                     f"{100 * jelly['accuracy'][t]:.2f} |")
+    return lines
 
 
 def update_benchmarks_file(path: Path, key: str, section: str) -> None:
@@ -156,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--neuron", default="auto", choices=("auto", "if", "signgd", "ttfs"))
     parser.add_argument("--ttfs-model", default="b1", choices=("b1", "a"))
     parser.add_argument("--exporter", default="legacy", choices=("legacy", "dynamo"))
+    parser.add_argument("--spikingjelly", type=int, default=0, metavar="N",
+                        help="also run spikingjelly's ann2snn on the same PyTorch model, its accuracy on N test images")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--out", default="BENCHMARKS.md", help="markdown file to update")
     parser.add_argument("--json", dest="json_dir", default="benchmarks", help="folder for the JSON results")
@@ -166,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                                         args.exporter)
         else:
             result = run_benchmark(args.model, args.timesteps, args.norm, args.per_channel, args.batch_size,
-                                   args.repeats, args.cache_dir, args.neuron, args.exporter)
+                                   args.repeats, args.cache_dir, args.neuron, args.exporter, args.spikingjelly)
     except SnnError as exc:
         print(f"onnx-snn bench: error: {exc}", file=sys.stderr)
         return 2

@@ -2,7 +2,8 @@
 
 After this pass the graph takes the ANN's inputs plus `timesteps` (int64 scalar, default from
 the options). Everything that does not depend on a neuron runs once on [B, ...]; where such a
-tensor meets the time-varying part it is tiled to [T*B, ...] (t-major). Linear ops run over
+tensor meets the time-varying part it is tiled to [T*B, ...] (t-major), except at an IF neuron,
+which becomes `snn.IFNeuronConstantInput` and reads it once. Linear ops run over
 [T*B, ...]; each neuron scans over T. Every ANN output y becomes the running mean of the output
 layer over t: `<y>_per_step` [T, B, ...] and `<y>` [B, ...] after T steps.
 """
@@ -40,6 +41,9 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     for node in list(graph.nodes):
         if not any(o.name in variant for o in node.outputs) or _role(node) == "encoder":
             continue  # an encoder reads its analog input once, as [B, ...]
+        if node.op == "IFNeuron" and node.inputs[0].name not in variant:
+            node.op = "IFNeuronConstantInput"  # the same current every step: read once, not tiled
+            continue
         for i, tensor in enumerate(node.inputs):
             if _is_batched_data(tensor) and tensor.name not in variant:
                 node.inputs[i] = b.tile_over_time(tensor)

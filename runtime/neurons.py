@@ -7,6 +7,7 @@ same [T*B, ...] layout and its final state [B, ...]. The body scans over T with 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import onnx
@@ -37,37 +38,48 @@ class NeuronOp:
 
 
 def _scan_body(name: str, nodes: list[onnx.NodeProto], state_in: str, x_in: str,
-               state_out: str, spikes_out: str) -> onnx.GraphProto:
+               state_out: str, spikes_out: str, x_type: int = TensorProto.FLOAT) -> onnx.GraphProto:
     return helper.make_graph(
         nodes, name,
         [helper.make_tensor_value_info(state_in, TensorProto.FLOAT, None),
-         helper.make_tensor_value_info(x_in, TensorProto.FLOAT, None)],
+         helper.make_tensor_value_info(x_in, x_type, None)],
         [helper.make_tensor_value_info(state_out, TensorProto.FLOAT, None),
          helper.make_tensor_value_info(spikes_out, TensorProto.FLOAT, None)])
 
 
-def _if_step_soft() -> onnx.GraphProto:
-    """u += x; s = [u >= 1]; u -= s   (membrane in units of the threshold, reset by subtraction)."""
-    return _scan_body("if_soft_step", [
-        helper.make_node("Add", ["u", "x_t"], ["u1"]),
+def _if_step(hard: bool, constant_input: bool) -> onnx.GraphProto:
+    """One IF step in units of the threshold: u += x; s = [u >= 1]; then u -= s (soft reset, by
+    subtraction) or u -= s*u (hard reset, to zero). With `constant_input` the current is the outer
+    `u_in` [B, ...], the same every step, and the scanned element (the step index) is unused."""
+    current = "u_in" if constant_input else "x_t"
+    reset = ([helper.make_node("Mul", ["s", "u1"], ["spent"]), helper.make_node("Sub", ["u1", "spent"], ["u2"])]
+             if hard else [helper.make_node("Sub", ["u1", "s"], ["u2"])])
+    return _scan_body(f"if_{'hard' if hard else 'soft'}_step", [
+        helper.make_node("Add", ["u", current], ["u1"]),
         helper.make_node("GreaterOrEqual", ["u1", "unit"], ["fire"]),
         helper.make_node("Cast", ["fire"], ["s"], to=TensorProto.FLOAT),
-        helper.make_node("Sub", ["u1", "s"], ["u2"]),
-    ], "u", "x_t", "u2", "s")
+        *reset,
+    ], "u", "step" if constant_input else "x_t", "u2", "s",
+        x_type=TensorProto.INT64 if constant_input else TensorProto.FLOAT)
 
 
-def _if_step_hard() -> onnx.GraphProto:
-    """u += x; s = [u >= 1]; u -= s*u   (membrane in units of the threshold, reset to zero)."""
-    return _scan_body("if_hard_step", [
-        helper.make_node("Add", ["u", "x_t"], ["u1"]),
-        helper.make_node("GreaterOrEqual", ["u1", "unit"], ["fire"]),
-        helper.make_node("Cast", ["fire"], ["s"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["s", "u1"], ["spent"]),
-        helper.make_node("Sub", ["u1", "spent"], ["u2"]),
-    ], "u", "x_t", "u2", "s")
+def _constant_input_nodes() -> tuple[list[onnx.NodeProto], dict[str, str]]:
+    """For x [B, ...] the same every step: its current in threshold units `u_in`, a [T] step index
+    sequence `steps` to scan over, the state shape `step_shape` and the spikes' `flat_shape` [T*B, ...]."""
+    return [
+        constant("one", [1]), constant("first", 0), constant("stride", 1),
+        helper.make_node("Div", ["x", "threshold"], ["u_in"]),
+        helper.make_node("Range", ["first", "timesteps", "stride"], ["steps"]),
+        helper.make_node("Shape", ["x"], ["step_shape"]),
+        helper.make_node("Shape", ["x"], ["batch"], end=1),
+        helper.make_node("Shape", ["x"], ["rest"], start=1),
+        helper.make_node("Reshape", ["timesteps", "one"], ["t1"]),
+        helper.make_node("Mul", ["t1", "batch"], ["tb"]),
+        helper.make_node("Concat", ["tb", "rest"], ["flat_shape"], axis=0),
+    ], {"seq": "steps", "step_shape": "step_shape", "flat_shape": "flat_shape"}
 
 
-def build_if_neuron(opset: int) -> onnx.FunctionProto:
+def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionProto:
     """`snn.IFNeuron(x, timesteps, v0) -> (spikes, v_T)`: rate-coded integrate-and-fire neurons.
 
     Attributes: `threshold` (float), `reset` ("soft": subtract the threshold; "hard": to zero),
@@ -78,8 +90,27 @@ def build_if_neuron(opset: int) -> onnx.FunctionProto:
     Dynamics, per step t: v += x_t; s_t = [v >= threshold]; v -= s_t * threshold (soft) or
     v -= s_t * v (hard). The body runs in units of the threshold (u = v / threshold), so the
     input is divided once for all steps, not once per step.
+
+    `snn.IFNeuronConstantInput` (constant_input=True) is the same neuron for a current that is the
+    same at every step (the first layer under a static input): x is [B, ...], read by every step
+    without being tiled to [T*B, ...].
     """
-    seq_nodes, n = time_sequence_nodes("x", "timesteps")
+    if constant_input:
+        seq_nodes, n = _constant_input_nodes()
+        scanned = n["seq"]
+    else:
+        seq_nodes, n = time_sequence_nodes("x", "timesteps")
+        seq_nodes = [*seq_nodes, helper.make_node("Div", [n["seq"], "threshold"], ["u_seq"])]
+        scanned = "u_seq"
+
+    def branch(hard: bool) -> onnx.GraphProto:
+        kind = "hard" if hard else "soft"
+        return helper.make_graph(
+            [helper.make_node("Scan", ["u0", scanned], [f"u_T_{kind}", f"s_{kind}"], num_scan_inputs=1,
+                              body=_if_step(hard, constant_input))], f"{kind}_reset", [],
+            [helper.make_tensor_value_info(f"u_T_{kind}", TensorProto.FLOAT, None),
+             helper.make_tensor_value_info(f"s_{kind}", TensorProto.FLOAT, None)])
+
     nodes = [
         constant_from_attr("threshold", "threshold", "float"),
         constant_from_attr("v_init", "v_init", "float"),
@@ -87,30 +118,19 @@ def build_if_neuron(opset: int) -> onnx.FunctionProto:
         constant("unit", 1.0),
         helper.make_node("Constant", [], ["hard"], value_string="hard"),
         *seq_nodes,
-        helper.make_node("Div", [n["seq"], "threshold"], ["u_seq"]),
         helper.make_node("Div", ["v0", "threshold"], ["u0_given"]),
         helper.make_node("IsNaN", ["u0_given"], ["fresh"]),
         helper.make_node("Where", ["fresh", "v_init", "u0_given"], ["u0_partial"]),
         helper.make_node("Expand", ["u0_partial", n["step_shape"]], ["u0"]),
         helper.make_node("Equal", ["reset", "hard"], ["is_hard"]),
-        helper.make_node(
-            "If", ["is_hard"], ["u_T", "spike_seq"],
-            then_branch=helper.make_graph(
-                [helper.make_node("Scan", ["u0", "u_seq"], ["u_T_hard", "s_hard"], num_scan_inputs=1,
-                                  body=_if_step_hard())], "hard_reset", [],
-                [helper.make_tensor_value_info("u_T_hard", TensorProto.FLOAT, None),
-                 helper.make_tensor_value_info("s_hard", TensorProto.FLOAT, None)]),
-            else_branch=helper.make_graph(
-                [helper.make_node("Scan", ["u0", "u_seq"], ["u_T_soft", "s_soft"], num_scan_inputs=1,
-                                  body=_if_step_soft())], "soft_reset", [],
-                [helper.make_tensor_value_info("u_T_soft", TensorProto.FLOAT, None),
-                 helper.make_tensor_value_info("s_soft", TensorProto.FLOAT, None)])),
+        helper.make_node("If", ["is_hard"], ["u_T", "spike_seq"], then_branch=branch(True),
+                         else_branch=branch(False)),
         helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
         helper.make_node("Mul", ["u_T", "threshold"], ["v_T"]),
     ]
-    defaults = IF_NEURON_DEFAULTS
-    attribute_protos = [helper.make_attribute(k, v) for k, v in defaults.items()]
-    return helper.make_function(SNN_DOMAIN, "IFNeuron", list(IF_NEURON_INPUTS), ["spikes", "v_T"], nodes,
+    attribute_protos = [helper.make_attribute(k, v) for k, v in IF_NEURON_DEFAULTS.items()]
+    name = "IFNeuronConstantInput" if constant_input else "IFNeuron"
+    return helper.make_function(SNN_DOMAIN, name, list(IF_NEURON_INPUTS), ["spikes", "v_T"], nodes,
                                 [helper.make_opsetid("", opset)], attribute_protos=attribute_protos,
                                 doc_string=build_if_neuron.__doc__)
 
@@ -120,6 +140,8 @@ IF_NEURON_INPUTS = ("x", "timesteps", "v0")
 
 NEURON_OPS: dict[str, NeuronOp] = {
     "IFNeuron": NeuronOp("IFNeuron", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS, build_if_neuron),
+    "IFNeuronConstantInput": NeuronOp("IFNeuronConstantInput", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS,
+                                      partial(build_if_neuron, constant_input=True)),
     "SignGDNeuron": NeuronOp("SignGDNeuron", signgd.NEURON_INPUTS, signgd.SCHEDULE_DEFAULTS,
                              signgd.build_signgd_neuron),
     "SignGDBinaryNeuron": NeuronOp("SignGDBinaryNeuron", signgd.BINARY_NEURON_INPUTS, signgd.SCHEDULE_DEFAULTS,

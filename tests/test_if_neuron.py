@@ -11,12 +11,12 @@ from onnx_snn.runtime.neurons import attach_functions
 from neuron_reference import if_neuron
 
 
-def neuron_session(threshold: float, reset: str, v_init: float = 0.5) -> ort.InferenceSession:
-    node = helper.make_node("IFNeuron", ["x", "timesteps", "v0"], ["s", "v_T"], domain="snn",
+def neuron_session(threshold: float, reset: str, v_init: float = 0.5, op: str = "IFNeuron") -> ort.InferenceSession:
+    node = helper.make_node(op, ["x", "timesteps", "v0"], ["s", "v_T"], domain="snn",
                             threshold=threshold, reset=reset, v_init=v_init)
     graph = helper.make_graph(
         [node], "if_neuron",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["TB", 3, 4]),
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["TB" if op == "IFNeuron" else "B", 3, 4]),
          helper.make_tensor_value_info("timesteps", TensorProto.INT64, []),
          helper.make_tensor_value_info("v0", TensorProto.FLOAT, ["B", 3, 4])],
         [helper.make_tensor_value_info("s", TensorProto.FLOAT, ["TB", 3, 4]),
@@ -47,6 +47,20 @@ def test_matches_numpy_reference(reset, timesteps, threshold):
     np.testing.assert_array_equal(spikes, ref_spikes)
     np.testing.assert_array_equal(v_t, ref_v)
     assert set(np.unique(spikes)) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("reset", ["soft", "hard"])
+@pytest.mark.parametrize("timesteps", [1, 9, 64])
+def test_constant_input_neuron_equals_the_tiled_one(reset, timesteps):
+    """IFNeuronConstantInput reads x [B, ...] once for all steps; IFNeuron reads it tiled to [T*B, ...]."""
+    x = np.random.default_rng(timesteps).normal(0.3, 0.6, size=(5, 3, 4)).astype(np.float32)
+    v0 = np.full(x.shape, np.nan, np.float32)
+    v0[0] = 0.25  # one sample starts from a given state
+    tiled, tiled_v = simulate(neuron_session(0.37, reset), np.broadcast_to(x, (timesteps,) + x.shape).copy(), v0)
+    once = neuron_session(0.37, reset, op="IFNeuronConstantInput")
+    spikes, v_t = once.run(None, {"x": x, "timesteps": np.asarray(timesteps, np.int64), "v0": v0})
+    np.testing.assert_array_equal(spikes.reshape(tiled.shape), tiled)
+    np.testing.assert_array_equal(v_t, tiled_v)
 
 
 @pytest.mark.parametrize("reset", ["soft", "hard"])

@@ -1,0 +1,73 @@
+"""The spikingjelly baseline of the benchmark: its ann2snn converter on the same PyTorch model.
+
+spikingjelly (PyPI `spikingjelly`, 2.0) converts with RateCodingRecipe in its 99.9% mode
+(percentile normalization, IF neurons with soft reset) and simulates single-step, T forward
+passes summed, on the CPU with torch's threads set to the machine's cores. Install it without
+its dependencies, which would replace the pinned CPU torch with a CUDA build:
+
+    pip install -e ".[bench]" && pip install --no-deps spikingjelly==2.0.0
+"""
+from __future__ import annotations
+
+import os
+import statistics
+
+import numpy as np
+
+from .errors import SnnError
+from .timing import time_call
+
+MODE = "99.9%"
+
+
+def spikingjelly_available() -> bool:
+    """Whether spikingjelly's ann2snn converter imports (with its small dependency loguru)."""
+    try:
+        from spikingjelly.activation_based.ann2snn import Converter  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def spikingjelly_benchmark(model, calibration: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                           steps: tuple[int, ...], batch_size: int, repeats: int) -> dict:
+    """Convert the PyTorch `model` with spikingjelly; its accuracy after each T in `steps` on
+    (x_test, y_test) and the median time of one T-step run on the first `batch_size` test inputs."""
+    if not spikingjelly_available():
+        raise SnnError("spikingjelly is not installed; run pip install -e \".[bench]\" && "
+                       "pip install --no-deps spikingjelly==2.0.0")
+    import torch
+    from spikingjelly.activation_based import functional
+    from spikingjelly.activation_based.ann2snn import Converter
+    from spikingjelly.activation_based.ann2snn.recipes.rate_coding import RateCodingRecipe
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    loader = [torch.from_numpy(calibration[i:i + batch_size]) for i in range(0, len(calibration), batch_size)]
+    snn = Converter(RateCodingRecipe(dataloader=loader, mode=MODE)).convert(model.eval()).eval()
+
+    def simulate(batch: torch.Tensor, timesteps: int) -> list[torch.Tensor]:
+        """Summed outputs after each step 1..timesteps."""
+        functional.reset_net(snn)
+        total, history = 0, []
+        for _ in range(timesteps):
+            total = total + snn(batch)
+            history.append(total)
+        return history
+
+    correct = np.zeros(max(steps))
+    with torch.no_grad():
+        for start in range(0, len(x_test), batch_size):
+            history = simulate(torch.from_numpy(x_test[start:start + batch_size]), max(steps))
+            labels = y_test[start:start + batch_size]
+            correct += [int((h.argmax(1).numpy() == labels).sum()) for h in history]
+        batch = torch.from_numpy(x_test[:batch_size])
+        seconds = {t: statistics.median(time_call(lambda: simulate(batch, t), repeats)) for t in steps}
+    return {"version": _version(), "mode": MODE, "threads": torch.get_num_threads(),
+            "accuracy": {t: correct[t - 1] / len(x_test) for t in steps}, "seconds": seconds,
+            "test_samples": len(x_test)}
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("spikingjelly")
