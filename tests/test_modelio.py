@@ -56,4 +56,6 @@ def test_dump_after_and_inspect(tmp_path):
         ort.InferenceSession(str(dumped))
     shown = subprocess.run([sys.executable, "-m", "onnx_snn", "inspect", str(out)], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
-    assert "IFNeuron act" in shown.stdout and "λ = " in shown.stdout and "snn.IFNeuron" in shown.stdout
+    # the only neuron layer reads the static input's current: the constant-input IF neuron
+    assert "IFNeuronConstantInput act" in shown.stdout and "λ = " in shown.stdout
+    assert "snn.IFNeuronConstantInput" in shown.stdout
