@@ -13,8 +13,8 @@ the closed form does by decoding every source in its own window. Δ is recorded 
 """
 from __future__ import annotations
 
-import onnx_graphsurgeon as gs
 import numpy as np
+import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
 
