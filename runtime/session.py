@@ -66,6 +66,8 @@ class EvalReport:
         if self.spikes_per_neuron is not None:
             lines.append(f"spikes per neuron {self.spikes_per_neuron:.4f}, synaptic events per sample "
                          f"{sum(self.synops_per_sample.values()):.6g}")
+        else:
+            lines.append("spikes per neuron and synaptic events: compile with --stats to count them")
         if self.latency is not None:
             lines.append(f"latency t_read {self.latency:.6g} (units of tau_c)")
         return "\n".join(lines)
