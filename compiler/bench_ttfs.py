@@ -29,7 +29,8 @@ from onnx_snn.runtime.providers import CPU, make_session
 WARMUP, TIMED = 5, 10
 
 
-def _reference(name: str, cache_dir: str | None, exporter: str):
+def load_reference(name: str, cache_dir: str | None = None, exporter: str = "legacy"):
+    """(Reference, exporter name) of a torch zoo model, or of a Keras zoo one ("keras-..." names)."""
     if name.startswith("keras-"):
         from onnx_snn.models.keras_zoo import get_keras_reference
 
@@ -53,7 +54,7 @@ def paired_timing(snn: ort.InferenceSession, ann: ort.InferenceSession, batch: n
 
 def run_ttfs_benchmark(name: str, ttfs_model: str, batch_size: int, repeats: int, cache_dir: str | None,
                        exporter: str = "legacy") -> dict:
-    reference, exporter = _reference(name, cache_dir, exporter)
+    reference, exporter = load_reference(name, cache_dir, exporter)
     x_test, y_test = reference.load_test()
     options = CompileOptions(neuron="ttfs", ttfs_model=ttfs_model)
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,7 @@ import onnx_graphsurgeon as gs
 from onnx_snn.errors import SnnError
 
 from .base import PassContext
-from .graph_utils import (const, constant_value, fresh_name, node_label, refresh_shapes, replace_uses, set_input,
+from .graph_utils import (bias_vector, const, constant_value, fresh_name, node_label, refresh_shapes, replace_uses, set_input,
                           sole_reader)
 
 NAME = "fold_bn"
@@ -74,7 +74,7 @@ def _foldable_producer(graph: gs.Graph, bn: gs.Node) -> gs.Node | None:
 
 
 def _fold_conv(conv: gs.Node, factor: np.ndarray, offset: np.ndarray) -> bool:
-    weight, bias = constant_value(conv.inputs[1]), _bias_vector(conv, factor.size)
+    weight, bias = constant_value(conv.inputs[1]), bias_vector(conv, factor.size)
     if weight is None or bias is None or weight.shape[0] != factor.size:
         return False
     k = factor.reshape((-1,) + (1,) * (weight.ndim - 1))
@@ -83,7 +83,7 @@ def _fold_conv(conv: gs.Node, factor: np.ndarray, offset: np.ndarray) -> bool:
 
 
 def _fold_gemm(gemm: gs.Node, factor: np.ndarray, offset: np.ndarray) -> bool:
-    weight, bias = constant_value(gemm.inputs[1]), _bias_vector(gemm, factor.size)
+    weight, bias = constant_value(gemm.inputs[1]), bias_vector(gemm, factor.size)
     if weight is None or bias is None or weight.ndim != 2 or gemm.attrs.get("transA", 0):
         return False
     trans_b = gemm.attrs.get("transB", 0)
@@ -106,16 +106,6 @@ def _fold_matmul(matmul: gs.Node, factor: np.ndarray, offset: np.ndarray) -> boo
 
 
 _FOLDERS = {"Conv": _fold_conv, "Gemm": _fold_gemm, "MatMul": _fold_matmul}
-
-
-def _bias_vector(node: gs.Node, channels: int) -> np.ndarray | None:
-    """Input 2 (the bias) as a float64 [channels] vector, zeros when absent; None if variable or per-row."""
-    if len(node.inputs) <= 2 or not node.inputs[2].name:
-        return np.zeros(channels)
-    value = constant_value(node.inputs[2])
-    if value is None or value.size not in (1, channels) or (value.ndim == 2 and value.shape[0] != 1):
-        return None
-    return np.broadcast_to(value.astype(np.float64).reshape(-1), (channels,))
 
 
 def _set_constants(node: gs.Node, weight: np.ndarray, new_weight: np.ndarray, new_bias: np.ndarray) -> None:

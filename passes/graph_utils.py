@@ -142,6 +142,16 @@ def in_default_domain(node: gs.Node) -> bool:
     return (node.domain or "") in ("", "ai.onnx")
 
 
+def bias_vector(node: gs.Node, channels: int) -> np.ndarray | None:
+    """Input 2 (the bias) as a float64 [channels] vector, zeros when absent; None if variable or per-row."""
+    if len(node.inputs) <= 2 or not node.inputs[2].name:
+        return np.zeros(channels)
+    value = constant_value(node.inputs[2])
+    if value is None or value.size not in (1, channels) or (value.ndim == 2 and value.shape[0] != 1):
+        return None
+    return np.broadcast_to(value.astype(np.float64).reshape(-1), (channels,))
+
+
 def set_input(node: gs.Node, index: int, tensor: gs.Tensor) -> None:
     """Make `tensor` input `index` of `node`, appending it when the node has exactly `index` inputs."""
     if index < len(node.inputs):

@@ -15,7 +15,8 @@ import onnx_graphsurgeon as gs
 from .base import PassContext
 from .calibrate import _probe_session
 from .graph_utils import node_label
-from .ttfs_model_a import dense_chain, weights
+from .ttfs_graph import gemm_weights
+from .ttfs_model_a import dense_chain
 
 NAME = "ttfs_audit"
 CONTRACT = ("Pre: windowed TTFS-ready graph (ttfs_windows) and calibration data. Post: graph unchanged; "
@@ -46,7 +47,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
             layer = windows["layers"][relu.name]
             previous = windows["layers"].get(_source_layer(layer))
             before = previous["B"] if previous is not None else 1.0
-            w, b = weights(gemm)
+            w, b = gemm_weights(gemm)
             audit[relu.name]["early_spikes"] += int(np.count_nonzero(
                 early_spike_margin(x.reshape(len(x), -1).astype(np.float64), w, b, before) >= layer["B"]))
     windows["audit"] = audit

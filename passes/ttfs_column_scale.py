@@ -12,7 +12,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from .base import PassContext
-from .ttfs_model_a import dense_chain, set_weights, weights
+from .ttfs_graph import gemm_weights, set_gemm_weights
+from .ttfs_model_a import dense_chain
 
 NAME = "ttfs_column_scale"
 CONTRACT = ("Pre: TTFS-ready dense ReLU chain (model A). Post: same function (float64 maths, rounded once); "
@@ -26,9 +27,9 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     if ctx.options.ttfs_model != "a":
         return graph
     chain = dense_chain(graph, ctx)
-    scaled = bounded_fan_in_sums([weights(gemm) for gemm in chain], UPPER_BOUND, LOWER_BOUND)
+    scaled = bounded_fan_in_sums([gemm_weights(gemm) for gemm in chain], UPPER_BOUND, LOWER_BOUND)
     for gemm, (w, b) in zip(chain, scaled):
-        set_weights(gemm, w, b, np.asarray(gemm.inputs[1].values).dtype)
+        set_gemm_weights(gemm, w, b, np.asarray(gemm.inputs[1].values).dtype)
     return graph
 
 

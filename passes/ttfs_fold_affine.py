@@ -21,8 +21,9 @@ import onnx_graphsurgeon as gs
 from onnx_snn.errors import SnnError
 
 from .base import PassContext
-from .graph_utils import bypass, const, constant_value, fresh_name, node_label, static_shape
-from .ttfs_graph import SPIKE_LAYOUT_OPS, SPIKE_POOL_OPS, apply_layout, encoded_inputs, relu_outputs
+from .graph_utils import bias_vector, bypass, const, constant_value, fresh_name, node_label, set_input, static_shape
+from .ttfs_graph import (SPIKE_LAYOUT_OPS, SPIKE_POOL_OPS, apply_layout, encoded_inputs, gemm_weights, relu_outputs,
+                         set_gemm_weights)
 
 NAME = "ttfs_fold_affine"
 CONTRACT = ("Pre: BN-folded graph with encoded inputs (ttfs_input_range). Post: same function (to float32 "
@@ -154,21 +155,18 @@ def _wrap_in_signs(graph: gs.Graph, pool: gs.Node, signs: np.ndarray) -> None:
 
 
 def _fold_gemm(graph: gs.Graph, gemm: gs.Node, data: gs.Tensor, affine: _Affine, ctx: PassContext) -> None:
-    weight, bias = constant_value(gemm.inputs[1]), _bias(gemm)
-    if (gemm.inputs[0] is not data or weight is None or bias is None or not gemm.attrs.get("transB", 0)
-            or gemm.attrs.get("transA", 0)):
+    weights = gemm_weights(gemm)
+    if gemm.inputs[0] is not data or weights is None:
         raise SnnError("cannot fold an affine map into this Gemm (expected the canonical Gemm(x, W, b, transB=1))",
                        path=ctx.source, node=node_label(gemm), op=gemm.op)
-    scale, shift = affine.scale.reshape(-1), affine.shift.reshape(-1)
-    w64 = weight.astype(np.float64) * float(gemm.attrs.get("alpha", 1.0))
-    new_bias = float(gemm.attrs.get("beta", 1.0)) * bias + w64 @ shift
-    gemm.attrs.update(alpha=1.0, beta=1.0)
-    gemm.inputs[1] = const(f"{gemm.name}_ttfs_weight", (w64 * scale[None, :]).astype(weight.dtype))
-    _set_bias(gemm, new_bias.astype(weight.dtype))
+    w, b = weights
+    set_gemm_weights(gemm, w * affine.scale.reshape(1, -1), b + w @ affine.shift.reshape(-1),
+                     constant_value(gemm.inputs[1]).dtype)
 
 
 def _fold_conv(graph: gs.Graph, conv: gs.Node, data: gs.Tensor, affine: _Affine, ctx: PassContext) -> None:
-    weight, bias = constant_value(conv.inputs[1]), _bias(conv)
+    weight = constant_value(conv.inputs[1])
+    bias = bias_vector(conv, weight.shape[0]) if weight is not None else None
     scale, shift = _per_channel(affine.scale), _per_channel(affine.shift)
     if (conv.inputs[0] is not data or weight is None or bias is None or scale is None or shift is None
             or weight.ndim != 4 or conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET")):
@@ -184,7 +182,7 @@ def _fold_conv(graph: gs.Graph, conv: gs.Node, data: gs.Tensor, affine: _Affine,
     uniform = bias_map.reshape(bias_map.shape[1], -1)
     conv.inputs[1] = const(f"{conv.name}_ttfs_weight", new_weight.astype(weight.dtype))
     if np.allclose(uniform, uniform[:, :1], rtol=0.0, atol=1e-12 * max(1.0, float(np.abs(uniform).max()))):
-        _set_bias(conv, (bias + uniform[:, 0]).astype(weight.dtype))
+        set_input(conv, 2, const(f"{conv.name}_ttfs_bias", (bias + uniform[:, 0]).astype(weight.dtype)))
         return
     result = conv.outputs[0]
     raw = gs.Variable(fresh_name(f"{conv.name}_before_bias_map"), dtype=result.dtype, shape=result.shape)
@@ -192,24 +190,6 @@ def _fold_conv(graph: gs.Graph, conv: gs.Node, data: gs.Tensor, affine: _Affine,
     graph.nodes.append(gs.Node("Add", name=fresh_name(f"{conv.name}_bias_map"),
                                inputs=[raw, const(f"{conv.name}_bias_map", bias_map.astype(weight.dtype))],
                                outputs=[result]))
-
-
-def _bias(node: gs.Node) -> np.ndarray | None:
-    """The bias (input 2) as float64 [out], zeros when absent; None if it is not a constant vector."""
-    out = constant_value(node.inputs[1]).shape[0]
-    if len(node.inputs) < 3 or not node.inputs[2].name:
-        return np.zeros(out)
-    value = constant_value(node.inputs[2])
-    return None if value is None or value.size not in (1, out) else np.broadcast_to(
-        value.astype(np.float64).reshape(-1), (out,)).copy()
-
-
-def _set_bias(node: gs.Node, bias: np.ndarray) -> None:
-    tensor = const(f"{node.name}_ttfs_bias", bias)
-    if len(node.inputs) < 3:
-        node.inputs.append(tensor)
-    else:
-        node.inputs[2] = tensor
 
 
 def _bias_map(conv: gs.Node, weight: np.ndarray, shift: np.ndarray) -> np.ndarray:

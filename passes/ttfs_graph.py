@@ -11,6 +11,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from .base import PassContext
+from .graph_utils import bias_vector, const, constant_value, set_input
 
 #: ops that only move elements: on spike times they act unchanged (spec §4)
 SPIKE_LAYOUT_OPS = frozenset({"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze"})
@@ -41,3 +42,23 @@ def apply_layout(node: gs.Node, array: np.ndarray) -> np.ndarray:
     if shape is None or any(not isinstance(d, int) for d in shape[1:]):
         raise ValueError(f"{node.name}: output shape {shape} is not static beyond the batch axis")
     return array.reshape([1] + list(shape[1:]))
+
+
+def gemm_weights(gemm: gs.Node) -> tuple[np.ndarray, np.ndarray] | None:
+    """(W [out, in], b [out]) in float64, alpha and beta applied, of a canonical Gemm(x, W, b,
+    transB=1) with constant W and b; None for any other Gemm."""
+    weight = constant_value(gemm.inputs[1]) if len(gemm.inputs) > 1 else None
+    if weight is None or weight.ndim != 2 or not gemm.attrs.get("transB", 0) or gemm.attrs.get("transA", 0):
+        return None
+    bias = bias_vector(gemm, weight.shape[0])
+    if bias is None:
+        return None
+    return (weight.astype(np.float64) * float(gemm.attrs.get("alpha", 1.0)),
+            bias * float(gemm.attrs.get("beta", 1.0)))
+
+
+def set_gemm_weights(gemm: gs.Node, w: np.ndarray, b: np.ndarray, dtype) -> None:
+    """Give the Gemm fresh W and b constants of `dtype`, with alpha = beta = 1."""
+    gemm.attrs.update(alpha=1.0, beta=1.0)
+    gemm.inputs[1] = const(f"{gemm.name}_weight", w.astype(dtype))
+    set_input(gemm, 2, const(f"{gemm.name}_bias", b.astype(dtype)))

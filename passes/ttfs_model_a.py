@@ -19,8 +19,8 @@ from onnx_snn.errors import SnnError
 from onnx_snn.runtime.contract import SPIKE_TIMES_PREFIX, SPIKES_PREFIX, SYNOPS_PREFIX
 
 from .base import PassContext
-from .graph_utils import SNN_DOMAIN, const, constant_value, fresh_name, node_label
-from .ttfs_graph import SPIKE_LAYOUT_OPS
+from .graph_utils import SNN_DOMAIN, const, fresh_name, node_label
+from .ttfs_graph import SPIKE_LAYOUT_OPS, gemm_weights
 
 
 def dense_chain(graph: gs.Graph, ctx: PassContext) -> list[gs.Node]:
@@ -39,8 +39,7 @@ def dense_chain(graph: gs.Graph, ctx: PassContext) -> list[gs.Node]:
         if node.op in SPIKE_LAYOUT_OPS and not gemms:
             tensor = node.outputs[0]
             continue
-        weight = constant_value(node.inputs[1]) if node.op == "Gemm" and len(node.inputs) > 1 else None
-        if weight is None or not node.attrs.get("transB", 0) or node.attrs.get("transA", 0):
+        if node.op != "Gemm" or gemm_weights(node) is None:
             _refuse(node, ctx)
         gemms.append(node)
         after = node.outputs[0].outputs
@@ -55,23 +54,6 @@ def dense_chain(graph: gs.Graph, ctx: PassContext) -> list[gs.Node]:
 def _refuse(node: gs.Node, ctx: PassContext) -> None:
     raise SnnError("--ttfs-model a converts dense ReLU chains only (Flatten → Gemm → Relu → … → Gemm)",
                    path=ctx.source, node=node_label(node), op=node.op, hint="use the default --ttfs-model b1")
-
-
-def weights(gemm: gs.Node) -> tuple[np.ndarray, np.ndarray]:
-    """(W [out, in], b [out]) of a canonical Gemm in float64, alpha and beta applied."""
-    w = constant_value(gemm.inputs[1]).astype(np.float64) * float(gemm.attrs.get("alpha", 1.0))
-    b = constant_value(gemm.inputs[2]).astype(np.float64).reshape(-1) if len(gemm.inputs) > 2 else np.zeros(len(w))
-    return w, np.broadcast_to(b * float(gemm.attrs.get("beta", 1.0)), (len(w),)).copy()
-
-
-def set_weights(gemm: gs.Node, w: np.ndarray, b: np.ndarray, dtype) -> None:
-    """Give the Gemm new W and b constants of `dtype` (alpha = beta = 1)."""
-    gemm.attrs.update(alpha=1.0, beta=1.0)
-    gemm.inputs[1] = const(f"{gemm.name}_weight", w.astype(dtype))
-    if len(gemm.inputs) > 2:
-        gemm.inputs[2] = const(f"{gemm.name}_bias", b.astype(dtype))
-    else:
-        gemm.inputs.append(const(f"{gemm.name}_bias", b.astype(dtype)))
 
 
 def build(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
@@ -91,7 +73,7 @@ def build(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     for gemm, successor in zip(chain[:-1], chain[1:]):
         relu = gemm.outputs[0].outputs[0]
         layer = windows["layers"][relu.name]
-        w, b = weights(gemm)
+        w, b = gemm_weights(gemm)
         if np.any(w.sum(axis=1) >= 1.0):
             raise SnnError("a fan-in weight sum is ≥ 1 (model A needs S_i < 1: run column scaling)",
                            path=ctx.source, node=node_label(gemm), op=gemm.op)
@@ -106,11 +88,11 @@ def build(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         gemm.outputs.clear()
         out.dtype = np.float64
         if ctx.options.stats:
-            fan_out = (weights(successor)[0] != 0).sum(axis=0).astype(np.float32)
+            fan_out = (gemm_weights(successor)[0] != 0).sum(axis=0).astype(np.float32)
             stats += _statistics(graph, relu.name, out, layer["t_max"], fan_out, list(out.shape or ["N", None]))
         t_min_prev = layer["t_min"]
     readout = chain[-1]
-    w, b = weights(readout)
+    w, b = gemm_weights(readout)
     decoded = _node(graph, "Sub", [_f64("t_read", windows["t_read"]), readout.inputs[0]])
     logits = readout.outputs[0]
     readout.inputs = [decoded, const(f"{readout.name}_weight", w), const(f"{readout.name}_bias", b)]

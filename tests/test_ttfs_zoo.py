@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from onnx_snn.api import compile_model
+from onnx_snn.bench_ttfs import load_reference
 from onnx_snn.options import CompileOptions
 from onnx_snn.runtime import Session
 from onnx_snn.runtime.session import AnnRunner
@@ -27,12 +28,7 @@ TORCH = ("fashion-ttfs-dense", "fashion-ttfs-lenet", "fashion-ttfs-vgg")
 def _reference(name: str):
     if name.startswith("keras-"):
         pytest.importorskip("tf2onnx")
-        from onnx_snn.models.keras_zoo import get_keras_reference
-
-        return get_keras_reference(name)
-    from onnx_snn.models.zoo import get_reference
-
-    return get_reference(name)
+    return load_reference(name)[0]
 
 
 def _disagreements_beyond_ties(snn: np.ndarray, ann: np.ndarray) -> int:
