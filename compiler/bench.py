@@ -26,6 +26,7 @@ from .bench_ttfs import run_ttfs_benchmark, ttfs_markdown_section
 from .timing import time_call
 from .errors import SnnError
 from .modelio import write_text_atomic
+from .peak_memory import memory_of
 from .options import CompileOptions
 from onnx_snn.runtime import Session
 from onnx_snn.runtime.providers import CPU, make_session
@@ -55,8 +56,9 @@ def timing(snn: Session, ann: ort.InferenceSession, batch: np.ndarray, steps: tu
     rows = {}
     for t in steps:
         median = statistics.median(snn_times[t])
-        rows[t] = {"snn_seconds": median, "t_x_ann_seconds": t * ann_median, "ratio": median / (t * ann_median)}
-    return {"batch": len(batch), "ann_seconds": ann_median, "per_T": rows}
+        rows[t] = {"snn_seconds": median, "t_x_ann_seconds": t * ann_median, "ratio": median / (t * ann_median),
+                   **memory_of(lambda: snn.run(batch, t))}
+    return {"batch": len(batch), "ann_seconds": ann_median, "per_T": rows, "ann": memory_of(lambda: ann.run(None, feed))}
 
 
 def run_benchmark(name: str, timesteps: int, norm: str, per_channel: bool, batch_size: int,
@@ -131,12 +133,17 @@ def markdown_section(result: dict) -> str:
         f"Time on one batch of {result['timing']['batch']}, medians; ANN on onnxruntime "
         f"{1e3 * result['timing']['ann_seconds']:.2f} ms:",
         "",
-        "| T | SNN (ms) | T x ANN (ms) | SNN / (T x ANN) |",
-        "|---|---|---|---|",
+        "| T | SNN (ms) | T x ANN (ms) | SNN / (T x ANN) | SNN peak RSS (MB) | its growth during the run (MB) |",
+        "|---|---|---|---|---|---|",
     ]
     for t, row in result["timing"]["per_T"].items():
         lines.append(f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * row['t_x_ann_seconds']:.1f} | "
-                     f"{row['ratio']:.2f} |")
+                     f"{row['ratio']:.2f} | {_mb(row.get('peak_rss'))} | {_mb(row.get('rss_growth'))} |")
+    if "ann" in result["timing"]:
+        ann_memory = result["timing"]["ann"]
+        lines += ["", f"ANN peak RSS {_mb(ann_memory['peak_rss'])} MB, growth during one call "
+                      f"{_mb(ann_memory['rss_growth'])} MB. Peak RSS is the whole process's (both engines loaded); "
+                      "the growth is the run's own working memory."]
     if result.get("spikingjelly"):
         lines += ["", *_spikingjelly_lines(result)]
     lines += ["", f"<details><summary>Every T = 1..{len(result['accuracy'])}</summary>", "",
@@ -154,13 +161,19 @@ def _spikingjelly_lines(result: dict) -> list[str]:
              f"threads) on the same PyTorch model and batch; its accuracy on the first {jelly['test_samples']} test "
              "images:", "",
              "| T | ours (ms) | spikingjelly (ms) | ours / spikingjelly speed-up | ours (samples·T/s) | "
-             "spikingjelly (samples·T/s) | spikingjelly accuracy (%) |", "|---|---|---|---|---|---|---|"]
+             "spikingjelly (samples·T/s) | ours: RSS growth (MB) | spikingjelly: RSS growth (MB) | "
+             "spikingjelly accuracy (%) |", "|---|---|---|---|---|---|---|---|---|"]
     for t, row in result["timing"]["per_T"].items():
         theirs = jelly["seconds"][t]
         lines.append(f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * theirs:.1f} | {theirs / row['snn_seconds']:.2f} | "
                      f"{batch * int(t) / row['snn_seconds']:.0f} | {batch * int(t) / theirs:.0f} | "
+                     f"{_mb(row.get('rss_growth'))} | {_mb(jelly.get('memory', {}).get(t, {}).get('rss_growth'))} | "
                      f"{100 * jelly['accuracy'][t]:.2f} |")
     return lines
+
+
+def _mb(value: int | None) -> str:
+    return "–" if value is None else f"{value / 1e6:.0f}"
 
 
 def update_benchmarks_file(path: Path, key: str, section: str) -> None:

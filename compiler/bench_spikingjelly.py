@@ -15,6 +15,7 @@ import statistics
 import numpy as np
 
 from .errors import SnnError
+from .peak_memory import memory_of
 from .timing import time_call
 
 MODE = "99.9%"
@@ -62,8 +63,9 @@ def spikingjelly_benchmark(model, calibration: np.ndarray, x_test: np.ndarray, y
             correct += [int((h.argmax(1).numpy() == labels).sum()) for h in history]
         batch = torch.from_numpy(x_test[:batch_size])
         seconds = {t: statistics.median(time_call(lambda: simulate(batch, t), repeats)) for t in steps}
+        memory = {t: memory_of(lambda: simulate(batch, t)) for t in steps}
     return {"version": _version(), "mode": MODE, "threads": torch.get_num_threads(),
-            "accuracy": {t: correct[t - 1] / len(x_test) for t in steps}, "seconds": seconds,
+            "accuracy": {t: correct[t - 1] / len(x_test) for t in steps}, "seconds": seconds, "memory": memory,
             "test_samples": len(x_test)}
 
 

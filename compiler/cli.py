@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--ann", help="the source ANN, to report argmax agreement and logit error")
     e.add_argument("--timesteps", type=int, default=None, help="T (default: the compiled T)")
     e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--max-memory", metavar="SIZE", default=None,
+                   help="working-memory budget of one batch, e.g. 2GB or 512MiB: larger runs go in batch and "
+                        "time chunks, with identical results")
     e.add_argument("--json", dest="json_path", help="also write the report as JSON here")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     e.set_defaults(handler=_eval)
@@ -143,8 +146,10 @@ def _verify(path: str) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from .arrays import labels_of, load_arrays, model_inputs
     from onnx_snn.runtime import Session
+    from onnx_snn.runtime.memory import parse_size
 
-    session = Session(args.model)
+    budget = parse_size(args.max_memory) if args.max_memory is not None else None
+    session = Session(args.model, max_memory=budget)
     arrays = load_arrays(args.data)
     inputs = model_inputs(arrays, session.input_names, args.data)
     labels = labels_of(arrays, args.data)

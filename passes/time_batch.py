@@ -5,7 +5,7 @@ the options). Everything that does not depend on a neuron runs once on [B, ...];
 tensor meets the time-varying part it is tiled to [T*B, ...] (t-major), except at an IF neuron,
 which becomes `snn.IFNeuronConstantInput` and reads it once. Linear ops run over
 [T*B, ...]; each neuron scans over T. Every ANN output y becomes the running mean of the output
-layer over t: `<y>_per_step` [T, B, ...] and `<y>` [B, ...] after T steps.
+layer over t (`snn.RateDecoder`): `<y>_per_step` [T, B, ...] and `<y>` [B, ...] after T steps.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .graph_utils import SNN_DOMAIN, fresh_name, is_activation
 
 NAME = "time_batch"
 CONTRACT = ("Pre: spikified graph (one-step neurons). Post: graph over T timesteps with time folded into "
-            "the batch; outputs <y> [B,...] and <y>_per_step [T,B,...] decoded as running means.")
+            "the batch; outputs <y> [B,...] and <y>_per_step [T,B,...] decoded as running means by snn.RateDecoder.")
 
 
 
@@ -56,7 +56,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
             outputs += [out, per_step]
             continue
         source = out if out.name in variant else b.tile_over_time(out)
-        outputs += list(b.running_mean(source, out))
+        outputs += list(b.rate_decoder(source, out))
     if ctx.options.stats:
         outputs += [b.spike_count(n.outputs[0], f"{SPIKES_PREFIX}{n.name}") for n in stateful
                     if _role(n) == "neuron"]
@@ -123,26 +123,18 @@ class _Builder:
         return self._node("Reshape", [tensor, seq_shape], dtype=tensor.dtype,
                           shape=["T", None] + list(tensor.shape[1:]))
 
-    def running_mean(self, tensor: gs.Tensor, like: gs.Tensor) -> tuple[gs.Variable, gs.Variable]:
-        """The mean over steps 1..t of a [T*B, ...] tensor: (after T steps [B, ...], per step [T, B, ...])."""
-        rank = len(like.shape)
-        seq = self._sequence(tensor)
-        total = self._node("CumSum", [seq, self._i64(0)], dtype=like.dtype)
-        count = self._node("Range", [self._i64(1), self._node("Add", [self.timesteps, self._i64(1)],
-                                                              dtype=np.int64, shape=[]), self._i64(1)],
-                           dtype=np.int64, shape=["T"])
-        count = self._node("Cast", [count], to=1, shape=["T"])
-        count = self._node("Reshape", [count, self._i64([-1] + [1] * rank)], shape=["T"] + [1] * rank)
-        batch = self.batch
-        per_step = gs.Variable(like.name + PER_STEP_SUFFIX, dtype=like.dtype, shape=["T", batch] + list(like.shape[1:]))
-        self.graph.nodes.append(gs.Node("Div", name=fresh_name("running_mean"), inputs=[total, count],
-                                        outputs=[per_step]))
-        last = self._node("Sub", [self.timesteps, self._i64(1)], dtype=np.int64, shape=[])
-        name = like.name
+    def rate_decoder(self, tensor: gs.Tensor, like: gs.Tensor) -> tuple[gs.Variable, gs.Variable]:
+        """An `snn.RateDecoder` of a [T*B, ...] tensor, fresh at step 0: its mean over steps 1..t,
+        (after T steps [B, ...] named like `like`, per step [T, B, ...])."""
+        name, batch = like.name, self.batch
         like.name = fresh_name(name)
         final = gs.Variable(name, dtype=like.dtype, shape=[batch] + list(like.shape[1:]))
-        self.graph.nodes.append(gs.Node("Gather", name=fresh_name("after_T_steps"), inputs=[per_step, last],
-                                        outputs=[final], attrs={"axis": 0}))
+        per_step = gs.Variable(name + PER_STEP_SUFFIX, dtype=like.dtype, shape=["T", batch] + list(like.shape[1:]))
+        total = gs.Variable(fresh_name(f"{name}_sum_T"), dtype=like.dtype)
+        fresh = gs.Constant(fresh_name("fresh_sum"), np.asarray(np.nan, dtype=np.float32))
+        self.graph.nodes.append(gs.Node("RateDecoder", name=fresh_name("rate_decoder"), domain=SNN_DOMAIN,
+                                        inputs=[tensor, self.timesteps, fresh, self._i64(0)],
+                                        outputs=[per_step, final, total]))
         return final, per_step
 
     def spike_count(self, spikes: gs.Tensor, name: str) -> gs.Variable:

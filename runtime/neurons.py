@@ -13,7 +13,7 @@ from typing import Callable
 import onnx
 from onnx import TensorProto, helper
 
-from . import signgd, ttfs
+from . import rate_decoder, signgd, ttfs
 from .function_parts import SNN_DOMAIN, SNN_DOMAIN_VERSION, constant, constant_from_attr, time_sequence_nodes
 
 
@@ -24,6 +24,11 @@ class NeuronOp:
     `role` is "neuron", "encoder" (analog input to spikes) or "decoder" (spikes to the output
     after every step: its first output is [T, B, ...], its second [B, ...]) for the rate-coded
     ops over T timesteps, and "ttfs" for the one-spike ops of runtime/ttfs.py (no time axis).
+    `states` pairs each state input (NaN: fresh) with the output that carries it after the last
+    step, and names the data inputs whose per-step shape it has (the broadcast of them);
+    `step_offset` names the int64 input counting the steps already done, for ops whose
+    dynamics depend on the absolute step. Feeding a run's final states and step count into the
+    next run continues the simulation exactly (runtime.stateful).
     """
 
     name: str
@@ -31,6 +36,8 @@ class NeuronOp:
     defaults: dict[str, float | str]
     build: Callable[[int], onnx.FunctionProto]
     role: str = "neuron"
+    states: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    step_offset: str | None = None
 
     def input_index(self, name: str) -> int:
         """Position of the input called `name`."""
@@ -138,18 +145,27 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
 IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "reset": "soft", "v_init": 0.5}
 IF_NEURON_INPUTS = ("x", "timesteps", "v0")
 
+_IF_STATE = (("v0", "v_T", ("x",)),)
+_SIGNGD_STATE = (("x0", "x_T", ("z",)), ("v0", "v_T", ("z",)))
+_SIGNGD_BINARY_STATE = (("xp0", "xp_T", ("zp",)), ("xq0", "xq_T", ("zq",)), ("v0", "v_T", ("zp", "zq")))
+
 NEURON_OPS: dict[str, NeuronOp] = {
-    "IFNeuron": NeuronOp("IFNeuron", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS, build_if_neuron),
+    "IFNeuron": NeuronOp("IFNeuron", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS, build_if_neuron, states=_IF_STATE),
     "IFNeuronConstantInput": NeuronOp("IFNeuronConstantInput", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS,
-                                      partial(build_if_neuron, constant_input=True)),
+                                      partial(build_if_neuron, constant_input=True), states=_IF_STATE),
+    "RateDecoder": NeuronOp("RateDecoder", rate_decoder.DECODER_INPUTS, {}, rate_decoder.build_rate_decoder,
+                            role="decoder", states=(("s0", "s_T", ("z",)),), step_offset="t0"),
     "SignGDNeuron": NeuronOp("SignGDNeuron", signgd.NEURON_INPUTS, signgd.SCHEDULE_DEFAULTS,
-                             signgd.build_signgd_neuron),
+                             signgd.build_signgd_neuron, states=_SIGNGD_STATE, step_offset="t0"),
     "SignGDBinaryNeuron": NeuronOp("SignGDBinaryNeuron", signgd.BINARY_NEURON_INPUTS, signgd.SCHEDULE_DEFAULTS,
-                                   signgd.build_signgd_binary_neuron),
+                                   signgd.build_signgd_binary_neuron, states=_SIGNGD_BINARY_STATE,
+                                   step_offset="t0"),
     "SignGDEncoder": NeuronOp("SignGDEncoder", signgd.ENCODER_INPUTS, signgd.ENCODER_DEFAULTS,
-                              signgd.build_signgd_encoder, role="encoder"),
+                              signgd.build_signgd_encoder, role="encoder", states=(("f0", "f_T", ("x",)),),
+                              step_offset="t0"),
     "SignGDDecoder": NeuronOp("SignGDDecoder", signgd.DECODER_INPUTS, signgd.SCHEDULE_DEFAULTS,
-                              signgd.build_signgd_decoder, role="decoder"),
+                              signgd.build_signgd_decoder, role="decoder", states=(("y0", "y_T", ("z",)),),
+                              step_offset="t0"),
     "TTFSEncoder": NeuronOp("TTFSEncoder", ttfs.ENCODER_INPUTS, {}, ttfs.build_ttfs_encoder, role="ttfs"),
     "TTFSNeuron": NeuronOp("TTFSNeuron", ttfs.NEURON_INPUTS, {}, ttfs.build_ttfs_neuron, role="ttfs"),
     "TTFSDenseA": NeuronOp("TTFSDenseA", ttfs.DENSE_A_INPUTS, {}, ttfs.build_ttfs_dense_a, role="ttfs"),

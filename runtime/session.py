@@ -13,8 +13,9 @@ from tqdm import tqdm
 from onnx_snn.errors import SnnError
 
 from .contract import PER_STEP_SUFFIX, SPIKE_TIMES_PREFIX, SPIKES_PREFIX, SYNOPS_PREFIX, TIMESTEPS_INPUT
+from .memory import bytes_per_sample_step, plan_chunks
 from .providers import CPU, CUDA, make_session
-
+from .stepper import SimulationState, Stepper
 
 
 @dataclass
@@ -28,6 +29,22 @@ class RunResult:
     spikes: dict[str, np.ndarray] = field(default_factory=dict)
     synops: dict[str, np.ndarray] = field(default_factory=dict)
     spike_times: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @staticmethod
+    def over_time(parts: list[RunResult]) -> RunResult:
+        """The run made of consecutive time chunks of one batch (rate-coded models)."""
+        spikes = {name: sum(p.spikes[name] for p in parts) for name in parts[0].spikes}
+        return RunResult(parts[-1].logits, np.concatenate([p.per_step for p in parts]), spikes)
+
+    @staticmethod
+    def over_batch(parts: list[RunResult]) -> RunResult:
+        """The run made of consecutive batch chunks, each over all steps."""
+        def joined(field_name: str) -> dict[str, np.ndarray]:
+            first = getattr(parts[0], field_name)
+            return {name: np.concatenate([getattr(p, field_name)[name] for p in parts]) for name in first}
+        return RunResult(np.concatenate([p.logits for p in parts]),
+                         np.concatenate([p.per_step for p in parts], axis=1),
+                         joined("spikes"), joined("synops"), joined("spike_times"))
 
 
 @dataclass
@@ -107,15 +124,29 @@ class EvalReport:
 
 
 class Session:
-    """A compiled SNN loaded into onnxruntime (CUDA when available, else CPU)."""
+    """A compiled SNN loaded into onnxruntime (CUDA when available, else CPU).
+
+    `max_memory` (bytes) bounds the working memory of `run`: a batch whose time-folded tensors
+    would need more is run in batch chunks and, below MIN_BATCH_CHUNK samples, time chunks that
+    carry every neuron's state, with the same result bit for bit (runtime.memory). It does not
+    count the loaded model, the interpreter or the caller's arrays. `stream` advances a
+    simulation that persists between calls; `reset` starts it afresh.
+    """
 
     def __init__(self, model: str | os.PathLike | onnx.ModelProto, providers: list[str] | None = None,
-                 intra_op_threads: int | None = None) -> None:
+                 intra_op_threads: int | None = None, max_memory: int | None = None) -> None:
         source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
         if not isinstance(model, onnx.ModelProto) and not os.path.isfile(source):
             raise SnnError("model file not found; check the path", path=source)
+        if max_memory is not None and max_memory <= 0:
+            raise SnnError(f"max_memory must be a positive number of bytes, got {max_memory}")
+        self._source, self._providers, self._threads = model, providers, intra_op_threads
+        self.max_memory = max_memory
+        self._stepper: Stepper | None = None
+        self._stream: SimulationState | None = None
+        self._unit_bytes: int | None = None
         try:
-            self._session = make_session(source, providers, intra_op_threads)
+            self._session = self._make(source)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
             raise SnnError(f"onnxruntime cannot load it ({str(exc).splitlines()[0][:200]})",
                            path=source if isinstance(source, str) else "<model>") from None
@@ -140,11 +171,32 @@ class Session:
         self.spike_time_names = [o for o in outputs if o.startswith(SPIKE_TIMES_PREFIX)]
         self.input_names = [i.name for i in self._session.get_inputs() if i.name != TIMESTEPS_INPUT]
         self.default_timesteps = 1 if self.ttfs is not None else int(self.options.get("timesteps", 32))
+        if max_memory is not None and self.ttfs is None:
+            self._unit_bytes = bytes_per_sample_step(self._model())
+            plan_chunks(1, 1, max_memory, self._unit_bytes)  # refuses a budget below one sample-step
 
     @property
     def providers(self) -> list[str]:
         """The execution providers the session really uses."""
         return self._session.get_providers()
+
+    def _make(self, model: str | bytes):
+        """An onnxruntime session with this Session's providers and threads; under a memory budget
+        without a memory pattern, which would hold every intermediate tensor of a run at once."""
+        return make_session(model, self._providers, self._threads, memory_pattern=self.max_memory is None)
+
+    def _model(self) -> onnx.ModelProto:
+        if isinstance(self._source, onnx.ModelProto):
+            return self._source
+        from onnx_snn.modelio import load_model
+        return load_model(self._source)
+
+    @property
+    def stepper(self) -> Stepper:
+        """The stateful form of the model (runtime.stepper), loaded at first use."""
+        if self._stepper is None:
+            self._stepper = Stepper(self._model(), self._make)
+        return self._stepper
 
     def _feed(self, inputs: np.ndarray | Mapping[str, np.ndarray], timesteps: int | None) -> dict:
         if not isinstance(inputs, Mapping):
@@ -162,25 +214,74 @@ class Session:
             feed[TIMESTEPS_INPUT] = np.asarray(t, dtype=np.int64)
         return feed
 
-    def run(self, inputs: np.ndarray | Mapping[str, np.ndarray], timesteps: int | None = None) -> RunResult:
-        """Simulate `timesteps` steps (default: the compiled T; TTFS models: one read-out) on one batch."""
+    @property
+    def _result_names(self) -> list[str]:
         stats = self.spike_names + self.synops_names + self.spike_time_names
-        names = [self.output_name] + ([self.per_step_name] if self.per_step_name else []) + stats
-        feed = self._feed(inputs, timesteps)
-        if CUDA in self.providers:
-            binding = self._session.io_binding()
-            for name, value in feed.items():
-                binding.bind_cpu_input(name, value)
-            for name in names:
-                binding.bind_output(name, "cpu")
-            self._session.run_with_iobinding(binding)
-            values = binding.copy_outputs_to_cpu()
-        else:
-            values = self._session.run(names, feed)
-        by_name = dict(zip(names, values))
+        return [self.output_name] + ([self.per_step_name] if self.per_step_name else []) + stats
+
+    def _result(self, by_name: dict[str, np.ndarray]) -> RunResult:
         per_step = by_name[self.per_step_name] if self.per_step_name else by_name[self.output_name][None]
         return RunResult(by_name[self.output_name], per_step, {n: by_name[n] for n in self.spike_names},
                          {n: by_name[n] for n in self.synops_names}, {n: by_name[n] for n in self.spike_time_names})
+
+    def run(self, inputs: np.ndarray | Mapping[str, np.ndarray], timesteps: int | None = None) -> RunResult:
+        """Simulate `timesteps` steps (default: the compiled T; TTFS models: one read-out) on one
+        batch, fresh; in chunks if the session has a memory budget that the whole run exceeds."""
+        feed = self._feed(inputs, timesteps)
+        batch = len(next(v for k, v in feed.items() if k != TIMESTEPS_INPUT))
+        steps = int(feed.get(TIMESTEPS_INPUT, 1))
+        batch_chunk, time_chunk = batch, steps
+        if self._unit_bytes is not None:
+            batch_chunk, time_chunk = plan_chunks(batch, steps, self.max_memory, self._unit_bytes)
+        if (batch_chunk, time_chunk) == (batch, steps):
+            return self._run_whole(feed)
+        parts = []
+        for start in range(0, batch, batch_chunk):
+            part = {k: (v if k == TIMESTEPS_INPUT else v[start:start + batch_chunk]) for k, v in feed.items()}
+            parts.append(self._run_whole(part) if time_chunk == steps else self._run_in_time_chunks(part, time_chunk))
+        return RunResult.over_batch(parts)
+
+    def _run_in_time_chunks(self, feed: dict[str, np.ndarray], chunk: int) -> RunResult:
+        steps = int(feed[TIMESTEPS_INPUT])
+        state = SimulationState(batch=len(next(v for k, v in feed.items() if k != TIMESTEPS_INPUT)))
+        parts = []
+        for start in range(0, steps, chunk):
+            part = {**feed, TIMESTEPS_INPUT: np.asarray(min(chunk, steps - start), dtype=np.int64)}
+            parts.append(self._result(self.stepper.advance(part, self._result_names, state)))
+        return RunResult.over_time(parts)
+
+    def stream(self, inputs: np.ndarray | Mapping[str, np.ndarray], steps: int = 1) -> RunResult:
+        """Advance the persistent simulation by `steps` steps with `inputs` applied at each of them,
+        and return those steps: `per_step` [steps, B, ...] (the read-out after steps t0+1 ..
+        t0+steps), `logits` after the last, and the spikes in these steps. Inputs that change
+        every step (events) are fed with steps=1 per call. The neuron state stays in the
+        session's device memory between calls. The batch size is fixed until `reset`."""
+        if self.ttfs is not None:
+            raise SnnError("a TTFS model has no timesteps to stream; use run()")
+        feed = self._feed(inputs, steps)
+        batch = len(next(v for k, v in feed.items() if k != TIMESTEPS_INPUT))
+        if self._stream is None:
+            self._stream = SimulationState(batch=batch)
+        elif self._stream.batch != batch:
+            raise SnnError(f"the stream runs a batch of {self._stream.batch}, got {batch}; call reset() first")
+        return self._result(self.stepper.advance(feed, self._result_names, self._stream))
+
+    @property
+    def steps_streamed(self) -> int:
+        """Steps the stream has run since the last reset."""
+        return 0 if self._stream is None else self._stream.steps_done
+
+    def reset(self) -> None:
+        """Start the stream afresh: every neuron at its initial state, step 0, any batch size."""
+        self._stream = None
+
+    def _run_whole(self, feed: dict[str, np.ndarray]) -> RunResult:
+        """One fresh run of `feed`; on CUDA through the stateful form (IOBinding: no host copies of
+        state, and `timesteps` bindable)."""
+        if CUDA in self.providers and self.ttfs is None:
+            state = SimulationState(batch=len(next(v for k, v in feed.items() if k != TIMESTEPS_INPUT)))
+            return self._result(self.stepper.advance(feed, self._result_names, state))
+        return self._result(dict(zip(self._result_names, self._session.run(self._result_names, feed))))
 
     def evaluate(self, data: np.ndarray | Mapping[str, np.ndarray], labels: np.ndarray,
                  timesteps: int | None = None, ann: str | os.PathLike | None = None, batch_size: int = 256,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -165,3 +166,21 @@ def test_auto_picks_if_for_relu_nets_and_signgd_otherwise(tmp_path, fixture, neu
     assert f"{neuron} neuron layers" in result.stdout and "PASS" in result.stdout
     shown = run_cli("inspect", str(out))
     assert f"neuron type: {neuron} (chosen by --neuron auto)" in shown.stdout
+
+
+def test_eval_under_a_memory_budget_reports_the_same(relu_model, tmp_path):
+    model_path, calib = relu_model
+    snn = tmp_path / "snn.onnx"
+    assert run_cli("compile", str(model_path), "-o", str(snn), "--calib", str(calib), "-q").returncode == 0
+    data = tmp_path / "d.npz"
+    rng = np.random.default_rng(2)
+    np.savez(data, x=rng.normal(size=(50, 4)).astype(np.float32), y=rng.integers(0, 3, 50))
+    reports = []
+    for extra in ([], ["--max-memory", "2KB"]):
+        out = tmp_path / f"report{len(reports)}.json"
+        result = run_cli("eval", str(snn), "--data", str(data), "--json", str(out), "-q", *extra)
+        assert result.returncode == 0, result.stderr
+        reports.append(json.loads(out.read_text()))
+    assert reports[0] == reports[1]
+    assert_user_error(run_cli("eval", str(snn), "--data", str(data), "--max-memory", "lots"), "2GB")
+    assert_user_error(run_cli("eval", str(snn), "--data", str(data), "--max-memory", "8B"), "raise it")

@@ -23,6 +23,28 @@ def test_default_providers_follow_the_installed_build():
     assert default_providers() == expected
 
 
+def test_default_providers_prefer_cuda_where_offered(monkeypatch):
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
+    assert default_providers() == [CUDA, CPU]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CPU])
+    assert default_providers() == [CPU]
+
+
+def test_a_cuda_provider_that_cannot_start_falls_back_to_the_cpu(snn_model, monkeypatch):
+    model, x = snn_model
+    real = ort.InferenceSession
+
+    def no_gpu(source, options=None, providers=None):
+        if CUDA in (providers or []):
+            raise RuntimeError("CUDA_ERROR_NO_DEVICE")
+        return real(source, options, providers=providers)
+
+    monkeypatch.setattr(ort, "InferenceSession", no_gpu)
+    session = Session(model, providers=[CUDA, CPU])
+    assert session.providers == [CPU]
+    np.testing.assert_array_equal(session.run(x[:3]).per_step, Session(model, providers=[CPU]).run(x[:3]).per_step)
+
+
 def test_cpu_session_runs_every_step(snn_model):
     model, x = snn_model
     session = Session(model, providers=[CPU])
@@ -40,7 +62,13 @@ def test_cuda_session_matches_cpu(snn_model):
     gpu = Session(model)
     if CUDA not in gpu.providers:
         pytest.skip("onnxruntime-gpu is installed but no CUDA device answered")
-    np.testing.assert_allclose(gpu.run(x).per_step, Session(model, providers=[CPU]).run(x).per_step, atol=1e-5)
+    cpu = Session(model, providers=[CPU]).run(x)
+    np.testing.assert_allclose(gpu.run(x).per_step, cpu.per_step, atol=1e-5)
+    streamed = np.concatenate([gpu.stream(x, steps).per_step for steps in (3, 13)])
+    np.testing.assert_array_equal(streamed, gpu.run(x).per_step)
+    assert {v.device_name().lower() for v in gpu._stream.values.values()} == {"cuda"}
+    chunked = Session(model, max_memory=1 << 12).run(x)
+    np.testing.assert_allclose(chunked.per_step, cpu.per_step, atol=1e-5)
 
 
 def test_ann_reference_with_tf2onnx_erfc_loads(tf_fixtures):

@@ -1,0 +1,58 @@
+"""Peak resident memory of a block of code (Linux: VmHWM, reset through /proc/self/clear_refs)."""
+from __future__ import annotations
+
+import resource
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+
+@dataclass
+class PeakMemory:
+    """Resident memory in bytes: before the block, and the peak during it (`peak` is the process's
+    peak since start where the kernel cannot reset it; `exact` says which)."""
+
+    before: int = 0
+    peak: int = 0
+    exact: bool = True
+
+    @property
+    def growth(self) -> int:
+        """How far the block raised the resident memory above where it started."""
+        return max(0, self.peak - self.before)
+
+
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+@contextmanager
+def peak_rss() -> Iterator[PeakMemory]:
+    """Measure the peak resident set size during the `with` block."""
+    result = PeakMemory()
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")  # resets VmHWM to the current RSS
+    except OSError:
+        result.exact = False
+    try:
+        result.before = _status_bytes("VmRSS")
+    except OSError:
+        result.exact = False
+    yield result
+    try:
+        result.peak = _status_bytes("VmHWM")
+    except OSError:
+        result.peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        result.exact = False
+
+
+def memory_of(call: Callable[[], object]) -> dict[str, int]:
+    """The process's peak RSS during one `call`, and how far the call raised it (bytes)."""
+    with peak_rss() as memory:
+        call()
+    return {"peak_rss": memory.peak, "rss_growth": memory.growth}
