@@ -1,4 +1,4 @@
-"""The `onnx-snn` command line: compile, eval, inspect and demo subcommands."""
+"""The `onnx-snn` command line: compile, eval, inspect, quantize-weights and demo subcommands."""
 from __future__ import annotations
 
 import argparse
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from .pipeline import PASS_NAMES
-    from .options import CODECS, NEURON_TYPES, RESET_MODES, SCHEDULES, TTFS_MODELS
+    from .options import CODECS, ENCODINGS, NEURON_TYPES, RESET_MODES, SCHEDULES, TTFS_MODELS
 
     parser = argparse.ArgumentParser(prog="onnx-snn", description=__doc__)
     parser.add_argument("--version", action="version", version=f"onnx-snn {__version__}")
@@ -49,11 +49,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--timesteps", type=int, default=32, help="default number of timesteps T (default 32)")
     c.add_argument("--calib", help="calibration inputs, .npy or .npz (key = input name, or x)")
     c.add_argument("--calib-batches", type=int, default=None, help="use at most this many calibration batches")
-    c.add_argument("--norm", default="99.9", help="scale per layer: max, a percentile (99.9, 99.99), "
-                                                  "or a fraction of max in (0, 1] (default 99.9)")
+    c.add_argument("--norm", default="99.9", help="scale per layer: max, a percentile (99.9, 99.99), a fraction "
+                                                  "of max in (0, 1], or spikenorm[:P] (thresholds from the currents "
+                                                  "under spiking input, layer by layer; IF) (default 99.9)")
     c.add_argument("--per-channel", action="store_true", help="one scale per channel instead of per layer")
     c.add_argument("--reset", choices=RESET_MODES, default="soft", help="membrane reset (default soft)")
     c.add_argument("--v-init", type=float, default=0.5, help="initial membrane, fraction of threshold (0.5)")
+    c.add_argument("--encoding", choices=ENCODINGS, default="analog",
+                   help="IF input: analog (default: the value at every step) or poisson (Bernoulli spikes, rate "
+                        "max-rate·x; the inputs must lie in [0, 1])")
+    c.add_argument("--max-rate", type=float, default=1.0, help="poisson: spike probability per step of an input of 1")
+    c.add_argument("--seed", type=int, default=0, help="poisson: seed of the reproducible spike stream (default 0)")
     c.add_argument("--neuron", choices=NEURON_TYPES, default="auto",
                    help="neuron type: if (ReLU nets), signgd (GELU, LayerNorm, MaxPool, ...), ttfs (exact "
                         "time-to-first-spike mapping of ReLU nets), or auto (default): if where it suffices, else signgd")
@@ -75,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="TTFS input range [P, Q] (default: min and max of the calibration data)")
     c.add_argument("--stats", action="store_true",
                    help="also output spike counts per neuron layer (TTFS: also spike times and synaptic events)")
+    c.add_argument("--weight-levels", type=int, default=None, metavar="N",
+                   help="constrain weights as a memristive crossbar after BN folding: N levels per sign "
+                        "(default: off)")
+    c.add_argument("--on-off-ratio", type=float, default=10.0, metavar="R",
+                   help="crossbar ON/OFF ratio: non-zero magnitudes in [max/R, max] (default 10)")
+    c.add_argument("--per-channel-weights", action="store_true",
+                   help="crossbar max magnitude per output channel instead of per layer")
     c.add_argument("--dump-after", action="append", choices=PASS_NAMES, default=[], metavar="PASS",
                    help=f"also write the model after PASS ({', '.join(PASS_NAMES)}); repeatable")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -90,12 +103,27 @@ def _parser() -> argparse.ArgumentParser:
                    help="working-memory budget of one batch, e.g. 2GB or 512MiB: larger runs go in batch and "
                         "time chunks, with identical results")
     e.add_argument("--json", dest="json_path", help="also write the report as JSON here")
+    e.add_argument("--plot", metavar="DIR", help="also write accuracy.png, and with --stats firing_rate.png, into "
+                                                 "DIR (created if needed; needs matplotlib)")
+    e.add_argument("--stats", action="store_true",
+                   help="print firing rates, synaptic operations and energy per layer (model compiled with --stats)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     e.set_defaults(handler=_eval)
 
     i = sub.add_parser("inspect", help="ops, neuron layers and their scales of a model")
     i.add_argument("model")
     i.set_defaults(handler=_inspect)
+
+    w = sub.add_parser("quantize-weights", help="constrain an ANN's weights to a memristive crossbar's levels")
+    w.add_argument("model", help="the ANN exported to ONNX")
+    w.add_argument("-o", "--output", required=True, help="where to write the constrained ANN")
+    w.add_argument("--levels", type=int, default=16, metavar="N", help="levels per sign (default 16)")
+    w.add_argument("--on-off-ratio", type=float, default=10.0, metavar="R",
+                   help="ON/OFF ratio: non-zero magnitudes in [max/R, max] (default 10)")
+    w.add_argument("--per-channel", action="store_true", help="max magnitude per output channel instead of per layer")
+    w.add_argument("--data", help=".npz with inputs (input name or x) and labels (y): print the accuracy before "
+                                  "and after")
+    w.set_defaults(handler=_quantize_weights)
 
     d = sub.add_parser("demo", help="compile and evaluate the shipped digits MLP")
     d.add_argument("--timesteps", type=int, default=64)
@@ -109,11 +137,14 @@ def _compile(args: argparse.Namespace) -> int:
     from .options import CompileOptions
 
     options = CompileOptions(timesteps=args.timesteps, norm=args.norm, per_channel=args.per_channel,
+                             encoding=args.encoding, max_rate=args.max_rate, seed=args.seed,
                              reset=args.reset, v_init=args.v_init, neuron=args.neuron, schedule=args.schedule,
                              eta0=args.eta0, gamma=args.gamma, tail=args.tail, codec=args.codec, signgd_range=args.signgd_range,
                              ttfs_model=args.ttfs_model, zeta=args.zeta,
                              input_range=tuple(args.input_range) if args.input_range else None, stats=args.stats,
-                             calib_batches=args.calib_batches, dump_after=args.dump_after)
+                             calib_batches=args.calib_batches, dump_after=args.dump_after,
+                             weight_levels=args.weight_levels, on_off_ratio=args.on_off_ratio,
+                             per_channel_weights=args.per_channel_weights)
     result = compile_model(args.model, args.output, options, calibration=args.calib, show_progress=not args.quiet)
     for note in result.notes:
         print(f"note: {note}")
@@ -150,6 +181,16 @@ def _eval(args: argparse.Namespace) -> int:
 
     budget = parse_size(args.max_memory) if args.max_memory is not None else None
     session = Session(args.model, max_memory=budget)
+    if args.stats and not (session.spike_names and session.activity is not None):
+        raise SnnError("has no spike statistics; compile it with --stats to get the activity and energy report",
+                       path=args.model)
+    if args.plot is not None:
+        from .plots import require_matplotlib
+
+        require_matplotlib()
+        if session.ttfs is not None:
+            raise SnnError("is a TTFS model with one read-out; --plot draws accuracy over the timesteps of "
+                           "rate-coded models", path=args.model)
     arrays = load_arrays(args.data)
     inputs = model_inputs(arrays, session.input_names, args.data)
     labels = labels_of(arrays, args.data)
@@ -164,10 +205,35 @@ def _eval(args: argparse.Namespace) -> int:
     else:
         print(f"{args.model}: {report.samples} samples, T = {report.timesteps}, providers {session.providers[0]}")
         print(report.table())
+        if args.stats:
+            print()
+            print(report.energy.table())
     if args.json_path:
         from .modelio import write_text_atomic
 
         write_text_atomic(args.json_path, json.dumps(report.to_json(), indent=2))
+    if args.plot is not None:
+        from .plots import write_eval_plots
+
+        for path in write_eval_plots(report, args.plot, firing_rates=args.stats):
+            print(f"wrote {path}")
+    return 0
+
+
+def _quantize_weights(args: argparse.Namespace) -> int:
+    from .quantize import ann_accuracy, quantize_model, summary
+
+    baseline = ann_accuracy(args.model, args.data) if args.data is not None else None  # bad data: no output
+    result = quantize_model(args.model, args.output, levels=args.levels, on_off_ratio=args.on_off_ratio,
+                            per_channel=args.per_channel)
+    print("\n".join(summary(result)))
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote {args.output}")
+    if baseline is not None:
+        before, samples = baseline
+        after, _ = ann_accuracy(args.output, args.data)
+        print(f"accuracy on {samples} samples: before {before:.4f}, after {after:.4f} ({after - before:+.4f})")
     return 0
 
 

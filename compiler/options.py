@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .crossbar import check_constraint
 from .errors import SnnError
 
 NORM_MODES = ("max", "99.9", "99.99")
@@ -12,6 +13,7 @@ NEURON_TYPES = ("auto", "if", "signgd", "ttfs")
 TTFS_MODELS = ("b1", "a")
 SCHEDULES = ("exponential", "exp_inverse", "inverse", "constant")
 CODECS = ("exact", "float", "spike")
+ENCODINGS = ("analog", "poisson")
 
 
 @dataclass
@@ -23,6 +25,9 @@ class CompileOptions:
     per_channel: bool = False
     reset: str = "soft"
     v_init: float = 0.5
+    encoding: str = "analog"  # IF input: the analog value at every step, or poisson (Bernoulli spikes)
+    max_rate: float = 1.0  # poisson: spike probability per step of an input of 1
+    seed: int = 0  # poisson: the seed of the counter-based generator, in [0, 2^32)
     neuron: str = "auto"  # IF neurons for ReLU nets, signGD where the graph needs it
     schedule: str = "exponential"  # signGD step sizes (exp_inverse adds a tail/t floor)
     eta0: float = 0.3  # signGD first step size (spec 0.15)
@@ -34,6 +39,9 @@ class CompileOptions:
     zeta: float = 0.5  # TTFS window margin: B_n = (1 + zeta)·X_n
     input_range: tuple[float, float] | None = None  # TTFS input range [p, q]; None: from the calibration data
     stats: bool = False
+    weight_levels: int | None = None  # crossbar weights: N levels per sign (None: weights untouched)
+    on_off_ratio: float = 10.0  # crossbar ON/OFF ratio R: smallest non-zero magnitude ≥ max / R
+    per_channel_weights: bool = False  # crossbar max magnitude per output channel instead of per layer
     calib_batch_size: int = 256
     calib_batches: int | None = None
     dump_after: list[str] = field(default_factory=list)
@@ -61,7 +69,18 @@ class CompileOptions:
             raise SnnError(f"--input-range P Q needs P < Q, got {list(self.input_range)}")
         if not 0.0 <= self.v_init < 1.0:
             raise SnnError(f"--v-init must be in [0, 1), got {self.v_init}")
+        if self.weight_levels is not None:
+            check_constraint(self.weight_levels, self.on_off_ratio)
+        if self.encoding not in ENCODINGS:
+            raise SnnError(f"--encoding must be one of {', '.join(ENCODINGS)}, got '{self.encoding}'")
+        if self.encoding != "analog" and self.neuron not in ("auto", "if"):
+            raise SnnError(f"--encoding {self.encoding} needs IF neurons, got --neuron {self.neuron}")
+        if not (self.max_rate > 0.0 and 0 <= self.seed < 2 ** 32):
+            raise SnnError(f"--max-rate must be positive and --seed in [0, 2^32); got {self.max_rate}, {self.seed}")
         norm_statistic(self.norm)
+        if spikenorm_statistic(self.norm) is not None and (self.per_channel or self.neuron not in ("auto", "if")):
+            raise SnnError(f"--norm {self.norm} balances IF layers, one threshold each: it needs IF neurons "
+                           "and no --per-channel")
         return self
 
     def as_metadata(self) -> dict[str, Any]:
@@ -71,18 +90,39 @@ class CompileOptions:
         return data
 
 
+SPIKENORM = "spikenorm"
+
+
+def spikenorm_statistic(norm: str) -> tuple[str, float] | None:
+    """For --norm spikenorm (the max) or spikenorm:P (the P-th percentile) of the input currents
+    under spiking input (passes/spikenorm.py): the statistic, as norm_statistic gives it; else None."""
+    if norm == SPIKENORM:
+        return "max", 1.0
+    if norm.startswith(SPIKENORM + ":"):
+        kind, value = norm_statistic(norm[len(SPIKENORM) + 1:])
+        if kind == "fraction":
+            raise SnnError(f"--norm {norm}: spikenorm takes the max or a percentile in (1, 100]")
+        return kind, value
+    return None
+
+
 def norm_statistic(norm: str) -> tuple[str, float]:
     """Parse --norm into ("max", 1.0), ("percentile", p) or ("fraction", f) of max.
 
     "max" and "99.9"/"99.99" (or any number in (1, 100)) are percentiles of the activations;
     a number in (0, 1] is a fixed fraction of the max, as in spikingjelly's float modes.
+    "spikenorm[:P]" takes the same statistic of the spiking currents (spikenorm_statistic).
     """
+    spiking = spikenorm_statistic(norm)
+    if spiking is not None:
+        return spiking
     if norm == "max":
         return "max", 1.0
     try:
         value = float(norm.rstrip("%"))
     except ValueError:
-        raise SnnError(f"--norm must be max, a percentile such as 99.9, or a fraction in (0, 1]; got '{norm}'") from None
+        raise SnnError(f"--norm must be max, a percentile such as 99.9, a fraction in (0, 1], or spikenorm[:P]; "
+                       f"got '{norm}'") from None
     if 0.0 < value <= 1.0:
         return "fraction", value
     if 1.0 < value < 100.0:

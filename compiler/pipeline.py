@@ -10,19 +10,21 @@ import onnx_graphsurgeon as gs
 
 from onnx_snn import __version__
 from onnx_snn.errors import SnnError
-from onnx_snn.passes import (calibrate, canonicalize, decompose, fold_bn, normalize, signgd_offsets, spikify,
+from onnx_snn.options import spikenorm_statistic
+from onnx_snn.passes import (activity, calibrate, canonicalize, decompose, fold_bn, normalize, signgd_offsets, spikify,
                              spikify_signgd, spikify_ttfs, time_batch, ttfs_audit, ttfs_column_scale, ttfs_fold_affine,
                              ttfs_input_range, ttfs_windows)
+from onnx_snn.passes import encode_input, quantize_weights, spikenorm
 from onnx_snn.passes.base import Pass, PassContext
 from onnx_snn.passes.graph_utils import TARGET_OPSET, fresh_name
 from onnx_snn.runtime.neurons import attach_functions
 
-#: the passes every neuron type starts with
-COMMON: list[Pass] = [canonicalize, fold_bn]
+#: the passes every neuron type starts with (quantize_weights acts only with options.weight_levels)
+COMMON: list[Pass] = [canonicalize, fold_bn, quantize_weights]
 #: the passes of each neuron type after COMMON, in order
 PIPELINES: dict[str, list[Pass]] = {
-    "if": [calibrate, normalize, spikify, time_batch],
-    "signgd": [decompose, calibrate, normalize, spikify_signgd, signgd_offsets, time_batch],
+    "if": [calibrate, spikenorm, normalize, spikify, encode_input, time_batch, activity],
+    "signgd": [decompose, calibrate, normalize, spikify_signgd, signgd_offsets, time_batch, activity],
     "ttfs": [ttfs_input_range, ttfs_fold_affine, ttfs_column_scale, calibrate, ttfs_windows, ttfs_audit,
              spikify_ttfs],
 }
@@ -52,6 +54,10 @@ def run_pipeline(model: onnx.ModelProto, ctx: PassContext, dump: DumpHook | None
         graph = stage(step, graph)
     neuron = resolve_neuron(graph, ctx)
     ctx.metadata["neuron"] = neuron
+    if neuron != "if" and (ctx.options.encoding != "analog" or spikenorm_statistic(ctx.options.norm)):
+        raise SnnError(f"--encoding {ctx.options.encoding} and --norm {ctx.options.norm} need IF neurons, but this "
+                       f"graph converts with {neuron} neurons; use the analog encoding and another --norm",
+                       path=ctx.source)
     refuse_after, refuser = REFUSAL[neuron]
     if refuse_after is None:
         refuser.refuse_unconvertible(graph, ctx)

@@ -2,7 +2,8 @@
 
 Modules: data (digits and Fashion-MNIST loaders), torch_nets (MLP, LeNet, SmallResNet), signgd_nets,
 ttfs_nets (TTFSDense, TTFSLeNet, TTFSVGG: softmax-ended ReLU nets for the exact-mapping TTFS
-conversion), architecture (layer stacks shared with the Keras twins), train, export (export_torch),
+conversion), architecture (layer stacks shared with the Keras twins), train, crossbar_train (fine-tuning
+under the memristive-crossbar weight constraint), export (export_torch),
 keras_nets (Keras twins; needs the `tf` extra), zoo (get_reference: cached, trained reference
 models), keras_zoo (get_keras_reference: the same for Keras models exported with tf2onnx),
 make_demo_assets (regenerates the demo shipped in onnx_snn/data).
@@ -20,6 +21,7 @@ _EXPORTS = {
     "TTFSDense": "ttfs_nets", "TTFSLeNet": "ttfs_nets", "TTFSVGG": "ttfs_nets",
     "keras_ttfs_dense": "keras_nets", "keras_ttfs_lenet": "keras_nets", "keras_ttfs_vgg": "keras_nets",
     "evaluate_accuracy": "train", "predict_logits": "train",
+    "finetune_constrained": "crossbar_train", "constrain_weights_": "crossbar_train",
     "export_torch": "export",
     "get_reference": "zoo", "Reference": "zoo", "RECIPES": "zoo", "load_torch_model": "zoo",
     "get_keras_reference": "keras_zoo", "load_keras_model": "keras_zoo", "KERAS_RECIPES": "keras_zoo",

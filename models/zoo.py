@@ -91,6 +91,10 @@ RECIPES: dict[str, Recipe] = {
     "digits-mlp": Recipe("digits", "MLP", {"in_shape": (1, 8, 8), "hidden": (64,)}, epochs=30, batch_size=64),
     "digits-cnn": Recipe("digits", "LeNet", {"image_size": 8}, epochs=30, batch_size=64),
     "fashion-cnn": Recipe("fashion", "LeNet", {"image_size": 28}, epochs=8),
+    # the course project's design (issue 6): MLP 784-100-10 without biases, and its 64-input twin on digits
+    "fashion-mlp100": Recipe("fashion", "MLP", {"in_shape": (1, 28, 28), "hidden": (100,), "bias": False}, epochs=10),
+    "digits-mlp100": Recipe("digits", "MLP", {"in_shape": (1, 8, 8), "hidden": (100,), "bias": False}, epochs=40,
+                            batch_size=64),
     "fashion-resnet": Recipe("fashion", "SmallResNet", {"widths": (16, 32, 64), "stem_pool": True}, epochs=3),
     # signGD references (issue 3): GELU, LayerNorm, Affine and MaxPool nets
     "fashion-convnext": Recipe("fashion", "ConvNeXtNet", {"image_size": 28}, epochs=4),

@@ -27,7 +27,7 @@ from . import ttfs_model_a
 from .base import PassContext
 from .graph_utils import SNN_DOMAIN, const, constant_value, fresh_name, node_label
 from .spikify import RATE_COMPATIBLE_OPS, SIGNGD_NONLINEARITIES
-from .ttfs_fanout import fan_out
+from .fanout import fan_out
 from .ttfs_graph import SPIKE_LAYOUT_OPS, SPIKE_POOL_OPS
 
 NAME = "spikify_ttfs"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnx_snn.runtime.contract import FOLDED_BATCH, PER_STEP_SUFFIX, SPIKES_PREFIX, TIMESTEPS_INPUT
+from onnx_snn.runtime.contract import FOLDED_BATCH, PER_STEP_SUFFIX, TIMESTEPS_INPUT
 from onnx_snn.runtime.neurons import NEURON_OPS
 
 from .base import PassContext
@@ -57,9 +57,6 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
             continue
         source = out if out.name in variant else b.tile_over_time(out)
         outputs += list(b.rate_decoder(source, out))
-    if ctx.options.stats:
-        outputs += [b.spike_count(n.outputs[0], f"{SPIKES_PREFIX}{n.name}") for n in stateful
-                    if _role(n) == "neuron"]
     graph.outputs = outputs
     return graph.cleanup().toposort()
 
@@ -115,14 +112,6 @@ class _Builder:
         shape = [FOLDED_BATCH] + list(tensor.shape[1:])
         return self._node("Tile", [tensor, repeats], dtype=tensor.dtype, shape=shape)
 
-    def _sequence(self, tensor: gs.Tensor) -> gs.Variable:
-        """[T*B, ...] -> [T, B, ...]."""
-        shape = self._node("Shape", [tensor], dtype=np.int64, shape=[len(tensor.shape) - 1], start=1)
-        seq_shape = self._node("Concat", [self.t1, self._i64([-1]), shape], dtype=np.int64,
-                               shape=[len(tensor.shape) + 1], axis=0)
-        return self._node("Reshape", [tensor, seq_shape], dtype=tensor.dtype,
-                          shape=["T", None] + list(tensor.shape[1:]))
-
     def rate_decoder(self, tensor: gs.Tensor, like: gs.Tensor) -> tuple[gs.Variable, gs.Variable]:
         """An `snn.RateDecoder` of a [T*B, ...] tensor, fresh at step 0: its mean over steps 1..t,
         (after T steps [B, ...] named like `like`, per step [T, B, ...])."""
@@ -136,12 +125,3 @@ class _Builder:
                                         inputs=[tensor, self.timesteps, fresh, self._i64(0)],
                                         outputs=[per_step, final, total]))
         return final, per_step
-
-    def spike_count(self, spikes: gs.Tensor, name: str) -> gs.Variable:
-        """Spikes per sample over all steps and neurons of a layer: [T*B, ...] -> [B]."""
-        seq = self._sequence(spikes)
-        flat = self._node("Reshape", [seq, self._i64([0, 0, -1])], shape=["T", None, None])
-        count = gs.Variable(name, dtype=np.float32, shape=[self.batch])
-        self.graph.nodes.append(gs.Node("ReduceSum", name=fresh_name("spike_count"),
-                                        inputs=[flat, self._i64([0, 2])], outputs=[count], attrs={"keepdims": 0}))
-        return count

@@ -56,7 +56,7 @@ def input_range(ctx: PassContext) -> tuple[float, float]:
     calibration data, or when the data are constant (no range to encode).
     """
     given = ctx.options.input_range
-    seen = _calibration_extremes(ctx)
+    seen = calibration_extremes(ctx)
     if given is not None:
         low, high = float(given[0]), float(given[1])
         if seen is not None and (seen[0] < low or seen[1] > high):
@@ -72,7 +72,7 @@ def input_range(ctx: PassContext) -> tuple[float, float]:
     return seen
 
 
-def _calibration_extremes(ctx: PassContext) -> tuple[float, float] | None:
+def calibration_extremes(ctx: PassContext) -> tuple[float, float] | None:
     """(min, max) over every calibration input value (within --calib-batches), None without data."""
     if ctx.calibration is None:
         return None

@@ -18,9 +18,10 @@ def attr_ref(name: str, attr_type: int, ref: str) -> AttributeProto:
 
 
 def constant_from_attr(output: str, attribute: str, kind: str) -> onnx.NodeProto:
-    """A Constant node whose value is the function attribute `attribute` (kind: float or string)."""
+    """A Constant node whose value is the function attribute `attribute` (kind: float, int or string;
+    an int becomes an int64 scalar)."""
     node = helper.make_node("Constant", [], [output])
-    attr_type = AttributeProto.FLOAT if kind == "float" else AttributeProto.STRING
+    attr_type = {"float": AttributeProto.FLOAT, "int": AttributeProto.INT, "string": AttributeProto.STRING}[kind]
     node.attribute.append(attr_ref(f"value_{kind}", attr_type, attribute))
     return node
 

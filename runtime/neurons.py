@@ -13,7 +13,7 @@ from typing import Callable
 import onnx
 from onnx import TensorProto, helper
 
-from . import rate_decoder, signgd, ttfs
+from . import poisson, rate_decoder, signgd, ttfs
 from .function_parts import SNN_DOMAIN, SNN_DOMAIN_VERSION, constant, constant_from_attr, time_sequence_nodes
 
 
@@ -33,7 +33,7 @@ class NeuronOp:
 
     name: str
     inputs: tuple[str, ...]
-    defaults: dict[str, float | str]
+    defaults: dict[str, float | int | str]
     build: Callable[[int], onnx.FunctionProto]
     role: str = "neuron"
     states: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
@@ -54,6 +54,12 @@ def _scan_body(name: str, nodes: list[onnx.NodeProto], state_in: str, x_in: str,
          helper.make_tensor_value_info(spikes_out, TensorProto.FLOAT, None)])
 
 
+#: HardSigmoid(u) = clip(2^24·u − (2^24 − 1), 0, 1) is exactly [u ≥ 1] in float32: 2^24·u is exact,
+#: the affine value is ≥ 1 for u ≥ 1 and ≤ 0 for u ≤ 1 − 2^−24 (the float below 1), and rounding
+#: (fused or not) is monotone. One float op instead of GreaterOrEqual + Cast (runtime/PERFORMANCE.md)
+_STEP_GAIN = float(2 ** 24)
+
+
 def _if_step(hard: bool, constant_input: bool) -> onnx.GraphProto:
     """One IF step in units of the threshold: u += x; s = [u >= 1]; then u -= s (soft reset, by
     subtraction) or u -= s*u (hard reset, to zero). With `constant_input` the current is the outer
@@ -63,8 +69,7 @@ def _if_step(hard: bool, constant_input: bool) -> onnx.GraphProto:
              if hard else [helper.make_node("Sub", ["u1", "s"], ["u2"])])
     return _scan_body(f"if_{'hard' if hard else 'soft'}_step", [
         helper.make_node("Add", ["u", current], ["u1"]),
-        helper.make_node("GreaterOrEqual", ["u1", "unit"], ["fire"]),
-        helper.make_node("Cast", ["fire"], ["s"], to=TensorProto.FLOAT),
+        helper.make_node("HardSigmoid", ["u1"], ["s"], alpha=_STEP_GAIN, beta=1.0 - _STEP_GAIN),
         *reset,
     ], "u", "step" if constant_input else "x_t", "u2", "s",
         x_type=TensorProto.INT64 if constant_input else TensorProto.FLOAT)
@@ -122,7 +127,6 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
         constant_from_attr("threshold", "threshold", "float"),
         constant_from_attr("v_init", "v_init", "float"),
         constant_from_attr("reset", "reset", "string"),
-        constant("unit", 1.0),
         helper.make_node("Constant", [], ["hard"], value_string="hard"),
         *seq_nodes,
         helper.make_node("Div", ["v0", "threshold"], ["u0_given"]),
@@ -153,6 +157,8 @@ NEURON_OPS: dict[str, NeuronOp] = {
     "IFNeuron": NeuronOp("IFNeuron", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS, build_if_neuron, states=_IF_STATE),
     "IFNeuronConstantInput": NeuronOp("IFNeuronConstantInput", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS,
                                       partial(build_if_neuron, constant_input=True), states=_IF_STATE),
+    "PoissonEncoder": NeuronOp("PoissonEncoder", poisson.ENCODER_INPUTS, poisson.ENCODER_DEFAULTS,
+                               poisson.build_poisson_encoder, role="encoder", step_offset="t0"),
     "RateDecoder": NeuronOp("RateDecoder", rate_decoder.DECODER_INPUTS, {}, rate_decoder.build_rate_decoder,
                             role="decoder", states=(("s0", "s_T", ("z",)),), step_offset="t0"),
     "SignGDNeuron": NeuronOp("SignGDNeuron", signgd.NEURON_INPUTS, signgd.SCHEDULE_DEFAULTS,

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from onnx_snn.errors import SnnError
 
 from .contract import PER_STEP_SUFFIX, SPIKE_TIMES_PREFIX, SPIKES_PREFIX, SYNOPS_PREFIX, TIMESTEPS_INPUT
+from .energy import EnergyReport, energy_report
 from .memory import bytes_per_sample_step, plan_chunks
 from .providers import CPU, CUDA, make_session
 from .stepper import SimulationState, Stepper
@@ -65,6 +66,7 @@ class EvalReport:
     synops_per_sample: dict[str, float] = field(default_factory=dict)
     neurons: dict[str, int] = field(default_factory=dict)
     latency: float | None = None
+    energy: EnergyReport | None = None
 
     @property
     def spikes_per_neuron(self) -> float | None:
@@ -120,7 +122,8 @@ class EvalReport:
                 "ann_accuracy": self.ann_accuracy, "agreement": listed(self.agreement),
                 "logit_error": listed(self.logit_error), "max_logit_error": listed(self.max_logit_error),
                 "spikes_per_sample": self.spikes_per_sample, "spikes_per_neuron": self.spikes_per_neuron,
-                "synops_per_sample": self.synops_per_sample, "neurons": self.neurons, "latency": self.latency}
+                "synops_per_sample": self.synops_per_sample, "neurons": self.neurons, "latency": self.latency,
+                "energy": self.energy.to_json() if self.energy is not None else None}
 
 
 class Session:
@@ -154,6 +157,7 @@ class Session:
         meta = self._session.get_modelmeta().custom_metadata_map
         self.options = json.loads(meta.get("onnx_snn.options", "{}"))
         self.ttfs = json.loads(meta["onnx_snn.ttfs"]) if "onnx_snn.ttfs" in meta else None
+        self.activity = json.loads(meta["onnx_snn.activity"]) if "onnx_snn.activity" in meta else None
         stats_prefixes = (SPIKES_PREFIX, SYNOPS_PREFIX, SPIKE_TIMES_PREFIX)
         per_step = [o for o in outputs if o.endswith(PER_STEP_SUFFIX)]
         overridable = {i.name for i in self._session.get_overridable_initializers()}
@@ -322,13 +326,19 @@ class Session:
                 for name, times in result.spike_times.items():
                     neurons[SPIKES_PREFIX + name[len(SPIKE_TIMES_PREFIX):]] = int(times[0].size)
                 bar.update(len(y))
+        spikes_per_sample = {k: v / total for k, v in spikes.items()}
+        synops_per_sample = {k: v / total for k, v in synops.items()}
+        energy = None
+        if self.activity is not None and self.spike_names:
+            energy = energy_report(t, spikes_per_sample, synops_per_sample, self.activity)
+            neurons = {SPIKES_PREFIX + k: v for k, v in self.activity["neurons"]}
         return EvalReport(timesteps=t, samples=total, accuracy=correct / total,
                           ann_accuracy=ann_correct / total if ann_session else None,
                           agreement=agree / total if ann_session else None,
                           logit_error=error / total if ann_session else None,
-                          spikes_per_sample={k: v / total for k, v in spikes.items()},
-                          max_logit_error=worst, synops_per_sample={k: v / total for k, v in synops.items()},
-                          neurons=neurons, latency=self.ttfs["t_read"] if self.ttfs is not None else None)
+                          spikes_per_sample=spikes_per_sample, max_logit_error=worst,
+                          synops_per_sample=synops_per_sample, neurons=neurons,
+                          latency=self.ttfs["t_read"] if self.ttfs is not None else None, energy=energy)
 
 
 def _runnable_ann(path: str | os.PathLike) -> str | bytes:

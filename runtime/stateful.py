@@ -53,7 +53,7 @@ def expose_state(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[StatePor
     offsets = False
     for index, node in enumerate(graph.node):
         op = NEURON_OPS.get(node.op_type) if node.domain == SNN_DOMAIN else None
-        if op is None or not op.states:
+        if op is None or not (op.states or op.step_offset):  # an encoder may only count steps
             continue
         label = node.name or f"{node.op_type}_{index}"
         for state_in, state_out, like in op.states:

@@ -69,7 +69,9 @@ def test_compiled_model_contract(trained, digits, tmp_path):
     assert [i.name for i in session.get_overridable_initializers()] == ["timesteps"]  # default T, overridable
     names = [o.name for o in session.get_outputs()]
     assert names[:2] == ["logits", "logits_per_step"]
-    assert all(n.startswith("spikes/") for n in names[2:]) and len(names) > 2
+    assert all(n.startswith(("spikes/", "synops/")) for n in names[2:]) and len(names) > 2
+    assert {n.split("/", 1)[1] for n in names[2:] if n.startswith("spikes/")} == \
+        {n.split("/", 1)[1] for n in names[2:] if n.startswith("synops/")}
     outputs = dict(zip(names, session.run(None, {"x": x_test[:5]})))
     assert outputs["logits"].shape == (5, 10)
     assert outputs["logits_per_step"].shape == (16, 5, 10)
@@ -79,7 +81,7 @@ def test_compiled_model_contract(trained, digits, tmp_path):
     assert longer.shape == (24, 5, 10)
     np.testing.assert_allclose(longer[:16], outputs["logits_per_step"], rtol=1e-6, atol=1e-6)
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
-    assert {"onnx_snn.version", "onnx_snn.options", "onnx_snn.lambda"} <= set(meta)
+    assert {"onnx_snn.version", "onnx_snn.options", "onnx_snn.lambda", "onnx_snn.activity"} <= set(meta)
 
 
 @pytest.mark.parametrize("dynamo", [False, True])

@@ -1,7 +1,8 @@
 """Fan-out of spikes into a linear op: how many non-zero synapses each input element reaches.
 
-Synaptic events of a TTFS layer = Σ over its spikes of the spike's fan-out (spec §6.1). A Conv's
-fan-out depends on the channel and, through padding and stride, on the position.
+Synaptic events of a layer = Σ over its spikes of the spike's fan-out (TTFS spec §6.1; rate-coded
+layers sum over the steps too). A Conv's fan-out depends on the channel and, through padding and
+stride, on the position.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from .graph_utils import constant_value
 
 
 def fan_out(reader: gs.Node, data: gs.Tensor) -> np.ndarray | None:
-    """[1, ...] float32 fan-out of each element of `data` (an input of `reader`), for Gemm and Conv
-    with constant weights; None for other readers (one synapse per element: Add, pooling, ...)."""
+    """[1, ...] float32 fan-out of each element of `data` (an input of `reader`), for Gemm, Conv and
+    MatMul with constant weights; None for other readers (one synapse per element: Add, pooling, ...)."""
     weight = constant_value(reader.inputs[1]) if len(reader.inputs) > 1 else None
     if weight is None or reader.inputs[0] is not data:
         return None
@@ -21,6 +22,9 @@ def fan_out(reader: gs.Node, data: gs.Tensor) -> np.ndarray | None:
         reached = weight != 0
         counts = reached.sum(axis=0 if reader.attrs.get("transB", 0) else 1)
         return counts.astype(np.float32)[None, :]
+    if reader.op == "MatMul" and weight.ndim == 2 and data.shape is not None:
+        rows = (weight != 0).sum(axis=1).astype(np.float32)
+        return np.broadcast_to(rows, (1, *data.shape[1:-1], rows.size)).copy()
     if reader.op == "Conv" and data.shape is not None and len(data.shape) == 4:
         return _conv_fan_out(reader, weight, tuple(data.shape[2:]))[None].astype(np.float32)
     return None

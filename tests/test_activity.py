@@ -1,0 +1,116 @@
+"""Spike counts, synaptic operations and the energy report (compile --stats, eval --stats)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from onnx_snn import CompileOptions, compile_model
+from onnx_snn.runtime import Session
+from onnx_snn.runtime.energy import ACCUMULATE_PJ, COMPUTE_ONLY, MULTIPLY_ACCUMULATE_PJ, energy_report
+
+#: hidden activations 1, 0.5 and 0 for the input below, read out by W2
+W2 = np.array([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]], dtype=np.float32)
+X = np.array([[1.0, 0.5, 0.0]], dtype=np.float32)
+
+
+def gemm_relu_gemm(w1: np.ndarray, w2: np.ndarray) -> onnx.ModelProto:
+    inits = [onnx.numpy_helper.from_array(w, n) for n, w in (("w1", w1), ("w2", w2))]
+    nodes = [helper.make_node("Gemm", ["x", "w1"], ["h"], name="fc1", transB=1),
+             helper.make_node("Relu", ["h"], ["a"], name="hidden"),
+             helper.make_node("Gemm", ["a", "w2"], ["y"], name="fc2", transB=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", w1.shape[1]])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", w2.shape[0]])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_synaptic_operations_equal_the_hand_count():
+    """Identity first layer, max norm on this one input (λ = 1): the hidden IF neurons get currents
+    1, 0.5 and 0 in threshold units and, from v = 0.5, fire 4, 2 and 0 times in T = 4 steps. W2's
+    columns have 2, 0 and 1 non-zero weights: 4·2 + 2·0 + 0·1 = 8 accumulates."""
+    options = CompileOptions(timesteps=4, norm="max", stats=True, neuron="if")
+    model = compile_model(gemm_relu_gemm(np.eye(3, dtype=np.float32), W2), None, options,
+                          calibration=np.repeat(X, 8, axis=0)).model
+    result = Session(model).run(X, 4)
+    assert result.spikes == {"spikes/hidden": pytest.approx([6.0])}
+    assert result.synops == {"synops/hidden": pytest.approx([8.0])}
+    activity = json.loads({p.key: p.value for p in model.metadata_props}["onnx_snn.activity"])
+    assert activity["neurons"] == [["hidden", 3]]
+    assert activity["ann_macs"] == {"fc1": 9, "fc2": 6}
+    assert activity["analog_macs"] == {"fc1": 9} and activity["analog_per_step"] == []
+    report = energy_report(4, {"spikes/hidden": 6.0}, {"synops/hidden": 8.0}, activity)
+    assert report.layers[0].firing_rate == pytest.approx(6 / 12)
+    assert report.energy_pj[COMPUTE_ONLY] == pytest.approx({"snn": 8 * ACCUMULATE_PJ + 9 * MULTIPLY_ACCUMULATE_PJ,
+                                                             "ann": 15 * MULTIPLY_ACCUMULATE_PJ})
+
+
+def conv_pool_net() -> onnx.ModelProto:
+    """x [N,1,4,4] → Conv 3x3 pad 1 (2 channels) → ReLU → AvgPool 2x2 → Flatten → Gemm 8→3 (some
+    zero weights) → ReLU → Gemm 3→2."""
+    rng = np.random.default_rng(0)
+    conv = rng.uniform(0.2, 1.0, size=(2, 1, 3, 3)).astype(np.float32)
+    fc = rng.uniform(-1, 1, size=(3, 8)).astype(np.float32)
+    fc[0, :4] = 0.0
+    fc[2, [1, 6]] = 0.0
+    head = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]], dtype=np.float32)
+    inits = [onnx.numpy_helper.from_array(w, n) for n, w in (("conv", conv), ("fc", fc), ("head", head))]
+    nodes = [helper.make_node("Conv", ["x", "conv"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r1"], name="relu1"),
+             helper.make_node("AveragePool", ["r1"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "fc"], ["h"], name="fc", transB=1),
+             helper.make_node("Relu", ["h"], ["r2"], name="relu2"),
+             helper.make_node("Gemm", ["r2", "head"], ["y"], name="head", transB=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), fc, head
+
+
+def test_spikes_through_pooling_count_their_pooled_cells_fan_out():
+    ann, fc, head = conv_pool_net()
+    x = np.random.default_rng(1).uniform(0, 1, size=(16, 1, 4, 4)).astype(np.float32)
+    model = compile_model(ann, None, CompileOptions(timesteps=6, stats=True, neuron="if"), calibration=x).model
+    spike_outputs = {n.name: n.output[0] for n in model.graph.node if n.op_type.startswith("IFNeuron")}
+    for name in spike_outputs.values():
+        model.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    result = Session(model).run(x, 6)
+    trains = dict(zip(spike_outputs, Session(model)._session.run(list(spike_outputs.values()),
+                                                                   {"x": x, "timesteps": np.asarray(6, dtype=np.int64)})))
+    counts1 = trains["relu1"].reshape(6, 16, 2, 4, 4).sum(axis=0)
+    counts2 = trains["relu2"].reshape(6, 16, 3).sum(axis=0)
+    # by hand: neuron (c, h, w) feeds pooled cell (c, h//2, w//2), flattened as c·4 + (h//2)·2 + w//2
+    fan1 = np.zeros((2, 4, 4))
+    for c in range(2):
+        for h in range(4):
+            for w in range(4):
+                fan1[c, h, w] = np.count_nonzero(fc[:, c * 4 + (h // 2) * 2 + w // 2])
+    fan2 = np.count_nonzero(head, axis=0)
+    np.testing.assert_array_equal(result.synops["synops/relu1"], (counts1 * fan1).sum(axis=(1, 2, 3)))
+    np.testing.assert_array_equal(result.synops["synops/relu2"], counts2 @ fan2)
+    np.testing.assert_array_equal(result.spikes["spikes/relu1"], counts1.sum(axis=(1, 2, 3)))
+
+
+def test_eval_stats_prints_the_report_and_needs_stats(tmp_path):
+    ann, _, _ = conv_pool_net()
+    x = np.random.default_rng(1).uniform(0, 1, size=(16, 1, 4, 4)).astype(np.float32)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=x, y=np.zeros(16, np.int64))
+    for stats in (True, False):
+        path = tmp_path / f"snn{stats}.onnx"
+        onnx.save(compile_model(ann, None, CompileOptions(timesteps=6, stats=stats, neuron="if"), calibration=x).model,
+                  path)
+        run = subprocess.run([sys.executable, "-m", "onnx_snn", "eval", str(path), "--data", str(data), "--stats",
+                              "-q", "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=300)
+        if stats:
+            assert run.returncode == 0, run.stderr
+            assert "firing rate" in run.stdout and COMPUTE_ONLY in run.stdout and "SRAM" in run.stdout
+            energy = json.loads((tmp_path / "r.json").read_text())["energy"]
+            assert [layer["name"] for layer in energy["layers"]] == ["relu1", "relu2"]
+        else:
+            assert run.returncode == 2 and "compile it with --stats" in run.stderr
+            assert len(run.stderr.strip().splitlines()) == 1
