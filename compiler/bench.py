@@ -21,12 +21,13 @@ import onnxruntime as ort
 
 from . import __version__
 from .api import compile_model
+from .bench_spikingjelly import prepare_run as prepare_spikingjelly_run
 from .bench_spikingjelly import spikingjelly_benchmark
 from .bench_ttfs import run_ttfs_benchmark, ttfs_markdown_section
 from .timing import time_call
 from .errors import SnnError
 from .modelio import write_text_atomic
-from .peak_memory import memory_of
+from .peak_memory import isolated_peak
 from .options import CompileOptions
 from onnx_snn.runtime import Session
 from onnx_snn.runtime.providers import CPU, make_session
@@ -56,21 +57,32 @@ def timing(snn: Session, ann: ort.InferenceSession, batch: np.ndarray, steps: tu
     rows = {}
     for t in steps:
         median = statistics.median(snn_times[t])
-        rows[t] = {"snn_seconds": median, "t_x_ann_seconds": t * ann_median, "ratio": median / (t * ann_median),
-                   **memory_of(lambda: snn.run(batch, t))}
-    return {"batch": len(batch), "ann_seconds": ann_median, "per_T": rows, "ann": memory_of(lambda: ann.run(None, feed))}
+        rows[t] = {"snn_seconds": median, "t_x_ann_seconds": t * ann_median, "ratio": median / (t * ann_median)}
+    return {"batch": len(batch), "ann_seconds": ann_median, "per_T": rows}
+
+
+def prepare_snn_run(model: str, batch_path: str, timesteps: int):
+    """For peak_memory.isolated_peak: the compiled SNN loaded, and a call that runs the batch."""
+    session, batch = Session(model, providers=[CPU]), np.load(batch_path)
+    return lambda: session.run(batch, timesteps)
+
+
+def prepare_ann_run(model: str, batch_path: str):
+    """For peak_memory.isolated_peak: the ANN loaded, and a call that runs the batch."""
+    session, batch = make_session(model, [CPU]), np.load(batch_path)
+    return lambda: session.run(None, {session.get_inputs()[0].name: batch})
 
 
 def run_benchmark(name: str, timesteps: int, norm: str, per_channel: bool, batch_size: int,
                   repeats: int, cache_dir: str | None, neuron: str = "auto", exporter: str = "legacy",
-                  spikingjelly_samples: int = 0) -> dict:
+                  spikingjelly_samples: int = 0, reset: str = "soft") -> dict:
     """Accuracy at every T and timing; with `spikingjelly_samples` > 0 also spikingjelly's converter
     on the same PyTorch model (its accuracy on that many test images, its time on the same batch)."""
     from onnx_snn.models.zoo import get_reference, load_torch_model
 
     reference = get_reference(name, cache_dir=cache_dir, exporter=exporter)
     x_test, y_test = reference.load_test()
-    options = CompileOptions(timesteps=timesteps, norm=norm, per_channel=per_channel, neuron=neuron)
+    options = CompileOptions(timesteps=timesteps, norm=norm, per_channel=per_channel, neuron=neuron, reset=reset)
     with tempfile.TemporaryDirectory() as tmp:
         snn_path = Path(tmp) / f"{name}.snn.onnx"
         start = time.perf_counter()
@@ -81,11 +93,18 @@ def run_benchmark(name: str, timesteps: int, norm: str, per_channel: bool, batch
         ann = make_session(str(reference.onnx_path), [CPU])
         steps = tuple(t for t in TIMED_STEPS if t <= timesteps)
         speed = timing(snn, ann, x_test[:batch_size], steps, repeats)
-    baseline = None
-    if spikingjelly_samples:
-        baseline = spikingjelly_benchmark(load_torch_model(reference), reference.load_calibration(),
-                                          x_test[:spikingjelly_samples], y_test[:spikingjelly_samples], steps,
-                                          batch_size, max(1, repeats // 2))
+        batch_path = str(Path(tmp) / "batch.npy")
+        np.save(batch_path, x_test[:batch_size])
+        for t in steps:  # each in a fresh process: its own peak, not the evaluation's
+            speed["per_T"][t].update(isolated_peak(prepare_snn_run, str(snn_path), batch_path, t))
+        speed["ann"] = isolated_peak(prepare_ann_run, str(reference.onnx_path), batch_path)
+        baseline = None
+        if spikingjelly_samples:
+            baseline = spikingjelly_benchmark(load_torch_model(reference), reference.load_calibration(),
+                                              x_test[:spikingjelly_samples], y_test[:spikingjelly_samples], steps,
+                                              batch_size, repeats)
+            baseline["memory"] = {t: isolated_peak(prepare_spikingjelly_run, name, cache_dir, batch_path, t)
+                                  for t in steps}
     return {"spikingjelly": baseline,
         "model": name, "exporter": exporter, "neuron": compiled.metadata["neuron"], "onnx_snn": __version__, "onnxruntime": ort.__version__, "machine": _machine(),
         "options": options.as_metadata(), "test_samples": report.samples, "compile_seconds": compile_seconds,
@@ -119,6 +138,7 @@ def markdown_section(result: dict) -> str:
         "",
         f"Measured with `python -m onnx_snn.bench {result['model']} --norm {opts['norm']}"
         f"{' --per-channel' if opts['per_channel'] else ''}"
+        f"{'' if opts.get('reset', 'soft') == 'soft' else ' --reset ' + opts['reset']}"
         f"{'' if opts['neuron'] == 'auto' else ' --neuron ' + opts['neuron']}"
         f"{'' if exporter == 'legacy' else ' --exporter ' + exporter}` (onnx-snn {result['onnx_snn']}, onnxruntime "
         f"{result['onnxruntime']}, CPU: {result['machine']}), on {result['test_samples']} test images. "
@@ -133,7 +153,7 @@ def markdown_section(result: dict) -> str:
         f"Time on one batch of {result['timing']['batch']}, medians; ANN on onnxruntime "
         f"{1e3 * result['timing']['ann_seconds']:.2f} ms:",
         "",
-        "| T | SNN (ms) | T x ANN (ms) | SNN / (T x ANN) | SNN peak RSS (MB) | its growth during the run (MB) |",
+        "| T | SNN (ms) | T x ANN (ms) | SNN / (T x ANN) | SNN peak RSS (MB) | growth during the run (MB) |",
         "|---|---|---|---|---|---|",
     ]
     for t, row in result["timing"]["per_T"].items():
@@ -142,8 +162,9 @@ def markdown_section(result: dict) -> str:
     if "ann" in result["timing"]:
         ann_memory = result["timing"]["ann"]
         lines += ["", f"ANN peak RSS {_mb(ann_memory['peak_rss'])} MB, growth during one call "
-                      f"{_mb(ann_memory['rss_growth'])} MB. Peak RSS is the whole process's (both engines loaded); "
-                      "the growth is the run's own working memory."]
+                      f"{_mb(ann_memory['rss_growth'])} MB. Each peak RSS is that of a fresh process that loads one "
+                      "engine and runs the batch once (interpreter and libraries included); the growth is the run's "
+                      "own working memory above the loaded process."]
     if result.get("spikingjelly"):
         lines += ["", *_spikingjelly_lines(result)]
     lines += ["", f"<details><summary>Every T = 1..{len(result['accuracy'])}</summary>", "",
@@ -161,19 +182,23 @@ def _spikingjelly_lines(result: dict) -> list[str]:
              f"threads) on the same PyTorch model and batch; its accuracy on the first {jelly['test_samples']} test "
              "images:", "",
              "| T | ours (ms) | spikingjelly (ms) | ours / spikingjelly speed-up | ours (samples·T/s) | "
-             "spikingjelly (samples·T/s) | ours: RSS growth (MB) | spikingjelly: RSS growth (MB) | "
+             "spikingjelly (samples·T/s) | ours: peak RSS / growth (MB) | spikingjelly: peak RSS / growth (MB) | "
              "spikingjelly accuracy (%) |", "|---|---|---|---|---|---|---|---|---|"]
     for t, row in result["timing"]["per_T"].items():
         theirs = jelly["seconds"][t]
         lines.append(f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * theirs:.1f} | {theirs / row['snn_seconds']:.2f} | "
                      f"{batch * int(t) / row['snn_seconds']:.0f} | {batch * int(t) / theirs:.0f} | "
-                     f"{_mb(row.get('rss_growth'))} | {_mb(jelly.get('memory', {}).get(t, {}).get('rss_growth'))} | "
+                     f"{_memory_pair(row)} | {_memory_pair(jelly.get('memory', {}).get(t, {}))} | "
                      f"{100 * jelly['accuracy'][t]:.2f} |")
     return lines
 
 
 def _mb(value: int | None) -> str:
     return "–" if value is None else f"{value / 1e6:.0f}"
+
+
+def _memory_pair(row: dict) -> str:
+    return f"{_mb(row.get('peak_rss'))} / {_mb(row.get('rss_growth'))}"
 
 
 def update_benchmarks_file(path: Path, key: str, section: str) -> None:
@@ -192,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timesteps", type=int, default=128)
     parser.add_argument("--norm", default="99.9")
     parser.add_argument("--per-channel", action="store_true")
+    parser.add_argument("--reset", default="soft", choices=("soft", "hard"), help="IF membrane reset")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--neuron", default="auto", choices=("auto", "if", "signgd", "ttfs"))
@@ -209,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                                         args.exporter)
         else:
             result = run_benchmark(args.model, args.timesteps, args.norm, args.per_channel, args.batch_size,
-                                   args.repeats, args.cache_dir, args.neuron, args.exporter, args.spikingjelly)
+                                   args.repeats, args.cache_dir, args.neuron, args.exporter, args.spikingjelly,
+                                   args.reset)
     except SnnError as exc:
         print(f"onnx-snn bench: error: {exc}", file=sys.stderr)
         return 2
@@ -217,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         key = f"{args.model}-ttfs-{args.ttfs_model}{'' if args.exporter == 'legacy' else '-' + args.exporter}"
         section = ttfs_markdown_section(result, _machine())
     else:
-        key = (f"{args.model}-{args.norm}{'-pc' if args.per_channel else ''}"
+        key = (f"{args.model}-{args.norm}{'-pc' if args.per_channel else ''}{'-hard' if args.reset == 'hard' else ''}"
                f"{'' if args.neuron == 'auto' else '-' + args.neuron}"
                f"{'' if args.exporter == 'legacy' else '-' + args.exporter}")
         section = markdown_section(result)

@@ -56,8 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--reset", choices=RESET_MODES, default="soft", help="membrane reset (default soft)")
     c.add_argument("--v-init", type=float, default=0.5, help="initial membrane, fraction of threshold (0.5)")
     c.add_argument("--encoding", choices=ENCODINGS, default="analog",
-                   help="IF input: analog (default: the value at every step) or poisson (Bernoulli spikes, rate "
-                        "max-rate·x; the inputs must lie in [0, 1])")
+                   help="input: analog (default: the value at every step; signGD: --codec), poisson (IF: Bernoulli "
+                        "spikes, rate max-rate·x, inputs in [0, 1]) or signgd (the signGD spec's spike encoder)")
     c.add_argument("--max-rate", type=float, default=1.0, help="poisson: spike probability per step of an input of 1")
     c.add_argument("--seed", type=int, default=0, help="poisson: seed of the reproducible spike stream (default 0)")
     c.add_argument("--neuron", choices=NEURON_TYPES, default="auto",

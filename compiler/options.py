@@ -13,7 +13,9 @@ NEURON_TYPES = ("auto", "if", "signgd", "ttfs")
 TTFS_MODELS = ("b1", "a")
 SCHEDULES = ("exponential", "exp_inverse", "inverse", "constant")
 CODECS = ("exact", "float", "spike")
-ENCODINGS = ("analog", "poisson")
+ENCODINGS = ("analog", "poisson", "signgd")
+#: the neuron types each input encoding works with
+ENCODING_NEURONS = {"analog": ("auto", "if", "signgd", "ttfs"), "poisson": ("auto", "if"), "signgd": ("auto", "signgd")}
 
 
 @dataclass
@@ -25,7 +27,8 @@ class CompileOptions:
     per_channel: bool = False
     reset: str = "soft"
     v_init: float = 0.5
-    encoding: str = "analog"  # IF input: the analog value at every step, or poisson (Bernoulli spikes)
+    encoding: str = "analog"  # input: the analog value (each neuron type's own codec), poisson (IF) or signgd
+    # (the signGD spec's spike encoder, i.e. --codec spike)
     max_rate: float = 1.0  # poisson: spike probability per step of an input of 1
     seed: int = 0  # poisson: the seed of the counter-based generator, in [0, 2^32)
     neuron: str = "auto"  # IF neurons for ReLU nets, signGD where the graph needs it
@@ -73,8 +76,9 @@ class CompileOptions:
             check_constraint(self.weight_levels, self.on_off_ratio)
         if self.encoding not in ENCODINGS:
             raise SnnError(f"--encoding must be one of {', '.join(ENCODINGS)}, got '{self.encoding}'")
-        if self.encoding != "analog" and self.neuron not in ("auto", "if"):
-            raise SnnError(f"--encoding {self.encoding} needs IF neurons, got --neuron {self.neuron}")
+        if self.neuron not in ENCODING_NEURONS[self.encoding]:
+            raise SnnError(f"--encoding {self.encoding} works with --neuron {'|'.join(ENCODING_NEURONS[self.encoding])}, "
+                           f"got --neuron {self.neuron}")
         if not (self.max_rate > 0.0 and 0 <= self.seed < 2 ** 32):
             raise SnnError(f"--max-rate must be positive and --seed in [0, 2^32); got {self.max_rate}, {self.seed}")
         norm_statistic(self.norm)
@@ -82,6 +86,11 @@ class CompileOptions:
             raise SnnError(f"--norm {self.norm} balances IF layers, one threshold each: it needs IF neurons "
                            "and no --per-channel")
         return self
+
+    @property
+    def signgd_codec(self) -> str:
+        """The signGD input codec: spike under --encoding signgd, else --codec."""
+        return "spike" if self.encoding == "signgd" else self.codec
 
     def as_metadata(self) -> dict[str, Any]:
         """The options as a JSON-serialisable dict."""

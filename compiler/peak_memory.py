@@ -1,6 +1,7 @@
 """Peak resident memory of a block of code (Linux: VmHWM, reset through /proc/self/clear_refs)."""
 from __future__ import annotations
 
+import multiprocessing
 import resource
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,8 +52,26 @@ def peak_rss() -> Iterator[PeakMemory]:
         result.exact = False
 
 
-def memory_of(call: Callable[[], object]) -> dict[str, int]:
-    """The process's peak RSS during one `call`, and how far the call raised it (bytes)."""
-    with peak_rss() as memory:
-        call()
-    return {"peak_rss": memory.peak, "rss_growth": memory.growth}
+def isolated_peak(prepare: Callable[..., Callable[[], object]], *args: object) -> dict[str, int]:
+    """In a fresh (spawned) process: `call = prepare(*args)` loads what it needs, then the peak RSS
+    of that process during `call()` and how far the call raised it (bytes). `prepare` must be a
+    module-level function (it is pickled by name)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_measure_in_child, args=(queue, prepare, args))
+    process.start()
+    result = queue.get()
+    process.join()
+    if isinstance(result, str):
+        raise RuntimeError(f"the isolated memory measurement failed: {result}")
+    return result
+
+
+def _measure_in_child(queue, prepare: Callable[..., Callable[[], object]], args: tuple) -> None:
+    try:
+        call = prepare(*args)
+        with peak_rss() as memory:
+            call()
+        queue.put({"peak_rss": memory.peak, "rss_growth": memory.growth})
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as text
+        queue.put(f"{type(exc).__name__}: {exc}")

@@ -10,7 +10,7 @@ import onnx_graphsurgeon as gs
 
 from onnx_snn import __version__
 from onnx_snn.errors import SnnError
-from onnx_snn.options import spikenorm_statistic
+from onnx_snn.options import ENCODING_NEURONS, spikenorm_statistic
 from onnx_snn.passes import (activity, calibrate, canonicalize, decompose, fold_bn, normalize, signgd_offsets, spikify,
                              spikify_signgd, spikify_ttfs, time_batch, ttfs_audit, ttfs_column_scale, ttfs_fold_affine,
                              ttfs_input_range, ttfs_windows)
@@ -54,9 +54,10 @@ def run_pipeline(model: onnx.ModelProto, ctx: PassContext, dump: DumpHook | None
         graph = stage(step, graph)
     neuron = resolve_neuron(graph, ctx)
     ctx.metadata["neuron"] = neuron
-    if neuron != "if" and (ctx.options.encoding != "analog" or spikenorm_statistic(ctx.options.norm)):
-        raise SnnError(f"--encoding {ctx.options.encoding} and --norm {ctx.options.norm} need IF neurons, but this "
-                       f"graph converts with {neuron} neurons; use the analog encoding and another --norm",
+    spikenorm = spikenorm_statistic(ctx.options.norm) is not None
+    if neuron not in ENCODING_NEURONS[ctx.options.encoding] or (neuron != "if" and spikenorm):
+        raise SnnError(f"--encoding {ctx.options.encoding} and --norm {ctx.options.norm} do not fit this graph, which "
+                       f"converts with {neuron} neurons (poisson and spikenorm need IF, signgd needs signGD neurons)",
                        path=ctx.source)
     refuse_after, refuser = REFUSAL[neuron]
     if refuse_after is None:

@@ -113,7 +113,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
             node.attrs["slope"] = slope
         layers.append(node.name)
     for graph_input in graph.inputs:
-        _encode(graph, graph_input, one_step, fresh, step_zero, {"codec": ctx.options.codec, **schedule})
+        _encode(graph, graph_input, one_step, fresh, step_zero, {"codec": ctx.options.signgd_codec, **schedule})
     for index, out in enumerate(list(graph.outputs)):
         graph.outputs[index] = _decode(graph, out, one_step, fresh, step_zero, schedule)
     ctx.metadata["neuron_layers"] = layers

@@ -76,3 +76,18 @@ def test_percentile_spikenorm_sits_below_the_max():
 def test_bad_spikenorm_options_are_refused(options, fragment):
     with pytest.raises(SnnError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
         CompileOptions(**options).validate()
+
+
+def test_signgd_encoding_selects_the_spike_codec():
+    """--encoding signgd is the signGD spec's spike encoder (codec spike); IF nets refuse it."""
+    rng = np.random.default_rng(2)
+    ann, _ = two_layer_mlp(rng)
+    x = rng.uniform(0, 1, size=(32, 6)).astype(np.float32)
+    model = compile_model(ann, None, CompileOptions(timesteps=8, encoding="signgd", neuron="signgd"),
+                          calibration=x).model
+    encoders = [n for n in model.graph.node if n.op_type == "SignGDEncoder"]
+    assert [a.s for n in encoders for a in n.attribute if a.name == "codec"] == [b"spike"]
+    with pytest.raises(SnnError, match="signgd"):
+        compile_model(ann, None, CompileOptions(timesteps=8, encoding="signgd"), calibration=x)  # auto: IF
+    with pytest.raises(SnnError, match="works with"):
+        CompileOptions(encoding="signgd", neuron="if").validate()
