@@ -63,7 +63,7 @@ def plot_accuracy(report: EvalReport, path: str | os.PathLike) -> Path:
     axes.set_title(f"Accuracy over timesteps ({report.samples} samples, "
                    f"final {100 * report.accuracy[-1]:.2f}%)")
     axes.grid(True, which="major", alpha=0.3)
-    axes.legend(loc="lower right")
+    figure.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False)  # below the axes: never over a curve
     return _save(figure, path)
 
 
@@ -114,7 +114,7 @@ def plot_rate_sweep(max_rates: Sequence[float], accuracies_by_label: Mapping[str
     for label, accuracies in accuracies_by_label.items():
         if len(accuracies) != len(rates):
             raise SnnError(f"curve '{label}' has {len(accuracies)} accuracies for {len(rates)} rates")
-    figure, axes = _new_figure(7.0, 4.5)
+    figure, axes = _new_figure(7.0, 4.5 + 0.2 * len(accuracies_by_label))
     lowest = 100.0
     for label, accuracies in accuracies_by_label.items():
         percent = [100 * float(a) for a in accuracies]
@@ -132,7 +132,7 @@ def plot_rate_sweep(max_rates: Sequence[float], accuracies_by_label: Mapping[str
     axes.set_ylabel("accuracy (%)")
     axes.set_title(f"Accuracy over maximum input rate (Poisson coding, T = {timesteps})")
     axes.grid(True, which="major", alpha=0.3)
-    axes.legend(loc="lower right")
+    figure.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False)  # below the axes: never over a curve
     return _save(figure, path)
 
 
