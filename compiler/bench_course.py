@@ -144,8 +144,21 @@ def markdown_section(result: dict) -> str:
         f"{100 * result['ann_accuracy']:.2f}%). SNN accuracy (%), before fine-tuning:",
         "", head, rule, *_curve_rows(result["constrained"], steps),
         "", "after fine-tuning:", "", head, rule, *_curve_rows(result["finetuned"], steps), "",
+        *_every_step_table(result), "",
     ]
     return "\n".join(lines)
+
+
+def _every_step_table(result: dict) -> list[str]:
+    """A collapsed table of the accuracy (%) of every conversion at every T = 1..steps."""
+    columns = [(weights, name, conversion["accuracy"]) for weights in ("float", "constrained", "finetuned")
+               for name, conversion in result[weights].items()]
+    return ["<details><summary>Accuracy (%) at every T</summary>", "",
+            "| T | " + " | ".join(f"{weights}: {name}" for weights, name, _ in columns) + " |",
+            "|---|" + "---|" * len(columns),
+            *(f"| {t} | " + " | ".join(f"{100 * accuracy[t - 1]:.2f}" for _, _, accuracy in columns) + " |"
+              for t in range(1, result["steps"] + 1)),
+            "", "</details>"]
 
 
 def main(argv: list[str] | None = None) -> int:
