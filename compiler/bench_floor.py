@@ -26,7 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .api import compile_model
-from .bench import _machine, update_benchmarks_file
+from .bench import ANN_TIMED, ANN_WARMUP, _machine, update_benchmarks_file
 from .bench_spikingjelly import convert, simulate
 from .errors import SnnError
 from .modelio import write_text_atomic
@@ -40,7 +40,6 @@ from onnx_snn.runtime.providers import CPU, make_session
 UNARY_STAND_INS = {"IFNeuron": "Relu", "SignGDNeuron": "Relu"}
 BINARY_STAND_INS = {"SignGDBinaryNeuron": "Max"}
 CONSTANT_INPUT_NEURON = "IFNeuronConstantInput"
-ANN_WARMUP, ANN_TIMED = 5, 10
 
 
 def neuron_free(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -100,7 +99,7 @@ def measure_floor(name: str, steps: tuple[int, ...], batch_size: int, repeats: i
         snn_path, twin_path = Path(tmp) / "snn.onnx", Path(tmp) / "twin.onnx"
         compiled = compile_model(reference.onnx_path, snn_path, CompileOptions(timesteps=max(steps)),
                                  calibration=reference.load_calibration(), show_progress=False)
-        onnx.save(neuron_free(onnx.load(str(snn_path))), str(twin_path))
+        onnx.save(neuron_free(compiled.model), str(twin_path))
         engines = {"snn": Session(snn_path, providers=[CPU]), "twin": Session(twin_path, providers=[CPU])}
         ann = make_session(str(reference.onnx_path), [CPU])
         jelly = None
