@@ -27,6 +27,35 @@ def _tf_fixtures_dir() -> Path:
 FIXTURES = _tf_fixtures_dir()
 
 
+def _fashion_missing() -> str | None:
+    """Why the Fashion-MNIST tests cannot run here, or None when the IDX files are installed."""
+    from onnx_snn.models.data import fashion_mnist_dir
+
+    missing = [name for name in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")
+               if not (fashion_mnist_dir() / name).exists()]
+    if missing:
+        return f"Fashion-MNIST not found in {fashion_mnist_dir()} (apt-get install -y dataset-fashion-mnist)"
+    return None
+
+
+def _reference_cache_missing() -> str | None:
+    """Why the zoo tests (which train into the reference cache) cannot run, or None."""
+    from onnx_snn.models.zoo import CACHE_ENV, cache_root
+
+    root = cache_root()
+    writable_parent = next((p for p in [root, *root.parents] if p.exists()), None)
+    if writable_parent is None or not os.access(writable_parent, os.W_OK):
+        return f"the reference cache {root} is not writable; set {CACHE_ENV} to a writable folder"
+    return _fashion_missing()
+
+
+#: skips a test that reads the Fashion-MNIST IDX files when they are not installed
+needs_fashion = pytest.mark.skipif(_fashion_missing() is not None, reason=_fashion_missing() or "")
+#: skips a test that trains or loads zoo references (Fashion-MNIST and a writable reference cache)
+needs_reference_cache = pytest.mark.skipif(_reference_cache_missing() is not None,
+                                           reason=_reference_cache_missing() or "")
+
+
 @pytest.fixture(scope="session")
 def tf_fixtures() -> Path:
     """FIXTURES; skips the test when the folder is absent."""

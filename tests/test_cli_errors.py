@@ -12,7 +12,6 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import FIXTURES
 
 
 def tiny_relu_model(op: str = "Relu", domain: str = "", hidden: int = 8) -> onnx.ModelProto:
@@ -85,12 +84,12 @@ def test_truncated_protobuf(relu_model, tmp_path):
                       "truncated.onnx")
 
 
-def test_raw_erfc_fixture_is_repaired_then_refused_for_if_neurons(tmp_path):
-    raw = FIXTURES / "keras_dense_gelu_layernorm.raw_tf2onnx_erfc.onnx"
+def test_raw_erfc_fixture_is_repaired_then_refused_for_if_neurons(tmp_path, tf_fixtures):
+    raw = tf_fixtures / "keras_dense_gelu_layernorm.raw_tf2onnx_erfc.onnx"
     with pytest.raises(onnx.checker.ValidationError):
         onnx.checker.check_model(onnx.load(raw))  # invalid as tf2onnx wrote it
     calib = tmp_path / "calib.npy"
-    np.save(calib, np.load(FIXTURES / "keras_dense_gelu_layernorm.input.npy"))
+    np.save(calib, np.load(tf_fixtures / "keras_dense_gelu_layernorm.input.npy"))
     before = digest(raw)
     result = run_cli("compile", str(raw), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib), "--neuron", "if")
     assert_user_error(result, "raw_tf2onnx_erfc.onnx", "use --neuron signgd")
@@ -157,11 +156,11 @@ def test_no_temporary_files_left(relu_model, tmp_path):
 
 
 @pytest.mark.parametrize("fixture, neuron", [("keras_mlp_dense_relu", "if"), ("keras_dense_gelu_layernorm", "signgd")])
-def test_auto_picks_if_for_relu_nets_and_signgd_otherwise(tmp_path, fixture, neuron):
+def test_auto_picks_if_for_relu_nets_and_signgd_otherwise(tmp_path, tf_fixtures, fixture, neuron):
     calib = tmp_path / "calib.npy"
-    np.save(calib, np.load(FIXTURES / f"{fixture}.input.npy"))
+    np.save(calib, np.load(tf_fixtures / f"{fixture}.input.npy"))
     out = tmp_path / "out.onnx"
-    result = run_cli("compile", str(FIXTURES / f"{fixture}.onnx"), "-o", str(out), "--calib", str(calib), "-q")
+    result = run_cli("compile", str(tf_fixtures / f"{fixture}.onnx"), "-o", str(out), "--calib", str(calib), "-q")
     assert result.returncode == 0, result.stderr
     assert f"{neuron} neuron layers" in result.stdout and "PASS" in result.stdout
     shown = run_cli("inspect", str(out))

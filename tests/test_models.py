@@ -18,6 +18,8 @@ from onnx_snn.models.torch_nets import MLP, LeNet, SmallResNet
 from onnx_snn.models.train import evaluate_accuracy, predict_logits, train
 from onnx_snn.models.zoo import get_reference
 
+from conftest import needs_fashion
+
 
 def run_onnx(path, x: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -153,8 +155,7 @@ def test_read_idx_parses_header_and_rejects_truncation(tmp_path):
         read_idx(bad)
 
 
-@pytest.mark.skipif(not (fashion_mnist_dir() / "t10k-images-idx3-ubyte.gz").exists(),
-                    reason="dataset-fashion-mnist is not installed")
+@needs_fashion
 def test_fashion_test_split_shapes_and_ranges():
     x, y = load_fashion_mnist("test")
     assert x.shape == (10000, 1, 28, 28) and x.dtype == np.float32
@@ -163,8 +164,7 @@ def test_fashion_test_split_shapes_and_ranges():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (fashion_mnist_dir() / "train-images-idx3-ubyte.gz").exists(),
-                    reason="dataset-fashion-mnist is not installed")
+@needs_fashion
 def test_fashion_lenet_learns_from_a_subset():
     x_train, y_train = load_fashion_mnist("train")
     x_test, y_test = load_fashion_mnist("test")

@@ -15,11 +15,12 @@ import pytest
 import torch
 from torch import nn
 
-from onnx_snn.models.data import fashion_mnist_dir
 from onnx_snn.models.torch_nets import MLP
 from onnx_snn.models.train import ends_in_softmax, predict_logits, probability_cross_entropy
 from onnx_snn.models.ttfs_nets import TTFSVGG, TTFSDense, TTFSLeNet
 from onnx_snn.models.zoo import get_reference, load_torch_model
+
+from conftest import needs_reference_cache
 
 #: minimum cached test accuracy of each reference
 TORCH_TARGETS = {"fashion-ttfs-dense": 0.87, "fashion-ttfs-lenet": 0.88, "fashion-ttfs-vgg": 0.89}
@@ -27,8 +28,6 @@ KERAS_TARGETS = {f"keras-{name}": target for name, target in TORCH_TARGETS.items
 #: test images on which the ONNX export must match the framework model
 SAMPLES = 64
 
-needs_fashion = pytest.mark.skipif(not (fashion_mnist_dir() / "train-images-idx3-ubyte.gz").exists(),
-                                   reason="dataset-fashion-mnist is not installed")
 
 
 def check_export(path: Path, x: np.ndarray, expected: np.ndarray, image_dims: list[int]) -> None:
@@ -86,7 +85,7 @@ def test_keras_twins_have_the_torch_nets_layers():
 
 
 @pytest.mark.slow
-@needs_fashion
+@needs_reference_cache
 @pytest.mark.parametrize("name", TORCH_TARGETS)
 def test_torch_ttfs_reference(name):
     reference = get_reference(name)
@@ -98,7 +97,7 @@ def test_torch_ttfs_reference(name):
 
 @pytest.mark.slow
 @pytest.mark.tf
-@needs_fashion
+@needs_reference_cache
 @pytest.mark.parametrize("name", KERAS_TARGETS)
 def test_keras_ttfs_reference(name):
     pytest.importorskip("tensorflow")
@@ -114,7 +113,7 @@ def test_keras_ttfs_reference(name):
 
 @pytest.mark.slow
 @pytest.mark.tf
-@needs_fashion
+@needs_reference_cache
 def test_keras_zoo_reexports_a_missing_onnx_without_retraining(tmp_path):
     pytest.importorskip("tensorflow")
     pytest.importorskip("tf2onnx")

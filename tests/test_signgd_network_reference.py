@@ -40,6 +40,8 @@ from onnx_snn.models.train import train
 from onnx_snn.runtime.session import Session
 from signgd_network_reference import SignGDNetworkReference, model_spikes
 
+from conftest import needs_reference_cache
+
 RTOL = 1e-4  # of the largest |output| over all steps and samples
 
 
@@ -142,6 +144,7 @@ FASHION = ["fashion-convnext", "fashion-mixer", "fashion-resmlp", "fashion-maxpo
 
 
 @pytest.mark.slow
+@needs_reference_cache
 @pytest.mark.parametrize("name", FASHION)
 def test_reference_reproduces_fashion_zoo_models(name, tmp_path):
     from onnx_snn.models.zoo import get_reference

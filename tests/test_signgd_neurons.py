@@ -2,7 +2,9 @@
 
 Every model passes onnx.checker.check_model(full_check=True) and runs in a plain onnxruntime CPU
 session. The spec's vectors (float64) are met to 1e-5 with identical spike trains, ties included;
-against the step-by-step reference the ops are compared bit for bit, in float32 and in float64.
+against the step-by-step reference the ops are compared bit for bit in float32, and in float64 to
+a tolerance in ulps (see `assert_within_ulps`): the float64 η_t = η0·γ^(t−1) comes from
+onnxruntime's Pow and numpy's power, neither of which is correctly rounded.
 """
 from __future__ import annotations
 
@@ -29,6 +31,23 @@ XS = np.array([-1.5, -0.3, 0.0, 0.2, 0.7, 1.0, 2.5])
 NAN = np.float64(np.nan)
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+#: ulps one float64 step may add to a state: η_t's Pow (onnxruntime) and power (numpy) are each
+#: within 1 ulp of γ^(t−1), so they differ by up to 2 ulps, and the addition that applies η_t
+#: rounds once more. Over T steps a state drifts by at most ULPS_PER_STEP·T ulps of its largest
+#: magnitude. Seen: up to 4.4e-16 with numpy 2.4 and onnxruntime 1.32.
+ULPS_PER_STEP = 3
+
+
+def assert_within_ulps(actual, desired, steps: int) -> None:
+    """|actual − desired| ≤ ULPS_PER_STEP·steps ulps of the largest |desired| (float64 states after
+    `steps` steps); float32 arrays must match bit for bit."""
+    actual, desired = np.asarray(actual), np.asarray(desired)
+    if desired.dtype != np.float64:
+        np.testing.assert_array_equal(actual, desired)
+        return
+    scale = np.max(np.abs(desired[np.isfinite(desired)]), initial=1.0)
+    np.testing.assert_allclose(actual, desired, rtol=0, atol=ULPS_PER_STEP * max(steps, 1) * np.spacing(scale))
 
 
 def _spec_dir() -> Path:
@@ -123,7 +142,7 @@ def test_eta_table(vectors):
     run = runner([snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"])], feeds, {"y_per_step": 3, "y_T": 2})
     eta = [run(feeds | {"t0": _int(t)})["y_T"].item() for t in range(64)]
     np.testing.assert_allclose(eta, vectors["eta"], rtol=0, atol=1e-5)
-    np.testing.assert_array_equal(eta, eta_schedule(0, 64))
+    assert_within_ulps(eta, eta_schedule(0, 64), steps=1)
 
 
 def _per_step_v(function: str, currents: np.ndarray, offset, bias, feeds: dict, extra_nodes: list) -> Runner:
@@ -277,18 +296,20 @@ SETTLED = 128
 @pytest.mark.parametrize("timesteps", [1, 7, 256])
 @pytest.mark.parametrize("kind, function", OPS)
 def test_matches_reference(kind, function, timesteps, dtype, fresh):
-    """Bit for bit, except float32 exp/gelu neurons past step 128: there ulp differences of the
-    target may flip spikes at near-ties, and v_T moves by at most 2·Σ_{t>128} η_t."""
+    """Bit for bit in float32 (float64 states within `assert_within_ulps`, spikes identical), except
+    float32 exp/gelu neurons past step 128: there ulp differences of the target may flip spikes at
+    near-ties, and v_T moves by at most 2·Σ_{t>128} η_t."""
     case = _random_case(kind, function, timesteps, dtype, np.random.default_rng(timesteps), fresh)
     got, expected = _run(kind, function, case, onnx_op=True), _run(kind, function, case, onnx_op=False)
     exact = dtype == np.float64 or function not in UNROUNDED_F32
     steps = timesteps if exact else min(timesteps, SETTLED)
     slack = 2 * eta_schedule(steps, timesteps - steps).sum()
     assert all(a.dtype == dtype for a in got)
-    np.testing.assert_array_equal(got[0][:steps], expected[0][:steps])
+    assert_within_ulps(got[0][:steps], expected[0][:steps], timesteps)  # spikes (0/1) stay identical
     for a, b in zip(got[1:-1], expected[1:-1]):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(got[-1], expected[-1], rtol=0, atol=slack)
+        assert_within_ulps(a, b, timesteps)
+    np.testing.assert_allclose(got[-1], expected[-1], rtol=0,
+                               atol=slack + ULPS_PER_STEP * timesteps * np.spacing(np.max(np.abs(expected[-1]))))
     if kind != "decoder" and function != "float":
         assert set(np.unique(got[0])) <= {0.0, 1.0}
 
@@ -316,8 +337,8 @@ def test_schedule_attributes(schedule):
     spikes, x, v = run_neuron([z], [np.ones(3)], [np.zeros(3)], "relu", t0=3, **attrs)
     ref_spikes, ref_x, ref_v = signgd_neuron([z], [np.ones(3)], [np.zeros(3)], UNARY_RULES["relu"], t0=3, **attrs)
     np.testing.assert_array_equal(spikes, ref_spikes)
-    np.testing.assert_array_equal(v, ref_v)
-    np.testing.assert_array_equal(x[0], ref_x[0])
+    assert_within_ulps(v, ref_v, len(z))
+    assert_within_ulps(x[0], ref_x[0], len(z))
 
 
 def test_p_rsqrt_q_never_fires_on_negative_q():

@@ -15,7 +15,9 @@ from onnx_snn.models.zoo import EXPORTERS, get_reference
 from onnx_snn.options import CompileOptions
 from onnx_snn.runtime.session import Session
 
-pytestmark = pytest.mark.slow
+from conftest import needs_reference_cache
+
+pytestmark = [pytest.mark.slow, needs_reference_cache]
 
 SIGNGD_NETS = ("fashion-convnext", "fashion-mixer", "fashion-resmlp", "fashion-maxpool")
 SAMPLES = 1000

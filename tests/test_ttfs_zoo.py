@@ -17,7 +17,9 @@ from onnx_snn.options import CompileOptions
 from onnx_snn.runtime import Session
 from onnx_snn.runtime.session import AnnRunner
 
-pytestmark = pytest.mark.slow
+from conftest import needs_reference_cache
+
+pytestmark = [pytest.mark.slow, needs_reference_cache]
 
 TEST_IMAGES = 2000
 NEAR_TIE = 1e-5
