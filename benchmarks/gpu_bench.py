@@ -10,7 +10,7 @@ the ANN; the compiled SNN at each T (IF neurons as Scan-based local functions, a
 writes them); per T and batch an *unrolled* SNN: the snn functions inlined, the batch fixed,
 constant subgraphs folded (shapes are static, so Shape, Gather and int64 arithmetic on shapes
 become constants), each If on a constant condition replaced by its branch and each Scan by T
-copies of its body, so that onnxruntime's CUDA EP can capture it in a CUDA graph (static
+copies of its body (its Splits and Concats at most MAX_FAN wide), so that onnxruntime's CUDA EP can capture it in a CUDA graph (static
 shapes, no control flow, no CPU nodes); the ANN with the same fixed batches; the test inputs,
 the CPU reference outputs (ANN and every SNN output on the first REFERENCE_SAMPLES images) and
 manifest.json. Each unrolled model is checked on the CPU against its Scan model first.
@@ -22,6 +22,11 @@ and without CUDA graphs, and the ANN in a CUDA graph, each bound to fixed device
 IOBinding, in alternating rounds; checks the outputs against the CPU reference; writes JSON and
 a markdown table. A variant that fails is recorded with its error. `--dry-run` runs the same
 path on the CPU EP at batch DRY_RUN_BATCH and T = DRY_RUN_T, one round.
+
+On CUDA, `run` ends with a probe of the cuDNN pooling limits (POOL_PROBE_CASES: AveragePool,
+MaxPool and GlobalAveragePool on either side of a batch of 65536, and at N < 65536 with more than
+2^31 bytes and more than 2^31 elements), in a child process (`probe`) so that a crash there cannot
+lose the timings; `prepare` writes its three one-node models.
 """
 from __future__ import annotations
 
@@ -64,11 +69,32 @@ MATERIALIZING = frozenset({"Expand", "ConstantOfShape", "Tile"})
 CHECK_TENSOR_BYTES = 2 * 10**9
 CHECK_RTOL = 1e-5
 CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
+#: The most inputs of a Concat and outputs of a Split that the unroller writes. onnxruntime's CUDA
+#: Concat and Split pass up to 32 tensor addresses to their kernel by value; beyond that they stage
+#: them through a pinned host buffer, which CUDA graph capture rejects (Concat, onnxruntime 1.31:
+#: "CUDA Concat supports at most 32 inputs during CUDA Graph capture") or records as a copy from a
+#: host address that a replay re-reads after the buffer went back to the allocator (Split). Wider
+#: ones become trees of such nodes: Concat and Split only move data, so the result is bit-identical.
+MAX_FAN = 32
 NONDETERMINISTIC = frozenset({"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike",
                               "Multinomial", "Bernoulli"})
 #: Classes of models/torch_nets.py, which imports nothing of onnx_snn (only torch).
 TORCH_NETS = ("MLP", "LeNet", "SmallResNet")
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The pooling ops of the reference models (the folded batch N = T x batch reaches them).
+POOL_PROBE_OPS = ("AveragePool", "MaxPool", "GlobalAveragePool")
+#: (op, input shape) run on CUDA with uninitialized device buffers, smallest first (a crash in
+#: a late case keeps the earlier ones): whether cuDNN's pooling limit is the batch dim N (issue
+#: microsoft/onnxruntime#29819: N = 65535 passes, 65536 fails) or the bytes or elements. H200,
+#: onnxruntime-gpu 1.31.1: N = 65536 ran at these tiny shapes, 131072 failed, 65535 ran at 3 GiB,
+#: and 2^31 elements or more failed in the tensor descriptor (runtime/PERFORMANCE.md, "GPU").
+POOL_PROBE_CASES = tuple((op, (n, 1, 2, 2)) for op in POOL_PROBE_OPS for n in (65535, 65536)) + (
+    ("AveragePool", (32768, 6, 28, 28)),    # the benchmark's largest passing pooling input (fashion-cnn)
+    ("AveragePool", (65535, 16, 28, 28)),   # N < 65536, 3.1 GiB: over 2^31 bytes, under 2^31 elements
+    ("AveragePool", (40000, 64, 32, 32)),   # N < 65536, over 2^31 elements (9.8 GiB)
+    ("AveragePool", (131072, 6, 28, 28)))   # fashion-cnn's first pooling input at T=128, batch 1024
+POOL_PROBE_SMALL = tuple((op, (n, 1, 2, 2)) for op in POOL_PROBE_OPS for n in (3, 4))
+POOL_PROBE_TIMEOUT_S = 180
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 _STARTED = time.perf_counter()
 
@@ -335,7 +361,8 @@ def unroll_scan(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]], prefix
     step's state outputs (the Scan's initial states at the first step) and its values renamed
     under `prefix`/t<step>; the final states go to the Scan's state outputs through Identity and
     each scan output is the Concat of its per-step values, Unsqueezed along its axis (in reverse
-    for a reversed output). Raises ValueError for a zero trip count."""
+    for a reversed output). Splits and Concats wider than MAX_FAN are trees of narrower ones.
+    Raises ValueError for a zero trip count."""
     from onnx import helper
 
     form = ScanForm.of(node)
@@ -345,13 +372,12 @@ def unroll_scan(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]], prefix
     steps = lengths.pop()
     if steps == 0:
         raise ValueError(f"Scan {node.name!r} has a zero trip count")
-    nodes = [_constant(f"{prefix}/ones", np.ones(steps, dtype=np.int64))]
-    slices = []
+    nodes, slices = [], []
     for j, (x, axis, backwards) in enumerate(zip(form.scans, form.in_axes, form.in_reversed)):
         parts = [f"{prefix}/in{j}/part{t}" for t in range(steps)]
         squeezed = [f"{prefix}/in{j}/t{t}" for t in range(steps)]
-        nodes += [_constant(f"{prefix}/in{j}/axis", np.asarray([axis], dtype=np.int64)),
-                  helper.make_node("Split", [x, f"{prefix}/ones"], parts, axis=axis)]
+        nodes.append(_constant(f"{prefix}/in{j}/axis", np.asarray([axis], dtype=np.int64)))
+        nodes += split_tree(x, parts, axis, f"{prefix}/in{j}/split")
         nodes += [helper.make_node("Squeeze", [p, f"{prefix}/in{j}/axis"], [s]) for p, s in zip(parts, squeezed)]
         slices.append(squeezed[::-1] if backwards else squeezed)
     body_locals = {o for n in form.body.node for o in n.output if o}
@@ -372,8 +398,47 @@ def unroll_scan(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]], prefix
         expanded = [f"{prefix}/out{k}/t{t}" for t in range(steps)]
         nodes.append(_constant(f"{prefix}/out{k}/axis", np.asarray([axis], dtype=np.int64)))
         nodes += [helper.make_node("Unsqueeze", [v, f"{prefix}/out{k}/axis"], [e]) for v, e in zip(values, expanded)]
-        nodes.append(helper.make_node("Concat", expanded[::-1] if backwards else expanded, [out], axis=axis))
+        nodes += concat_tree(expanded[::-1] if backwards else expanded, out, axis, f"{prefix}/out{k}/concat")
     return nodes
+
+
+def _fan_groups(count: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges that cut `count` leaves into at most MAX_FAN groups of MAX_FAN**k leaves
+    (the last may be shorter), k the least that fits: single leaves when count <= MAX_FAN."""
+    size = 1
+    while size * MAX_FAN < count:
+        size *= MAX_FAN
+    return [(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def split_tree(x: str, outputs: list[str], axis: int, name: str) -> list[onnx.NodeProto]:
+    """Nodes that split `x` along `axis` into `outputs`, one slice of length 1 each, in order, by
+    Splits of at most MAX_FAN outputs (a tree when there are more; its inner values are named
+    under `name`)."""
+    from onnx import helper
+
+    groups = _fan_groups(len(outputs))
+    parts = [outputs[a] if b - a == 1 else f"{name}/{a}-{b}" for a, b in groups]
+    nodes = [_constant(f"{name}/sizes", np.asarray([b - a for a, b in groups], dtype=np.int64)),
+             helper.make_node("Split", [x, f"{name}/sizes"], parts, axis=axis)]
+    for (a, b), part in zip(groups, parts):
+        if b - a > 1:
+            nodes += split_tree(part, outputs[a:b], axis, part)
+    return nodes
+
+
+def concat_tree(inputs: list[str], output: str, axis: int, name: str) -> list[onnx.NodeProto]:
+    """Nodes that concatenate `inputs` along `axis` into `output`, in order, by Concats of at most
+    MAX_FAN inputs (a tree when there are more; its inner values are named under `name`)."""
+    from onnx import helper
+
+    groups = _fan_groups(len(inputs))
+    parts = [inputs[a] if b - a == 1 else f"{name}/{a}-{b}" for a, b in groups]
+    nodes = []
+    for (a, b), part in zip(groups, parts):
+        if b - a > 1:
+            nodes += concat_tree(inputs[a:b], part, axis, part)
+    return nodes + [helper.make_node("Concat", parts, [output], axis=axis)]
 
 
 def _references(node: onnx.NodeProto) -> set[str]:
@@ -599,15 +664,31 @@ def prepare(out: Path, sources: Iterable[ModelSource], timesteps: Iterable[int] 
     inputs: dict[str, np.ndarray] = {}
     models = {s.name: prepare_model(s, out, timesteps, batches, reference, inputs) for s in sources}
     np.savez_compressed(out / "inputs.npz", **inputs)
-    np.savez(out / "reference.npz", **reference)
+    np.savez_compressed(out / "reference.npz", **reference)
+    probes = {}
+    for op in POOL_PROBE_OPS:
+        probes[op] = f"probe.{op}.onnx"
+        _save(pool_model(op), out / probes[op])
     manifest = {"format": 1, "timesteps": timesteps, "batches": batches,
                 "dry_run": {"batch": DRY_RUN_BATCH, "timesteps": DRY_RUN_T},
                 "inputs": "inputs.npz", "reference": "reference.npz", "reference_samples": REFERENCE_SAMPLES,
-                "onnxruntime_prepare": ort.__version__, "models": models}
+                "onnxruntime_prepare": ort.__version__, "models": models, "pool_probes": probes}
     files = sorted(p for p in out.iterdir() if p.is_file() and p.name != "manifest.json")
     manifest["files"] = {p.name: p.stat().st_size for p in files}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def pool_model(op: str) -> onnx.ModelProto:
+    """One `op` node (AveragePool and MaxPool: 2x2, stride 2) on a float input [n, c, h, w] with
+    every dim dynamic."""
+    from onnx import TensorProto, helper
+
+    attrs = {} if op.startswith("Global") else {"kernel_shape": [2, 2], "strides": [2, 2]}
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], **attrs)], f"probe_{op}",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "c", "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
 # --------------------------------------------------------------------------------------------
@@ -893,6 +974,48 @@ def environment(device: Device) -> dict[str, Any]:
     return info
 
 
+def pool_probe(root: Path, device: Device, cases: Iterable[tuple[str, tuple[int, ...]]]) -> Iterator[dict[str, Any]]:
+    """Run each (op, input shape) of `cases` once with the probe models of the manifest in `root`,
+    input and output on the device (the input uninitialized: only whether the op runs matters);
+    yield {op, shape, N, elements, bytes, ok, error} per case."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    sessions: dict[str, ort.InferenceSession] = {}
+    for op, shape in cases:
+        case = {"op": op, "shape": list(shape), "N": shape[0], "elements": prod(shape), "bytes": 4 * prod(shape),
+                "ok": False, "error": None}
+        try:
+            if op not in sessions:
+                sessions[op] = device.session(root / manifest["pool_probes"][op], cuda_graph=False)
+            session = sessions[op]
+            binding = session.io_binding()
+            x = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.float32, device.name, 0)
+            binding.bind_ortvalue_input("x", x)
+            binding.bind_output("y", device.name)
+            session.run_with_iobinding(binding)
+            binding.synchronize_outputs()
+            del binding, x
+            case["ok"] = True
+        except Exception as exc:  # noqa: BLE001 - the failure is the finding
+            case["error"] = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+        yield case
+
+
+def probe_in_child(root: Path, device: Device) -> dict[str, Any]:
+    """POOL_PROBE_CASES run by `probe` in a child process (a crash or a poisoned CUDA context
+    there loses only the cases after it): {cases: [...], error: None or why it stopped early}."""
+    command = [sys.executable, str(Path(__file__).resolve()), "probe", "--in", str(root), "--providers", device.name]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=POOL_PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        stdout, error = exc.stdout or "", f"timed out after {POOL_PROBE_TIMEOUT_S} s"
+        stdout = stdout.decode() if isinstance(stdout, bytes) else stdout
+    else:
+        stdout = done.stdout
+        error = None if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()[-300:]}"
+    cases = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return {"cases": cases, "error": error}
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """What `run` measures: the T and batch sizes, rounds, the time budget and the device."""
@@ -936,11 +1059,15 @@ def run(root: Path, settings: RunSettings) -> dict[str, Any]:
                 variants = cell_variants(root, entry, cell, device, reference, jelly)
                 measure(variants, settings.rounds)
                 rows += cell_rows(cell, variants, device)
+    probe = None
+    if device.name == "cuda" and "pool_probes" in manifest:
+        _log("cuDNN pooling probe")
+        probe = probe_in_child(root, device)
     return {"environment": environment(device), "manifest_models": list(manifest["models"]),
             "settings": {"timesteps": settings.timesteps, "batches": settings.batches, "rounds": settings.rounds,
                          "warmup_calls": WARMUP_CALLS, "ann_warmup": ANN_WARMUP, "ann_timed": ANN_TIMED,
                          "reference_samples": manifest["reference_samples"]},
-            "spikingjelly": notes, "rows": rows, "seconds": time.perf_counter() - start}
+            "spikingjelly": notes, "rows": rows, "pool_probe": probe, "seconds": time.perf_counter() - start}
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -971,6 +1098,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_fmt(None if row['variant'] == 'spikingjelly' else row.get('max_rel_err'), '.1e')} | "
             f"{_fmt(row.get('agreement') and 100 * row['agreement'], '.1f')} | "
             f"{_fmt(row.get('accuracy') and 100 * row['accuracy'], '.1f')} | {row.get('error') or ''} |")
+    probe = result.get("pool_probe")
+    if probe:
+        lines += ["", "### cuDNN pooling probe", "",
+                  "One call per case, input uninitialized on the device; N is the batch dim (the folded T×batch "
+                  "in a compiled SNN)." + (f" Stopped early: {probe['error']}" if probe["error"] else ""), "",
+                  "| op | input shape | N | elements | GiB | runs | error |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {c['op']} | {'×'.join(map(str, c['shape']))} | {c['N']} | {c['elements']:.3g} | "
+                  f"{c['bytes'] / 2**30:.2f} | {'yes' if c['ok'] else 'no'} | {c['error'] or ''} |" for c in probe["cases"]]
     return "\n".join(lines) + "\n"
 
 
@@ -995,6 +1130,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=5)
     bench.add_argument("--budget-s", type=float, default=270.0, help="start no new cell after this many seconds")
     bench.add_argument("--tf32", action="store_true", help="let the CUDA EP and torch use TF32 (default off)")
+    probe = commands.add_parser("probe", help="run the cuDNN pooling probe; one JSON line per case")
+    probe.add_argument("--in", dest="inp", required=True, type=Path)
+    probe.add_argument("--providers", choices=("cuda", "cpu"), default="cuda")
+    probe.add_argument("--small", action="store_true", help="tiny shapes only (a test of the path)")
     return parser
 
 
@@ -1005,6 +1144,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, size in manifest["files"].items():
             print(f"{size / 1e6:8.2f} MB  {name}")
         print(f"{sum(manifest['files'].values()) / 1e6:8.2f} MB  total in {args.out}")
+        return 0
+    if args.command == "probe":
+        for case in pool_probe(args.inp, Device(args.providers), POOL_PROBE_SMALL if args.small else POOL_PROBE_CASES):
+            print(json.dumps(case), flush=True)
         return 0
     manifest = json.loads((args.inp / "manifest.json").read_text())
     if args.dry_run:

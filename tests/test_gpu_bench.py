@@ -76,6 +76,29 @@ def test_unrolled_scan_equals_scan() -> None:
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("steps", [33, 70])
+def test_unrolled_scan_splits_and_concats_at_most_max_fan(steps: int) -> None:
+    """onnxruntime's CUDA Concat refuses more than 32 inputs in a CUDA graph: longer scans are split
+    and concatenated by trees of at most MAX_FAN, and still equal the Scan bit for bit."""
+    model = _scan_model(steps=steps)
+    static = gpu_bench.make_static(model, batch=3)
+    concats = [len(n.input) for n in static.graph.node if n.op_type == "Concat"]
+    splits = [len(n.output) for n in static.graph.node if n.op_type == "Split"]
+    assert len(concats) > 2 and len(splits) > 2  # two scan outputs and two scan inputs, each a tree
+    assert max(concats + splits) <= gpu_bench.MAX_FAN
+    rng = np.random.default_rng(3)
+    feed = {k: rng.normal(size=(3, steps, 3)).astype(np.float32) for k in ("a", "b")}
+    for got, expected in zip(_run(static, feed), _run(model, feed)):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_fan_groups_cover_the_leaves_in_order() -> None:
+    assert gpu_bench._fan_groups(5) == [(i, i + 1) for i in range(5)]
+    assert gpu_bench._fan_groups(128) == [(0, 32), (32, 64), (64, 96), (96, 128)]
+    assert gpu_bench._fan_groups(33) == [(0, 32), (32, 33)]
+    assert gpu_bench._fan_groups(1100) == [(0, 1024), (1024, 1100)]
+
+
 def _tiny_cnn(path: Path) -> None:
     """Conv-ReLU-AvgPool-Conv-ReLU-Flatten-Gemm on [N, 1, 8, 8], random weights (two kinds of IF
     neuron after compiling: one on a constant input, one on a time-varying one)."""
@@ -157,3 +180,21 @@ def test_dry_run_prints_the_table_and_writes_json(prepared: Path) -> None:
         assert row["error"] is None and (row["T"], row["batch"]) == (gpu_bench.DRY_RUN_T, gpu_bench.DRY_RUN_BATCH)
         assert row["max_rel_err"] <= 1e-5 and row["agreement"] == 1.0 and row["median_s"] > 0
         assert (row["ratio_T_ann"] is None) == row["variant"].startswith("ann")
+
+
+def test_pool_probe_runs_in_a_child_and_renders(prepared: Path) -> None:
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    assert set(manifest["pool_probes"]) == set(gpu_bench.POOL_PROBE_OPS)
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_OUR_STACK, str(SCRIPT), "probe", "--in", str(prepared),
+                           "--providers", "cpu", "--small"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    cases = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(c["op"], tuple(c["shape"])) for c in cases] == [(op, tuple(s)) for op, s in gpu_bench.POOL_PROBE_SMALL]
+    assert all(c["ok"] and c["error"] is None for c in cases)
+    result = {"environment": {"device": "cuda", "gpu": "x", "onnxruntime": ort.__version__, "tf32": False},
+              "settings": {"rounds": 1, "reference_samples": 64}, "rows": [],
+              "pool_probe": {"cases": cases[:1] + [{**cases[1], "ok": False, "error": "CUDNN_STATUS_NOT_SUPPORTED"}],
+                             "error": None}}
+    text = gpu_bench.markdown(result)
+    assert "| AveragePool | 3×1×2×2 | 3 | 12 | 0.00 | yes |  |" in text
+    assert "| AveragePool | 4×1×2×2 | 4 | 16 | 0.00 | no | CUDNN_STATUS_NOT_SUPPORTED |" in text
