@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -11,7 +12,9 @@ import onnx
 
 from .arrays import calibration_feeds
 from .errors import SnnError
-from .modelio import check_output_path, load_model, save_model
+from .modelio import model_proto, save_model
+from .outputs import check_io, external_data_path, model_roles
+from .verify import synthetic_samples, verify_snn
 from .options import CompileOptions
 from .pipeline import run_pipeline
 from onnx_snn.passes.base import PassContext
@@ -19,38 +22,59 @@ from onnx_snn.passes.base import PassContext
 
 @dataclass
 class CompileResult:
-    """The compiled model and what the compiler has to say about it."""
+    """The compiled model, what the compiler has to say about it, and what its verification passed."""
 
     model: onnx.ModelProto
     notes: list[str]
     metadata: dict
+    verification: str = ""
+
+
+def dump_path(output: str | os.PathLike, stage: str) -> Path:
+    """Where --dump-after STAGE writes the model: `<stem>.after-STAGE<suffix>` beside `output`."""
+    out = Path(output)
+    return out.with_name(f"{out.stem}.after-{stage}{out.suffix}")
 
 
 def compile_model(model: str | os.PathLike | onnx.ModelProto, output: str | os.PathLike | None = None,
                   options: CompileOptions | None = None,
                   calibration: str | os.PathLike | np.ndarray | Iterable | None = None,
                   show_progress: bool = False) -> CompileResult:
-    """Compile an ANN (path or ModelProto) into an SNN; write it to `output` if given.
+    """Compile an ANN (path or ModelProto) into an SNN; verify it (compiler.verify) and write it to
+    `output` if given.
 
     `calibration` is an .npy/.npz path (key = input name, or x), an array, a dict of arrays or an
-    iterable of feed dicts. The input file is never modified; the output is written atomically.
+    iterable of feed dicts. No file that is read (the model, its external data, the calibration
+    file) is ever written; the output is written atomically, and only once verified: a model that
+    fails verification is never left at `output`.
     """
     options = (options or CompileOptions()).validate()
-    source = str(model) if not isinstance(model, onnx.ModelProto) else "<model>"
-    if output is not None:
-        check_output_path(output, [model] if source != "<model>" else [])
-    proto = load_model(model) if source != "<model>" else model
+    in_memory = isinstance(model, onnx.ModelProto)
+    source = "<model>" if in_memory else str(model)
     if options.dump_after and output is None:
         raise SnnError("--dump-after needs an output path to write beside")
+    check_io(reads={**model_roles("the model", None if in_memory else model),
+                    "--calib": calibration if isinstance(calibration, (str, os.PathLike)) else None},
+             writes={"-o": output, "the external data of -o": external_data_path(output) if output else None,
+                     "--dump-after": [dump_path(output, stage) for stage in options.dump_after] if output else None})
+    proto = model_proto(model)
     input_names = [i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
     feeds = calibration_feeds(calibration, input_names, options.calib_batch_size) if calibration is not None else None
     ctx = PassContext(options=options, source=source, calibration=feeds, show_progress=show_progress)
 
     def dump(stage: str, intermediate: onnx.ModelProto) -> None:
-        out = Path(output)
-        save_model(intermediate, out.with_name(f"{out.stem}.after-{stage}{out.suffix}"))
+        save_model(intermediate, dump_path(output, stage))
 
     compiled = run_pipeline(proto, ctx, dump if options.dump_after else None)
+    samples = next(iter(feeds), None) if feeds is not None else synthetic_samples(proto)
+    verification: list[str] = []
+
+    def check(path: Path) -> None:
+        verification.append(verify_snn(path, proto, samples, source, exact=ctx.metadata.get("neuron") == "ttfs"))
+
     if output is not None:
-        save_model(compiled, output)
-    return CompileResult(model=compiled, notes=ctx.notes, metadata=ctx.metadata)
+        save_model(compiled, output, check=check)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            save_model(compiled, Path(tmp) / "compiled.onnx", check=check)
+    return CompileResult(model=compiled, notes=ctx.notes, metadata=ctx.metadata, verification=verification[0])

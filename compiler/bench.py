@@ -26,7 +26,7 @@ from .bench_spikingjelly import spikingjelly_benchmark
 from .bench_ttfs import run_ttfs_benchmark, ttfs_markdown_section
 from .timing import time_call
 from .errors import SnnError
-from .modelio import write_text_atomic
+from .outputs import write_text_atomic
 from .peak_memory import isolated_peak
 from .options import CompileOptions
 from onnx_snn.runtime import Session

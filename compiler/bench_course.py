@@ -21,7 +21,7 @@ import torch
 from .api import compile_model
 from .bench import _machine, update_benchmarks_file
 from .errors import SnnError
-from .modelio import write_text_atomic
+from .outputs import write_text_atomic
 from .options import CompileOptions
 from .plots import plot_rate_sweep
 from .quantize import quantize_model

@@ -29,7 +29,7 @@ from .api import compile_model
 from .bench import ANN_TIMED, ANN_WARMUP, _machine, update_benchmarks_file
 from .bench_spikingjelly import convert, simulate
 from .errors import SnnError
-from .modelio import write_text_atomic
+from .outputs import write_text_atomic
 from .options import CompileOptions
 from .timing import time_call
 from onnx_snn.runtime import Session

@@ -7,48 +7,94 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 from .errors import SnnError
+from .logs import configure_logging
 
 EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message and where to find the usage, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run one subcommand; user errors print one line on stderr and return 2."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's --help, --version and usage errors
+        return int(exc.code or 0)
+    configure_logging(verbose=args.verbose)
     try:
         return args.handler(args)
     except SnnError as exc:
+        _end_progress_bars()
         print(f"onnx-snn {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
+        _end_progress_bars()
         print(f"onnx-snn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        _end_progress_bars()
+        print(f"onnx-snn {args.command}: error: out of memory; lower --max-memory, --batch-size or --timesteps",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as exc:  # noqa: BLE001 - never show a user a traceback unless asked
         if os.environ.get("ONNX_SNN_DEBUG"):
             raise
+        _end_progress_bars()
         text = str(exc).strip().splitlines()
-        print(f"onnx-snn {args.command}: internal error: {type(exc).__name__}: {text[0] if text else ''} "
-              "(set ONNX_SNN_DEBUG=1 for a traceback and report it)", file=sys.stderr)
+        print(f"onnx-snn {args.command}: internal error: {type(exc).__name__}: {text[0][:300] if text else ''} "
+              "(a bug in onnx-snn: set ONNX_SNN_DEBUG=1 for a traceback and report it with the command)",
+              file=sys.stderr)
         return 1
+
+
+def _end_progress_bars() -> None:
+    """Close any progress bar still drawn, so that an error line starts on a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 and at most MAX_TIMESTEPS (sizes and counts)."""
+    from .options import MAX_TIMESTEPS
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if not 1 <= value <= MAX_TIMESTEPS:
+        raise argparse.ArgumentTypeError(f"expected an integer in [1, {MAX_TIMESTEPS}], got {text}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
     from .pipeline import PASS_NAMES
     from .options import CODECS, ENCODINGS, NEURON_TYPES, RESET_MODES, SCHEDULES, TTFS_MODELS
 
-    parser = argparse.ArgumentParser(prog="onnx-snn", description=__doc__)
+    parser = _Parser(prog="onnx-snn", description=__doc__)
     parser.add_argument("--version", action="version", version=f"onnx-snn {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true",
+                        help="also show onnxruntime's and onnx-graphsurgeon's warnings")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("compile", help="compile an ANN (.onnx) into an SNN (.onnx)")
+    c = sub.add_parser("compile", help="compile an ANN (.onnx) into an SNN (.onnx)", parents=[common])
     c.add_argument("model", help="the ANN exported to ONNX")
     c.add_argument("-o", "--output", required=True, help="where to write the SNN")
-    c.add_argument("--timesteps", type=int, default=32, help="default number of timesteps T (default 32)")
+    c.add_argument("--timesteps", type=_positive_int, default=32, help="default number of timesteps T (default 32)")
     c.add_argument("--calib", help="calibration inputs, .npy or .npz (key = input name, or x)")
-    c.add_argument("--calib-batches", type=int, default=None, help="use at most this many calibration batches")
+    c.add_argument("--calib-batches", type=_positive_int, default=None, help="use at most this many calibration batches")
     c.add_argument("--norm", default="99.9", help="scale per layer: max, a percentile (99.9, 99.99), a fraction "
                                                   "of max in (0, 1], or spikenorm[:P] (thresholds from the currents "
                                                   "under spiking input, layer by layer; IF) (default 99.9)")
@@ -93,15 +139,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     c.set_defaults(handler=_compile)
 
-    e = sub.add_parser("eval", help="accuracy of a compiled SNN at every timestep")
+    e = sub.add_parser("eval", help="accuracy of a compiled SNN at every timestep", parents=[common])
     e.add_argument("model", help="the compiled SNN")
     e.add_argument("--data", required=True, help=".npz with inputs (input name or x) and labels (y)")
     e.add_argument("--ann", help="the source ANN, to report argmax agreement and logit error")
-    e.add_argument("--timesteps", type=int, default=None, help="T (default: the compiled T)")
-    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--timesteps", type=_positive_int, default=None, help="T (default: the compiled T)")
+    e.add_argument("--batch-size", type=_positive_int, default=256, help="samples per run (default 256)")
     e.add_argument("--max-memory", metavar="SIZE", default=None,
-                   help="working-memory budget of one batch, e.g. 2GB or 512MiB: larger runs go in batch and "
-                        "time chunks, with identical results")
+                   help="memory budget of the run and the data file, e.g. 2GB or 512MiB (default: half of the "
+                        "available memory): larger runs go in batch and time chunks, with identical results")
     e.add_argument("--json", dest="json_path", help="also write the report as JSON here")
     e.add_argument("--plot", metavar="DIR", help="also write accuracy.png, and with --stats firing_rate.png, into "
                                                  "DIR (created if needed; needs matplotlib)")
@@ -110,11 +156,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     e.set_defaults(handler=_eval)
 
-    i = sub.add_parser("inspect", help="ops, neuron layers and their scales of a model")
+    i = sub.add_parser("inspect", help="ops, neuron layers and their scales of a model", parents=[common])
     i.add_argument("model")
     i.set_defaults(handler=_inspect)
 
-    w = sub.add_parser("quantize-weights", help="constrain an ANN's weights to a memristive crossbar's levels")
+    w = sub.add_parser("quantize-weights", help="constrain an ANN's weights to a memristive crossbar's levels", parents=[common])
     w.add_argument("model", help="the ANN exported to ONNX")
     w.add_argument("-o", "--output", required=True, help="where to write the constrained ANN")
     w.add_argument("--levels", type=int, default=16, metavar="N", help="levels per sign (default 16)")
@@ -125,8 +171,8 @@ def _parser() -> argparse.ArgumentParser:
                                   "and after")
     w.set_defaults(handler=_quantize_weights)
 
-    d = sub.add_parser("demo", help="compile and evaluate the shipped digits MLP")
-    d.add_argument("--timesteps", type=int, default=64)
+    d = sub.add_parser("demo", help="compile and evaluate the shipped digits MLP", parents=[common])
+    d.add_argument("--timesteps", type=_positive_int, default=64)
     d.add_argument("-o", "--output", default=None, help="where to write the SNN (default: a temp dir)")
     d.set_defaults(handler=_demo)
     return parser
@@ -145,7 +191,8 @@ def _compile(args: argparse.Namespace) -> int:
                              calib_batches=args.calib_batches, dump_after=args.dump_after,
                              weight_levels=args.weight_levels, on_off_ratio=args.on_off_ratio,
                              per_channel_weights=args.per_channel_weights)
-    result = compile_model(args.model, args.output, options, calibration=args.calib, show_progress=not args.quiet)
+    result = compile_model(args.model, args.output, options, calibration=args.calib,
+                           show_progress=_show_progress(args))
     for note in result.notes:
         print(f"note: {note}")
     layers = result.metadata.get("neuron_layers", [])
@@ -153,25 +200,13 @@ def _compile(args: argparse.Namespace) -> int:
     timing = (f"t_read = {result.metadata['ttfs']['t_read']:.6g}" if neuron == "ttfs"
               else f"T = {args.timesteps}")
     print(f"compiled {args.model} -> {args.output}: {len(layers)} {neuron} neuron layers, {timing}")
-    return _verify(args.output)
-
-
-def _verify(path: str) -> int:
-    """Polygraphy-style check of a written model: onnx.checker full check and an onnxruntime load."""
-    import onnx
-    import onnxruntime as ort
-
-    try:
-        onnx.checker.check_model(path, full_check=True)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # the overridable `timesteps` default is expected, not a warning
-        ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL: {path} does not pass onnx.checker full check or onnxruntime load: "
-              f"{str(exc).splitlines()[0]}")
-        return 1
-    print(f"PASS: {path} passes onnx.checker (full check) and loads in onnxruntime")
+    print(f"PASS: {args.output} {result.verification}")
     return 0
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars unless --quiet, and only on a terminal (they are for people watching)."""
+    return not args.quiet and sys.stderr.isatty()
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -179,6 +214,19 @@ def _eval(args: argparse.Namespace) -> int:
     from onnx_snn.runtime import Session
     from onnx_snn.runtime.memory import parse_size
 
+    from .outputs import check_io, model_roles
+    from .plots import ACCURACY_PNG, FIRING_RATE_PNG
+
+    if args.ann is not None and Path(args.ann).resolve() == Path(args.model).resolve():
+        raise SnnError("--ann names the SNN itself; pass the source ANN", path=args.ann)
+    plot_dir = Path(args.plot) if args.plot is not None else None
+    if plot_dir is not None and plot_dir.exists() and not plot_dir.is_dir():
+        raise SnnError("--plot must name a folder, and this is a file", path=args.plot)
+    check_io(reads={**model_roles("the model", args.model), "--data": args.data,
+                    **model_roles("--ann", args.ann)},
+             writes={"--json": args.json_path,
+                     "--plot": [plot_dir / ACCURACY_PNG, plot_dir / FIRING_RATE_PNG]
+                     if plot_dir is not None and plot_dir.is_dir() else None})
     budget = parse_size(args.max_memory) if args.max_memory is not None else None
     session = Session(args.model, max_memory=budget)
     if args.stats and not (session.spike_names and session.activity is not None):
@@ -191,13 +239,13 @@ def _eval(args: argparse.Namespace) -> int:
         if session.ttfs is not None:
             raise SnnError("is a TTFS model with one read-out; --plot draws accuracy over the timesteps of "
                            "rate-coded models", path=args.model)
-    arrays = load_arrays(args.data)
+    arrays = load_arrays(args.data, session.max_memory)
     inputs = model_inputs(arrays, session.input_names, args.data)
     labels = labels_of(arrays, args.data)
     if args.ann is not None and not Path(args.ann).is_file():
         raise SnnError("ANN file not found; check the --ann path", path=args.ann)
     report = session.evaluate(inputs, labels, timesteps=args.timesteps, ann=args.ann,
-                              batch_size=args.batch_size, progress=not args.quiet)
+                              batch_size=args.batch_size, progress=_show_progress(args))
     if session.ttfs is not None:
         print(f"{args.model}: {report.samples} samples, TTFS model {session.ttfs['model']}, "
               f"providers {session.providers[0]}")
@@ -209,7 +257,7 @@ def _eval(args: argparse.Namespace) -> int:
             print()
             print(report.energy.table())
     if args.json_path:
-        from .modelio import write_text_atomic
+        from .outputs import write_text_atomic
 
         write_text_atomic(args.json_path, json.dumps(report.to_json(), indent=2))
     if args.plot is not None:
@@ -221,7 +269,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _quantize_weights(args: argparse.Namespace) -> int:
+    from .outputs import check_io, external_data_path, model_roles
     from .quantize import ann_accuracy, quantize_model, summary
+
+    check_io(reads={**model_roles("the model", args.model), "--data": args.data},
+             writes={"-o": args.output, "the external data of -o": external_data_path(args.output)})
 
     baseline = ann_accuracy(args.model, args.data) if args.data is not None else None  # bad data: no output
     result = quantize_model(args.model, args.output, levels=args.levels, on_off_ratio=args.on_off_ratio,

@@ -2,20 +2,24 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+from typing import Callable
 
 import onnx
 from google.protobuf.message import DecodeError
 
 from .errors import SnnError
+from .outputs import atomic_write, external_data_path
+from .validate import validate_model
 
 #: protobuf cannot serialise a message of 2 GiB or more; above this, weights go to a data file.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
 
-def load_model(path: str | os.PathLike) -> onnx.ModelProto:
-    """Read an ONNX model and any external data beside it, or raise SnnError naming the file."""
+def load_model(path: str | os.PathLike, max_bytes: int | None = None) -> onnx.ModelProto:
+    """Read an ONNX model and any external data beside it, or raise SnnError naming the file; also
+    if it declares more than `max_bytes` (None: the default memory budget) of weights or constant
+    outputs (runtime.memory.check_declared_sizes), checked before its external data is read."""
     path = Path(path)
     if not path.exists():
         raise SnnError("file not found; check the path", path=str(path))
@@ -23,29 +27,32 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         raise SnnError("is not a file; pass an .onnx model file", path=str(path))
     try:
         model = onnx.load(str(path), load_external_data=False)
+    except OSError as exc:
+        raise SnnError(f"cannot be read ({exc.strerror or exc}); check its permissions", path=str(path)) from None
     except (DecodeError, ValueError, RuntimeError) as exc:
         raise SnnError(f"is not a readable ONNX protobuf (truncated or another format: {_first_line(exc)}); "
                        "re-export the model", path=str(path)) from None
     if model.ir_version <= 0 or not model.HasField("graph") or not model.graph.node:
         raise SnnError("is not an ONNX model (no graph or no nodes); pass a model exported to ONNX",
                        path=str(path))
+    from onnx_snn.runtime.memory import check_declared_sizes, resolve_budget
+
+    check_declared_sizes(model, resolve_budget(max_bytes), str(path))
     try:
         onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
-    except (OSError, ValueError) as exc:
-        raise SnnError(f"its external weight data could not be read ({_first_line(exc)}); "
-                       "keep the .onnx.data file beside the model", path=str(path)) from None
+    except (OSError, ValueError, onnx.checker.ValidationError) as exc:
+        raise SnnError(f"its external weight data could not be read ({_first_line(exc)}); keep the data "
+                       "files the model names in its folder", path=str(path)) from None
+    validate_model(model, str(path))
     return model
 
 
-def check_output_path(out_path: str | os.PathLike, input_paths: list[str | os.PathLike]) -> None:
-    """Refuse an output path that would overwrite an input (model or its external data)."""
-    out = Path(out_path).resolve()
-    for inp in input_paths:
-        inp = Path(inp).resolve()
-        if out == inp or out == inp.with_name(inp.name + ".data"):
-            raise SnnError("output path equals the input; choose another -o path", path=str(out_path))
-    if not out.parent.exists():
-        raise SnnError("output directory does not exist; create it first", path=str(out_path))
+def model_proto(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+    """A model given as a path (loaded) or as a ModelProto (validated as loading would), or SnnError."""
+    if isinstance(model, onnx.ModelProto):
+        validate_model(model, "<model>")
+        return model
+    return load_model(model)
 
 
 def weights_nbytes(model: onnx.ModelProto) -> int:
@@ -57,40 +64,24 @@ def weights_nbytes(model: onnx.ModelProto) -> int:
 
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike,
-               external_threshold: int = EXTERNAL_DATA_THRESHOLD) -> None:
-    """Write `model` atomically: to a temporary file beside `path`, then rename.
+               external_threshold: int = EXTERNAL_DATA_THRESHOLD,
+               check: Callable[[Path], None] | None = None) -> None:
+    """Write `model` atomically (outputs.atomic_write); `check(tmp_path)` runs on the written file
+    before it is moved into place, so a model that fails it is never left at `path`.
 
-    Models whose weights exceed `external_threshold` bytes are written with external data
-    in `<name>.data` next to the model, also renamed into place only once complete.
+    Models whose weights exceed `external_threshold` bytes are written with external data in
+    `<name>.data` next to the model (outputs.external_data_path), moved into place with it.
     """
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    with tempfile.TemporaryDirectory(dir=directory, prefix=f".{path.name}.") as tmp:
-        tmp_model = Path(tmp) / path.name
+    def write(tmp: Path) -> None:
         if weights_nbytes(model) > external_threshold:
-            data_name = path.name + ".data"
-            onnx.save_model(model, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data_name, size_threshold=1024)
-            if (Path(tmp) / data_name).exists():  # absent when every tensor is small enough to stay inline
-                os.replace(Path(tmp) / data_name, directory / data_name)
+            onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=external_data_path(path).name, size_threshold=1024)
         else:
-            onnx.save_model(model, str(tmp_model))
-        os.replace(tmp_model, path)
+            onnx.save_model(model, str(tmp))
+
+    atomic_write(path, write, check)
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically (temporary file beside it, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

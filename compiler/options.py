@@ -1,6 +1,7 @@
 """Compile options: one dataclass that the CLI fills and the passes read."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,6 +15,9 @@ TTFS_MODELS = ("b1", "a")
 SCHEDULES = ("exponential", "exp_inverse", "inverse", "constant")
 CODECS = ("exact", "float", "spike")
 ENCODINGS = ("analog", "poisson", "signgd")
+#: the largest T a model or run accepts (the Scan trip counts and step indices are int64, but a
+#: run's memory grows with T: beyond 2^31 steps no budget holds even one sample's read-out)
+MAX_TIMESTEPS = 2 ** 31 - 1
 #: the neuron types each input encoding works with
 ENCODING_NEURONS = {"analog": ("auto", "if", "signgd", "ttfs"), "poisson": ("auto", "if"), "signgd": ("auto", "signgd")}
 
@@ -51,8 +55,18 @@ class CompileOptions:
 
     def validate(self) -> "CompileOptions":
         """Raise SnnError for an option out of its range; return self."""
-        if self.timesteps < 1:
-            raise SnnError(f"--timesteps must be at least 1, got {self.timesteps}")
+        if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) \
+                or not 1 <= self.timesteps <= MAX_TIMESTEPS:
+            raise SnnError(f"--timesteps must be an integer in [1, {MAX_TIMESTEPS}], got {self.timesteps!r}")
+        floats = {"--eta0": self.eta0, "--gamma": self.gamma, "--tail": self.tail, "--signgd-range": self.signgd_range,
+                  "--zeta": self.zeta, "--v-init": self.v_init, "--max-rate": self.max_rate,
+                  "--on-off-ratio": self.on_off_ratio, **dict(zip(("--input-range P", "--input-range Q"),
+                                                                 self.input_range or ()))}
+        for flag, value in floats.items():
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise SnnError(f"{flag} must be a finite number, got {value!r}")
+        if self.calib_batches is not None and self.calib_batches < 1:
+            raise SnnError(f"--calib-batches must be at least 1, got {self.calib_batches}")
         if self.reset not in RESET_MODES:
             raise SnnError(f"--reset must be one of {', '.join(RESET_MODES)}, got '{self.reset}'")
         if self.neuron not in NEURON_TYPES:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import SnnError
+from .outputs import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -172,20 +172,8 @@ def _new_figure(width: float, height: float) -> tuple[Figure, Axes]:
 
 def _save(figure: Figure, path: str | os.PathLike) -> Path:
     """Write `figure` as a PNG at `path` atomically; SnnError if its folder cannot be written."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    except OSError as exc:
-        raise SnnError(f"cannot write the plot ({exc.strerror or exc})", path=str(path)) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format="png", dpi=DPI)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep an image from being shared or served
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI))
+    return Path(path)
 
 
 def _x_ticks(axes: Axes, ticks: list[float], labels: list[str]) -> None:

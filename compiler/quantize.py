@@ -16,7 +16,8 @@ import onnx_graphsurgeon as gs
 
 from .arrays import Batches, labels_of, load_arrays, model_inputs
 from .errors import SnnError
-from .modelio import check_output_path, load_model, save_model
+from .modelio import load_model, model_proto, save_model
+from .outputs import check_io, external_data_path, model_roles
 from .options import CompileOptions
 from onnx_snn.passes import quantize_weights
 from onnx_snn.passes.base import PassContext
@@ -45,9 +46,9 @@ def quantize_model(model: str | os.PathLike | onnx.ModelProto, output: str | os.
     options = CompileOptions(weight_levels=levels, on_off_ratio=on_off_ratio,
                              per_channel_weights=per_channel).validate()
     source = str(model) if not isinstance(model, onnx.ModelProto) else "<model>"
-    if output is not None:
-        check_output_path(output, [model] if source != "<model>" else [])
-    proto = load_model(model) if source != "<model>" else model
+    check_io(reads=model_roles("the model", model if source != "<model>" else None),
+             writes={"-o": output, "the external data of -o": external_data_path(output) if output else None})
+    proto = model_proto(model)
     ctx = PassContext(options=options, source=source, show_progress=False)
     graph = quantize_weights.run(gs.import_onnx(proto), ctx)
     constrained = onnx.ModelProto()

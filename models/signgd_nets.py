@@ -1,4 +1,4 @@
-"""Reference ANNs in PyTorch for the signGD converter: GELU, LayerNorm and MaxPool nets.
+"""Reference ANNs in PyTorch for the signGD converter: GELU, LayerNorm, attention and MaxPool nets.
 
 Every net takes NCHW float32 input [N, 1, H, W] with H = W = `image_size` (8 for the digits,
 28 for Fashion-MNIST) and returns 10-class logits. Each path between two nonlinearities is
@@ -105,6 +105,57 @@ class MixerNet(nn.Module):
         self.embed = PatchEmbed(image_size, dim)
         tokens = self.embed.num_tokens
         self.blocks = nn.Sequential(*(MixerBlock(tokens, dim, token_hidden, channel_hidden) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.embed(x))
+        return self.head(self.norm(x.mean(dim=1)))
+
+
+class Attention(nn.Module):
+    """Multi-head softmax self-attention over tokens [N, S, C]: two products of activations
+    (queries x keys, weights x values) and a softmax, as in a ViT or Swin block."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not a multiple of heads {heads}")
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.heads = heads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, s, c = x.shape
+        q, k, v = self.qkv(x).reshape(n, s, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        weights = torch.softmax(q @ k.transpose(-1, -2) * (c // self.heads) ** -0.5, dim=-1)
+        return self.proj((weights @ v).transpose(1, 2).reshape(n, s, c))
+
+
+class ViTBlock(nn.Module):
+    """Pre-norm transformer block: x + attention(LN(x)), then x + MLP(LN(x)) with GELU."""
+
+    def __init__(self, dim: int, heads: int, hidden: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attention = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MlpBlock(dim, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class ViTNet(nn.Module):
+    """A small ViT: patch embedding -> `depth` transformer blocks -> mean over tokens -> LayerNorm
+    -> Linear. Its attention products give many wide activation outputs (calibration's probe)."""
+
+    def __init__(self, image_size: int = 28, dim: int = 32, depth: int = 2, heads: int = 2, hidden: int = 64,
+                 num_classes: int = 10) -> None:
+        super().__init__()
+        self.embed = PatchEmbed(image_size, dim)
+        self.blocks = nn.Sequential(*(ViTBlock(dim, heads, hidden) for _ in range(depth)))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
 

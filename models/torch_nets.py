@@ -74,19 +74,20 @@ class BasicBlock(nn.Module):
 
 
 class SmallResNet(nn.Sequential):
-    """Stem conv-BN-ReLU, then per width one BasicBlock, then global average pool and Linear.
+    """Stem conv-BN-ReLU, then `identity_blocks` BasicBlocks at the stem's width, one BasicBlock per
+    further width, then global average pool and Linear.
 
-    The first block keeps the stem's width and resolution (identity shortcut); each later block
+    The first blocks keep the stem's width and resolution (identity shortcut); each later block
     changes width and halves the resolution (downsample shortcut). With `stem_pool`, a 2x2 AvgPool
     after the stem quarters the cost of everything after it (worth it on 28x28 images).
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, widths: Sequence[int] = (16, 32),
-                 stem_pool: bool = False) -> None:
-        if not widths:
-            raise ValueError("SmallResNet needs at least one width")
+                 stem_pool: bool = False, identity_blocks: int = 1) -> None:
+        if not widths or identity_blocks < 1:
+            raise ValueError("SmallResNet needs at least one width and one identity block")
         stem = _conv_bn_relu(in_channels, widths[0], 3, 1) + ([nn.AvgPool2d(2)] if stem_pool else [])
-        blocks = [BasicBlock(widths[0], widths[0])]
+        blocks = [BasicBlock(widths[0], widths[0]) for _ in range(identity_blocks)]
         blocks += [BasicBlock(w_in, w_out, stride=2) for w_in, w_out in zip(widths, widths[1:])]
         super().__init__(
             *stem,

@@ -26,7 +26,7 @@ from torch import nn
 from .data import load_digits_split, load_fashion_mnist
 from .export import export_torch
 from .files import atomic_path, save_npz
-from .signgd_nets import ConvNeXtNet, MaxPoolCNN, MixerNet, ResMLPNet
+from .signgd_nets import ConvNeXtNet, MaxPoolCNN, MixerNet, ResMLPNet, ViTNet
 from .torch_nets import MLP, LeNet, SmallResNet
 from .train import ends_in_softmax, evaluate_accuracy, train
 from .ttfs_nets import TTFSVGG, TTFSDense, TTFSLeNet
@@ -52,6 +52,7 @@ _DATASETS: dict[str, Callable[[], Split]] = {"digits": load_digits_split, "fashi
 _NETS: dict[str, Callable[..., nn.Module]] = {
     "MLP": MLP, "LeNet": LeNet, "SmallResNet": SmallResNet,
     "ConvNeXtNet": ConvNeXtNet, "MixerNet": MixerNet, "ResMLPNet": ResMLPNet, "MaxPoolCNN": MaxPoolCNN,
+    "ViTNet": ViTNet,
     "TTFSDense": TTFSDense, "TTFSLeNet": TTFSLeNet, "TTFSVGG": TTFSVGG,
 }
 
@@ -96,11 +97,15 @@ RECIPES: dict[str, Recipe] = {
     "digits-mlp100": Recipe("digits", "MLP", {"in_shape": (1, 8, 8), "hidden": (100,), "bias": False}, epochs=40,
                             batch_size=64),
     "fashion-resnet": Recipe("fashion", "SmallResNet", {"widths": (16, 32, 64), "stem_pool": True}, epochs=3),
+    # issue 13's memory probe: 24 channels at full 28x28 resolution through 5 convs (stem, two identity blocks)
+    "fashion-resnet24": Recipe("fashion", "SmallResNet", {"widths": (24,), "identity_blocks": 2}, epochs=1),
     # signGD references (issue 3): GELU, LayerNorm, Affine and MaxPool nets
     "fashion-convnext": Recipe("fashion", "ConvNeXtNet", {"image_size": 28}, epochs=4),
     "fashion-mixer": Recipe("fashion", "MixerNet", {"image_size": 28}, epochs=4),
     "fashion-resmlp": Recipe("fashion", "ResMLPNet", {"image_size": 28}, epochs=4),
     "fashion-maxpool": Recipe("fashion", "MaxPoolCNN", {"image_size": 28}, epochs=4),
+    # issue 13's calibration-memory probe: softmax attention, GELU and LayerNorm (many wide calibrated outputs)
+    "fashion-vit": Recipe("fashion", "ViTNet", {"image_size": 28}, epochs=2),
     # exact-mapping TTFS references (issue 4): ReLU nets ending in Softmax, trained on its output
     "fashion-ttfs-dense": Recipe("fashion", "TTFSDense", epochs=5),
     "fashion-ttfs-lenet": Recipe("fashion", "TTFSLeNet", epochs=5),

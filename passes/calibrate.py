@@ -2,6 +2,8 @@
 statistics (max and a percentile of |y|) of every output a neuron will replace."""
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import onnx_graphsurgeon as gs
 import onnxruntime as ort
@@ -9,6 +11,8 @@ from tqdm import tqdm
 
 from onnx_snn.errors import SnnError
 from onnx_snn.options import norm_statistic
+from onnx_snn.runtime.memory import default_budget
+from onnx_snn.runtime.providers import CPU, make_session
 
 from .base import LayerStats, PassContext
 from .graph_utils import is_activation, node_label
@@ -22,6 +26,11 @@ CONTRACT = ("Pre: canonical, BN-folded graph. Post: graph unchanged; ctx.activat
 CALIBRATED_OPS = ("Relu", "LeakyRelu", "Abs", "Gelu", "HardSwish")
 #: ops calibrated when two of their inputs are activations (the signGD product and quotient)
 CALIBRATED_BINARY_OPS = ("Mul", "Div")
+#: the share of the memory budget (runtime.memory.default_budget) that one probe run's outputs may
+#: take: onnxruntime's intermediates, the histograms and their slices need the rest
+OUTPUT_SHARE = 0.25
+#: values per histogram update, which makes a few float64 copies of them (about 40 MB)
+SLICE_VALUES = 2 ** 20
 
 
 def is_calibrated(node: gs.Node) -> bool:
@@ -46,38 +55,71 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
                        path=ctx.source)
     q = _calibrated_percentile(ctx)
     session, output_names = _probe_session(graph, nodes)
-    inputs = {i.name: i for i in graph.inputs}
-    histograms: list[StreamingHistogram | None] = [None] * len(nodes)
-    per_channel = [False] * len(nodes)
-    seen = 0
+    statistics = _Statistics(len(nodes), ctx.options.per_channel)
+    seen, rows = 0, None
     progress = tqdm(desc="calibrate", unit="sample", disable=not ctx.show_progress, leave=False)
-    for batch_index, feed in enumerate(ctx.calibration):
-        if ctx.options.calib_batches is not None and batch_index >= ctx.options.calib_batches:
-            break
-        feed = {name: check_input(name, value, inputs, ctx.source) for name, value in feed.items()}
-        missing = set(inputs) - set(feed)
-        if missing:
-            raise SnnError(f"calibration data lacks input(s) {sorted(missing)}; give one array per model input",
-                           path=ctx.source)
-        for i, activation in enumerate(session.run(output_names, feed)):
-            activation = np.abs(activation)
-            if histograms[i] is None:
-                per_channel[i] = ctx.options.per_channel and activation.ndim >= 2
-                histograms[i] = StreamingHistogram(channels=activation.shape[1] if per_channel[i] else 1)
-            histograms[i].update(_channel_rows(activation) if per_channel[i] else activation.reshape(-1, 1))
-        batch = next(iter(feed.values())).shape[0]
+    for feed in _checked_feeds(graph, ctx):
+        rows = rows or _samples_per_run(session, output_names, feed)
+        batch = len(next(iter(feed.values())))
+        for start in range(0, batch, rows):
+            statistics.add(session.run(output_names, {name: value[start:start + rows] for name, value in feed.items()}))
         seen += batch
         progress.update(batch)
     progress.close()
     if seen == 0:
         raise SnnError("calibration data is empty; give at least one sample", path=ctx.source)
-    for node, hist, channels in zip(nodes, histograms, per_channel):
-        shape = hist.max.shape if channels else ()
-        ctx.activation_stats[node.name] = LayerStats(max=hist.max.reshape(shape),
-                                                     percentile=hist.percentile(q).reshape(shape),
-                                                     percentile_q=q, count=int(hist.total[0]))
+    for i, node in enumerate(nodes):
+        ctx.activation_stats[node.name] = statistics.layer_stats(i, q)
     ctx.metadata["calibration_samples"] = seen
     return graph
+
+
+def _checked_feeds(graph: gs.Graph, ctx: PassContext) -> Iterator[dict[str, np.ndarray]]:
+    """The calibration batches (at most --calib-batches), each with one checked array per model input."""
+    inputs = {i.name: i for i in graph.inputs}
+    for batch_index, feed in enumerate(ctx.calibration):
+        if ctx.options.calib_batches is not None and batch_index >= ctx.options.calib_batches:
+            return
+        feed = {name: check_input(name, value, inputs, ctx.source) for name, value in feed.items()}
+        missing = set(inputs) - set(feed)
+        if missing:
+            raise SnnError(f"calibration data lacks input(s) {sorted(missing)}; give one array per model input",
+                           path=ctx.source)
+        yield feed
+
+
+def _samples_per_run(session: ort.InferenceSession, names: list[str], feed: dict[str, np.ndarray]) -> int:
+    """Samples per probe run: as many as keep its outputs (measured on the first sample of `feed`)
+    within OUTPUT_SHARE of the default memory budget, at least one. The statistics do not depend
+    on it (StreamingHistogram)."""
+    per_sample = sum(output.nbytes for output in session.run(names, {k: v[:1] for k, v in feed.items()}))
+    return max(1, int(default_budget() * OUTPUT_SHARE) // max(per_sample, 1))
+
+
+class _Statistics:
+    """One StreamingHistogram of |y| per calibrated output, made at its first batch: per channel
+    (axis 1) where asked and the output has that axis, else one for the layer."""
+
+    def __init__(self, outputs: int, per_channel: bool) -> None:
+        self.per_channel = per_channel
+        self.histograms: list[StreamingHistogram | None] = [None] * outputs
+        self.by_channel = [False] * outputs
+
+    def add(self, activations: list[np.ndarray]) -> None:
+        """Count one probe run's outputs, SLICE_VALUES values at a time."""
+        for i, activation in enumerate(activations):
+            if self.histograms[i] is None:
+                self.by_channel[i] = self.per_channel and activation.ndim >= 2
+                self.histograms[i] = StreamingHistogram(channels=activation.shape[1] if self.by_channel[i] else 1)
+            for rows in _magnitude_rows(activation, self.by_channel[i]):
+                self.histograms[i].update(rows)
+
+    def layer_stats(self, i: int, q: float) -> LayerStats:
+        """The max and q-th percentile of output `i` (per channel, or scalars)."""
+        hist = self.histograms[i]
+        shape = hist.max.shape if self.by_channel[i] else ()
+        return LayerStats(max=hist.max.reshape(shape), percentile=hist.percentile(q).reshape(shape),
+                          percentile_q=q, count=int(hist.total[0]))
 
 
 def _calibrated_percentile(ctx: PassContext) -> float:
@@ -86,10 +128,18 @@ def _calibrated_percentile(ctx: PassContext) -> float:
     return value if kind == "percentile" else 99.9
 
 
-def _channel_rows(activation: np.ndarray) -> np.ndarray:
-    """[N, C, ...] -> [N * prod(...), C]: one column per channel (axis 1)."""
-    moved = np.moveaxis(activation, 1, -1)
-    return moved.reshape(-1, activation.shape[1])
+def _magnitude_rows(activation: np.ndarray, by_channel: bool) -> Iterator[np.ndarray]:
+    """|activation| as [values, channels] rows of about SLICE_VALUES values each: one column per
+    channel (axis 1), or one column for the layer."""
+    if by_channel:
+        moved = np.moveaxis(activation, 1, -1)
+        step = max(1, SLICE_VALUES // max(moved[0].size, 1))
+        for start in range(0, len(moved), step):
+            yield np.abs(moved[start:start + step]).reshape(-1, activation.shape[1])
+    else:
+        flat = activation.reshape(-1, 1)
+        for start in range(0, len(flat), SLICE_VALUES):
+            yield np.abs(flat[start:start + SLICE_VALUES])
 
 
 def _probe_session(graph: gs.Graph, nodes: list[gs.Node]) -> tuple[ort.InferenceSession, list[str]]:
@@ -106,10 +156,7 @@ def _probe_session(graph: gs.Graph, nodes: list[gs.Node]) -> tuple[ort.Inference
         names.append(out.name)
     probe.outputs = [t for t in probe.tensors().values() if t.name in set(names)]
     probe.outputs.sort(key=lambda t: names.index(t.name))
-    model = gs.export_onnx(probe)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]), names
+    return make_session(gs.export_onnx(probe).SerializeToString(), [CPU], budgeted=True), names
 
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}

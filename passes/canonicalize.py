@@ -24,7 +24,6 @@ later passes may rely on:
 """
 from __future__ import annotations
 
-import re
 from types import ModuleType
 
 import onnx
@@ -32,9 +31,11 @@ import onnx_graphsurgeon as gs
 from onnx import inliner, version_converter
 
 from onnx_snn.errors import SnnError
+from onnx_snn.validate import checker_error
+from onnx_snn.verify import CompilerBug
 
 from .base import PassContext
-from .graph_utils import TARGET_OPSET, refresh_shapes
+from .graph_utils import TARGET_OPSET, node_label, refresh_shapes
 from .rewrites import (affine_to_bn, batch_reshape, castlike, conv_bias, dense_nd, erfc, final_softmax, free_batch,
                        gelu, gemm_canonical, hardswish, layernorm, matmul_to_gemm, node_names, passthrough, silu,
                        sub_div, transpose_into_gemm, transpose_pairs)
@@ -48,6 +49,8 @@ MIN_OPSET = 7
 #: the first IR version in which an initializer need not also be a graph input
 IR_INITIALIZERS_NOT_INPUTS = 4
 ONNX_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
+#: float input types that onnx-snn does not compile (it computes in float32)
+OTHER_FLOATS = frozenset({onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16})
 
 #: the graph-level rewriters, in order (each sees shapes refreshed after the one before changed the graph)
 REWRITERS: tuple[ModuleType, ...] = (
@@ -77,6 +80,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     graph = gs.import_onnx(model)
     free_batch.apply(graph, ctx)
     refresh_shapes(graph)
+    _refuse_batch_flatten(graph, ctx)
     castlike.apply(graph, ctx)
     graph.fold_constants().cleanup().toposort()
     refresh_shapes(graph)
@@ -84,7 +88,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         if rewriter.apply(graph, ctx):
             graph.cleanup().toposort()
             refresh_shapes(graph)
-    _name_output_batch(graph)
+    _name_output_batch(graph, ctx)
     _check(graph, ctx)
     return graph
 
@@ -99,6 +103,7 @@ def _validated(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
         raise SnnError(f"{found}; onnx-snn reads opsets {MIN_OPSET} to {TARGET_OPSET}",
                        path=ctx.source,
                        hint=f"re-export with an opset in that range (e.g. opset_version={TARGET_OPSET})")
+    _refuse_other_float_inputs(model, ctx)
     functions = {(f.domain, f.name) for f in model.functions}
     for node in model.graph.node:
         domain = node.domain or ""
@@ -120,9 +125,19 @@ def _validated(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(model, full_check=False)
     except onnx.checker.ValidationError as exc:
-        raise _checker_error(exc, "is not a valid ONNX model", ctx,
-                             "re-export the model, or check it with onnx.checker.check_model") from None
+        raise checker_error(exc, list(model.graph.node), ctx.source) from None
     return model
+
+
+def _refuse_other_float_inputs(model: onnx.ModelProto, ctx: PassContext) -> None:
+    """SnnError for a graph input of a float type other than float32: calibration, the neurons and
+    the runtime compute in float32."""
+    for value in model.graph.input:
+        elem = value.type.tensor_type.elem_type
+        if elem in OTHER_FLOATS:
+            raise SnnError(f"graph input '{value.name}' is {onnx.TensorProto.DataType.Name(elem).lower()}; onnx-snn "
+                           "compiles float32 networks", path=ctx.source,
+                           hint="re-export the model in float32 (e.g. model.float() before torch.onnx.export)")
 
 
 def _upgraded(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
@@ -138,34 +153,61 @@ def _upgraded(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
             raise SnnError(f"could not convert the model from ONNX opset {opset} to opset {TARGET_OPSET} "
                            f"({_first_line(exc)})", path=ctx.source,
                            hint=f"re-export the model with opset_version={TARGET_OPSET}") from None
+        _check_converted(model, opset, ctx)
     model.ir_version = max(model.ir_version, onnx.helper.find_min_ir_version_for(
         list(model.opset_import), ignore_unknown=True))
     return model
 
 
-def _name_output_batch(graph: gs.Graph) -> None:
-    """Give axis 0 of every graph output the graph inputs' batch symbol."""
+def _check_converted(model: onnx.ModelProto, opset: int, ctx: PassContext) -> None:
+    """SnnError when strict shape inference fails on the model converted from `opset`: older opsets
+    infer less (an old Gemm does not check its inner dims), so a mismatch may show only now."""
+    try:
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except onnx.shape_inference.InferenceError as exc:
+        raise checker_error(exc, list(model.graph.node), ctx.source,
+                            f"is not a valid model once converted from ONNX opset {opset} to {TARGET_OPSET}",
+                            f"re-export the model with opset_version={TARGET_OPSET}") from None
+
+
+def _refuse_batch_flatten(graph: gs.Graph, ctx: PassContext) -> None:
+    """SnnError for a Flatten(axis=0) of a batched tensor: it merges the samples into one row, so the
+    model runs one sample at a time (and no batch of calibration data or time steps fits it)."""
+    symbol = free_batch.batch_symbol(graph)
+    for node in graph.nodes:
+        shape = node.inputs[0].shape if node.op == "Flatten" and node.inputs else None
+        if shape and shape[0] == symbol and int(node.attrs.get("axis", 1)) % len(shape) == 0:
+            raise SnnError("Flatten with axis 0 merges the batch axis into the features", path=ctx.source,
+                           node=node_label(node), op=node.op,
+                           hint="flatten from axis 1 (torch.flatten(x, 1)) and re-export")
+
+
+def _name_output_batch(graph: gs.Graph, ctx: PassContext) -> None:
+    """Give axis 0 of every graph output the graph inputs' batch symbol; SnnError for an output
+    whose axis 0 is a fixed size: it does not follow the batch (it ignores the inputs, say)."""
     symbol = free_batch.batch_symbol(graph)
     for tensor in graph.outputs:
-        if symbol is not None and tensor.shape and not isinstance(tensor.shape[0], int):
-            tensor.shape = [symbol, *tensor.shape[1:]]
+        if symbol is None or not tensor.shape:
+            continue
+        if isinstance(tensor.shape[0], int):
+            writer = tensor.inputs[0] if tensor.inputs else None
+            raise SnnError(f"graph output '{tensor.name}' has axis 0 of fixed size {tensor.shape[0]} while the inputs' "
+                           "batch axis is free: it does not follow the batch", path=ctx.source,
+                           node=node_label(writer) if writer is not None else None,
+                           op=writer.op if writer is not None else None,
+                           hint="make the output depend on the input batch (samples on axis 0) and re-export")
+        tensor.shape = [symbol, *tensor.shape[1:]]
 
 
 def _check(graph: gs.Graph, ctx: PassContext) -> None:
-    """Raise SnnError if the canonical graph fails onnx.checker (an onnx-snn bug)."""
+    """Raise CompilerBug (exit 1, internal error) if the canonical graph fails onnx.checker: the
+    input passed validation, so the rewrites broke it."""
+    model = gs.export_onnx(graph)
     try:
-        onnx.checker.check_model(gs.export_onnx(graph), full_check=False)
+        onnx.checker.check_model(model, full_check=False)
     except onnx.checker.ValidationError as exc:
-        raise _checker_error(exc, "canonicalized model fails onnx.checker", ctx,
-                             "this is an onnx-snn bug; please report it with the model") from None
-
-
-def _checker_error(exc: Exception, what: str, ctx: PassContext, hint: str) -> SnnError:
-    """An SnnError for a checker failure, naming the node and op when the message does."""
-    text = str(exc)
-    found = re.search(r"name:\s*(\S*)\s+optype:\s*(\S+)", text, re.IGNORECASE)
-    node, op = (found.group(1), found.group(2)) if found else (None, None)
-    return SnnError(f"{what}: {_first_line(exc)}", path=ctx.source, node=node, op=op, hint=hint)
+        raise CompilerBug(str(checker_error(exc, list(model.graph.node), ctx.source,
+                                            "canonicalized model fails onnx.checker", ""))) from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -16,6 +16,7 @@ import onnx_graphsurgeon as gs
 import onnxruntime as ort
 from tqdm import tqdm
 
+from onnx_snn.logs import ort_severity
 from onnx_snn.options import spikenorm_statistic
 from onnx_snn.runtime.contract import TIMESTEPS_INPUT
 from onnx_snn.runtime.neurons import attach_functions
@@ -62,7 +63,7 @@ def _input_currents(graph: gs.Graph, ctx: PassContext, layer: gs.Node):
     trial.outputs = [current]
     model = attach_functions(gs.export_onnx(trial.cleanup(), do_type_check=False))
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = ort_severity()
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     steps = np.asarray(ctx.options.timesteps, dtype=np.int64)
     for index, feed in enumerate(ctx.calibration):

@@ -4,17 +4,20 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import onnx
 from tqdm import tqdm
 
 from onnx_snn.errors import SnnError
+from onnx_snn.modelio import load_model
+from onnx_snn.options import MAX_TIMESTEPS
 
 from .contract import PER_STEP_SUFFIX, SPIKE_TIMES_PREFIX, SPIKES_PREFIX, SYNOPS_PREFIX, TIMESTEPS_INPUT
 from .energy import EnergyReport, energy_report
-from .memory import bytes_per_sample_step, plan_chunks
+from .memory import (bytes_per_sample_step, check_declared_sizes, cuda_sample_step_limit, plan_chunks, readout_bytes,
+                     resolve_budget)
 from .providers import CPU, CUDA, make_session
 from .stepper import SimulationState, Stepper
 
@@ -31,21 +34,24 @@ class RunResult:
     synops: dict[str, np.ndarray] = field(default_factory=dict)
     spike_times: dict[str, np.ndarray] = field(default_factory=dict)
 
-    @staticmethod
-    def over_time(parts: list[RunResult]) -> RunResult:
-        """The run made of consecutive time chunks of one batch (rate-coded models)."""
-        spikes = {name: sum(p.spikes[name] for p in parts) for name in parts[0].spikes}
-        return RunResult(parts[-1].logits, np.concatenate([p.per_step for p in parts]), spikes)
+    @classmethod
+    def allocate(cls, like: RunResult, batch: int, steps: int) -> RunResult:
+        """A zeroed result of `batch` samples over `steps` steps with the outputs of `like` (a chunk
+        of a rate-coded run), for `place` to fill."""
+        def zeros(a: np.ndarray, *leading: int) -> np.ndarray:
+            return np.zeros(leading + a.shape[len(leading):], dtype=a.dtype)
+        return cls(zeros(like.logits, batch), zeros(like.per_step, steps, batch),
+                   {name: zeros(counts, batch) for name, counts in like.spikes.items()})
 
-    @staticmethod
-    def over_batch(parts: list[RunResult]) -> RunResult:
-        """The run made of consecutive batch chunks, each over all steps."""
-        def joined(field_name: str) -> dict[str, np.ndarray]:
-            first = getattr(parts[0], field_name)
-            return {name: np.concatenate([getattr(p, field_name)[name] for p in parts]) for name in first}
-        return RunResult(np.concatenate([p.logits for p in parts]),
-                         np.concatenate([p.per_step for p in parts], axis=1),
-                         joined("spikes"), joined("synops"), joined("spike_times"))
+    def place(self, samples: slice, steps: slice, part: RunResult) -> None:
+        """Write `part`, the run of `samples` over `steps` (from the state its earlier steps left),
+        into this result: its read-outs in place, its logits if it ends the run, its spikes added.
+        Rate-coded runs only (TTFS runs have no time axis and are never chunked)."""
+        self.per_step[steps, samples] = part.per_step
+        if steps.stop == len(self.per_step):
+            self.logits[samples] = part.logits
+        for name, counts in part.spikes.items():
+            self.spikes[name][samples] += counts
 
 
 @dataclass
@@ -101,17 +107,18 @@ class EvalReport:
 
     def table(self) -> str:
         """A plain-text table of the reported steps."""
-        head = f"{'T':>5}  {'accuracy':>9}"
+        width = max(5, len(str(self.timesteps)))
+        head = f"{'T':>{width}}  {'accuracy':>9}"
         if self.agreement is not None:
             head += f"  {'agreement':>9}  {'|logit err|':>11}"
         lines = [head]
         for t in self.reported_steps():
-            row = f"{t:>5}  {100 * self.accuracy[t - 1]:>8.2f}%"
+            row = f"{t:>{width}}  {100 * self.accuracy[t - 1]:>8.2f}%"
             if self.agreement is not None:
                 row += f"  {100 * self.agreement[t - 1]:>8.2f}%  {self.logit_error[t - 1]:>11.4f}"
             lines.append(row)
         if self.ann_accuracy is not None:
-            lines.append(f"  ANN  {100 * self.ann_accuracy:>8.2f}%")
+            lines.append(f"{'ANN':>{width}}  {100 * self.ann_accuracy:>8.2f}%")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
@@ -129,30 +136,34 @@ class EvalReport:
 class Session:
     """A compiled SNN loaded into onnxruntime (CUDA when available, else CPU).
 
-    `max_memory` (bytes) bounds the working memory of `run`: a batch whose time-folded tensors
-    would need more is run in batch chunks and, below MIN_BATCH_CHUNK samples, time chunks that
-    carry every neuron's state, with the same result bit for bit (runtime.memory). It does not
-    count the loaded model, the interpreter or the caller's arrays. `stream` advances a
+    `max_memory` (bytes, or a size such as "2GB"; default: runtime.memory.default_budget(), half
+    of the memory available when the session is made) bounds a run's working memory: its
+    time-folded tensors (by an upper bound per sample and step) and the per-step results it
+    holds. A run that exceeds it goes in batch chunks and, below MIN_BATCH_CHUNK samples, time
+    chunks that carry every neuron's state, with the same result bit for bit (runtime.memory).
+    `run` returns the whole batch's per-step read-out [T, B, ...], so that must fit the budget
+    too; `evaluate` accumulates per-step counts chunk by chunk and never holds it. The budget
+    does not count the loaded model, the interpreter or the caller's arrays, but a model that
+    declares more data than the budget is refused before it is loaded. `stream` advances a
     simulation that persists between calls; `reset` starts it afresh.
     """
 
     def __init__(self, model: str | os.PathLike | onnx.ModelProto, providers: list[str] | None = None,
-                 intra_op_threads: int | None = None, max_memory: int | None = None) -> None:
-        source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-        if not isinstance(model, onnx.ModelProto) and not os.path.isfile(source):
-            raise SnnError("model file not found; check the path", path=source)
-        if max_memory is not None and max_memory <= 0:
-            raise SnnError(f"max_memory must be a positive number of bytes, got {max_memory}")
+                 intra_op_threads: int | None = None, max_memory: int | float | str | None = None) -> None:
+        in_memory = isinstance(model, onnx.ModelProto)
+        source = model.SerializeToString() if in_memory else str(model)
+        label = "<model>" if in_memory else source
+        self.max_memory = resolve_budget(max_memory)
+        if in_memory:
+            check_declared_sizes(model, self.max_memory, label)
+        structure = model if in_memory else load_model(source, self.max_memory)
         self._source, self._providers, self._threads = model, providers, intra_op_threads
-        self.max_memory = max_memory
         self._stepper: Stepper | None = None
         self._stream: SimulationState | None = None
-        self._unit_bytes: int | None = None
         try:
             self._session = self._make(source)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
-            raise SnnError(f"onnxruntime cannot load it ({str(exc).splitlines()[0][:200]})",
-                           path=source if isinstance(source, str) else "<model>") from None
+            raise SnnError(f"onnxruntime cannot load it ({str(exc).splitlines()[0][:200]})", path=label) from None
         outputs = [o.name for o in self._session.get_outputs()]
         meta = self._session.get_modelmeta().custom_metadata_map
         self.options = json.loads(meta.get("onnx_snn.options", "{}"))
@@ -169,15 +180,18 @@ class Session:
             self.output_name = self.per_step_name[: -len(PER_STEP_SUFFIX)]
         else:
             raise SnnError("is not a model compiled by onnx-snn (no timesteps input or per-step output); "
-                           "compile it first", path=source if isinstance(source, str) else "<model>")
+                           "compile it first", path=label)
         self.spike_names = [o for o in outputs if o.startswith(SPIKES_PREFIX)]
         self.synops_names = [o for o in outputs if o.startswith(SYNOPS_PREFIX)]
         self.spike_time_names = [o for o in outputs if o.startswith(SPIKE_TIMES_PREFIX)]
-        self.input_names = [i.name for i in self._session.get_inputs() if i.name != TIMESTEPS_INPUT]
+        self._input_shapes = {i.name: i.shape for i in self._session.get_inputs() if i.name != TIMESTEPS_INPUT}
+        self.input_names = list(self._input_shapes)
         self.default_timesteps = 1 if self.ttfs is not None else int(self.options.get("timesteps", 32))
-        if max_memory is not None and self.ttfs is None:
-            self._unit_bytes = bytes_per_sample_step(self._model())
-            plan_chunks(1, 1, max_memory, self._unit_bytes)  # refuses a budget below one sample-step
+        self._unit_bytes = None if self.ttfs is not None else bytes_per_sample_step(structure)
+        self._cuda_limit = cuda_sample_step_limit(structure)
+        self._readout_bytes = readout_bytes(structure)
+        if self._unit_bytes is not None:
+            plan_chunks(1, 1, self.max_memory, self._unit_bytes)  # refuses a budget below one sample-step
 
     @property
     def providers(self) -> list[str]:
@@ -185,15 +199,12 @@ class Session:
         return self._session.get_providers()
 
     def _make(self, model: str | bytes):
-        """An onnxruntime session with this Session's providers and threads; under a memory budget
-        without a memory pattern, which would hold every intermediate tensor of a run at once."""
-        return make_session(model, self._providers, self._threads, memory_pattern=self.max_memory is None)
+        """An onnxruntime session with this Session's providers and threads whose memory follows
+        the budget's bound (providers.make_session, budgeted)."""
+        return make_session(model, self._providers, self._threads, budgeted=True)
 
     def _model(self) -> onnx.ModelProto:
-        if isinstance(self._source, onnx.ModelProto):
-            return self._source
-        from onnx_snn.modelio import load_model
-        return load_model(self._source)
+        return self._source if isinstance(self._source, onnx.ModelProto) else load_model(self._source, self.max_memory)
 
     @property
     def stepper(self) -> Stepper:
@@ -202,73 +213,137 @@ class Session:
             self._stepper = Stepper(self._model(), self._make)
         return self._stepper
 
-    def _feed(self, inputs: np.ndarray | Mapping[str, np.ndarray], timesteps: int | None) -> dict:
+    @property
+    def classes(self) -> int | None:
+        """The size of the output's last axis (the classes of a classifier), None if not fixed."""
+        last = next(o for o in self._session.get_outputs() if o.name == self.output_name).shape[-1]
+        return last if isinstance(last, int) and last > 0 else None
+
+    def _feed(self, inputs: np.ndarray | Mapping[str, np.ndarray], timesteps: object) -> dict[str, np.ndarray]:
+        """The onnxruntime feed of one run: the checked inputs (_inputs) and `timesteps` (_timesteps)."""
+        return self._batch_feed(self._inputs(inputs), slice(None), self._timesteps(timesteps))
+
+    def _batch_feed(self, inputs: dict[str, np.ndarray], samples: slice, timesteps: int) -> dict[str, np.ndarray]:
+        """The onnxruntime feed of `samples` of checked `inputs`: contiguous float32 arrays and, for
+        rate-coded models, `timesteps`."""
+        feed = {name: np.ascontiguousarray(value[samples], dtype=np.float32) for name, value in inputs.items()}
+        if self.ttfs is None:
+            feed[TIMESTEPS_INPUT] = np.asarray(timesteps, dtype=np.int64)
+        return feed
+
+    def _inputs(self, inputs: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One numeric array per model input, all with the same non-zero batch; SnnError for a
+        missing or unknown input name, a non-numeric array, or a rank or fixed dim that differs
+        from the model's."""
         if not isinstance(inputs, Mapping):
             if len(self.input_names) != 1:
                 raise SnnError(f"the model has inputs {self.input_names}; pass a dict of arrays")
             inputs = {self.input_names[0]: inputs}
-        feed = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in inputs.items()}
-        t = self.default_timesteps if timesteps is None else int(timesteps)
-        if t < 1:
-            raise SnnError(f"timesteps must be at least 1, got {t}")
-        if self.ttfs is not None:
-            if t != 1:
-                raise SnnError(f"a TTFS model has no timesteps (one read-out at t_read); got timesteps {t}")
-        else:
-            feed[TIMESTEPS_INPUT] = np.asarray(t, dtype=np.int64)
+        if set(inputs) != set(self.input_names):
+            raise SnnError(f"got inputs {sorted(map(str, inputs))} but the model's inputs are {self.input_names}")
+        feed = {name: _input_array(name, inputs[name], self._input_shapes[name]) for name in self.input_names}
+        batches = {len(a) for a in feed.values()}
+        if len(batches) != 1:
+            raise SnnError(f"the inputs must share their first (batch) dimension, got {sorted(batches)}")
+        if 0 in batches:
+            raise SnnError("the inputs hold no samples (batch of 0); pass at least one")
         return feed
+
+    def _timesteps(self, timesteps: object) -> int:
+        """`timesteps` (None: the compiled T) as an int in [1, MAX_TIMESTEPS]; TTFS models take only 1."""
+        if timesteps is None:
+            return self.default_timesteps
+        t = _count("timesteps", timesteps)
+        if self.ttfs is not None and t != 1:
+            raise SnnError(f"a TTFS model has no timesteps (one read-out at t_read); got timesteps {t}")
+        return t
 
     @property
     def _result_names(self) -> list[str]:
         stats = self.spike_names + self.synops_names + self.spike_time_names
         return [self.output_name] + ([self.per_step_name] if self.per_step_name else []) + stats
 
-    def _result(self, by_name: dict[str, np.ndarray]) -> RunResult:
+    def _result(self, outputs: dict[str, np.ndarray]) -> RunResult:
+        """The RunResult of onnxruntime's `outputs`, copied: its numpy outputs share the buffers of
+        its arena, and one kept alive (a chunk's read-out while the next chunk runs) would split
+        the arena's free space, so that the next run could not reuse it (runtime.stepper._kept)."""
+        by_name = {name: np.array(value) for name, value in outputs.items()}
         per_step = by_name[self.per_step_name] if self.per_step_name else by_name[self.output_name][None]
         return RunResult(by_name[self.output_name], per_step, {n: by_name[n] for n in self.spike_names},
                          {n: by_name[n] for n in self.synops_names}, {n: by_name[n] for n in self.spike_time_names})
 
+    def plan(self, batch: int, timesteps: int, held: int = 0, held_what: str = "results") -> tuple[int, int]:
+        """(batch chunk, time chunk) of a fresh run of `batch` samples for `timesteps` steps while
+        `held` bytes of the budget are taken by `held_what`; whole for TTFS models (no time axis).
+        SnnError if what remains does not fit one sample for one step."""
+        if self._unit_bytes is None:
+            return batch, timesteps
+        room = self.max_memory - held
+        if room < self._unit_bytes:
+            raise SnnError(f"{held_what} need {held} B of the memory budget of {self.max_memory} B, leaving less "
+                           f"than one sample-step ({self._unit_bytes} B); raise max_memory (--max-memory) or lower "
+                           "timesteps")
+        limit = self._cuda_limit if CUDA in self.providers else None
+        return plan_chunks(batch, timesteps, room, self._unit_bytes, limit)
+
     def run(self, inputs: np.ndarray | Mapping[str, np.ndarray], timesteps: int | None = None) -> RunResult:
         """Simulate `timesteps` steps (default: the compiled T; TTFS models: one read-out) on one
-        batch, fresh; in chunks if the session has a memory budget that the whole run exceeds."""
+        batch, fresh, and return all of it; in chunks (`plan`) if the run exceeds the budget, with
+        the whole batch's per-step read-out, which must fit the budget, held throughout."""
         feed = self._feed(inputs, timesteps)
-        batch = len(next(v for k, v in feed.items() if k != TIMESTEPS_INPUT))
-        steps = int(feed.get(TIMESTEPS_INPUT, 1))
-        batch_chunk, time_chunk = batch, steps
-        if self._unit_bytes is not None:
-            batch_chunk, time_chunk = plan_chunks(batch, steps, self.max_memory, self._unit_bytes)
-        if (batch_chunk, time_chunk) == (batch, steps):
+        batch, steps = _batch_of(feed), int(feed.get(TIMESTEPS_INPUT, 1))
+        plan = self.run_plan(batch, steps)
+        if plan == (batch, steps):
             return self._run_whole(feed)
-        parts = []
-        for start in range(0, batch, batch_chunk):
-            part = {k: (v if k == TIMESTEPS_INPUT else v[start:start + batch_chunk]) for k, v in feed.items()}
-            parts.append(self._run_whole(part) if time_chunk == steps else self._run_in_time_chunks(part, time_chunk))
-        return RunResult.over_batch(parts)
+        return _assembled(self._chunks(feed, plan), batch, steps)
 
-    def _run_in_time_chunks(self, feed: dict[str, np.ndarray], chunk: int) -> RunResult:
-        steps = int(feed[TIMESTEPS_INPUT])
-        state = SimulationState(batch=len(next(v for k, v in feed.items() if k != TIMESTEPS_INPUT)))
-        parts = []
-        for start in range(0, steps, chunk):
-            part = {**feed, TIMESTEPS_INPUT: np.asarray(min(chunk, steps - start), dtype=np.int64)}
-            parts.append(self._result(self.stepper.advance(part, self._result_names, state)))
-        return RunResult.over_time(parts)
+    def _chunks(self, feed: dict[str, np.ndarray], plan: tuple[int, int],
+                state: SimulationState | None = None) -> Iterator[tuple[slice, slice, RunResult]]:
+        """The run of `feed` in `plan`'s (batch, time) chunks, in order, as (samples, steps, the run
+        of those samples over those steps); a batch chunk's time chunks carry its state. Fresh, or
+        from `state` (one batch chunk: the stream's), which it advances."""
+        batch, steps = _batch_of(feed), int(feed.get(TIMESTEPS_INPUT, 1))
+        batch_chunk, time_chunk = plan
+        for start in range(0, batch, batch_chunk):
+            samples = slice(start, min(start + batch_chunk, batch))
+            part = {k: (v if k == TIMESTEPS_INPUT else v[samples]) for k, v in feed.items()}
+            if state is None and time_chunk == steps:
+                yield samples, slice(0, steps), self._run_whole(part)
+                continue
+            carried = state or SimulationState(batch=samples.stop - samples.start)
+            for first in range(0, steps, time_chunk):
+                span = slice(first, min(first + time_chunk, steps))
+                step_feed = {**part, TIMESTEPS_INPUT: np.asarray(span.stop - span.start, dtype=np.int64)}
+                yield samples, span, self._result(self.stepper.advance(step_feed, self._result_names, carried))
 
     def stream(self, inputs: np.ndarray | Mapping[str, np.ndarray], steps: int = 1) -> RunResult:
         """Advance the persistent simulation by `steps` steps with `inputs` applied at each of them,
         and return those steps: `per_step` [steps, B, ...] (the read-out after steps t0+1 ..
         t0+steps), `logits` after the last, and the spikes in these steps. Inputs that change
         every step (events) are fed with steps=1 per call. The neuron state stays in the
-        session's device memory between calls. The batch size is fixed until `reset`."""
+        session's device memory between calls. The batch size is fixed until `reset`. A call
+        that exceeds the budget goes in time chunks (`stream_plan`), with the same result."""
         if self.ttfs is not None:
             raise SnnError("a TTFS model has no timesteps to stream; use run()")
         feed = self._feed(inputs, steps)
-        batch = len(next(v for k, v in feed.items() if k != TIMESTEPS_INPUT))
+        batch, steps = _batch_of(feed), int(feed[TIMESTEPS_INPUT])
         if self._stream is None:
             self._stream = SimulationState(batch=batch)
         elif self._stream.batch != batch:
             raise SnnError(f"the stream runs a batch of {self._stream.batch}, got {batch}; call reset() first")
-        return self._result(self.stepper.advance(feed, self._result_names, self._stream))
+        return _assembled(self._chunks(feed, self.stream_plan(batch, steps), self._stream), batch, steps)
+
+    def stream_plan(self, batch: int, steps: int) -> tuple[int, int]:
+        """(batch, time chunk) of a `stream` call: its batch is one state, so only its steps are
+        split, to fit the budget beside the per-step read-out it returns; SnnError if not even one
+        step of the batch fits."""
+        held = batch * steps * self._readout_bytes
+        steps_that_fit = (self.max_memory - held) // (batch * self._unit_bytes)
+        if steps_that_fit < 1:
+            raise SnnError(f"one step of a stream of {batch} samples over {steps} steps (and its per-step output) "
+                           f"exceeds the memory budget of {self.max_memory} B; stream fewer samples or steps per "
+                           "call, or raise max_memory")
+        return batch, min(steps, steps_that_fit)
 
     @property
     def steps_streamed(self) -> int:
@@ -283,82 +358,186 @@ class Session:
         """One fresh run of `feed`; on CUDA through the stateful form (IOBinding: no host copies of
         state, and `timesteps` bindable)."""
         if CUDA in self.providers and self.ttfs is None:
-            state = SimulationState(batch=len(next(v for k, v in feed.items() if k != TIMESTEPS_INPUT)))
+            state = SimulationState(batch=_batch_of(feed))
             return self._result(self.stepper.advance(feed, self._result_names, state))
         return self._result(dict(zip(self._result_names, self._session.run(self._result_names, feed))))
 
     def evaluate(self, data: np.ndarray | Mapping[str, np.ndarray], labels: np.ndarray,
-                 timesteps: int | None = None, ann: str | os.PathLike | None = None, batch_size: int = 256,
-                 progress: bool = True) -> EvalReport:
-        """Accuracy for every t = 1..T over `data`, and agreement and logit error against `ann`."""
-        data = dict(data) if isinstance(data, Mapping) else {self.input_names[0]: data}
-        labels = np.asarray(labels)
-        total = len(labels)
-        t = self.default_timesteps if timesteps is None else int(timesteps)
+                 timesteps: int | None = None, ann: str | os.PathLike | onnx.ModelProto | None = None,
+                 batch_size: int = 256, progress: bool = True) -> EvalReport:
+        """Accuracy for every t = 1..T over `data`, and agreement and logit error against `ann`.
+
+        Runs `batch_size` samples at a time, each in the chunks its `plan` allows beside the [T]
+        per-step counters, and folds every chunk into those counters at once: memory is bounded
+        by the budget whatever the number of samples or T (never [T, N, C] for all N). Labels
+        must be class indices in [0, classes), one per sample."""
+        inputs, t = self._inputs(data), self._timesteps(timesteps)
+        total, batch_size = _batch_of(inputs), _count("batch_size", batch_size)
+        labels = _checked_labels(labels, total, self.classes)
         ann_session = AnnRunner(ann) if ann is not None else None
-        correct = np.zeros(t)
-        agree = np.zeros(t) if ann_session else None
-        error = np.zeros(t) if ann_session else None
-        worst = np.zeros(t) if ann_session else None
-        ann_correct = 0
-        spikes: dict[str, float] = {}
-        synops: dict[str, float] = {}
-        neurons: dict[str, int] = {}
+        tally = _Tally(t, with_ann=ann_session is not None)
         with tqdm(total=total, desc="evaluate", unit="sample", disable=not progress, leave=False) as bar:
             for start in range(0, total, batch_size):
-                batch = {k: v[start:start + batch_size] for k, v in data.items()}
+                batch = self._batch_feed(inputs, slice(start, start + batch_size), t)
                 y = labels[start:start + batch_size]
-                result = self.run(batch, t)
-                predictions = result.per_step.argmax(axis=-1)
-                correct += (predictions == y[None, :]).sum(axis=1)
-                if ann_session is not None:
-                    ann_logits = ann_session.run(batch)
-                    ann_pred = ann_logits.argmax(axis=-1)
-                    ann_correct += int((ann_pred == y).sum())
-                    agree += (predictions == ann_pred[None, :]).sum(axis=1)
-                    deviation = np.abs(result.per_step - ann_logits[None]).reshape(t, len(y), -1)
-                    error += deviation.mean(axis=2).sum(axis=1)
-                    worst = np.maximum(worst, deviation.max(axis=(1, 2)))
-                for name, counts in result.spikes.items():
-                    spikes[name] = spikes.get(name, 0.0) + float(counts.sum())
-                for name, counts in result.synops.items():
-                    synops[name] = synops.get(name, 0.0) + float(counts.sum())
-                for name, times in result.spike_times.items():
-                    neurons[SPIKES_PREFIX + name[len(SPIKE_TIMES_PREFIX):]] = int(times[0].size)
-                bar.update(len(y))
-        spikes_per_sample = {k: v / total for k, v in spikes.items()}
-        synops_per_sample = {k: v / total for k, v in synops.items()}
-        energy = None
+                ann_logits = ann_session.run({k: batch[k] for k in inputs}) if ann_session is not None else None
+                tally.add_ann(ann_logits, y)
+                plan = self.evaluation_plan(len(y), t, with_ann=ann_session is not None)
+                for samples, span, part in self._chunks(batch, plan):
+                    tally.add(span, part, y[samples], None if ann_logits is None else ann_logits[samples])
+                    bar.update((samples.stop - samples.start) if span.stop == t else 0)
+        return self._report(tally, total)
+
+    def run_plan(self, batch: int, timesteps: int) -> tuple[int, int]:
+        """The (batch chunk, time chunk) plan of `run` on `batch` samples: `plan` beside the per-step
+        read-out [T, batch, ...] that it returns."""
+        return self.plan(batch, timesteps, batch * timesteps * self._readout_bytes,
+                         f"the per-step output of {batch} samples over {timesteps} steps (evaluate and stream "
+                         "hold less)")
+
+    def evaluation_plan(self, batch: int, timesteps: int, with_ann: bool = False) -> tuple[int, int]:
+        """The (batch chunk, time chunk) plan of one evaluation batch of `batch` samples: `plan`
+        beside the per-step counters and, `with_ann`, the ANN's outputs of the batch."""
+        held = _Tally.bytes_for(timesteps, with_ann) + (batch * self._readout_bytes if with_ann else 0)
+        return self.plan(batch, timesteps, held, f"the per-step counters of T = {timesteps} steps")
+
+    def _report(self, tally: _Tally, total: int) -> EvalReport:
+        """The EvalReport of a finished `tally` over `total` samples."""
+        spikes_per_sample = {k: v / total for k, v in tally.spikes.items()}
+        synops_per_sample = {k: v / total for k, v in tally.synops.items()}
+        t, neurons, energy = len(tally.correct), tally.neurons, None
         if self.activity is not None and self.spike_names:
             energy = energy_report(t, spikes_per_sample, synops_per_sample, self.activity)
             neurons = {SPIKES_PREFIX + k: v for k, v in self.activity["neurons"]}
-        return EvalReport(timesteps=t, samples=total, accuracy=correct / total,
-                          ann_accuracy=ann_correct / total if ann_session else None,
-                          agreement=agree / total if ann_session else None,
-                          logit_error=error / total if ann_session else None,
-                          spikes_per_sample=spikes_per_sample, max_logit_error=worst,
+        with_ann = tally.agree is not None
+        return EvalReport(timesteps=t, samples=total, accuracy=tally.correct / total,
+                          ann_accuracy=tally.ann_correct / total if with_ann else None,
+                          agreement=tally.agree / total if with_ann else None,
+                          logit_error=tally.error / total if with_ann else None,
+                          spikes_per_sample=spikes_per_sample, max_logit_error=tally.worst,
                           synops_per_sample=synops_per_sample, neurons=neurons,
                           latency=self.ttfs["t_read"] if self.ttfs is not None else None, energy=energy)
 
 
-def _runnable_ann(path: str | os.PathLike) -> str | bytes:
-    """The ANN for onnxruntime, as compile sees it: its path, or the bytes of the model with tf2onnx's
-    invalid Erfc nodes (exact Keras GELU) repaired and a final Softmax/LogSoftmax dropped, so that
-    its output is in the SNN's units (logits)."""
+class _Tally:
+    """An evaluation's per-step counts and sums, folded in chunk by chunk: arrays of length T only.
+
+    correct / agree: samples whose argmax equals the label / the ANN's at each step; error: the
+    sum over samples of the mean |SNN - ANN| over outputs; worst: its max; plus ANN-correct
+    samples and spike and synaptic-event totals by layer."""
+
+    def __init__(self, steps: int, with_ann: bool) -> None:
+        self.correct = np.zeros(steps, dtype=np.int64)
+        self.agree = np.zeros(steps, dtype=np.int64) if with_ann else None
+        self.error = np.zeros(steps) if with_ann else None
+        self.worst = np.zeros(steps) if with_ann else None
+        self.ann_correct = 0
+        self.spikes: dict[str, float] = {}
+        self.synops: dict[str, float] = {}
+        self.neurons: dict[str, int] = {}
+
+    @staticmethod
+    def bytes_for(steps: int, with_ann: bool) -> int:
+        """Bytes of the per-step arrays of a tally over `steps` steps (8 per step and array)."""
+        return 8 * steps * (4 if with_ann else 1)
+
+    def add_ann(self, ann_logits: np.ndarray | None, labels: np.ndarray) -> None:
+        """Count the ANN's correct samples of one batch (nothing without an ANN)."""
+        if ann_logits is not None:
+            self.ann_correct += int((ann_logits.argmax(axis=-1) == labels).sum())
+
+    def add(self, steps: slice, part: RunResult, labels: np.ndarray, ann_logits: np.ndarray | None) -> None:
+        """Fold in `part`, the run of the samples labelled `labels` over `steps`."""
+        predictions = part.per_step.argmax(axis=-1)
+        self.correct[steps] += (predictions == labels[None, :]).sum(axis=1)
+        if ann_logits is not None:
+            self.agree[steps] += (predictions == ann_logits.argmax(axis=-1)[None, :]).sum(axis=1)
+            deviation = (part.per_step - ann_logits[None]).reshape(len(predictions), len(labels), -1)
+            np.abs(deviation, out=deviation)
+            self.error[steps] += deviation.mean(axis=2, dtype=np.float64).sum(axis=1)
+            self.worst[steps] = np.maximum(self.worst[steps], deviation.max(axis=(1, 2)))
+        for name, counts in part.spikes.items():
+            self.spikes[name] = self.spikes.get(name, 0.0) + float(counts.sum())
+        for name, counts in part.synops.items():
+            self.synops[name] = self.synops.get(name, 0.0) + float(counts.sum())
+        for name, times in part.spike_times.items():
+            self.neurons[SPIKES_PREFIX + name[len(SPIKE_TIMES_PREFIX):]] = int(times[0].size)
+
+
+def _assembled(chunks: Iterator[tuple[slice, slice, RunResult]], batch: int, steps: int) -> RunResult:
+    """The RunResult of `batch` samples over `steps` steps from Session._chunks' parts: the part
+    itself when it is the whole, else the parts placed into one result (RunResult.allocate)."""
+    result = None
+    for samples, span, part in chunks:
+        if (samples, span) == (slice(0, batch), slice(0, steps)):
+            return part
+        if result is None:
+            result = RunResult.allocate(part, batch, steps)
+        result.place(samples, span, part)
+    return result
+
+
+def _batch_of(feed: Mapping[str, np.ndarray]) -> int:
+    """The batch size of a feed (the first input's first dim)."""
+    return len(next(v for k, v in feed.items() if k != TIMESTEPS_INPUT))
+
+
+def _count(name: str, value: object) -> int:
+    """`value` as an int in [1, MAX_TIMESTEPS] (an int or numpy integer, not a bool, float or
+    text), else SnnError naming `name`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise SnnError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if not 1 <= value <= MAX_TIMESTEPS:
+        raise SnnError(f"{name} must be in [1, {MAX_TIMESTEPS}], got {value}")
+    return int(value)
+
+
+def _input_array(name: str, value: object, shape: list) -> np.ndarray:
+    """`value` as a numeric array for the model input `name` of `shape` (ints fixed, anything else
+    free), or SnnError saying what differs. The batch dim (first) is not checked."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise SnnError(f"input '{name}' has dtype {array.dtype}; pass numbers (float32)")
+    fixed = [d if isinstance(d, int) and d > 0 else None for d in shape]
+    if array.ndim != len(shape) or any(f is not None and f != v for f, v in zip(fixed[1:], array.shape[1:])):
+        expected = ", ".join(str(d) if f is not None else "?" for d, f in zip(shape, fixed))
+        raise SnnError(f"input '{name}' has shape {list(array.shape)}, the model expects [{expected}]")
+    return array
+
+
+def _checked_labels(labels: object, samples: int, classes: int | None) -> np.ndarray:
+    """`labels` as a 1-D integer array of one class index in [0, classes) per sample (no upper
+    bound where the model's class count is not fixed), else SnnError."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise SnnError(f"labels must be a 1-D integer array, got {labels.dtype} {list(labels.shape)}")
+    if len(labels) != samples:
+        raise SnnError(f"got {len(labels)} labels for {samples} inputs; give one label per input")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or (classes is not None and high >= classes):
+        raise SnnError(f"labels must be class indices in [0, {classes if classes is not None else 'classes'}), "
+                       f"got values in [{low}, {high}]")
+    return labels
+
+
+def _runnable_ann(path: str | os.PathLike | onnx.ModelProto) -> str | bytes:
+    """The ANN (a path or a loaded model) for onnxruntime, as compile sees it: its path, or the bytes
+    of the model with tf2onnx's invalid Erfc nodes (exact Keras GELU) repaired and a final
+    Softmax/LogSoftmax dropped, so that its output is in the SNN's units (logits)."""
     import onnx_graphsurgeon as gs
 
-    from onnx_snn.modelio import load_model
     from onnx_snn.options import CompileOptions
     from onnx_snn.passes.base import PassContext
     from onnx_snn.passes.rewrites import erfc, final_softmax
 
-    model = load_model(path)
+    in_memory = isinstance(path, onnx.ModelProto)
+    model = path if in_memory else load_model(path)
     finals = {o.name for o in model.graph.output}
     if not any(n.op_type == "Erfc" or (n.op_type in final_softmax.FINAL_OPS and set(n.output) & finals)
                for n in model.graph.node):
-        return str(path)
+        return model.SerializeToString() if in_memory else str(path)
     graph = gs.import_onnx(model)
-    ctx = PassContext(options=CompileOptions(), source=str(path))
+    ctx = PassContext(options=CompileOptions(), source="<model>" if in_memory else str(path))
     erfc.apply(graph, ctx)
     final_softmax.apply(graph, ctx)
     return gs.export_onnx(graph.cleanup().toposort()).SerializeToString()
@@ -367,14 +546,14 @@ def _runnable_ann(path: str | os.PathLike) -> str | bytes:
 class AnnRunner:
     """The source ANN on onnxruntime's CPU, fed any batch size even if it was exported for one."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike | onnx.ModelProto) -> None:
         try:
             self._session = make_session(_runnable_ann(path), [CPU])
         except SnnError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise SnnError(f"onnxruntime cannot load the ANN ({str(exc).splitlines()[0][:200]})",
-                           path=str(path)) from None
+                           path="<model>" if isinstance(path, onnx.ModelProto) else str(path)) from None
         first = self._session.get_inputs()[0].shape[0]
         self.fixed_batch = first if isinstance(first, int) and first > 0 else None
 

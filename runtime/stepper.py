@@ -27,7 +27,8 @@ class Stepper:
 
     `advance` binds the inputs from host memory and the state where it lives; the new state is
     bound to the session's device (CUDA memory on the CUDA EP), so it never leaves it between
-    calls; the requested outputs come back to the host as numpy arrays.
+    calls (on the CPU it is kept out of onnxruntime's arena, see `_kept`); the requested outputs
+    come back to the host as numpy arrays.
     """
 
     def __init__(self, model: onnx.ModelProto, make: callable) -> None:
@@ -53,9 +54,17 @@ class Stepper:
         self._session.run_with_iobinding(binding)
         values = binding.get_outputs()
         results = {name: value.numpy() for name, value in zip(names, values)}
-        state.values = {port.input: value for port, value in zip(self.ports, values[len(names):])}
+        state.values = {port.input: self._kept(value) for port, value in zip(self.ports, values[len(names):])}
         state.steps_done += int(feed[TIMESTEPS_INPUT])
         return results
+
+    def _kept(self, value: ort.OrtValue) -> ort.OrtValue:
+        """A new state value to keep until the next call: on CUDA the value itself (it stays on the
+        device); on the CPU a copy in its own memory, out of onnxruntime's arena, where a small live
+        buffer would split the free space of the run's large tensors so that the next run could not
+        reuse it (measured: a second time chunk of the digits MLP, 32 x 17489 steps, raised the RSS
+        by 148 MB more with the state left in the arena, by none with it copied)."""
+        return value if self._device == "cuda" else ort.OrtValue.ortvalue_from_numpy(np.array(value.numpy()))
 
     @staticmethod
     def _bind_state(binding: ort.IOBinding, port: StatePort, state: SimulationState) -> None:

@@ -31,3 +31,18 @@ def test_all_zero_then_positive():
     hist.update(np.full((10, 1), 2.0))
     assert hist.percentile(40.0)[0] <= hist.range[0] / hist.bins
     assert hist.percentile(100.0)[0] == 2.0
+
+
+def test_counts_do_not_depend_on_how_the_values_are_split():
+    """Power-of-two ranges: any split into updates (batches, slices) gives the same counts."""
+    rng = np.random.default_rng(1)
+    values = np.abs(rng.standard_cauchy(size=(6000, 2))) * np.array([1e-3, 10.0])  # heavy tails: many doublings
+    whole = StreamingHistogram(channels=2, bins=64)
+    whole.update(values)
+    for cuts in ([1, 2, 5000], [3000], list(range(7, 6000, 997))):
+        split = StreamingHistogram(channels=2, bins=64)
+        for part in np.split(values, cuts):
+            split.update(part)
+        np.testing.assert_array_equal(split.counts, whole.counts)
+        np.testing.assert_array_equal(split.range, whole.range)
+    assert np.all(whole.range > whole.max) and np.all(np.log2(whole.range) % 1 == 0)

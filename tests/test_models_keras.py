@@ -53,7 +53,7 @@ def valid_ann(raw: onnx.ModelProto, path: Path) -> str:
     """`raw` with tf2onnx's invalid Erfc repaired (as canonicalize does) saved at `path`, for onnxruntime."""
     graph = gs.import_onnx(raw)
     erfc.apply(graph, PassContext(options=CompileOptions(), show_progress=False))
-    onnx.save(gs.export_onnx(graph), path)
+    onnx.save(gs.export_onnx(graph.toposort()), path)
     return str(path)
 
 

@@ -121,5 +121,5 @@ def test_plot_refuses_ttfs_models_and_a_file_as_folder(compiled, tmp_path):
     assert result.returncode == 2 and "TTFS" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "plots").exists()
     result = run_cli("eval", str(snn), "--data", str(data), "--plot", str(calib), "-q")
-    assert result.returncode == 2 and "cannot create the plot folder" in result.stderr, result.stderr
+    assert result.returncode == 2 and "--plot must name a folder" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

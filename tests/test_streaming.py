@@ -11,9 +11,11 @@ from torch import nn
 
 from graph_builders import Residual, export_legacy, randomized
 from onnx_snn import CompileOptions, SnnError, compile_model
-from onnx_snn.runtime import Session
+from onnx_snn.runtime import EvalReport, RunResult, Session
+from onnx_snn.runtime import memory
+from onnx_snn.runtime import session as session_module
 from onnx_snn.runtime.contract import STATE_IN_PREFIX, STATE_OUT_PREFIX, STEP_OFFSET_INPUT
-from onnx_snn.runtime.memory import MIN_BATCH_CHUNK, bytes_per_sample_step, parse_size, plan_chunks
+from onnx_snn.runtime.memory import MIN_BATCH_CHUNK, bytes_per_sample_step, parse_size, plan_chunks, readout_bytes
 from onnx_snn.runtime.stateful import expose_state
 
 STEPS = 24
@@ -28,11 +30,18 @@ def signgd_net() -> nn.Module:
 
 
 @pytest.fixture(scope="module", params=["if", "signgd"])
-def compiled(request) -> tuple[onnx.ModelProto, np.ndarray]:
+def ann(request) -> tuple[onnx.ModelProto, np.ndarray, str]:
+    """(the ANN, 40 inputs, its neuron type)."""
     x = np.random.default_rng(1).uniform(0, 1, size=(40, 1, 8, 8)).astype(np.float32)
     net = randomized(Residual()) if request.param == "if" else signgd_net()
-    options = CompileOptions(timesteps=STEPS, stats=True, neuron=request.param)
-    return compile_model(export_legacy(net, x[:2]), None, options, calibration=x).model, x
+    return export_legacy(net, x[:2]), x, request.param
+
+
+@pytest.fixture(scope="module")
+def compiled(ann) -> tuple[onnx.ModelProto, np.ndarray]:
+    source, x, neuron = ann
+    options = CompileOptions(timesteps=STEPS, stats=True, neuron=neuron)
+    return compile_model(source, None, options, calibration=x).model, x
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +69,20 @@ def test_stream_equals_the_full_run(compiled, full_run, chunks):
     np.testing.assert_array_equal(parts[-1].logits, full_run.logits)
     for name, counts in full_run.spikes.items():
         np.testing.assert_array_equal(sum(p.spikes[name] for p in parts), counts)
+
+
+def test_stream_in_time_chunks_under_a_budget_equals_the_full_run(compiled, full_run):
+    model, x = compiled
+    unit, held = bytes_per_sample_step(model), readout_bytes(model) * len(x) * 10  # the 10 steps returned
+    session = Session(model, max_memory=held + unit * len(x) * 3)
+    assert session.stream_plan(len(x), 10) == (len(x), 3)
+    parts = [session.stream(x, 10), session.stream(x, STEPS - 10)]
+    np.testing.assert_array_equal(np.concatenate([p.per_step for p in parts]), full_run.per_step)
+    np.testing.assert_array_equal(parts[-1].logits, full_run.logits)
+    for name, counts in full_run.spikes.items():
+        np.testing.assert_array_equal(parts[0].spikes[name] + parts[1].spikes[name], counts)
+    with pytest.raises(SnnError, match="one step of a stream of 40 samples"):
+        Session(model, max_memory=held + unit * (len(x) - 1)).stream(x, 10)
 
 
 def test_reset_restarts_the_state(compiled, full_run):
@@ -91,16 +114,74 @@ def test_state_stays_on_the_session_device(compiled):
 @pytest.mark.parametrize("samples, steps", [(10, STEPS), (3, 5), (1, 1)])
 def test_budgeted_run_in_chunks_equals_the_whole_run(compiled, full_run, samples, steps):
     model, x = compiled
-    unit = bytes_per_sample_step(model)
-    batch_chunk, time_chunk = plan_chunks(len(x), STEPS, unit * samples * steps, unit)
+    unit, result = bytes_per_sample_step(model), readout_bytes(model) * len(x) * STEPS  # run() holds its result
+    session = Session(model, max_memory=result + unit * samples * steps)
+    batch_chunk, time_chunk = session.run_plan(len(x), STEPS)
+    assert (batch_chunk, time_chunk) == plan_chunks(len(x), STEPS, unit * samples * steps, unit)
     assert batch_chunk < len(x) and batch_chunk * time_chunk <= samples * steps
-    assert_same_run(Session(model, max_memory=unit * samples * steps).run(x, STEPS), full_run)
+    assert_same_run(session.run(x, STEPS), full_run)
+
+
+def test_the_default_budget_chunks_a_run_bit_for_bit(compiled, full_run, monkeypatch):
+    model, x = compiled
+    unit, result = bytes_per_sample_step(model), readout_bytes(model) * len(x) * STEPS
+    available = 2 * (result + unit * 3 * 5)  # the default budget is half of it: 3 samples x 5 steps
+    monkeypatch.setattr(memory, "available_memory", lambda: available)
+    session = Session(model)
+    assert session.max_memory == available // 2 == memory.default_budget()
+    batch_chunk, time_chunk = session.run_plan(len(x), STEPS)
+    assert (batch_chunk, time_chunk) == plan_chunks(len(x), STEPS, unit * 3 * 5, unit)
+    assert batch_chunk < len(x) and time_chunk < STEPS
+    assert_same_run(session.run(x, STEPS), full_run)
+    assert Session(model, max_memory=10 ** 9).max_memory == 10 ** 9  # an explicit budget wins
+
+
+def evaluations(model: onnx.ModelProto, x: np.ndarray, budget: int | None, batch_size: int,
+                ann: onnx.ModelProto | None = None) -> EvalReport:
+    """Session.evaluate of `x` (labels i % 5) over STEPS steps under `budget` in batches of `batch_size`."""
+    labels = np.arange(len(x)) % 5
+    return Session(model, max_memory=budget).evaluate(x, labels, STEPS, ann=ann, batch_size=batch_size,
+                                                      progress=False)
+
+
+def test_evaluate_in_chunks_equals_evaluate_in_small_batches(compiled, ann):
+    model, x = compiled
+    unit, held = bytes_per_sample_step(model), 4 * 8 * STEPS + len(x) * readout_bytes(model)  # counters, ANN
+    batch_chunk, time_chunk = Session(model, max_memory=held + unit * 2 * 7).evaluation_plan(len(x), STEPS, True)
+    assert batch_chunk * time_chunk <= 2 * 7 and time_chunk < STEPS  # batch and time chunks
+    chunked = evaluations(model, x, held + unit * 2 * 7, batch_size=len(x), ann=ann[0])
+    small = evaluations(model, x, None, batch_size=3, ann=ann[0])
+    assert Session(model).evaluation_plan(3, STEPS, True) == (3, STEPS)  # whole runs
+    for counted in ("accuracy", "agreement", "max_logit_error"):  # counts and maxima: exact
+        np.testing.assert_array_equal(getattr(chunked, counted), getattr(small, counted))
+    np.testing.assert_allclose(chunked.logit_error, small.logit_error, rtol=1e-12)  # float sums in another order
+    assert chunked.ann_accuracy == small.ann_accuracy and chunked.spikes_per_sample == small.spikes_per_sample
+
+
+def test_evaluate_folds_chunks_into_per_step_counters(compiled, monkeypatch):
+    """evaluate never assembles a RunResult and never sees more than one chunk's read-out."""
+    model, x = compiled
+    unit = bytes_per_sample_step(model)
+    seen = []
+    fold = session_module._Tally.add
+
+    def spy(self, steps, part, labels, ann_logits):
+        seen.append(part.per_step.shape[:2])
+        fold(self, steps, part, labels, ann_logits)
+
+    monkeypatch.setattr(session_module._Tally, "add", spy)
+    monkeypatch.setattr(RunResult, "allocate", None)  # assembling a whole run would fail
+    report = evaluations(model, x, 8 * STEPS + unit * 20, batch_size=len(x))
+    assert seen and max(t * b for t, b in seen) <= 20 < STEPS and sum(t * b for t, b in seen) == STEPS * len(x)
+    assert report.accuracy.shape == (STEPS,)
 
 
 def test_budget_below_one_sample_step_is_refused(compiled):
     model, x = compiled
-    with pytest.raises(SnnError, match="raise it"):
+    with pytest.raises(SnnError, match="memory budget of 1 B"):  # its weights come first
         Session(model, max_memory=1).run(x, 2)
+    with pytest.raises(SnnError, match="one sample needs for one step"):
+        plan_chunks(1, 1, bytes_per_sample_step(model) - 1, bytes_per_sample_step(model))
 
 
 def test_chunk_plan_splits_the_batch_before_time():
