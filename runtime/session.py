@@ -158,6 +158,7 @@ class Session:
             check_declared_sizes(model, self.max_memory, label)
         structure = model if in_memory else load_model(source, self.max_memory)
         self._source, self._providers, self._threads = model, providers, intra_op_threads
+        self._label = label
         self._stepper: Stepper | None = None
         self._stream: SimulationState | None = None
         try:
@@ -384,6 +385,10 @@ class Session:
                 tally.add_ann(ann_logits, y)
                 plan = self.evaluation_plan(len(y), t, with_ann=ann_session is not None)
                 for samples, span, part in self._chunks(batch, plan):
+                    if not np.all(np.isfinite(part.per_step)):
+                        raise SnnError(f"the SNN's outputs are not finite (NaN or Inf) on samples {start + samples.start}"
+                                       f"..{start + samples.stop - 1}; recompile from an ANN with finite weights, or "
+                                       "check the data", path=self._label)
                     tally.add(span, part, y[samples], None if ann_logits is None else ann_logits[samples])
                     bar.update((samples.stop - samples.start) if span.stop == t else 0)
         return self._report(tally, total)

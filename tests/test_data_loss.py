@@ -157,3 +157,20 @@ def test_verification_runs_at_batch_two(files, capsys, tmp_path):
     assert cli.main(["compile", str(files["model"]), "-o", str(tmp_path / "v.onnx"), "--calib", str(files["calib"]),
                      "-q"]) == 0
     assert "runs at batch 2" in capsys.readouterr().out
+
+
+def test_eval_refuses_non_finite_snn_outputs(files, capsys, monkeypatch):
+    """A read-out that is NaN at some step (the validator refuses non-finite weights at load, and
+    IF neurons turn huge currents into at most one spike a step, so the run itself is made to
+    return one here) is refused by eval instead of being scored as a prediction."""
+    from onnx_snn.runtime.session import Session
+
+    chunks = Session._chunks
+
+    def poisoned(self, *args, **kwargs):
+        for samples, span, part in chunks(self, *args, **kwargs):
+            part.per_step[-1, 0, 0] = np.nan
+            yield samples, span, part
+
+    monkeypatch.setattr(Session, "_chunks", poisoned)
+    refused(capsys, ["eval", str(files["snn"]), "--data", str(files["data"])], "not finite", "mlp.snn.onnx")
