@@ -5,7 +5,7 @@ import math
 import os
 import zipfile
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -106,6 +106,18 @@ def _checked_samples(key: str, array: np.ndarray, path: str) -> np.ndarray:
         raise SnnError(f"array '{key}' holds {bad}", path=path,
                        hint="remove or repair the samples with NaN, infinite or huge values")
     return array.astype(np.float32, copy=False)
+
+
+def check_input_shape(name: str, array: np.ndarray, shape: Sequence | None, what: str = "input",
+                      path: str | None = None) -> None:
+    """SnnError unless `array` has the rank of the model input `shape` and its fixed dims (positive
+    ints) after the first, the batch, which is never checked; None: nothing is known to check."""
+    if shape is None:
+        return
+    fixed = [d if isinstance(d, int) and d > 0 else None for d in shape]
+    if array.ndim != len(fixed) or any(f is not None and f != v for f, v in zip(fixed[1:], array.shape[1:])):
+        expected = ", ".join(str(d) if f is not None else "?" for d, f in zip(shape, fixed))
+        raise SnnError(f"{what} '{name}' has shape {list(array.shape)}, the model expects [{expected}]", path=path)
 
 
 def labels_of(arrays: Mapping[str, np.ndarray], path: str) -> np.ndarray:

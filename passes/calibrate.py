@@ -9,6 +9,7 @@ import onnx_graphsurgeon as gs
 import onnxruntime as ort
 from tqdm import tqdm
 
+from onnx_snn.arrays import check_input_shape
 from onnx_snn.errors import SnnError
 from onnx_snn.options import norm_statistic
 from onnx_snn.runtime.memory import default_budget
@@ -169,14 +170,8 @@ def check_input(name: str, value: np.ndarray, inputs: dict[str, gs.Variable], so
                        path=source)
     spec = inputs[name]
     value = np.asarray(value)
-    expected = list(spec.shape) if spec.shape is not None else None
-    shape_text = "[" + ", ".join(str(d) for d in expected) + "]" if expected is not None else "?"
     if value.dtype.kind != "f":
-        raise SnnError(f"calibration input '{name}' has dtype {value.dtype}, expected float32 {shape_text}; "
+        raise SnnError(f"calibration input '{name}' has dtype {value.dtype}, expected float32; "
                        "convert and scale it as for the ANN", path=source)
-    if expected is not None:
-        fixed = [d if isinstance(d, int) and d > 0 else None for d in expected]
-        if value.ndim != len(expected) or any(f is not None and f != v for f, v in zip(fixed[1:], value.shape[1:])):
-            raise SnnError(f"calibration input '{name}' has shape {list(value.shape)}, expected {shape_text}",
-                           path=source)
+    check_input_shape(name, value, list(spec.shape) if spec.shape is not None else None, "calibration input", source)
     return value.astype(np.float32, copy=False)

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
+from onnx_snn.arrays import check_input_shape
 from onnx_snn.errors import SnnError
 from onnx_snn.modelio import load_model
 from onnx_snn.options import MAX_TIMESTEPS
@@ -503,10 +504,7 @@ def _input_array(name: str, value: object, shape: list) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
         raise SnnError(f"input '{name}' has dtype {array.dtype}; pass numbers (float32)")
-    fixed = [d if isinstance(d, int) and d > 0 else None for d in shape]
-    if array.ndim != len(shape) or any(f is not None and f != v for f, v in zip(fixed[1:], array.shape[1:])):
-        expected = ", ".join(str(d) if f is not None else "?" for d, f in zip(shape, fixed))
-        raise SnnError(f"input '{name}' has shape {list(array.shape)}, the model expects [{expected}]")
+    check_input_shape(name, array, shape)
     return array
 
 
