@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -13,6 +11,8 @@ from onnx import TensorProto, helper
 from onnx_snn import CompileOptions, compile_model
 from onnx_snn.runtime import Session
 from onnx_snn.runtime.energy import ACCUMULATE_PJ, COMPUTE_ONLY, MULTIPLY_ACCUMULATE_PJ, energy_report
+
+from helpers import run_cli
 
 #: hidden activations 1, 0.5 and 0 for the input below, read out by W2
 W2 = np.array([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]], dtype=np.float32)
@@ -104,8 +104,7 @@ def test_eval_stats_prints_the_report_and_needs_stats(tmp_path):
         path = tmp_path / f"snn{stats}.onnx"
         onnx.save(compile_model(ann, None, CompileOptions(timesteps=6, stats=stats, neuron="if"), calibration=x).model,
                   path)
-        run = subprocess.run([sys.executable, "-m", "onnx_snn", "eval", str(path), "--data", str(data), "--stats",
-                              "-q", "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=300)
+        run = run_cli("eval", str(path), "--data", str(data), "--stats", "-q", "--json", str(tmp_path / "r.json"))
         if stats:
             assert run.returncode == 0, run.stderr
             assert "firing rate" in run.stdout and COMPUTE_ONLY in run.stdout and "SRAM" in run.stdout

@@ -1,7 +1,6 @@
 """Bad input: one line on stderr, exit code 2, no traceback, the input untouched, no partial output."""
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -10,39 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
 
-
-
-def tiny_relu_model(op: str = "Relu", domain: str = "", hidden: int = 8) -> onnx.ModelProto:
-    """x[N,4] -> Gemm -> op -> Gemm -> y[N,3]."""
-    rng = np.random.default_rng(0)
-    inits = [onnx.numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n)
-             for n, s in (("w1", (hidden, 4)), ("b1", (hidden,)), ("w2", (3, hidden)), ("b2", (3,)))]
-    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1", transB=1),
-             helper.make_node(op, ["h"], ["a"], name="act", domain=domain),
-             helper.make_node("Gemm", ["a", "w2", "b2"], ["y"], name="fc2", transB=1)]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
-    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    return helper.make_model(graph, opset_imports=opsets, ir_version=8)
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "onnx_snn", *args], capture_output=True, text=True, timeout=300)
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
+from helpers import assert_user_error, digest, run_cli, tiny_relu_model
 
 
 @pytest.fixture
@@ -183,3 +151,12 @@ def test_eval_under_a_memory_budget_reports_the_same(relu_model, tmp_path):
     assert reports[0] == reports[1]
     assert_user_error(run_cli("eval", str(snn), "--data", str(data), "--max-memory", "lots"), "2GB")
     assert_user_error(run_cli("eval", str(snn), "--data", str(data), "--max-memory", "8B"), "memory budget of 8 B")
+
+
+@pytest.mark.parametrize("entry", [["onnx-snn"], [sys.executable, "-m", "onnx_snn"]])
+def test_installed_entry_points_report_a_user_error_in_one_line(relu_model, tmp_path, entry):
+    """The console script and `python -m onnx_snn` run the same main: exit 2, one stderr line."""
+    model_path, _ = relu_model
+    result = subprocess.run([*entry, "compile", str(model_path), "-o", str(tmp_path / "out.onnx"), "--calib",
+                             str(tmp_path / "missing.npy")], capture_output=True, text=True, timeout=300)
+    assert_user_error(result, "missing.npy")

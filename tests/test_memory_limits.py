@@ -21,7 +21,7 @@ from onnx_snn.runtime import Session
 from onnx_snn.runtime import memory
 from onnx_snn.runtime.memory import (FALLBACK_BUDGET, MAX_SIZE, check_declared_sizes, default_budget, parse_size,
                                      resolve_budget)
-from test_cli_errors import tiny_relu_model
+from helpers import tiny_relu_model
 
 MB = 10 ** 6
 

@@ -1,9 +1,6 @@
 """Model files: external data in and out, atomic writes, --dump-after, inspect."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -11,7 +8,8 @@ import onnxruntime as ort
 from onnx_snn import CompileOptions, compile_model
 from onnx_snn.modelio import load_model, save_model
 from onnx_snn.runtime import Session
-from test_cli_errors import tiny_relu_model
+
+from helpers import run_cli, tiny_relu_model
 
 
 def test_external_data_model_compiles_and_large_output_is_external(tmp_path):
@@ -46,15 +44,14 @@ def test_dump_after_and_inspect(tmp_path):
     calib = tmp_path / "c.npy"
     np.save(calib, np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32))
     out = tmp_path / "o.onnx"
-    run = subprocess.run([sys.executable, "-m", "onnx_snn", "compile", str(path), "-o", str(out), "--calib",
-                          str(calib), "--dump-after", "fold_bn", "--dump-after", "normalize", "-q"],
-                         capture_output=True, text=True)
+    run = run_cli("compile", str(path), "-o", str(out), "--calib", str(calib), "--dump-after", "fold_bn",
+                  "--dump-after", "normalize", "-q")
     assert run.returncode == 0, run.stderr
     for stage in ("fold_bn", "normalize"):
         dumped = tmp_path / f"o.after-{stage}.onnx"
         onnx.checker.check_model(str(dumped), full_check=True)
         ort.InferenceSession(str(dumped))
-    shown = subprocess.run([sys.executable, "-m", "onnx_snn", "inspect", str(out)], capture_output=True, text=True)
+    shown = run_cli("inspect", str(out))
     assert shown.returncode == 0, shown.stderr
     # the only neuron layer reads the static input's current: the constant-input IF neuron
     assert "IFNeuronConstantInput act" in shown.stdout and "λ = " in shown.stdout

@@ -17,7 +17,7 @@ from onnx import helper
 
 from onnx_snn.crossbar import project
 from onnx_snn.quantize import quantize_model
-from test_cli_errors import assert_user_error, digest, run_cli, tiny_relu_model
+from helpers import assert_user_error, digest, run_cli, tiny_relu_model
 
 RNG = np.random.default_rng(0)
 

@@ -11,26 +11,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
+from onnx import helper
 
-from onnx_snn.runtime.neurons import attach_functions
+from signgd_ops import NAN, Runner, int64, random_case, run_decoder, run_encoder, run_neuron, runner, snn
 from signgd_reference import BINARY_RULES, UNARY_RULES, decoder, encoder, eta_schedule, signgd_neuron
 
 #: env var naming the `shared/` folder when it is not beside the repository (as in conftest)
 SHARED_ENV = "ONNX_SNN_SHARED"
-TYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
-         np.dtype(np.int64): TensorProto.INT64}
-#: spec §9 inputs of the vector scenarios
 XS = np.array([-1.5, -0.3, 0.0, 0.2, 0.7, 1.0, 2.5])
-NAN = np.float64(np.nan)
 
-Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 #: ulps one float64 step may add to a state: η_t's Pow (onnxruntime) and power (numpy) are each
 #: within 1 ulp of γ^(t−1), so they differ by up to 2 ulps, and the addition that applies η_t
@@ -64,70 +56,6 @@ def vectors() -> dict:
     return json.loads(path.read_text())
 
 
-def snn(op: str, inputs: list[str], outputs: list[str], **attrs) -> onnx.NodeProto:
-    return helper.make_node(op, inputs, outputs, domain="snn", **attrs)
-
-
-def runner(nodes: list[onnx.NodeProto], example: dict[str, np.ndarray], outputs: dict[str, int]) -> Runner:
-    """A checked model of `nodes` with inputs typed like `example` (all dims symbolic) and
-    `outputs` (name → rank) in the floating type of the inputs; returns a function of the feeds."""
-    dtype = next(a.dtype for a in example.values() if a.dtype.kind == "f")
-
-    def info(name: str, elem: int, rank: int) -> onnx.ValueInfoProto:
-        return helper.make_tensor_value_info(name, elem, [f"{name}_{i}" for i in range(rank)])
-
-    graph = helper.make_graph(nodes, "signgd_test", [info(k, TYPES[a.dtype], a.ndim) for k, a in example.items()],
-                              [info(k, TYPES[dtype], rank) for k, rank in outputs.items()])
-    model = attach_functions(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10))
-    onnx.checker.check_model(model, full_check=True)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return lambda feeds: dict(zip(outputs, session.run(list(outputs), feeds)))
-
-
-def _fold(seq: np.ndarray) -> np.ndarray:
-    return seq.reshape((-1,) + seq.shape[2:])
-
-
-def _int(value: int) -> np.ndarray:
-    return np.asarray(value, np.int64)
-
-
-def run_neuron(currents: list[np.ndarray], offsets: list, biases: list, function: str, x0: list | None = None,
-               v0=NAN, t0: int = 0, **attrs) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """SignGDNeuron (one current) or SignGDBinaryNeuron (two) on currents [T, B, ...];
-    returns spikes [T, B, ...], the x_T per operand and v_T."""
-    dtype = currents[0].dtype
-    tags = [""] if len(currents) == 1 else ["p", "q"]
-    op = "SignGDNeuron" if len(currents) == 1 else "SignGDBinaryNeuron"
-    x0 = x0 if x0 is not None else [NAN] * len(currents)
-    feeds = {f"z{t}": _fold(z) for t, z in zip(tags, currents)} | {"timesteps": _int(currents[0].shape[0])}
-    for t, o, b in zip(tags, offsets, biases):
-        suffix = f"_{t}" if t else ""
-        feeds |= {f"offset{suffix}": np.asarray(o, dtype), f"bias{suffix}": np.asarray(b, dtype)}
-    feeds |= {f"x{t}0": np.asarray(x, dtype) for t, x in zip(tags, x0)} | {"v0": np.asarray(v0, dtype), "t0": _int(t0)}
-    rank = currents[0].ndim - 1
-    outputs = {"spikes": rank} | {f"x{t}_T": rank for t in tags} | {"v_T": rank}
-    out = runner([snn(op, list(feeds), list(outputs), function=function, **attrs)], feeds, outputs)(feeds)
-    spikes = out["spikes"].reshape((currents[0].shape[0], -1) + out["spikes"].shape[1:])
-    return spikes, [out[f"x{t}_T"] for t in tags], out["v_T"]
-
-
-def run_encoder(x: np.ndarray, timesteps: int, codec: str = "float", f0=NAN,
-                t0: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    feeds = {"x": x, "timesteps": _int(timesteps), "f0": np.asarray(f0, x.dtype), "t0": _int(t0)}
-    out = runner([snn("SignGDEncoder", list(feeds), ["e", "f_T"], codec=codec)], feeds,
-                 {"e": x.ndim, "f_T": x.ndim})(feeds)
-    return out["e"].reshape((timesteps,) + x.shape), out["f_T"]
-
-
-def run_decoder(z: np.ndarray, offset, bias, y0=NAN, t0: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    feeds = {"z": _fold(z), "timesteps": _int(z.shape[0]), "offset": np.asarray(offset, z.dtype),
-             "bias": np.asarray(bias, z.dtype), "y0": np.asarray(y0, z.dtype), "t0": _int(t0)}
-    out = runner([snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"])], feeds,
-                 {"y_per_step": z.ndim, "y_T": z.ndim - 1})(feeds)
-    return out["y_per_step"], out["y_T"]
-
-
 def _field(rows: list[dict], key: str) -> np.ndarray:
     """Stack the per-input trajectories of a vector scenario as [T, len(rows)]."""
     return np.array([row[key] for row in rows], np.float64).T
@@ -137,10 +65,10 @@ def _field(rows: list[dict], key: str) -> np.ndarray:
 
 def test_eta_table(vectors):
     """η_t from one-step decoder runs continued by t0: y_1 = 0 − η_t·(2·0 − 1) = η_t."""
-    feeds = {"z": np.zeros((1, 1)), "timesteps": _int(1), "offset": np.ones(1), "bias": np.zeros(1),
-             "y0": np.zeros(1), "t0": _int(0)}
+    feeds = {"z": np.zeros((1, 1)), "timesteps": int64(1), "offset": np.ones(1), "bias": np.zeros(1),
+             "y0": np.zeros(1), "t0": int64(0)}
     run = runner([snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"])], feeds, {"y_per_step": 3, "y_T": 2})
-    eta = [run(feeds | {"t0": _int(t)})["y_T"].item() for t in range(64)]
+    eta = [run(feeds | {"t0": int64(t)})["y_T"].item() for t in range(64)]
     np.testing.assert_allclose(eta, vectors["eta"], rtol=0, atol=1e-5)
     assert_within_ulps(eta, eta_schedule(0, 64), steps=1)
 
@@ -156,7 +84,7 @@ def _per_step_v(function: str, currents: np.ndarray, offset, bias, feeds: dict, 
 
 
 def _constants(timesteps: int) -> dict[str, np.ndarray]:
-    return {"T": _int(timesteps), "t0": _int(0), "nan": np.asarray(np.nan), "one": np.ones(1), "zero": np.zeros(1)}
+    return {"T": int64(timesteps), "t0": int64(0), "nan": np.asarray(np.nan), "one": np.ones(1), "zero": np.zeros(1)}
 
 
 @pytest.mark.parametrize("function", ["relu", "gelu"])
@@ -247,26 +175,6 @@ def test_other_neurons_v64(function):
 
 OPS = [*(("neuron", f) for f in UNARY_RULES), *(("binary", f) for f in BINARY_RULES),
        ("encoder", "float"), ("encoder", "spike"), ("decoder", "")]
-SHAPE = (3, 4, 5)  # [B, ...] of one step; the second operand of a two-operand neuron is [3, 4, 1]
-
-
-def _random_case(kind: str, function: str, timesteps: int, dtype, rng: np.random.Generator, fresh: bool) -> dict:
-    """Inputs of one op: currents [T, B, ...] (an encoder's `analog` [B, ...]), calibration and
-    states (fresh: NaN; else random, some entries NaN)."""
-    def state(shape):
-        values = rng.uniform(-1, 1, shape).astype(dtype)
-        return np.asarray(np.nan, dtype) if fresh else np.where(rng.random(shape) < 0.2, np.nan, values).astype(dtype)
-
-    shapes = [SHAPE] if kind != "binary" else [SHAPE, SHAPE[:-1] + (1,)]
-    positive = function in ("p_rsqrt_q", "div")  # mostly positive q: exercises √q and p/q (and q < 0 sometimes)
-    currents = [rng.uniform(-0.3 if positive and i else -1, 1.5, (timesteps,) + s).astype(dtype)
-                for i, s in enumerate(shapes)]
-    return {"currents": currents, "analog": rng.uniform(-1, 1.5, SHAPE).astype(dtype),
-            "offsets": [rng.uniform(0, 2, s[1:]).astype(dtype) for s in shapes],
-            "biases": [rng.uniform(0 if positive and i else -1, 1, s[1:]).astype(dtype) for i, s in enumerate(shapes)],
-            "x0": [state(s) for s in shapes], "v0": state(np.broadcast_shapes(*shapes)), "t0": int(rng.integers(0, 5))}
-
-
 def _run(kind: str, function: str, case: dict, onnx_op: bool) -> list[np.ndarray]:
     """Outputs of the op (onnx_op) or of the reference: the per-step output, then the final states."""
     z, t0 = case["currents"], case["t0"]
@@ -299,7 +207,7 @@ def test_matches_reference(kind, function, timesteps, dtype, fresh):
     """Bit for bit in float32 (float64 states within `assert_within_ulps`, spikes identical), except
     float32 exp/gelu neurons past step 128: there ulp differences of the target may flip spikes at
     near-ties, and v_T moves by at most 2·Σ_{t>128} η_t."""
-    case = _random_case(kind, function, timesteps, dtype, np.random.default_rng(timesteps), fresh)
+    case = random_case(kind, function, timesteps, dtype, np.random.default_rng(timesteps), fresh)
     got, expected = _run(kind, function, case, onnx_op=True), _run(kind, function, case, onnx_op=False)
     exact = dtype == np.float64 or function not in UNROUNDED_F32
     steps = timesteps if exact else min(timesteps, SETTLED)
@@ -317,7 +225,7 @@ def test_matches_reference(kind, function, timesteps, dtype, fresh):
 @pytest.mark.parametrize("kind, function", OPS)
 def test_chunked_run_equals_single_run(kind, function):
     """T = 16 + 16 with every state and t0 carried equals one T = 32 run, bit for bit."""
-    case = _random_case(kind, function, 32, np.float32, np.random.default_rng(3), fresh=True)
+    case = random_case(kind, function, 32, np.float32, np.random.default_rng(3), fresh=True)
     whole = _run(kind, function, case, onnx_op=True)
     first = _run(kind, function, case | {"currents": [z[:16] for z in case["currents"]]}, onnx_op=True)
     states = first[1:]

@@ -16,7 +16,7 @@ from onnx_snn.options import CompileOptions
 from onnx_snn.passes import calibrate, decompose, normalize, spikify_signgd
 from onnx_snn.runtime.signgd import GATES
 from graph_builders import export_legacy, prepared, randomized, run_graph, run_model
-from test_signgd_neurons import NAN, _int, runner, snn
+from signgd_ops import NAN, int64, runner, snn
 
 
 class LayerNormGelu(nn.Module):
@@ -157,7 +157,7 @@ def test_exact_encoder_lands_on_its_input(dtype):
     """f_t = x once Σ η ≥ |x| (default schedule: |x| ≤ 1 by t = 8), with no gain error; the float
     encoder holds 0.956·x."""
     x = np.linspace(-2.5, 2.5, 41, dtype=dtype)[None, :]
-    feeds = {"x": x, "timesteps": _int(64), "f0": np.asarray(NAN, dtype), "t0": _int(0)}
+    feeds = {"x": x, "timesteps": int64(64), "f0": np.asarray(NAN, dtype), "t0": int64(0)}
     finals = {}
     for codec in ("exact", "float"):
         out = runner([snn("SignGDEncoder", list(feeds), ["e", "f_T"], codec=codec)], feeds,
@@ -168,6 +168,6 @@ def test_exact_encoder_lands_on_its_input(dtype):
             assert np.all(e >= 0) and np.all(e <= 1)  # 2e − 1 = g ∈ [−1, 1], unlike float's unbounded g
     np.testing.assert_allclose(finals["exact"], x, rtol=0, atol=1e-6)
     assert np.abs(finals["float"] - x).max() > 0.1
-    short = {k: v for k, v in feeds.items()} | {"timesteps": _int(8), "x": x[:, np.abs(x[0]) <= 1]}
+    short = {k: v for k, v in feeds.items()} | {"timesteps": int64(8), "x": x[:, np.abs(x[0]) <= 1]}
     out = runner([snn("SignGDEncoder", list(short), ["e", "f_T"], codec="exact")], short, {"e": 2, "f_T": 2})(short)
     np.testing.assert_allclose(out["f_T"], short["x"], rtol=0, atol=1e-6)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from signgd_reference import UNARY_RULES, decoder, encoder, eta_schedule, signgd_neuron
-from test_signgd_neurons import NAN, _int, _random_case, run_neuron, runner, snn
+from signgd_ops import NAN, int64, random_case, run_neuron, runner, snn
 
 TAIL = 1.5
 NEW = {"schedule": "exp_inverse", "tail": TAIL}
@@ -26,23 +26,23 @@ GRID = np.linspace(-1, 2.5, 50)
 
 def _eta_onnx(count: int, **attrs) -> np.ndarray:
     """η_1 .. η_count from one-step decoder runs continued by t0: y_1 = 0 − η_t·(2·0 − 1) = η_t."""
-    feeds = {"z": np.zeros((1, 1)), "timesteps": _int(1), "offset": np.ones(1), "bias": np.zeros(1),
-             "y0": np.zeros(1), "t0": _int(0)}
+    feeds = {"z": np.zeros((1, 1)), "timesteps": int64(1), "offset": np.ones(1), "bias": np.zeros(1),
+             "y0": np.zeros(1), "t0": int64(0)}
     run = runner([snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"], **attrs)], feeds,
                  {"y_per_step": 3, "y_T": 2})
-    return np.array([run(feeds | {"t0": _int(t)})["y_T"].item() for t in range(count)])
+    return np.array([run(feeds | {"t0": int64(t)})["y_T"].item() for t in range(count)])
 
 
 def _run_encoder(x: np.ndarray, timesteps: int, codec: str, f0=NAN, t0: int = 0, **attrs):
-    feeds = {"x": x, "timesteps": _int(timesteps), "f0": np.asarray(f0, x.dtype), "t0": _int(t0)}
+    feeds = {"x": x, "timesteps": int64(timesteps), "f0": np.asarray(f0, x.dtype), "t0": int64(t0)}
     out = runner([snn("SignGDEncoder", list(feeds), ["e", "f_T"], codec=codec, **attrs)], feeds,
                  {"e": x.ndim, "f_T": x.ndim})(feeds)
     return out["e"].reshape((timesteps,) + x.shape), out["f_T"]
 
 
 def _run_decoder(z: np.ndarray, offset, bias, y0=NAN, t0: int = 0, **attrs):
-    feeds = {"z": z.reshape((-1,) + z.shape[2:]), "timesteps": _int(z.shape[0]), "offset": np.asarray(offset, z.dtype),
-             "bias": np.asarray(bias, z.dtype), "y0": np.asarray(y0, z.dtype), "t0": _int(t0)}
+    feeds = {"z": z.reshape((-1,) + z.shape[2:]), "timesteps": int64(z.shape[0]), "offset": np.asarray(offset, z.dtype),
+             "bias": np.asarray(bias, z.dtype), "y0": np.asarray(y0, z.dtype), "t0": int64(t0)}
     out = runner([snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"], **attrs)], feeds,
                  {"y_per_step": z.ndim, "y_T": z.ndim - 1})(feeds)
     return out["y_per_step"], out["y_T"]
@@ -80,7 +80,7 @@ def test_unbounded_sum_and_gain():
 @pytest.mark.parametrize("function", ["relu", "gelu", "square"])
 def test_neuron_matches_reference(function, dtype):
     """Spikes exact, estimates to 1e-6, over 96 steps from t0 = 3 (across the floor's start)."""
-    case = _random_case("neuron", function, 96, dtype, np.random.default_rng(11), fresh=False)
+    case = random_case("neuron", function, 96, dtype, np.random.default_rng(11), fresh=False)
     z, o, b = case["currents"], case["offsets"], case["biases"]
     spikes, x, v = run_neuron(z, o, b, function, case["x0"], case["v0"], 3, **NEW)
     ref_s, ref_x, ref_v = signgd_neuron(z, o, b, UNARY_RULES[function], case["x0"], case["v0"], 3, **NEW)
@@ -107,7 +107,7 @@ def test_encoder_decoder_match_reference(codec):
 def test_chunked_run_carries_t0():
     """20 + 60 steps with x, v and t0 carried (the second chunk crosses the floor's start) equal one
     80-step run and the reference."""
-    case = _random_case("neuron", "relu", 80, np.float64, np.random.default_rng(13), fresh=True)
+    case = random_case("neuron", "relu", 80, np.float64, np.random.default_rng(13), fresh=True)
     z, o, b = case["currents"][0], case["offsets"], case["biases"]
     whole = run_neuron([z], o, b, "relu", **NEW)
     s1, x1, v1 = run_neuron([z[:20]], o, b, "relu", **NEW)
@@ -125,7 +125,7 @@ def test_chunked_run_carries_t0():
 
 def test_equals_default_until_the_floor():
     """The steps before the floor are the default's bit for bit; the next one differs."""
-    case = _random_case("neuron", "gelu", FLOOR_START, np.float64, np.random.default_rng(14), fresh=True)
+    case = random_case("neuron", "gelu", FLOOR_START, np.float64, np.random.default_rng(14), fresh=True)
     z, o, b = case["currents"][0], case["offsets"], case["biases"]
     new = run_neuron([z[:FLOOR_START - 1]], o, b, "gelu", **NEW)
     old = run_neuron([z[:FLOOR_START - 1]], o, b, "gelu")
@@ -162,7 +162,7 @@ def test_scenario_b_errors(function, timesteps):
 
 def test_scenario_b_onnx():
     """The same pipeline in ONNX equals the reference (float64)."""
-    feeds = {"x": GRID[None, :], "T": _int(256), "t0": _int(0), "nan": np.asarray(np.nan), "one": np.ones(1),
+    feeds = {"x": GRID[None, :], "T": int64(256), "t0": int64(0), "nan": np.asarray(np.nan), "one": np.ones(1),
              "zero": np.zeros(1)}
     nodes = [snn("SignGDEncoder", ["x", "T", "nan", "t0"], ["e", "f_T"], codec="float", **NEW),
              snn("SignGDNeuron", ["e", "T", "one", "zero", "nan", "nan", "t0"], ["s", "x_T", "v_T"],
