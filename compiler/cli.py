@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -80,7 +81,6 @@ def _positive_int(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from .pipeline import PASS_NAMES
-    from .options import CODECS, ENCODINGS, NEURON_TYPES, RESET_MODES, SCHEDULES, TTFS_MODELS
 
     parser = _Parser(prog="onnx-snn", description=__doc__)
     parser.add_argument("--version", action="version", version=f"onnx-snn {__version__}")
@@ -92,50 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile an ANN (.onnx) into an SNN (.onnx)", parents=[common])
     c.add_argument("model", help="the ANN exported to ONNX")
     c.add_argument("-o", "--output", required=True, help="where to write the SNN")
-    c.add_argument("--timesteps", type=_positive_int, default=32, help="default number of timesteps T (default 32)")
     c.add_argument("--calib", help="calibration inputs, .npy or .npz (key = input name, or x)")
-    c.add_argument("--calib-batches", type=_positive_int, default=None, help="use at most this many calibration batches")
-    c.add_argument("--norm", default="99.9", help="scale per layer: max, a percentile (99.9, 99.99), a fraction "
-                                                  "of max in (0, 1], or spikenorm[:P] (thresholds from the currents "
-                                                  "under spiking input, layer by layer; IF) (default 99.9)")
-    c.add_argument("--per-channel", action="store_true", help="one scale per channel instead of per layer")
-    c.add_argument("--reset", choices=RESET_MODES, default="soft", help="membrane reset (default soft)")
-    c.add_argument("--v-init", type=float, default=0.5, help="initial membrane, fraction of threshold (0.5)")
-    c.add_argument("--encoding", choices=ENCODINGS, default="analog",
-                   help="input: analog (default: the value at every step; signGD: --codec), poisson (IF: Bernoulli "
-                        "spikes, rate max-rate·x, inputs in [0, 1]) or signgd (the signGD spec's spike encoder)")
-    c.add_argument("--max-rate", type=float, default=1.0, help="poisson: spike probability per step of an input of 1")
-    c.add_argument("--seed", type=int, default=0, help="poisson: seed of the reproducible spike stream (default 0)")
-    c.add_argument("--neuron", choices=NEURON_TYPES, default="auto",
-                   help="neuron type: if (ReLU nets), signgd (GELU, LayerNorm, MaxPool, ...), ttfs (exact "
-                        "time-to-first-spike mapping of ReLU nets), or auto (default): if where it suffices, else signgd")
-    c.add_argument("--schedule", choices=SCHEDULES, default="exponential",
-                   help="signGD step sizes (default exponential: eta0*gamma^(t-1); exp_inverse floors it at "
-                        "tail/t so that the sum diverges)")
-    c.add_argument("--eta0", type=float, default=0.3, help="signGD first step size (default 0.3; spec 0.15)")
-    c.add_argument("--gamma", type=float, default=0.9, help="signGD step decay per timestep (default 0.9; spec 0.95)")
-    c.add_argument("--tail", type=float, default=0.25, help="signGD exp_inverse floor tail/t (default 0.25)")
-    c.add_argument("--codec", choices=CODECS, default="exact",
-                   help="signGD input encoder: exact (default, lands on the input), float or spike (spec)")
-    c.add_argument("--signgd-range", type=float, default=2.0,
-                   help="signGD neurons see activations scaled so that the --norm statistic maps to this (default 2)")
-    c.add_argument("--ttfs-model", choices=TTFS_MODELS, default="b1",
-                   help="TTFS neuron model: b1 (default; closed form on relative times) or a (arXiv 2212.12522: "
-                        "hardware parameters J, theta and the event-exact solver in float64; dense nets)")
-    c.add_argument("--zeta", type=float, default=0.5, help="TTFS window margin: B_n = (1 + zeta)·X_n (default 0.5)")
-    c.add_argument("--input-range", type=float, nargs=2, metavar=("P", "Q"), default=None,
-                   help="TTFS input range [P, Q] (default: min and max of the calibration data)")
-    c.add_argument("--stats", action="store_true",
-                   help="also output spike counts per neuron layer (TTFS: also spike times and synaptic events)")
-    c.add_argument("--weight-levels", type=int, default=None, metavar="N",
-                   help="constrain weights as a memristive crossbar after BN folding: N levels per sign "
-                        "(default: off)")
-    c.add_argument("--on-off-ratio", type=float, default=10.0, metavar="R",
-                   help="crossbar ON/OFF ratio: non-zero magnitudes in [max/R, max] (default 10)")
-    c.add_argument("--per-channel-weights", action="store_true",
-                   help="crossbar max magnitude per output channel instead of per layer")
-    c.add_argument("--dump-after", action="append", choices=PASS_NAMES, default=[], metavar="PASS",
-                   help=f"also write the model after PASS ({', '.join(PASS_NAMES)}); repeatable")
+    _add_option_flags(c, PASS_NAMES)
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     c.set_defaults(handler=_compile)
 
@@ -160,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("model")
     i.set_defaults(handler=_inspect)
 
-    w = sub.add_parser("quantize-weights", help="constrain an ANN's weights to a memristive crossbar's levels", parents=[common])
+    w = sub.add_parser("quantize-weights", help="constrain an ANN's weights to a memristive crossbar's levels",
+                       parents=[common])
     w.add_argument("model", help="the ANN exported to ONNX")
     w.add_argument("-o", "--output", required=True, help="where to write the constrained ANN")
     w.add_argument("--levels", type=int, default=16, metavar="N", help="levels per sign (default 16)")
@@ -182,15 +141,9 @@ def _compile(args: argparse.Namespace) -> int:
     from .api import compile_model
     from .options import CompileOptions
 
-    options = CompileOptions(timesteps=args.timesteps, norm=args.norm, per_channel=args.per_channel,
-                             encoding=args.encoding, max_rate=args.max_rate, seed=args.seed,
-                             reset=args.reset, v_init=args.v_init, neuron=args.neuron, schedule=args.schedule,
-                             eta0=args.eta0, gamma=args.gamma, tail=args.tail, codec=args.codec, signgd_range=args.signgd_range,
-                             ttfs_model=args.ttfs_model, zeta=args.zeta,
-                             input_range=tuple(args.input_range) if args.input_range else None, stats=args.stats,
-                             calib_batches=args.calib_batches, dump_after=args.dump_after,
-                             weight_levels=args.weight_levels, on_off_ratio=args.on_off_ratio,
-                             per_channel_weights=args.per_channel_weights)
+    options = CompileOptions(**{f.name: getattr(args, f.name) for f in option_fields()})
+    if options.input_range is not None:
+        options.input_range = tuple(options.input_range)
     result = compile_model(args.model, args.output, options, calibration=args.calib,
                            show_progress=_show_progress(args))
     for note in result.notes:
@@ -202,6 +155,32 @@ def _compile(args: argparse.Namespace) -> int:
     print(f"compiled {args.model} -> {args.output}: {len(layers)} {neuron} neuron layers, {timing}")
     print(f"PASS: {args.output} {result.verification}")
     return 0
+
+
+def option_fields() -> list[dataclasses.Field]:
+    """The CompileOptions fields that are `compile` flags (made by options.option)."""
+    from .options import CompileOptions
+
+    return [f for f in dataclasses.fields(CompileOptions) if "help" in f.metadata]
+
+
+def _add_option_flags(parser: argparse.ArgumentParser, pass_names: list[str]) -> None:
+    """One `--name` flag per CompileOptions option, with its default, help and argparse settings."""
+    for f in option_fields():
+        settings = dict(f.metadata)
+        positive, text = settings.pop("positive", False), settings.pop("help")
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        flag = "--" + f.name.replace("_", "-")
+        if not (default is None or default is False or default == []):
+            text += f" (default {default})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=text)
+        elif isinstance(default, list):
+            parser.add_argument(flag, action="append", choices=pass_names, default=[],
+                                help=f"{text} ({', '.join(pass_names)})", **settings)
+        else:
+            kind = _positive_int if positive else settings.pop("type", type(default))
+            parser.add_argument(flag, type=kind, default=default, help=text, **settings)
 
 
 def _show_progress(args: argparse.Namespace) -> bool:
