@@ -11,7 +11,7 @@ import torch
 from onnx import numpy_helper
 
 from onnx_snn.errors import SnnError
-from onnx_snn.models.data import FASHION_DIR_ENV, fashion_mnist_dir, load_digits_split, load_fashion_mnist, read_idx
+from onnx_snn.models.data import FASHION_DIR_ENV, load_digits_split, load_fashion_mnist, read_idx
 from onnx_snn.models.export import export_torch
 from onnx_snn.models.make_demo_assets import DEFAULT_OUT_DIR
 from onnx_snn.models.torch_nets import MLP, LeNet, SmallResNet
