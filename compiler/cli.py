@@ -67,16 +67,13 @@ def _end_progress_bars() -> None:
 
 
 def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 and at most MAX_TIMESTEPS (sizes and counts)."""
-    from .options import MAX_TIMESTEPS
+    """argparse type: an integer in [1, MAX_TIMESTEPS] (options.checked_count), for sizes and counts."""
+    from .options import MAX_TIMESTEPS, checked_count
 
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if not 1 <= value <= MAX_TIMESTEPS:
-        raise argparse.ArgumentTypeError(f"expected an integer in [1, {MAX_TIMESTEPS}], got {text}")
-    return value
+        return checked_count("the value", int(text))
+    except (ValueError, SnnError):
+        raise argparse.ArgumentTypeError(f"expected an integer in [1, {MAX_TIMESTEPS}], got {text!r}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -193,10 +190,10 @@ def _eval(args: argparse.Namespace) -> int:
     from onnx_snn.runtime import Session
     from onnx_snn.runtime.memory import parse_size
 
-    from .outputs import check_io, model_roles
+    from .outputs import check_io, model_roles, same_file
     from .plots import ACCURACY_PNG, FIRING_RATE_PNG
 
-    if args.ann is not None and Path(args.ann).resolve() == Path(args.model).resolve():
+    if args.ann is not None and same_file(args.ann, args.model):
         raise SnnError("--ann names the SNN itself; pass the source ANN", path=args.ann)
     plot_dir = Path(args.plot) if args.plot is not None else None
     if plot_dir is not None and plot_dir.exists() and not plot_dir.is_dir():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,6 +19,18 @@ ENCODINGS = ("analog", "poisson", "signgd")
 #: the largest T a model or run accepts (the Scan trip counts and step indices are int64, but a
 #: run's memory grows with T: beyond 2^31 steps no budget holds even one sample's read-out)
 MAX_TIMESTEPS = 2 ** 31 - 1
+
+
+def checked_count(name: str, value: object) -> int:
+    """`value` as an int in [1, MAX_TIMESTEPS] (an int or numpy integer, not a bool, float or
+    text): timesteps, batch sizes and other counts; else SnnError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise SnnError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if not 1 <= value <= MAX_TIMESTEPS:
+        raise SnnError(f"{name} must be in [1, {MAX_TIMESTEPS}], got {value}")
+    return int(value)
+
+
 #: the neuron types each input encoding works with
 ENCODING_NEURONS = {"analog": ("auto", "if", "signgd", "ttfs"), "poisson": ("auto", "if"), "signgd": ("auto", "signgd")}
 
@@ -76,9 +89,7 @@ class CompileOptions:
 
     def validate(self) -> "CompileOptions":
         """Raise SnnError for an option out of its range; return self."""
-        if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) \
-                or not 1 <= self.timesteps <= MAX_TIMESTEPS:
-            raise SnnError(f"--timesteps must be an integer in [1, {MAX_TIMESTEPS}], got {self.timesteps!r}")
+        checked_count("--timesteps", self.timesteps)
         floats = {"--eta0": self.eta0, "--gamma": self.gamma, "--tail": self.tail, "--signgd-range": self.signgd_range,
                   "--zeta": self.zeta, "--v-init": self.v_init, "--max-rate": self.max_rate,
                   "--on-off-ratio": self.on_off_ratio, **dict(zip(("--input-range P", "--input-range Q"),

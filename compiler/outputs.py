@@ -63,7 +63,7 @@ def check_io(reads: Roles, writes: Roles) -> None:
         _check_writable(role, text)
         path = Path(text)
         for read_role, read_path in read_paths:
-            if _same_file(path, read_path):
+            if same_file(path, read_path):
                 raise SnnError(f"{role} {path} would overwrite {read_role} {read_path}; write it elsewhere",
                                path=str(path))
         key = _identity(path)
@@ -135,8 +135,9 @@ def _identity(path: Path) -> tuple:
         return (str(resolved),)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    return _identity(a) == _identity(b)
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """True when `a` and `b` name one file (symlinks resolved; hard links by inode)."""
+    return _identity(Path(a)) == _identity(Path(b))
 
 
 def _check_writable(role: str, text: str) -> None:

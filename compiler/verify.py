@@ -17,9 +17,9 @@ import onnx
 import onnxruntime as ort
 
 from onnx_snn.runtime.contract import TIMESTEPS_INPUT
+from onnx_snn.runtime.providers import CPU, make_session
 
 from .errors import SnnError
-from .logs import ort_severity
 
 #: samples and steps of the verification run
 VERIFY_BATCH, VERIFY_STEPS = 2, 2
@@ -79,10 +79,8 @@ def synthetic_samples(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.nda
 
 
 def _load(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = ort_severity()
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return make_session(str(path), [CPU])
     except Exception as exc:  # noqa: BLE001
         raise CompilerBug(f"onnxruntime cannot load the compiled model: {_first_line(exc)}") from None
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_graphsurgeon as gs
-import onnxruntime as ort
 from tqdm import tqdm
 
-from onnx_snn.logs import ort_severity
 from onnx_snn.options import spikenorm_statistic
 from onnx_snn.runtime.contract import TIMESTEPS_INPUT
 from onnx_snn.runtime.neurons import attach_functions
+from onnx_snn.runtime.providers import CPU, make_session
 
 from . import encode_input, normalize, spikify, time_batch
 from .base import LayerStats, PassContext
@@ -62,9 +61,7 @@ def _input_currents(graph: gs.Graph, ctx: PassContext, layer: gs.Node):
     current.dtype = current.dtype or np.float32
     trial.outputs = [current]
     model = attach_functions(gs.export_onnx(trial.cleanup(), do_type_check=False))
-    options = ort.SessionOptions()
-    options.log_severity_level = ort_severity()
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = make_session(model.SerializeToString(), [CPU])
     steps = np.asarray(ctx.options.timesteps, dtype=np.int64)
     for index, feed in enumerate(ctx.calibration):
         if ctx.options.calib_batches is not None and index >= ctx.options.calib_batches:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from onnx_snn.arrays import check_input_shape
 from onnx_snn.errors import SnnError
 from onnx_snn.modelio import load_model
-from onnx_snn.options import MAX_TIMESTEPS
+from onnx_snn.options import checked_count
 
 from .contract import PER_STEP_SUFFIX, SPIKE_TIMES_PREFIX, SPIKES_PREFIX, SYNOPS_PREFIX, TIMESTEPS_INPUT
 from .energy import EnergyReport, energy_report
@@ -255,7 +255,7 @@ class Session:
         """`timesteps` (None: the compiled T) as an int in [1, MAX_TIMESTEPS]; TTFS models take only 1."""
         if timesteps is None:
             return self.default_timesteps
-        t = _count("timesteps", timesteps)
+        t = checked_count("timesteps", timesteps)
         if self.ttfs is not None and t != 1:
             raise SnnError(f"a TTFS model has no timesteps (one read-out at t_read); got timesteps {t}")
         return t
@@ -374,7 +374,7 @@ class Session:
         by the budget whatever the number of samples or T (never [T, N, C] for all N). Labels
         must be class indices in [0, classes), one per sample."""
         inputs, t = self._inputs(data), self._timesteps(timesteps)
-        total, batch_size = _batch_of(inputs), _count("batch_size", batch_size)
+        total, batch_size = _batch_of(inputs), checked_count("batch_size", batch_size)
         labels = _checked_labels(labels, total, self.classes)
         ann_session = AnnRunner(ann) if ann is not None else None
         tally = _Tally(t, with_ann=ann_session is not None)
@@ -486,16 +486,6 @@ def _assembled(chunks: Iterator[tuple[slice, slice, RunResult]], batch: int, ste
 def _batch_of(feed: Mapping[str, np.ndarray]) -> int:
     """The batch size of a feed (the first input's first dim)."""
     return len(next(v for k, v in feed.items() if k != TIMESTEPS_INPUT))
-
-
-def _count(name: str, value: object) -> int:
-    """`value` as an int in [1, MAX_TIMESTEPS] (an int or numpy integer, not a bool, float or
-    text), else SnnError naming `name`."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise SnnError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if not 1 <= value <= MAX_TIMESTEPS:
-        raise SnnError(f"{name} must be in [1, {MAX_TIMESTEPS}], got {value}")
-    return int(value)
 
 
 def _input_array(name: str, value: object, shape: list) -> np.ndarray:
