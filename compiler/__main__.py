@@ -1,6 +1,6 @@
 """`python -m onnx_snn` runs the command line."""
 import sys
 
-from .cli import main
+from onnx_snn.cli import main
 
 sys.exit(main())

@@ -10,14 +10,14 @@ from typing import Iterable
 import numpy as np
 import onnx
 
-from .arrays import calibration_feeds
-from .errors import SnnError
-from .modelio import model_proto, save_model
-from .outputs import check_io, external_data_path, model_roles
-from .verify import synthetic_samples, verify_snn
-from .options import CompileOptions
-from .pipeline import run_pipeline
+from onnx_snn.arrays import calibration_feeds
+from onnx_snn.errors import SnnError
+from onnx_snn.modelio import model_proto, save_model
+from onnx_snn.options import CompileOptions
+from onnx_snn.outputs import check_io, external_data_path, model_roles
 from onnx_snn.passes.base import PassContext
+from onnx_snn.pipeline import run_pipeline
+from onnx_snn.verify import synthetic_samples, verify_snn
 
 
 @dataclass

@@ -10,9 +10,9 @@ from collections import Counter
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__
-from .errors import SnnError
-from .logs import configure_logging
+from onnx_snn import __version__
+from onnx_snn.errors import SnnError
+from onnx_snn.logs import configure_logging
 
 EXIT_USER_ERROR = 2
 
@@ -68,7 +68,7 @@ def _end_progress_bars() -> None:
 
 def _positive_int(text: str) -> int:
     """argparse type: an integer in [1, MAX_TIMESTEPS] (options.checked_count), for sizes and counts."""
-    from .options import MAX_TIMESTEPS, checked_count
+    from onnx_snn.options import MAX_TIMESTEPS, checked_count
 
     try:
         return checked_count("the value", int(text))
@@ -77,7 +77,7 @@ def _positive_int(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .pipeline import PASS_NAMES
+    from onnx_snn.pipeline import PASS_NAMES
 
     parser = _Parser(prog="onnx-snn", description=__doc__)
     parser.add_argument("--version", action="version", version=f"onnx-snn {__version__}")
@@ -135,8 +135,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from .api import compile_model
-    from .options import CompileOptions
+    from onnx_snn.api import compile_model
+    from onnx_snn.options import CompileOptions
 
     options = CompileOptions(**{f.name: getattr(args, f.name) for f in option_fields()})
     if options.input_range is not None:
@@ -156,7 +156,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 def option_fields() -> list[dataclasses.Field]:
     """The CompileOptions fields that are `compile` flags (made by options.option)."""
-    from .options import CompileOptions
+    from onnx_snn.options import CompileOptions
 
     return [f for f in dataclasses.fields(CompileOptions) if "help" in f.metadata]
 
@@ -186,12 +186,11 @@ def _show_progress(args: argparse.Namespace) -> bool:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .arrays import labels_of, load_arrays, model_inputs
+    from onnx_snn.arrays import labels_of, load_arrays, model_inputs
+    from onnx_snn.budget import parse_size
+    from onnx_snn.outputs import check_io, model_roles, same_file
+    from onnx_snn.plots import ACCURACY_PNG, FIRING_RATE_PNG
     from onnx_snn.runtime import Session
-    from onnx_snn.runtime.memory import parse_size
-
-    from .outputs import check_io, model_roles, same_file
-    from .plots import ACCURACY_PNG, FIRING_RATE_PNG
 
     if args.ann is not None and same_file(args.ann, args.model):
         raise SnnError("--ann names the SNN itself; pass the source ANN", path=args.ann)
@@ -209,7 +208,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise SnnError("has no spike statistics; compile it with --stats to get the activity and energy report",
                        path=args.model)
     if args.plot is not None:
-        from .plots import require_matplotlib
+        from onnx_snn.plots import require_matplotlib
 
         require_matplotlib()
         if session.ttfs is not None:
@@ -233,11 +232,11 @@ def _eval(args: argparse.Namespace) -> int:
             print()
             print(report.energy.table())
     if args.json_path:
-        from .outputs import write_text_atomic
+        from onnx_snn.outputs import write_text_atomic
 
         write_text_atomic(args.json_path, json.dumps(report.to_json(), indent=2))
     if args.plot is not None:
-        from .plots import write_eval_plots
+        from onnx_snn.plots import write_eval_plots
 
         for path in write_eval_plots(report, args.plot, firing_rates=args.stats):
             print(f"wrote {path}")
@@ -245,8 +244,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _quantize_weights(args: argparse.Namespace) -> int:
-    from .outputs import check_io, external_data_path, model_roles
-    from .quantize import ann_accuracy, quantize_model, summary
+    from onnx_snn.outputs import check_io, external_data_path, model_roles
+    from onnx_snn.quantize import ann_accuracy, quantize_model, summary
 
     check_io(reads={**model_roles("the model", args.model), "--data": args.data},
              writes={"-o": args.output, "the external data of -o": external_data_path(args.output)})
@@ -268,7 +267,7 @@ def _quantize_weights(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     import onnx
 
-    from .modelio import load_model
+    from onnx_snn.modelio import load_model
 
     model = load_model(args.model)
     meta = {p.key: p.value for p in model.metadata_props}
@@ -324,8 +323,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .api import compile_model
-    from .options import CompileOptions
+    from onnx_snn.api import compile_model
+    from onnx_snn.options import CompileOptions
     from onnx_snn.runtime import Session
 
     data_dir = Path(__file__).parent / "data"

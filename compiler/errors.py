@@ -17,3 +17,7 @@ class SnnError(Exception):
         if hint:
             text = f"{text}; {hint}"
         super().__init__(" ".join(text.split()))
+
+
+class CompilerBug(RuntimeError):
+    """The compiled model fails a check that a correct compiler always passes."""

@@ -8,9 +8,9 @@ from typing import Callable
 import onnx
 from google.protobuf.message import DecodeError
 
-from .errors import SnnError
-from .outputs import atomic_write, external_data_path
-from .validate import validate_model
+from onnx_snn.errors import SnnError
+from onnx_snn.outputs import atomic_write, external_data_path
+from onnx_snn.validate import validate_model
 
 #: protobuf cannot serialise a message of 2 GiB or more; above this, weights go to a data file.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
@@ -35,7 +35,7 @@ def load_model(path: str | os.PathLike, max_bytes: int | None = None) -> onnx.Mo
     if model.ir_version <= 0 or not model.HasField("graph") or not model.graph.node:
         raise SnnError("is not an ONNX model (no graph or no nodes); pass a model exported to ONNX",
                        path=str(path))
-    from onnx_snn.runtime.memory import check_declared_sizes, resolve_budget
+    from onnx_snn.budget import check_declared_sizes, resolve_budget
 
     check_declared_sizes(model, resolve_budget(max_bytes), str(path))
     try:

@@ -6,8 +6,9 @@ import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .crossbar import check_constraint
-from .errors import SnnError
+import numpy as np
+
+from onnx_snn.errors import SnnError
 
 NORM_MODES = ("max", "99.9", "99.99")
 RESET_MODES = ("soft", "hard")
@@ -150,7 +151,7 @@ SPIKENORM = "spikenorm"
 
 def spikenorm_statistic(norm: str) -> tuple[str, float] | None:
     """For --norm spikenorm (the max) or spikenorm:P (the P-th percentile) of the input currents
-    under spiking input (passes/spikenorm.py): the statistic, as norm_statistic gives it; else None."""
+    under spiking input (passes/rate/spikenorm.py): the statistic, as norm_statistic gives it; else None."""
     if norm == SPIKENORM:
         return "max", 1.0
     if norm.startswith(SPIKENORM + ":"):
@@ -185,3 +186,12 @@ def norm_statistic(norm: str) -> tuple[str, float]:
     if value == 100.0:
         return "max", 1.0
     raise SnnError(f"--norm must be max, a percentile such as 99.9, or a fraction in (0, 1]; got '{norm}'")
+
+
+def check_constraint(levels: object, on_off_ratio: object) -> None:
+    """SnnError unless `levels` is an integer ≥ 2 and `on_off_ratio` a finite number > 1."""
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 2:
+        raise SnnError(f"the number of weight levels must be an integer of at least 2, got {levels!r}")
+    if isinstance(on_off_ratio, bool) or not isinstance(on_off_ratio, (int, float, np.number)) \
+            or not math.isfinite(float(on_off_ratio)) or float(on_off_ratio) <= 1.0:
+        raise SnnError(f"the ON/OFF ratio must be a finite number greater than 1, got {on_off_ratio!r}")

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Mapping
 
 import onnx
 
-from .errors import SnnError
+from onnx_snn.errors import SnnError
 
 PathLike = str | os.PathLike
 #: one role ("model", "--calib", ...) to the paths it names; None entries are ignored

@@ -10,14 +10,23 @@ import onnx_graphsurgeon as gs
 
 from onnx_snn import __version__
 from onnx_snn.errors import SnnError
+from onnx_snn.ir.neurons import attach_functions
 from onnx_snn.options import ENCODING_NEURONS, spikenorm_statistic
-from onnx_snn.passes import (activity, calibrate, canonicalize, decompose, fold_bn, normalize, signgd_offsets, spikify,
-                             spikify_signgd, spikify_ttfs, time_batch, ttfs_audit, ttfs_column_scale, ttfs_fold_affine,
-                             ttfs_input_range, ttfs_windows)
-from onnx_snn.passes import encode_input, quantize_weights, spikenorm
 from onnx_snn.passes.base import Pass, PassContext
+from onnx_snn.passes.canonicalize import canonicalize
+from onnx_snn.passes.common import activity, calibrate, fold_bn, normalize, time_batch
 from onnx_snn.passes.graph_utils import TARGET_OPSET, fresh_name
-from onnx_snn.runtime.neurons import attach_functions
+from onnx_snn.passes.hardware import quantize_weights
+from onnx_snn.passes.rate import encode_input, spikenorm, spikify
+from onnx_snn.passes.signgd import decompose
+from onnx_snn.passes.signgd import offsets as signgd_offsets
+from onnx_snn.passes.signgd import spikify as spikify_signgd
+from onnx_snn.passes.ttfs import audit as ttfs_audit
+from onnx_snn.passes.ttfs import column_scale as ttfs_column_scale
+from onnx_snn.passes.ttfs import fold_affine as ttfs_fold_affine
+from onnx_snn.passes.ttfs import input_range as ttfs_input_range
+from onnx_snn.passes.ttfs import spikify as spikify_ttfs
+from onnx_snn.passes.ttfs import windows as ttfs_windows
 
 #: the passes every neuron type starts with (quantize_weights acts only with options.weight_levels)
 COMMON: list[Pass] = [canonicalize, fold_bn, quantize_weights]

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import SnnError
-from .outputs import atomic_write
+from onnx_snn.errors import SnnError
+from onnx_snn.outputs import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

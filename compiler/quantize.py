@@ -14,14 +14,14 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .arrays import Batches, labels_of, load_arrays, model_inputs
-from .errors import SnnError
-from .modelio import load_model, model_proto, save_model
-from .outputs import check_io, external_data_path, model_roles
-from .options import CompileOptions
-from onnx_snn.passes import quantize_weights
+from onnx_snn.arrays import Batches, labels_of, load_arrays, model_inputs
+from onnx_snn.errors import SnnError
+from onnx_snn.modelio import load_model, model_proto, save_model
+from onnx_snn.options import CompileOptions
+from onnx_snn.outputs import check_io, external_data_path, model_roles
 from onnx_snn.passes.base import PassContext
-from onnx_snn.passes.canonicalize import IR_INITIALIZERS_NOT_INPUTS
+from onnx_snn.passes.canonicalize.canonicalize import IR_INITIALIZERS_NOT_INPUTS
+from onnx_snn.passes.hardware import quantize_weights
 
 METADATA_KEY = "onnx_snn.weight_quantization"
 EVAL_BATCH = 256
@@ -67,7 +67,7 @@ def quantize_model(model: str | os.PathLike | onnx.ModelProto, output: str | os.
 def ann_accuracy(model: str | os.PathLike, data: str | os.PathLike) -> tuple[float, int]:
     """(accuracy, samples) of the ANN at `model` on the .npz at `data` (inputs: input name or x; labels: y),
     run with onnxruntime on the CPU."""
-    from onnx_snn.runtime.session import AnnRunner
+    from onnx_snn.runtime.ann import AnnRunner
 
     proto = load_model(model)
     initializers = {t.name for t in proto.graph.initializer}

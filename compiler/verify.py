@@ -16,19 +16,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from onnx_snn.runtime.contract import TIMESTEPS_INPUT
-from onnx_snn.runtime.providers import CPU, make_session
-
-from .errors import SnnError
+from onnx_snn.errors import CompilerBug, SnnError
+from onnx_snn.ir.contract import TIMESTEPS_INPUT
+from onnx_snn.providers import CPU, make_session
 
 #: samples and steps of the verification run
 VERIFY_BATCH, VERIFY_STEPS = 2, 2
 #: a TTFS read-out may differ from the ANN's logits by float32 rounding along the layers
 TTFS_RTOL = 1e-3
-
-
-class CompilerBug(RuntimeError):
-    """The compiled model fails a check that a correct compiler always passes."""
 
 
 def verify_snn(path: Path, ann: onnx.ModelProto, samples: Mapping[str, np.ndarray] | None, source: str,
@@ -94,7 +89,7 @@ def _batch_of_two(samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _ann_outputs(ann: onnx.ModelProto, feed: dict[str, np.ndarray], source: str) -> list[np.ndarray]:
     """The ANN's first output on `feed` (run at its fixed batch if it has one); SnnError if it
     cannot run or gives non-finite values: then the model, not the compiler, is at fault."""
-    from onnx_snn.runtime.session import AnnRunner
+    from onnx_snn.runtime.ann import AnnRunner
 
     try:
         output = AnnRunner(ann).run(feed)

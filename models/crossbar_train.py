@@ -1,7 +1,7 @@
 """Fine-tuning a PyTorch net under the memristive-crossbar weight constraint.
 
 "Apply the constraint, retrain, re-apply": before every epoch the weight of each Conv and Linear
-module is projected onto the crossbar set with `onnx_snn.crossbar.project` (the very math of the
+module is projected onto the crossbar set with `onnx_snn.passes.hardware.crossbar.project` (the very math of the
 compiler's quantize_weights pass: N levels per sign over [max/R, max], output channels on axis 0
 as in the exported Conv and Gemm(transB=1)), the net trains one epoch at a small learning rate
 from there, and the final weights are projected once more, so the returned net satisfies the
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from onnx_snn.crossbar import check_constraint, project
-
-from .train import ends_in_softmax, train
+from onnx_snn.models.train import ends_in_softmax, train
+from onnx_snn.options import check_constraint
+from onnx_snn.passes.hardware.crossbar import project
 
 #: modules whose `weight` a crossbar holds (output channels on axis 0)
 CROSSBAR_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)

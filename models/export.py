@@ -8,7 +8,7 @@ import onnx
 import torch
 from torch import nn
 
-from .files import atomic_path
+from onnx_snn.models.files import atomic_path
 
 INPUT_NAME = "x"
 OUTPUT_NAME = "logits"

@@ -13,10 +13,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .architecture import (TTFS_IMAGE_SHAPE, TTFS_NETS, BatchNorm, Conv, Dense, Dropout, Flatten, Layer, LeNetShape,
-                           MaxPool, ReLU)
-from .export import INPUT_NAME, OUTPUT_NAME
-from .files import atomic_path
+from onnx_snn.models.architecture import (
+    TTFS_IMAGE_SHAPE,
+    TTFS_NETS,
+    BatchNorm,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    LeNetShape,
+    MaxPool,
+    ReLU,
+)
+from onnx_snn.models.export import INPUT_NAME, OUTPUT_NAME
+from onnx_snn.models.files import atomic_path
 
 if TYPE_CHECKING:
     import keras

@@ -17,9 +17,17 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .keras_nets import (evaluate_keras_accuracy, export_keras, keras_ends_in_softmax, keras_ttfs_dense,
-                         keras_ttfs_lenet, keras_ttfs_vgg, to_nhwc, train_keras)
-from .zoo import SEED, CacheEntry, Recipe, Reference, cache_root, load_split
+from onnx_snn.models.keras_nets import (
+    evaluate_keras_accuracy,
+    export_keras,
+    keras_ends_in_softmax,
+    keras_ttfs_dense,
+    keras_ttfs_lenet,
+    keras_ttfs_vgg,
+    to_nhwc,
+    train_keras,
+)
+from onnx_snn.models.zoo import SEED, CacheEntry, Recipe, Reference, cache_root, load_split
 
 if TYPE_CHECKING:
     import keras

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 import onnx_snn
-
-from .files import atomic_path, save_npz
-from .zoo import get_reference
+from onnx_snn.models.files import atomic_path, save_npz
+from onnx_snn.models.zoo import get_reference
 
 DEMO_MODEL = "digits-mlp"
 DEMO_CALIB_SIZE = 256

@@ -11,7 +11,7 @@ from math import prod
 import torch
 from torch import nn
 
-from .architecture import LeNetShape
+from onnx_snn.models.architecture import LeNetShape
 
 
 class MLP(nn.Sequential):

@@ -12,8 +12,18 @@ from math import prod
 
 from torch import nn
 
-from .architecture import (TTFS_IMAGE_SHAPE, TTFS_NETS, BatchNorm, Conv, Dense, Dropout, Flatten, Layer, MaxPool,
-                           ReLU)
+from onnx_snn.models.architecture import (
+    TTFS_IMAGE_SHAPE,
+    TTFS_NETS,
+    BatchNorm,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    MaxPool,
+    ReLU,
+)
 
 Shape = tuple[int, ...]
 

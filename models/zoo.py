@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import load_digits_split, load_fashion_mnist
-from .export import export_torch
-from .files import atomic_path, save_npz
-from .signgd_nets import ConvNeXtNet, MaxPoolCNN, MixerNet, ResMLPNet, ViTNet
-from .torch_nets import MLP, LeNet, SmallResNet
-from .train import ends_in_softmax, evaluate_accuracy, train
-from .ttfs_nets import TTFSVGG, TTFSDense, TTFSLeNet
+from onnx_snn.models.data import load_digits_split, load_fashion_mnist
+from onnx_snn.models.export import export_torch
+from onnx_snn.models.files import atomic_path, save_npz
+from onnx_snn.models.signgd_nets import ConvNeXtNet, MaxPoolCNN, MixerNet, ResMLPNet, ViTNet
+from onnx_snn.models.torch_nets import MLP, LeNet, SmallResNet
+from onnx_snn.models.train import ends_in_softmax, evaluate_accuracy, train
+from onnx_snn.models.ttfs_nets import TTFSVGG, TTFSDense, TTFSLeNet
 
 #: Environment variable naming the cache directory; default DEFAULT_CACHE_DIR.
 CACHE_ENV = "ONNX_SNN_CACHE"

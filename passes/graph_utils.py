@@ -8,8 +8,6 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from onnx_snn.runtime.function_parts import SNN_DOMAIN  # noqa: F401 - re-exported for the passes
-
 #: the ONNX opset of every compiled model (functions must import the model's version).
 TARGET_OPSET = 21
 

@@ -14,9 +14,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .contract import STATE_IN_PREFIX, STATE_OUT_PREFIX, STEP_OFFSET_INPUT, TIMESTEPS_INPUT
-from .function_parts import SNN_DOMAIN
-from .neurons import NEURON_OPS
+from onnx_snn.ir.contract import STATE_IN_PREFIX, STATE_OUT_PREFIX, STEP_OFFSET_INPUT, TIMESTEPS_INPUT
+from onnx_snn.ir.function_parts import SNN_DOMAIN
+from onnx_snn.ir.neurons import NEURON_OPS
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from .contract import STEP_OFFSET_INPUT, TIMESTEPS_INPUT
-from .providers import CUDA
-from .stateful import StatePort, expose_state
+from onnx_snn.ir.contract import STEP_OFFSET_INPUT, TIMESTEPS_INPUT
+from onnx_snn.providers import CUDA
+from onnx_snn.runtime.stateful import StatePort, expose_state
 
 
 @dataclass

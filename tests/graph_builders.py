@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from onnx_snn.options import CompileOptions
-from onnx_snn.passes import canonicalize, fold_bn
 from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.canonicalize import canonicalize
+from onnx_snn.passes.common import fold_bn
 from onnx_snn.pipeline import emit, name_unnamed_nodes
 
 

@@ -40,14 +40,23 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
-
-from signgd_reference import (BINARY_RULES, RULE_DEFAULTS, Rule, _initial, charge, encode_step, eta_schedule,
-                               fire_reset, unary_rule, unary_target)
+from signgd_reference import (
+    BINARY_RULES,
+    RULE_DEFAULTS,
+    Rule,
+    _initial,
+    charge,
+    encode_step,
+    eta_schedule,
+    fire_reset,
+    unary_rule,
+    unary_target,
+)
 
 SNN_DOMAIN = "snn"
 TIMESTEPS = "timesteps"
 
-#: the ops' inputs in order (runtime/signgd.py docstrings)
+#: the ops' inputs in order (compiler/ir/signgd.py docstrings)
 OP_INPUTS: dict[str, tuple[str, ...]] = {
     "SignGDEncoder": ("x", "timesteps", "f0", "t0"),
     "SignGDNeuron": ("z", "timesteps", "offset", "bias", "x0", "v0", "t0"),
@@ -58,7 +67,7 @@ OP_INPUTS: dict[str, tuple[str, ...]] = {
 #: the inputs that vary per step (computed by the affine graph); the others are constants
 CURRENTS: dict[str, tuple[str, ...]] = {"SignGDEncoder": ("x",), "SignGDNeuron": ("z",),
                                         "SignGDBinaryNeuron": ("zp", "zq"), "SignGDDecoder": ("z",)}
-#: attribute defaults of the ops (runtime/signgd.py docstrings; spec §1 schedule, §3 codec, §5 rules)
+#: attribute defaults of the ops (compiler/ir/signgd.py docstrings; spec §1 schedule, §3 codec, §5 rules)
 ATTRIBUTE_DEFAULTS: dict[str, float | str] = {"eta0": 0.15, "gamma": 0.95, "schedule": "exponential", "tail": 0.25,
                                               "codec": "float"}
 #: float attributes of the rules; absent ones take unary_rule's defaults
@@ -73,7 +82,7 @@ TIE_ULPS = 4
 
 
 def decimal_attribute(value: float) -> float:
-    """A float attribute as the decimal it was written as (runtime/signgd.py: "the float attributes
+    """A float attribute as the decimal it was written as (compiler/ir/signgd.py: "the float attributes
     are read as the short decimals they were written as"): ONNX stores float32, so the value rounded
     to 6 significant digits is taken when it rounds back to the same float32, else the float32."""
     f32 = np.float32(value)

@@ -6,13 +6,12 @@ import json
 import numpy as np
 import onnx
 import pytest
+from helpers import run_cli
 from onnx import TensorProto, helper
 
 from onnx_snn import CompileOptions, compile_model
 from onnx_snn.runtime import Session
 from onnx_snn.runtime.energy import ACCUMULATE_PJ, COMPUTE_ONLY, MULTIPLY_ACCUMULATE_PJ, energy_report
-
-from helpers import run_cli
 
 #: hidden activations 1, 0.5 and 0 for the input below, read out by W2
 W2 = np.array([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]], dtype=np.float32)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnx_snn.bench_course import CONFIGS, RATES, SHOWN_STEPS, markdown_section
+from benchmarks.course import CONFIGS, RATES, SHOWN_STEPS, markdown_section
 
 
 def _result(steps: int) -> dict:

@@ -5,14 +5,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from graph_builders import cnn, export_legacy, randomized
 from torch import nn
 
-from graph_builders import cnn, export_legacy, randomized
+from benchmarks.floor import neuron_free
 from onnx_snn import CompileOptions, compile_model
-from onnx_snn.bench_floor import neuron_free
 from onnx_snn.errors import SnnError
+from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.runtime import Session
-from onnx_snn.runtime.function_parts import SNN_DOMAIN
 from onnx_snn.runtime.stateful import expose_state
 
 NEURONS = {"IFNeuron", "IFNeuronConstantInput", "SignGDNeuron", "SignGDBinaryNeuron"}

@@ -14,8 +14,9 @@ from torch import nn
 
 from onnx_snn.errors import SnnError
 from onnx_snn.options import CompileOptions
-from onnx_snn.passes import canonicalize, fold_bn
 from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.canonicalize import canonicalize
+from onnx_snn.passes.common import fold_bn
 from onnx_snn.passes.graph_utils import TARGET_OPSET
 
 TF_MODELS = ["keras_mlp_dense_relu", "keras_cnn_conv_bn_relu_avgpool_flatten_dense",

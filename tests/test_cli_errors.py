@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 from helpers import assert_user_error, digest, run_cli, tiny_relu_model
 
 

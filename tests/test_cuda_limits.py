@@ -4,7 +4,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-from onnx_snn.runtime.contract import FOLDED_BATCH
+from onnx_snn.ir.contract import FOLDED_BATCH
 from onnx_snn.runtime.memory import CUDNN_MAX_BATCH, cuda_sample_step_limit, plan_chunks
 
 

@@ -14,7 +14,7 @@ import onnx
 import pytest
 
 from onnx_snn import cli
-from onnx_snn.verify import CompilerBug
+from onnx_snn.errors import CompilerBug
 
 DATA = Path(cli.__file__).parent / "data"
 

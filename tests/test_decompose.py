@@ -6,13 +6,13 @@ import numpy as np
 import onnx_graphsurgeon as gs
 import pytest
 import torch
+from graph_builders import export_legacy, prepared, run_graph, run_model
 from torch import nn
 
 from onnx_snn import CompileOptions, SnnError
-from onnx_snn.passes import decompose
 from onnx_snn.passes.base import PassContext
 from onnx_snn.passes.graph_utils import is_activation
-from graph_builders import export_legacy, prepared, run_graph, run_model
+from onnx_snn.passes.signgd import decompose
 
 
 class Pooled(nn.Module):

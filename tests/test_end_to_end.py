@@ -1,7 +1,6 @@
 """End to end on real data: train on sklearn digits, export with torch.onnx, compile, simulate."""
 from __future__ import annotations
 
-
 import numpy as np
 import onnx
 import pytest

@@ -8,8 +8,8 @@ from onnx import helper
 
 from onnx_snn.errors import SnnError
 from onnx_snn.options import CompileOptions
-from onnx_snn.passes import fold_bn
 from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.common import fold_bn
 
 RNG = np.random.default_rng(0)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnx_snn.passes.histogram import StreamingHistogram
+from onnx_snn.passes.common.histogram import StreamingHistogram
 
 
 def test_percentile_matches_numpy_within_a_bin():

@@ -5,10 +5,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from neuron_reference import if_neuron
 from onnx import TensorProto, helper
 
-from onnx_snn.runtime.neurons import attach_functions
-from neuron_reference import if_neuron
+from onnx_snn.ir.neurons import attach_functions
 
 
 def neuron_session(threshold: float, reset: str, v_init: float = 0.5, op: str = "IFNeuron") -> ort.InferenceSession:

@@ -9,19 +9,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from helpers import tiny_relu_model
 from onnx import TensorProto, helper
 
-from onnx_snn import CompileOptions, SnnError, compile_model
+from onnx_snn import CompileOptions, SnnError, budget, compile_model
 from onnx_snn.arrays import load_arrays
+from onnx_snn.budget import FALLBACK_BUDGET, MAX_SIZE, check_declared_sizes, default_budget, parse_size, resolve_budget
 from onnx_snn.cli import main as cli_main
 from onnx_snn.modelio import load_model
 from onnx_snn.options import MAX_TIMESTEPS
-from onnx_snn.passes import calibrate
+from onnx_snn.passes.common import calibrate
 from onnx_snn.runtime import Session
-from onnx_snn.runtime import memory
-from onnx_snn.runtime.memory import (FALLBACK_BUDGET, MAX_SIZE, check_declared_sizes, default_budget, parse_size,
-                                     resolve_budget)
-from helpers import tiny_relu_model
 
 MB = 10 ** 6
 
@@ -34,14 +32,14 @@ def snn() -> tuple[onnx.ModelProto, np.ndarray]:
 
 
 def test_default_budget_is_half_of_the_available_memory(monkeypatch):
-    monkeypatch.setattr(memory, "available_memory", lambda: 8 * 10 ** 9)
+    monkeypatch.setattr(budget, "available_memory", lambda: 8 * 10 ** 9)
     assert default_budget() == resolve_budget(None) == 4 * 10 ** 9
-    monkeypatch.setattr(memory, "available_memory", lambda: None)  # /proc/meminfo unreadable
+    monkeypatch.setattr(budget, "available_memory", lambda: None)  # /proc/meminfo unreadable
     assert default_budget() == FALLBACK_BUDGET
 
 
 def test_memavailable_is_read_from_proc():
-    available = memory.available_memory()
+    available = budget.available_memory()
     assert available is None or available > 0
 
 
@@ -88,7 +86,7 @@ def test_data_declaring_more_than_the_budget_is_refused_before_loading(tmp_path,
     bomb = npy_header_only(tmp_path / "bomb.npz", (2 ** 29,), compressed=True)  # declares 2 GiB
     with pytest.raises(SnnError, match="declare 2147483648 B .* above the memory budget of 1000000 B"):
         load_arrays(bomb, MB)
-    monkeypatch.setattr(memory, "available_memory", lambda: 2 * MB)
+    monkeypatch.setattr(budget, "available_memory", lambda: 2 * MB)
     with pytest.raises(SnnError, match="above the memory budget of 1000000 B"):
         load_arrays(bomb)  # the default budget
     np.save(tmp_path / "big.npy", np.zeros(MB // 4 + 1, dtype=np.float32))
@@ -133,7 +131,7 @@ def test_models_declaring_large_constant_outputs_are_refused(model, declared, tm
     with pytest.raises(SnnError, match=f"declares an output of {declared} B"):
         check_declared_sizes(model, declared - 1, "<model>")
     onnx.save(model, tmp_path / "m.onnx")
-    monkeypatch.setattr(memory, "available_memory", lambda: 2 * MB)
+    monkeypatch.setattr(budget, "available_memory", lambda: 2 * MB)
     with pytest.raises(SnnError, match="above the memory budget of 1000000 B"):
         load_model(tmp_path / "m.onnx")  # compile, inspect and --ann read models through it
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
+from helpers import run_cli, tiny_relu_model
 
 from onnx_snn import CompileOptions, compile_model
 from onnx_snn.modelio import load_model, save_model
 from onnx_snn.runtime import Session
-
-from helpers import run_cli, tiny_relu_model
 
 
 def test_external_data_model_compiles_and_large_output_is_external(tmp_path):

@@ -8,6 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import needs_fashion
 from onnx import numpy_helper
 
 from onnx_snn.errors import SnnError
@@ -17,8 +18,6 @@ from onnx_snn.models.make_demo_assets import DEFAULT_OUT_DIR
 from onnx_snn.models.torch_nets import MLP, LeNet, SmallResNet
 from onnx_snn.models.train import evaluate_accuracy, predict_logits, train
 from onnx_snn.models.zoo import get_reference
-
-from conftest import needs_fashion
 
 
 def run_onnx(path, x: np.ndarray) -> np.ndarray:

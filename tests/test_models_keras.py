@@ -11,16 +11,22 @@ import pytest
 
 from onnx_snn import CompileOptions, compile_model
 from onnx_snn.passes.base import PassContext
-from onnx_snn.passes.rewrites import erfc
+from onnx_snn.passes.canonicalize import erfc
 from onnx_snn.runtime import Session
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
-from onnx_snn.models.data import load_digits_split  # noqa: E402
-from onnx_snn.models.keras_nets import (evaluate_keras_accuracy, export_keras,  # noqa: E402
-                                        keras_gelu_layernorm_mlp, keras_lenet, keras_mlp, to_nhwc,
-                                        train_keras)
+from onnx_snn.models.data import load_digits_split
+from onnx_snn.models.keras_nets import (
+    evaluate_keras_accuracy,
+    export_keras,
+    keras_gelu_layernorm_mlp,
+    keras_lenet,
+    keras_mlp,
+    to_nhwc,
+    train_keras,
+)
 
 pytestmark = pytest.mark.tf
 

@@ -13,14 +13,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import needs_reference_cache
 from torch import nn
 
 from onnx_snn.models.torch_nets import MLP
 from onnx_snn.models.train import ends_in_softmax, predict_logits, probability_cross_entropy
 from onnx_snn.models.ttfs_nets import TTFSVGG, TTFSDense, TTFSLeNet
 from onnx_snn.models.zoo import get_reference, load_torch_model
-
-from conftest import needs_reference_cache
 
 #: minimum cached test accuracy of each reference
 TORCH_TARGETS = {"fashion-ttfs-dense": 0.87, "fashion-ttfs-lenet": 0.88, "fashion-ttfs-vgg": 0.89}

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from graph_builders import Branches, Residual, cnn, export_legacy, mlp, prepared, randomized, run_graph, run_model
 
 from onnx_snn.options import CompileOptions
-from onnx_snn.passes import calibrate, normalize
-from graph_builders import Branches, Residual, cnn, export_legacy, mlp, prepared, randomized, run_graph, run_model
+from onnx_snn.passes.common import calibrate, normalize
 
 NETS = {"mlp": mlp, "cnn": cnn, "residual": Residual, "concat": Branches}
 

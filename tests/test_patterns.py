@@ -15,8 +15,8 @@ from onnx import helper
 from torch import nn
 
 from onnx_snn.options import CompileOptions
-from onnx_snn.passes import canonicalize
 from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.canonicalize import canonicalize
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 BATCH = 5  # the exports trace batch 3 (torch) or 2 (fixtures); the checks run another one

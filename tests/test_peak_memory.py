@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnx_snn.peak_memory import isolated_peak, peak_rss
+from benchmarks.peak_memory import isolated_peak, peak_rss
 
 MB = 10 ** 6
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from helpers import run_cli, tiny_relu_model
 
 from onnx_snn.cli import main
 from onnx_snn.errors import SnnError
 from onnx_snn.plots import plot_rate_sweep
-from helpers import run_cli, tiny_relu_model
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 INSTALL_HINT = 'pip install "onnx-snn[plot]"'

@@ -13,11 +13,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from helpers import assert_user_error, digest, run_cli, tiny_relu_model
 from onnx import helper
 
-from onnx_snn.crossbar import project
+from onnx_snn.passes.hardware.crossbar import project
 from onnx_snn.quantize import quantize_model
-from helpers import assert_user_error, digest, run_cli, tiny_relu_model
 
 RNG = np.random.default_rng(0)
 

@@ -5,11 +5,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from helpers import tiny_relu_model
 
 from onnx_snn import CompileOptions, compile_model
+from onnx_snn.providers import CPU, CUDA, default_providers
 from onnx_snn.runtime import Session
-from onnx_snn.runtime.providers import CPU, CUDA, default_providers
-from helpers import tiny_relu_model
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_cuda_session_matches_cpu(snn_model):
 
 def test_ann_reference_with_tf2onnx_erfc_loads(tf_fixtures):
     """eval --ann accepts tf2onnx's raw exact-GELU export (invalid Erfc, repaired as compile does)."""
-    from onnx_snn.runtime.session import AnnRunner
+    from onnx_snn.runtime.ann import AnnRunner
 
     raw = tf_fixtures / "keras_dense_gelu_layernorm.raw_tf2onnx_erfc.onnx"
     x = np.load(tf_fixtures / "keras_dense_gelu_layernorm.input.npy")

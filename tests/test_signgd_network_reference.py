@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import needs_reference_cache
+from signgd_network_reference import SignGDNetworkReference, model_spikes
 from torch import nn
 
 from onnx_snn import CompileOptions, compile_model
@@ -38,9 +40,6 @@ from onnx_snn.models.export import export_torch
 from onnx_snn.models.signgd_nets import ConvNeXtNet, MaxPoolCNN, MixerNet, ResMLPNet
 from onnx_snn.models.train import train
 from onnx_snn.runtime.session import Session
-from signgd_network_reference import SignGDNetworkReference, model_spikes
-
-from conftest import needs_reference_cache
 
 RTOL = 1e-4  # of the largest |output| over all steps and samples
 

@@ -1,4 +1,4 @@
-"""The signGD ops (runtime/signgd.py) against the spec's test vectors and the numpy reference.
+"""The signGD ops (compiler/ir/signgd.py) against the spec's test vectors and the numpy reference.
 
 Every model passes onnx.checker.check_model(full_check=True) and runs in a plain onnxruntime CPU
 session. The spec's vectors (float64) are met to 1e-5 with identical spike trains, ties included;
@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from onnx import helper
-
 from signgd_ops import NAN, Runner, int64, random_case, run_decoder, run_encoder, run_neuron, runner, snn
 from signgd_reference import BINARY_RULES, UNARY_RULES, decoder, encoder, eta_schedule, signgd_neuron
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-from onnx_snn.options import CompileOptions
-from onnx_snn.passes import calibrate, decompose, normalize, spikify_signgd
-from onnx_snn.runtime.signgd import GATES
 from graph_builders import export_legacy, prepared, randomized, run_graph, run_model
 from signgd_ops import NAN, int64, runner, snn
+from torch import nn
+
+from onnx_snn.ir.signgd import GATES
+from onnx_snn.options import CompileOptions
+from onnx_snn.passes.common import calibrate, normalize
+from onnx_snn.passes.signgd import decompose
+from onnx_snn.passes.signgd import spikify as spikify_signgd
 
 
 class LayerNormGelu(nn.Module):

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from signgd_reference import UNARY_RULES, decoder, encoder, eta_schedule, signgd_neuron
 from signgd_ops import NAN, int64, random_case, run_neuron, runner, snn
+from signgd_reference import UNARY_RULES, decoder, encoder, eta_schedule, signgd_neuron
 
 TAIL = 1.5
 NEW = {"schedule": "exp_inverse", "tail": TAIL}

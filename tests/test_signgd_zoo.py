@@ -1,7 +1,7 @@
 """The Fashion-MNIST signGD reference nets, from both torch exporters, through the whole compiler.
 
 Slow (trains the nets on first use, minutes each; cached after): run with `-m slow`. The full
-10,000-image tables are measured by `python -m onnx_snn.bench NAME` into BENCHMARKS.md.
+10,000-image tables are measured by `python -m benchmarks zoo NAME` into BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import needs_reference_cache
 
 from onnx_snn.api import compile_model
 from onnx_snn.models.zoo import EXPORTERS, get_reference
 from onnx_snn.options import CompileOptions
 from onnx_snn.runtime.session import Session
-
-from conftest import needs_reference_cache
 
 pytestmark = [pytest.mark.slow, needs_reference_cache]
 

@@ -7,15 +7,15 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from graph_builders import Residual, export_legacy, randomized
 from torch import nn
 
-from graph_builders import Residual, export_legacy, randomized
-from onnx_snn import CompileOptions, SnnError, compile_model
+from onnx_snn import CompileOptions, SnnError, budget, compile_model
+from onnx_snn.budget import parse_size
+from onnx_snn.ir.contract import STATE_IN_PREFIX, STATE_OUT_PREFIX, STEP_OFFSET_INPUT
 from onnx_snn.runtime import EvalReport, RunResult, Session
-from onnx_snn.runtime import memory
 from onnx_snn.runtime import session as session_module
-from onnx_snn.runtime.contract import STATE_IN_PREFIX, STATE_OUT_PREFIX, STEP_OFFSET_INPUT
-from onnx_snn.runtime.memory import MIN_BATCH_CHUNK, bytes_per_sample_step, parse_size, plan_chunks, readout_bytes
+from onnx_snn.runtime.memory import MIN_BATCH_CHUNK, bytes_per_sample_step, plan_chunks, readout_bytes
 from onnx_snn.runtime.stateful import expose_state
 
 STEPS = 24
@@ -126,9 +126,9 @@ def test_the_default_budget_chunks_a_run_bit_for_bit(compiled, full_run, monkeyp
     model, x = compiled
     unit, result = bytes_per_sample_step(model), readout_bytes(model) * len(x) * STEPS
     available = 2 * (result + unit * 3 * 5)  # the default budget is half of it: 3 samples x 5 steps
-    monkeypatch.setattr(memory, "available_memory", lambda: available)
+    monkeypatch.setattr(budget, "available_memory", lambda: available)
     session = Session(model)
-    assert session.max_memory == available // 2 == memory.default_budget()
+    assert session.max_memory == available // 2 == budget.default_budget()
     batch_chunk, time_chunk = session.run_plan(len(x), STEPS)
     assert (batch_chunk, time_chunk) == plan_chunks(len(x), STEPS, unit * 3 * 5, unit)
     assert batch_chunk < len(x) and time_chunk < STEPS

@@ -16,12 +16,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx_snn.api import compile_model
+from onnx_snn.ir.neurons import attach_functions
 from onnx_snn.options import CompileOptions
-from onnx_snn.passes.ttfs_audit import early_spike_margin
-from onnx_snn.passes.ttfs_column_scale import bounded_fan_in_sums
-from onnx_snn.passes.ttfs_model_a import hardware_parameters
+from onnx_snn.passes.ttfs.audit import early_spike_margin
+from onnx_snn.passes.ttfs.column_scale import bounded_fan_in_sums
+from onnx_snn.passes.ttfs.model_a import hardware_parameters
 from onnx_snn.runtime import Session
-from onnx_snn.runtime.neurons import attach_functions
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "spec" / "exact-mapping-ttfs.vectors.json"
 pytestmark = pytest.mark.skipif(not VECTORS.is_file(), reason="spec vectors not present")

@@ -4,20 +4,19 @@ PyTorch twins, each keeping its final Softmax. The SNN must agree with the ANN o
 image but logit near-ties, and model A on the dense net must spike exactly once per neuron.
 
 Slow: the first run trains the six nets (cached under ~/.cache/onnx-snn). The whole-test-set
-figures are in BENCHMARKS.md (`python -m onnx_snn.bench NAME --neuron ttfs`).
+figures are in BENCHMARKS.md (`python -m benchmarks zoo NAME --neuron ttfs`).
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import needs_reference_cache
 
+from benchmarks.ttfs import load_reference
 from onnx_snn.api import compile_model
-from onnx_snn.bench_ttfs import load_reference
 from onnx_snn.options import CompileOptions
 from onnx_snn.runtime import Session
-from onnx_snn.runtime.session import AnnRunner
-
-from conftest import needs_reference_cache
+from onnx_snn.runtime.ann import AnnRunner
 
 pytestmark = [pytest.mark.slow, needs_reference_cache]
 

@@ -10,14 +10,13 @@ from typing import Callable
 import numpy as np
 import onnx
 import pytest
+from graph_builders import Residual, cnn, export_legacy, randomized
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx_snn import CompileOptions, compile_model
 from onnx_snn.cli import main
 from onnx_snn.errors import SnnError
 from onnx_snn.validate import validate_model
-
-from graph_builders import Residual, cnn, export_legacy, randomized
 
 DATA = Path(__file__).resolve().parents[1] / "compiler" / "data"
 

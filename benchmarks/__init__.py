@@ -1,0 +1,1 @@
+"""The benchmark harness (outside the wheel): python -m benchmarks NAME ..."""

@@ -1,0 +1,256 @@
+"""`python -m benchmarks zoo MODEL`: accuracy vs T and SNN time vs T x ANN time, into BENCHMARKS.md.
+
+Trains the reference model on first use (or reuses the cached copy), compiles it, evaluates it
+on the whole test set at every t = 1..max(T), and times the SNN against the ANN on onnxruntime
+in the same process, alternating runs so that machine noise hits both alike.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from benchmarks.peak_memory import isolated_peak
+from benchmarks.spikingjelly_ref import prepare_run as prepare_spikingjelly_run
+from benchmarks.spikingjelly_ref import spikingjelly_benchmark
+from benchmarks.timing import time_call
+from benchmarks.ttfs import run_ttfs_benchmark, ttfs_markdown_section
+from onnx_snn import __version__
+from onnx_snn.api import compile_model
+from onnx_snn.errors import SnnError
+from onnx_snn.options import CompileOptions
+from onnx_snn.outputs import write_text_atomic
+from onnx_snn.providers import CPU, make_session
+from onnx_snn.runtime import Session
+
+ACCURACY_STEPS = (1, 2, 4, 8, 16, 32, 64, 128)
+TIMED_STEPS = (8, 32, 128)
+
+
+#: ANN calls per round: untimed, then timed. A run of the SNN leaves the caches and the allocator
+#: cold, and the ANN's next calls take up to twice its steady-state time; the warm-up keeps that
+#: out of the baseline, so the ratio compares the SNN with the ANN as it runs on its own.
+ANN_WARMUP, ANN_TIMED = 5, 10
+
+
+def timing(snn: Session, ann: ort.InferenceSession, batch: np.ndarray, steps: tuple[int, ...],
+           repeats: int) -> dict:
+    """Median SNN time at each T and steady-state ANN time on the same batch, in alternating rounds
+    so that machine noise hits both alike."""
+    feed = {ann.get_inputs()[0].name: batch}
+    ann_times: list[float] = []
+    snn_times: dict[int, list[float]] = {t: [] for t in steps}
+    for _ in range(repeats):
+        ann_times += time_call(lambda: ann.run(None, feed), ANN_TIMED, warmup=ANN_WARMUP)
+        for t in steps:
+            snn_times[t] += time_call(lambda: snn.run(batch, t), 1)
+    ann_median = statistics.median(ann_times)
+    rows = {}
+    for t in steps:
+        median = statistics.median(snn_times[t])
+        rows[t] = {"snn_seconds": median, "t_x_ann_seconds": t * ann_median, "ratio": median / (t * ann_median)}
+    return {"batch": len(batch), "ann_seconds": ann_median, "per_T": rows}
+
+
+def prepare_snn_run(model: str, batch_path: str, timesteps: int):
+    """For peak_memory.isolated_peak: the compiled SNN loaded, and a call that runs the batch."""
+    session, batch = Session(model, providers=[CPU]), np.load(batch_path)
+    return lambda: session.run(batch, timesteps)
+
+
+def prepare_ann_run(model: str, batch_path: str):
+    """For peak_memory.isolated_peak: the ANN loaded, and a call that runs the batch."""
+    session, batch = make_session(model, [CPU]), np.load(batch_path)
+    return lambda: session.run(None, {session.get_inputs()[0].name: batch})
+
+
+def run_benchmark(name: str, timesteps: int, norm: str, per_channel: bool, batch_size: int,
+                  repeats: int, cache_dir: str | None, neuron: str = "auto", exporter: str = "legacy",
+                  spikingjelly_samples: int = 0, reset: str = "soft") -> dict:
+    """Accuracy at every T and timing; with `spikingjelly_samples` > 0 also spikingjelly's converter
+    on the same PyTorch model (its accuracy on that many test images, its time on the same batch)."""
+    from onnx_snn.models.zoo import get_reference, load_torch_model
+
+    reference = get_reference(name, cache_dir=cache_dir, exporter=exporter)
+    x_test, y_test = reference.load_test()
+    options = CompileOptions(timesteps=timesteps, norm=norm, per_channel=per_channel, neuron=neuron, reset=reset)
+    with tempfile.TemporaryDirectory() as tmp:
+        snn_path = Path(tmp) / f"{name}.snn.onnx"
+        start = time.perf_counter()
+        compiled = compile_model(reference.onnx_path, snn_path, options, calibration=reference.load_calibration())
+        compile_seconds = time.perf_counter() - start
+        snn = Session(snn_path, providers=[CPU])
+        report = snn.evaluate(x_test, y_test, timesteps=timesteps, ann=reference.onnx_path, batch_size=batch_size)
+        ann = make_session(str(reference.onnx_path), [CPU])
+        steps = tuple(t for t in TIMED_STEPS if t <= timesteps)
+        speed = timing(snn, ann, x_test[:batch_size], steps, repeats)
+        batch_path = str(Path(tmp) / "batch.npy")
+        np.save(batch_path, x_test[:batch_size])
+        for t in steps:  # each in a fresh process: its own peak, not the evaluation's
+            speed["per_T"][t].update(isolated_peak(prepare_snn_run, str(snn_path), batch_path, t))
+        speed["ann"] = isolated_peak(prepare_ann_run, str(reference.onnx_path), batch_path)
+        baseline = None
+        if spikingjelly_samples:
+            baseline = spikingjelly_benchmark(load_torch_model(reference), reference.load_calibration(),
+                                              x_test[:spikingjelly_samples], y_test[:spikingjelly_samples], steps,
+                                              batch_size, repeats)
+            baseline["memory"] = {t: isolated_peak(prepare_spikingjelly_run, name, cache_dir, batch_path, t)
+                                  for t in steps}
+    return {"spikingjelly": baseline,
+        "model": name, "exporter": exporter, "neuron": compiled.metadata["neuron"], "onnx_snn": __version__, "onnxruntime": ort.__version__, "machine": _machine(),
+        "options": options.as_metadata(), "test_samples": report.samples, "compile_seconds": compile_seconds,
+        "ann_accuracy": report.ann_accuracy, "accuracy": report.to_json()["accuracy"],
+        "agreement": report.to_json()["agreement"], "timing": speed,
+    }
+
+
+def _machine() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+
+
+def _neurons(result: dict) -> str:
+    opts = result["options"]
+    if result["neuron"] == "signgd":
+        return (f"signGD neurons, {opts['schedule']} η0 {opts['eta0']} γ {opts['gamma']}, codec {opts['codec']}, "
+                f"range {opts['signgd_range']}, norm {opts['norm']}")
+    return f"IF neurons, norm {opts['norm']}{', per channel' if opts['per_channel'] else ''}, reset {opts['reset']}"
+
+
+def markdown_section(result: dict) -> str:
+    """The BENCHMARKS.md section of one result."""
+    ann = 100 * result["ann_accuracy"]
+    steps = [t for t in ACCURACY_STEPS if t <= len(result["accuracy"])]
+    opts = result["options"]
+    exporter = result.get("exporter", "legacy")
+    lines = [
+        f"## {result['model']} ({exporter} export): {_neurons(result)}",
+        "",
+        f"Measured with `python -m benchmarks zoo {result['model']} --norm {opts['norm']}"
+        f"{' --per-channel' if opts['per_channel'] else ''}"
+        f"{'' if opts.get('reset', 'soft') == 'soft' else ' --reset ' + opts['reset']}"
+        f"{'' if opts['neuron'] == 'auto' else ' --neuron ' + opts['neuron']}"
+        f"{'' if exporter == 'legacy' else ' --exporter ' + exporter}` (onnx-snn {result['onnx_snn']}, onnxruntime "
+        f"{result['onnxruntime']}, CPU: {result['machine']}), on {result['test_samples']} test images. "
+        f"ANN accuracy {ann:.2f}%.",
+        "",
+        "| T | " + " | ".join(str(t) for t in steps) + " |",
+        "|---|" + "---|" * len(steps),
+        "| SNN accuracy (%) | " + " | ".join(f"{100 * result['accuracy'][t - 1]:.2f}" for t in steps) + " |",
+        "| ANN − SNN (points) | " + " | ".join(f"{ann - 100 * result['accuracy'][t - 1]:+.2f}" for t in steps) + " |",
+        "| agreement with ANN (%) | " + " | ".join(f"{100 * result['agreement'][t - 1]:.2f}" for t in steps) + " |",
+        "",
+        f"Time on one batch of {result['timing']['batch']}, medians; ANN on onnxruntime "
+        f"{1e3 * result['timing']['ann_seconds']:.2f} ms:",
+        "",
+        "| T | SNN (ms) | T x ANN (ms) | SNN / (T x ANN) | SNN peak RSS (MB) | growth during the run (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t, row in result["timing"]["per_T"].items():
+        lines.append(f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * row['t_x_ann_seconds']:.1f} | "
+                     f"{row['ratio']:.2f} | {_mb(row.get('peak_rss'))} | {_mb(row.get('rss_growth'))} |")
+    if "ann" in result["timing"]:
+        ann_memory = result["timing"]["ann"]
+        lines += ["", f"ANN peak RSS {_mb(ann_memory['peak_rss'])} MB, growth during one call "
+                      f"{_mb(ann_memory['rss_growth'])} MB. Each peak RSS is that of a fresh process that loads one "
+                      "engine and runs the batch once (interpreter and libraries included); the growth is the run's "
+                      "own working memory above the loaded process."]
+    if result.get("spikingjelly"):
+        lines += ["", *_spikingjelly_lines(result)]
+    lines += ["", f"<details><summary>Every T = 1..{len(result['accuracy'])}</summary>", "",
+              "| T | SNN accuracy (%) | agreement with ANN (%) |", "|---|---|---|"]
+    lines += [f"| {t} | {100 * a:.2f} | {100 * g:.2f} |"
+              for t, (a, g) in enumerate(zip(result["accuracy"], result["agreement"]), start=1)]
+    lines += ["", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def _spikingjelly_lines(result: dict) -> list[str]:
+    """The comparison with spikingjelly: time, throughput and accuracy at each timed T."""
+    jelly, batch = result["spikingjelly"], result["timing"]["batch"]
+    lines = [f"spikingjelly {jelly['version']} ann2snn ({jelly['mode']} mode, single-step, {jelly['threads']} torch "
+             f"threads) on the same PyTorch model and batch; its accuracy on the first {jelly['test_samples']} test "
+             "images:", "",
+             "| T | ours (ms) | spikingjelly (ms) | ours / spikingjelly speed-up | ours (samples·T/s) | "
+             "spikingjelly (samples·T/s) | ours: peak RSS / growth (MB) | spikingjelly: peak RSS / growth (MB) | "
+             "spikingjelly accuracy (%) |", "|---|---|---|---|---|---|---|---|---|"]
+    for t, row in result["timing"]["per_T"].items():
+        theirs = jelly["seconds"][t]
+        lines.append(f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * theirs:.1f} | {theirs / row['snn_seconds']:.2f} | "
+                     f"{batch * int(t) / row['snn_seconds']:.0f} | {batch * int(t) / theirs:.0f} | "
+                     f"{_memory_pair(row)} | {_memory_pair(jelly.get('memory', {}).get(t, {}))} | "
+                     f"{100 * jelly['accuracy'][t]:.2f} |")
+    return lines
+
+
+def _mb(value: int | None) -> str:
+    return "–" if value is None else f"{value / 1e6:.0f}"
+
+
+def _memory_pair(row: dict) -> str:
+    return f"{_mb(row.get('peak_rss'))} / {_mb(row.get('rss_growth'))}"
+
+
+def update_benchmarks_file(path: Path, key: str, section: str) -> None:
+    """Replace (or append) the section between this key's markers in BENCHMARKS.md."""
+    begin, end = f"<!-- bench:{key}:begin -->", f"<!-- bench:{key}:end -->"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nEvery number here was measured by the command shown with it.\n"
+    block = f"{begin}\n{section}{end}"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + f"\n\n{block}\n"
+    write_text_atomic(path, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks zoo", description=__doc__)
+    parser.add_argument("model", help="reference model name, e.g. fashion-cnn, fashion-resnet, digits-cnn")
+    parser.add_argument("--timesteps", type=int, default=128)
+    parser.add_argument("--norm", default="99.9")
+    parser.add_argument("--per-channel", action="store_true")
+    parser.add_argument("--reset", default="soft", choices=("soft", "hard"), help="IF membrane reset")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--neuron", default="auto", choices=("auto", "if", "signgd", "ttfs"))
+    parser.add_argument("--ttfs-model", default="b1", choices=("b1", "a"))
+    parser.add_argument("--exporter", default="legacy", choices=("legacy", "dynamo"))
+    parser.add_argument("--spikingjelly", type=int, default=0, metavar="N",
+                        help="also run spikingjelly's ann2snn on the same PyTorch model, its accuracy on N test images")
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--out", default="BENCHMARKS.md", help="markdown file to update")
+    parser.add_argument("--json", dest="json_dir", default="benchmarks", help="folder for the JSON results")
+    args = parser.parse_args(argv)
+    try:
+        if args.neuron == "ttfs":
+            result = run_ttfs_benchmark(args.model, args.ttfs_model, args.batch_size, args.repeats, args.cache_dir,
+                                        args.exporter)
+        else:
+            result = run_benchmark(args.model, args.timesteps, args.norm, args.per_channel, args.batch_size,
+                                   args.repeats, args.cache_dir, args.neuron, args.exporter, args.spikingjelly,
+                                   args.reset)
+    except SnnError as exc:
+        print(f"onnx-snn bench: error: {exc}", file=sys.stderr)
+        return 2
+    if args.neuron == "ttfs":
+        key = f"{args.model}-ttfs-{args.ttfs_model}{'' if args.exporter == 'legacy' else '-' + args.exporter}"
+        section = ttfs_markdown_section(result, _machine())
+    else:
+        key = (f"{args.model}-{args.norm}{'-pc' if args.per_channel else ''}{'-hard' if args.reset == 'hard' else ''}"
+               f"{'' if args.neuron == 'auto' else '-' + args.neuron}"
+               f"{'' if args.exporter == 'legacy' else '-' + args.exporter}")
+        section = markdown_section(result)
+    print(section)
+    update_benchmarks_file(Path(args.out), key, section)
+    json_dir = Path(args.json_dir)
+    json_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(json_dir / f"{key}.json", json.dumps(result, indent=2))
+    return 0

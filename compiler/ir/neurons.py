@@ -1,0 +1,193 @@
+"""Neuron ops of the `snn` domain, each defined as a model-local ONNX function of standard ops.
+
+Every neuron op takes its input with time folded into the batch, `x: [T*B, ...]`, the number of
+timesteps `timesteps: int64 scalar`, and an explicit initial state; it returns its spikes in the
+same [T*B, ...] layout and its final state [B, ...]. The body scans over T with `Scan`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+import onnx
+from onnx import TensorProto, helper
+
+from onnx_snn.ir import poisson, rate_decoder, signgd, ttfs
+from onnx_snn.ir.function_parts import SNN_DOMAIN, SNN_DOMAIN_VERSION, constant, constant_from_attr, time_sequence_nodes
+
+
+@dataclass(frozen=True)
+class NeuronOp:
+    """A neuron op: its name, input names, attributes with defaults, and a builder of its body.
+
+    `role` is "neuron", "encoder" (analog input to spikes) or "decoder" (spikes to the output
+    after every step: its first output is [T, B, ...], its second [B, ...]) for the rate-coded
+    ops over T timesteps, and "ttfs" for the one-spike ops of compiler/ir/ttfs.py (no time axis).
+    `states` pairs each state input (NaN: fresh) with the output that carries it after the last
+    step, and names the data inputs whose per-step shape it has (the broadcast of them);
+    `step_offset` names the int64 input counting the steps already done, for ops whose
+    dynamics depend on the absolute step. Feeding a run's final states and step count into the
+    next run continues the simulation exactly (runtime.stateful).
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    defaults: dict[str, float | int | str]
+    build: Callable[[int], onnx.FunctionProto]
+    role: str = "neuron"
+    states: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    step_offset: str | None = None
+
+    def input_index(self, name: str) -> int:
+        """Position of the input called `name`."""
+        return self.inputs.index(name)
+
+
+def _scan_body(name: str, nodes: list[onnx.NodeProto], state_in: str, x_in: str,
+               state_out: str, spikes_out: str, x_type: int = TensorProto.FLOAT) -> onnx.GraphProto:
+    return helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info(state_in, TensorProto.FLOAT, None),
+         helper.make_tensor_value_info(x_in, x_type, None)],
+        [helper.make_tensor_value_info(state_out, TensorProto.FLOAT, None),
+         helper.make_tensor_value_info(spikes_out, TensorProto.FLOAT, None)])
+
+
+#: HardSigmoid(u) = clip(2^24·u − (2^24 − 1), 0, 1) is exactly [u ≥ 1] in float32: 2^24·u is exact,
+#: the affine value is ≥ 1 for u ≥ 1 and ≤ 0 for u ≤ 1 − 2^−24 (the float below 1), and rounding
+#: (fused or not) is monotone. One float op instead of GreaterOrEqual + Cast (runtime/PERFORMANCE.md)
+_STEP_GAIN = float(2 ** 24)
+
+
+def _if_step(hard: bool, constant_input: bool) -> onnx.GraphProto:
+    """One IF step in units of the threshold: u += x; s = [u >= 1]; then u -= s (soft reset, by
+    subtraction) or u -= s*u (hard reset, to zero). With `constant_input` the current is the outer
+    `u_in` [B, ...], the same every step, and the scanned element (the step index) is unused."""
+    current = "u_in" if constant_input else "x_t"
+    reset = ([helper.make_node("Mul", ["s", "u1"], ["spent"]), helper.make_node("Sub", ["u1", "spent"], ["u2"])]
+             if hard else [helper.make_node("Sub", ["u1", "s"], ["u2"])])
+    return _scan_body(f"if_{'hard' if hard else 'soft'}_step", [
+        helper.make_node("Add", ["u", current], ["u1"]),
+        helper.make_node("HardSigmoid", ["u1"], ["s"], alpha=_STEP_GAIN, beta=1.0 - _STEP_GAIN),
+        *reset,
+    ], "u", "step" if constant_input else "x_t", "u2", "s",
+        x_type=TensorProto.INT64 if constant_input else TensorProto.FLOAT)
+
+
+def _constant_input_nodes() -> tuple[list[onnx.NodeProto], dict[str, str]]:
+    """For x [B, ...] the same every step: its current in threshold units `u_in`, a [T] step index
+    sequence `steps` to scan over, the state shape `step_shape` and the spikes' `flat_shape` [T*B, ...]."""
+    return [
+        constant("one", [1]), constant("first", 0), constant("stride", 1),
+        helper.make_node("Div", ["x", "threshold"], ["u_in"]),
+        helper.make_node("Range", ["first", "timesteps", "stride"], ["steps"]),
+        helper.make_node("Shape", ["x"], ["step_shape"]),
+        helper.make_node("Shape", ["x"], ["batch"], end=1),
+        helper.make_node("Shape", ["x"], ["rest"], start=1),
+        helper.make_node("Reshape", ["timesteps", "one"], ["t1"]),
+        helper.make_node("Mul", ["t1", "batch"], ["tb"]),
+        helper.make_node("Concat", ["tb", "rest"], ["flat_shape"], axis=0),
+    ], {"seq": "steps", "step_shape": "step_shape", "flat_shape": "flat_shape"}
+
+
+def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionProto:
+    """`snn.IFNeuron(x, timesteps, v0) -> (spikes, v_T)`: rate-coded integrate-and-fire neurons.
+
+    Attributes: `threshold` (float), `reset` ("soft": subtract the threshold; "hard": to zero),
+    `v_init` (initial membrane as a fraction of the threshold, used where v0 is NaN).
+    Inputs: x [T*B, ...] input current per step; timesteps int64 scalar T; v0 initial membrane
+    potential, broadcastable to [B, ...] (a scalar NaN means "fresh": v_init * threshold).
+    Outputs: spikes [T*B, ...] in {0, 1}; v_T [B, ...] the membrane after step T.
+    Dynamics, per step t: v += x_t; s_t = [v >= threshold]; v -= s_t * threshold (soft) or
+    v -= s_t * v (hard). The body runs in units of the threshold (u = v / threshold), so the
+    input is divided once for all steps, not once per step.
+
+    `snn.IFNeuronConstantInput` (constant_input=True) is the same neuron for a current that is the
+    same at every step (the first layer under a static input): x is [B, ...], read by every step
+    without being tiled to [T*B, ...].
+    """
+    if constant_input:
+        seq_nodes, n = _constant_input_nodes()
+        scanned = n["seq"]
+    else:
+        seq_nodes, n = time_sequence_nodes("x", "timesteps")
+        seq_nodes = [*seq_nodes, helper.make_node("Div", [n["seq"], "threshold"], ["u_seq"])]
+        scanned = "u_seq"
+
+    def branch(hard: bool) -> onnx.GraphProto:
+        kind = "hard" if hard else "soft"
+        return helper.make_graph(
+            [helper.make_node("Scan", ["u0", scanned], [f"u_T_{kind}", f"s_{kind}"], num_scan_inputs=1,
+                              body=_if_step(hard, constant_input))], f"{kind}_reset", [],
+            [helper.make_tensor_value_info(f"u_T_{kind}", TensorProto.FLOAT, None),
+             helper.make_tensor_value_info(f"s_{kind}", TensorProto.FLOAT, None)])
+
+    nodes = [
+        constant_from_attr("threshold", "threshold", "float"),
+        constant_from_attr("v_init", "v_init", "float"),
+        constant_from_attr("reset", "reset", "string"),
+        helper.make_node("Constant", [], ["hard"], value_string="hard"),
+        *seq_nodes,
+        helper.make_node("Div", ["v0", "threshold"], ["u0_given"]),
+        helper.make_node("IsNaN", ["u0_given"], ["fresh"]),
+        helper.make_node("Where", ["fresh", "v_init", "u0_given"], ["u0_partial"]),
+        helper.make_node("Expand", ["u0_partial", n["step_shape"]], ["u0"]),
+        helper.make_node("Equal", ["reset", "hard"], ["is_hard"]),
+        helper.make_node("If", ["is_hard"], ["u_T", "spike_seq"], then_branch=branch(True),
+                         else_branch=branch(False)),
+        helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
+        helper.make_node("Mul", ["u_T", "threshold"], ["v_T"]),
+    ]
+    attribute_protos = [helper.make_attribute(k, v) for k, v in IF_NEURON_DEFAULTS.items()]
+    name = "IFNeuronConstantInput" if constant_input else "IFNeuron"
+    return helper.make_function(SNN_DOMAIN, name, list(IF_NEURON_INPUTS), ["spikes", "v_T"], nodes,
+                                [helper.make_opsetid("", opset)], attribute_protos=attribute_protos,
+                                doc_string=build_if_neuron.__doc__)
+
+
+IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "reset": "soft", "v_init": 0.5}
+IF_NEURON_INPUTS = ("x", "timesteps", "v0")
+
+_IF_STATE = (("v0", "v_T", ("x",)),)
+_SIGNGD_STATE = (("x0", "x_T", ("z",)), ("v0", "v_T", ("z",)))
+_SIGNGD_BINARY_STATE = (("xp0", "xp_T", ("zp",)), ("xq0", "xq_T", ("zq",)), ("v0", "v_T", ("zp", "zq")))
+
+NEURON_OPS: dict[str, NeuronOp] = {
+    "IFNeuron": NeuronOp("IFNeuron", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS, build_if_neuron, states=_IF_STATE),
+    "IFNeuronConstantInput": NeuronOp("IFNeuronConstantInput", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS,
+                                      partial(build_if_neuron, constant_input=True), states=_IF_STATE),
+    "PoissonEncoder": NeuronOp("PoissonEncoder", poisson.ENCODER_INPUTS, poisson.ENCODER_DEFAULTS,
+                               poisson.build_poisson_encoder, role="encoder", step_offset="t0"),
+    "RateDecoder": NeuronOp("RateDecoder", rate_decoder.DECODER_INPUTS, {}, rate_decoder.build_rate_decoder,
+                            role="decoder", states=(("s0", "s_T", ("z",)),), step_offset="t0"),
+    "SignGDNeuron": NeuronOp("SignGDNeuron", signgd.NEURON_INPUTS, signgd.SCHEDULE_DEFAULTS,
+                             signgd.build_signgd_neuron, states=_SIGNGD_STATE, step_offset="t0"),
+    "SignGDBinaryNeuron": NeuronOp("SignGDBinaryNeuron", signgd.BINARY_NEURON_INPUTS, signgd.SCHEDULE_DEFAULTS,
+                                   signgd.build_signgd_binary_neuron, states=_SIGNGD_BINARY_STATE,
+                                   step_offset="t0"),
+    "SignGDEncoder": NeuronOp("SignGDEncoder", signgd.ENCODER_INPUTS, signgd.ENCODER_DEFAULTS,
+                              signgd.build_signgd_encoder, role="encoder", states=(("f0", "f_T", ("x",)),),
+                              step_offset="t0"),
+    "SignGDDecoder": NeuronOp("SignGDDecoder", signgd.DECODER_INPUTS, signgd.SCHEDULE_DEFAULTS,
+                              signgd.build_signgd_decoder, role="decoder", states=(("y0", "y_T", ("z",)),),
+                              step_offset="t0"),
+    "TTFSEncoder": NeuronOp("TTFSEncoder", ttfs.ENCODER_INPUTS, {}, ttfs.build_ttfs_encoder, role="ttfs"),
+    "TTFSNeuron": NeuronOp("TTFSNeuron", ttfs.NEURON_INPUTS, {}, ttfs.build_ttfs_neuron, role="ttfs"),
+    "TTFSDenseA": NeuronOp("TTFSDenseA", ttfs.DENSE_A_INPUTS, {}, ttfs.build_ttfs_dense_a, role="ttfs"),
+}
+
+
+def attach_functions(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Add the local function of every `snn` op the graph uses, and the `snn` opset import."""
+    used = {node.op_type for node in model.graph.node if node.domain == SNN_DOMAIN}
+    unknown = used - NEURON_OPS.keys()
+    if unknown:
+        raise ValueError(f"unknown snn ops: {sorted(unknown)}")
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    present = {f.name for f in model.functions if f.domain == SNN_DOMAIN}
+    for name in sorted(used - present):
+        model.functions.append(NEURON_OPS[name].build(opset))
+    if used and not any(o.domain == SNN_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(SNN_DOMAIN, SNN_DOMAIN_VERSION))
+    return model

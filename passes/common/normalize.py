@@ -1,0 +1,342 @@
+"""normalize: rescale weights and biases so that every neuron sees activations in units of its λ.
+
+Every tensor t gets a scale σ(t): the normalized graph holds t / σ(t). Graph inputs and outputs
+have σ = 1, a calibrated node's output has σ = λ (from calibrate), linear ops convert the scale
+of their input into the scale their consumers demand by rescaling weights and biases, and
+scale-equivariant ops (pooling, Flatten, Reshape, Transpose, Concat, Mul by a constant) pass it
+through. Where two scales meet and differ (a residual Add of a spiking shortcut, say), a Mul by
+their ratio is inserted on that edge. σ is a numpy array broadcastable to the tensor's non-batch
+dims: shape () per layer, (C, 1, ..., 1) per channel (axis 1).
+
+Neurons (spec signgd-dynamics §6.7, extended past ReLU): ReLU, LeakyReLU and Abs commute with
+scaling, so input and output share λ (per channel allowed). GELU, HardSwish and SiLU do not: the input
+arrives at σ = λ and the op becomes Mul(λ) → f → Mul(1/λ), which spikify_signgd fuses into one
+neuron with a scaled gate. A square Mul(u, u) takes u at √λ; a product p·q and a quotient p/q get p rescaled so
+that the result lands at λ; Sqrt halves the exponent of its input's σ. These non-ReLU scales are
+per layer. The function of the graph is unchanged. For signGD neurons λ is the calibrated
+statistic divided by --signgd-range ρ, so that activations fill [−ρ, ρ] (spec: ReLU only, ρ = 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from onnx_snn.errors import SnnError
+from onnx_snn.options import norm_statistic
+from onnx_snn.passes.base import LayerStats, PassContext
+from onnx_snn.passes.common.calibrate import is_calibrated
+from onnx_snn.passes.graph_utils import (
+    constant_value,
+    fresh_name,
+    is_activation,
+    node_label,
+    silu_gate,
+    static_shape,
+    string_attr,
+)
+
+NAME = "normalize"
+CONTRACT = ("Pre: BN-folded graph with ctx.activation_stats for every calibrated node. Post: same function; "
+            "each neuron's output is held divided by its λ (so spikes of threshold 1 encode it), outputs in "
+            "ANN units.")
+
+LINEAR_OPS = ("Conv", "Gemm", "MatMul")
+#: neuron ops with f(x / s) = f(x) / s for s > 0: their input and output share λ
+HOMOGENEOUS = ("Relu", "LeakyRelu", "Abs")
+#: ops with f(x / s) = f(x) / s for any s > 0 that is constant along the axes they mix
+CHANNEL_PRESERVING = ("AveragePool", "GlobalAveragePool", "MaxPool", "Identity", "Dropout")
+#: ops that pass a per-layer (scalar) σ through, whatever axes they move, slice or reduce linearly
+LAYER_PRESERVING = ("Flatten", "Reshape", "Transpose", "Concat", "Slice", "ReduceMean", "ReduceSum", "Unsqueeze",
+                    "Squeeze")
+#: ops whose activation inputs must share one σ, which their output keeps
+SHARED_SCALE = ("Add", "Sub", "Max")
+ONE = np.ones(())
+
+
+def layer_scale(stats: LayerStats, norm: str) -> np.ndarray:
+    """λ of one layer for --norm `norm`: the max, a percentile, or a fraction of the max (>0)."""
+    kind, value = norm_statistic(norm)
+    raw = {"max": stats.max, "percentile": stats.percentile, "fraction": stats.max * value}[kind]
+    raw = np.asarray(raw, dtype=np.float64)
+    return np.where(raw > 0, raw, 1.0)  # a silent layer or channel keeps unit scale
+
+
+def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    lambdas = _neuron_scales(graph, ctx)
+    demand = _demanded_scales(graph, lambdas)
+    scale: dict[str, np.ndarray] = {t.name: ONE for t in graph.inputs}
+    for node in list(graph.nodes):
+        _normalize_node(graph, node, scale, demand, lambdas)
+    for i, out in enumerate(graph.outputs):
+        graph.outputs[i] = _output_in_ann_units(graph, out, scale.get(out.name, ONE))
+    ctx.metadata["lambda"] = {name: np.asarray(lam).ravel().tolist() for name, lam in lambdas.items()}
+    return graph.cleanup().toposort()
+
+
+def _neuron_scales(graph: gs.Graph, ctx: PassContext) -> dict[str, np.ndarray]:
+    """λ per calibrated node name, shaped to broadcast over its output's non-batch dims
+    (per layer, shape (), for all but the homogeneous neurons)."""
+    lambdas = {}
+    for node in graph.nodes:
+        if not is_calibrated(node):
+            continue
+        if node.name not in ctx.activation_stats:
+            raise SnnError("no calibration statistics for this node; run calibrate first",
+                           path=ctx.source, node=node_label(node), op=node.op)
+        lam = layer_scale(ctx.activation_stats[node.name], ctx.options.norm)
+        if ctx.metadata.get("neuron") == "signgd":
+            lam = lam / ctx.options.signgd_range
+        if node.op not in HOMOGENEOUS:
+            lam = np.asarray(lam.max())
+        rank = len(node.inputs[0].shape) if node.inputs[0].shape is not None else 2
+        if lam.ndim == 1:
+            lam = lam.reshape((-1,) + (1,) * max(rank - 2, 0))
+        lambdas[node.name] = lam
+    return lambdas
+
+
+def _demanded_scales(graph: gs.Graph, lambdas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """σ that consumers ask of each tensor, propagated backwards through scale-passing ops.
+
+    A ReLU-like or GELU asks λ of its input, a square Mul(u, u) √λ, a graph output 1. Ops that
+    pass σ through pass the demand to their data inputs; a linear op absorbs any scale, so
+    demands stop there. The first demand seen for a tensor wins; a consumer whose demand was not
+    met gets a rescaling Mul later.
+    """
+    demand: dict[str, np.ndarray] = {t.name: ONE for t in graph.outputs}
+    for node in reversed(graph.nodes):
+        if node.op in HOMOGENEOUS or _gated(graph, node):
+            demand.setdefault(node.inputs[0].name, lambdas[node.name])
+            continue
+        if _is_square(node):
+            demand.setdefault(node.inputs[0].name, np.sqrt(lambdas[node.name]))
+            continue
+        wanted = demand.get(node.outputs[0].name) if node.outputs else None
+        if wanted is None:
+            continue
+        data = _data_inputs(node)
+        passes = (node.op in CHANNEL_PRESERVING or node.op == "Pad"
+                  or (node.op in ("Add", "Sub", "Mul") and len(data) == 1)
+                  or (node.op in SHARED_SCALE and len(data) == 2)
+                  or (node.op in LAYER_PRESERVING and wanted.ndim == 0))
+        if passes:
+            for tensor in (data if node.op in SHARED_SCALE + ("Concat",) else data[:1]):
+                demand.setdefault(tensor.name, wanted)
+    return demand
+
+
+def _is_square(node: gs.Node) -> bool:
+    return node.op == "Mul" and len(node.inputs) == 2 and node.inputs[0] is node.inputs[1] \
+        and is_activation(node.inputs[0])
+
+
+def _data_inputs(node: gs.Node) -> list[gs.Variable]:
+    """The activation inputs of `node` (not shapes, not weights)."""
+    return [t for t in node.inputs if is_activation(t)]
+
+
+def _normalize_node(graph: gs.Graph, node: gs.Node, scale: dict[str, np.ndarray],
+                    demand: dict[str, np.ndarray], lambdas: dict[str, np.ndarray]) -> None:
+    """Rescale `node` for its inputs' scales and record its outputs' scales."""
+    def sigma(tensor: gs.Tensor) -> np.ndarray:
+        return scale.get(tensor.name, ONE)
+
+    data = _data_inputs(node)
+    out, outputs = node.outputs[0], list(node.outputs)
+    result: np.ndarray | None = None
+    if node.op in HOMOGENEOUS or _gated(graph, node):
+        result = lambdas[node.name]
+        gate = silu_gate(graph, node)
+        _rescale_input(graph, node, 0, sigma(node.inputs[0]), result)
+        if node.op not in HOMOGENEOUS:
+            _scale_around(graph, node, result, [gate] if gate is not None else [])
+    elif node.op == "Sigmoid" and any(silu_gate(graph, reader) is node for reader in out.outputs):
+        result = ONE  # a SiLU's gate: its Mul rescales u for both (above)
+    elif _is_square(node):
+        _rescale_input(graph, node, 0, sigma(node.inputs[0]), np.sqrt(lambdas[node.name]))
+        node.inputs[1] = node.inputs[0]
+        result = lambdas[node.name]
+    elif node.op in ("Mul", "Div") and len(data) == 2:  # p·q or p/q: p rescaled so that the result is at λ
+        result, s_q = lambdas[node.name], sigma(node.inputs[1])
+        _rescale_input(graph, node, 0, sigma(node.inputs[0]), result / s_q if node.op == "Mul" else result * s_q)
+    elif node.op == "Sqrt" and np.ndim(sigma(node.inputs[0])) == 0:
+        result = np.sqrt(sigma(node.inputs[0]))
+    elif node.op in LINEAR_OPS and constant_value(node.inputs[1]) is not None:
+        result = _rescale_linear(graph, node, sigma(node.inputs[0]), demand.get(out.name, ONE))
+    elif node.op in CHANNEL_PRESERVING or (node.op == "Pad" and _zero_pad(node)):
+        result = sigma(node.inputs[0])
+    elif node.op == "Pad" and np.ndim(sigma(node.inputs[0])) == 0:
+        result = sigma(node.inputs[0])
+        value = constant_value(node.inputs[2])
+        node.inputs[2] = gs.Constant(fresh_name(node.inputs[2].name), np.asarray(value / result, dtype=value.dtype))
+    elif node.op in SHARED_SCALE and len(data) == 2:
+        result = demand.get(out.name, sigma(data[0]))
+        for tensor in data:
+            _rescale_input(graph, node, node.inputs.index(tensor), sigma(tensor), result)
+    elif node.op in ("Add", "Sub") and len(data) == 1:
+        result = sigma(data[0])
+        const_index = 1 - node.inputs.index(data[0])
+        bias = constant_value(node.inputs[const_index])
+        node.inputs[const_index] = gs.Constant(fresh_name(node.inputs[const_index].name),
+                                               np.asarray(bias / _aligned(result, bias.ndim), dtype=bias.dtype))
+    elif node.op == "Mul" and len(data) == 1:
+        result = sigma(data[0])
+    elif node.op in ("Flatten", "Reshape", "Transpose") and data:
+        result = _reshaped_scale(node, sigma(data[0]))
+    elif node.op == "Concat" and data:
+        result = _concat_scale(node, [sigma(t) for t in node.inputs])
+    elif node.op in LAYER_PRESERVING and data and np.ndim(sigma(data[0])) == 0:
+        result = sigma(data[0])
+    if result is None:  # anything else computes in ANN units: give it its inputs at σ = 1
+        for tensor in data:
+            _rescale_input(graph, node, node.inputs.index(tensor), sigma(tensor), ONE)
+        result = ONE
+    for o in outputs:
+        scale[o.name] = result
+
+
+def _gated(graph: gs.Graph, node: gs.Node) -> bool:
+    """True for GELU, HardSwish and SiLU: x·gate(x) neurons, not homogeneous, scaled through their gate."""
+    return node.op in ("Gelu", "HardSwish") or silu_gate(graph, node) is not None
+
+
+def _scale_around(graph: gs.Graph, node: gs.Node, lam: np.ndarray, readers: list[gs.Node]) -> None:
+    """Turn `node` = f(x) on an input held as x/λ into Mul(λ) → f → Mul(1/λ): the output is f(x)/λ.
+    `readers` (a SiLU's Sigmoid) read the unscaled x too."""
+    x, y = node.inputs[0], node.outputs[0]
+    unscaled_in = gs.Variable(fresh_name(f"{x.name}_unscaled"), dtype=x.dtype, shape=x.shape)
+    unscaled_out = gs.Variable(fresh_name(f"{y.name}_unscaled"), dtype=y.dtype, shape=y.shape)
+    graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{node.name}_unscale"), outputs=[unscaled_in],
+                               inputs=[x, gs.Constant(fresh_name(f"{node.name}_lambda"), np.asarray(lam, np.float32))]))
+    graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{node.name}_rescale"), outputs=[y],
+                               inputs=[unscaled_out, gs.Constant(fresh_name(f"{node.name}_inverse_lambda"),
+                                                                 np.asarray(1.0 / lam, np.float32))]))
+    node.inputs[0], node.outputs[0] = unscaled_in, unscaled_out
+    for reader in readers:
+        reader.inputs[0] = unscaled_in
+
+
+def _zero_pad(node: gs.Node) -> bool:
+    """True for a Pad that pads with zeros (or replicates), which commutes with scaling."""
+    mode = string_attr(node, "mode", "constant")
+    if mode != "constant" or len(node.inputs) < 3 or not node.inputs[2].name:
+        return True
+    value = constant_value(node.inputs[2])
+    return value is not None and not np.any(value)
+
+
+def _aligned(s: np.ndarray, rank: int) -> np.ndarray:
+    """σ (aligned to non-batch dims) reshaped to broadcast against a rank-`rank` array."""
+    s = np.asarray(s, dtype=np.float64)
+    return s.reshape((1,) * max(rank - s.ndim, 0) + s.shape) if s.ndim else s
+
+
+def _channel_vector(s: np.ndarray, channels: int) -> np.ndarray:
+    """σ as one value per channel (axis 1); raises ValueError when it varies within a channel."""
+    s = np.asarray(s, dtype=np.float64)
+    if s.ndim == 0:
+        return np.full(channels, float(s))
+    flat = s.reshape(s.shape[0], -1)
+    if flat.shape[0] not in (1, channels) or not np.allclose(flat, flat[:, :1], rtol=1e-12, atol=0):
+        raise ValueError("scale varies within a channel")
+    return np.broadcast_to(flat[:, 0], (channels,)).copy()
+
+
+def _rescale_linear(graph: gs.Graph, node: gs.Node, s_in: np.ndarray, s_out: np.ndarray) -> np.ndarray:
+    """Fold σ_in and the demanded σ_out into a Conv/Gemm/MatMul's constants; return its output's σ.
+
+    Conv and canonical Gemm (transB=1) take per-channel scales on both sides; MatMul (features on
+    the last axis) takes per-layer scales. A scale the op cannot absorb is met by a Mul (input)
+    or left for the consumer to rescale (output).
+    """
+    weight = constant_value(node.inputs[1]).astype(np.float64)
+    groups = int(node.attrs.get("group", 1))
+    per_channel = node.op == "Conv" or (node.op == "Gemm" and node.attrs.get("transB", 0) == 1
+                                        and not node.attrs.get("transA", 0))
+    if per_channel:
+        n_out, n_in = weight.shape[0], weight.shape[1] * groups
+    else:
+        n_out, n_in = weight.shape[-1] if node.op == "MatMul" else weight.shape[0], None
+    try:
+        v_in = _channel_vector(s_in, n_in) if per_channel else np.full(1, float(s_in))
+    except (ValueError, TypeError):
+        _rescale_input(graph, node, 0, s_in, ONE)
+        v_in = np.ones(n_in if per_channel else 1)
+    try:
+        if not per_channel and np.ndim(s_out):
+            raise ValueError("per-layer op")
+        v_out, result = _channel_vector(s_out, n_out), s_out
+    except ValueError:
+        v_out, result = np.ones(n_out), ONE
+    if node.op == "Conv":
+        in_per_group = weight.shape[1]
+        group_of_out = np.arange(n_out) // (n_out // groups)
+        in_index = group_of_out[:, None] * in_per_group + np.arange(in_per_group)[None, :]
+        factor = v_in[in_index] / v_out[:, None]
+        weight = weight * factor.reshape(factor.shape + (1,) * (weight.ndim - 2))
+    elif per_channel:
+        weight = weight * v_in[None, :] / v_out[:, None]
+    else:
+        weight = weight * (v_in[0] / v_out[0])
+    node.inputs[1] = gs.Constant(fresh_name(node.inputs[1].name), weight.astype(np.float32))
+    if len(node.inputs) > 2 and constant_value(node.inputs[2]) is not None:
+        bias = constant_value(node.inputs[2])
+        node.inputs[2] = gs.Constant(fresh_name(node.inputs[2].name), (bias / v_out).astype(bias.dtype))
+    return result
+
+
+def _reshaped_scale(node: gs.Node, s_in: np.ndarray) -> np.ndarray | None:
+    """σ after Flatten/Reshape/Transpose, or None when a per-channel σ cannot follow the new layout."""
+    if np.ndim(s_in) == 0:
+        return s_in
+    src, dst = static_shape(node.inputs[0]), static_shape(node.outputs[0])
+    if src is None or dst is None:
+        return None
+    full = np.broadcast_to(s_in, src)
+    if node.op == "Transpose":
+        perm = list(node.attrs["perm"])
+        return np.transpose(full, [p - 1 for p in perm[1:]]).copy() if perm[0] == 0 else None
+    return full.reshape(dst).copy() if full.size == int(np.prod(dst)) else None
+
+
+def _concat_scale(node: gs.Node, scales: list[np.ndarray]) -> np.ndarray | None:
+    """σ after Concat: equal per-layer σ pass; along axis 1, per-channel σ are concatenated."""
+    if all(np.ndim(s) == 0 for s in scales) and np.allclose(scales, scales[0], rtol=1e-12, atol=0):
+        return scales[0]
+    rank = len(node.outputs[0].shape) if node.outputs[0].shape is not None else 0
+    shapes = [static_shape(t) for t in node.inputs]
+    if rank < 2 or int(node.attrs.get("axis", 0)) % rank != 1 or any(s is None for s in shapes):
+        return None
+    try:
+        vectors = [_channel_vector(s, shape[0]) for s, shape in zip(scales, shapes)]
+    except ValueError:
+        return None
+    return np.concatenate(vectors).reshape((-1,) + (1,) * (rank - 2))
+
+
+def _rescale_input(graph: gs.Graph, node: gs.Node, index: int, have: np.ndarray, want: np.ndarray) -> None:
+    """Make input `index` of `node` arrive at scale `want` instead of `have` (a Mul on that edge)."""
+    ratio = np.asarray(have, dtype=np.float64) / np.asarray(want, dtype=np.float64)
+    if np.all(ratio == 1.0):
+        return
+    tensor = node.inputs[index]
+    rank = len(tensor.shape) if tensor.shape is not None else ratio.ndim + 1
+    factor = gs.Constant(fresh_name(f"{tensor.name}_rescale"), _aligned(ratio, rank).astype(np.float32))
+    scaled = gs.Variable(fresh_name(f"{tensor.name}_rescaled"), dtype=tensor.dtype, shape=tensor.shape)
+    graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{node.name}_rescale"), inputs=[tensor, factor],
+                               outputs=[scaled]))
+    node.inputs[index] = scaled
+
+
+def _output_in_ann_units(graph: gs.Graph, out: gs.Tensor, s: np.ndarray) -> gs.Tensor:
+    """The graph output `out` brought back to σ = 1, under its original name."""
+    if np.all(np.asarray(s) == 1.0):
+        return out
+    name = out.name
+    out.name = fresh_name(name)
+    rank = len(out.shape) if out.shape is not None else np.ndim(s) + 1
+    factor = gs.Constant(fresh_name(f"{name}_to_ann_units"), _aligned(s, rank).astype(np.float32))
+    restored = gs.Variable(name, dtype=out.dtype, shape=out.shape)
+    graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{name}_to_ann_units"), inputs=[out, factor],
+                               outputs=[restored]))
+    return restored

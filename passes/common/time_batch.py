@@ -1,0 +1,127 @@
+"""time_batch: fold time into the batch, compute the time-invariant prefix once, decode outputs.
+
+After this pass the graph takes the ANN's inputs plus `timesteps` (int64 scalar, default from
+the options). Everything that does not depend on a neuron runs once on [B, ...]; where such a
+tensor meets the time-varying part it is tiled to [T*B, ...] (t-major), except at an IF neuron,
+which becomes `snn.IFNeuronConstantInput` and reads it once. Linear ops run over
+[T*B, ...]; each neuron scans over T. Every ANN output y becomes the running mean of the output
+layer over t (`snn.RateDecoder`): `<y>_per_step` [T, B, ...] and `<y>` [B, ...] after T steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from onnx_snn.ir.contract import FOLDED_BATCH, PER_STEP_SUFFIX, TIMESTEPS_INPUT
+from onnx_snn.ir.function_parts import SNN_DOMAIN
+from onnx_snn.ir.neurons import NEURON_OPS
+from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.graph_utils import fresh_name, is_activation
+
+NAME = "time_batch"
+CONTRACT = ("Pre: spikified graph (one-step neurons). Post: graph over T timesteps with time folded into "
+            "the batch; outputs <y> [B,...] and <y>_per_step [T,B,...] decoded as running means by snn.RateDecoder.")
+
+
+
+def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    timesteps = gs.Variable(TIMESTEPS_INPUT, dtype=np.int64, shape=[])
+    graph.inputs.append(timesteps)
+    ctx.input_defaults[TIMESTEPS_INPUT] = np.asarray(ctx.options.timesteps, dtype=np.int64)
+    first = graph.inputs[0].shape[0] if graph.inputs and graph.inputs[0].shape else None
+    b = _Builder(graph, timesteps, batch=first if isinstance(first, str) else "batch")
+    stateful = [n for n in graph.nodes if n.domain == SNN_DOMAIN]
+    for node in stateful:
+        node.inputs[NEURON_OPS[node.op].input_index(TIMESTEPS_INPUT)] = timesteps
+    decoded = {o.name: n for n in stateful if _role(n) == "decoder" for o in n.outputs}
+    variant = _time_variant_tensors(graph, stateful)
+    for tensor in graph.tensors().values():
+        if tensor.name in variant and tensor.shape and tensor.name not in decoded:
+            tensor.shape = [FOLDED_BATCH] + list(tensor.shape[1:])
+    for node in list(graph.nodes):
+        if not any(o.name in variant for o in node.outputs) or _role(node) == "encoder":
+            continue  # an encoder reads its analog input once, as [B, ...]
+        if node.op == "IFNeuron" and node.inputs[0].name not in variant:
+            node.op = "IFNeuronConstantInput"  # the same current every step: read once, not tiled
+            continue
+        for i, tensor in enumerate(node.inputs):
+            if _is_batched_data(tensor) and tensor.name not in variant:
+                node.inputs[i] = b.tile_over_time(tensor)
+    outputs = []
+    for out in graph.outputs:
+        if out.name in decoded:  # the decoder already gives the output after every step
+            per_step = decoded[out.name].outputs[0]
+            per_step.name = out.name + PER_STEP_SUFFIX
+            per_step.shape = ["T", b.batch] + list(out.shape[1:]) if out.shape else None
+            outputs += [out, per_step]
+            continue
+        source = out if out.name in variant else b.tile_over_time(out)
+        outputs += list(b.rate_decoder(source, out))
+    graph.outputs = outputs
+    return graph.cleanup().toposort()
+
+
+def _role(node: gs.Node) -> str | None:
+    """The NeuronOp role of an snn node ("neuron", "encoder", "decoder"), None for other nodes."""
+    return NEURON_OPS[node.op].role if node.domain == SNN_DOMAIN else None
+
+
+def _time_variant_tensors(graph: gs.Graph, stateful: list[gs.Node]) -> set[str]:
+    """Names of the tensors that depend on a stateful node's output (and so change with t)."""
+    variant = {o.name for n in stateful for o in n.outputs}
+    for node in graph.nodes:  # topological order
+        if node.domain == SNN_DOMAIN or any(t.name in variant for t in node.inputs):
+            variant.update(o.name for o in node.outputs)
+    return variant
+
+
+def _is_batched_data(tensor: gs.Tensor) -> bool:
+    """A non-constant float tensor with a batch axis (not a shape, index or weight)."""
+    return (is_activation(tensor) and tensor.dtype in (np.float32, np.float16)
+            and (tensor.shape is None or len(tensor.shape) >= 1))
+
+
+class _Builder:
+    """Emits the small standard-op subgraphs time_batch needs, sharing the T-derived tensors."""
+
+    def __init__(self, graph: gs.Graph, timesteps: gs.Variable, batch: str) -> None:
+        self.graph, self.timesteps, self.batch = graph, timesteps, batch
+        self._t1: gs.Variable | None = None
+
+    def _node(self, op: str, inputs: list, dtype=np.float32, shape=None, **attrs) -> gs.Variable:
+        out = gs.Variable(fresh_name(op.lower()), dtype=dtype, shape=shape)
+        self.graph.nodes.append(gs.Node(op, name=fresh_name(op), inputs=inputs, outputs=[out], attrs=attrs))
+        return out
+
+    @staticmethod
+    def _i64(values) -> gs.Constant:
+        return gs.Constant(fresh_name("c"), np.asarray(values, dtype=np.int64))
+
+    @property
+    def t1(self) -> gs.Variable:
+        """T as a 1-element int64 tensor."""
+        if self._t1 is None:
+            self._t1 = self._node("Reshape", [self.timesteps, self._i64([1])], dtype=np.int64, shape=[1])
+        return self._t1
+
+    def tile_over_time(self, tensor: gs.Tensor) -> gs.Variable:
+        """[B, ...] -> [T*B, ...], the whole batch repeated T times (t-major)."""
+        rank = len(tensor.shape)
+        repeats = self._node("Concat", [self.t1, self._i64([1] * (rank - 1))], dtype=np.int64, shape=[rank],
+                             axis=0) if rank > 1 else self.t1
+        shape = [FOLDED_BATCH] + list(tensor.shape[1:])
+        return self._node("Tile", [tensor, repeats], dtype=tensor.dtype, shape=shape)
+
+    def rate_decoder(self, tensor: gs.Tensor, like: gs.Tensor) -> tuple[gs.Variable, gs.Variable]:
+        """An `snn.RateDecoder` of a [T*B, ...] tensor, fresh at step 0: its mean over steps 1..t,
+        (after T steps [B, ...] named like `like`, per step [T, B, ...])."""
+        name, batch = like.name, self.batch
+        like.name = fresh_name(name)
+        final = gs.Variable(name, dtype=like.dtype, shape=[batch] + list(like.shape[1:]))
+        per_step = gs.Variable(name + PER_STEP_SUFFIX, dtype=like.dtype, shape=["T", batch] + list(like.shape[1:]))
+        total = gs.Variable(fresh_name(f"{name}_sum_T"), dtype=like.dtype)
+        fresh = gs.Constant(fresh_name("fresh_sum"), np.asarray(np.nan, dtype=np.float32))
+        self.graph.nodes.append(gs.Node("RateDecoder", name=fresh_name("rate_decoder"), domain=SNN_DOMAIN,
+                                        inputs=[tensor, self.timesteps, fresh, self._i64(0)],
+                                        outputs=[per_step, final, total]))
+        return final, per_step

@@ -1,0 +1,1 @@
+"""Hardware constraints: memristive crossbar weight levels."""

@@ -1,0 +1,1 @@
+"""Rate-coded IF neurons (ReLU nets): spikify, input encoding and spike-based threshold balancing."""

@@ -1,1 +1,0 @@
-"""Rewriters used by canonicalize, one exporter idiom per module."""

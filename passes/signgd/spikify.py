@@ -1,0 +1,195 @@
+"""spikify_signgd: replace every nonlinearity with a signGD neuron; add the codec's encoder and decoder.
+
+Mapping (spec signgd-dynamics §5): Relu, LeakyRelu, Gelu (its own exact or tanh form, not the
+spec's sigmoid approximation), the canonical SiLU Mul(u, Sigmoid(u)) (the spec's GELU rule
+x·σ(gate·x) with gate 1), HardSwish, Abs, Exp and Mul(u, u)
+become `snn.SignGDNeuron` with that `function`; Max, Div(p, Sqrt(q)), Div(a, b) and Mul(a, b) of
+two activations become `snn.SignGDBinaryNeuron`. Each graph input gets an `snn.SignGDEncoder`
+and each graph output an `snn.SignGDDecoder`. Offsets and biases are placeholders here; the
+signgd_offsets pass measures them. Any other op between neurons must be affine, or it is refused.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from onnx_snn.errors import SnnError
+from onnx_snn.ir.function_parts import SNN_DOMAIN
+from onnx_snn.ir.signgd import GATES, GELU_CUBIC
+from onnx_snn.options import CompileOptions
+from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.graph_utils import (
+    constant_value,
+    fresh_name,
+    is_activation,
+    node_label,
+    producer,
+    silu_gate,
+    sole_reader,
+    string_attr,
+)
+
+NAME = "spikify_signgd"
+CONTRACT = ("Pre: decomposed, normalized graph. Post: every nonlinearity is a one-step signGD neuron, inputs "
+            "pass through SignGDEncoder and outputs through SignGDDecoder; only affine ops lie between.")
+
+UNARY = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Abs": "abs", "Exp": "exp", "HardSwish": "hard_swish"}
+#: ops that are affine in their activation inputs (constants may be any operand where noted)
+AFFINE_OPS = frozenset({
+    "Conv", "Gemm", "MatMul", "Add", "Sub", "Neg", "AveragePool", "GlobalAveragePool", "ReduceMean", "ReduceSum",
+    "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Pad", "Slice", "Split", "Expand", "Tile",
+    "Identity", "Shape", "Gather", "Cast", "Constant", "ConstantOfShape", "Range", "Sum", "Mean",
+})
+
+
+def _activations(node: gs.Node) -> list[gs.Tensor]:
+    return [t for t in node.inputs if is_activation(t)]
+
+
+def neuron_function(graph: gs.Graph, node: gs.Node) -> tuple[str, str] | None:
+    """("unary"|"binary", function) for a node a signGD neuron replaces, else None."""
+    acts = _activations(node)
+    if silu_gate(graph, node) is not None:
+        return "unary", "silu"
+    if node.op == "Gelu":
+        return "unary", "gelu_tanh" if string_attr(node, "approximate", "none") == "tanh" else "gelu_erf"
+    if node.op in UNARY:
+        return "unary", UNARY[node.op]
+    if node.op == "Mul" and len(node.inputs) == 2 and node.inputs[0] is node.inputs[1]:
+        return "unary", "square"
+    if node.op == "Max" and len(acts) == 2:
+        return "binary", "maximum"
+    if node.op == "Div" and len(acts) == 2:
+        root = producer(node.inputs[1])
+        if root is not None and root.op == "Sqrt" and len(node.inputs[1].outputs) == 1:
+            return "binary", "p_rsqrt_q"
+        return "binary", "div"
+    if node.op == "Mul" and len(acts) == 2:
+        return "binary", "product"
+    return None
+
+
+def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
+    """Raise SnnError for the first op that is neither affine nor a signGD neuron."""
+    for node in graph.nodes:
+        if node.domain == SNN_DOMAIN or neuron_function(graph, node) is not None:
+            continue
+        readers = node.outputs[0].outputs if node.outputs else []
+        if node.op == "Sqrt" and all(neuron_function(graph, c) == ("binary", "p_rsqrt_q") for c in readers):
+            continue
+        if node.op == "Sigmoid" and len(readers) == 1 and silu_gate(graph, readers[0]) is node:
+            continue
+        affine = ((node.op in AFFINE_OPS and not (node.op == "MatMul" and len(_activations(node)) == 2))
+                  or (node.op in ("Mul", "Div") and len(_activations(node)) <= 1))
+        if not affine or (node.domain or "") not in ("", "ai.onnx"):
+            hint = ("signGD converts ReLU, LeakyReLU, GELU, SiLU, HardSwish, Abs, Exp, MaxPool, LayerNorm, Softmax "
+                    "and products (elementwise or MatMul of two activations); replace this op in the ANN")
+            raise SnnError("op is not affine and no signGD neuron implements it", path=ctx.source,
+                           node=node_label(node), op=node.op, hint=hint)
+
+
+def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    refuse_unconvertible(graph, ctx)
+    schedule = schedule_attributes(ctx.options)
+    one_step = gs.Constant(fresh_name("one_timestep"), np.asarray(1, dtype=np.int64))
+    step_zero = gs.Constant(fresh_name("first_step"), np.asarray(0, dtype=np.int64))
+    fresh = gs.Constant(fresh_name("fresh_state"), np.asarray(np.nan, dtype=np.float32))
+    layers = []
+    for node in list(graph.nodes):
+        kind = neuron_function(graph, node)
+        if kind is None:
+            continue
+        if kind[1] == "silu":  # the neuron computes u·σ(u) itself: its Sigmoid goes
+            _detach(silu_gate(graph, node))
+        arity, function = kind
+        slope = float(node.attrs.get("alpha", 0.01))  # the model's LeakyRelu slope, read before attrs are replaced
+        currents = [node.inputs[0]] if arity == "unary" else [node.inputs[0], _sqrt_operand(node) if
+                                                                function == "p_rsqrt_q" else node.inputs[1]]
+        calibrated = [t for _ in currents
+                      for t in (_placeholder(f"{node.name}_offset"), _placeholder(f"{node.name}_bias"))]
+        states = [fresh] * len(currents) + [fresh, step_zero]
+        outputs = [node.outputs[0]] + [gs.Variable(fresh_name(f"{node.name}_{s}"), dtype=np.float32)
+                                       for s in ["x_T"] * len(currents) + ["v_T"]]
+        node.op, node.domain = ("SignGDNeuron" if arity == "unary" else "SignGDBinaryNeuron"), SNN_DOMAIN
+        node.inputs = currents + [one_step] + calibrated + states
+        node.outputs = outputs
+        node.attrs = {"function": function, **schedule}
+        if function in GATES:
+            scale = _absorb_scaling(graph, node)
+            node.attrs.update(gate=GATES[function] * scale, cubic=GELU_CUBIC * scale ** 2)
+        if function == "leaky_relu":
+            node.attrs["slope"] = slope
+        layers.append(node.name)
+    for graph_input in graph.inputs:
+        _encode(graph, graph_input, one_step, fresh, step_zero, {"codec": ctx.options.signgd_codec, **schedule})
+    for index, out in enumerate(list(graph.outputs)):
+        graph.outputs[index] = _decode(graph, out, one_step, fresh, step_zero, schedule)
+    ctx.metadata["neuron_layers"] = layers
+    return graph.cleanup().toposort()
+
+
+def schedule_attributes(options: CompileOptions) -> dict[str, float | str]:
+    """The step-size attributes of every signGD op: --schedule, --eta0, --gamma, --tail."""
+    return {"schedule": options.schedule, "eta0": options.eta0, "gamma": options.gamma, "tail": options.tail}
+
+
+def _scalar_factor(node: gs.Node | None) -> tuple[float, gs.Tensor] | None:
+    """(c, x) for a node Mul(x, c) with a scalar constant c, else None."""
+    if node is None or node.op != "Mul" or len(node.inputs) != 2:
+        return None
+    for data, factor in (node.inputs, node.inputs[::-1]):
+        value = constant_value(factor)
+        if value is not None and value.size == 1 and is_activation(data):
+            return float(value.reshape(())), data
+    return None
+
+
+def _detach(node: gs.Node) -> None:
+    node.inputs.clear()
+    node.outputs.clear()
+
+
+def _absorb_scaling(graph: gs.Graph, neuron: gs.Node) -> float:
+    """λ of a GELU or SiLU f that normalize wrapped as Mul(λ) → f → Mul(1/λ): the Muls are cut out
+    and the neuron reads x/λ and emits f(λ·x/λ)/λ, its gate scaled by λ. Returns 1.0 for a bare f."""
+    before = producer(neuron.inputs[0])
+    after = sole_reader(graph, neuron.outputs[0])
+    scale_in, scale_out = _scalar_factor(before), _scalar_factor(after)
+    if (scale_in is None or scale_out is None or sole_reader(graph, neuron.inputs[0]) is not neuron
+            or not np.isclose(scale_in[0] * scale_out[0], 1.0, rtol=1e-6)):
+        return 1.0
+    result = after.outputs[0]
+    after.outputs.clear()
+    neuron.inputs[0], neuron.outputs[0] = scale_in[1], result
+    return scale_in[0]
+
+
+def _sqrt_operand(node: gs.Node) -> gs.Tensor:
+    """q of Div(p, Sqrt(q)): the p/sqrt(q) neuron takes q itself."""
+    return producer(node.inputs[1]).inputs[0]
+
+
+def _placeholder(name: str) -> gs.Constant:
+    return gs.Constant(fresh_name(name), np.zeros((), dtype=np.float32))
+
+
+def _encode(graph: gs.Graph, graph_input: gs.Variable, one_step, fresh, step_zero, attrs: dict) -> None:
+    readers = list(graph_input.outputs)
+    encoded = gs.Variable(fresh_name(f"{graph_input.name}_encoded"), dtype=np.float32, shape=graph_input.shape)
+    final = gs.Variable(fresh_name(f"{graph_input.name}_f_T"), dtype=np.float32)
+    graph.nodes.append(gs.Node("SignGDEncoder", name=fresh_name("encoder"), domain=SNN_DOMAIN,
+                               inputs=[graph_input, one_step, fresh, step_zero], outputs=[encoded, final],
+                               attrs=attrs))
+    for reader in readers:
+        reader.inputs = [encoded if t is graph_input else t for t in reader.inputs]
+
+
+def _decode(graph: gs.Graph, out: gs.Variable, one_step, fresh, step_zero, schedule: dict) -> gs.Variable:
+    name = out.name
+    out.name = fresh_name(name)
+    per_step = gs.Variable(name + "_decoded_per_step", dtype=np.float32)
+    final = gs.Variable(name, dtype=out.dtype, shape=out.shape)
+    graph.nodes.append(gs.Node("SignGDDecoder", name=fresh_name("decoder"), domain=SNN_DOMAIN,
+                               inputs=[out, one_step, _placeholder(f"{name}_offset"), _placeholder(f"{name}_bias"),
+                                       fresh, step_zero], outputs=[per_step, final], attrs=dict(schedule)))
+    return final
