@@ -21,6 +21,9 @@ import torch
 from benchmarks.zoo import _machine, update_benchmarks_file
 from onnx_snn.api import compile_model
 from onnx_snn.errors import SnnError
+from onnx_snn.models.crossbar_train import finetune_constrained
+from onnx_snn.models.export import export_torch
+from onnx_snn.models.zoo import get_reference, load_split, load_torch_model
 from onnx_snn.options import CompileOptions
 from onnx_snn.outputs import write_text_atomic
 from onnx_snn.plots import plot_rate_sweep
@@ -66,9 +69,6 @@ def _rate_sweep(ann: Path, calibration, x, y, steps: int, levels: int | None) ->
 def run_course_benchmark(dataset: str, steps: int, finetune_epochs: int, plot_dir: Path,
                          cache_dir: str | None = None) -> dict:
     """Every measurement of the module docstring for `dataset` ("fashion" or "digits")."""
-    from onnx_snn.models.crossbar_train import finetune_constrained
-    from onnx_snn.models.export import export_torch
-    from onnx_snn.models.zoo import get_reference, load_split, load_torch_model
 
     reference = get_reference(f"{dataset}-mlp100", cache_dir=cache_dir)
     x, y = reference.load_test()

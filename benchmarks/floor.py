@@ -31,6 +31,7 @@ from benchmarks.zoo import ANN_TIMED, ANN_WARMUP, _machine, update_benchmarks_fi
 from onnx_snn.api import compile_model
 from onnx_snn.errors import SnnError
 from onnx_snn.ir.function_parts import SNN_DOMAIN
+from onnx_snn.models.zoo import get_reference, load_torch_model
 from onnx_snn.options import CompileOptions
 from onnx_snn.outputs import write_text_atomic
 from onnx_snn.providers import CPU, make_session
@@ -91,7 +92,6 @@ def measure_floor(name: str, steps: tuple[int, ...], batch_size: int, repeats: i
                   spikingjelly: bool) -> dict:
     """Median times at each T in `steps` of the SNN, its neuron-free twin and (optionally)
     spikingjelly, and the ANN's steady-state time, on the first `batch_size` test images of `name`."""
-    from onnx_snn.models.zoo import get_reference, load_torch_model
 
     reference = get_reference(name, cache_dir=cache_dir)
     batch = reference.load_test()[0][:batch_size]

@@ -29,10 +29,17 @@ import numpy as np
 from benchmarks.peak_memory import isolated_peak, peak_rss
 from benchmarks.zoo import _machine, update_benchmarks_file
 from onnx_snn.api import compile_model
+from onnx_snn.arrays import calibration_feeds
 from onnx_snn.budget import available_memory, default_budget, parse_size
 from onnx_snn.errors import SnnError
+from onnx_snn.modelio import load_model
+from onnx_snn.models.zoo import RECIPES, get_reference, load_split
 from onnx_snn.options import CompileOptions
 from onnx_snn.outputs import write_text_atomic
+from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.canonicalize import node_names
+from onnx_snn.passes.common import calibrate
+from onnx_snn.pipeline import common_passes, family_passes, resolve_neuron
 from onnx_snn.providers import CPU
 from onnx_snn.runtime import Session
 from onnx_snn.runtime.memory import bytes_per_sample_step
@@ -81,7 +88,6 @@ def run_memory_benchmark(name: str, timesteps: int, batch: int, budget: int | No
                          cache_dir: str | None, evaluate: int | None = None) -> dict:
     """The budgeted run's (or, with `evaluate` samples, evaluation's) peak RSS and time, its chunk
     plan, and its equality with runs in batches of `reference_batch`."""
-    from onnx_snn.models.zoo import get_reference
 
     reference = get_reference(name, cache_dir=cache_dir)
     samples = batch if evaluate is None else evaluate
@@ -121,12 +127,6 @@ def _calibration(name: str, samples: int, cache_dir: str | None) -> Callable[[],
     training images; the call runs calibrate."""
     import onnx_graphsurgeon as gs
 
-    from onnx_snn.arrays import calibration_feeds
-    from onnx_snn.modelio import load_model
-    from onnx_snn.models.zoo import RECIPES, get_reference, load_split
-    from onnx_snn.passes.base import PassContext
-    from onnx_snn.passes.common import calibrate
-    from onnx_snn.pipeline import COMMON, PIPELINES, name_unnamed_nodes, resolve_neuron
 
     reference = get_reference(name, cache_dir=cache_dir)
     x = np.ascontiguousarray(load_split(RECIPES[name].dataset)[0][:samples])
@@ -134,10 +134,11 @@ def _calibration(name: str, samples: int, cache_dir: str | None) -> Callable[[],
     ctx = PassContext(options=options, source=str(reference.onnx_path), show_progress=False,
                       calibration=calibration_feeds(x, ["x"], options.calib_batch_size))
     graph = gs.import_onnx(load_model(reference.onnx_path))
-    name_unnamed_nodes(graph)
-    for step in COMMON:
+    node_names.apply(graph, ctx)
+    for step in common_passes(options):
         graph = step.run(graph, ctx)
-    steps = PIPELINES[resolve_neuron(graph, ctx)]
+    ctx.state.neuron = resolve_neuron(graph, ctx)
+    steps = family_passes(options, ctx.state.neuron)
     for step in steps[:steps.index(calibrate)]:
         graph = step.run(graph, ctx)
     return lambda: calibrate.run(graph, ctx)
@@ -145,7 +146,6 @@ def _calibration(name: str, samples: int, cache_dir: str | None) -> Callable[[],
 
 def run_calibration_benchmark(name: str, sample_counts: list[int], cache_dir: str | None) -> dict:
     """Peak RSS of the calibrate pass (in a fresh process each) for every number of calibration images."""
-    from onnx_snn.models.zoo import get_reference
 
     get_reference(name, cache_dir=cache_dir)  # trained here, not in the measured processes
     rows = []

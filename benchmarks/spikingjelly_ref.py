@@ -16,6 +16,7 @@ import numpy as np
 
 from benchmarks.timing import time_call
 from onnx_snn.errors import SnnError
+from onnx_snn.models.zoo import get_reference, load_torch_model
 
 MODE = "99.9%"
 
@@ -82,7 +83,6 @@ def prepare_run(reference_name: str, cache_dir: str | None, batch_path: str, tim
     and a call that simulates the batch at `batch_path` for `timesteps` steps."""
     import torch
 
-    from onnx_snn.models.zoo import get_reference, load_torch_model
 
     reference = get_reference(reference_name, cache_dir=cache_dir)
     batch = np.load(batch_path)

@@ -21,6 +21,8 @@ import onnxruntime as ort
 from benchmarks.timing import time_call
 from onnx_snn import __version__
 from onnx_snn.api import compile_model
+from onnx_snn.models.keras_zoo import get_keras_reference
+from onnx_snn.models.zoo import get_reference
 from onnx_snn.options import CompileOptions
 from onnx_snn.providers import CPU, make_session
 from onnx_snn.runtime import Session
@@ -32,10 +34,8 @@ WARMUP, TIMED = 5, 10
 def load_reference(name: str, cache_dir: str | None = None, exporter: str = "legacy"):
     """(Reference, exporter name) of a torch zoo model, or of a Keras zoo one ("keras-..." names)."""
     if name.startswith("keras-"):
-        from onnx_snn.models.keras_zoo import get_keras_reference
 
         return get_keras_reference(name, cache_dir=cache_dir), "tf2onnx"
-    from onnx_snn.models.zoo import get_reference
 
     return get_reference(name, cache_dir=cache_dir, exporter=exporter), exporter
 

@@ -27,6 +27,7 @@ from benchmarks.ttfs import run_ttfs_benchmark, ttfs_markdown_section
 from onnx_snn import __version__
 from onnx_snn.api import compile_model
 from onnx_snn.errors import SnnError
+from onnx_snn.models.zoo import get_reference, load_torch_model
 from onnx_snn.options import CompileOptions
 from onnx_snn.outputs import write_text_atomic
 from onnx_snn.providers import CPU, make_session
@@ -78,7 +79,6 @@ def run_benchmark(name: str, timesteps: int, norm: str, per_channel: bool, batch
                   spikingjelly_samples: int = 0, reset: str = "soft") -> dict:
     """Accuracy at every T and timing; with `spikingjelly_samples` > 0 also spikingjelly's converter
     on the same PyTorch model (its accuracy on that many test images, its time on the same batch)."""
-    from onnx_snn.models.zoo import get_reference, load_torch_model
 
     reference = get_reference(name, cache_dir=cache_dir, exporter=exporter)
     x_test, y_test = reference.load_test()

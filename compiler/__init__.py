@@ -3,14 +3,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# imported after __version__, which the modules below read (pipeline records it in every compiled model)
+from onnx_snn.api import compile_model
 from onnx_snn.errors import SnnError
 from onnx_snn.options import CompileOptions
 
 __all__ = ["__version__", "SnnError", "CompileOptions", "compile_model"]
-
-
-def compile_model(*args, **kwargs):
-    """Compile an ANN into an SNN; see onnx_snn.api.compile_model."""
-    from onnx_snn.api import compile_model as _compile
-
-    return _compile(*args, **kwargs)

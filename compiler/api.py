@@ -10,6 +10,7 @@ from typing import Iterable
 import numpy as np
 import onnx
 
+from onnx_snn import metadata as model_metadata
 from onnx_snn.arrays import calibration_feeds
 from onnx_snn.errors import SnnError
 from onnx_snn.modelio import model_proto, save_model
@@ -26,6 +27,7 @@ class CompileResult:
 
     model: onnx.ModelProto
     notes: list[str]
+    #: the metadata the compiled model carries (compiler/metadata.py), decoded
     metadata: dict
     verification: str = ""
 
@@ -70,11 +72,12 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, output: str | os.P
     verification: list[str] = []
 
     def check(path: Path) -> None:
-        verification.append(verify_snn(path, proto, samples, source, exact=ctx.metadata.get("neuron") == "ttfs"))
+        verification.append(verify_snn(path, proto, samples, source, exact=ctx.state.neuron == "ttfs"))
 
     if output is not None:
         save_model(compiled, output, check=check)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             save_model(compiled, Path(tmp) / "compiled.onnx", check=check)
-    return CompileResult(model=compiled, notes=ctx.notes, metadata=ctx.metadata, verification=verification[0])
+    return CompileResult(model=compiled, notes=ctx.notes, metadata=model_metadata.read(model_metadata.props_of(compiled), source),
+                         verification=verification[0])

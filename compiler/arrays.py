@@ -9,6 +9,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from onnx_snn.budget import resolve_budget
 from onnx_snn.errors import SnnError
 from onnx_snn.validate import first_bad_value
 
@@ -21,8 +22,6 @@ def load_arrays(path: str | os.PathLike, max_bytes: int | None = None) -> dict[s
     """The arrays in an .npy (key "x") or .npz file, or SnnError naming the file. Refuses a file
     whose arrays declare (in their .npy headers: shape and dtype, read before any data) more
     than `max_bytes` together (None: runtime.memory.default_budget())."""
-    from onnx_snn.budget import resolve_budget
-
     path = Path(path)
     if not path.is_file():
         raise SnnError("data file not found; check the path", path=str(path))

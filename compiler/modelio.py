@@ -8,6 +8,7 @@ from typing import Callable
 import onnx
 from google.protobuf.message import DecodeError
 
+from onnx_snn.budget import check_declared_sizes, resolve_budget
 from onnx_snn.errors import SnnError
 from onnx_snn.outputs import atomic_write, external_data_path
 from onnx_snn.validate import validate_model
@@ -35,8 +36,6 @@ def load_model(path: str | os.PathLike, max_bytes: int | None = None) -> onnx.Mo
     if model.ir_version <= 0 or not model.HasField("graph") or not model.graph.node:
         raise SnnError("is not an ONNX model (no graph or no nodes); pass a model exported to ONNX",
                        path=str(path))
-    from onnx_snn.budget import check_declared_sizes, resolve_budget
-
     check_declared_sizes(model, resolve_budget(max_bytes), str(path))
     try:
         onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))

@@ -86,6 +86,8 @@ class CompileOptions:
     on_off_ratio: float = option(10.0, "crossbar ON/OFF ratio: non-zero magnitudes in [max/R, max]", metavar="R")
     per_channel_weights: bool = option(False, "crossbar max magnitude per output channel instead of per layer")
     dump_after: list[str] = option([], "also write the model after PASS; repeatable", metavar="PASS")
+    verify_each: bool = option(False, "after every pass, check the model with onnx.checker and the pass's "
+                                      "post-condition (slower; for debugging the compiler)")
     calib_batch_size: int = 256
 
     def validate(self) -> "CompileOptions":
@@ -143,6 +145,7 @@ class CompileOptions:
         """The options as a JSON-serialisable dict."""
         data = asdict(self)
         data.pop("dump_after")
+        data.pop("verify_each")
         return data
 
 

@@ -74,7 +74,7 @@ def check_io(reads: Roles, writes: Roles) -> None:
         seen[key] = (role, path)
 
 
-def atomic_write(path: PathLike, write: Callable[[Path], None], check: Callable[[Path], None] | None = None) -> None:
+def atomic_write(path: PathLike, write: Callable[[Path], object], check: Callable[[Path], None] | None = None) -> None:
     """Call `write(tmp)` on a temporary path in `path`'s folder, then `check(tmp)` if given, then
     rename it to `path`. Any exception leaves `path` as it was and no temporary file behind;
     OS errors (permissions, a full disk) become SnnError naming `path`."""

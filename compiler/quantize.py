@@ -6,7 +6,6 @@ statistics in the output's metadata under `onnx_snn.weight_quantization`.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from onnx_snn import metadata as model_metadata
 from onnx_snn.arrays import Batches, labels_of, load_arrays, model_inputs
 from onnx_snn.errors import SnnError
 from onnx_snn.modelio import load_model, model_proto, save_model
@@ -22,14 +22,14 @@ from onnx_snn.outputs import check_io, external_data_path, model_roles
 from onnx_snn.passes.base import PassContext
 from onnx_snn.passes.canonicalize.canonicalize import IR_INITIALIZERS_NOT_INPUTS
 from onnx_snn.passes.hardware import quantize_weights
+from onnx_snn.runtime.ann import AnnRunner
 
-METADATA_KEY = "onnx_snn.weight_quantization"
 EVAL_BATCH = 256
 
 
 @dataclass
 class QuantizeResult:
-    """The constrained ANN, the pass's notes and its statistics (ctx.metadata["weight_quantization"])."""
+    """The constrained ANN, the pass's notes and its statistics (the metadata entry weight_quantization)."""
 
     model: onnx.ModelProto
     notes: list[str]
@@ -55,10 +55,8 @@ def quantize_model(model: str | os.PathLike | onnx.ModelProto, output: str | os.
     constrained.CopyFrom(proto)  # keeps opsets, functions, producer and metadata
     constrained.graph.CopyFrom(gs.export_onnx(graph, do_type_check=False).graph)
     constrained.ir_version = max(constrained.ir_version, IR_INITIALIZERS_NOT_INPUTS)
-    stats = ctx.metadata["weight_quantization"]
-    props = {p.key: p.value for p in constrained.metadata_props}
-    props[METADATA_KEY] = json.dumps(stats, sort_keys=True)
-    onnx.helper.set_model_props(constrained, props)
+    stats = ctx.state.weight_quantization
+    model_metadata.write(constrained, {"weight_quantization": stats}, keep_others=True)
     if output is not None:
         save_model(constrained, output)
     return QuantizeResult(model=constrained, notes=ctx.notes, stats=stats)
@@ -67,8 +65,6 @@ def quantize_model(model: str | os.PathLike | onnx.ModelProto, output: str | os.
 def ann_accuracy(model: str | os.PathLike, data: str | os.PathLike) -> tuple[float, int]:
     """(accuracy, samples) of the ANN at `model` on the .npz at `data` (inputs: input name or x; labels: y),
     run with onnxruntime on the CPU."""
-    from onnx_snn.runtime.ann import AnnRunner
-
     proto = load_model(model)
     initializers = {t.name for t in proto.graph.initializer}
     input_names = [i.name for i in proto.graph.input if i.name not in initializers]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Iterator
+from typing import Iterator, cast
 
 import numpy as np
 import onnx
@@ -535,7 +535,7 @@ def _check_in_context(model: onnx.ModelProto, node: onnx.NodeProto, index: int, 
             raise _error(f"axis {axis} is out of range for an input of rank {len(x)}", path, node, index,
                          hint=f"use an axis in [{-len(x)}, {len(x) - 1}]")
     if node.op_type == "BatchNormalization":
-        _check_variance(model, node, index, float(attrs.get("epsilon", 1e-5)), path)
+        _check_variance(model, node, index, float(cast(float, attrs.get("epsilon", 1e-5))), path)
 
 
 def _check_conv_in_context(node: onnx.NodeProto, index: int, group: int, x: list | None, shapes: ShapeMap,

@@ -19,6 +19,7 @@ import onnxruntime as ort
 from onnx_snn.errors import CompilerBug, SnnError
 from onnx_snn.ir.contract import TIMESTEPS_INPUT
 from onnx_snn.providers import CPU, make_session
+from onnx_snn.runtime.ann import AnnRunner
 
 #: samples and steps of the verification run
 VERIFY_BATCH, VERIFY_STEPS = 2, 2
@@ -89,8 +90,6 @@ def _batch_of_two(samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _ann_outputs(ann: onnx.ModelProto, feed: dict[str, np.ndarray], source: str) -> list[np.ndarray]:
     """The ANN's first output on `feed` (run at its fixed batch if it has one); SnnError if it
     cannot run or gives non-finite values: then the model, not the compiler, is at fault."""
-    from onnx_snn.runtime.ann import AnnRunner
-
     try:
         output = AnnRunner(ann).run(feed)
     except SnnError:

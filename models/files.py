@@ -6,6 +6,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -39,5 +40,5 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     """Write `arrays` to a compressed .npz at `path` atomically and return the path."""
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
+        np.savez_compressed(f, **cast("dict[str, Any]", arrays))  # numpy's stub: **kwds next to allow_pickle
     return path

@@ -1,7 +1,17 @@
-"""What every pass shares: the context it reads and writes, and the pass protocol.
+"""What every pass shares: the context it reads and writes, the typed compile state, and the
+pass protocol.
 
-A pass is a module with `NAME` (its CLI name), `CONTRACT` (one line: pre- and post-condition)
-and `run(graph, ctx) -> graph`. Passes may mutate the graph they are given.
+A pass is a module (or object) with `NAME` (its CLI name), `CONTRACT` (one line: pre- and
+post-condition in words), `NEEDS` and `PROVIDES` (the facts about the graph it requires from
+the passes before it and establishes for the ones after it; compiler/pipeline.py checks every
+pipeline against them), `run(graph, ctx) -> graph` and `postcondition(graph, ctx)`, which
+raises PostconditionError when the CONTRACT's post-condition does not hold (the pass manager
+calls it after the pass under --verify-each and in the tests). Passes may mutate the graph.
+
+Facts (the vocabulary of NEEDS / PROVIDES): "canonical", "bn_folded", "crossbar_weights",
+"supported" (every op converts with the family), "signgd_ops", "calibrated", "normalized",
+"spiking" (neurons in place, one step), "encoded_input", "time_batched", "activity",
+"offsets", "ttfs_inputs", "ttfs_affine", "ttfs_columns", "ttfs_windows", "ttfs_audit".
 """
 from __future__ import annotations
 
@@ -11,14 +21,29 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from onnx_snn.errors import CompilerBug
 from onnx_snn.options import CompileOptions
 
 
 class Pass(Protocol):
     NAME: str
     CONTRACT: str
+    NEEDS: frozenset[str]
+    PROVIDES: frozenset[str]
 
     def run(self, graph: gs.Graph, ctx: "PassContext") -> gs.Graph: ...
+
+    def postcondition(self, graph: gs.Graph, ctx: "PassContext") -> None: ...
+
+
+class PostconditionError(CompilerBug):
+    """A pass left a graph that breaks its stated post-condition (a bug in that pass)."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise PostconditionError(`message`) unless `condition`: the post-conditions' assertion."""
+    if not condition:
+        raise PostconditionError(message)
 
 
 @dataclass
@@ -35,18 +60,64 @@ class LayerStats:
 
 
 @dataclass
+class RateState:
+    """What the IF passes establish: spikenorm's balanced layers and the T they were balanced for."""
+
+    spikenorm: dict[str, Any] | None = None
+
+
+@dataclass
+class TtfsState:
+    """What the TTFS passes establish: per encoded input its range [p, q] and the name of x̃
+    (ttfs_input_range), and ζ, t_read, the per-layer windows and the audit (ttfs_windows,
+    ttfs_audit)."""
+
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    windows: dict[str, Any] | None = None
+
+
+@dataclass
+class CompileState:
+    """Everything the passes establish for the ones after them and for the model's metadata,
+    typed; compiler/pipeline.py's emit step writes the part that the compiled model carries
+    (compiler/metadata.py, a versioned schema)."""
+
+    neuron: str | None = None
+    passes: list[str] = field(default_factory=list)
+    export_batch_size: int | None = None
+    calibration_samples: int | None = None
+    lambdas: dict[str, list[float]] | None = None
+    neuron_layers: list[str] = field(default_factory=list)
+    activity: dict[str, Any] | None = None
+    weight_quantization: dict[str, Any] | None = None
+    rate: RateState = field(default_factory=RateState)
+    ttfs: TtfsState = field(default_factory=TtfsState)
+
+
+@dataclass
 class PassContext:
-    """State shared along one compile: options, calibration inputs, notes and metadata."""
+    """State shared along one compile: options, calibration inputs, notes and the compile state."""
 
     options: CompileOptions
     source: str = "<model>"
     calibration: Iterable[dict[str, np.ndarray]] | None = None
     notes: list[str] = field(default_factory=list)
-    metadata: dict[str, Any] = field(default_factory=dict)
+    state: CompileState = field(default_factory=CompileState)
     activation_stats: dict[str, LayerStats] = field(default_factory=dict)
     input_defaults: dict[str, np.ndarray] = field(default_factory=dict)
     show_progress: bool = True
+    #: the passes after the running one in its pipeline, set by the pass manager (spikenorm runs
+    #: the ones that build the SNN on a trial copy)
+    pending: list[Pass] = field(default_factory=list)
 
     def note(self, message: str) -> None:
         """Record a remark that compile prints and stores in metadata."""
         self.notes.append(message)
+
+
+def run_passes(graph: gs.Graph, ctx: PassContext, passes: Iterable[Pass]) -> gs.Graph:
+    """Run `passes` in order on `graph` with `ctx`: the pass manager's loop, without its checks,
+    for a sub-pipeline (spikenorm's trial SNN)."""
+    for step in passes:
+        graph = step.run(graph, ctx)
+    return graph

@@ -22,7 +22,7 @@ def _runnable_ann(path: str | os.PathLike | onnx.ModelProto) -> str | bytes:
     of the model with tf2onnx's invalid Erfc nodes (exact Keras GELU) repaired and a final
     Softmax/LogSoftmax dropped, so that its output is in the SNN's units (logits)."""
     in_memory = isinstance(path, onnx.ModelProto)
-    model = path if in_memory else load_model(path)
+    model = path if isinstance(path, onnx.ModelProto) else load_model(path)
     finals = {o.name for o in model.graph.output}
     if not any(n.op_type == "Erfc" or (n.op_type in final_softmax.FINAL_OPS and set(n.output) & finals)
                for n in model.graph.node):

@@ -1,7 +1,7 @@
 """The activity and energy report of a rate-coded SNN (`onnx-snn eval --stats`).
 
 Per layer: firing rate (spikes per neuron per step) and synaptic operations (accumulates: spikes
-× non-zero fan-out, summed over the steps; see passes/common/activity.py). In total: those, the
+× non-zero fan-out, summed over the steps; see passes/common/activity_stats.py). In total: those, the
 multiply-accumulates of layers that read analog values (the encoded input: once per sample when
 the input is static and the first layer's current is computed once, every step otherwise), and
 the dense ANN's multiply-accumulates for comparison.
@@ -86,7 +86,7 @@ class EnergyReport:
 def energy_report(timesteps: int, spikes_per_sample: dict[str, float], synops_per_sample: dict[str, float],
                   activity: dict) -> EnergyReport:
     """The report from per-sample `spikes/<layer>` and `synops/<layer>` means over T steps and the
-    compile-time `activity` metadata (passes/common/activity.py)."""
+    compile-time `activity` metadata (passes/common/activity_stats.py)."""
     layers = []
     for name, neurons in activity["neurons"]:
         spikes = spikes_per_sample.get(SPIKES_PREFIX + name, 0.0)

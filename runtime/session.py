@@ -1,7 +1,6 @@
 """Executing compiled SNNs: one run gives the decoded output after every timestep."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping
@@ -10,6 +9,7 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
+from onnx_snn import metadata as model_metadata
 from onnx_snn.arrays import check_input_shape
 from onnx_snn.budget import check_declared_sizes, resolve_budget
 from onnx_snn.errors import SnnError
@@ -167,10 +167,10 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
             raise SnnError(f"onnxruntime cannot load it ({str(exc).splitlines()[0][:200]})", path=label) from None
         outputs = [o.name for o in self._session.get_outputs()]
-        meta = self._session.get_modelmeta().custom_metadata_map
-        self.options = json.loads(meta.get("onnx_snn.options", "{}"))
-        self.ttfs = json.loads(meta["onnx_snn.ttfs"]) if "onnx_snn.ttfs" in meta else None
-        self.activity = json.loads(meta["onnx_snn.activity"]) if "onnx_snn.activity" in meta else None
+        meta = model_metadata.read(self._session.get_modelmeta().custom_metadata_map, label)
+        self.options = meta.get("options", {})
+        self.ttfs = meta.get("ttfs")
+        self.activity = meta.get("activity")
         stats_prefixes = (SPIKES_PREFIX, SYNOPS_PREFIX, SPIKE_TIMES_PREFIX)
         per_step = [o for o in outputs if o.endswith(PER_STEP_SUFFIX)]
         overridable = {i.name for i in self._session.get_overridable_initializers()}

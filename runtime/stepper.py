@@ -1,6 +1,7 @@
 """Advancing a compiled SNN by a number of steps from a carried state (streaming, time chunks)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +32,7 @@ class Stepper:
     come back to the host as numpy arrays.
     """
 
-    def __init__(self, model: onnx.ModelProto, make: callable) -> None:
+    def __init__(self, model: onnx.ModelProto, make: Callable[[bytes], ort.InferenceSession]) -> None:
         stateful, self.ports = expose_state(model)
         self._session: ort.InferenceSession = make(stateful.SerializeToString())
         self._device = "cuda" if CUDA in self._session.get_providers() else "cpu"

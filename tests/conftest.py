@@ -11,6 +11,9 @@ import onnx_graphsurgeon as gs
 import onnxruntime as ort
 import pytest
 
+#: every compile in the tests checks the model and the pass's post-condition after every pass
+os.environ.setdefault("ONNX_SNN_VERIFY_EACH", "1")
+
 #: env var naming the `shared/` folder when it is not beside the repository
 SHARED_ENV = "ONNX_SNN_SHARED"
 

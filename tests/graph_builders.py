@@ -12,9 +12,9 @@ from torch import nn
 
 from onnx_snn.options import CompileOptions
 from onnx_snn.passes.base import PassContext
-from onnx_snn.passes.canonicalize import canonicalize
+from onnx_snn.passes.canonicalize import canonicalize, node_names
 from onnx_snn.passes.common import fold_bn
-from onnx_snn.pipeline import emit, name_unnamed_nodes
+from onnx_snn.pipeline import emit
 
 
 class Residual(nn.Module):
@@ -81,7 +81,7 @@ def prepared(model: onnx.ModelProto, options: CompileOptions | None = None) -> t
     """The graph after canonicalize and fold_bn, with a context to run later passes."""
     ctx = PassContext(options=options or CompileOptions(), show_progress=False)
     graph = gs.import_onnx(model)
-    name_unnamed_nodes(graph)
+    node_names.apply(graph, ctx)
     return fold_bn.run(canonicalize.run(graph, ctx), ctx), ctx
 
 

@@ -1,17 +1,22 @@
-"""Helpers shared by the test modules: a tiny model built in code and the CLI run in-process."""
+"""Helpers shared by the test modules: tiny models built in code and the CLI run in-process."""
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import io
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
 from onnx_snn import cli
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def tiny_relu_model(op: str = "Relu", domain: str = "", hidden: int = 8) -> onnx.ModelProto:
@@ -26,6 +31,41 @@ def tiny_relu_model(op: str = "Relu", domain: str = "", hidden: int = 8) -> onnx
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
     opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
     return helper.make_model(graph, opset_imports=opsets, ir_version=8)
+
+
+def seeded_net(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
+    """`build()` untrained, in eval mode: its initial weights drawn with torch seeded by `seed` (the
+    global RNG state is restored) and every BatchNorm given random statistics and affine terms, so
+    that folding it is not the identity. The fast suite's stand-in for a trained net wherever a test
+    checks an export or compile path rather than accuracy (the `slow` tests train)."""
+    import torch
+    from torch import nn
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = build()
+        for module in net.modules():
+            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                module.running_mean.uniform_(-0.3, 0.3)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.data.uniform_(0.5, 1.5)
+                module.bias.data.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+def digits_net(build: Callable[[], nn.Module], x_train: np.ndarray, y_train: np.ndarray, epochs: int,
+               seed: int = 0) -> nn.Module:
+    """`build()` trained `epochs` epochs on (x_train, y_train) with Adam at lr 1e-2 from initial weights
+    seeded by `seed`, in eval mode; with `epochs` 0, `seeded_net(build, seed)`: untrained, for the
+    fast suite."""
+    if epochs == 0:
+        return seeded_net(build, seed)
+    import torch
+
+    from onnx_snn.models.train import train
+
+    torch.manual_seed(seed)  # the initial weights, whatever ran before
+    return train(build(), x_train, y_train, epochs=epochs, lr=1e-2, seed=seed)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

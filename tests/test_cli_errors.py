@@ -70,7 +70,9 @@ def test_invalid_graph(tmp_path):
     assert_user_error(run_cli("compile", str(path), "-o", str(tmp_path / "out.onnx")), "invalid.onnx", "NoSuchOp")
 
 
-@pytest.mark.parametrize("op, domain, neuron, hint", [("Sigmoid", "", "if", "use --neuron signgd"),
+@pytest.mark.parametrize("op, domain, neuron, hint", [("LeakyRelu", "", "if", "use --neuron signgd"),
+                                                      ("Sigmoid", "", "if", "not supported by the SNN compiler; "
+                                                                            "replace it in the ANN"),
                                                       ("Sigmoid", "", "auto", "no signGD neuron implements it"),
                                                       ("Sin", "", "if", "not supported"),
                                                       ("FancyAct", "com.example", "auto", "com.example::FancyAct")])

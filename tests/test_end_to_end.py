@@ -1,16 +1,20 @@
-"""End to end on real data: train on sklearn digits, export with torch.onnx, compile, simulate."""
+"""End to end on real data: the digits MLP and CNN exported with torch.onnx, compiled, simulated.
+
+The fast tests use the nets untrained (seeded weights, random BatchNorm statistics: helpers.seeded_net),
+since the compiled model's contract and the two exporters' compile paths need their layers, not their
+accuracy; the slow one trains them on sklearn digits and checks that the SNN's accuracy tracks the ANN's."""
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import digits_net, seeded_net
 
 from onnx_snn import CompileOptions, compile_model
 from onnx_snn.models.data import load_digits_split
 from onnx_snn.models.export import export_torch
 from onnx_snn.models.torch_nets import MLP, LeNet
-from onnx_snn.models.train import train
 from onnx_snn.runtime import Session
 
 NETS = {"mlp": lambda: MLP((1, 8, 8), hidden=(64,)), "cnn": lambda: LeNet(in_channels=1, image_size=8)}
@@ -24,13 +28,15 @@ def digits():
 
 @pytest.fixture(scope="module")
 def nets(digits):
-    """The digits MLP and CNN, trained once per module (seeded)."""
+    """The digits MLP and CNN, trained once per module (seeded): slow tests only."""
     x_train, y_train, _, _ = digits
-    trained = {}
-    for name in sorted(NETS):
-        torch.manual_seed(0)  # the initial weights, whatever ran before
-        trained[name] = train(NETS[name](), x_train, y_train, epochs=EPOCHS[name], lr=1e-2, seed=0)
-    return trained
+    return {name: digits_net(NETS[name], x_train, y_train, EPOCHS[name]) for name in sorted(NETS)}
+
+
+@pytest.fixture(scope="module")
+def untrained_nets():
+    """The digits MLP and CNN untrained (seeded), for the tests that need no accuracy."""
+    return {name: seeded_net(NETS[name]) for name in sorted(NETS)}
 
 
 @pytest.fixture(scope="module", params=sorted(NETS))
@@ -40,6 +46,14 @@ def trained(request, nets, digits, tmp_path_factory):
     return request.param, path
 
 
+@pytest.fixture(scope="module", params=sorted(NETS))
+def untrained(request, untrained_nets, digits, tmp_path_factory):
+    path = tmp_path_factory.mktemp(request.param) / "ann.onnx"
+    export_torch(untrained_nets[request.param], torch.from_numpy(digits[0][:2]), path, dynamo=False)
+    return request.param, path
+
+
+@pytest.mark.slow
 def test_snn_accuracy_tracks_the_ann(trained, digits, tmp_path):
     name, ann = trained
     x_train, _, x_test, y_test = digits
@@ -55,10 +69,10 @@ def test_snn_accuracy_tracks_the_ann(trained, digits, tmp_path):
     assert all(b < a for a, b in zip(error, error[1:])), report.table()
 
 
-def test_compiled_model_contract(trained, digits, tmp_path):
+def test_compiled_model_contract(untrained, digits, tmp_path):
     import onnxruntime as ort
 
-    name, ann = trained
+    name, ann = untrained
     x_train, _, x_test, _ = digits
     out = tmp_path / "snn.onnx"
     compile_model(ann, out, CompileOptions(timesteps=16, stats=True), calibration=x_train[:256])
@@ -82,12 +96,18 @@ def test_compiled_model_contract(trained, digits, tmp_path):
     assert {"onnx_snn.version", "onnx_snn.options", "onnx_snn.lambda", "onnx_snn.activity"} <= set(meta)
 
 
-@pytest.mark.parametrize("dynamo", [False, True])
-def test_both_torch_exporters_compile(nets, digits, tmp_path, dynamo):
+@pytest.mark.parametrize("trained_weights", [pytest.param(False, id="untrained"),
+                                             pytest.param(True, id="trained", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+def test_both_torch_exporters_compile(trained_weights, digits, tmp_path, dynamo, request):
+    """The CNN exported at a fixed batch of 1 by either exporter compiles and runs at batch 100.
+    Untrained (seeded), its SNN agrees with the ANN on all 100 samples at T = 8, 16 and 32 (measured)."""
+    net = request.getfixturevalue("nets" if trained_weights else "untrained_nets")["cnn"]
     x_train, _, x_test, y_test = digits
     ann = tmp_path / "ann.onnx"
-    export_torch(nets["cnn"], torch.from_numpy(x_train[:1]), ann, dynamo=dynamo, dynamic_batch=False)
+    export_torch(net, torch.from_numpy(x_train[:1]), ann, dynamo=dynamo, dynamic_batch=False)
     out = tmp_path / "snn.onnx"
     compile_model(ann, out, CompileOptions(timesteps=32), calibration=x_train[:256])
     report = Session(out).evaluate(x_test[:100], y_test[:100], ann=ann, progress=False)  # batch 100, not 1
     assert report.agreement[-1] >= 0.95, report.table()
+    assert report.logit_error[31] < report.logit_error[15] < report.logit_error[7], report.table()

@@ -9,15 +9,17 @@ import onnxruntime as ort
 import pytest
 import torch
 from conftest import needs_fashion
+from helpers import seeded_net
 from onnx import numpy_helper
 
 from onnx_snn.errors import SnnError
+from onnx_snn.models import zoo
 from onnx_snn.models.data import FASHION_DIR_ENV, load_digits_split, load_fashion_mnist, read_idx
 from onnx_snn.models.export import export_torch
 from onnx_snn.models.make_demo_assets import DEFAULT_OUT_DIR
 from onnx_snn.models.torch_nets import MLP, LeNet, SmallResNet
 from onnx_snn.models.train import evaluate_accuracy, predict_logits, train
-from onnx_snn.models.zoo import get_reference
+from onnx_snn.models.zoo import Recipe, get_reference
 
 
 def run_onnx(path, x: np.ndarray) -> np.ndarray:
@@ -42,31 +44,37 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def digits_mlp(digits):
+def trained_mlp(digits):
+    """The digits MLP trained 30 epochs (slow tests only)."""
     x_train, y_train, _, _ = digits
     torch.manual_seed(0)
     return train(MLP((1, 8, 8), hidden=(64,)), x_train, y_train, epochs=30, batch_size=64)
 
 
 @pytest.fixture(scope="module")
-def digits_lenet(digits):
+def trained_lenet(digits):
+    """The digits LeNet trained 20 epochs (slow tests only)."""
     x_train, y_train, _, _ = digits
     torch.manual_seed(0)
     return train(LeNet(1, 10, image_size=8), x_train, y_train, epochs=20, batch_size=64)
 
 
 @pytest.fixture(scope="module")
+def digits_mlp():
+    """The digits MLP untrained (seeded): the exporters' tests need its layers, not its accuracy."""
+    return seeded_net(lambda: MLP((1, 8, 8), hidden=(64,)))
+
+
+@pytest.fixture(scope="module")
+def digits_lenet():
+    """The digits LeNet untrained (seeded), with random BatchNorm statistics."""
+    return seeded_net(lambda: LeNet(1, 10, image_size=8))
+
+
+@pytest.fixture(scope="module")
 def resnet():
     """An untrained SmallResNet with random BatchNorm statistics, so BN folding is not trivial."""
-    torch.manual_seed(0)
-    model = SmallResNet(1, 10, widths=(8, 16))
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    return model.eval()
+    return seeded_net(lambda: SmallResNet(1, 10, widths=(8, 16)))
 
 
 def test_digits_split_shapes_and_ranges(digits):
@@ -84,7 +92,8 @@ def test_digits_split_is_seeded():
     assert not np.array_equal(a[1], load_digits_split(seed=2)[1])
 
 
-@pytest.mark.parametrize("net", ["digits_mlp", "digits_lenet"])
+@pytest.mark.slow
+@pytest.mark.parametrize("net", ["trained_mlp", "trained_lenet"])
 def test_digits_training_reaches_90_percent(net, digits, request):
     _, _, x_test, y_test = digits
     model = request.getfixturevalue(net)
@@ -172,30 +181,59 @@ def test_fashion_lenet_learns_from_a_subset():
     assert evaluate_accuracy(model, x_test[:2000], y_test[:2000]) > 0.7
 
 
-def test_zoo_trains_once_then_loads_from_cache(tmp_path):
-    first = get_reference("digits-mlp", cache_dir=tmp_path)
-    assert first.torch_model is not None and first.ann_test_accuracy > 0.9
+#: the zoo's digits MLP shrunk to 8 hidden units and 0 epochs: get_reference runs its whole path (build,
+#: "train", evaluate, cache, export) in well under a second, on weights that are the seeded initial ones
+TINY_RECIPE = Recipe("digits", "MLP", {"in_shape": (1, 8, 8), "hidden": (8,)}, epochs=0)
+#: the zoo tests' references: the tiny recipe in the fast suite, the real (trained) digits-mlp in the slow one
+ZOO_NAMES = [pytest.param("tiny-digits-mlp", id="untrained-tiny"),
+             pytest.param("digits-mlp", id="digits-mlp", marks=pytest.mark.slow)]
+
+
+@pytest.fixture
+def zoo_name(request, monkeypatch) -> str:
+    """The parametrized reference name, with "tiny-digits-mlp" (TINY_RECIPE) added to the zoo's recipes."""
+    monkeypatch.setitem(zoo.RECIPES, "tiny-digits-mlp", TINY_RECIPE)
+    return request.param
+
+
+@pytest.mark.parametrize("zoo_name", ZOO_NAMES, indirect=True)
+def test_zoo_trains_once_then_loads_from_cache(zoo_name, tmp_path, monkeypatch):
+    first = get_reference(zoo_name, cache_dir=tmp_path)
+    assert first.torch_model is not None
+    assert first.ann_test_accuracy > (0.9 if zoo_name == "digits-mlp" else 0.0)
     x_test, y_test = first.load_test()
     assert x_test.shape == (360, 1, 8, 8) and y_test.dtype == np.int64
     assert first.load_calibration().shape == (1000, 1, 8, 8)
     onnx_accuracy = float(np.mean(run_onnx(first.onnx_path, x_test).argmax(1) == y_test))
     assert onnx_accuracy == pytest.approx(first.ann_test_accuracy)
 
-    again = get_reference("digits-mlp", cache_dir=tmp_path)
+    again = get_reference(zoo_name, cache_dir=tmp_path)
     assert again.torch_model is None
     assert (again.onnx_path, again.ann_test_accuracy) == (first.onnx_path, first.ann_test_accuracy)
+    np.testing.assert_allclose(predict_logits(zoo.load_torch_model(again), x_test),
+                               predict_logits(first.torch_model, x_test), atol=1e-6)
 
-    dynamo = get_reference("digits-mlp", cache_dir=tmp_path, exporter="dynamo")
+    dynamo = get_reference(zoo_name, cache_dir=tmp_path, exporter="dynamo")
     assert dynamo.onnx_path != first.onnx_path and dynamo.ann_test_accuracy == first.ann_test_accuracy
     np.testing.assert_allclose(run_onnx(dynamo.onnx_path, x_test), run_onnx(first.onnx_path, x_test), atol=1e-4)
 
+    if zoo_name == "tiny-digits-mlp":  # another recipe under the same name: the entry is stale, and retrained
+        monkeypatch.setitem(zoo.RECIPES, zoo_name, Recipe("digits", "MLP", {"in_shape": (1, 8, 8), "hidden": (4,)},
+                                                          epochs=0))
+        changed = get_reference(zoo_name, cache_dir=tmp_path)
+        assert changed.torch_model is not None and not dynamo.onnx_path.exists()
+        assert run_onnx(changed.onnx_path, x_test[:2]).shape == (2, 10)
 
-def test_zoo_retraining_reproduces_the_weights(tmp_path):
-    a = get_reference("digits-mlp", cache_dir=tmp_path / "a")
-    b = get_reference("digits-mlp", cache_dir=tmp_path / "b")
+
+@pytest.mark.parametrize("zoo_name", ZOO_NAMES, indirect=True)
+def test_zoo_retraining_reproduces_the_weights(zoo_name, tmp_path):
+    a = get_reference(zoo_name, cache_dir=tmp_path / "a")
+    b = get_reference(zoo_name, cache_dir=tmp_path / "b")
     weights_a = [numpy_helper.to_array(t) for t in onnx.load(a.onnx_path).graph.initializer]
     weights_b = [numpy_helper.to_array(t) for t in onnx.load(b.onnx_path).graph.initializer]
-    assert len(weights_a) == len(weights_b) and all(np.array_equal(u, v) for u, v in zip(weights_a, weights_b))
+    assert weights_a and len(weights_a) == len(weights_b)
+    assert all(np.array_equal(u, v) for u, v in zip(weights_a, weights_b))
+    np.testing.assert_array_equal(a.load_calibration(), b.load_calibration())
 
 
 def test_zoo_rejects_unknown_name(tmp_path):

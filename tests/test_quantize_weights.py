@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from helpers import assert_user_error, digest, run_cli, tiny_relu_model
+from helpers import assert_user_error, digest, run_cli, seeded_net, tiny_relu_model
 from onnx import helper
 
 from onnx_snn.passes.hardware.crossbar import project
@@ -215,6 +215,27 @@ def test_compile_with_weight_levels_end_to_end(tmp_path):
         assert_crossbar(weight, 3, 4.0, None, rtol=1e-6)
 
 
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-layer", "per-channel"])
+def test_finetune_keeps_the_constraint(per_channel):
+    """finetune_constrained on an untrained (seeded) MLP for 2 epochs of one batch each: the weights
+    move, and every Linear weight it returns is on the crossbar set (the slow test below trains first
+    and checks the accuracy that survives)."""
+    torch = pytest.importorskip("torch")
+    from onnx_snn.models import MLP, finetune_constrained, load_digits_split
+
+    x_train, y_train, _, _ = load_digits_split()
+    net = seeded_net(lambda: MLP((1, 8, 8), (32,)))
+    before = [m.weight.detach().clone() for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    tuned = finetune_constrained(net, x_train[:128], y_train[:128], levels=4, on_off_ratio=10.0,
+                                 per_channel=per_channel, epochs=2, lr=1e-2)
+    after = [m.weight.detach() for m in tuned.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(after) == 2 and not tuned.training
+    for old, new in zip(before, after):
+        assert not torch.equal(old, new)
+        assert_crossbar(new.numpy(), 4, 10.0, 0 if per_channel else None)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per-layer", "per-channel"])
 def test_finetune_under_constraint_on_digits(per_channel):
     torch = pytest.importorskip("torch")

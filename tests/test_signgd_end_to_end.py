@@ -1,17 +1,21 @@
 """`--neuron signgd` end to end on digits: GELU, LayerNorm, MaxPool, SiLU, HardSwish and attention-score (MatMul
-of two activations) nets trained in the test."""
+of two activations) nets.
+
+Each test runs twice: in the fast suite on the net untrained (seeded weights: helpers.seeded_net), which
+exercises the conversion and the SNN's convergence to its ANN, and in the slow suite on the net trained
+in the test (where the ANN's accuracy makes the comparison meaningful on real data)."""
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import digits_net
 from torch import nn
 
 from onnx_snn import CompileOptions, SnnError, compile_model
 from onnx_snn.models.data import load_digits_split
 from onnx_snn.models.export import export_torch
-from onnx_snn.models.train import train
 from onnx_snn.runtime import Session
 
 
@@ -47,6 +51,8 @@ def silu_hardswish_mlp() -> nn.Module:
 
 
 NETS = {"gelu_layernorm_mlp": gelu_layernorm_mlp, "maxpool_cnn": maxpool_cnn, "silu_hardswish_mlp": silu_hardswish_mlp}
+#: whether the test's net is trained: untrained (seeded) in the fast suite, trained in the slow one
+TRAINED = [pytest.param(False, id="untrained"), pytest.param(True, id="trained", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +60,12 @@ def digits():
     return load_digits_split(seed=0)
 
 
+@pytest.mark.parametrize("trained", TRAINED)
 @pytest.mark.parametrize("name", sorted(NETS))
-def test_signgd_snn_tracks_the_ann(name, digits, tmp_path):
+def test_signgd_snn_tracks_the_ann(name, trained, digits, tmp_path):
+    """Untrained, the SNN agrees with the ANN on every test sample by T = 64 (measured)."""
     x_train, y_train, x_test, y_test = digits
-    torch.manual_seed(0)
-    net = train(NETS[name](), x_train, y_train, epochs=15, lr=1e-2, seed=0)
+    net = digits_net(NETS[name], x_train, y_train, epochs=15 if trained else 0)
     ann = tmp_path / "ann.onnx"
     export_torch(net, torch.from_numpy(x_train[:2]), ann, dynamo=False)
     out = tmp_path / "snn.onnx"
@@ -69,14 +76,17 @@ def test_signgd_snn_tracks_the_ann(name, digits, tmp_path):
     report = Session(out).evaluate(x_test, y_test, ann=ann, progress=False)
     assert report.ann_accuracy - report.accuracy[-1] <= 0.015, report.table()
     assert report.logit_error[127] < report.logit_error[31] < report.logit_error[7], report.table()
+    if not trained:
+        assert report.agreement[-1] >= 0.95, report.table()
 
 
-def test_attention_scores_become_product_neurons(digits, tmp_path):
+@pytest.mark.parametrize("trained", TRAINED)
+def test_attention_scores_become_product_neurons(trained, digits, tmp_path):
     """A MatMul of two activations (q·kᵀ) compiles to product neurons; at T = 64 the SNN agrees
-    with the ANN (measured: agreement 1.0, logit error 0.003, ANN accuracy 0.969)."""
+    with the ANN (measured trained: agreement 1.0, logit error 0.003, ANN accuracy 0.969; untrained:
+    agreement 0.994 at T = 32, 1.0 at T = 64)."""
     x_train, y_train, x_test, y_test = digits
-    torch.manual_seed(0)
-    net = train(AttentionScores(), x_train, y_train, epochs=8, lr=1e-2, seed=0)
+    net = digits_net(AttentionScores, x_train, y_train, epochs=8 if trained else 0)
     ann = tmp_path / "ann.onnx"
     export_torch(net, torch.from_numpy(x_train[:2]), ann, dynamo=False)
     out = tmp_path / "snn.onnx"
@@ -105,13 +115,15 @@ def test_signgd_refuses_a_nonlinearity_it_has_no_neuron_for(digits, tmp_path):
 SPEC_CONFIGURATION = dict(schedule="exponential", eta0=0.15, gamma=0.95, codec="float", signgd_range=1.0)
 
 
-def test_defaults_beat_the_spec_configuration_and_keep_converging(digits, tmp_path):
+@pytest.mark.parametrize("trained", TRAINED)
+def test_defaults_beat_the_spec_configuration_and_keep_converging(trained, digits, tmp_path):
     """The spec's readout error stalls (float encoder gain 0.956, finite Σ η); the defaults (exact
     encoder, η = 0.3·0.9^(t−1), range 2) are closer at every T ≥ 16 and reach the ANN by T = 128.
-    exp_inverse (a tail/t floor) equals the spec's schedule early and beats it at T = 256."""
+    exp_inverse (a tail/t floor) equals the spec's schedule early and beats it at T = 256.
+    The untrained net's logits are smaller, so is the error where the spec's stalls (measured 0.0033
+    at T = 128, against 2e-7 for the defaults)."""
     x_train, y_train, x_test, y_test = digits
-    torch.manual_seed(0)
-    net = train(gelu_layernorm_mlp(), x_train, y_train, epochs=15, lr=1e-2, seed=0)
+    net = digits_net(gelu_layernorm_mlp, x_train, y_train, epochs=15 if trained else 0)
     ann = tmp_path / "ann.onnx"
     export_torch(net, torch.from_numpy(x_train[:2]), ann, dynamo=False)
     configurations = {"spec": SPEC_CONFIGURATION, "defaults": {},
@@ -128,7 +140,8 @@ def test_defaults_beat_the_spec_configuration_and_keep_converging(digits, tmp_pa
     assert ours[15] < 0.6 * spec[15]
     for t in (32, 64):
         assert ours[t - 1] < 0.5 * spec[t - 1], (t, ours[t - 1], spec[t - 1])
-    assert spec[127] > 0.01 and abs(spec[255] - spec[127]) < 0.1 * spec[127]  # the spec's error has stalled
+    stalled_at = 0.01 if trained else 0.001
+    assert spec[127] > stalled_at and abs(spec[255] - spec[127]) < 0.1 * spec[127]  # the spec's error has stalled
     assert ours[127] < 1e-3 and ours[255] <= ours[127]
     np.testing.assert_array_equal(per_step["spec"][:32], per_step["spec_exp_inverse"][:32])
     assert floored[255] < 0.9 * spec[255]

@@ -73,7 +73,7 @@ def inputs() -> np.ndarray:
 def _normalized(net: nn.Module, x: np.ndarray, signgd_range: float):
     ann = export_legacy(randomized(net), x[:2])
     graph, ctx = prepared(ann, CompileOptions(neuron="signgd", norm="max", signgd_range=signgd_range))
-    ctx.metadata["neuron"] = "signgd"
+    ctx.state.neuron = "signgd"
     ctx.calibration = [{"x": x}]
     graph = decompose.run(graph, ctx)
     return ann, normalize.run(calibrate.run(graph, ctx), ctx), ctx

@@ -10,7 +10,7 @@ SNN_DOMAIN_VERSION = 1
 _INT64_MAX = np.iinfo(np.int64).max
 
 
-def attr_ref(name: str, attr_type: int, ref: str) -> AttributeProto:
+def attr_ref(name: str, attr_type: AttributeProto.AttributeType, ref: str) -> AttributeProto:
     """An attribute of a function-body node that takes the function attribute `ref`."""
     attr = AttributeProto()
     attr.name, attr.type, attr.ref_attr_name = name, attr_type, ref

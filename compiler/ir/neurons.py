@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import Callable, Mapping
 
 import onnx
 from onnx import TensorProto, helper
@@ -33,11 +33,14 @@ class NeuronOp:
 
     name: str
     inputs: tuple[str, ...]
-    defaults: dict[str, float | int | str]
+    defaults: Mapping[str, float | int | str]
     build: Callable[[int], onnx.FunctionProto]
     role: str = "neuron"
     states: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     step_offset: str | None = None
+    #: the op that is this neuron for a current that is the same at every step (read once, not
+    #: tiled over T); time_batch swaps to it where the current does not depend on time
+    constant_input_op: str | None = None
 
     def input_index(self, name: str) -> int:
         """Position of the input called `name`."""
@@ -154,7 +157,8 @@ _SIGNGD_STATE = (("x0", "x_T", ("z",)), ("v0", "v_T", ("z",)))
 _SIGNGD_BINARY_STATE = (("xp0", "xp_T", ("zp",)), ("xq0", "xq_T", ("zq",)), ("v0", "v_T", ("zp", "zq")))
 
 NEURON_OPS: dict[str, NeuronOp] = {
-    "IFNeuron": NeuronOp("IFNeuron", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS, build_if_neuron, states=_IF_STATE),
+    "IFNeuron": NeuronOp("IFNeuron", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS, build_if_neuron, states=_IF_STATE,
+                         constant_input_op="IFNeuronConstantInput"),
     "IFNeuronConstantInput": NeuronOp("IFNeuronConstantInput", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS,
                                       partial(build_if_neuron, constant_input=True), states=_IF_STATE),
     "PoissonEncoder": NeuronOp("PoissonEncoder", poisson.ENCODER_INPUTS, poisson.ENCODER_DEFAULTS,

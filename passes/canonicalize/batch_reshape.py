@@ -28,7 +28,7 @@ import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
 from onnx_snn.passes.base import PassContext
-from onnx_snn.passes.canonicalize.free_batch import EXPORT_BATCH_KEY, batch_symbol
+from onnx_snn.passes.canonicalize.free_batch import batch_symbol
 from onnx_snn.passes.graph_utils import const, constant_value, is_float, node_label, producer, refresh_shapes
 
 #: entries of a symbolically evaluated shape besides static ints
@@ -44,7 +44,7 @@ def apply(graph: gs.Graph, ctx: PassContext) -> int:
     symbol = batch_symbol(graph)
     if symbol is None:
         return 0
-    export_batch = ctx.metadata.get(EXPORT_BATCH_KEY)
+    export_batch = ctx.state.export_batch_size
     total = 0
     while True:
         refresh_shapes(graph)

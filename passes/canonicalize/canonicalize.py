@@ -31,7 +31,7 @@ import onnx_graphsurgeon as gs
 from onnx import inliner, version_converter
 
 from onnx_snn.errors import CompilerBug, SnnError
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.canonicalize import (
     affine_to_bn,
     batch_reshape,
@@ -79,6 +79,19 @@ REWRITERS: tuple[ModuleType, ...] = (
     final_softmax,                                             # 10. logits out
     node_names,
 )
+
+
+NEEDS = frozenset()
+PROVIDES = frozenset({'canonical'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """At TARGET_OPSET, no Identity/Dropout, every node named once."""
+    require(graph.opset == TARGET_OPSET, f"opset {graph.opset}, not {TARGET_OPSET}")
+    left = sorted({n.op for n in graph.nodes if n.op in ("Identity", "Dropout")})
+    require(not left, f"{left} left in the graph")
+    names = [n.name for n in graph.nodes]
+    require(all(names) and len(set(names)) == len(names), "a node is unnamed or shares its name")
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:

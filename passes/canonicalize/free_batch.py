@@ -5,7 +5,7 @@ shapes) writes inputs such as [2, 3, 32, 32]. The SNN runtime folds time into th
 axis 0 must accept any size. Dim 0 of every input of rank >= 1 becomes one symbol: the first
 input's own symbol when it has one, else "batch". Graph output shapes are dropped so that shape
 inference recomputes them. The batch the model was traced with is recorded in
-ctx.metadata["export_batch_size"] (None when the batch was already symbolic), so that later
+ctx.state.export_batch_size (None when the batch was already symbolic), so that later
 rewriters can recognise constants that encode it. Run before constant folding, so that shape
 computations on the batch stay dynamic instead of being folded into constants.
 """
@@ -16,7 +16,6 @@ import onnx_graphsurgeon as gs
 from onnx_snn.passes.base import PassContext
 
 DEFAULT_SYMBOL = "batch"
-EXPORT_BATCH_KEY = "export_batch_size"
 
 
 def batch_symbol(graph: gs.Graph) -> str | None:
@@ -39,7 +38,7 @@ def apply(graph: gs.Graph, ctx: PassContext) -> int:
             changed += 1
     for tensor in graph.outputs:
         tensor.shape = None
-    ctx.metadata[EXPORT_BATCH_KEY] = fixed[0] if len(fixed) == 1 else None
+    ctx.state.export_batch_size = fixed[0] if len(fixed) == 1 else None
     if fixed:
         ctx.note(f"input batch axis was fixed to {fixed[0]} at export; made it symbolic ('{symbol}')")
     return changed

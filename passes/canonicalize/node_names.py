@@ -1,8 +1,9 @@
 """Rewriter: give every node a unique, non-empty name.
 
 Idiom: some exporters leave nodes unnamed or reuse names; later passes key their state
-(activation statistics) by node name. Unnamed nodes are named after their op, and a name
-already taken by an earlier node gets a fresh suffix.
+(activation statistics) by node name, and errors name nodes. An unnamed or duplicate-named node
+becomes `<op>_<index in the graph>` (a name the user can find), or a fresh name when that is
+taken. The pass manager applies it before the first pass and canonicalize after its rewriters.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ def apply(graph: gs.Graph, ctx: PassContext) -> int:
     """Rename unnamed and duplicate-named nodes; return how many were renamed."""
     seen: set[str] = set()
     renamed = 0
-    for node in graph.nodes:
+    for index, node in enumerate(graph.nodes):
         if not node.name or node.name in seen:
-            node.name = fresh_name(node.name or node.op)
+            by_index = f"{node.op}_{index}"
+            node.name = by_index if by_index not in seen else fresh_name(node.op)
             renamed += 1
         seen.add(node.name)
     return renamed

@@ -2,21 +2,21 @@
 statistics (max and a percentile of |y|) of every output a neuron will replace."""
 from __future__ import annotations
 
+from itertools import islice
 from typing import Iterator
 
 import numpy as np
 import onnx_graphsurgeon as gs
-import onnxruntime as ort
 from tqdm import tqdm
 
 from onnx_snn.arrays import check_input_shape
 from onnx_snn.budget import default_budget
 from onnx_snn.errors import SnnError
 from onnx_snn.options import norm_statistic
-from onnx_snn.passes.base import LayerStats, PassContext
+from onnx_snn.passes.base import LayerStats, PassContext, require
 from onnx_snn.passes.common.histogram import StreamingHistogram
-from onnx_snn.passes.graph_utils import is_activation, node_label
-from onnx_snn.providers import CPU, make_session
+from onnx_snn.passes.graph_utils import is_activation
+from onnx_snn.probe import observe
 
 NAME = "calibrate"
 CONTRACT = ("Pre: canonical, BN-folded graph. Post: graph unchanged; ctx.activation_stats maps every "
@@ -46,6 +46,16 @@ def calibrated_nodes(graph: gs.Graph) -> list[gs.Node]:
     return [n for n in graph.nodes if is_calibrated(n)]
 
 
+NEEDS = frozenset({'bn_folded'})
+PROVIDES = frozenset({'calibrated'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """Every calibrated node has its statistics."""
+    missing = [n.name for n in calibrated_nodes(graph) if n.name not in ctx.activation_stats]
+    require(not missing, f"no statistics for {missing[:3]}")
+
+
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     nodes = calibrated_nodes(graph)
     if not nodes:
@@ -54,32 +64,28 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         raise SnnError("calibration data is required to normalize the network; pass --calib FILE.npz",
                        path=ctx.source)
     q = _calibrated_percentile(ctx)
-    session, output_names = _probe_session(graph, nodes)
     statistics = _Statistics(len(nodes), ctx.options.per_channel)
-    seen, rows = 0, None
+    seen = 0
     progress = tqdm(desc="calibrate", unit="sample", disable=not ctx.show_progress, leave=False)
-    for feed in _checked_feeds(graph, ctx):
-        rows = rows or _samples_per_run(session, output_names, feed)
-        batch = len(next(iter(feed.values())))
-        for start in range(0, batch, rows):
-            statistics.add(session.run(output_names, {name: value[start:start + rows] for name, value in feed.items()}))
-        seen += batch
-        progress.update(batch)
+    for samples, activations in observe(graph, [n.outputs[0] for n in nodes], _checked_feeds(graph, ctx),
+                                        samples_per_run=_samples_per_run):
+        statistics.add(activations)
+        del activations  # before the next run: one run's outputs at a time
+        seen += samples
+        progress.update(samples)
     progress.close()
     if seen == 0:
         raise SnnError("calibration data is empty; give at least one sample", path=ctx.source)
     for i, node in enumerate(nodes):
         ctx.activation_stats[node.name] = statistics.layer_stats(i, q)
-    ctx.metadata["calibration_samples"] = seen
+    ctx.state.calibration_samples = seen
     return graph
 
 
 def _checked_feeds(graph: gs.Graph, ctx: PassContext) -> Iterator[dict[str, np.ndarray]]:
     """The calibration batches (at most --calib-batches), each with one checked array per model input."""
     inputs = {i.name: i for i in graph.inputs}
-    for batch_index, feed in enumerate(ctx.calibration):
-        if ctx.options.calib_batches is not None and batch_index >= ctx.options.calib_batches:
-            return
+    for feed in calibration_batches(ctx):
         feed = {name: check_input(name, value, inputs, ctx.source) for name, value in feed.items()}
         missing = set(inputs) - set(feed)
         if missing:
@@ -88,12 +94,16 @@ def _checked_feeds(graph: gs.Graph, ctx: PassContext) -> Iterator[dict[str, np.n
         yield feed
 
 
-def _samples_per_run(session: ort.InferenceSession, names: list[str], feed: dict[str, np.ndarray]) -> int:
-    """Samples per probe run: as many as keep its outputs (measured on the first sample of `feed`)
-    within OUTPUT_SHARE of the default memory budget, at least one. The statistics do not depend
-    on it (StreamingHistogram)."""
-    per_sample = sum(output.nbytes for output in session.run(names, {k: v[:1] for k, v in feed.items()}))
-    return max(1, int(default_budget() * OUTPUT_SHARE) // max(per_sample, 1))
+def calibration_batches(ctx: PassContext) -> Iterator[dict[str, np.ndarray]]:
+    """The calibration batches as given, at most --calib-batches of them (no later one is read)."""
+    return islice(ctx.calibration, ctx.options.calib_batches)
+
+
+def _samples_per_run(sample_bytes: int) -> int:
+    """Samples per probe run: as many as keep its outputs (`sample_bytes` a sample, as the probe
+    measures them) within OUTPUT_SHARE of the default memory budget, at least one. The
+    statistics do not depend on it (StreamingHistogram)."""
+    return max(1, int(default_budget() * OUTPUT_SHARE) // max(sample_bytes, 1))
 
 
 class _Statistics:
@@ -140,23 +150,6 @@ def _magnitude_rows(activation: np.ndarray, by_channel: bool) -> Iterator[np.nda
         flat = activation.reshape(-1, 1)
         for start in range(0, len(flat), SLICE_VALUES):
             yield np.abs(flat[start:start + SLICE_VALUES])
-
-
-def _probe_session(graph: gs.Graph, nodes: list[gs.Node]) -> tuple[ort.InferenceSession, list[str]]:
-    """An onnxruntime session of the graph whose outputs are the calibrated tensors."""
-    probe = graph.copy()
-    by_name = {n.name: n for n in probe.nodes}
-    names = []
-    for node in nodes:
-        out = by_name[node.name].outputs[0] if node.name in by_name else None
-        if out is None:
-            raise SnnError("calibrated node is unnamed; canonicalize should name every node", node=node_label(node),
-                           op=node.op)
-        out.dtype = out.dtype or np.float32
-        names.append(out.name)
-    probe.outputs = [t for t in probe.tensors().values() if t.name in set(names)]
-    probe.outputs.sort(key=lambda t: names.index(t.name))
-    return make_session(gs.export_onnx(probe).SerializeToString(), [CPU], budgeted=True), names
 
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}

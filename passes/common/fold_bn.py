@@ -15,7 +15,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.graph_utils import (
     bias_vector,
     const,
@@ -33,6 +33,15 @@ CONTRACT = ("Pre: canonical graph (inference-mode BN with constant parameters). 
             "each is folded into the Conv/Gemm/MatMul before it or is a per-channel Mul + Add.")
 
 DEFAULT_EPSILON = 1e-5
+
+
+NEEDS = frozenset({'canonical'})
+PROVIDES = frozenset({'bn_folded'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """No BatchNormalization left."""
+    require(not any(n.op == "BatchNormalization" for n in graph.nodes), "a BatchNormalization is left")
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:

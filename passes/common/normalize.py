@@ -23,7 +23,7 @@ import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
 from onnx_snn.options import norm_statistic
-from onnx_snn.passes.base import LayerStats, PassContext
+from onnx_snn.passes.base import LayerStats, PassContext, require
 from onnx_snn.passes.common.calibrate import is_calibrated
 from onnx_snn.passes.graph_utils import (
     constant_value,
@@ -61,6 +61,17 @@ def layer_scale(stats: LayerStats, norm: str) -> np.ndarray:
     return np.where(raw > 0, raw, 1.0)  # a silent layer or channel keeps unit scale
 
 
+NEEDS = frozenset({'calibrated'})
+PROVIDES = frozenset({'normalized'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """Every scaled layer's λ is recorded, finite and positive."""
+    require(ctx.state.lambdas is not None, "no λ recorded")
+    bad = [name for name, lam in ctx.state.lambdas.items() if not np.all(np.isfinite(lam)) or np.any(np.asarray(lam) <= 0)]
+    require(not bad, f"λ not finite and positive for {bad[:3]}")
+
+
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     lambdas = _neuron_scales(graph, ctx)
     demand = _demanded_scales(graph, lambdas)
@@ -69,7 +80,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         _normalize_node(graph, node, scale, demand, lambdas)
     for i, out in enumerate(graph.outputs):
         graph.outputs[i] = _output_in_ann_units(graph, out, scale.get(out.name, ONE))
-    ctx.metadata["lambda"] = {name: np.asarray(lam).ravel().tolist() for name, lam in lambdas.items()}
+    ctx.state.lambdas = {name: np.asarray(lam).ravel().tolist() for name, lam in lambdas.items()}
     return graph.cleanup().toposort()
 
 
@@ -84,7 +95,7 @@ def _neuron_scales(graph: gs.Graph, ctx: PassContext) -> dict[str, np.ndarray]:
             raise SnnError("no calibration statistics for this node; run calibrate first",
                            path=ctx.source, node=node_label(node), op=node.op)
         lam = layer_scale(ctx.activation_stats[node.name], ctx.options.norm)
-        if ctx.metadata.get("neuron") == "signgd":
+        if ctx.state.neuron == "signgd":
             lam = lam / ctx.options.signgd_range
         if node.op not in HOMOGENEOUS:
             lam = np.asarray(lam.max())

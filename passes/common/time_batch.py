@@ -2,8 +2,9 @@
 
 After this pass the graph takes the ANN's inputs plus `timesteps` (int64 scalar, default from
 the options). Everything that does not depend on a neuron runs once on [B, ...]; where such a
-tensor meets the time-varying part it is tiled to [T*B, ...] (t-major), except at an IF neuron,
-which becomes `snn.IFNeuronConstantInput` and reads it once. Linear ops run over
+tensor meets the time-varying part it is tiled to [T*B, ...] (t-major), except at a neuron whose
+op has a constant-input form (ir/neurons.py NeuronOp.constant_input_op, e.g.
+`snn.IFNeuronConstantInput`), which it becomes, reading the current once. Linear ops run over
 [T*B, ...]; each neuron scans over T. Every ANN output y becomes the running mean of the output
 layer over t (`snn.RateDecoder`): `<y>_per_step` [T, B, ...] and `<y>` [B, ...] after T steps.
 """
@@ -15,13 +16,25 @@ import onnx_graphsurgeon as gs
 from onnx_snn.ir.contract import FOLDED_BATCH, PER_STEP_SUFFIX, TIMESTEPS_INPUT
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.ir.neurons import NEURON_OPS
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.graph_utils import fresh_name, is_activation
 
 NAME = "time_batch"
 CONTRACT = ("Pre: spikified graph (one-step neurons). Post: graph over T timesteps with time folded into "
             "the batch; outputs <y> [B,...] and <y>_per_step [T,B,...] decoded as running means by snn.RateDecoder.")
 
+
+
+NEEDS = frozenset({'spiking'})
+PROVIDES = frozenset({'time_batched'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """`timesteps` is an input; each output y has its y_per_step beside it, or is a statistics output."""
+    names = {o.name for o in graph.outputs}
+    require(TIMESTEPS_INPUT in {i.name for i in graph.inputs}, "no timesteps input")
+    decoded = [n for n in names if not n.endswith(PER_STEP_SUFFIX)]
+    require(all(n + PER_STEP_SUFFIX in names for n in decoded), "an output has no per-step read-out")
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
@@ -41,8 +54,9 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     for node in list(graph.nodes):
         if not any(o.name in variant for o in node.outputs) or _role(node) == "encoder":
             continue  # an encoder reads its analog input once, as [B, ...]
-        if node.op == "IFNeuron" and node.inputs[0].name not in variant:
-            node.op = "IFNeuronConstantInput"  # the same current every step: read once, not tiled
+        constant_op = NEURON_OPS[node.op].constant_input_op if _role(node) == "neuron" else None
+        if constant_op is not None and node.inputs[0].name not in variant:
+            node.op = constant_op  # the same current every step: read once, not tiled
             continue
         for i, tensor in enumerate(node.inputs):
             if _is_batched_data(tensor) and tensor.name not in variant:

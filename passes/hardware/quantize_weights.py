@@ -9,7 +9,7 @@ per_channel_weights, of each output channel. Biases are left alone. A tensor rea
 nodes is constrained once and the new tensor replaces it in every such reader (per layer when
 the readers disagree on the output-channel axis). In compile this runs after fold_bn, so BN
 scales are part of the constrained weights; a BatchNormalization still in the graph earns a note.
-Records per layer, in ctx.metadata["weight_quantization"], the weight, its readers, the distinct
+Records per layer, in ctx.state.weight_quantization, the weight, its readers, the distinct
 magnitudes used per sign (per channel: the most in any channel) and the largest change relative
 to the layer's max magnitude.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.options import check_constraint
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.graph_utils import const, constant_value, node_label
 from onnx_snn.passes.hardware.crossbar import levels_used, project
 
@@ -29,10 +29,20 @@ CONTRACT = ("Pre: any graph (BN-folded in compile). Post: when options.weight_le
             "each non-zero one at least that group's max / on_off_ratio; else the graph is unchanged.")
 
 
+NEEDS = frozenset({'bn_folded'})
+PROVIDES = frozenset({'crossbar_weights'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """Every constrained weight has at most N distinct magnitudes per sign and group."""
+    stats = ctx.state.weight_quantization
+    require(stats is not None, "no weight_quantization statistics")
+    for name, layer in stats["layers"].items():
+        require(max(layer["levels"].values()) <= ctx.options.weight_levels, f"{name} has more than N levels")
+
+
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     options = ctx.options
-    if options.weight_levels is None:
-        return graph
     check_constraint(options.weight_levels, options.on_off_ratio)
     layers: dict[str, dict] = {}
     for tensor, readers, axis in _weights(graph, options.per_channel_weights, ctx):
@@ -48,7 +58,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
             "levels": {"positive": positive, "negative": negative},
             "max_relative_change": float(np.abs(constrained.astype(np.float64) - value).max()) / scale,
         }
-    ctx.metadata["weight_quantization"] = {"levels": options.weight_levels, "on_off_ratio": options.on_off_ratio,
+    ctx.state.weight_quantization = {"levels": options.weight_levels, "on_off_ratio": options.on_off_ratio,
                                            "per_channel": options.per_channel_weights, "layers": layers}
     worst = max(layers.items(), key=lambda item: item[1]["max_relative_change"], default=None)
     if worst is not None:

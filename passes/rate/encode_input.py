@@ -14,9 +14,9 @@ import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
 from onnx_snn.ir.function_parts import SNN_DOMAIN
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.common.calibration_inputs import calibration_extremes
 from onnx_snn.passes.graph_utils import fresh_name
-from onnx_snn.passes.ttfs.input_range import calibration_extremes
 
 NAME = "encode_input"
 CONTRACT = ("Pre: spikified IF graph. Post: with --encoding poisson, each graph input feeds only an "
@@ -24,10 +24,19 @@ CONTRACT = ("Pre: spikified IF graph. Post: with --encoding poisson, each graph 
             "replace it everywhere; with analog, the graph is unchanged.")
 
 
+NEEDS = frozenset({'spiking'})
+PROVIDES = frozenset({'encoded_input'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """Every float input is read only by snn.PoissonEncoder nodes."""
+    for x in graph.inputs:
+        if x.dtype == np.float32:
+            require(all(r.op == "PoissonEncoder" for r in x.outputs), f"input {x.name} is read by another op")
+
+
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     options = ctx.options
-    if options.encoding == "analog":
-        return graph
     _check_range(ctx)
     one_step = gs.Constant(fresh_name("one_timestep"), np.asarray(1, dtype=np.int64))
     no_steps_done = gs.Constant(fresh_name("no_steps_done"), np.asarray(0, dtype=np.int64))

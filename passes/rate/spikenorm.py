@@ -16,23 +16,41 @@ import onnx_graphsurgeon as gs
 from tqdm import tqdm
 
 from onnx_snn.ir.contract import TIMESTEPS_INPUT
-from onnx_snn.ir.neurons import attach_functions
 from onnx_snn.options import spikenorm_statistic
-from onnx_snn.passes.base import LayerStats, PassContext
-from onnx_snn.passes.common import normalize, time_batch
+from onnx_snn.passes.base import CompileState, LayerStats, Pass, PassContext, require, run_passes
+from onnx_snn.passes.common import time_batch
+from onnx_snn.passes.common.calibrate import calibration_batches
 from onnx_snn.passes.common.histogram import StreamingHistogram
-from onnx_snn.passes.rate import encode_input, spikify
-from onnx_snn.providers import CPU, make_session
+from onnx_snn.probe import observe
 
 NAME = "spikenorm"
 CONTRACT = ("Pre: calibrated IF graph. Post: graph unchanged; with --norm spikenorm[:P], every ReLU's "
             "statistics are those of its IF neurons' input current in the SNN whose earlier layers are balanced.")
 
 
+NEEDS = frozenset({'calibrated'})
+PROVIDES = frozenset({'spike_balanced'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """Every ReLU has one balanced threshold, finite, from the spiking currents."""
+    require(ctx.state.rate.spikenorm is not None, "no spikenorm record")
+    for name in ctx.state.rate.spikenorm["layers"]:
+        stats = ctx.activation_stats.get(name)
+        require(stats is not None and stats.max.shape == () and np.isfinite(stats.max), f"{name} is not balanced")
+
+
+def snn_builders(pending: list[Pass]) -> list[Pass]:
+    """The passes of the pipeline after spikenorm that turn the balanced graph into the SNN it
+    will be (normalize .. time_batch, the encoder included when the pipeline has it): spikenorm
+    runs them on a trial copy, so the trial SNN is the compiled one by construction."""
+    names = [step.NAME for step in pending]
+    return list(pending[:names.index(time_batch.NAME) + 1])
+
+
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     statistic = spikenorm_statistic(ctx.options.norm)
-    if statistic is None:
-        return graph
+    assert statistic is not None, "the pass manager runs spikenorm only with --norm spikenorm[:P]"
     q = statistic[1] if statistic[0] == "percentile" else 99.9
     layers = [n for n in graph.nodes if n.op == "Relu"]
     for node in tqdm(layers, desc="spikenorm", unit="layer", disable=not ctx.show_progress, leave=False):
@@ -42,7 +60,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         ctx.activation_stats[node.name] = LayerStats(max=histogram.max.reshape(()),
                                                      percentile=histogram.percentile(q).reshape(()),
                                                      percentile_q=q, count=int(histogram.total[0]))
-    ctx.metadata["spikenorm"] = {"timesteps": ctx.options.timesteps, "layers": [n.name for n in layers]}
+    ctx.state.rate.spikenorm = {"timesteps": ctx.options.timesteps, "layers": [n.name for n in layers]}
     return graph
 
 
@@ -50,20 +68,12 @@ def _input_currents(graph: gs.Graph, ctx: PassContext, layer: gs.Node):
     """The input current of `layer`'s IF neurons, in ANN units, for each calibration batch over T steps."""
     trial_ctx = PassContext(options=ctx.options, source=ctx.source, calibration=ctx.calibration,
                             activation_stats=dict(ctx.activation_stats), show_progress=False,
-                            metadata={"neuron": "if"})
+                            state=CompileState(neuron="if"))
     unit = np.ones(())
     trial_ctx.activation_stats[layer.name] = LayerStats(max=unit, percentile=unit, percentile_q=100.0, count=0)
     trial = graph.copy()
-    for step in (normalize, spikify, encode_input, time_batch):
-        trial = step.run(trial, trial_ctx)
+    trial = run_passes(trial, trial_ctx, snn_builders(ctx.pending))
     neuron = next(n for n in trial.nodes if n.name == layer.name)
-    current = neuron.inputs[0]
-    current.dtype = current.dtype or np.float32
-    trial.outputs = [current]
-    model = attach_functions(gs.export_onnx(trial.cleanup(), do_type_check=False))
-    session = make_session(model.SerializeToString(), [CPU])
-    steps = np.asarray(ctx.options.timesteps, dtype=np.int64)
-    for index, feed in enumerate(ctx.calibration):
-        if ctx.options.calib_batches is not None and index >= ctx.options.calib_batches:
-            break
-        yield session.run([current.name], {**feed, TIMESTEPS_INPUT: steps})[0]
+    steps = {TIMESTEPS_INPUT: np.asarray(ctx.options.timesteps, dtype=np.int64)}
+    for _, (current,) in observe(trial, [neuron.inputs[0]], calibration_batches(ctx), steps, prune=True):
+        yield current

@@ -22,7 +22,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.graph_utils import (
     constant_value,
     fresh_name,
@@ -38,6 +38,16 @@ CONTRACT = ("Pre: BN-folded graph. Post: same function; no MaxPool, LayerNormali
 
 #: the value MaxPool pads with: low enough never to win a max of scaled activations
 MAXPOOL_PAD_VALUE = -200.0
+
+
+NEEDS = frozenset({'bn_folded'})
+PROVIDES = frozenset({'signgd_ops'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """No MaxPool, LayerNormalization or Softmax left."""
+    left = sorted({n.op for n in graph.nodes if n.op in ("MaxPool", "LayerNormalization", "Softmax")})
+    require(not left, f"{left} left in the graph")
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:

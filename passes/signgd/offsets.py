@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_graphsurgeon as gs
-import onnxruntime as ort
 
 from onnx_snn.errors import SnnError
 from onnx_snn.ir.function_parts import SNN_DOMAIN
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.graph_utils import fresh_name
+from onnx_snn.probe import observe
 
 NAME = "signgd_offsets"
 CONTRACT = ("Pre: spikify_signgd output. Post: same graph with every SignGD neuron's and decoder's offset and "
@@ -22,6 +22,19 @@ CONTRACT = ("Pre: spikify_signgd output. Post: same graph with every SignGD neur
 
 #: per op: the input positions of its currents, and where each current's (offset, bias) pair starts
 CURRENTS = {"SignGDNeuron": ((0,), (2,)), "SignGDBinaryNeuron": ((0, 1), (3, 5)), "SignGDDecoder": ((0,), (2,))}
+
+
+NEEDS = frozenset({'spiking'})
+PROVIDES = frozenset({'offsets'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """Every signGD neuron's and decoder's offset and bias inputs are constants."""
+    for node in graph.nodes:
+        if node.domain == SNN_DOMAIN and node.op in CURRENTS:
+            for position in CURRENTS[node.op][1]:
+                require(all(isinstance(t, gs.Constant) for t in node.inputs[position:position + 2]),
+                        f"{node.name} has a non-constant offset or bias")
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
@@ -42,7 +55,6 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
 def _probe(graph: gs.Graph, currents: list[gs.Tensor], level: float, ctx: PassContext) -> list[np.ndarray]:
     """The currents with every encoder and neuron emitting `level`, for one sample (batch 1)."""
     probe = graph.copy()
-    tensors = probe.tensors()
     for node in [n for n in probe.nodes if n.domain == SNN_DOMAIN]:
         if node.op == "SignGDDecoder":
             node.outputs.clear()
@@ -56,11 +68,7 @@ def _probe(graph: gs.Graph, currents: list[gs.Tensor], level: float, ctx: PassCo
         node.inputs.clear()
         probe.nodes.append(gs.Node("Add", name=fresh_name("probe_source"), outputs=[spikes],
                                    inputs=[shape_of, gs.Constant(fresh_name("level"), np.asarray(level, np.float32))]))
-    names = [t.name for t in currents]
-    probe.outputs = [tensors[name] for name in names]
-    for out in probe.outputs:
-        out.dtype = out.dtype or np.float32
-    probe.cleanup().toposort()
+    probe.toposort()
     feed = {}
     for graph_input in probe.inputs:
         dims = list(graph_input.shape or [])
@@ -68,9 +76,7 @@ def _probe(graph: gs.Graph, currents: list[gs.Tensor], level: float, ctx: PassCo
             raise SnnError(f"signGD calibration needs static non-batch dims of input '{graph_input.name}'",
                            path=ctx.source)
         feed[graph_input.name] = np.zeros([1] + dims[1:], dtype=np.float32)
-    session = ort.InferenceSession(gs.export_onnx(probe, do_type_check=False).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    return session.run(names, feed)
+    return next(observe(probe, currents, [feed], prune=True)).arrays
 
 
 def _new(graph: gs.Graph, op: str, inputs: list) -> gs.Variable:

@@ -13,16 +13,15 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnx_snn.errors import SnnError
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.ir.signgd import GATES, GELU_CUBIC
 from onnx_snn.options import CompileOptions
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes import op_support
+from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.graph_utils import (
     constant_value,
     fresh_name,
     is_activation,
-    node_label,
     producer,
     silu_gate,
     sole_reader,
@@ -33,13 +32,8 @@ NAME = "spikify_signgd"
 CONTRACT = ("Pre: decomposed, normalized graph. Post: every nonlinearity is a one-step signGD neuron, inputs "
             "pass through SignGDEncoder and outputs through SignGDDecoder; only affine ops lie between.")
 
-UNARY = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Abs": "abs", "Exp": "exp", "HardSwish": "hard_swish"}
-#: ops that are affine in their activation inputs (constants may be any operand where noted)
-AFFINE_OPS = frozenset({
-    "Conv", "Gemm", "MatMul", "Add", "Sub", "Neg", "AveragePool", "GlobalAveragePool", "ReduceMean", "ReduceSum",
-    "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Pad", "Slice", "Split", "Expand", "Tile",
-    "Identity", "Shape", "Gather", "Cast", "Constant", "ConstantOfShape", "Range", "Sum", "Mean",
-})
+#: op -> the `function` of the unary neuron that replaces it in every form (op_support.SIGNGD)
+UNARY = {op: support.neuron for op, support in op_support.SIGNGD.ops.items() if support.neuron}
 
 
 def _activations(node: gs.Node) -> list[gs.Tensor]:
@@ -60,32 +54,26 @@ def neuron_function(graph: gs.Graph, node: gs.Node) -> tuple[str, str] | None:
     if node.op == "Max" and len(acts) == 2:
         return "binary", "maximum"
     if node.op == "Div" and len(acts) == 2:
-        root = producer(node.inputs[1])
-        if root is not None and root.op == "Sqrt" and len(node.inputs[1].outputs) == 1:
-            return "binary", "p_rsqrt_q"
-        return "binary", "div"
+        return "binary", "p_rsqrt_q" if op_support.rsqrt_divisor(node) is not None else "div"
     if node.op == "Mul" and len(acts) == 2:
         return "binary", "product"
     return None
 
 
 def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
-    """Raise SnnError for the first op that is neither affine nor a signGD neuron."""
-    for node in graph.nodes:
-        if node.domain == SNN_DOMAIN or neuron_function(graph, node) is not None:
-            continue
-        readers = node.outputs[0].outputs if node.outputs else []
-        if node.op == "Sqrt" and all(neuron_function(graph, c) == ("binary", "p_rsqrt_q") for c in readers):
-            continue
-        if node.op == "Sigmoid" and len(readers) == 1 and silu_gate(graph, readers[0]) is node:
-            continue
-        affine = ((node.op in AFFINE_OPS and not (node.op == "MatMul" and len(_activations(node)) == 2))
-                  or (node.op in ("Mul", "Div") and len(_activations(node)) <= 1))
-        if not affine or (node.domain or "") not in ("", "ai.onnx"):
-            hint = ("signGD converts ReLU, LeakyReLU, GELU, SiLU, HardSwish, Abs, Exp, MaxPool, LayerNorm, Softmax "
-                    "and products (elementwise or MatMul of two activations); replace this op in the ANN")
-            raise SnnError("op is not affine and no signGD neuron implements it", path=ctx.source,
-                           node=node_label(node), op=node.op, hint=hint)
+    """Raise SnnError for the first op that is neither affine nor a signGD neuron (op_support.SIGNGD,
+    after decompose: a MaxPool, LayerNormalization or Softmax left is refused)."""
+    op_support.refuse_unconvertible(op_support.SIGNGD, graph, ctx)
+
+
+NEEDS = frozenset({'normalized', 'supported'})
+PROVIDES = frozenset({'spiking'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """Each recorded neuron layer is an snn-domain node."""
+    snn = {n.name for n in graph.nodes if n.domain == SNN_DOMAIN}
+    require(set(ctx.state.neuron_layers) <= snn, "a neuron layer is not an snn node")
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
@@ -124,7 +112,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         _encode(graph, graph_input, one_step, fresh, step_zero, {"codec": ctx.options.signgd_codec, **schedule})
     for index, out in enumerate(list(graph.outputs)):
         graph.outputs[index] = _decode(graph, out, one_step, fresh, step_zero, schedule)
-    ctx.metadata["neuron_layers"] = layers
+    ctx.state.neuron_layers = layers
     return graph.cleanup().toposort()
 
 

@@ -12,32 +12,40 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnx_snn.passes.base import PassContext
-from onnx_snn.passes.common.calibrate import _probe_session
+from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.common.calibrate import calibration_batches
 from onnx_snn.passes.graph_utils import node_label
 from onnx_snn.passes.ttfs.graph import gemm_weights
 from onnx_snn.passes.ttfs.model_a import dense_chain
+from onnx_snn.probe import observe
 
 NAME = "ttfs_audit"
 CONTRACT = ("Pre: windowed TTFS-ready graph (ttfs_windows) and calibration data. Post: graph unchanged; "
-            "ctx.metadata['ttfs']['audit'] gives per layer the activations above B_n and, for model A, "
+            "ctx.state.ttfs.windows['audit'] gives per layer the activations above B_n and, for model A, "
             "the early spikes.")
 
 
+NEEDS = frozenset({'ttfs_windows'})
+PROVIDES = frozenset({'ttfs_audit'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """The audit covers every windowed layer."""
+    windows = ctx.state.ttfs.windows or {}
+    require(set(windows.get("audit", {})) == set(windows.get("layers", {})), "the audit does not cover every layer")
+
+
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
-    windows = ctx.metadata["ttfs"]
+    windows = ctx.state.ttfs.windows
     relus = [n for n in graph.nodes if n.op == "Relu"]
     chain = dense_chain(graph, ctx) if ctx.options.ttfs_model == "a" else []
     gemm_inputs = [g.inputs[0].inputs[0] for g in chain[:-1]]
     if not relus:
         windows["audit"] = {}
         return graph
-    session, names = _probe_session(graph, relus + gemm_inputs)
     audit = {r.name: {"checked": 0, "above_window": 0, "early_spikes": 0} for r in relus}
-    for index, feed in enumerate(ctx.calibration):
-        if ctx.options.calib_batches is not None and index >= ctx.options.calib_batches:
-            break
-        values = session.run(names, {k: np.asarray(v, dtype=np.float32) for k, v in feed.items()})
+    feeds = ({k: np.asarray(v, dtype=np.float32) for k, v in feed.items()} for feed in calibration_batches(ctx))
+    for _, values in observe(graph, [n.outputs[0] for n in relus + gemm_inputs], feeds):
         for relu, y in zip(relus, values[:len(relus)]):
             entry = audit[relu.name]
             entry["checked"] += int(y.size)

@@ -19,7 +19,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.graph_utils import (
     bias_vector,
     bypass,
@@ -60,6 +60,16 @@ class _Affine:
         twin = _Affine(self.scale.shape)
         twin.scale, twin.shift = self.scale.copy(), self.shift.copy()
         return twin
+
+
+NEEDS = frozenset({'ttfs_inputs'})
+PROVIDES = frozenset({'ttfs_affine'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """The encoded inputs are still in the graph (the folding keeps x̃ and rewrites what reads it)."""
+    tensors = graph.tensors()
+    require(all(entry["encoded"] in tensors for entry in ctx.state.ttfs.inputs.values()), "an encoded input is missing")
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:

@@ -12,15 +12,16 @@ import onnx_graphsurgeon as gs
 
 from onnx_snn.passes.base import PassContext
 from onnx_snn.passes.graph_utils import bias_vector, const, constant_value, set_input
+from onnx_snn.passes.op_support import LAYOUT, POOL, TTFS
 
-#: ops that only move elements: on spike times they act unchanged (spec §4)
-SPIKE_LAYOUT_OPS = frozenset({"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze"})
-#: ops on spike times that select one input spike per output (spec §4: earliest spike)
-SPIKE_POOL_OPS = frozenset({"MaxPool"})
+#: ops that only move elements: on spike times they act unchanged (spec §4; op_support.TTFS)
+SPIKE_LAYOUT_OPS = TTFS.ops_of(LAYOUT)
+#: ops on spike times that select one input spike per output (spec §4: earliest spike; op_support.TTFS)
+SPIKE_POOL_OPS = TTFS.ops_of(POOL)
 
 def encoded_inputs(graph: gs.Graph, ctx: PassContext) -> list[gs.Tensor]:
     """The x̃ tensors that ttfs_input_range wrote, one per graph input."""
-    names = {entry["encoded"] for entry in ctx.metadata.get("ttfs_inputs", {}).values()}
+    names = {entry["encoded"] for entry in ctx.state.ttfs.inputs.values()}
     return [t for name, t in graph.tensors().items() if name in names]
 
 

@@ -12,13 +12,25 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.common.calibration_inputs import calibration_extremes
 from onnx_snn.passes.graph_utils import const, fresh_name, replace_uses
 
 NAME = "ttfs_input_range"
 CONTRACT = ("Pre: canonical graph with float inputs. Post: same function; each input v is read only by "
-            "x̃ = (v − p)/(q − p) followed by Mul(q − p), Add(p); ctx.metadata['ttfs_inputs'] maps each "
+            "x̃ = (v − p)/(q − p) followed by Mul(q − p), Add(p); ctx.state.ttfs.inputs maps each "
             "input to [p, q] and the name of x̃.")
+
+
+NEEDS = frozenset({'supported'})
+PROVIDES = frozenset({'ttfs_inputs'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """Each recorded input has its encoded tensor x̃ in the graph."""
+    tensors = graph.tensors()
+    require(bool(ctx.state.ttfs.inputs), "no encoded input recorded")
+    require(all(entry["encoded"] in tensors for entry in ctx.state.ttfs.inputs.values()), "an encoded input is missing")
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
@@ -35,7 +47,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         if v in graph.outputs:
             replace_uses(graph, v, restored)
         encoded[v.name] = {"range": [low, high], "encoded": x_tilde.name}
-    ctx.metadata["ttfs_inputs"] = encoded
+    ctx.state.ttfs.inputs = encoded
     return graph.toposort()
 
 
@@ -69,18 +81,3 @@ def input_range(ctx: PassContext) -> tuple[float, float]:
     if not seen[0] < seen[1]:
         raise SnnError(f"calibration inputs are all {seen[0]:.6g}; pass --input-range P Q", path=ctx.source)
     return seen
-
-
-def calibration_extremes(ctx: PassContext) -> tuple[float, float] | None:
-    """(min, max) over every calibration input value (within --calib-batches), None without data."""
-    if ctx.calibration is None:
-        return None
-    low, high = np.inf, -np.inf
-    for index, feed in enumerate(ctx.calibration):
-        if ctx.options.calib_batches is not None and index >= ctx.options.calib_batches:
-            break
-        for value in feed.values():
-            value = np.asarray(value)
-            if value.size:
-                low, high = min(low, float(value.min())), max(high, float(value.max()))
-    return (low, high) if low <= high else None

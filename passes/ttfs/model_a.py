@@ -18,15 +18,29 @@ import onnx_graphsurgeon as gs
 from onnx_snn.errors import SnnError
 from onnx_snn.ir.contract import SPIKE_TIMES_PREFIX, SPIKES_PREFIX, SYNOPS_PREFIX
 from onnx_snn.ir.function_parts import SNN_DOMAIN
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.graph_utils import const, fresh_name, node_label
 from onnx_snn.passes.ttfs.graph import SPIKE_LAYOUT_OPS, gemm_weights
+
+NAME = "ttfs_model_a"
+CONTRACT = ("Pre: windowed, column-scaled dense ReLU chain (ttfs_windows, ttfs_column_scale). Post: the inputs are "
+            "TTFSEncoder spike times, each hidden layer an snn.TTFSDenseA on float64 absolute times, the read-out "
+            "its potential at t_read; outputs unchanged (logits in ANN units).")
+NEEDS = frozenset({"ttfs_windows", "ttfs_columns"})
+PROVIDES = frozenset({"spiking"})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """No Relu or Gemm of the chain left; one snn.TTFSDenseA per recorded neuron layer."""
+    require(not any(n.op == "Relu" for n in graph.nodes), "a Relu is left")
+    dense = [n for n in graph.nodes if n.op == "TTFSDenseA" and n.domain == SNN_DOMAIN]
+    require(len(dense) == len(ctx.state.neuron_layers), "not one TTFSDenseA per neuron layer")
 
 
 def dense_chain(graph: gs.Graph, ctx: PassContext) -> list[gs.Node]:
     """The Gemms of a dense ReLU chain in order (the last is the read-out), read from the one
     encoded input x̃; SnnError naming the first node that does not fit."""
-    inputs = ctx.metadata.get("ttfs_inputs", {})
+    inputs = ctx.state.ttfs.inputs
     if len(inputs) != 1:
         raise SnnError("--ttfs-model a needs a model with one input", path=ctx.source)
     tensor = graph.tensors()[next(iter(inputs.values()))["encoded"]]
@@ -56,11 +70,11 @@ def _refuse(node: gs.Node, ctx: PassContext) -> None:
                    path=ctx.source, node=node_label(node), op=node.op, hint="use the default --ttfs-model b1")
 
 
-def build(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     """Rewrite the windowed dense chain into model A on float64 absolute times (see module doc)."""
     chain = dense_chain(graph, ctx)
-    windows = ctx.metadata["ttfs"]
-    (name, entry), = ctx.metadata["ttfs_inputs"].items()
+    windows = ctx.state.ttfs.windows
+    (name, entry), = ctx.state.ttfs.inputs.items()
     v = next(t for t in graph.inputs if t.name == name)
     x_tilde = graph.tensors()[entry["encoded"]]
     times = _node(graph, "Cast", [v], to=onnx.TensorProto.DOUBLE)
@@ -101,7 +115,7 @@ def build(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     graph.nodes.append(gs.Node("Cast", name=fresh_name("logits_float32"), inputs=[readout.outputs[0]],
                                outputs=[logits], attrs={"to": 1}))
     graph.outputs.extend(stats)
-    ctx.metadata["neuron_layers"] = list(windows["layers"])
+    ctx.state.neuron_layers = list(windows["layers"])
     for tensor in graph.tensors().values():
         if isinstance(tensor, gs.Variable) and tensor not in graph.inputs and tensor not in graph.outputs:
             tensor.dtype, tensor.shape = None, None  # float64 now: let onnxruntime infer

@@ -20,14 +20,12 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnx_snn.errors import SnnError
 from onnx_snn.ir.contract import SPIKE_TIMES_PREFIX, SPIKES_PREFIX, SYNOPS_PREFIX
 from onnx_snn.ir.function_parts import SNN_DOMAIN
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes import op_support
+from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.common.fanout import fan_out
-from onnx_snn.passes.graph_utils import const, constant_value, fresh_name, node_label
-from onnx_snn.passes.rate.spikify import RATE_COMPATIBLE_OPS, SIGNGD_NONLINEARITIES
-from onnx_snn.passes.ttfs import model_a as ttfs_model_a
+from onnx_snn.passes.graph_utils import const, constant_value, fresh_name
 from onnx_snn.passes.ttfs.graph import SPIKE_LAYOUT_OPS, SPIKE_POOL_OPS
 
 NAME = "spikify_ttfs"
@@ -35,15 +33,21 @@ CONTRACT = ("Pre: windowed TTFS-ready graph (ttfs_windows). Post: inputs are TTF
             "Relu a TTFSNeuron, MaxPools earliest-spike pools, linear ops read x = B − tau; outputs unchanged "
             "(logits in ANN units), plus per-layer spike statistics with --stats.")
 
-#: ops a TTFS net may hold besides Relu: linear maps of the decoded activations, and spike-time ops
-TTFS_OPS = RATE_COMPATIBLE_OPS | SPIKE_POOL_OPS
+
+NEEDS = frozenset({'ttfs_windows'})
+PROVIDES = frozenset({'spiking'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """No Relu left; each neuron layer is an snn.TTFSNeuron."""
+    require(not any(n.op == "Relu" for n in graph.nodes), "a Relu is left")
+    neurons = {n.name for n in graph.nodes if n.op == "TTFSNeuron" and n.domain == SNN_DOMAIN}
+    require(neurons == set(ctx.state.neuron_layers), "the TTFS neurons are not the recorded neuron layers")
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
-    if ctx.options.ttfs_model == "a":
-        return ttfs_model_a.build(graph, ctx)
-    windows = ctx.metadata["ttfs"]
-    for name, entry in ctx.metadata["ttfs_inputs"].items():
+    windows = ctx.state.ttfs.windows
+    for name, entry in ctx.state.ttfs.inputs.items():
         _encode(graph, name, entry)
     stats = []
     for node in [n for n in graph.nodes if n.op == "Relu"]:
@@ -51,7 +55,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         if ctx.options.stats:
             stats += _statistics(graph, node.name, node.outputs[0], windows["layers"][node.name]["t_max"])
     graph.outputs.extend(stats)
-    ctx.metadata["neuron_layers"] = list(windows["layers"])
+    ctx.state.neuron_layers = list(windows["layers"])
     return graph.cleanup().toposort()
 
 
@@ -126,40 +130,8 @@ def _statistics(graph: gs.Graph, layer: str, leads: gs.Tensor, t_max: float) -> 
 
 
 def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
-    """Raise SnnError for the first node a TTFS net cannot hold: a non-ReLU nonlinearity (signGD
-    converts it), an op outside the linear/spike sets, a product of activations, or a MaxPool that
-    does not read one layer's spikes (such as the sum of a residual: no single spike to take)."""
-    for node in graph.nodes:
-        if node.op == "Relu":
-            continue
-        if node.op in SIGNGD_NONLINEARITIES - SPIKE_POOL_OPS:
-            raise SnnError("TTFS neurons convert only ReLU nonlinearities", path=ctx.source, node=node_label(node),
-                           op=node.op, hint="use --neuron signgd")
-        if node.op not in TTFS_OPS or (node.domain or "") not in ("", "ai.onnx"):
-            raise SnnError("op is not supported by the TTFS conversion", path=ctx.source, node=node_label(node),
-                           op=node.op, hint="replace it in the ANN, or try --neuron signgd")
-        if node.op in ("Mul", "Div") and sum(constant_value(t) is None for t in node.inputs) > 1:
-            raise SnnError("a product of two activations has no TTFS mapping", path=ctx.source,
-                           node=node_label(node), op=node.op, hint="use --neuron signgd")
-        if node.op in SPIKE_POOL_OPS and not _reads_one_layer(graph, node):
-            raise SnnError("MaxPool reads a sum or mix of layers (e.g. a residual Add), which has no single "
-                           "earliest spike, so its windows cannot be aligned", path=ctx.source,
-                           node=node_label(node), op=node.op, hint="put a ReLU before the MaxPool or use --neuron signgd")
-
-
-def _reads_one_layer(graph: gs.Graph, pool: gs.Node) -> bool:
-    """Whether `pool` reads, through layout ops, MaxPools and per-channel affine constants, one ReLU
-    output or a graph input."""
-    tensor = pool.inputs[0]
-    while tensor not in graph.inputs:
-        node = tensor.inputs[0] if tensor.inputs else None
-        if node is None:
-            return False
-        if node.op == "Relu":
-            return True
-        data = [t for t in node.inputs if constant_value(t) is None]
-        movable = node.op in SPIKE_LAYOUT_OPS | SPIKE_POOL_OPS or node.op in ("Mul", "Add", "Sub", "Div")
-        if not movable or len(data) != 1:
-            return False
-        tensor = data[0]
-    return True
+    """Raise SnnError for the first node a TTFS net cannot hold (op_support.TTFS): a non-ReLU
+    nonlinearity (`use --neuron signgd` where signGD converts it), an op outside the table, a
+    product of activations, or a MaxPool that does not read one layer's spikes (such as the sum of
+    a residual: no single spike to take)."""
+    op_support.refuse_unconvertible(op_support.TTFS, graph, ctx)

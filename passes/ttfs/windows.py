@@ -17,22 +17,34 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.graph_utils import constant_value, node_label
 from onnx_snn.passes.ttfs.graph import encoded_inputs, relu_outputs
 
 NAME = "ttfs_windows"
 CONTRACT = ("Pre: calibrated TTFS-ready graph (ctx.activation_stats holds each Relu's max). Post: graph "
-            "unchanged; ctx.metadata['ttfs'] holds ζ, t_read and, per layer, X, B, t_min, t_max and the "
+            "unchanged; ctx.state.ttfs.windows holds ζ, t_read and, per layer, X, B, t_min, t_max and the "
             "window corrections Δ of its inputs.")
 
 INPUT_WINDOW = (0.0, 1.0)
 
 
+NEEDS = frozenset({'ttfs_affine', 'calibrated'})
+PROVIDES = frozenset({'ttfs_windows'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """Every Relu has its window [t_min, t_max] with t_min < t_max."""
+    layers = (ctx.state.ttfs.windows or {}).get("layers", {})
+    relus = [n.name for n in graph.nodes if n.op == "Relu"]
+    require(all(name in layers for name in relus), "a Relu has no window")
+    require(all(layers[n]["t_min"] < layers[n]["t_max"] for n in relus), "a window is empty")
+
+
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     zeta = float(ctx.options.zeta)
     sources = {t.name: name for name, t in _named_sources(graph, ctx).items()}
-    windows: dict[str, tuple[float, float]] = {name: INPUT_WINDOW for name in ctx.metadata.get("ttfs_inputs", {})}
+    windows: dict[str, tuple[float, float]] = {name: INPUT_WINDOW for name in ctx.state.ttfs.inputs}
     layers = {}
     for relu in (n for n in graph.nodes if n.op == "Relu"):
         stats = ctx.activation_stats.get(relu.name)
@@ -49,18 +61,18 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
             ctx.note(f"ReLU {node_label(relu)} is zero on every calibration input; its neurons never spike")
     read_sources = set().union(*(source_layers(out, sources) for out in graph.outputs)) if graph.outputs else set()
     t_read = max((windows[s][1] for s in read_sources), default=1.0)
-    ctx.metadata["ttfs"] = {"model": ctx.options.ttfs_model, "zeta": zeta, "t_read": t_read,
+    ctx.state.ttfs.windows = {"model": ctx.options.ttfs_model, "zeta": zeta, "t_read": t_read,
                             "inputs": {name: {"t_min": 0.0, "t_max": 1.0, **entry}
-                                       for name, entry in ctx.metadata.get("ttfs_inputs", {}).items()},
+                                       for name, entry in ctx.state.ttfs.inputs.items()},
                             "layers": layers}
-    ctx.metadata["neuron_layers"] = list(layers)
+    ctx.state.neuron_layers = list(layers)
     return graph
 
 
 def _named_sources(graph: gs.Graph, ctx: PassContext) -> dict[str, gs.Tensor]:
     """Spike tensors by layer name: each graph input's x̃ under the input's name, each Relu output
     under the Relu's name."""
-    by_tensor = {entry["encoded"]: name for name, entry in ctx.metadata.get("ttfs_inputs", {}).items()}
+    by_tensor = {entry["encoded"]: name for name, entry in ctx.state.ttfs.inputs.items()}
     named = {by_tensor[t.name]: t for t in encoded_inputs(graph, ctx)}
     named.update({t.inputs[0].name: t for t in relu_outputs(graph)})
     return named

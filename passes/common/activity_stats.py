@@ -20,7 +20,7 @@ import onnx_graphsurgeon as gs
 from onnx_snn.ir.contract import SPIKES_PREFIX, SYNOPS_PREFIX, TIMESTEPS_INPUT
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.ir.neurons import NEURON_OPS
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.common.fanout import fan_out
 from onnx_snn.passes.graph_utils import constant_value, fresh_name, static_shape
 
@@ -33,13 +33,22 @@ LAYOUT_OPS = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity"
 SUM_OPS = frozenset({"Add", "Sub", "Sum"})
 
 
+NEEDS = frozenset({'time_batched'})
+PROVIDES = frozenset({'activity'})
+
+
+def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
+    """The activity statistics are recorded for every neuron layer."""
+    require(ctx.state.activity is not None, "no activity recorded")
+
+
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     spiking = [n for n in graph.nodes if _emits_spikes(n)]
     approximated: set[str] = set()
     fan_outs = {n.name: _tensor_fan_out(n.outputs[0], approximated) for n in spiking}
     spike_fed = _spike_fed_linear_ops(spiking)
     linear = [n for n in graph.nodes if n.op in LINEAR_OPS and constant_value(n.inputs[1]) is not None]
-    ctx.metadata["activity"] = {
+    ctx.state.activity = {
         "neurons": [[n.name, int(math.prod(n.outputs[0].shape[1:]))] for n in spiking],  # graph order
         "ann_macs": {n.name: _dense_macs(n) for n in linear},
         "analog_macs": {n.name: _dense_macs(n) for n in linear if n.name not in spike_fed},

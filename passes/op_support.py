@@ -1,0 +1,354 @@
+"""op_support: which ONNX ops each neuron family converts, and how; the one source of the refusals
+(each family's `refuse_unconvertible`, hence check_ops and `--neuron auto`) and of the README's
+op list (`render_markdown`).
+
+A family's table maps every op it converts, as its refusal sees the graph (after canonicalize,
+fold_bn and quantize_weights; for signGD also after decompose), to a Support: how the op is
+converted (a kind and a phrase) and, for an op converted only in some forms, the test of the
+form (`when`) and the refusal of the others. An op outside the table, or of a domain other than
+ONNX's, is refused. A refusal names another family (`use --neuron signgd`) only when that
+family's table converts the node.
+
+`python -m onnx_snn.passes.op_support [README.md]` prints the README section, or rewrites it in
+place between the markers.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import onnx_graphsurgeon as gs
+
+from onnx_snn.errors import SnnError
+from onnx_snn.ir.function_parts import SNN_DOMAIN
+from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.graph_utils import (
+    constant_value,
+    in_default_domain,
+    is_activation,
+    node_label,
+    producer,
+    silu_gate,
+)
+
+#: kinds of support, in the order the README lists them
+NEURON = "neuron"  # replaced by one of the family's neurons
+REWRITTEN = "rewritten"  # rewritten before the refusal into ops of the table; one the refusal sees is refused
+FORMS = "forms"  # converted in the forms its phrase names (`when` tells them apart), the others refused
+POOL = "pool"  # TTFS: selects one input spike per output (the earliest)
+LAYOUT = "layout"  # TTFS: only moves elements, so it acts on spike times unchanged
+LINEAR = "linear"  # carried as it is: linear in the activations, or it moves, copies or shapes data
+KINDS = (NEURON, REWRITTEN, FORMS, POOL, LAYOUT, LINEAR)
+
+#: a test of a node's form: (graph, node) -> whether the family converts that form
+Predicate = Callable[[gs.Graph, gs.Node], bool]
+
+README_BEGIN = "<!-- op-support:begin -->"
+README_END = "<!-- op-support:end -->"
+
+
+@dataclass(frozen=True)
+class Support:
+    """How a family converts one op."""
+
+    kind: str
+    how: str  # the phrase the README shows
+    when: Predicate | None = None  # the forms converted; None: every form
+    refusal: str = ""  # the message for a form `when` rejects
+    advice: str = ""  # what to do about such a form (a family that converts it is added)
+    neuron: str = ""  # signGD: the `function` of the unary neuron that replaces the op
+
+
+@dataclass(frozen=True)
+class Family:
+    """One neuron family's op table and the wording of its refusals."""
+
+    neuron: str  # the --neuron value
+    title: str
+    ops: Mapping[str, Support]
+    unsupported: str  # the refusal of an op that no family converts
+    unsupported_hint: str
+    other_family: str = ""  # the refusal of an op that a family in `alternatives` converts
+    alternatives: tuple[str, ...] = ()  # the families (--neuron values) a refusal may point to
+
+    def support(self, node: gs.Node) -> Support | None:
+        """The table's entry for `node`'s op; None for an op it lacks or a non-ONNX domain."""
+        return self.ops.get(node.op) if in_default_domain(node) else None
+
+    def accepts(self, graph: gs.Graph, node: gs.Node) -> bool:
+        """Whether the family's refusal lets `node` pass: a table op, in a form the table converts,
+        and not one that an earlier pass of the family should have rewritten."""
+        support = self.support(node)
+        return (support is not None and support.kind != REWRITTEN
+                and (support.when is None or support.when(graph, node)))
+
+    def converts(self, graph: gs.Graph, node: gs.Node) -> bool:
+        """Whether the family converts `node` as it stands before the family's own passes (what
+        another family's refusal asks before pointing to this one)."""
+        support = self.support(node)
+        return support is not None and (support.kind == REWRITTEN or support.when is None
+                                        or support.when(graph, node))
+
+    def ops_of(self, *kinds: str) -> frozenset[str]:
+        """The ops of the table with one of `kinds`."""
+        return frozenset(op for op, support in self.ops.items() if support.kind in kinds)
+
+
+def refusal(family: Family, graph: gs.Graph, node: gs.Node, source: str = "<model>") -> SnnError | None:
+    """The SnnError `family` raises for `node` (one line: path, node, op, hint), None when it converts it."""
+    if node.domain == SNN_DOMAIN or family.accepts(graph, node):
+        return None
+    support = family.support(node)
+    others = [name for name in family.alternatives if FAMILIES[name].converts(graph, node)]
+    way_out = "use " + " or ".join(f"--neuron {name}" for name in others) if others else ""
+    label = node_label(node)
+    if support is not None and support.refusal:  # a form the family does not convert, of an op it does
+        hint = " or ".join(part for part in (support.advice, way_out) if part) or family.unsupported_hint
+        return SnnError(support.refusal, path=source, node=label, op=node.op, hint=hint)
+    if others:
+        return SnnError(family.other_family, path=source, node=label, op=node.op, hint=way_out)
+    op = node.op if in_default_domain(node) else f"{node.domain}::{node.op}"
+    return SnnError(family.unsupported, path=source, node=label, op=op, hint=family.unsupported_hint)
+
+
+def refuse_unconvertible(family: Family, graph: gs.Graph, ctx: PassContext) -> None:
+    """Raise the refusal of the first node (in graph order) that `family` does not convert."""
+    for node in graph.nodes:
+        error = refusal(family, graph, node, ctx.source)
+        if error is not None:
+            raise error
+
+
+# --- the tests of forms ------------------------------------------------------------------------
+
+def at_most_one_variable(graph: gs.Graph, node: gs.Node) -> bool:
+    """At most one input is not a constant (Mul/Div by a constant: a scale)."""
+    return sum(constant_value(t) is None for t in node.inputs) <= 1
+
+
+def two_activations(graph: gs.Graph, node: gs.Node) -> bool:
+    """Exactly two inputs are activations (graph_utils.is_activation)."""
+    return _activations(node) == 2
+
+
+def _activations(node: gs.Node) -> int:
+    return sum(is_activation(t) for t in node.inputs)
+
+
+def not_two_activations(graph: gs.Graph, node: gs.Node) -> bool:
+    return not two_activations(graph, node)
+
+
+def rsqrt_divisor(node: gs.Node) -> gs.Node | None:
+    """The Sqrt of a Div(p, Sqrt(q)) that reads two activations and is the Sqrt's only reader
+    (signGD's p/sqrt(q) neuron takes q itself), else None."""
+    if node.op != "Div" or len(node.inputs) != 2 or _activations(node) != 2:
+        return None
+    root = producer(node.inputs[1])
+    return root if root is not None and root.op == "Sqrt" and len(node.inputs[1].outputs) == 1 else None
+
+
+def feeds_rsqrt_neurons(graph: gs.Graph, node: gs.Node) -> bool:
+    """Every reader of this Sqrt is a Div(p, Sqrt(q)) that signGD's p/sqrt(q) neuron replaces."""
+    return all(rsqrt_divisor(reader) is node for reader in node.outputs[0].outputs)
+
+
+def is_silu_gate(graph: gs.Graph, node: gs.Node) -> bool:
+    """This Sigmoid is the gate of a canonical SiLU Mul(u, Sigmoid(u)), read by nothing else."""
+    readers = node.outputs[0].outputs
+    return len(readers) == 1 and silu_gate(graph, readers[0]) is node
+
+
+def reads_one_layer(graph: gs.Graph, pool: gs.Node) -> bool:
+    """Whether a TTFS `pool` reads, through layout ops, pools and per-channel affine constants, one
+    ReLU output or a graph input (one layer's spikes, whose earliest spike it can take)."""
+    movable = TTFS.ops_of(LAYOUT, POOL) | {"Mul", "Add", "Sub", "Div"}
+    tensor = pool.inputs[0]
+    while tensor not in graph.inputs:
+        node = tensor.inputs[0] if tensor.inputs else None
+        if node is None:
+            return False
+        if node.op == "Relu":
+            return True
+        data = [t for t in node.inputs if constant_value(t) is None]
+        if node.op not in movable or len(data) != 1:
+            return False
+        tensor = data[0]
+    return True
+
+
+# --- the tables --------------------------------------------------------------------------------
+
+#: linear maps of the activations (MatMul and Div, whose forms differ by family, are apart)
+_LINEAR_MAPS = ("Conv", "Gemm", "Add", "Sub", "Neg", "Sum", "Mean", "AveragePool", "GlobalAveragePool",
+                "ReduceMean", "ReduceSum", "Pad")
+#: ops that only move elements (TTFS: they act on spike times unchanged)
+_LAYOUT_OPS = ("Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze")
+#: ops that move, copy, select or shape data, or make constants and shapes
+_DATA_OPS = ("Concat", "Split", "Slice", "Gather", "Expand", "Tile", "Identity", "Cast", "Shape", "Constant",
+             "ConstantOfShape", "Range")
+
+
+def _table(*groups: tuple[tuple[str, ...], Support]) -> dict[str, Support]:
+    table: dict[str, Support] = {}
+    for ops, support in groups:
+        for op in ops:
+            assert op not in table, f"{op} is listed twice"
+            table[op] = support
+    return table
+
+
+_PRODUCT_OF_ACTIVATIONS = "a product of two activations"
+_RATE_LINEAR = Support(LINEAR, "carried as is: linear in the activations, so the rates pass through")
+_RATE_DATA = Support(LINEAR, "carried as is: moves, copies or shapes data")
+
+RATE = Family(
+    neuron="if", title="IF neurons (rate coding)",
+    ops=_table(
+        (("Relu",), Support(NEURON, "replaced by an `snn.IFNeuron` (threshold 1, soft or hard reset)")),
+        (("Mul",), Support(FORMS, "carried as is when at most one operand is not a constant (a scale); "
+                                  f"{_PRODUCT_OF_ACTIVATIONS} is refused", when=at_most_one_variable,
+                           refusal=f"{_PRODUCT_OF_ACTIVATIONS} is not rate-codable by IF neurons")),
+        (("MatMul", "Div"), Support(LINEAR, "carried as is, whatever its operands (canonicalize has made a "
+                                            "Div by a float constant a Mul; a MatMul or Div of two "
+                                            "activations is not refused, though rates do not multiply)")),
+        (_LINEAR_MAPS, _RATE_LINEAR),
+        (_LAYOUT_OPS + _DATA_OPS + ("Dropout",), _RATE_DATA),
+    ),
+    other_family="IF neurons convert only ReLU nonlinearities",
+    unsupported="op is not supported by the SNN compiler",
+    unsupported_hint="replace it in the ANN or file an issue with the model",
+    alternatives=("signgd",),
+)
+
+_SIGNGD_AFFINE = Support(LINEAR, "carried as is: affine in the activations (the neurons' input currents)")
+_SIGNGD_DATA = Support(LINEAR, "carried as is: moves, copies or shapes data")
+
+_SIGNGD_OPS = _table(
+    (("Relu",), Support(NEURON, "an `snn.SignGDNeuron` (`relu`)", neuron="relu")),
+    (("LeakyRelu",), Support(NEURON, "an `snn.SignGDNeuron` (`leaky_relu`, the model's slope)",
+                             neuron="leaky_relu")),
+    (("Abs",), Support(NEURON, "an `snn.SignGDNeuron` (`abs`)", neuron="abs")),
+    (("Exp",), Support(NEURON, "an `snn.SignGDNeuron` (`exp`)", neuron="exp")),
+    (("HardSwish",), Support(NEURON, "an `snn.SignGDNeuron` (`hard_swish`)", neuron="hard_swish")),
+    (("Gelu",), Support(NEURON, "an `snn.SignGDNeuron` (`gelu_erf`, or `gelu_tanh` for approximate=tanh)")),
+    (("MaxPool",), Support(REWRITTEN, "decompose: 2-D (dilation 1, floor mode) becomes Pad, Slice and "
+                                      "pairwise Max, each Max a `maximum` neuron")),
+    (("LayerNormalization",), Support(REWRITTEN, "decompose: mean, `square` neurons, a `p_rsqrt_q` neuron "
+                                                 "and the affine scale and bias")),
+    (("Softmax",), Support(REWRITTEN, "decompose: an `exp` neuron, ReduceSum and a `div` neuron")),
+    (("Mul",), Support(FORMS, "every form: with at most one activation operand, carried as is; Mul(u, u) a "
+                              "`square` neuron; Mul(u, Sigmoid(u)) a `silu` neuron; of two activations a "
+                              "`product` `snn.SignGDBinaryNeuron`")),
+    (("Div",), Support(FORMS, "every form: with at most one activation operand, carried as is; Div(p, Sqrt(q)) "
+                              "a `p_rsqrt_q` and of two activations a `div` `snn.SignGDBinaryNeuron`")),
+    (("Max",), Support(FORMS, "of two activations only: a `maximum` `snn.SignGDBinaryNeuron`",
+                       when=two_activations)),
+    (("Sigmoid",), Support(FORMS, "only as the gate of a SiLU Mul(u, Sigmoid(u)), which the `silu` neuron "
+                                  "computes; any other Sigmoid is refused", when=is_silu_gate)),
+    (("Sqrt",), Support(FORMS, "only as the divisor of Div(p, Sqrt(q)), which the `p_rsqrt_q` neuron "
+                               "computes; any other Sqrt is refused", when=feeds_rsqrt_neurons)),
+    (("MatMul",), Support(FORMS, "with a constant operand, carried as is; decompose makes a MatMul of two "
+                                 "activations (ranks >= 2) `product` neurons and a ReduceSum",
+                          when=not_two_activations)),
+    (_LINEAR_MAPS, _SIGNGD_AFFINE),
+    (_LAYOUT_OPS + _DATA_OPS, _SIGNGD_DATA),
+)
+
+
+def _convertible(table: Mapping[str, Support]) -> str:
+    """'A, B and some forms of C, D': the nonlinear ops of a table, for a refusal's hint."""
+    whole = sorted(op for op, support in table.items() if support.kind in (NEURON, REWRITTEN))
+    forms = sorted(op for op, support in table.items() if support.kind == FORMS)
+    return f"{', '.join(whole)} and some forms of {', '.join(forms)}"
+
+
+SIGNGD = Family(
+    neuron="signgd", title="signGD neurons", ops=_SIGNGD_OPS,
+    unsupported="op is not affine and no signGD neuron implements it",
+    unsupported_hint=(f"signGD converts {_convertible(_SIGNGD_OPS)} (see the README's supported ops); "
+                      "replace this op in the ANN"),
+)
+
+TTFS = Family(
+    neuron="ttfs", title="TTFS neurons (time to first spike)",
+    ops=_table(
+        (("Relu",), Support(NEURON, "an `snn.TTFSNeuron` (one spike at most; model A: `snn.TTFSDenseA`)")),
+        (("MaxPool",), Support(POOL, "the earliest spike, when it reads one layer's spikes (through layout ops, "
+                                     "pools and per-channel constants)", when=reads_one_layer,
+                               refusal="MaxPool reads a sum or mix of layers (e.g. a residual Add), which has "
+                                       "no single earliest spike, so its windows cannot be aligned",
+                               advice="put a ReLU before the MaxPool")),
+        (("Mul", "Div"), Support(FORMS, "by a constant (at most one non-constant operand), carried as is; "
+                                        f"{_PRODUCT_OF_ACTIVATIONS} is refused", when=at_most_one_variable,
+                                 refusal=f"{_PRODUCT_OF_ACTIVATIONS} has no TTFS mapping")),
+        (_LAYOUT_OPS, Support(LAYOUT, "moves the spikes, their times unchanged")),
+        (("MatMul",), Support(LINEAR, "carried as is, whatever its operands (a MatMul of two activations is not "
+                                      "refused, though spike leads do not multiply)")),
+        (_LINEAR_MAPS, Support(LINEAR, "carried as is: linear in the activations (the spikes' leads)")),
+        (_DATA_OPS + ("Dropout",), Support(LINEAR, "carried as is: moves, copies or shapes data")),
+    ),
+    other_family="TTFS neurons convert only ReLU nonlinearities",
+    unsupported="op is not supported by the TTFS conversion",
+    unsupported_hint="replace it in the ANN or file an issue with the model",
+    alternatives=("signgd",),
+)
+
+#: the families by --neuron value
+FAMILIES: dict[str, Family] = {family.neuron: family for family in (RATE, SIGNGD, TTFS)}
+
+#: what the passes every family starts with rewrite before any refusal (README only)
+COMMON: dict[str, Support] = _table(
+    (("BatchNormalization",), Support(REWRITTEN, "fold_bn: folded into the Conv, Gemm or MatMul before it, "
+                                                 "else a per-channel Mul and Add")),
+    (("Softmax", "LogSoftmax"), Support(REWRITTEN, "canonicalize: dropped where it writes a graph output "
+                                                   "(the SNN outputs logits; noted)")),
+)
+
+
+# --- the README section ------------------------------------------------------------------------
+
+def _rows(table: Mapping[str, Support]) -> list[str]:
+    groups: dict[tuple[str, str], list[str]] = {}
+    for op, support in table.items():
+        groups.setdefault((support.kind, support.how), []).append(op)
+    ordered = sorted(groups.items(), key=lambda item: (KINDS.index(item[0][0]), sorted(item[1])[0]))
+    return ["| ONNX ops | how |", "| --- | --- |"] + [
+        f"| {', '.join(f'`{op}`' for op in sorted(ops))} | {how} |" for (_, how), ops in ordered]
+
+
+def render_markdown() -> str:
+    """The README's op list: per family, each op it converts and how (from the tables above)."""
+    lines = ["Generated from the tables in `passes/op_support.py`, from which the refusals come too "
+             "(`python -m onnx_snn.passes.op_support README.md` rewrites this section). Ops are named as "
+             "the family's refusal sees them: after canonicalize (which also fuses exporters' GELU, "
+             "LayerNorm and hard-swish decompositions into one `Gelu`, `LayerNormalization` or "
+             "`HardSwish`, and writes SiLU as `Mul(u, Sigmoid(u))`) and fold_bn. Any other op, or an op "
+             "of another domain, stops compilation with one line naming the node; the hint says "
+             "`use --neuron signgd` only when signGD converts that node.",
+             "", "Every family:", "", *_rows(COMMON)]
+    for family in FAMILIES.values():
+        lines += ["", f"### {family.title}: `--neuron {family.neuron}`", "", *_rows(family.ops)]
+    return "\n".join(lines) + "\n"
+
+
+def readme_section(text: str) -> str:
+    """What lies between the op-support markers of README text."""
+    begin, end = text.index(README_BEGIN) + len(README_BEGIN), text.index(README_END)
+    return text[begin:end].strip("\n") + "\n"
+
+
+def with_section(text: str) -> str:
+    """README text with the section between the markers replaced by `render_markdown()`."""
+    begin, end = text.index(README_BEGIN) + len(README_BEGIN), text.index(README_END)
+    return f"{text[:begin]}\n{render_markdown()}{text[end:]}"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        readme = Path(sys.argv[1])
+        readme.write_text(with_section(readme.read_text()))
+    else:
+        print(render_markdown(), end="")
