@@ -4,6 +4,7 @@ Each NAME is a module of this package with `main(argv) -> int`; its results go t
 benchmarks/*.json and its section of BENCHMARKS.md. Run from the repository root with onnx-snn
 installed (`pip install -e ".[bench]"`).
 """
+
 from __future__ import annotations
 
 import importlib

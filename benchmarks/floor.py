@@ -12,6 +12,7 @@ It times, on one batch and in alternating rounds: the ANN (T x ANN), the SNN, th
 only). spikingjelly time / twin time is then the largest speed-up over spikingjelly that this
 runtime could reach on the model with neuron dynamics of zero cost.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,11 @@ def neuron_free(model: onnx.ModelProto) -> onnx.ModelProto:
     nodes: list[onnx.NodeProto] = []
     dropped: set[str] = set()
     for node in model.graph.node:
-        if node.domain != SNN_DOMAIN or node.op_type not in {**UNARY_STAND_INS, **BINARY_STAND_INS,
-                                                              CONSTANT_INPUT_NEURON: ""}:
+        if node.domain != SNN_DOMAIN or node.op_type not in {
+            **UNARY_STAND_INS,
+            **BINARY_STAND_INS,
+            CONSTANT_INPUT_NEURON: "",
+        }:
             nodes.append(node)
             continue
         dropped.update(node.output[1:])
@@ -68,28 +72,35 @@ def neuron_free(model: onnx.ModelProto) -> onnx.ModelProto:
         raise SnnError(f"the neuron-free twin drops neuron state that the graph still reads: {sorted(still_read)[:3]}")
     del twin.graph.node[:]
     twin.graph.node.extend(nodes)
-    twin.graph.initializer.extend([numpy_helper.from_array(np.array([0], np.int64), "floor__axis0"),
-                                   numpy_helper.from_array(np.array([1], np.int64), "floor__one"),
-                                   numpy_helper.from_array(np.array([-1], np.int64), "floor__rest")])
+    twin.graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([0], np.int64), "floor__axis0"),
+            numpy_helper.from_array(np.array([1], np.int64), "floor__one"),
+            numpy_helper.from_array(np.array([-1], np.int64), "floor__rest"),
+        ]
+    )
     return twin
 
 
 def _repeated_relu(current: str, timesteps: str, output: str) -> list[onnx.NodeProto]:
     """Nodes making `output` [T*B, ...] = Relu(current [B, ...]) repeated T times."""
     p = f"{output}__floor_"
-    return [helper.make_node("Relu", [current], [f"{p}relu"]),
-            helper.make_node("Unsqueeze", [f"{p}relu", "floor__axis0"], [f"{p}lead"]),
-            helper.make_node("Reshape", [timesteps, "floor__one"], [f"{p}steps"]),
-            helper.make_node("Shape", [current], [f"{p}sample_shape"]),
-            helper.make_node("Concat", [f"{p}steps", f"{p}sample_shape"], [f"{p}full_shape"], axis=0),
-            helper.make_node("Expand", [f"{p}lead", f"{p}full_shape"], [f"{p}repeated"]),
-            helper.make_node("Shape", [current], [f"{p}neuron_shape"], start=1),
-            helper.make_node("Concat", ["floor__rest", f"{p}neuron_shape"], [f"{p}flat_shape"], axis=0),
-            helper.make_node("Reshape", [f"{p}repeated", f"{p}flat_shape"], [output])]
+    return [
+        helper.make_node("Relu", [current], [f"{p}relu"]),
+        helper.make_node("Unsqueeze", [f"{p}relu", "floor__axis0"], [f"{p}lead"]),
+        helper.make_node("Reshape", [timesteps, "floor__one"], [f"{p}steps"]),
+        helper.make_node("Shape", [current], [f"{p}sample_shape"]),
+        helper.make_node("Concat", [f"{p}steps", f"{p}sample_shape"], [f"{p}full_shape"], axis=0),
+        helper.make_node("Expand", [f"{p}lead", f"{p}full_shape"], [f"{p}repeated"]),
+        helper.make_node("Shape", [current], [f"{p}neuron_shape"], start=1),
+        helper.make_node("Concat", ["floor__rest", f"{p}neuron_shape"], [f"{p}flat_shape"], axis=0),
+        helper.make_node("Reshape", [f"{p}repeated", f"{p}flat_shape"], [output]),
+    ]
 
 
-def measure_floor(name: str, steps: tuple[int, ...], batch_size: int, repeats: int, cache_dir: str | None,
-                  spikingjelly: bool) -> dict:
+def measure_floor(
+    name: str, steps: tuple[int, ...], batch_size: int, repeats: int, cache_dir: str | None, spikingjelly: bool
+) -> dict:
     """Median times at each T in `steps` of the SNN, its neuron-free twin and (optionally)
     spikingjelly, and the ANN's steady-state time, on the first `batch_size` test images of `name`."""
 
@@ -97,20 +108,29 @@ def measure_floor(name: str, steps: tuple[int, ...], batch_size: int, repeats: i
     batch = reference.load_test()[0][:batch_size]
     with tempfile.TemporaryDirectory() as tmp:
         snn_path, twin_path = Path(tmp) / "snn.onnx", Path(tmp) / "twin.onnx"
-        compiled = compile_model(reference.onnx_path, snn_path, CompileOptions(timesteps=max(steps)),
-                                 calibration=reference.load_calibration(), show_progress=False)
+        compiled = compile_model(
+            reference.onnx_path,
+            snn_path,
+            CompileOptions(timesteps=max(steps)),
+            calibration=reference.load_calibration(),
+            show_progress=False,
+        )
         onnx.save(neuron_free(compiled.model), str(twin_path))
         engines = {"snn": Session(snn_path, providers=[CPU]), "twin": Session(twin_path, providers=[CPU])}
         ann = make_session(str(reference.onnx_path), [CPU])
         jelly = None
         if spikingjelly:
             import torch
-            jelly = (convert(load_torch_model(reference), reference.load_calibration(), batch_size),
-                     torch.from_numpy(batch))
+
+            jelly = (
+                convert(load_torch_model(reference), reference.load_calibration(), batch_size),
+                torch.from_numpy(batch),
+            )
         feed = {ann.get_inputs()[0].name: batch}
         ann_times: list[float] = []
-        times: dict[str, dict[int, list[float]]] = {k: {t: [] for t in steps}
-                                                   for k in [*engines, *(["spikingjelly"] if jelly else [])]}
+        times: dict[str, dict[int, list[float]]] = {
+            k: {t: [] for t in steps} for k in [*engines, *(["spikingjelly"] if jelly else [])]
+        }
         for _ in range(repeats):
             ann_times += time_call(lambda: ann.run(None, feed), ANN_TIMED, warmup=ANN_WARMUP)
             for t in steps:
@@ -119,54 +139,79 @@ def measure_floor(name: str, steps: tuple[int, ...], batch_size: int, repeats: i
                 if jelly:
                     times["spikingjelly"][t] += time_call(lambda: simulate(jelly[0], jelly[1], t), 1)
     ann_seconds = statistics.median(ann_times)
-    return {"model": name, "neuron": compiled.metadata["neuron"], "machine": _machine(), "batch": batch_size,
-            "repeats": repeats, "ann_seconds": ann_seconds,
-            "per_T": {t: {key: statistics.median(per_t[t]) for key, per_t in times.items()} for t in steps}}
+    return {
+        "model": name,
+        "neuron": compiled.metadata["neuron"],
+        "machine": _machine(),
+        "batch": batch_size,
+        "repeats": repeats,
+        "ann_seconds": ann_seconds,
+        "per_T": {t: {key: statistics.median(per_t[t]) for key, per_t in times.items()} for t in steps},
+    }
 
 
 def markdown_section(results: list[dict], command: str) -> str:
     """The BENCHMARKS.md section of the neuron-free floors in `results`."""
-    lines = ["## Neuron-free floor: each SNN with its neuron dynamics at zero cost", "",
-             f"Measured with `{command}` (CPU: {results[0]['machine']}), one batch of {results[0]['batch']} test "
-             f"images, medians of {results[0]['repeats']} alternating rounds. The twin is the compiled SNN with every "
-             "neuron op swapped for Relu (Max for binary signGD neurons) of its current (benchmarks/floor.py): "
-             "it keeps the time-folded layers, layouts, pooling, encoder and decoder, so no neuron body can make "
-             "the SNN faster than it. Ratios are to T x ANN time; the last column is spikingjelly's time over the "
-             "twin's, the largest speed-up over spikingjelly reachable with free neurons.", "",
-             "| model (neurons) | T | T x ANN (ms) | SNN (ms) | SNN / (T x ANN) | twin (ms) | twin / (T x ANN) "
-             "| spikingjelly (ms) | spikingjelly / twin |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Neuron-free floor: each SNN with its neuron dynamics at zero cost",
+        "",
+        f"Measured with `{command}` (CPU: {results[0]['machine']}), one batch of {results[0]['batch']} test "
+        f"images, medians of {results[0]['repeats']} alternating rounds. The twin is the compiled SNN with every "
+        "neuron op swapped for Relu (Max for binary signGD neurons) of its current (benchmarks/floor.py): "
+        "it keeps the time-folded layers, layouts, pooling, encoder and decoder, so no neuron body can make "
+        "the SNN faster than it. Ratios are to T x ANN time; the last column is spikingjelly's time over the "
+        "twin's, the largest speed-up over spikingjelly reachable with free neurons.",
+        "",
+        "| model (neurons) | T | T x ANN (ms) | SNN (ms) | SNN / (T x ANN) | twin (ms) | twin / (T x ANN) "
+        "| spikingjelly (ms) | spikingjelly / twin |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for result in results:
         for t, row in result["per_T"].items():
             base = int(t) * result["ann_seconds"]
             jelly = row.get("spikingjelly")
-            lines.append(f"| {result['model']} ({result['neuron']}) | {t} | {1e3 * base:.1f} | {1e3 * row['snn']:.1f} "
-                         f"| {row['snn'] / base:.2f} | {1e3 * row['twin']:.1f} | {row['twin'] / base:.2f} | "
-                         + (f"{1e3 * jelly:.1f} | {jelly / row['twin']:.2f} |" if jelly else "— | — |"))
+            lines.append(
+                f"| {result['model']} ({result['neuron']}) | {t} | {1e3 * base:.1f} | {1e3 * row['snn']:.1f} "
+                f"| {row['snn'] / base:.2f} | {1e3 * row['twin']:.1f} | {row['twin'] / base:.2f} | "
+                + (f"{1e3 * jelly:.1f} | {jelly / row['twin']:.2f} |" if jelly else "— | — |")
+            )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks floor", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks floor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("models", nargs="+", help="reference model names, e.g. fashion-cnn fashion-convnext")
     parser.add_argument("--timesteps", type=int, nargs="+", default=[32])
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--spikingjelly", nargs="*", default=[], metavar="MODEL",
-                        help="models (among MODELS) to also time with spikingjelly's ann2snn")
+    parser.add_argument(
+        "--spikingjelly",
+        nargs="*",
+        default=[],
+        metavar="MODEL",
+        help="models (among MODELS) to also time with spikingjelly's ann2snn",
+    )
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--out", default="BENCHMARKS.md", help="markdown file to update")
     parser.add_argument("--json", dest="json_dir", default="benchmarks", help="folder for the JSON results")
     args = parser.parse_args(argv)
     strangers = sorted(set(args.spikingjelly) - set(args.models))
     if strangers:
-        print(f"python -m benchmarks floor: error: --spikingjelly names {', '.join(strangers)}, not among the models "
-              f"timed; list them as models too", file=sys.stderr)
+        print(
+            f"python -m benchmarks floor: error: --spikingjelly names {', '.join(strangers)}, not among the models "
+            f"timed; list them as models too",
+            file=sys.stderr,
+        )
         return 2
     try:
-        results = [measure_floor(name, tuple(args.timesteps), args.batch_size, args.repeats, args.cache_dir,
-                                 name in args.spikingjelly) for name in args.models]
+        results = [
+            measure_floor(
+                name, tuple(args.timesteps), args.batch_size, args.repeats, args.cache_dir, name in args.spikingjelly
+            )
+            for name in args.models
+        ]
     except SnnError as exc:
         print(f"python -m benchmarks floor: error: {exc}", file=sys.stderr)
         return 2

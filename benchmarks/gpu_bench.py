@@ -10,8 +10,9 @@ the ANN; the compiled SNN at each T (IF neurons as Scan-based local functions, a
 writes them); per T and batch an *unrolled* SNN: the snn functions inlined, the batch fixed,
 constant subgraphs folded (shapes are static, so Shape, Gather and int64 arithmetic on shapes
 become constants), each If on a constant condition replaced by its branch and each Scan by T
-copies of its body (its Splits and Concats at most MAX_FAN wide), so that onnxruntime's CUDA EP can capture it in a CUDA graph (static
-shapes, no control flow, no CPU nodes); the ANN with the same fixed batches; the test inputs,
+copies of its body (its Splits and Concats at most MAX_FAN wide), so that onnxruntime's CUDA EP
+can capture it in a CUDA graph (static shapes, no control flow, no CPU nodes); the ANN with the
+same fixed batches; the test inputs,
 the CPU reference outputs (ANN and every SNN output on the first REFERENCE_SAMPLES images) and
 manifest.json. Each unrolled model is checked on the CPU against its Scan model first.
 
@@ -28,6 +29,7 @@ MaxPool and GlobalAveragePool on either side of a batch of 65536, and at N < 655
 2^31 bytes and more than 2^31 elements), in a child process (`probe`) so that a crash there cannot
 lose the timings; `prepare` writes its three one-node models.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +78,9 @@ CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
 #: host address that a replay re-reads after the buffer went back to the allocator (Split). Wider
 #: ones become trees of such nodes: Concat and Split only move data, so the result is bit-identical.
 MAX_FAN = 32
-NONDETERMINISTIC = frozenset({"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike",
-                              "Multinomial", "Bernoulli"})
+NONDETERMINISTIC = frozenset(
+    {"RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Multinomial", "Bernoulli"}
+)
 #: Classes of models/torch_nets.py, which imports nothing of onnx_snn (only torch).
 TORCH_NETS = ("MLP", "LeNet", "SmallResNet")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -89,10 +92,11 @@ POOL_PROBE_OPS = ("AveragePool", "MaxPool", "GlobalAveragePool")
 #: onnxruntime-gpu 1.31.1: N = 65536 ran at these tiny shapes, 131072 failed, 65535 ran at 3 GiB,
 #: and 2^31 elements or more failed in the tensor descriptor (runtime/PERFORMANCE.md, "GPU").
 POOL_PROBE_CASES = tuple((op, (n, 1, 2, 2)) for op in POOL_PROBE_OPS for n in (65535, 65536)) + (
-    ("AveragePool", (32768, 6, 28, 28)),    # the benchmark's largest passing pooling input (fashion-cnn)
-    ("AveragePool", (65535, 16, 28, 28)),   # N < 65536, 3.1 GiB: over 2^31 bytes, under 2^31 elements
-    ("AveragePool", (40000, 64, 32, 32)),   # N < 65536, over 2^31 elements (9.8 GiB)
-    ("AveragePool", (131072, 6, 28, 28)))   # fashion-cnn's first pooling input at T=128, batch 1024
+    ("AveragePool", (32768, 6, 28, 28)),  # the benchmark's largest passing pooling input (fashion-cnn)
+    ("AveragePool", (65535, 16, 28, 28)),  # N < 65536, 3.1 GiB: over 2^31 bytes, under 2^31 elements
+    ("AveragePool", (40000, 64, 32, 32)),  # N < 65536, over 2^31 elements (9.8 GiB)
+    ("AveragePool", (131072, 6, 28, 28)),
+)  # fashion-cnn's first pooling input at T=128, batch 1024
 POOL_PROBE_SMALL = tuple((op, (n, 1, 2, 2)) for op in POOL_PROBE_OPS for n in (3, 4))
 POOL_PROBE_TIMEOUT_S = 180
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -107,6 +111,7 @@ def _log(message: str) -> None:
 # --------------------------------------------------------------------------------------------
 # prepare: static, control-flow-free models
 # --------------------------------------------------------------------------------------------
+
 
 def make_static(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
     """A copy of `model` that runs one fixed batch with no control flow.
@@ -187,8 +192,11 @@ def static_problems(inferred: onnx.ModelProto) -> list[str]:
     problems = [f"{n.op_type} node {n.name!r}" for n in graph.node if n.op_type in CONTROL_FLOW or n.domain]
     shapes = _static_shapes(graph)
     produced = [o for n in graph.node for o in n.output if o]
-    problems += [f"value {name!r} has no static shape" for name in produced + [o.name for o in graph.output]
-                 if name not in shapes]
+    problems += [
+        f"value {name!r} has no static shape"
+        for name in produced + [o.name for o in graph.output]
+        if name not in shapes
+    ]
     return problems
 
 
@@ -219,8 +227,9 @@ def _simplify(model: onnx.ModelProto, expansions: Iterator[int]) -> bool:
     return changed
 
 
-def _fold(node: onnx.NodeProto, consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
-          opsets: Iterable) -> list[np.ndarray] | None:
+def _fold(
+    node: onnx.NodeProto, consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]], opsets: Iterable
+) -> list[np.ndarray] | None:
     """The outputs of `node` if they are constants of at most FOLD_LIMIT elements (a Constant
     node's at any size): Shape and Size of a static shape, or a deterministic op without
     subgraphs whose inputs are all constants, unless it broadcasts to a float tensor
@@ -233,7 +242,7 @@ def _fold(node: onnx.NodeProto, consts: dict[str, np.ndarray], shapes: dict[str,
         if node.op_type == "Size":
             return [np.asarray(prod(dims), dtype=np.int64)]
         attrs = {a.name: a.i for a in node.attribute}
-        return [np.asarray(dims[attrs.get("start", 0):attrs.get("end", len(dims))], dtype=np.int64)]
+        return [np.asarray(dims[attrs.get("start", 0) : attrs.get("end", len(dims))], dtype=np.int64)]
     inputs = [i for i in node.input if i]
     if node.op_type in NONDETERMINISTIC or _subgraphs(node) or not all(i in consts for i in inputs):
         return None
@@ -242,8 +251,9 @@ def _fold(node: onnx.NodeProto, consts: dict[str, np.ndarray], shapes: dict[str,
         return None
     function = helper.make_function("fold", "node", inputs, list(node.output), [node], list(opsets))
     try:
-        values = [np.asarray(v) for v in ReferenceEvaluator(function).run(
-            None, {i: consts[i] for i in inputs}, attributes={})]
+        values = [
+            np.asarray(v) for v in ReferenceEvaluator(function).run(None, {i: consts[i] for i in inputs}, attributes={})
+        ]
     except (NotImplementedError, RuntimeError):
         return None
     if node.op_type in MATERIALIZING and any(np.issubdtype(v.dtype, np.floating) for v in values):
@@ -251,8 +261,9 @@ def _fold(node: onnx.NodeProto, consts: dict[str, np.ndarray], shapes: dict[str,
     return values if limit is None or all(v.size <= limit for v in values) else None
 
 
-def _expand(node: onnx.NodeProto, consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
-            expansions: Iterator[int]) -> list[onnx.NodeProto] | None:
+def _expand(
+    node: onnx.NodeProto, consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]], expansions: Iterator[int]
+) -> list[onnx.NodeProto] | None:
     """The nodes that replace an If on a constant condition (its branch) or a Scan whose scan
     inputs have static lengths (its body, once per step); None for any other node."""
     if node.op_type == "If" and node.input[0] in consts:
@@ -320,8 +331,9 @@ def splice_graph(graph: onnx.GraphProto, outputs: list[str], prefix: str) -> lis
     local = {o for n in graph.node for o in n.output if o} | {t.name for t in graph.initializer}
     rename = {name: f"{prefix}/{name}" for name in local}
     nodes = _local_constants(graph, rename) + [_renamed(n, rename, f"{prefix}/") for n in graph.node]
-    return nodes + [helper.make_node("Identity", [rename.get(v.name, v.name)], [out])
-                    for v, out in zip(graph.output, outputs)]
+    return nodes + [
+        helper.make_node("Identity", [rename.get(v.name, v.name)], [out]) for v, out in zip(graph.output, outputs)
+    ]
 
 
 @dataclass(frozen=True)
@@ -342,15 +354,21 @@ class ScanForm:
         attrs = {a.name: a for a in node.attribute}
         body = attrs["body"].g
         scans = attrs["num_scan_inputs"].i
-        states = list(node.input[:len(node.input) - scans])
+        states = list(node.input[: len(node.input) - scans])
         outputs = len(body.output) - len(states)
 
         def ints(name: str, count: int) -> list[int]:
             return list(attrs[name].ints) if name in attrs else [0] * count
 
-        return cls(body, states, list(node.input[len(states):]), ints("scan_input_axes", scans),
-                   [bool(d) for d in ints("scan_input_directions", scans)], ints("scan_output_axes", outputs),
-                   [bool(d) for d in ints("scan_output_directions", outputs)])
+        return cls(
+            body,
+            states,
+            list(node.input[len(states) :]),
+            ints("scan_input_axes", scans),
+            [bool(d) for d in ints("scan_input_directions", scans)],
+            ints("scan_output_axes", outputs),
+            [bool(d) for d in ints("scan_output_directions", outputs)],
+        )
 
 
 def unroll_scan(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]], prefix: str) -> list[onnx.NodeProto]:
@@ -389,11 +407,11 @@ def unroll_scan(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]], prefix
         rename.update(zip([v.name for v in form.body.input], state + [s[t] for s in slices]))
         nodes += [_renamed(n, rename, f"{prefix}/t{t}/") for n in form.body.node]
         results = [rename.get(v.name, v.name) for v in form.body.output]
-        state = results[:len(state)]
-        for k, value in enumerate(results[len(state):]):
+        state = results[: len(state)]
+        for k, value in enumerate(results[len(state) :]):
             per_step[k].append(value)
     nodes += [helper.make_node("Identity", [s], [out]) for s, out in zip(state, node.output)]
-    outputs = node.output[len(form.states):]
+    outputs = node.output[len(form.states) :]
     for k, (values, axis, backwards, out) in enumerate(zip(per_step, form.out_axes, form.out_reversed, outputs)):
         expanded = [f"{prefix}/out{k}/t{t}" for t in range(steps)]
         nodes.append(_constant(f"{prefix}/out{k}/axis", np.asarray([axis], dtype=np.int64)))
@@ -419,8 +437,10 @@ def split_tree(x: str, outputs: list[str], axis: int, name: str) -> list[onnx.No
 
     groups = _fan_groups(len(outputs))
     parts = [outputs[a] if b - a == 1 else f"{name}/{a}-{b}" for a, b in groups]
-    nodes = [_constant(f"{name}/sizes", np.asarray([b - a for a, b in groups], dtype=np.int64)),
-             helper.make_node("Split", [x, f"{name}/sizes"], parts, axis=axis)]
+    nodes = [
+        _constant(f"{name}/sizes", np.asarray([b - a for a, b in groups], dtype=np.int64)),
+        helper.make_node("Split", [x, f"{name}/sizes"], parts, axis=axis),
+    ]
     for (a, b), part in zip(groups, parts):
         if b - a > 1:
             nodes += split_tree(part, outputs[a:b], axis, part)
@@ -475,8 +495,11 @@ def same_graph(a: onnx.ModelProto, b: onnx.ModelProto) -> bool:
         return node.op_type, tuple(node.input), tuple(node.output), tuple(x.SerializeToString() for x in node.attribute)
 
     def floats(model: onnx.ModelProto) -> dict[str, bytes]:
-        return {t.name: numpy_helper.to_array(t).tobytes() for t in model.graph.initializer
-                if t.data_type != TensorProto.INT64}
+        return {
+            t.name: numpy_helper.to_array(t).tobytes()
+            for t in model.graph.initializer
+            if t.data_type != TensorProto.INT64
+        }
 
     return [strip(n) for n in a.graph.node] == [strip(n) for n in b.graph.node] and floats(a) == floats(b)
 
@@ -484,6 +507,7 @@ def same_graph(a: onnx.ModelProto, b: onnx.ModelProto) -> bool:
 # --------------------------------------------------------------------------------------------
 # prepare: models, data and reference outputs
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TorchForm:
@@ -514,8 +538,11 @@ def reference_source(name: str, cache_dir: str | None = None) -> ModelSource:
     reference = get_reference(name, cache_dir=cache_dir)
     x_test, y_test = reference.load_test()
     recipe = RECIPES[name]
-    twin = (TorchForm(reference.onnx_path.with_name(WEIGHTS_FILE), recipe.net, dict(recipe.net_kwargs))
-            if recipe.net in TORCH_NETS else None)
+    twin = (
+        TorchForm(reference.onnx_path.with_name(WEIGHTS_FILE), recipe.net, dict(recipe.net_kwargs))
+        if recipe.net in TORCH_NETS
+        else None
+    )
     return ModelSource(name, reference.onnx_path, reference.load_calibration(), x_test, y_test, twin)
 
 
@@ -551,8 +578,9 @@ def check_unrolled(scan_path: Path, unrolled: onnx.ModelProto, x: np.ndarray) ->
     got = _run_cpu(unrolled.SerializeToString(), {input_name: x})
     error = max(relative_error(got[name], value) for name, value in expected.items())
     if error > CHECK_RTOL:
-        raise ValueError(f"unrolled {scan_path.name} at batch {len(x)} differs from the Scan model: "
-                         f"relative error {error:.3g}")
+        raise ValueError(
+            f"unrolled {scan_path.name} at batch {len(x)} differs from the Scan model: relative error {error:.3g}"
+        )
     return {"checked": "cpu run", "max_rel_err": error}
 
 
@@ -563,8 +591,11 @@ def ops_summary(model: onnx.ModelProto) -> dict[str, Any]:
 
     inferred = _infer(model).graph
     int64 = [v.name for v in inferred.value_info if v.type.tensor_type.elem_type == TensorProto.INT64]
-    return {"nodes": len(model.graph.node), "ops": dict(Counter(n.op_type for n in model.graph.node)),
-            "int64_values": len(int64)}
+    return {
+        "nodes": len(model.graph.node),
+        "ops": dict(Counter(n.op_type for n in model.graph.node)),
+        "int64_values": len(int64),
+    }
 
 
 def _save(model: onnx.ModelProto, path: Path) -> None:
@@ -580,8 +611,9 @@ def _compile(source: ModelSource, timesteps: int, path: Path) -> None:
     compile_model(str(source.ann), str(path), CompileOptions(timesteps=timesteps), calibration=source.calibration)
 
 
-def prepare_unrolled(source: ModelSource, out: Path, scan_path: Path, timesteps: int,
-                     batches: list[int]) -> dict[str, dict[str, Any]]:
+def prepare_unrolled(
+    source: ModelSource, out: Path, scan_path: Path, timesteps: int, batches: list[int]
+) -> dict[str, dict[str, Any]]:
     """Write the unrolled SNN of `scan_path` at each batch, each checked against the Scan model:
     run on the CPU if its largest tensor is at most CHECK_TENSOR_BYTES, else compared with a
     checked batch's graph (same_graph). Returns the manifest entries by batch."""
@@ -612,8 +644,14 @@ def _batch_of(x: np.ndarray, batch: int) -> np.ndarray:
     return np.ascontiguousarray(np.resize(x, (batch, *x.shape[1:])).astype(np.float32))
 
 
-def prepare_model(source: ModelSource, out: Path, timesteps: Iterable[int], batches: Iterable[int],
-                  reference: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+def prepare_model(
+    source: ModelSource,
+    out: Path,
+    timesteps: Iterable[int],
+    batches: Iterable[int],
+    reference: dict[str, np.ndarray],
+    inputs: dict[str, np.ndarray],
+) -> dict[str, Any]:
     """Write one model's files into `out`, add its test data to `inputs` and its CPU reference
     outputs to `reference` (keys `<model>/...`), and return its manifest entry."""
     import onnx
@@ -641,21 +679,36 @@ def prepare_model(source: ModelSource, out: Path, timesteps: Iterable[int], batc
         outputs = _run_cpu(out / scan_file, head)
         reference.update({f"{name}/T{t}/{k}": v for k, v in outputs.items()})
         t_batches = batches + ([DRY_RUN_BATCH] if t == DRY_RUN_T else [])
-        snn[str(t)] = {"scan": scan_file, "outputs": list(outputs),
-                       "unrolled": prepare_unrolled(source, out, out / scan_file, t, t_batches)}
-    entry: dict[str, Any] = {"input": input_name, "ann": ann_file, "ann_output": ann.graph.output[0].name,
-                             "ann_static": ann_static, "snn": snn, "torch": None}
+        snn[str(t)] = {
+            "scan": scan_file,
+            "outputs": list(outputs),
+            "unrolled": prepare_unrolled(source, out, out / scan_file, t, t_batches),
+        }
+    entry: dict[str, Any] = {
+        "input": input_name,
+        "ann": ann_file,
+        "ann_output": ann.graph.output[0].name,
+        "ann_static": ann_static,
+        "snn": snn,
+        "torch": None,
+    }
     if source.torch is not None:
         weights = f"{name}.weights.pt"
         shutil.copyfile(source.torch.weights, out / weights)
         inputs[f"{name}/x_calib"] = np.asarray(source.calibration, dtype=np.float32)
-        entry["torch"] = {"weights": weights, "module": "models/torch_nets.py", "class": source.torch.class_name,
-                          "kwargs": source.torch.kwargs, "calibration": f"{name}/x_calib"}
+        entry["torch"] = {
+            "weights": weights,
+            "module": "models/torch_nets.py",
+            "class": source.torch.class_name,
+            "kwargs": source.torch.kwargs,
+            "calibration": f"{name}/x_calib",
+        }
     return entry
 
 
-def prepare(out: Path, sources: Iterable[ModelSource], timesteps: Iterable[int] = TIMESTEPS,
-            batches: Iterable[int] = BATCHES) -> dict[str, Any]:
+def prepare(
+    out: Path, sources: Iterable[ModelSource], timesteps: Iterable[int] = TIMESTEPS, batches: Iterable[int] = BATCHES
+) -> dict[str, Any]:
     """Write every model's files, inputs.npz, reference.npz and (last) manifest.json into `out`;
     return the manifest. The dry-run batch is added at T = DRY_RUN_T when that T is prepared."""
     out.mkdir(parents=True, exist_ok=True)
@@ -669,10 +722,18 @@ def prepare(out: Path, sources: Iterable[ModelSource], timesteps: Iterable[int] 
     for op in POOL_PROBE_OPS:
         probes[op] = f"probe.{op}.onnx"
         _save(pool_model(op), out / probes[op])
-    manifest = {"format": 1, "timesteps": timesteps, "batches": batches,
-                "dry_run": {"batch": DRY_RUN_BATCH, "timesteps": DRY_RUN_T},
-                "inputs": "inputs.npz", "reference": "reference.npz", "reference_samples": REFERENCE_SAMPLES,
-                "onnxruntime_prepare": ort.__version__, "models": models, "pool_probes": probes}
+    manifest = {
+        "format": 1,
+        "timesteps": timesteps,
+        "batches": batches,
+        "dry_run": {"batch": DRY_RUN_BATCH, "timesteps": DRY_RUN_T},
+        "inputs": "inputs.npz",
+        "reference": "reference.npz",
+        "reference_samples": REFERENCE_SAMPLES,
+        "onnxruntime_prepare": ort.__version__,
+        "models": models,
+        "pool_probes": probes,
+    }
     files = sorted(p for p in out.iterdir() if p.is_file() and p.name != "manifest.json")
     manifest["files"] = {p.name: p.stat().st_size for p in files}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -685,9 +746,12 @@ def pool_model(op: str) -> onnx.ModelProto:
     from onnx import TensorProto, helper
 
     attrs = {} if op.startswith("Global") else {"kernel_shape": [2, 2], "strides": [2, 2]}
-    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], **attrs)], f"probe_{op}",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "c", "h", "w"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x"], ["y"], **attrs)],
+        f"probe_{op}",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "c", "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -712,8 +776,11 @@ class Device:
         options.log_severity_level = 3
         if self.name == "cpu":
             return ort.InferenceSession(str(path), options, providers=[CPU])
-        cuda = {"enable_cuda_graph": "1" if cuda_graph else "0", "use_tf32": "1" if self.tf32 else "0",
-                "arena_extend_strategy": "kSameAsRequested"}
+        cuda = {
+            "enable_cuda_graph": "1" if cuda_graph else "0",
+            "use_tf32": "1" if self.tf32 else "0",
+            "arena_extend_strategy": "kSameAsRequested",
+        }
         session = ort.InferenceSession(str(path), options, providers=[(CUDA, cuda), CPU])
         if session.get_providers()[0] != CUDA:
             raise RuntimeError(f"the CUDA EP did not start (providers {session.get_providers()})")
@@ -729,12 +796,15 @@ class BoundRunner:
     def __init__(self, session: ort.InferenceSession, feeds: dict[str, np.ndarray], device: str) -> None:
         self.session, self.device = session, device
         self.binding = session.io_binding()
-        self._inputs = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), device, 0)
-                        for k, v in feeds.items()}
+        self._inputs = {
+            k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), device, 0) for k, v in feeds.items()
+        }
         for name, value in self._inputs.items():
             self.binding.bind_ortvalue_input(name, value)
-        self._outputs = {name: ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, device, 0)
-                         for name, (shape, dtype) in self._output_specs().items()}
+        self._outputs = {
+            name: ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, device, 0)
+            for name, (shape, dtype) in self._output_specs().items()
+        }
         for name, value in self._outputs.items():
             self.binding.bind_ortvalue_output(name, value)
 
@@ -794,6 +864,7 @@ def load_spikingjelly(root: Path, entry: dict[str, Any], inputs: Any, device: De
         import torch
         from spikingjelly.activation_based.ann2snn import Converter
         from spikingjelly.activation_based.ann2snn.recipes.rate_coding import RateCodingRecipe
+
         sys.path.insert(0, str(REPO_ROOT))
         from models import torch_nets
     except ImportError as exc:
@@ -804,7 +875,7 @@ def load_spikingjelly(root: Path, entry: dict[str, Any], inputs: Any, device: De
         net.load_state_dict(torch.load(root / twin["weights"], map_location="cpu", weights_only=True))
         net = net.eval().to(device.name)
         calibration = inputs[twin["calibration"]]
-        loader = [torch.from_numpy(calibration[i:i + 256]) for i in range(0, len(calibration), 256)]
+        loader = [torch.from_numpy(calibration[i : i + 256]) for i in range(0, len(calibration), 256)]
         return Converter(RateCodingRecipe(dataloader=loader, mode="99.9%")).convert(net).eval(), None
     except Exception as exc:  # noqa: BLE001 - the baseline is optional: any failure only skips it
         return None, f"conversion failed ({type(exc).__name__}: {str(exc)[:200]})"
@@ -837,18 +908,22 @@ class Variant:
 
     def untimed(self, calls: int) -> None:
         """`calls` calls of the runner, not timed."""
+
         def action() -> None:
             for _ in range(calls):
                 self.runner()
+
         self.attempt(action)
 
     def timed(self, calls: int) -> None:
         """`calls` timed calls of the runner, appended to `times`."""
+
         def action() -> None:
             for _ in range(calls):
                 start = time.perf_counter()
                 self.runner()
                 self.times.append(time.perf_counter() - start)
+
         self.attempt(action)
 
 
@@ -869,9 +944,13 @@ def compare(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], la
         errors_rel.append(relative_error(got, expected))
     first = next(iter(outputs.values()))
     got, expected = _common(first, next(iter(reference.values())))
-    return {"max_abs_err": max(errors_abs), "max_rel_err": max(errors_rel),
-            "agreement": float((got.argmax(-1) == expected.argmax(-1)).mean()), "compared": int(len(got)),
-            "accuracy": float((first.argmax(-1) == labels[:len(first)]).mean())}
+    return {
+        "max_abs_err": max(errors_abs),
+        "max_rel_err": max(errors_rel),
+        "agreement": float((got.argmax(-1) == expected.argmax(-1)).mean()),
+        "compared": int(len(got)),
+        "accuracy": float((first.argmax(-1) == labels[: len(first)]).mean()),
+    }
 
 
 def _common(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -891,8 +970,9 @@ class Cell:
     y: np.ndarray
 
 
-def cell_variants(root: Path, entry: dict[str, Any], cell: Cell, device: Device, reference: Any,
-                  jelly: Any) -> list[Variant]:
+def cell_variants(
+    root: Path, entry: dict[str, Any], cell: Cell, device: Device, reference: Any, jelly: Any
+) -> list[Variant]:
     """The variants of a cell, unbuilt: ANN, ANN in a CUDA graph, Scan SNN, unrolled SNN without
     and with a CUDA graph, and spikingjelly when `jelly` is its converted net."""
     feeds = {entry["input"]: cell.x}
@@ -905,15 +985,22 @@ def cell_variants(root: Path, entry: dict[str, Any], cell: Cell, device: Device,
     def bound(path: Path, cuda_graph: bool) -> Callable[[], BoundRunner]:
         return lambda: BoundRunner(device.session(path, cuda_graph), feeds, device.name)
 
-    variants = [Variant("ann", bound(root / entry["ann"], False), ann_ref, "cpu ann", is_ann=True),
-                Variant("ann_graph", bound(root / entry["ann_static"][str(cell.batch)], True), ann_ref, "cpu ann",
-                        is_ann=True),
-                Variant("snn_scan", bound(root / scan["scan"], False), snn_ref, "cpu snn"),
-                Variant("snn_unrolled", bound(unrolled, False), snn_ref, "cpu snn"),
-                Variant("snn_unrolled_graph", bound(unrolled, True), snn_ref, "cpu snn")]
+    variants = [
+        Variant("ann", bound(root / entry["ann"], False), ann_ref, "cpu ann", is_ann=True),
+        Variant("ann_graph", bound(root / entry["ann_static"][str(cell.batch)], True), ann_ref, "cpu ann", is_ann=True),
+        Variant("snn_scan", bound(root / scan["scan"], False), snn_ref, "cpu snn"),
+        Variant("snn_unrolled", bound(unrolled, False), snn_ref, "cpu snn"),
+        Variant("snn_unrolled_graph", bound(unrolled, True), snn_ref, "cpu snn"),
+    ]
     if jelly is not None:
-        variants.append(Variant("spikingjelly", lambda: JellyRunner(jelly, cell.x, cell.timesteps, device.name),
-                                {"logits": reference[f"{cell.model}/ann"]}, "cpu ann"))
+        variants.append(
+            Variant(
+                "spikingjelly",
+                lambda: JellyRunner(jelly, cell.x, cell.timesteps, device.name),
+                {"logits": reference[f"{cell.model}/ann"]},
+                "cpu ann",
+            )
+        )
     return variants
 
 
@@ -939,9 +1026,16 @@ def cell_rows(cell: Cell, variants: list[Variant], device: Device) -> list[dict[
     medians = {v.name: statistics.median(v.times) for v in variants if v.error is None and v.times}
     rows = []
     for v in variants:
-        row: dict[str, Any] = {"model": cell.model, "T": cell.timesteps, "batch": cell.batch, "variant": v.name,
-                               "cuda_graph": v.name.endswith("_graph") and device.name == "cuda",
-                               "compared_with": v.compared_with, "error": v.error, "samples": len(v.times)}
+        row: dict[str, Any] = {
+            "model": cell.model,
+            "T": cell.timesteps,
+            "batch": cell.batch,
+            "variant": v.name,
+            "cuda_graph": v.name.endswith("_graph") and device.name == "cuda",
+            "compared_with": v.compared_with,
+            "error": v.error,
+            "samples": len(v.times),
+        }
         if v.name in medians:
             median = medians[v.name]
             steps = 1 if v.is_ann else cell.timesteps
@@ -958,13 +1052,23 @@ def cell_rows(cell: Cell, variants: list[Variant], device: Device) -> list[dict[
 
 def environment(device: Device) -> dict[str, Any]:
     """Versions, providers and the GPU (from nvidia-smi when present)."""
-    info: dict[str, Any] = {"onnxruntime": ort.__version__, "available_providers": ort.get_available_providers(),
-                            "numpy": np.__version__, "python": platform.python_version(),
-                            "machine": f"{platform.machine()}, {platform.node()}", "device": device.name,
-                            "tf32": device.tf32, "gpu": None}
+    info: dict[str, Any] = {
+        "onnxruntime": ort.__version__,
+        "available_providers": ort.get_available_providers(),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {platform.node()}",
+        "device": device.name,
+        "tf32": device.tf32,
+        "gpu": None,
+    }
     if shutil.which("nvidia-smi"):
-        query = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                               capture_output=True, text=True, timeout=30)
+        query = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         info["gpu"] = query.stdout.strip() or query.stderr.strip()
     for package in ("torch", "spikingjelly", "onnxruntime-gpu"):
         try:
@@ -981,8 +1085,15 @@ def pool_probe(root: Path, device: Device, cases: Iterable[tuple[str, tuple[int,
     manifest = json.loads((root / "manifest.json").read_text())
     sessions: dict[str, ort.InferenceSession] = {}
     for op, shape in cases:
-        case = {"op": op, "shape": list(shape), "N": shape[0], "elements": prod(shape), "bytes": 4 * prod(shape),
-                "ok": False, "error": None}
+        case = {
+            "op": op,
+            "shape": list(shape),
+            "N": shape[0],
+            "elements": prod(shape),
+            "bytes": 4 * prod(shape),
+            "ok": False,
+            "error": None,
+        }
         try:
             if op not in sessions:
                 sessions[op] = device.session(root / manifest["pool_probes"][op], cuda_graph=False)
@@ -1036,8 +1147,10 @@ def run(root: Path, settings: RunSettings) -> dict[str, Any]:
     device = settings.device
     if device.name == "cuda":
         if CUDA not in ort.get_available_providers():
-            raise SystemExit(f"gpu_bench: the CUDA EP is not available (providers {ort.get_available_providers()}); "
-                             "install onnxruntime-gpu, or pass --providers cpu")
+            raise SystemExit(
+                f"gpu_bench: the CUDA EP is not available (providers {ort.get_available_providers()}); "
+                "install onnxruntime-gpu, or pass --providers cpu"
+            )
         try:
             ort.preload_dlls()  # onnxruntime-gpu >= 1.21: CUDA and cuDNN from the nvidia-* wheels, if any
         except (AttributeError, OSError):
@@ -1052,8 +1165,15 @@ def run(root: Path, settings: RunSettings) -> dict[str, Any]:
                 x, y = inputs[f"{model}/x"], inputs[f"{model}/y"]
                 cell = Cell(model, t, batch, _batch_of(x, batch), np.resize(y, batch))
                 if time.perf_counter() - start > settings.budget_s:
-                    rows.append({"model": model, "T": t, "batch": batch, "variant": "*",
-                                 "error": f"skipped: time budget {settings.budget_s:.0f} s spent"})
+                    rows.append(
+                        {
+                            "model": model,
+                            "T": t,
+                            "batch": batch,
+                            "variant": "*",
+                            "error": f"skipped: time budget {settings.budget_s:.0f} s spent",
+                        }
+                    )
                     continue
                 _log(f"{model} T={t} batch={batch}")
                 variants = cell_variants(root, entry, cell, device, reference, jelly)
@@ -1063,11 +1183,23 @@ def run(root: Path, settings: RunSettings) -> dict[str, Any]:
     if device.name == "cuda" and "pool_probes" in manifest:
         _log("cuDNN pooling probe")
         probe = probe_in_child(root, device)
-    return {"environment": environment(device), "manifest_models": list(manifest["models"]),
-            "settings": {"timesteps": settings.timesteps, "batches": settings.batches, "rounds": settings.rounds,
-                         "warmup_calls": WARMUP_CALLS, "ann_warmup": ANN_WARMUP, "ann_timed": ANN_TIMED,
-                         "reference_samples": manifest["reference_samples"]},
-            "spikingjelly": notes, "rows": rows, "pool_probe": probe, "seconds": time.perf_counter() - start}
+    return {
+        "environment": environment(device),
+        "manifest_models": list(manifest["models"]),
+        "settings": {
+            "timesteps": settings.timesteps,
+            "batches": settings.batches,
+            "rounds": settings.rounds,
+            "warmup_calls": WARMUP_CALLS,
+            "ann_warmup": ANN_WARMUP,
+            "ann_timed": ANN_TIMED,
+            "reference_samples": manifest["reference_samples"],
+        },
+        "spikingjelly": notes,
+        "rows": rows,
+        "pool_probe": probe,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -1077,18 +1209,25 @@ def _fmt(value: float | None, pattern: str) -> str:
 def markdown(result: dict[str, Any]) -> str:
     """The result as a markdown section: environment, legend and one row per model/T/batch/variant."""
     env = result["environment"]
-    lines = [f"## GPU benchmark ({env['device']}: {env['gpu'] or 'no nvidia-smi'}; onnxruntime {env['onnxruntime']}, "
-             f"TF32 {'on' if env['tf32'] else 'off'})", "",
-             f"Medians over {result['settings']['rounds']} rounds after {WARMUP_CALLS} warm-up calls; every variant is "
-             "bound to fixed device buffers (IOBinding). samples·T/s counts one ANN pass as one step. "
-             "Errors and agreement are against the CPU EP's outputs on the first "
-             f"{result['settings']['reference_samples']} images (spikingjelly: against the CPU ANN); "
-             "accuracy is on the whole batch." + (" On the CPU the *_graph variants are the static models with "
-                                                  "fixed bindings: there is no CUDA graph." if env["device"] == "cpu"
-                                                  else ""), "",
-             "| model | T | batch | variant | median (ms) | samples·T/s | SNN / (T×ANN) | SNN / (T×ANN graph) | "
-             "max rel err | agreement (%) | accuracy (%) | note |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## GPU benchmark ({env['device']}: {env['gpu'] or 'no nvidia-smi'}; onnxruntime {env['onnxruntime']}, "
+        f"TF32 {'on' if env['tf32'] else 'off'})",
+        "",
+        f"Medians over {result['settings']['rounds']} rounds after {WARMUP_CALLS} warm-up calls; every variant is "
+        "bound to fixed device buffers (IOBinding). samples·T/s counts one ANN pass as one step. "
+        "Errors and agreement are against the CPU EP's outputs on the first "
+        f"{result['settings']['reference_samples']} images (spikingjelly: against the CPU ANN); "
+        "accuracy is on the whole batch."
+        + (
+            " On the CPU the *_graph variants are the static models with fixed bindings: there is no CUDA graph."
+            if env["device"] == "cpu"
+            else ""
+        ),
+        "",
+        "| model | T | batch | variant | median (ms) | samples·T/s | SNN / (T×ANN) | SNN / (T×ANN graph) | "
+        "max rel err | agreement (%) | accuracy (%) | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in result["rows"]:
         median = row.get("median_s")
         lines.append(
@@ -1097,21 +1236,32 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_fmt(row.get('ratio_T_ann'), '.2f')} | {_fmt(row.get('ratio_T_ann_graph'), '.2f')} | "
             f"{_fmt(None if row['variant'] == 'spikingjelly' else row.get('max_rel_err'), '.1e')} | "
             f"{_fmt(row.get('agreement') and 100 * row['agreement'], '.1f')} | "
-            f"{_fmt(row.get('accuracy') and 100 * row['accuracy'], '.1f')} | {row.get('error') or ''} |")
+            f"{_fmt(row.get('accuracy') and 100 * row['accuracy'], '.1f')} | {row.get('error') or ''} |"
+        )
     probe = result.get("pool_probe")
     if probe:
-        lines += ["", "### cuDNN pooling probe", "",
-                  "One call per case, input uninitialized on the device; N is the batch dim (the folded T×batch "
-                  "in a compiled SNN)." + (f" Stopped early: {probe['error']}" if probe["error"] else ""), "",
-                  "| op | input shape | N | elements | GiB | runs | error |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {c['op']} | {'×'.join(map(str, c['shape']))} | {c['N']} | {c['elements']:.3g} | "
-                  f"{c['bytes'] / 2**30:.2f} | {'yes' if c['ok'] else 'no'} | {c['error'] or ''} |" for c in probe["cases"]]
+        lines += [
+            "",
+            "### cuDNN pooling probe",
+            "",
+            "One call per case, input uninitialized on the device; N is the batch dim (the folded T×batch "
+            "in a compiled SNN)." + (f" Stopped early: {probe['error']}" if probe["error"] else ""),
+            "",
+            "| op | input shape | N | elements | GiB | runs | error |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {c['op']} | {'×'.join(map(str, c['shape']))} | {c['N']} | {c['elements']:.3g} | "
+            f"{c['bytes'] / 2**30:.2f} | {'yes' if c['ok'] else 'no'} | {c['error'] or ''} |"
+            for c in probe["cases"]
+        ]
     return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------
 # command line
 # --------------------------------------------------------------------------------------------
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1125,8 +1275,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", required=True, type=Path)
     bench.add_argument("--markdown", required=True, type=Path)
     bench.add_argument("--providers", choices=("cuda", "cpu"), default="cuda")
-    bench.add_argument("--dry-run", action="store_true",
-                       help=f"CPU EP, batch {DRY_RUN_BATCH}, T = {DRY_RUN_T}, one round")
+    bench.add_argument(
+        "--dry-run", action="store_true", help=f"CPU EP, batch {DRY_RUN_BATCH}, T = {DRY_RUN_T}, one round"
+    )
     bench.add_argument("--rounds", type=int, default=5)
     bench.add_argument("--budget-s", type=float, default=270.0, help="start no new cell after this many seconds")
     bench.add_argument("--tf32", action="store_true", help="let the CUDA EP and torch use TF32 (default off)")
@@ -1153,8 +1304,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         settings = RunSettings([DRY_RUN_T], [DRY_RUN_BATCH], 1, args.budget_s, Device("cpu"))
     else:
-        settings = RunSettings(manifest["timesteps"], manifest["batches"], args.rounds, args.budget_s,
-                               Device(args.providers, args.tf32))
+        settings = RunSettings(
+            manifest["timesteps"], manifest["batches"], args.rounds, args.budget_s, Device(args.providers, args.tf32)
+        )
     result = run(args.inp, settings)
     text = markdown(result)
     args.json.write_text(json.dumps(result, indent=2) + "\n")

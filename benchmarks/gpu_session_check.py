@@ -4,6 +4,7 @@ cuDNN's pooling limit) in chunks within that limit and matches the CPU reference
 Run from the repository root after `python benchmarks/gpu_bench.py prepare --out .gpubench`, with
 onnx_snn and onnxruntime-gpu importable: `python benchmarks/gpu_session_check.py`.
 """
+
 import time
 
 import numpy as np
@@ -23,5 +24,8 @@ for model in ("fashion-cnn", "fashion-resnet"):
     err = np.abs(r.logits[:64] - expected).max() / np.abs(expected).max()
     agree = (r.logits[:64].argmax(1) == expected.argmax(1)).mean()
     acc = (r.per_step[-1].argmax(1) == inputs[f"{model}/y"][:1024]).mean()
-    print(f"{model}: T=128 batch 1024 on {s.providers[0]} in {seconds:.2f} s (first call); max rel err vs CPU "
-          f"{err:.2e}, agreement {agree:.3f}, accuracy {acc:.4f}", flush=True)
+    print(
+        f"{model}: T=128 batch 1024 on {s.providers[0]} in {seconds:.2f} s (first call); max rel err vs CPU "
+        f"{err:.2e}, agreement {agree:.3f}, accuracy {acc:.4f}",
+        flush=True,
+    )

@@ -1,4 +1,5 @@
 """Peak resident memory of a block of code (Linux: VmHWM, reset through /proc/self/clear_refs)."""
+
 from __future__ import annotations
 
 import multiprocessing

@@ -7,6 +7,7 @@ its dependencies, which would replace the pinned CPU torch with a CUDA build:
 
     pip install -e ".[bench]" && pip install --no-deps spikingjelly==2.0.0
 """
+
 from __future__ import annotations
 
 import os
@@ -34,14 +35,15 @@ def convert(model, calibration: np.ndarray, batch_size: int):
     """spikingjelly's ann2snn conversion of the PyTorch `model` (RateCodingRecipe, MODE), with
     torch's threads set to the machine's cores."""
     if not spikingjelly_available():
-        raise SnnError("spikingjelly is not installed; run pip install -e \".[bench]\" && "
-                       "pip install --no-deps spikingjelly==2.0.0")
+        raise SnnError(
+            'spikingjelly is not installed; run pip install -e ".[bench]" && pip install --no-deps spikingjelly==2.0.0'
+        )
     import torch
     from spikingjelly.activation_based.ann2snn import Converter
     from spikingjelly.activation_based.ann2snn.recipes.rate_coding import RateCodingRecipe
 
     torch.set_num_threads(os.cpu_count() or 1)
-    loader = [torch.from_numpy(calibration[i:i + batch_size]) for i in range(0, len(calibration), batch_size)]
+    loader = [torch.from_numpy(calibration[i : i + batch_size]) for i in range(0, len(calibration), batch_size)]
     return Converter(RateCodingRecipe(dataloader=loader, mode=MODE)).convert(model.eval()).eval()
 
 
@@ -59,8 +61,15 @@ def simulate(snn, batch, timesteps: int) -> list:
     return history
 
 
-def spikingjelly_benchmark(model, calibration: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                           steps: tuple[int, ...], batch_size: int, repeats: int) -> dict:
+def spikingjelly_benchmark(
+    model,
+    calibration: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    steps: tuple[int, ...],
+    batch_size: int,
+    repeats: int,
+) -> dict:
     """Convert the PyTorch `model` with spikingjelly; its accuracy after each T in `steps` on
     (x_test, y_test) and the median time of one T-step run on the first `batch_size` test inputs."""
     import torch
@@ -68,21 +77,25 @@ def spikingjelly_benchmark(model, calibration: np.ndarray, x_test: np.ndarray, y
     snn = convert(model, calibration, batch_size)
     correct = np.zeros(max(steps))
     for start in range(0, len(x_test), batch_size):
-        history = simulate(snn, torch.from_numpy(x_test[start:start + batch_size]), max(steps))
-        labels = y_test[start:start + batch_size]
+        history = simulate(snn, torch.from_numpy(x_test[start : start + batch_size]), max(steps))
+        labels = y_test[start : start + batch_size]
         correct += [int((h.argmax(1).numpy() == labels).sum()) for h in history]
     batch = torch.from_numpy(x_test[:batch_size])
     seconds = {t: statistics.median(time_call(lambda: simulate(snn, batch, t), repeats)) for t in steps}
-    return {"version": _version(), "mode": MODE, "threads": torch.get_num_threads(),
-            "accuracy": {t: correct[t - 1] / len(x_test) for t in steps}, "seconds": seconds,
-            "test_samples": len(x_test)}
+    return {
+        "version": _version(),
+        "mode": MODE,
+        "threads": torch.get_num_threads(),
+        "accuracy": {t: correct[t - 1] / len(x_test) for t in steps},
+        "seconds": seconds,
+        "test_samples": len(x_test),
+    }
 
 
 def prepare_run(reference_name: str, cache_dir: str | None, batch_path: str, timesteps: int):
     """For peak_memory.isolated_peak: the reference's spikingjelly SNN converted in this process,
     and a call that simulates the batch at `batch_path` for `timesteps` steps."""
     import torch
-
 
     reference = get_reference(reference_name, cache_dir=cache_dir)
     batch = np.load(batch_path)

@@ -4,6 +4,7 @@ Trains the reference model on first use (or reuses the cached copy), compiles it
 on the whole test set at every t = 1..max(T), and times the SNN against the ANN on onnxruntime
 in the same process, alternating runs so that machine noise hits both alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,7 @@ TIMED_STEPS = (8, 32, 128)
 ANN_WARMUP, ANN_TIMED = 5, 10
 
 
-def timing(snn: Session, ann: ort.InferenceSession, batch: np.ndarray, steps: tuple[int, ...],
-           repeats: int) -> dict:
+def timing(snn: Session, ann: ort.InferenceSession, batch: np.ndarray, steps: tuple[int, ...], repeats: int) -> dict:
     """Median SNN time at each T and steady-state ANN time on the same batch, in alternating rounds
     so that machine noise hits both alike."""
     feed = {ann.get_inputs()[0].name: batch}
@@ -74,9 +74,19 @@ def prepare_ann_run(model: str, batch_path: str):
     return lambda: session.run(None, {session.get_inputs()[0].name: batch})
 
 
-def run_benchmark(name: str, timesteps: int, norm: str, per_channel: bool, batch_size: int,
-                  repeats: int, cache_dir: str | None, neuron: str = "auto", exporter: str = "legacy",
-                  spikingjelly_samples: int = 0, reset: str = "soft") -> dict:
+def run_benchmark(
+    name: str,
+    timesteps: int,
+    norm: str,
+    per_channel: bool,
+    batch_size: int,
+    repeats: int,
+    cache_dir: str | None,
+    neuron: str = "auto",
+    exporter: str = "legacy",
+    spikingjelly_samples: int = 0,
+    reset: str = "soft",
+) -> dict:
     """Accuracy at every T and timing; with `spikingjelly_samples` > 0 also spikingjelly's converter
     on the same PyTorch model (its accuracy on that many test images, its time on the same batch)."""
 
@@ -100,30 +110,51 @@ def run_benchmark(name: str, timesteps: int, norm: str, per_channel: bool, batch
         speed["ann"] = isolated_peak(prepare_ann_run, str(reference.onnx_path), batch_path)
         baseline = None
         if spikingjelly_samples:
-            baseline = spikingjelly_benchmark(load_torch_model(reference), reference.load_calibration(),
-                                              x_test[:spikingjelly_samples], y_test[:spikingjelly_samples], steps,
-                                              batch_size, repeats)
-            baseline["memory"] = {t: isolated_peak(prepare_spikingjelly_run, name, cache_dir, batch_path, t)
-                                  for t in steps}
-    return {"spikingjelly": baseline,
-        "model": name, "exporter": exporter, "neuron": compiled.metadata["neuron"], "onnx_snn": __version__, "onnxruntime": ort.__version__, "machine": _machine(),
-        "options": options.as_metadata(), "test_samples": report.samples, "compile_seconds": compile_seconds,
-        "ann_accuracy": report.ann_accuracy, "accuracy": report.to_json()["accuracy"],
-        "agreement": report.to_json()["agreement"], "timing": speed,
+            baseline = spikingjelly_benchmark(
+                load_torch_model(reference),
+                reference.load_calibration(),
+                x_test[:spikingjelly_samples],
+                y_test[:spikingjelly_samples],
+                steps,
+                batch_size,
+                repeats,
+            )
+            baseline["memory"] = {
+                t: isolated_peak(prepare_spikingjelly_run, name, cache_dir, batch_path, t) for t in steps
+            }
+    return {
+        "spikingjelly": baseline,
+        "model": name,
+        "exporter": exporter,
+        "neuron": compiled.metadata["neuron"],
+        "onnx_snn": __version__,
+        "onnxruntime": ort.__version__,
+        "machine": _machine(),
+        "options": options.as_metadata(),
+        "test_samples": report.samples,
+        "compile_seconds": compile_seconds,
+        "ann_accuracy": report.ann_accuracy,
+        "accuracy": report.to_json()["accuracy"],
+        "agreement": report.to_json()["agreement"],
+        "timing": speed,
     }
 
 
 def _machine() -> str:
     import os
 
-    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+    )
 
 
 def _neurons(result: dict) -> str:
     opts = result["options"]
     if result["neuron"] == "signgd":
-        return (f"signGD neurons, {opts['schedule']} η0 {opts['eta0']} γ {opts['gamma']}, codec {opts['codec']}, "
-                f"range {opts['signgd_range']}, norm {opts['norm']}")
+        return (
+            f"signGD neurons, {opts['schedule']} η0 {opts['eta0']} γ {opts['gamma']}, codec {opts['codec']}, "
+            f"range {opts['signgd_range']}, norm {opts['norm']}"
+        )
     return f"IF neurons, norm {opts['norm']}{', per channel' if opts['per_channel'] else ''}, reset {opts['reset']}"
 
 
@@ -157,20 +188,32 @@ def markdown_section(result: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for t, row in result["timing"]["per_T"].items():
-        lines.append(f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * row['t_x_ann_seconds']:.1f} | "
-                     f"{row['ratio']:.2f} | {_mb(row.get('peak_rss'))} | {_mb(row.get('rss_growth'))} |")
+        lines.append(
+            f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * row['t_x_ann_seconds']:.1f} | "
+            f"{row['ratio']:.2f} | {_mb(row.get('peak_rss'))} | {_mb(row.get('rss_growth'))} |"
+        )
     if "ann" in result["timing"]:
         ann_memory = result["timing"]["ann"]
-        lines += ["", f"ANN peak RSS {_mb(ann_memory['peak_rss'])} MB, growth during one call "
-                      f"{_mb(ann_memory['rss_growth'])} MB. Each peak RSS is that of a fresh process that loads one "
-                      "engine and runs the batch once (interpreter and libraries included); the growth is the run's "
-                      "own working memory above the loaded process."]
+        lines += [
+            "",
+            f"ANN peak RSS {_mb(ann_memory['peak_rss'])} MB, growth during one call "
+            f"{_mb(ann_memory['rss_growth'])} MB. Each peak RSS is that of a fresh process that loads one "
+            "engine and runs the batch once (interpreter and libraries included); the growth is the run's "
+            "own working memory above the loaded process.",
+        ]
     if result.get("spikingjelly"):
         lines += ["", *_spikingjelly_lines(result)]
-    lines += ["", f"<details><summary>Every T = 1..{len(result['accuracy'])}</summary>", "",
-              "| T | SNN accuracy (%) | agreement with ANN (%) |", "|---|---|---|"]
-    lines += [f"| {t} | {100 * a:.2f} | {100 * g:.2f} |"
-              for t, (a, g) in enumerate(zip(result["accuracy"], result["agreement"]), start=1)]
+    lines += [
+        "",
+        f"<details><summary>Every T = 1..{len(result['accuracy'])}</summary>",
+        "",
+        "| T | SNN accuracy (%) | agreement with ANN (%) |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {t} | {100 * a:.2f} | {100 * g:.2f} |"
+        for t, (a, g) in enumerate(zip(result["accuracy"], result["agreement"]), start=1)
+    ]
     lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
 
@@ -178,18 +221,24 @@ def markdown_section(result: dict) -> str:
 def _spikingjelly_lines(result: dict) -> list[str]:
     """The comparison with spikingjelly: time, throughput and accuracy at each timed T."""
     jelly, batch = result["spikingjelly"], result["timing"]["batch"]
-    lines = [f"spikingjelly {jelly['version']} ann2snn ({jelly['mode']} mode, single-step, {jelly['threads']} torch "
-             f"threads) on the same PyTorch model and batch; its accuracy on the first {jelly['test_samples']} test "
-             "images:", "",
-             "| T | ours (ms) | spikingjelly (ms) | ours / spikingjelly speed-up | ours (samples·T/s) | "
-             "spikingjelly (samples·T/s) | ours: peak RSS / growth (MB) | spikingjelly: peak RSS / growth (MB) | "
-             "spikingjelly accuracy (%) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"spikingjelly {jelly['version']} ann2snn ({jelly['mode']} mode, single-step, {jelly['threads']} torch "
+        f"threads) on the same PyTorch model and batch; its accuracy on the first {jelly['test_samples']} test "
+        "images:",
+        "",
+        "| T | ours (ms) | spikingjelly (ms) | ours / spikingjelly speed-up | ours (samples·T/s) | "
+        "spikingjelly (samples·T/s) | ours: peak RSS / growth (MB) | spikingjelly: peak RSS / growth (MB) | "
+        "spikingjelly accuracy (%) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for t, row in result["timing"]["per_T"].items():
         theirs = jelly["seconds"][t]
-        lines.append(f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * theirs:.1f} | {theirs / row['snn_seconds']:.2f} | "
-                     f"{batch * int(t) / row['snn_seconds']:.0f} | {batch * int(t) / theirs:.0f} | "
-                     f"{_memory_pair(row)} | {_memory_pair(jelly.get('memory', {}).get(t, {}))} | "
-                     f"{100 * jelly['accuracy'][t]:.2f} |")
+        lines.append(
+            f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * theirs:.1f} | {theirs / row['snn_seconds']:.2f} | "
+            f"{batch * int(t) / row['snn_seconds']:.0f} | {batch * int(t) / theirs:.0f} | "
+            f"{_memory_pair(row)} | {_memory_pair(jelly.get('memory', {}).get(t, {}))} | "
+            f"{100 * jelly['accuracy'][t]:.2f} |"
+        )
     return lines
 
 
@@ -204,7 +253,11 @@ def _memory_pair(row: dict) -> str:
 def update_benchmarks_file(path: Path, key: str, section: str) -> None:
     """Replace (or append) the section between this key's markers in BENCHMARKS.md."""
     begin, end = f"<!-- bench:{key}:begin -->", f"<!-- bench:{key}:end -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEvery number here was measured by the command shown with it.\n"
+    text = (
+        path.read_text()
+        if path.exists()
+        else "# Benchmarks\n\nEvery number here was measured by the command shown with it.\n"
+    )
     block = f"{begin}\n{section}{end}"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + f"\n\n{block}\n"
@@ -223,20 +276,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--neuron", default="auto", choices=("auto", "if", "signgd", "ttfs"))
     parser.add_argument("--ttfs-model", default="b1", choices=("b1", "a"))
     parser.add_argument("--exporter", default="legacy", choices=("legacy", "dynamo"))
-    parser.add_argument("--spikingjelly", type=int, default=0, metavar="N",
-                        help="also run spikingjelly's ann2snn on the same PyTorch model, its accuracy on N test images")
+    parser.add_argument(
+        "--spikingjelly",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run spikingjelly's ann2snn on the same PyTorch model, its accuracy on N test images",
+    )
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--out", default="BENCHMARKS.md", help="markdown file to update")
     parser.add_argument("--json", dest="json_dir", default="benchmarks", help="folder for the JSON results")
     args = parser.parse_args(argv)
     try:
         if args.neuron == "ttfs":
-            result = run_ttfs_benchmark(args.model, args.ttfs_model, args.batch_size, args.repeats, args.cache_dir,
-                                        args.exporter)
+            result = run_ttfs_benchmark(
+                args.model, args.ttfs_model, args.batch_size, args.repeats, args.cache_dir, args.exporter
+            )
         else:
-            result = run_benchmark(args.model, args.timesteps, args.norm, args.per_channel, args.batch_size,
-                                   args.repeats, args.cache_dir, args.neuron, args.exporter, args.spikingjelly,
-                                   args.reset)
+            result = run_benchmark(
+                args.model,
+                args.timesteps,
+                args.norm,
+                args.per_channel,
+                args.batch_size,
+                args.repeats,
+                args.cache_dir,
+                args.neuron,
+                args.exporter,
+                args.spikingjelly,
+                args.reset,
+            )
     except SnnError as exc:
         print(f"onnx-snn bench: error: {exc}", file=sys.stderr)
         return 2
@@ -244,9 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         key = f"{args.model}-ttfs-{args.ttfs_model}{'' if args.exporter == 'legacy' else '-' + args.exporter}"
         section = ttfs_markdown_section(result, _machine())
     else:
-        key = (f"{args.model}-{args.norm}{'-pc' if args.per_channel else ''}{'-hard' if args.reset == 'hard' else ''}"
-               f"{'' if args.neuron == 'auto' else '-' + args.neuron}"
-               f"{'' if args.exporter == 'legacy' else '-' + args.exporter}")
+        key = (
+            f"{args.model}-{args.norm}{'-pc' if args.per_channel else ''}{'-hard' if args.reset == 'hard' else ''}"
+            f"{'' if args.neuron == 'auto' else '-' + args.neuron}"
+            f"{'' if args.exporter == 'legacy' else '-' + args.exporter}"
+        )
         section = markdown_section(result)
     print(section)
     update_benchmarks_file(Path(args.out), key, section)

@@ -1,4 +1,5 @@
 """onnx-snn: compile ANNs exported to ONNX into spiking neural networks that stock onnxruntime runs."""
+
 from __future__ import annotations
 
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
 """The Python API: compile an ANN file or ModelProto into an SNN."""
+
 from __future__ import annotations
 
 import os
@@ -38,10 +39,13 @@ def dump_path(output: str | os.PathLike, stage: str) -> Path:
     return out.with_name(f"{out.stem}.after-{stage}{out.suffix}")
 
 
-def compile_model(model: str | os.PathLike | onnx.ModelProto, output: str | os.PathLike | None = None,
-                  options: CompileOptions | None = None,
-                  calibration: str | os.PathLike | np.ndarray | Iterable | None = None,
-                  show_progress: bool = False) -> CompileResult:
+def compile_model(
+    model: str | os.PathLike | onnx.ModelProto,
+    output: str | os.PathLike | None = None,
+    options: CompileOptions | None = None,
+    calibration: str | os.PathLike | np.ndarray | Iterable | None = None,
+    show_progress: bool = False,
+) -> CompileResult:
     """Compile an ANN (path or ModelProto) into an SNN; verify it (compiler.verify) and write it to
     `output` if given.
 
@@ -55,16 +59,24 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, output: str | os.P
     source = "<model>" if in_memory else str(model)
     if options.dump_after and output is None:
         raise SnnError("--dump-after needs an output path to write beside")
-    check_io(reads={**model_roles("the model", None if in_memory else model),
-                    "--calib": calibration if isinstance(calibration, (str, os.PathLike)) else None},
-             writes={"-o": output, "the external data of -o": external_data_path(output) if output else None,
-                     "--dump-after": [dump_path(output, stage) for stage in options.dump_after] if output else None})
+    check_io(
+        reads={
+            **model_roles("the model", None if in_memory else model),
+            "--calib": calibration if isinstance(calibration, (str, os.PathLike)) else None,
+        },
+        writes={
+            "-o": output,
+            "the external data of -o": external_data_path(output) if output else None,
+            "--dump-after": [dump_path(output, stage) for stage in options.dump_after] if output else None,
+        },
+    )
     proto = model_proto(model)
     input_names = [i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
     feeds = calibration_feeds(calibration, input_names, options.calib_batch_size) if calibration is not None else None
     ctx = PassContext(options=options, source=source, calibration=feeds, show_progress=show_progress)
 
     def dump(stage: str, intermediate: onnx.ModelProto) -> None:
+        assert output is not None  # --dump-after without -o is refused above
         save_model(intermediate, dump_path(output, stage))
 
     compiled = run_pipeline(proto, ctx, dump if options.dump_after else None)
@@ -79,5 +91,9 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, output: str | os.P
     else:
         with tempfile.TemporaryDirectory() as tmp:
             save_model(compiled, Path(tmp) / "compiled.onnx", check=check)
-    return CompileResult(model=compiled, notes=ctx.notes, metadata=model_metadata.read(model_metadata.props_of(compiled), source),
-                         verification=verification[0])
+    return CompileResult(
+        model=compiled,
+        notes=ctx.notes,
+        metadata=model_metadata.read(model_metadata.props_of(compiled), source),
+        verification=verification[0],
+    )

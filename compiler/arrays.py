@@ -1,4 +1,5 @@
 """Reading user arrays (.npy/.npz) for calibration and evaluation, and batching them."""
+
 from __future__ import annotations
 
 import math
@@ -29,18 +30,21 @@ def load_arrays(path: str | os.PathLike, max_bytes: int | None = None) -> dict[s
     try:
         declared = _declared_bytes(path)
         if sum(declared.values()) > budget:
-            largest = max(declared, key=declared.get)
-            raise SnnError(f"its arrays declare {sum(declared.values())} B ('{largest}': {declared[largest]} B), "
-                           f"above the memory budget of {budget} B; raise --max-memory or pass fewer samples",
-                           path=str(path))
+            largest = max(declared, key=declared.__getitem__)
+            raise SnnError(
+                f"its arrays declare {sum(declared.values())} B ('{largest}': {declared[largest]} B), "
+                f"above the memory budget of {budget} B; raise --max-memory or pass fewer samples",
+                path=str(path),
+            )
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             return {"x": loaded}
         with loaded:
             return {key: loaded[key] for key in loaded.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise SnnError(f"is not a readable .npy/.npz file ({exc}); save arrays with numpy.save or numpy.savez",
-                       path=str(path)) from None
+        raise SnnError(
+            f"is not a readable .npy/.npz file ({exc}); save arrays with numpy.save or numpy.savez", path=str(path)
+        ) from None
 
 
 def _declared_bytes(path: Path) -> dict[str, int]:
@@ -53,7 +57,7 @@ def _declared_bytes(path: Path) -> dict[str, int]:
         declared = {}
         for info in members:
             with archive.open(info) as stream:
-                declared[info.filename[:-len(".npy")]] = _npy_header_bytes(stream)
+                declared[info.filename[: -len(".npy")]] = _npy_header_bytes(stream)
         return declared
 
 
@@ -80,8 +84,7 @@ def model_inputs(arrays: Mapping[str, np.ndarray], input_names: list[str], path:
     elif len(input_names) == 1 and "x" in arrays:
         chosen = {input_names[0]: ("x", arrays["x"])}
     else:
-        raise SnnError(f"has keys {sorted(arrays)} but the model needs {input_names} (or 'x' for one input)",
-                       path=path)
+        raise SnnError(f"has keys {sorted(arrays)} but the model needs {input_names} (or 'x' for one input)", path=path)
     checked = {name: _checked_samples(key, np.asarray(value), path) for name, (key, value) in chosen.items()}
     sizes = {len(a) for a in checked.values()}
     if len(sizes) != 1:
@@ -93,22 +96,32 @@ def _checked_samples(key: str, array: np.ndarray, path: str) -> np.ndarray:
     """`array` (float32 if it is float) if it holds at least one sample of finite, sensible numbers,
     else SnnError."""
     if array.dtype.kind not in NUMERIC_KINDS:
-        raise SnnError(f"array '{key}' has dtype {array.dtype}, not real numbers", path=path,
-                       hint="save the inputs as a float32 array, preprocessed as for the ANN")
+        raise SnnError(
+            f"array '{key}' has dtype {array.dtype}, not real numbers",
+            path=path,
+            hint="save the inputs as a float32 array, preprocessed as for the ANN",
+        )
     if array.ndim == 0 or len(array) == 0:
-        raise SnnError(f"array '{key}' holds no samples (shape {list(array.shape)})", path=path,
-                       hint="save at least one sample, with the samples on axis 0")
+        raise SnnError(
+            f"array '{key}' holds no samples (shape {list(array.shape)})",
+            path=path,
+            hint="save at least one sample, with the samples on axis 0",
+        )
     if array.dtype.kind != "f":
         return array
     bad = first_bad_value(array)
     if bad is not None:
-        raise SnnError(f"array '{key}' holds {bad}", path=path,
-                       hint="remove or repair the samples with NaN, infinite or huge values")
+        raise SnnError(
+            f"array '{key}' holds {bad}",
+            path=path,
+            hint="remove or repair the samples with NaN, infinite or huge values",
+        )
     return array.astype(np.float32, copy=False)
 
 
-def check_input_shape(name: str, array: np.ndarray, shape: Sequence | None, what: str = "input",
-                      path: str | None = None) -> None:
+def check_input_shape(
+    name: str, array: np.ndarray, shape: Sequence | None, what: str = "input", path: str | None = None
+) -> None:
     """SnnError unless `array` has the rank of the model input `shape` and its fixed dims (positive
     ints) after the first, the batch, which is never checked; None: nothing is known to check."""
     if shape is None:
@@ -129,8 +142,11 @@ def labels_of(arrays: Mapping[str, np.ndarray], path: str) -> np.ndarray:
         raise SnnError(f"has no labels; store them under one of {list(LABEL_KEYS)}", path=path)
     labels = np.asarray(arrays[key])
     if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) == 0:
-        raise SnnError(f"labels '{key}' must be a non-empty 1-D integer array, got {labels.dtype} "
-                       f"{list(labels.shape)}", path=path, hint="store class indices, e.g. y.astype(np.int64)")
+        raise SnnError(
+            f"labels '{key}' must be a non-empty 1-D integer array, got {labels.dtype} {list(labels.shape)}",
+            path=path,
+            hint="store class indices, e.g. y.astype(np.int64)",
+        )
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or high > np.iinfo(np.int64).max:
         raise SnnError(f"labels '{key}' must be class indices 0, 1, ..., got values in [{low}, {high}]", path=path)
@@ -146,11 +162,12 @@ class Batches:
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         total = len(next(iter(self.arrays.values())))
         for start in range(0, total, self.batch_size):
-            yield {name: a[start:start + self.batch_size] for name, a in self.arrays.items()}
+            yield {name: a[start : start + self.batch_size] for name, a in self.arrays.items()}
 
 
-def calibration_feeds(source: str | os.PathLike | Iterable | np.ndarray, input_names: list[str],
-                      batch_size: int) -> Iterable[dict[str, np.ndarray]]:
+def calibration_feeds(
+    source: str | os.PathLike | Iterable | np.ndarray, input_names: list[str], batch_size: int
+) -> Iterable[dict[str, np.ndarray]]:
     """Normalize a calibration source into a re-iterable collection of feed dicts.
 
     `source` is a path to .npy/.npz (key = input name, or x), an array (single-input models), a
@@ -163,5 +180,7 @@ def calibration_feeds(source: str | os.PathLike | Iterable | np.ndarray, input_n
         return Batches(model_inputs({"x": source}, input_names, "<calibration array>"), batch_size)
     if isinstance(source, Mapping):
         return Batches(model_inputs(source, input_names, "<calibration dict>"), batch_size)
-    return [model_inputs(item if isinstance(item, Mapping) else {"x": item}, input_names, f"<calibration batch {i}>")
-            for i, item in enumerate(source)]
+    return [
+        model_inputs(item if isinstance(item, Mapping) else {"x": item}, input_names, f"<calibration batch {i}>")
+        for i, item in enumerate(source)
+    ]

@@ -4,6 +4,7 @@ model declares, checked before it is loaded.
 One source of truth: `default_budget()` is the budget of every Session, `eval`, calibration and
 data file read that is not given one explicitly (`resolve_budget`).
 """
+
 from __future__ import annotations
 
 import math
@@ -16,14 +17,13 @@ from onnx import helper
 
 from onnx_snn.errors import SnnError
 
-_UNITS = {"": 1, "K": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12,
-          "KI": 2 ** 10, "MI": 2 ** 20, "GI": 2 ** 30, "TI": 2 ** 40}
+_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
 #: the largest size accepted anywhere (1 EiB): far above any machine, so larger ones are typos
-MAX_SIZE = 2 ** 60
+MAX_SIZE = 2**60
 #: the default budget's share of MemAvailable
 AVAILABLE_SHARE = 0.5
 #: the default budget where /proc/meminfo cannot be read (not Linux, or a restricted /proc)
-FALLBACK_BUDGET = 2 * 10 ** 9
+FALLBACK_BUDGET = 2 * 10**9
 #: shape tensors longer than this are not read when checking declared sizes
 _MAX_SHAPE_RANK = 64
 #: the ops whose output size a constant input declares, and that input's index
@@ -96,12 +96,18 @@ def check_declared_sizes(model: onnx.ModelProto, budget: int, source: str) -> No
         for node in graph.node:
             size = _declared_output_bytes(node, constants, known)
             if size > budget:
-                raise SnnError(f"declares an output of {size} B, above the memory budget of {budget} B; "
-                               "check the model, or raise --max-memory", path=source,
-                               node=node.name or node.output[0], op=node.op_type)
+                raise SnnError(
+                    f"declares an output of {size} B, above the memory budget of {budget} B; "
+                    "check the model, or raise --max-memory",
+                    path=source,
+                    node=node.name or node.output[0],
+                    op=node.op_type,
+                )
     if stored > budget:
-        raise SnnError(f"its weights and constants declare {stored} B, above the memory budget of {budget} B; "
-                       "raise --max-memory", path=source)
+        raise SnnError(
+            f"its weights and constants declare {stored} B, above the memory budget of {budget} B; raise --max-memory",
+            path=source,
+        )
 
 
 def _graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
@@ -127,16 +133,22 @@ def _named_constants(graph: onnx.GraphProto) -> Iterator[tuple[str, onnx.TensorP
             if attribute.name == "value":
                 yield node.output[0], attribute.t
             elif attribute.name == "value_ints":
-                yield node.output[0], helper.make_tensor("", onnx.TensorProto.INT64, [len(attribute.ints)],
-                                                         list(attribute.ints))
+                yield (
+                    node.output[0],
+                    helper.make_tensor("", onnx.TensorProto.INT64, [len(attribute.ints)], list(attribute.ints)),
+                )
 
 
 def _small_int_constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     """Inline integer constants of at most _MAX_SHAPE_RANK elements: the shape and repeat inputs
     of ConstantOfShape, Expand and Tile."""
-    return {name: onnx.numpy_helper.to_array(tensor).reshape(-1) for name, tensor in _named_constants(graph)
-            if tensor.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
-            and math.prod(tensor.dims) <= _MAX_SHAPE_RANK and tensor.data_location != onnx.TensorProto.EXTERNAL}
+    return {
+        name: onnx.numpy_helper.to_array(tensor).reshape(-1)
+        for name, tensor in _named_constants(graph)
+        if tensor.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
+        and math.prod(tensor.dims) <= _MAX_SHAPE_RANK
+        and tensor.data_location != onnx.TensorProto.EXTERNAL
+    }
 
 
 def _known_shapes(graph: onnx.GraphProto) -> dict[str, tuple[list[int], int]]:
@@ -148,8 +160,9 @@ def _known_shapes(graph: onnx.GraphProto) -> dict[str, tuple[list[int], int]]:
     return known
 
 
-def _declared_output_bytes(node: onnx.NodeProto, constants: dict[str, np.ndarray],
-                           known: dict[str, tuple[list[int], int]]) -> int:
+def _declared_output_bytes(
+    node: onnx.NodeProto, constants: dict[str, np.ndarray], known: dict[str, tuple[list[int], int]]
+) -> int:
     """A lower bound on the bytes of the output of a ConstantOfShape, Expand or Tile whose shape
     (repeats) input is a constant; 0 for any other node."""
     where = _SHAPE_INPUT.get(node.op_type) if node.domain in ("", "ai.onnx") else None

@@ -1,11 +1,12 @@
 """The `onnx-snn` command line: compile, eval, inspect, quantize-weights, demo and info subcommands."""
+
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import os
 import sys
-from typing import NoReturn
+from typing import Any, Callable, NoReturn, cast
 
 from tqdm import tqdm
 
@@ -52,17 +53,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except MemoryError:
         _end_progress_bars()
-        print(f"onnx-snn {args.command}: error: out of memory; lower --max-memory, --batch-size or --timesteps",
-              file=sys.stderr)
+        print(
+            f"onnx-snn {args.command}: error: out of memory; lower --max-memory, --batch-size or --timesteps",
+            file=sys.stderr,
+        )
         return EXIT_USER_ERROR
     except Exception as exc:  # noqa: BLE001 - never show a user a traceback unless asked
         if os.environ.get("ONNX_SNN_DEBUG"):
             raise
         _end_progress_bars()
         text = str(exc).strip().splitlines()
-        print(f"onnx-snn {args.command}: internal error: {type(exc).__name__}: {text[0][:300] if text else ''} "
-              "(a bug in onnx-snn: set ONNX_SNN_DEBUG=1 for a traceback and report it with the command)",
-              file=sys.stderr)
+        print(
+            f"onnx-snn {args.command}: internal error: {type(exc).__name__}: {text[0][:300] if text else ''} "
+            "(a bug in onnx-snn: set ONNX_SNN_DEBUG=1 for a traceback and report it with the command)",
+            file=sys.stderr,
+        )
         return 1
 
 
@@ -83,9 +88,10 @@ def _positive_int(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="onnx-snn", description=__doc__)
     parser.add_argument("--version", action="version", version=f"onnx-snn {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--verbose", action="store_true",
-                        help="also show onnxruntime's and onnx-graphsurgeon's warnings")
+    common = _Parser(add_help=False)  # a parent only lends its arguments; typed as the subparsers' class
+    common.add_argument(
+        "--verbose", action="store_true", help="also show onnxruntime's and onnx-graphsurgeon's warnings"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compile", help="compile an ANN (.onnx) into an SNN (.onnx)", parents=[common])
@@ -102,14 +108,25 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--ann", help="the source ANN, to report argmax agreement and logit error")
     e.add_argument("--timesteps", type=_positive_int, default=None, help="T (default: the compiled T)")
     e.add_argument("--batch-size", type=_positive_int, default=256, help="samples per run (default 256)")
-    e.add_argument("--max-memory", metavar="SIZE", default=None,
-                   help="memory budget of the run and the data file, e.g. 2GB or 512MiB (default: half of the "
-                        "available memory): larger runs go in batch and time chunks, with identical results")
+    e.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        default=None,
+        help="memory budget of the run and the data file, e.g. 2GB or 512MiB (default: half of the "
+        "available memory): larger runs go in batch and time chunks, with identical results",
+    )
     e.add_argument("--json", dest="json_path", help="also write the report as JSON here")
-    e.add_argument("--plot", metavar="DIR", help="also write accuracy.png, and with --stats firing_rate.png, into "
-                                                 "DIR (created if needed; needs matplotlib)")
-    e.add_argument("--stats", action="store_true",
-                   help="print firing rates, synaptic operations and energy per layer (model compiled with --stats)")
+    e.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="also write accuracy.png, and with --stats firing_rate.png, into "
+        "DIR (created if needed; needs matplotlib)",
+    )
+    e.add_argument(
+        "--stats",
+        action="store_true",
+        help="print firing rates, synaptic operations and energy per layer (model compiled with --stats)",
+    )
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     e.set_defaults(handler=eval_command.run)
 
@@ -117,16 +134,23 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("model")
     i.set_defaults(handler=inspect_command.run)
 
-    w = sub.add_parser("quantize-weights", help="constrain an ANN's weights to a memristive crossbar's levels",
-                       parents=[common])
+    w = sub.add_parser(
+        "quantize-weights", help="constrain an ANN's weights to a memristive crossbar's levels", parents=[common]
+    )
     w.add_argument("model", help="the ANN exported to ONNX")
     w.add_argument("-o", "--output", required=True, help="where to write the constrained ANN")
     w.add_argument("--levels", type=int, default=16, metavar="N", help="levels per sign (default 16)")
-    w.add_argument("--on-off-ratio", type=float, default=10.0, metavar="R",
-                   help="ON/OFF ratio: non-zero magnitudes in [max/R, max] (default 10)")
+    w.add_argument(
+        "--on-off-ratio",
+        type=float,
+        default=10.0,
+        metavar="R",
+        help="ON/OFF ratio: non-zero magnitudes in [max/R, max] (default 10)",
+    )
     w.add_argument("--per-channel", action="store_true", help="max magnitude per output channel instead of per layer")
-    w.add_argument("--data", help=".npz with inputs (input name or x) and labels (y): print the accuracy before "
-                                  "and after")
+    w.add_argument(
+        "--data", help=".npz with inputs (input name or x) and labels (y): print the accuracy before and after"
+    )
     w.set_defaults(handler=quantize_weights_command.run)
 
     d = sub.add_parser("demo", help="compile and evaluate the shipped digits MLP", parents=[common])
@@ -134,8 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", default=None, help="where to write the SNN (default: a temp dir)")
     d.set_defaults(handler=demo_command.run)
 
-    n = sub.add_parser("info", help="the onnxruntime build in use, its providers, whether a CUDA session starts",
-                       parents=[common])
+    n = sub.add_parser(
+        "info", help="the onnxruntime build in use, its providers, whether a CUDA session starts", parents=[common]
+    )
     n.add_argument("--json", action="store_true", help="print the report as JSON")
     n.set_defaults(handler=info_command.run)
     return parser
@@ -146,15 +171,21 @@ def _add_option_flags(parser: argparse.ArgumentParser, pass_names: list[str]) ->
     for f in option_fields():
         settings = dict(f.metadata)
         positive, text = settings.pop("positive", False), settings.pop("help")
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        default = cast("Callable[[], Any]", f.default_factory)() if f.default is dataclasses.MISSING else f.default
         flag = "--" + f.name.replace("_", "-")
         if not (default is None or default is False or default == []):
             text += f" (default {default})"
         if isinstance(default, bool):
             parser.add_argument(flag, action="store_true", help=text)
         elif isinstance(default, list):
-            parser.add_argument(flag, action="append", choices=pass_names, default=[],
-                                help=f"{text} ({', '.join(pass_names)})", **settings)
+            parser.add_argument(
+                flag,
+                action="append",
+                choices=pass_names,
+                default=[],
+                help=f"{text} ({', '.join(pass_names)})",
+                **settings,
+            )
         else:
             kind = _positive_int if positive else settings.pop("type", type(default))
             parser.add_argument(flag, type=kind, default=default, help=text, **settings)

@@ -5,6 +5,7 @@ input is by design, and so are nodes its optimizers leave alone), and onnx-graph
 that its optional `colored` module is missing and about constants it does not fold. None of it
 is for the user. `configure_logging(verbose=True)` (the CLI's --verbose) shows them again.
 """
+
 from __future__ import annotations
 
 #: onnxruntime severities: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal

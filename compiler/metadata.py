@@ -6,6 +6,7 @@ One writer (`write`, called by the pipeline's emit step and by quantize-weights)
 model without `onnx_snn.schema` was written before the schema had a number and reads as 0 (its
 keys are those of version 1). A model from a newer schema is refused with a hint to upgrade.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,13 @@ def write(model: onnx.ModelProto, entries: Mapping[str, Any], keep_others: bool 
     if unknown:
         raise ValueError(f"metadata keys outside the schema: {sorted(unknown)}")
     props = {p.key: p.value for p in model.metadata_props} if keep_others else {}
-    props.update({PREFIX + key: json.dumps(value, sort_keys=True) for key, value in
-                  {**entries, "schema": SCHEMA_VERSION}.items() if value is not None})
+    props.update(
+        {
+            PREFIX + key: json.dumps(value, sort_keys=True)
+            for key, value in {**entries, "schema": SCHEMA_VERSION}.items()
+            if value is not None
+        }
+    )
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, props)
 
@@ -54,16 +60,19 @@ def read(props: Mapping[str, str], source: str) -> dict[str, Any]:
     without PREFIX; SnnError if one is not valid JSON or the schema is newer than this reader."""
     entries = {}
     for name, text in props.items():
-        if not name.startswith(PREFIX) or name[len(PREFIX):] not in KEYS:
+        if not name.startswith(PREFIX) or name[len(PREFIX) :] not in KEYS:
             continue
         try:
-            entries[name[len(PREFIX):]] = json.loads(text)
+            entries[name[len(PREFIX) :]] = json.loads(text)
         except json.JSONDecodeError:
             raise SnnError(f"its metadata {name} is not valid JSON; recompile the model", path=source) from None
     schema = entries.get("schema", 0)
     if not isinstance(schema, int) or schema > SCHEMA_VERSION:
-        raise SnnError(f"its onnx-snn metadata has schema {schema!r}, newer than this onnx-snn reads "
-                       f"({SCHEMA_VERSION})", path=source, hint="upgrade onnx-snn")
+        raise SnnError(
+            f"its onnx-snn metadata has schema {schema!r}, newer than this onnx-snn reads ({SCHEMA_VERSION})",
+            path=source,
+            hint="upgrade onnx-snn",
+        )
     return entries
 
 

@@ -1,4 +1,5 @@
 """Loading and saving ONNX models: clear errors for bad files, atomic writes, external data."""
+
 from __future__ import annotations
 
 import os
@@ -31,17 +32,21 @@ def load_model(path: str | os.PathLike, max_bytes: int | None = None) -> onnx.Mo
     except OSError as exc:
         raise SnnError(f"cannot be read ({exc.strerror or exc}); check its permissions", path=str(path)) from None
     except (DecodeError, ValueError, RuntimeError) as exc:
-        raise SnnError(f"is not a readable ONNX protobuf (truncated or another format: {_first_line(exc)}); "
-                       "re-export the model", path=str(path)) from None
+        raise SnnError(
+            f"is not a readable ONNX protobuf (truncated or another format: {_first_line(exc)}); re-export the model",
+            path=str(path),
+        ) from None
     if model.ir_version <= 0 or not model.HasField("graph") or not model.graph.node:
-        raise SnnError("is not an ONNX model (no graph or no nodes); pass a model exported to ONNX",
-                       path=str(path))
+        raise SnnError("is not an ONNX model (no graph or no nodes); pass a model exported to ONNX", path=str(path))
     check_declared_sizes(model, resolve_budget(max_bytes), str(path))
     try:
         onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
     except (OSError, ValueError, onnx.checker.ValidationError) as exc:
-        raise SnnError(f"its external weight data could not be read ({_first_line(exc)}); keep the data "
-                       "files the model names in its folder", path=str(path)) from None
+        raise SnnError(
+            f"its external weight data could not be read ({_first_line(exc)}); keep the data "
+            "files the model names in its folder",
+            path=str(path),
+        ) from None
     validate_model(model, str(path))
     return model
 
@@ -62,19 +67,29 @@ def weights_nbytes(model: onnx.ModelProto) -> int:
     return total
 
 
-def save_model(model: onnx.ModelProto, path: str | os.PathLike,
-               external_threshold: int = EXTERNAL_DATA_THRESHOLD,
-               check: Callable[[Path], None] | None = None) -> None:
+def save_model(
+    model: onnx.ModelProto,
+    path: str | os.PathLike,
+    external_threshold: int = EXTERNAL_DATA_THRESHOLD,
+    check: Callable[[Path], None] | None = None,
+) -> None:
     """Write `model` atomically (outputs.atomic_write); `check(tmp_path)` runs on the written file
     before it is moved into place, so a model that fails it is never left at `path`.
 
     Models whose weights exceed `external_threshold` bytes are written with external data in
     `<name>.data` next to the model (outputs.external_data_path), moved into place with it.
     """
+
     def write(tmp: Path) -> None:
         if weights_nbytes(model) > external_threshold:
-            onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=external_data_path(path).name, size_threshold=1024)
+            onnx.save_model(
+                model,
+                str(tmp),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=external_data_path(path).name,
+                size_threshold=1024,
+            )
         else:
             onnx.save_model(model, str(tmp))
 

@@ -1,4 +1,5 @@
 """Compile options: one dataclass that the CLI fills and the passes read."""
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,7 @@ CODECS = ("exact", "float", "spike")
 ENCODINGS = ("analog", "poisson", "signgd")
 #: the largest T a model or run accepts (the Scan trip counts and step indices are int64, but a
 #: run's memory grows with T: beyond 2^31 steps no budget holds even one sample's read-out)
-MAX_TIMESTEPS = 2 ** 31 - 1
+MAX_TIMESTEPS = 2**31 - 1
 
 
 def checked_count(name: str, value: object) -> int:
@@ -27,9 +28,10 @@ def checked_count(name: str, value: object) -> int:
     text): timesteps, batch sizes and other counts; else SnnError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise SnnError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if not 1 <= value <= MAX_TIMESTEPS:
+    count = int(value)
+    if not 1 <= count <= MAX_TIMESTEPS:
         raise SnnError(f"{name} must be in [1, {MAX_TIMESTEPS}], got {value}")
-    return int(value)
+    return count
 
 
 #: the neuron types each input encoding works with
@@ -50,53 +52,89 @@ class CompileOptions:
 
     timesteps: int = option(32, "default number of timesteps T", positive=True)
     calib_batches: int | None = option(None, "use at most this many calibration batches", positive=True)
-    norm: str = option("99.9", "scale per layer: max, a percentile (99.9, 99.99), a fraction of max in (0, 1], or "
-                               "spikenorm[:P] (thresholds from the currents under spiking input, layer by layer; IF)")
+    norm: str = option(
+        "99.9",
+        "scale per layer: max, a percentile (99.9, 99.99), a fraction of max in (0, 1], or "
+        "spikenorm[:P] (thresholds from the currents under spiking input, layer by layer; IF)",
+    )
     per_channel: bool = option(False, "one scale per channel instead of per layer")
     reset: str = option("soft", "membrane reset", choices=RESET_MODES)
     v_init: float = option(0.5, "initial membrane, fraction of threshold")
-    encoding: str = option("analog", "input: analog (the value at every step; signGD: --codec), poisson (IF: "
-                                     "Bernoulli spikes, rate max-rate·x, inputs in [0, 1]) or signgd (the signGD "
-                                     "spec's spike encoder)", choices=ENCODINGS)
+    encoding: str = option(
+        "analog",
+        "input: analog (the value at every step; signGD: --codec), poisson (IF: "
+        "Bernoulli spikes, rate max-rate·x, inputs in [0, 1]) or signgd (the signGD "
+        "spec's spike encoder)",
+        choices=ENCODINGS,
+    )
     max_rate: float = option(1.0, "poisson: spike probability per step of an input of 1")
     seed: int = option(0, "poisson: seed of the reproducible spike stream, in [0, 2^32)")
-    neuron: str = option("auto", "neuron type: if (ReLU nets), signgd (GELU, LayerNorm, MaxPool, ...), ttfs (exact "
-                                 "time-to-first-spike mapping of ReLU nets), or auto: if where it suffices, else "
-                                 "signgd", choices=NEURON_TYPES)
-    schedule: str = option("exponential", "signGD step sizes (exponential: eta0*gamma^(t-1); exp_inverse floors it "
-                                          "at tail/t so that the sum diverges)", choices=SCHEDULES)
+    neuron: str = option(
+        "auto",
+        "neuron type: if (ReLU nets), signgd (GELU, LayerNorm, MaxPool, ...), ttfs (exact "
+        "time-to-first-spike mapping of ReLU nets), or auto: if where it suffices, else "
+        "signgd",
+        choices=NEURON_TYPES,
+    )
+    schedule: str = option(
+        "exponential",
+        "signGD step sizes (exponential: eta0*gamma^(t-1); exp_inverse floors it at tail/t so that the sum diverges)",
+        choices=SCHEDULES,
+    )
     eta0: float = option(0.3, "signGD first step size (spec 0.15)")
     gamma: float = option(0.9, "signGD step decay per timestep (spec 0.95)")
     tail: float = option(0.25, "signGD exp_inverse floor tail/t")
-    codec: str = option("exact", "signGD input encoder: exact (lands on the input), float or spike (spec)",
-                        choices=CODECS)
-    signgd_range: float = option(2.0, "signGD neurons see activations scaled so that the --norm statistic maps "
-                                      "to this")
-    ttfs_model: str = option("b1", "TTFS neuron model: b1 (closed form on relative times) or a (arXiv 2212.12522: "
-                                   "hardware parameters J, theta and the event-exact solver in float64; dense nets)",
-                             choices=TTFS_MODELS)
+    codec: str = option(
+        "exact", "signGD input encoder: exact (lands on the input), float or spike (spec)", choices=CODECS
+    )
+    signgd_range: float = option(2.0, "signGD neurons see activations scaled so that the --norm statistic maps to this")
+    ttfs_model: str = option(
+        "b1",
+        "TTFS neuron model: b1 (closed form on relative times) or a (arXiv 2212.12522: "
+        "hardware parameters J, theta and the event-exact solver in float64; dense nets)",
+        choices=TTFS_MODELS,
+    )
     zeta: float = option(0.5, "TTFS window margin: B_n = (1 + zeta)·X_n")
-    input_range: tuple[float, float] | None = option(None, "TTFS input range [P, Q] (default: min and max of the "
-                                                           "calibration data)", nargs=2, metavar=("P", "Q"),
-                                                     type=float)
-    stats: bool = option(False, "also output spike counts per neuron layer (TTFS: also spike times and synaptic "
-                                "events)")
-    weight_levels: int | None = option(None, "constrain weights as a memristive crossbar after BN folding: N levels "
-                                             "per sign (default: off)", metavar="N", type=int)
+    input_range: tuple[float, float] | None = option(
+        None,
+        "TTFS input range [P, Q] (default: min and max of the calibration data)",
+        nargs=2,
+        metavar=("P", "Q"),
+        type=float,
+    )
+    stats: bool = option(
+        False, "also output spike counts per neuron layer (TTFS: also spike times and synaptic events)"
+    )
+    weight_levels: int | None = option(
+        None,
+        "constrain weights as a memristive crossbar after BN folding: N levels per sign (default: off)",
+        metavar="N",
+        type=int,
+    )
     on_off_ratio: float = option(10.0, "crossbar ON/OFF ratio: non-zero magnitudes in [max/R, max]", metavar="R")
     per_channel_weights: bool = option(False, "crossbar max magnitude per output channel instead of per layer")
     dump_after: list[str] = option([], "also write the model after PASS; repeatable", metavar="PASS")
-    verify_each: bool = option(False, "after every pass, check the model with onnx.checker and the pass's "
-                                      "post-condition (slower; for debugging the compiler)")
+    verify_each: bool = option(
+        False,
+        "after every pass, check the model with onnx.checker and the pass's "
+        "post-condition (slower; for debugging the compiler)",
+    )
     calib_batch_size: int = 256
 
     def validate(self) -> "CompileOptions":
         """Raise SnnError for an option out of its range; return self."""
         checked_count("--timesteps", self.timesteps)
-        floats = {"--eta0": self.eta0, "--gamma": self.gamma, "--tail": self.tail, "--signgd-range": self.signgd_range,
-                  "--zeta": self.zeta, "--v-init": self.v_init, "--max-rate": self.max_rate,
-                  "--on-off-ratio": self.on_off_ratio, **dict(zip(("--input-range P", "--input-range Q"),
-                                                                 self.input_range or ()))}
+        floats = {
+            "--eta0": self.eta0,
+            "--gamma": self.gamma,
+            "--tail": self.tail,
+            "--signgd-range": self.signgd_range,
+            "--zeta": self.zeta,
+            "--v-init": self.v_init,
+            "--max-rate": self.max_rate,
+            "--on-off-ratio": self.on_off_ratio,
+            **dict(zip(("--input-range P", "--input-range Q"), self.input_range or ())),
+        }
         for flag, value in floats.items():
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise SnnError(f"{flag} must be a finite number, got {value!r}")
@@ -109,8 +147,10 @@ class CompileOptions:
         if self.schedule not in SCHEDULES:
             raise SnnError(f"--schedule must be one of {', '.join(SCHEDULES)}, got '{self.schedule}'")
         if not (0.0 < self.eta0 and 0.0 < self.gamma <= 1.0 and self.signgd_range > 0.0):
-            raise SnnError(f"--eta0 and --signgd-range must be positive and --gamma in (0, 1]; got "
-                           f"{self.eta0}, {self.signgd_range}, {self.gamma}")
+            raise SnnError(
+                f"--eta0 and --signgd-range must be positive and --gamma in (0, 1]; got "
+                f"{self.eta0}, {self.signgd_range}, {self.gamma}"
+            )
         if self.codec not in CODECS:
             raise SnnError(f"--codec must be one of {', '.join(CODECS)}, got '{self.codec}'")
         if self.ttfs_model not in TTFS_MODELS:
@@ -126,14 +166,17 @@ class CompileOptions:
         if self.encoding not in ENCODINGS:
             raise SnnError(f"--encoding must be one of {', '.join(ENCODINGS)}, got '{self.encoding}'")
         if self.neuron not in ENCODING_NEURONS[self.encoding]:
-            raise SnnError(f"--encoding {self.encoding} works with --neuron {'|'.join(ENCODING_NEURONS[self.encoding])}, "
-                           f"got --neuron {self.neuron}")
-        if not (self.max_rate > 0.0 and 0 <= self.seed < 2 ** 32):
+            raise SnnError(
+                f"--encoding {self.encoding} works with --neuron {'|'.join(ENCODING_NEURONS[self.encoding])}, "
+                f"got --neuron {self.neuron}"
+            )
+        if not (self.max_rate > 0.0 and 0 <= self.seed < 2**32):
             raise SnnError(f"--max-rate must be positive and --seed in [0, 2^32); got {self.max_rate}, {self.seed}")
         norm_statistic(self.norm)
         if spikenorm_statistic(self.norm) is not None and (self.per_channel or self.neuron not in ("auto", "if")):
-            raise SnnError(f"--norm {self.norm} balances IF layers, one threshold each: it needs IF neurons "
-                           "and no --per-channel")
+            raise SnnError(
+                f"--norm {self.norm} balances IF layers, one threshold each: it needs IF neurons and no --per-channel"
+            )
         return self
 
     @property
@@ -158,7 +201,7 @@ def spikenorm_statistic(norm: str) -> tuple[str, float] | None:
     if norm == SPIKENORM:
         return "max", 1.0
     if norm.startswith(SPIKENORM + ":"):
-        kind, value = norm_statistic(norm[len(SPIKENORM) + 1:])
+        kind, value = norm_statistic(norm[len(SPIKENORM) + 1 :])
         if kind == "fraction":
             raise SnnError(f"--norm {norm}: spikenorm takes the max or a percentile in (1, 100]")
         return kind, value
@@ -180,8 +223,9 @@ def norm_statistic(norm: str) -> tuple[str, float]:
     try:
         value = float(norm.rstrip("%"))
     except ValueError:
-        raise SnnError(f"--norm must be max, a percentile such as 99.9, a fraction in (0, 1], or spikenorm[:P]; "
-                       f"got '{norm}'") from None
+        raise SnnError(
+            f"--norm must be max, a percentile such as 99.9, a fraction in (0, 1], or spikenorm[:P]; got '{norm}'"
+        ) from None
     if 0.0 < value <= 1.0:
         return "fraction", value
     if 1.0 < value < 100.0:
@@ -195,6 +239,10 @@ def check_constraint(levels: object, on_off_ratio: object) -> None:
     """SnnError unless `levels` is an integer ≥ 2 and `on_off_ratio` a finite number > 1."""
     if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 2:
         raise SnnError(f"the number of weight levels must be an integer of at least 2, got {levels!r}")
-    if isinstance(on_off_ratio, bool) or not isinstance(on_off_ratio, (int, float, np.number)) \
-            or not math.isfinite(float(on_off_ratio)) or float(on_off_ratio) <= 1.0:
+    if (
+        isinstance(on_off_ratio, bool)
+        or not isinstance(on_off_ratio, (int, float, np.number))
+        or not math.isfinite(float(on_off_ratio))
+        or float(on_off_ratio) <= 1.0
+    ):
         raise SnnError(f"the ON/OFF ratio must be a finite number greater than 1, got {on_off_ratio!r}")

@@ -9,6 +9,7 @@ folder) is a SnnError naming both paths, raised before any work starts. Writes g
 file beside the destination and are renamed into place only once complete (and verified, where a
 check is given), so a failed run leaves nothing at the destination.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,13 @@ def model_files(path: PathLike) -> list[Path]:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - any unreadable file; load_model names the problem
         return [path]
-    locations = {entry.value for tensor in _tensors(model.graph) if tensor.data_location == onnx.TensorProto.EXTERNAL
-                 for entry in tensor.external_data if entry.key == "location"}
+    locations = {
+        entry.value
+        for tensor in _tensors(model.graph)
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
     return [path, *(path.parent / location for location in sorted(locations))]
 
 
@@ -64,13 +70,15 @@ def check_io(reads: Roles, writes: Roles) -> None:
         path = Path(text)
         for read_role, read_path in read_paths:
             if same_file(path, read_path):
-                raise SnnError(f"{role} {path} would overwrite {read_role} {read_path}; write it elsewhere",
-                               path=str(path))
+                raise SnnError(
+                    f"{role} {path} would overwrite {read_role} {read_path}; write it elsewhere", path=str(path)
+                )
         key = _identity(path)
         if key in seen:
             other_role, other = seen[key]
-            raise SnnError(f"{role} {path} and {other_role} {other} are the same file; choose different paths",
-                           path=str(path))
+            raise SnnError(
+                f"{role} {path} and {other_role} {other} are the same file; choose different paths", path=str(path)
+            )
         seen[key] = (role, path)
 
 
@@ -88,8 +96,9 @@ def atomic_write(path: PathLike, write: Callable[[Path], object], check: Callabl
         try:
             write(tmp)
         except OSError as exc:
-            raise SnnError(f"cannot write ({exc.strerror or exc}); choose a writable path with free space",
-                           path=str(path)) from None
+            raise SnnError(
+                f"cannot write ({exc.strerror or exc}); choose a writable path with free space", path=str(path)
+            ) from None
         if check is not None:
             check(tmp)
         for produced in sorted(tmp_dir.iterdir(), key=lambda p: p == tmp):  # side files first, the main one last

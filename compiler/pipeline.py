@@ -11,6 +11,7 @@ The pipelines are data: COMMON and FAMILIES below (describe_pipelines renders th
 ARCHITECTURE.md). `--neuron auto` runs the common passes, then picks IF when IF neurons convert
 every op of the graph and signGD otherwise.
 """
+
 from __future__ import annotations
 
 import os
@@ -73,9 +74,11 @@ class CheckOps:
         self.refuse(graph, ctx)
 
 
-CHECK_OPS = {"if": CheckOps("if", spikify_if.refuse_unconvertible),
-             "signgd": CheckOps("signgd", spikify_signgd.refuse_unconvertible),
-             "ttfs": CheckOps("ttfs", spikify_ttfs.refuse_unconvertible)}
+CHECK_OPS = {
+    "if": CheckOps("if", spikify_if.refuse_unconvertible),
+    "signgd": CheckOps("signgd", spikify_signgd.refuse_unconvertible),
+    "ttfs": CheckOps("ttfs", spikify_ttfs.refuse_unconvertible),
+}
 
 
 def _always(options: CompileOptions) -> bool:
@@ -94,26 +97,40 @@ class Step:
 
 #: the passes every family starts with, before the neuron family is chosen
 COMMON: tuple[Step, ...] = (
-    Step(canonicalize), Step(fold_bn),
+    Step(canonicalize),
+    Step(fold_bn),
     Step(quantize_weights, lambda o: o.weight_levels is not None, "--weight-levels N"),
 )
 #: the passes of each neuron family after COMMON, in order
 FAMILIES: dict[str, tuple[Step, ...]] = {
     "if": (
-        Step(CHECK_OPS["if"]), Step(calibrate),
+        Step(CHECK_OPS["if"]),
+        Step(calibrate),
         Step(spikenorm, lambda o: spikenorm_statistic(o.norm) is not None, "--norm spikenorm[:P]"),
-        Step(normalize), Step(spikify_if),
+        Step(normalize),
+        Step(spikify_if),
         Step(encode_input, lambda o: o.encoding == "poisson", "--encoding poisson"),
-        Step(time_batch), Step(activity_stats),
+        Step(time_batch),
+        Step(activity_stats),
     ),
     "signgd": (
-        Step(decompose), Step(CHECK_OPS["signgd"]), Step(calibrate), Step(normalize), Step(spikify_signgd),
-        Step(signgd_offsets), Step(time_batch), Step(activity_stats),
+        Step(decompose),
+        Step(CHECK_OPS["signgd"]),
+        Step(calibrate),
+        Step(normalize),
+        Step(spikify_signgd),
+        Step(signgd_offsets),
+        Step(time_batch),
+        Step(activity_stats),
     ),
     "ttfs": (
-        Step(CHECK_OPS["ttfs"]), Step(ttfs_input_range), Step(ttfs_fold_affine),
+        Step(CHECK_OPS["ttfs"]),
+        Step(ttfs_input_range),
+        Step(ttfs_fold_affine),
         Step(ttfs_column_scale, lambda o: o.ttfs_model == "a", "--ttfs-model a"),
-        Step(calibrate), Step(ttfs_windows), Step(ttfs_audit),
+        Step(calibrate),
+        Step(ttfs_windows),
+        Step(ttfs_audit),
         Step(spikify_ttfs, lambda o: o.ttfs_model != "a", "--ttfs-model b1 (the default)"),
         Step(ttfs_model_a, lambda o: o.ttfs_model == "a", "--ttfs-model a"),
     ),
@@ -188,17 +205,20 @@ def run_pipeline(model: onnx.ModelProto, ctx: PassContext, dump: DumpHook | None
 
     common = common_passes(ctx.options)
     for index, step in enumerate(common):
-        graph = stage(step, graph, common[index + 1:])
+        graph = stage(step, graph, common[index + 1 :])
     neuron = resolve_neuron(graph, ctx)
     ctx.state.neuron = neuron
-    if neuron not in ENCODING_NEURONS[ctx.options.encoding] or (neuron != "if" and spikenorm_statistic(
-            ctx.options.norm) is not None):
-        raise SnnError(f"--encoding {ctx.options.encoding} and --norm {ctx.options.norm} do not fit this graph, which "
-                       f"converts with {neuron} neurons (poisson and spikenorm need IF, signgd needs signGD neurons)",
-                       path=ctx.source)
-    family = build_pipeline(ctx.options, neuron)[len(common):]
+    if neuron not in ENCODING_NEURONS[ctx.options.encoding] or (
+        neuron != "if" and spikenorm_statistic(ctx.options.norm) is not None
+    ):
+        raise SnnError(
+            f"--encoding {ctx.options.encoding} and --norm {ctx.options.norm} do not fit this graph, which "
+            f"converts with {neuron} neurons (poisson and spikenorm need IF, signgd needs signGD neurons)",
+            path=ctx.source,
+        )
+    family = build_pipeline(ctx.options, neuron)[len(common) :]
     for index, step in enumerate(family):
-        graph = stage(step, graph, family[index + 1:])
+        graph = stage(step, graph, family[index + 1 :])
     return emit(graph, ctx)
 
 
@@ -207,8 +227,7 @@ def verify_stage(step: Pass, graph: gs.Graph, ctx: PassContext) -> None:
     try:
         onnx.checker.check_model(emit(graph, ctx))
     except onnx.checker.ValidationError as exc:
-        raise CompilerBug(f"after pass {step.NAME} the model fails onnx.checker: {str(exc).splitlines()[0]}") \
-            from None
+        raise CompilerBug(f"after pass {step.NAME} the model fails onnx.checker: {str(exc).splitlines()[0]}") from None
     try:
         step.postcondition(graph, ctx)
     except SnnError as exc:
@@ -242,18 +261,21 @@ def emit(graph: gs.Graph, ctx: PassContext) -> onnx.ModelProto:
     attach_functions(model)
     model.producer_name, model.producer_version = "onnx-snn", __version__
     state = ctx.state
-    model_metadata.write(model, {
-        "version": __version__,
-        "options": ctx.options.as_metadata(),
-        "notes": ctx.notes,
-        "neuron": state.neuron,
-        "passes": state.passes,
-        "neuron_layers": state.neuron_layers or None,
-        "lambda": state.lambdas,
-        "calibration_samples": state.calibration_samples,
-        "activity": state.activity,
-        "spikenorm": state.rate.spikenorm,
-        "weight_quantization": state.weight_quantization,
-        "ttfs": state.ttfs.windows,
-    })
+    model_metadata.write(
+        model,
+        {
+            "version": __version__,
+            "options": ctx.options.as_metadata(),
+            "notes": ctx.notes,
+            "neuron": state.neuron,
+            "passes": state.passes,
+            "neuron_layers": state.neuron_layers or None,
+            "lambda": state.lambdas,
+            "calibration_samples": state.calibration_samples,
+            "activity": state.activity,
+            "spikenorm": state.rate.spikenorm,
+            "weight_quantization": state.weight_quantization,
+            "ttfs": state.ttfs.windows,
+        },
+    )
     return model

@@ -5,6 +5,7 @@ canvas, without pyplot or a global backend switch, so that the rest of the packa
 without it. Every plot is written atomically (a temporary file beside it, then a rename) and
 its path returned.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,16 +40,34 @@ def plot_accuracy(report: EvalReport, path: str | os.PathLike) -> Path:
     horizontal line and the argmax agreement with it (%) as a second curve when the report has them."""
     steps = list(range(1, report.timesteps + 1))
     figure, axes = _new_figure(7.0, 4.5)
-    axes.plot(steps, [100 * a for a in report.accuracy], color="tab:blue", lw=2,
-              marker="o" if len(steps) <= 16 else None, ms=4, label="SNN accuracy")
+    axes.plot(
+        steps,
+        [100 * a for a in report.accuracy],
+        color="tab:blue",
+        lw=2,
+        marker="o" if len(steps) <= 16 else None,
+        ms=4,
+        label="SNN accuracy",
+    )
     curves = [100 * min(report.accuracy)]
     if report.agreement is not None:
-        axes.plot(steps, [100 * a for a in report.agreement], color="tab:orange", lw=1.5, ls="--",
-                  label="SNN–ANN argmax agreement")
+        axes.plot(
+            steps,
+            [100 * a for a in report.agreement],
+            color="tab:orange",
+            lw=1.5,
+            ls="--",
+            label="SNN–ANN argmax agreement",
+        )
         curves.append(100 * min(report.agreement))
     if report.ann_accuracy is not None:
-        axes.axhline(100 * report.ann_accuracy, color="tab:gray", lw=1.2, ls=":",
-                     label=f"ANN accuracy ({100 * report.ann_accuracy:.2f}%)")
+        axes.axhline(
+            100 * report.ann_accuracy,
+            color="tab:gray",
+            lw=1.2,
+            ls=":",
+            label=f"ANN accuracy ({100 * report.ann_accuracy:.2f}%)",
+        )
         curves.append(100 * report.ann_accuracy)
     if report.timesteps > 2:
         axes.set_xscale("log", base=2)
@@ -60,8 +79,7 @@ def plot_accuracy(report: EvalReport, path: str | os.PathLike) -> Path:
     axes.set_ylim(_floor_to(min(curves), 10), 100)
     axes.set_xlabel("timesteps T")
     axes.set_ylabel("accuracy / agreement (%)" if report.agreement is not None else "accuracy (%)")
-    axes.set_title(f"Accuracy over timesteps ({report.samples} samples, "
-                   f"final {100 * report.accuracy[-1]:.2f}%)")
+    axes.set_title(f"Accuracy over timesteps ({report.samples} samples, final {100 * report.accuracy[-1]:.2f}%)")
     axes.grid(True, which="major", alpha=0.3)
     figure.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False)  # below the axes: never over a curve
     return _save(figure, path)
@@ -82,10 +100,17 @@ def plot_firing_rates(energy: EnergyReport, path: str | os.PathLike) -> Path:
     axes.invert_yaxis()  # graph order reads top to bottom
     top = max(rates + [energy.firing_rate]) or 1.0
     for y, rate in zip(positions, rates):
-        axes.text(rate + 0.01 * top, y, f"{rate:.3g}", va="center", fontsize=7 if len(names) > 12 else 8,
-                  bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})  # readable over the mean line
-    axes.axvline(energy.firing_rate, color="tab:red", ls="--", lw=1.2,
-                 label=f"mean over all neurons ({energy.firing_rate:.3g})")
+        axes.text(
+            rate + 0.01 * top,
+            y,
+            f"{rate:.3g}",
+            va="center",
+            fontsize=7 if len(names) > 12 else 8,
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
+        )  # readable over the mean line
+    axes.axvline(
+        energy.firing_rate, color="tab:red", ls="--", lw=1.2, label=f"mean over all neurons ({energy.firing_rate:.3g})"
+    )
     axes.set_xlim(0, 1.15 * top)
     axes.set_xlabel("firing rate (spikes per neuron per step)")
     axes.set_ylabel(f"layer{f' in {prefix}' if prefix else ''} (neurons)")
@@ -95,8 +120,13 @@ def plot_firing_rates(energy: EnergyReport, path: str | os.PathLike) -> Path:
     return _save(figure, path)
 
 
-def plot_rate_sweep(max_rates: Sequence[float], accuracies_by_label: Mapping[str, Sequence[float]],
-                    path: str | os.PathLike, timesteps: int, ann_accuracy: float | None = None) -> Path:
+def plot_rate_sweep(
+    max_rates: Sequence[float],
+    accuracies_by_label: Mapping[str, Sequence[float]],
+    path: str | os.PathLike,
+    timesteps: int,
+    ann_accuracy: float | None = None,
+) -> Path:
     """Accuracy of Poisson-coded SNNs over the maximum input firing rate, one curve per label.
 
     `max_rates` are the spike probabilities per step of an input of 1 (in (0, 1], plotted on a log
@@ -176,7 +206,7 @@ def _save(figure: Figure, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def _x_ticks(axes: Axes, ticks: list[float], labels: list[str]) -> None:
+def _x_ticks(axes: Axes, ticks: Sequence[float], labels: list[str]) -> None:
     """Major x ticks exactly at `ticks` with `labels`, no minor ticks (log axes would add their own)."""
     from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
@@ -195,8 +225,8 @@ def _layer_labels(names: list[str]) -> tuple[str, list[str]]:
     something), and the names without it, each cut to its last MAX_LABEL characters after an
     ellipsis (the end of an exported name is its most specific part)."""
     prefix = os.path.commonprefix(names)
-    prefix = prefix[:prefix.rfind("/") + 1]
+    prefix = prefix[: prefix.rfind("/") + 1]
     if len(prefix) <= 1 or any(len(name) == len(prefix) for name in names):
         prefix = ""
-    rest = [name[len(prefix):] for name in names]
-    return prefix, [name if len(name) <= MAX_LABEL else "…" + name[-(MAX_LABEL - 1):] for name in rest]
+    rest = [name[len(prefix) :] for name in names]
+    return prefix, [name if len(name) <= MAX_LABEL else "…" + name[-(MAX_LABEL - 1) :] for name in rest]

@@ -6,6 +6,7 @@ signgd_offsets): a copy of the graph whose outputs are the observed tensors, exp
 feed. A feed's samples (axis 0) can be run a few at a time, so that one run's outputs fit the
 share of the memory budget the caller gives them; what a caller keeps of them is its own.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -29,9 +30,15 @@ class Run(NamedTuple):
     arrays: list[np.ndarray]
 
 
-def observe(graph: gs.Graph, tensors: Sequence[gs.Tensor | str], feeds: Iterable[Mapping[str, np.ndarray]],
-            constants: Mapping[str, np.ndarray] | None = None, *,
-            samples_per_run: Callable[[int], int] | None = None, prune: bool = False) -> Iterator[Run]:
+def observe(
+    graph: gs.Graph,
+    tensors: Sequence[gs.Tensor | str],
+    feeds: Iterable[Mapping[str, np.ndarray]],
+    constants: Mapping[str, np.ndarray] | None = None,
+    *,
+    samples_per_run: Callable[[int], int] | None = None,
+    prune: bool = False,
+) -> Iterator[Run]:
     """Run `graph` on each of `feeds` and yield the values of `tensors` (tensors of `graph`, or
     their names), one Run per onnxruntime run. `graph` is not changed.
 
@@ -57,12 +64,14 @@ def observe(graph: gs.Graph, tensors: Sequence[gs.Tensor | str], feeds: Iterable
             first = {name: value[:1] for name, value in feed.items()}
             rows = max(1, samples_per_run(sum(a.nbytes for a in session.run(names, {**first, **constants}))))
         for start in range(0, batch, rows or 1):
-            part = {name: value[start:start + rows] for name, value in feed.items()}
+            assert rows is not None  # set above for a non-empty batch
+            part = {name: value[start : start + rows] for name, value in feed.items()}
             yield Run(min(rows, batch - start), session.run(names, {**part, **constants}))
 
 
-def _session(graph: gs.Graph, tensors: Sequence[gs.Tensor | str],
-             prune: bool) -> tuple[ort.InferenceSession, list[str]]:
+def _session(
+    graph: gs.Graph, tensors: Sequence[gs.Tensor | str], prune: bool
+) -> tuple[ort.InferenceSession, list[str]]:
     """A budgeted CPU session of a copy of `graph` whose outputs are `tensors`, and the output
     names to ask it for (in the order of `tensors`)."""
     names = [t if isinstance(t, str) else t.name for t in tensors]

@@ -3,6 +3,7 @@
 `python -m onnx_snn.providers` reports which onnxruntime build is installed and whether CUDA
 works (`active_build`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,9 +38,13 @@ def exact_cpu_arena() -> None:
     ort.create_and_register_allocator(memory, ort.OrtArenaCfg(0, SAME_AS_REQUESTED, -1, -1))
 
 
-def make_session(model: bytes | str, providers: list[str] | None = None,
-                 intra_op_threads: int | None = None, spinning: bool = True,
-                 budgeted: bool = False) -> ort.InferenceSession:
+def make_session(
+    model: bytes | str,
+    providers: list[str] | None = None,
+    intra_op_threads: int | None = None,
+    spinning: bool = True,
+    budgeted: bool = False,
+) -> ort.InferenceSession:
     """An InferenceSession on `providers` (default: default_providers()), CPU if CUDA fails to start.
 
     `spinning=False` stops its worker threads from busy-waiting after each run, so that sessions
@@ -100,8 +105,12 @@ def _cuda_session_starts() -> tuple[bool, str]:
     from onnx import TensorProto, helper
 
     tensor = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "cuda_probe", [tensor],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "cuda_probe",
+        [tensor],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     options = ort.SessionOptions()
     options.log_severity_level = 4  # a CUDA EP that cannot start logs an error; the report says it
@@ -141,11 +150,16 @@ def active_build() -> dict:
     warnings = []
     if len(distributions) > 1:
         names = " and ".join(distributions)
-        warnings.append(f"{names} are installed together and provide the same `onnxruntime` module: whichever was "
-                        f"installed last wins, and its files may be mixed with the other's. Keep one: pip "
-                        f"uninstall -y {' '.join(distributions)}, then pip install {ORT_GPU} (CUDA) or {ORT_CPU}")
-        distribution: str | None = ORT_GPU if cuda_in_build and ORT_GPU in distributions else (
-            ORT_CPU if ORT_CPU in distributions else next(iter(distributions)))
+        warnings.append(
+            f"{names} are installed together and provide the same `onnxruntime` module: whichever was "
+            f"installed last wins, and its files may be mixed with the other's. Keep one: pip "
+            f"uninstall -y {' '.join(distributions)}, then pip install {ORT_GPU} (CUDA) or {ORT_CPU}"
+        )
+        distribution: str | None = (
+            ORT_GPU
+            if cuda_in_build and ORT_GPU in distributions
+            else (ORT_CPU if ORT_CPU in distributions else next(iter(distributions)))
+        )
     elif distributions:
         distribution = next(iter(distributions))
     else:
@@ -153,18 +167,27 @@ def active_build() -> dict:
         warnings.append("no installed distribution provides the `onnxruntime` module (a source build?)")
     if distribution == ORT_GPU and not cuda_usable:
         warnings.append(f"{ORT_GPU} is installed but CUDA does not work here: {cuda}")
-    return {"distribution": distribution, "distributions": distributions, "version": ort.__version__,
-            "available_providers": available, "cuda_in_build": cuda_in_build, "cuda_usable": cuda_usable,
-            "cuda": cuda, "default_providers": default_providers(), "warnings": warnings}
+    return {
+        "distribution": distribution,
+        "distributions": distributions,
+        "version": ort.__version__,
+        "available_providers": available,
+        "cuda_in_build": cuda_in_build,
+        "cuda_usable": cuda_usable,
+        "cuda": cuda,
+        "default_providers": default_providers(),
+        "warnings": warnings,
+    }
 
 
 def report(build: dict) -> str:
     """`active_build()` as a few lines of text."""
     installed = ", ".join(f"{name} {version}" for name, version in build["distributions"].items()) or "none"
-    lines = [f"onnxruntime {build['version']} from {build['distribution'] or 'an unknown distribution'} "
-             f"(installed: {installed})",
-             f"providers: {', '.join(build['available_providers'])}",
-             f"CUDA: {'usable' if build['cuda_usable'] else 'not usable'}: {build['cuda']}",
-             f"sessions ask for: {', '.join(build['default_providers'])}"]
+    lines = [
+        f"onnxruntime {build['version']} from {build['distribution'] or 'an unknown distribution'} "
+        f"(installed: {installed})",
+        f"providers: {', '.join(build['available_providers'])}",
+        f"CUDA: {'usable' if build['cuda_usable'] else 'not usable'}: {build['cuda']}",
+        f"sessions ask for: {', '.join(build['default_providers'])}",
+    ]
     return "\n".join(lines + [f"warning: {w}" for w in build["warnings"]])
-

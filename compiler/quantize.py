@@ -4,6 +4,7 @@ Runs the quantize_weights pass alone on the model as exported (no canonicalizati
 the same ANN, same graph, with constrained Conv/Gemm/MatMul weights) and records the per-layer
 statistics in the output's metadata under `onnx_snn.weight_quantization`.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,18 +37,26 @@ class QuantizeResult:
     stats: dict
 
 
-def quantize_model(model: str | os.PathLike | onnx.ModelProto, output: str | os.PathLike | None = None,
-                   levels: int = 16, on_off_ratio: float = 10.0, per_channel: bool = False) -> QuantizeResult:
+def quantize_model(
+    model: str | os.PathLike | onnx.ModelProto,
+    output: str | os.PathLike | None = None,
+    levels: int = 16,
+    on_off_ratio: float = 10.0,
+    per_channel: bool = False,
+) -> QuantizeResult:
     """Constrain the weights of an ANN (path or ModelProto) to `levels` levels per sign and ON/OFF ratio
     `on_off_ratio`; write it atomically to `output` if given (never over the input).
 
     SnnError for invalid levels or ratio, an unreadable model or an output path equal to the input.
     """
-    options = CompileOptions(weight_levels=levels, on_off_ratio=on_off_ratio,
-                             per_channel_weights=per_channel).validate()
+    options = CompileOptions(
+        weight_levels=levels, on_off_ratio=on_off_ratio, per_channel_weights=per_channel
+    ).validate()
     source = str(model) if not isinstance(model, onnx.ModelProto) else "<model>"
-    check_io(reads=model_roles("the model", model if source != "<model>" else None),
-             writes={"-o": output, "the external data of -o": external_data_path(output) if output else None})
+    check_io(
+        reads=model_roles("the model", model if source != "<model>" else None),
+        writes={"-o": output, "the external data of -o": external_data_path(output) if output else None},
+    )
     proto = model_proto(model)
     ctx = PassContext(options=options, source=source, show_progress=False)
     graph = quantize_weights.run(gs.import_onnx(proto), ctx)
@@ -56,6 +65,7 @@ def quantize_model(model: str | os.PathLike | onnx.ModelProto, output: str | os.
     constrained.graph.CopyFrom(gs.export_onnx(graph, do_type_check=False).graph)
     constrained.ir_version = max(constrained.ir_version, IR_INITIALIZERS_NOT_INPUTS)
     stats = ctx.state.weight_quantization
+    assert stats is not None  # quantize_weights.run records it
     model_metadata.write(constrained, {"weight_quantization": stats}, keep_others=True)
     if output is not None:
         save_model(constrained, output)
@@ -75,8 +85,9 @@ def ann_accuracy(model: str | os.PathLike, data: str | os.PathLike) -> tuple[flo
     try:
         predictions = np.concatenate([runner.run(feed).argmax(axis=-1) for feed in Batches(inputs, EVAL_BATCH)])
     except Exception as exc:  # noqa: BLE001 - onnxruntime's errors for inputs of the wrong shape or dtype
-        raise SnnError(f"onnxruntime cannot run {model} on these inputs ({str(exc).splitlines()[0][:200]})",
-                       path=str(data)) from None
+        raise SnnError(
+            f"onnxruntime cannot run {model} on these inputs ({str(exc).splitlines()[0][:200]})", path=str(data)
+        ) from None
     if len(predictions) != len(labels):
         raise SnnError(f"holds {len(predictions)} inputs but {len(labels)} labels", path=str(data))
     return float(np.mean(predictions == labels)), len(labels)
@@ -85,10 +96,14 @@ def ann_accuracy(model: str | os.PathLike, data: str | os.PathLike) -> tuple[flo
 def summary(result: QuantizeResult) -> list[str]:
     """One line per constrained layer: distinct magnitudes per sign and the largest relative change."""
     stats = result.stats
-    lines = [f"{len(stats['layers'])} weight tensors, {stats['levels']} levels per sign, ON/OFF ratio "
-             f"{stats['on_off_ratio']:g}, max magnitude per {'output channel' if stats['per_channel'] else 'layer'}"]
+    lines = [
+        f"{len(stats['layers'])} weight tensors, {stats['levels']} levels per sign, ON/OFF ratio "
+        f"{stats['on_off_ratio']:g}, max magnitude per {'output channel' if stats['per_channel'] else 'layer'}"
+    ]
     for name, layer in stats["layers"].items():
         levels = layer["levels"]
-        lines.append(f"  {name}: {levels['positive']} positive / {levels['negative']} negative magnitudes, "
-                     f"max change {layer['max_relative_change']:.3g} of max |w|")
+        lines.append(
+            f"  {name}: {levels['positive']} positive / {levels['negative']} negative magnitudes, "
+            f"max change {layer['max_relative_change']:.3g} of max |w|"
+        )
     return lines

@@ -25,6 +25,7 @@ Constants read only by custom-domain nodes (such as the NaN "fresh state" inputs
 own neurons) and the bodies of local functions are not checked for values. Nodes without a name
 are named by op, index and first input and output tensors (`_node_label`).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,20 +43,41 @@ MIN_IR_VERSION = 3
 #: magnitudes above this in a weight, Constant or float attribute are taken for corrupt data
 ABSURD = 1e30
 #: tensor dims above this, inferred or declared, are taken for corrupt attributes or shapes
-MAX_DIM = 2 ** 31 - 1
+MAX_DIM = 2**31 - 1
 #: consumers for which ±inf and huge finite constants are meaningful bounds, masks or fill values
-BOUND_OPS = frozenset({"Clip", "Pad", "Where", "Max", "Min", "Less", "LessOrEqual", "Greater", "GreaterOrEqual",
-                       "Equal", "ConstantOfShape", "Constant"})
+BOUND_OPS = frozenset(
+    {
+        "Clip",
+        "Pad",
+        "Where",
+        "Max",
+        "Min",
+        "Less",
+        "LessOrEqual",
+        "Greater",
+        "GreaterOrEqual",
+        "Equal",
+        "ConstantOfShape",
+        "Constant",
+    }
+)
 #: per op, the inputs that hold weights (their types explain a failed type inference)
 WEIGHT_INPUTS: dict[str, tuple[int, ...]] = {
-    "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (0, 1, 2), "MatMul": (0, 1),
-    "BatchNormalization": (1, 2, 3, 4), "LayerNormalization": (1, 2), "InstanceNormalization": (1, 2),
+    "Conv": (1, 2),
+    "ConvTranspose": (1, 2),
+    "Gemm": (0, 1, 2),
+    "MatMul": (0, 1),
+    "BatchNormalization": (1, 2, 3, 4),
+    "LayerNormalization": (1, 2),
+    "InstanceNormalization": (1, 2),
 }
 FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16})
 #: integer attributes that are flags (0 or 1), per op
 FLAGS: dict[str, tuple[str, ...]] = {
-    "Gemm": ("transA", "transB"), "MaxPool": ("ceil_mode", "storage_order"),
-    "AveragePool": ("ceil_mode", "count_include_pad"), "BatchNormalization": ("training_mode",),
+    "Gemm": ("transA", "transB"),
+    "MaxPool": ("ceil_mode", "storage_order"),
+    "AveragePool": ("ceil_mode", "count_include_pad"),
+    "BatchNormalization": ("training_mode",),
 }
 AUTO_PAD = frozenset({"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"})
 WINDOW_OPS = frozenset({"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool"})
@@ -120,8 +142,9 @@ def _shown(name: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _error(message: str, path: str, node: onnx.NodeProto | None = None, index: int = 0,
-           hint: str | None = None) -> SnnError:
+def _error(
+    message: str, path: str, node: onnx.NodeProto | None = None, index: int = 0, hint: str | None = None
+) -> SnnError:
     if node is None:
         return SnnError(message, path=path, hint=hint)
     return SnnError(message, path=path, node=_node_label(node, index), op=_shown(node.op_type), hint=hint)
@@ -133,8 +156,12 @@ def _error(message: str, path: str, node: onnx.NodeProto | None = None, index: i
 def _graph_names(model: onnx.ModelProto) -> Iterator[tuple[str, str]]:
     """(what, name) of every name in the main graph."""
     graph = model.graph
-    for kind, values in (("graph input", graph.input), ("graph output", graph.output),
-                         ("value_info", graph.value_info), ("initializer", graph.initializer)):
+    for kind, values in (
+        ("graph input", graph.input),
+        ("graph output", graph.output),
+        ("value_info", graph.value_info),
+        ("initializer", graph.initializer),
+    ):
         for value in values:
             yield kind, value.name
     for node in graph.node:
@@ -149,22 +176,33 @@ def _check_names(model: onnx.ModelProto, path: str) -> None:
     """No NUL byte in any name; no node name used twice (onnxruntime refuses such graphs)."""
     for kind, name in _graph_names(model):
         if "\x00" in name:
-            raise _error(f"the {kind} name '{_shown(name)}' holds a NUL byte", path,
-                         hint="rename it in the exporter; ONNX names are plain strings")
+            raise _error(
+                f"the {kind} name '{_shown(name)}' holds a NUL byte",
+                path,
+                hint="rename it in the exporter; ONNX names are plain strings",
+            )
     first: dict[str, int] = {}
     for index, node in enumerate(model.graph.node):
         if node.name and first.setdefault(node.name, index) != index:
-            raise _error(f"its name is also the name of node #{first[node.name]}", path, node, index,
-                         hint="give every node its own name (or none) and re-export")
+            raise _error(
+                f"its name is also the name of node #{first[node.name]}",
+                path,
+                node,
+                index,
+                hint="give every node its own name (or none) and re-export",
+            )
 
 
 def _check_ir_version(model: onnx.ModelProto, path: str) -> None:
     if not MIN_IR_VERSION <= model.ir_version <= onnx.IR_VERSION:
         old = model.ir_version < MIN_IR_VERSION
-        raise _error(f"has IR version {model.ir_version}; onnx-snn reads IR versions {MIN_IR_VERSION} to "
-                     f"{onnx.IR_VERSION}", path,
-                     hint="re-export the model with a current exporter" if old else
-                     "upgrade the onnx package (pip install -U onnx) or re-export with an older IR version")
+        raise _error(
+            f"has IR version {model.ir_version}; onnx-snn reads IR versions {MIN_IR_VERSION} to {onnx.IR_VERSION}",
+            path,
+            hint="re-export the model with a current exporter"
+            if old
+            else "upgrade the onnx package (pip install -U onnx) or re-export with an older IR version",
+        )
 
 
 def _check_outputs(model: onnx.ModelProto, path: str) -> None:
@@ -186,22 +224,30 @@ def _check_declared_types(model: onnx.ModelProto, path: str) -> None:
     graph = model.graph
     initializers = {t.name for t in graph.initializer}
     known_types = set(TensorProto.DataType.values())
-    for kind, values in (("graph input", graph.input), ("graph output", graph.output),
-                         ("value_info of", graph.value_info)):
+    for kind, values in (
+        ("graph input", graph.input),
+        ("graph output", graph.output),
+        ("value_info of", graph.value_info),
+    ):
         for value in values:
             elem = value.type.tensor_type.elem_type if value.type.HasField("tensor_type") else None
             undefined = elem == TensorProto.UNDEFINED and kind != "value_info of"
             if elem is not None and (elem not in known_types or undefined):
-                raise _error(f"{kind} '{_shown(value.name)}' has element type {elem}, which is no ONNX tensor type",
-                             path, hint="re-export the model")
+                raise _error(
+                    f"{kind} '{_shown(value.name)}' has element type {elem}, which is no ONNX tensor type",
+                    path,
+                    hint="re-export the model",
+                )
             dims = _declared_dims(value)
             lowest = 1 if kind == "graph input" and value.name not in initializers else 0
             bad = [d for d in dims if d is not None and not lowest <= d <= MAX_DIM]
             if bad:
                 shape = [d if d is not None else "?" for d in dims]
-                raise _error(f"{kind} '{_shown(value.name)}' declares shape {shape} with dim {bad[0]}", path,
-                             hint="give every dim a size of at least 1, or a name (dim_param) for a dynamic one, "
-                                  "and re-export")
+                raise _error(
+                    f"{kind} '{_shown(value.name)}' declares shape {shape} with dim {bad[0]}",
+                    path,
+                    hint="give every dim a size of at least 1, or a name (dim_param) for a dynamic one, and re-export",
+                )
 
 
 def _constant_dtypes(model: onnx.ModelProto) -> dict[str, int]:
@@ -216,8 +262,11 @@ def _constant_dtypes(model: onnx.ModelProto) -> dict[str, int]:
 
 def _input_float_types(model: onnx.ModelProto) -> set[int]:
     initializers = {t.name for t in model.graph.initializer}
-    return {v.type.tensor_type.elem_type for v in model.graph.input
-            if v.name not in initializers and v.type.tensor_type.elem_type in FLOAT_TYPES}
+    return {
+        v.type.tensor_type.elem_type
+        for v in model.graph.input
+        if v.name not in initializers and v.type.tensor_type.elem_type in FLOAT_TYPES
+    }
 
 
 def _check_weight_types(model: onnx.ModelProto, nodes: list[onnx.NodeProto], path: str) -> None:
@@ -234,12 +283,22 @@ def _check_weight_types(model: onnx.ModelProto, nodes: list[onnx.NodeProto], pat
             if dtype is None:
                 continue
             if dtype not in FLOAT_TYPES:
-                raise _error(f"weight '{_shown(name)}' is {_type_name(dtype)}; onnx-snn converts float networks",
-                             path, node, index, hint="re-export the model with float32 weights")
+                raise _error(
+                    f"weight '{_shown(name)}' is {_type_name(dtype)}; onnx-snn converts float networks",
+                    path,
+                    node,
+                    index,
+                    hint="re-export the model with float32 weights",
+                )
             if len(wanted) == 1 and dtype not in wanted:
-                raise _error(f"weight '{_shown(name)}' is {_type_name(dtype)} but the graph's inputs are "
-                             f"{_type_name(next(iter(wanted)))}", path, node, index,
-                             hint="re-export the whole model in one precision (e.g. model.float() before export)")
+                raise _error(
+                    f"weight '{_shown(name)}' is {_type_name(dtype)} but the graph's inputs are "
+                    f"{_type_name(next(iter(wanted)))}",
+                    path,
+                    node,
+                    index,
+                    hint="re-export the whole model in one precision (e.g. model.float() before export)",
+                )
 
 
 def _type_name(dtype: int) -> str:
@@ -290,23 +349,34 @@ def _shapes(model: onnx.ModelProto) -> ShapeMap:
     for value in [*graph.input, *graph.output, *graph.value_info]:
         tensor_type = value.type.tensor_type if value.type.HasField("tensor_type") else None
         if tensor_type is not None and tensor_type.HasField("shape"):
-            shapes[value.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                                  for d in tensor_type.shape.dim]
+            shapes[value.name] = [
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor_type.shape.dim
+            ]
     return shapes
 
 
-_NODE_PATTERNS = (re.compile(r"\(op_type:([^,]*), node name: ([^)]*)\)"),
-                  re.compile(r"name: (.*?) OpType: (\S+)", re.IGNORECASE))
-_NOISE = re.compile(r"\[(?:ShapeInferenceError|TypeInferenceError)\]\s*|Inference error\(s\):\s*"
-                    r"|\(op_type:[^,]*, node name: [^)]*\):\s*")
+_NODE_PATTERNS = (
+    re.compile(r"\(op_type:([^,]*), node name: ([^)]*)\)"),
+    re.compile(r"name: (.*?) OpType: (\S+)", re.IGNORECASE),
+)
+_NOISE = re.compile(
+    r"\[(?:ShapeInferenceError|TypeInferenceError)\]\s*|Inference error\(s\):\s*"
+    r"|\(op_type:[^,]*, node name: [^)]*\):\s*"
+)
 
 
-CHECKER_HINT = ("fix the exporter's output or re-export the model (onnx.checker.check_model(path, full_check=True) "
-                "shows the same)")
+CHECKER_HINT = (
+    "fix the exporter's output or re-export the model (onnx.checker.check_model(path, full_check=True) shows the same)"
+)
 
 
-def checker_error(exc: Exception, nodes: list[onnx.NodeProto], path: str, what: str = "is not a valid ONNX model",
-                  hint: str = CHECKER_HINT) -> SnnError:
+def checker_error(
+    exc: Exception,
+    nodes: list[onnx.NodeProto],
+    path: str,
+    what: str = "is not a valid ONNX model",
+    hint: str = CHECKER_HINT,
+) -> SnnError:
     """onnx.checker's (or strict shape inference's) error `exc` about a graph of `nodes`, as one
     SnnError line: `what`, the first cause, the node it names (by label), `hint` (none if empty)."""
     text = str(exc)
@@ -314,8 +384,9 @@ def checker_error(exc: Exception, nodes: list[onnx.NodeProto], path: str, what: 
     first_cause = text.split("\n(op_type:")[0]  # later causes follow from the first
     message = " ".join(_NOISE.sub("", first_cause.split("==> Context:")[0]).split())
     message = re.sub(r"\s*(?:of node:)?\s*name: .*? OpType: \S+", "", message, flags=re.IGNORECASE).rstrip(" :")
-    message = re.sub(r"\((\d+)\) vs \((\d+)\)", lambda m: f"({_type_name(int(m[1]))}) vs ({_type_name(int(m[2]))})",
-                     message)
+    message = re.sub(
+        r"\((\d+)\) vs \((\d+)\)", lambda m: f"({_type_name(int(m[1]))}) vs ({_type_name(int(m[2]))})", message
+    )
     if len(message) > MESSAGE_LIMIT:
         message = message[: MESSAGE_LIMIT - 3] + "..."
     return _error(f"{what}: {message or type(exc).__name__}", path, node, index, hint=hint or None)
@@ -351,8 +422,13 @@ def _check_inferred_dims(shapes: ShapeMap, nodes: list[onnx.NodeProto], path: st
         bad = [d for d in dims if isinstance(d, int) and not 0 <= d <= MAX_DIM]
         if bad and name in producers:
             node, index = producers[name]
-            raise _error(f"its output '{_shown(name)}' would have shape {dims}", path, node, index,
-                         hint="its attributes (kernel, pads, strides, axes) do not fit its input; fix them")
+            raise _error(
+                f"its output '{_shown(name)}' would have shape {dims}",
+                path,
+                node,
+                index,
+                hint="its attributes (kernel, pads, strides, axes) do not fit its input; fix them",
+            )
 
 
 def _consumers(nodes: list[onnx.NodeProto]) -> dict[str, list[tuple[onnx.NodeProto, int]]]:
@@ -391,8 +467,13 @@ def _check_values(model: onnx.ModelProto, nodes: list[onnx.NodeProto], path: str
         problem = first_bad_value(onnx.numpy_helper.to_array(tensor), allow_large=bounds_only)
         if problem is not None:
             node, index = default_readers[0]
-            raise _error(f"its input '{_shown(name)}' holds {problem}", path, node, index,
-                         hint="the weights are corrupt or diverged in training; fix them and re-export")
+            raise _error(
+                f"its input '{_shown(name)}' holds {problem}",
+                path,
+                node,
+                index,
+                hint="the weights are corrupt or diverged in training; fix them and re-export",
+            )
 
 
 def first_bad_value(values: np.ndarray, allow_large: bool = False) -> str | None:
@@ -401,7 +482,7 @@ def first_bad_value(values: np.ndarray, allow_large: bool = False) -> str | None
     costs no large temporary."""
     flat = values.reshape(-1)
     for start in range(0, flat.size, CHUNK):
-        part = flat[start:start + CHUNK].astype(np.float64)
+        part = flat[start : start + CHUNK].astype(np.float64)
         bad = np.isnan(part) if allow_large else ~(np.abs(part) <= ABSURD)
         hits = np.flatnonzero(bad)
         if hits.size:
@@ -441,17 +522,28 @@ def _check_attributes(node: onnx.NodeProto, index: int, declared: ShapeMap, path
     _check_float_attributes(node, index, attrs, path)
     for flag in FLAGS.get(node.op_type, ()):
         if _int(attrs, flag, 0) not in (0, 1):
-            raise _error(f"attribute {flag} is {attrs[flag]!r}; it must be 0 or 1", path, node, index,
-                         hint="fix the attribute or re-export the model")
+            raise _error(
+                f"attribute {flag} is {attrs[flag]!r}; it must be 0 or 1",
+                path,
+                node,
+                index,
+                hint="fix the attribute or re-export the model",
+            )
     if node.op_type in WINDOW_OPS:
         _check_window(node, index, attrs, declared, path)
     if node.op_type == "LayerNormalization" and _int(attrs, "stash_type", TensorProto.FLOAT) not in STASH_TYPES:
-        raise _error(f"stash_type is {attrs['stash_type']!r}, not a float element type", path, node, index,
-                     hint="use stash_type=1 (float32) or leave it out")
+        raise _error(
+            f"stash_type is {attrs['stash_type']!r}, not a float element type",
+            path,
+            node,
+            index,
+            hint="use stash_type=1 (float32) or leave it out",
+        )
     epsilon = attrs.get("epsilon")
     if node.op_type == "BatchNormalization" and isinstance(epsilon, float) and epsilon < 0:
-        raise _error(f"epsilon is {epsilon:g}; it must not be negative", path, node, index,
-                     hint="fix epsilon and re-export")
+        raise _error(
+            f"epsilon is {epsilon:g}; it must not be negative", path, node, index, hint="fix epsilon and re-export"
+        )
 
 
 def _check_float_attributes(node: onnx.NodeProto, index: int, attrs: dict, path: str) -> None:
@@ -460,8 +552,13 @@ def _check_float_attributes(node: onnx.NodeProto, index: int, attrs: dict, path:
     for name, value in attrs.items():
         for v in value if isinstance(value, list) else [value]:
             if isinstance(v, float) and (math.isnan(v) or (node.op_type not in BOUND_OPS and not abs(v) <= ABSURD)):
-                raise _error(f"attribute {name} is {v:g}", path, node, index,
-                             hint="set it to a finite value of sensible size and re-export")
+                raise _error(
+                    f"attribute {name} is {v:g}",
+                    path,
+                    node,
+                    index,
+                    hint="set it to a finite value of sensible size and re-export",
+                )
 
 
 def _check_window(node: onnx.NodeProto, index: int, attrs: dict, declared: ShapeMap, path: str) -> None:
@@ -469,32 +566,56 @@ def _check_window(node: onnx.NodeProto, index: int, attrs: dict, declared: Shape
     kernel, a Conv's group and kernel_shape against its weight."""
     auto_pad = attrs.get("auto_pad", b"NOTSET")
     if isinstance(auto_pad, bytes) and auto_pad.decode(errors="replace") not in AUTO_PAD:
-        raise _error(f"auto_pad is '{_shown(auto_pad.decode(errors='replace'))}', not one of "
-                     f"{', '.join(sorted(AUTO_PAD))}", path, node, index,
-                     hint="fix the attribute or re-export the model")
+        raise _error(
+            f"auto_pad is '{_shown(auto_pad.decode(errors='replace'))}', not one of {', '.join(sorted(AUTO_PAD))}",
+            path,
+            node,
+            index,
+            hint="fix the attribute or re-export the model",
+        )
     kernel, pads = _ints(attrs, "kernel_shape"), _ints(attrs, "pads")
     if node.op_type in POOL_OPS and kernel and pads:
         dilations = _ints(attrs, "dilations") or [1] * len(kernel)
         reach = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
         if any(p >= r for p, r in zip(pads, reach + reach)):
-            raise _error(f"pads {pads} are not all smaller than the kernel {kernel}", path, node, index,
-                         hint="a pool's padding must be smaller than its kernel; fix the pads")
+            raise _error(
+                f"pads {pads} are not all smaller than the kernel {kernel}",
+                path,
+                node,
+                index,
+                hint="a pool's padding must be smaller than its kernel; fix the pads",
+            )
     if node.op_type not in ("Conv", "ConvTranspose"):
         return
     group = _int(attrs, "group", 1)
     if group < 1:
-        raise _error(f"group is {group}; it must be a positive integer", path, node, index,
-                     hint="fix the attribute or re-export the model")
+        raise _error(
+            f"group is {group}; it must be a positive integer",
+            path,
+            node,
+            index,
+            hint="fix the attribute or re-export the model",
+        )
     weight = _conv_weight(node, declared)
     if weight is None:
         return
     if kernel is not None and kernel != weight[2:]:
-        raise _error(f"kernel_shape {kernel} differs from the weight's spatial shape {weight[2:]}", path, node, index,
-                     hint="fix kernel_shape or the weight and re-export")
+        raise _error(
+            f"kernel_shape {kernel} differs from the weight's spatial shape {weight[2:]}",
+            path,
+            node,
+            index,
+            hint="fix kernel_shape or the weight and re-export",
+        )
     out_channels = weight[1] * group if node.op_type == "ConvTranspose" else weight[0]
     if out_channels % group:
-        raise _error(f"group {group} does not divide the {out_channels} output channels of the weight {weight}",
-                     path, node, index, hint="fix group or the weight and re-export")
+        raise _error(
+            f"group {group} does not divide the {out_channels} output channels of the weight {weight}",
+            path,
+            node,
+            index,
+            hint="fix group or the weight and re-export",
+        )
 
 
 def _conv_weight(node: onnx.NodeProto, shapes: ShapeMap) -> list[int] | None:
@@ -509,15 +630,13 @@ def _shape_of(node: onnx.NodeProto, position: int, shapes: ShapeMap) -> list | N
     return shapes.get(name) if name else None
 
 
-def _check_all_in_context(model: onnx.ModelProto, nodes: list[onnx.NodeProto], shapes: ShapeMap,
-                          path: str) -> None:
+def _check_all_in_context(model: onnx.ModelProto, nodes: list[onnx.NodeProto], shapes: ShapeMap, path: str) -> None:
     for index, node in enumerate(nodes):
         if (node.domain or "") in ("", "ai.onnx"):
             _check_in_context(model, node, index, shapes, path)
 
 
-def _check_in_context(model: onnx.ModelProto, node: onnx.NodeProto, index: int, shapes: ShapeMap,
-                      path: str) -> None:
+def _check_in_context(model: onnx.ModelProto, node: onnx.NodeProto, index: int, shapes: ShapeMap, path: str) -> None:
     """What needs the model's shapes and values: a window's kernel against its padded input, a
     Conv's group against its input channels, LayerNormalization's axis against its input's rank,
     BN's variance + epsilon."""
@@ -532,14 +651,20 @@ def _check_in_context(model: onnx.ModelProto, node: onnx.NodeProto, index: int, 
     if node.op_type == "LayerNormalization" and x is not None:
         axis = _int(attrs, "axis", -1)
         if not -len(x) <= axis < len(x):
-            raise _error(f"axis {axis} is out of range for an input of rank {len(x)}", path, node, index,
-                         hint=f"use an axis in [{-len(x)}, {len(x) - 1}]")
+            raise _error(
+                f"axis {axis} is out of range for an input of rank {len(x)}",
+                path,
+                node,
+                index,
+                hint=f"use an axis in [{-len(x)}, {len(x) - 1}]",
+            )
     if node.op_type == "BatchNormalization":
         _check_variance(model, node, index, float(cast(float, attrs.get("epsilon", 1e-5))), path)
 
 
-def _check_conv_in_context(node: onnx.NodeProto, index: int, group: int, x: list | None, shapes: ShapeMap,
-                           path: str) -> None:
+def _check_conv_in_context(
+    node: onnx.NodeProto, index: int, group: int, x: list | None, shapes: ShapeMap, path: str
+) -> None:
     """A Conv's input channels against its weight and group; its bias: one value per output channel."""
     weight = _shape_of(node, 1, shapes)
     if not weight or len(weight) < 3:
@@ -547,14 +672,24 @@ def _check_conv_in_context(node: onnx.NodeProto, index: int, group: int, x: list
     channels = x[1] if x and len(x) > 1 and isinstance(x[1], int) else None
     per_group = weight[0] if node.op_type == "ConvTranspose" else weight[1]
     if isinstance(per_group, int) and channels is not None and channels != per_group * group:
-        raise _error(f"group {group} with the weight {weight} needs {per_group * group} input channels, the input "
-                     f"has {channels}", path, node, index,
-                     hint="group must divide the input channels into the weight's; fix it or the weight")
+        raise _error(
+            f"group {group} with the weight {weight} needs {per_group * group} input channels, the input "
+            f"has {channels}",
+            path,
+            node,
+            index,
+            hint="group must divide the input channels into the weight's; fix it or the weight",
+        )
     bias = _shape_of(node, 2, shapes)
     out = weight[1] * group if node.op_type == "ConvTranspose" and isinstance(weight[1], int) else weight[0]
     if bias is not None and (len(bias) != 1 or (isinstance(out, int) and bias[0] != out)):
-        raise _error(f"its bias has shape {bias}; it needs one value per output channel ([{out}])", path, node,
-                     index, hint="fix the bias and re-export")
+        raise _error(
+            f"its bias has shape {bias}; it needs one value per output channel ([{out}])",
+            path,
+            node,
+            index,
+            hint="fix the bias and re-export",
+        )
 
 
 def _check_gemm_bias(node: onnx.NodeProto, index: int, shapes: ShapeMap, path: str) -> None:
@@ -566,8 +701,13 @@ def _check_gemm_bias(node: onnx.NodeProto, index: int, shapes: ShapeMap, path: s
         return
     aligned = list(zip(bias[::-1], out[::-1]))
     if len(bias) > len(out) or any(isinstance(b, int) and b != 1 and b != o for b, o in aligned):
-        raise _error(f"its C (bias) has shape {bias}, which does not broadcast to its output {out} for every batch "
-                     "size", path, node, index, hint="give it one value per output column ([N] or [1, N])")
+        raise _error(
+            f"its C (bias) has shape {bias}, which does not broadcast to its output {out} for every batch size",
+            path,
+            node,
+            index,
+            hint="give it one value per output column ([N] or [1, N])",
+        )
 
 
 def _check_window_fits(node: onnx.NodeProto, index: int, attrs: dict, x: list, shapes: ShapeMap, path: str) -> None:
@@ -576,16 +716,28 @@ def _check_window_fits(node: onnx.NodeProto, index: int, attrs: dict, x: list, s
     weight = _conv_weight(node, shapes)
     kernel = _ints(attrs, "kernel_shape") or (weight[2:] if weight is not None else None)
     spatial = x[2:]
-    if node.op_type == "ConvTranspose" or kernel is None or len(kernel) != len(spatial) \
-            or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
+    if (
+        node.op_type == "ConvTranspose"
+        or kernel is None
+        or len(kernel) != len(spatial)
+        or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID")
+    ):
         return
     dilations = _ints(attrs, "dilations") or [1] * len(kernel)
     pads = _ints(attrs, "pads") or [0] * (2 * len(kernel))
     for axis, (size, k, d) in enumerate(zip(spatial, kernel, dilations)):
-        if isinstance(size, int) and len(pads) == 2 * len(kernel) \
-                and size + pads[axis] + pads[axis + len(kernel)] < (k - 1) * d + 1:
-            raise _error(f"its kernel {kernel} (dilations {dilations}) is larger than its input {x} padded by "
-                         f"{pads}", path, node, index, hint="fix kernel_shape, dilations or pads, or the input size")
+        if (
+            isinstance(size, int)
+            and len(pads) == 2 * len(kernel)
+            and size + pads[axis] + pads[axis + len(kernel)] < (k - 1) * d + 1
+        ):
+            raise _error(
+                f"its kernel {kernel} (dilations {dilations}) is larger than its input {x} padded by {pads}",
+                path,
+                node,
+                index,
+                hint="fix kernel_shape, dilations or pads, or the input size",
+            )
 
 
 def _check_variance(model: onnx.ModelProto, node: onnx.NodeProto, index: int, epsilon: float, path: str) -> None:
@@ -597,5 +749,10 @@ def _check_variance(model: onnx.ModelProto, node: onnx.NodeProto, index: int, ep
         return
     lowest = float(np.min(var)) + epsilon
     if not lowest > 0:
-        raise _error(f"variance + epsilon is {lowest:g}; it must be positive", path, node, index,
-                     hint="fix the running variance or epsilon (a variance is never negative) and re-export")
+        raise _error(
+            f"variance + epsilon is {lowest:g}; it must be positive",
+            path,
+            node,
+            index,
+            hint="fix the running variance or epsilon (a variance is never negative) and re-export",
+        )

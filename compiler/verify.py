@@ -7,6 +7,7 @@ logits (it is exact). A failure caused by the user's model (the ANN itself does 
 outputs are not finite) is a SnnError (exit 2); any other failure is the compiler's and raises
 CompilerBug (exit 1, "internal error").
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,9 @@ VERIFY_BATCH, VERIFY_STEPS = 2, 2
 TTFS_RTOL = 1e-3
 
 
-def verify_snn(path: Path, ann: onnx.ModelProto, samples: Mapping[str, np.ndarray] | None, source: str,
-               exact: bool = False) -> str:
+def verify_snn(
+    path: Path, ann: onnx.ModelProto, samples: Mapping[str, np.ndarray] | None, source: str, exact: bool = False
+) -> str:
     """Check the compiled SNN at `path` against `ann` on `samples` (first two rows used; None: the
     load checks only); the one-line summary of what passed. `exact`: compare values too (TTFS)."""
     try:
@@ -44,8 +46,10 @@ def verify_snn(path: Path, ann: onnx.ModelProto, samples: Mapping[str, np.ndarra
     for index, (snn_out, ann_out) in enumerate(zip(got, expected)):
         name = session.get_outputs()[index].name
         if snn_out.shape != ann_out.shape:
-            raise CompilerBug(f"output {name} has shape {list(snn_out.shape)} at batch {VERIFY_BATCH}, "
-                              f"the ANN's has {list(ann_out.shape)}")
+            raise CompilerBug(
+                f"output {name} has shape {list(snn_out.shape)} at batch {VERIFY_BATCH}, "
+                f"the ANN's has {list(ann_out.shape)}"
+            )
         if not np.all(np.isfinite(snn_out)):
             raise CompilerBug(f"output {name} is not finite at batch {VERIFY_BATCH} while the ANN's is")
         if exact:
@@ -54,8 +58,7 @@ def verify_snn(path: Path, ann: onnx.ModelProto, samples: Mapping[str, np.ndarra
             if error > TTFS_RTOL * scale:
                 raise CompilerBug(f"output {name} differs from the ANN's by {error:.3g} (scale {scale:.3g})")
     what = "equals the ANN" if exact else "matches the ANN's shapes, finite"
-    return (f"passes onnx.checker (full check), loads in onnxruntime and runs at batch {VERIFY_BATCH} "
-            f"({what})")
+    return f"passes onnx.checker (full check), loads in onnxruntime and runs at batch {VERIFY_BATCH} ({what})"
 
 
 def synthetic_samples(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray] | None:
@@ -83,8 +86,9 @@ def _load(path: Path) -> ort.InferenceSession:
 
 def _batch_of_two(samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The first VERIFY_BATCH rows of every input (the first row repeated if there is one)."""
-    return {name: np.concatenate([value[:VERIFY_BATCH]] * VERIFY_BATCH)[:VERIFY_BATCH]
-            for name, value in samples.items()}
+    return {
+        name: np.concatenate([value[:VERIFY_BATCH]] * VERIFY_BATCH)[:VERIFY_BATCH] for name, value in samples.items()
+    }
 
 
 def _ann_outputs(ann: onnx.ModelProto, feed: dict[str, np.ndarray], source: str) -> list[np.ndarray]:
@@ -95,11 +99,15 @@ def _ann_outputs(ann: onnx.ModelProto, feed: dict[str, np.ndarray], source: str)
     except SnnError:
         raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime refusing the user's model or data
-        raise SnnError(f"the ANN itself fails in onnxruntime on the calibration samples ({_first_line(exc)}); "
-                       "check that the model runs there", path=source) from None
+        raise SnnError(
+            f"the ANN itself fails in onnxruntime on the calibration samples ({_first_line(exc)}); "
+            "check that the model runs there",
+            path=source,
+        ) from None
     if not np.all(np.isfinite(output)):
-        raise SnnError("the ANN's output is not finite on the calibration samples; check the weights and data",
-                       path=source)
+        raise SnnError(
+            "the ANN's output is not finite on the calibration samples; check the weights and data", path=source
+        )
     return [output]
 
 

@@ -10,21 +10,36 @@ make_demo_assets (regenerates the demo shipped in onnx_snn/data).
 The names below are re-exported lazily, so importing this package imports neither torch nor TF
 (`train` is not among them: that name is the submodule; use onnx_snn.models.train.train).
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
 _EXPORTS = {
-    "load_digits_split": "data", "load_fashion_mnist": "data",
-    "MLP": "torch_nets", "LeNet": "torch_nets", "SmallResNet": "torch_nets",
-    "TTFSDense": "ttfs_nets", "TTFSLeNet": "ttfs_nets", "TTFSVGG": "ttfs_nets",
-    "keras_ttfs_dense": "keras_nets", "keras_ttfs_lenet": "keras_nets", "keras_ttfs_vgg": "keras_nets",
-    "evaluate_accuracy": "train", "predict_logits": "train",
-    "finetune_constrained": "crossbar_train", "constrain_weights_": "crossbar_train",
+    "load_digits_split": "data",
+    "load_fashion_mnist": "data",
+    "MLP": "torch_nets",
+    "LeNet": "torch_nets",
+    "SmallResNet": "torch_nets",
+    "TTFSDense": "ttfs_nets",
+    "TTFSLeNet": "ttfs_nets",
+    "TTFSVGG": "ttfs_nets",
+    "keras_ttfs_dense": "keras_nets",
+    "keras_ttfs_lenet": "keras_nets",
+    "keras_ttfs_vgg": "keras_nets",
+    "evaluate_accuracy": "train",
+    "predict_logits": "train",
+    "finetune_constrained": "crossbar_train",
+    "constrain_weights_": "crossbar_train",
     "export_torch": "export",
-    "get_reference": "zoo", "Reference": "zoo", "RECIPES": "zoo", "load_torch_model": "zoo",
-    "get_keras_reference": "keras_zoo", "load_keras_model": "keras_zoo", "KERAS_RECIPES": "keras_zoo",
+    "get_reference": "zoo",
+    "Reference": "zoo",
+    "RECIPES": "zoo",
+    "load_torch_model": "zoo",
+    "get_keras_reference": "keras_zoo",
+    "load_keras_model": "keras_zoo",
+    "KERAS_RECIPES": "keras_zoo",
 }
 __all__ = sorted(_EXPORTS)
 

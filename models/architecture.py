@@ -1,4 +1,5 @@
 """Framework-neutral hyperparameters shared by the PyTorch nets and their Keras twins."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class LeNetShape:
 
 # Layer stacks of the exact-mapping TTFS references (issue 4), one description for both frameworks.
 # Every convolution and dense layer has a bias; each net ends in a softmax over 10 classes.
+
 
 @dataclass(frozen=True)
 class Conv:
@@ -105,15 +107,40 @@ TTFS_NETS: dict[str, tuple[Layer, ...]] = {
     "dense": (Flatten(), Dense(600, "relu"), Dropout(0.08), Dense(10, "softmax")),
     # LeNet-5 with BatchNorm before each ReLU
     "lenet": (
-        Conv(6, 5, "same"), BatchNorm(), ReLU(), MaxPool(2),
-        Conv(16, 5, "valid"), BatchNorm(), ReLU(), MaxPool(2),
-        Conv(120, 5, "valid"), BatchNorm(), ReLU(),
-        Flatten(), Dense(84), BatchNorm(), ReLU(), Dense(10, "softmax"),
+        Conv(6, 5, "same"),
+        BatchNorm(),
+        ReLU(),
+        MaxPool(2),
+        Conv(16, 5, "valid"),
+        BatchNorm(),
+        ReLU(),
+        MaxPool(2),
+        Conv(120, 5, "valid"),
+        BatchNorm(),
+        ReLU(),
+        Flatten(),
+        Dense(84),
+        BatchNorm(),
+        ReLU(),
+        Dense(10, "softmax"),
     ),
     # a small VGG with BatchNorm after each ReLU
     "vgg": (
-        Conv(32, 3, "same"), ReLU(), BatchNorm(), Conv(32, 3, "same"), ReLU(), BatchNorm(), MaxPool(2),
-        Conv(64, 3, "same"), ReLU(), BatchNorm(), MaxPool(2),
-        Flatten(), Dense(128), ReLU(), BatchNorm(), Dense(10, "softmax"),
+        Conv(32, 3, "same"),
+        ReLU(),
+        BatchNorm(),
+        Conv(32, 3, "same"),
+        ReLU(),
+        BatchNorm(),
+        MaxPool(2),
+        Conv(64, 3, "same"),
+        ReLU(),
+        BatchNorm(),
+        MaxPool(2),
+        Flatten(),
+        Dense(128),
+        ReLU(),
+        BatchNorm(),
+        Dense(10, "softmax"),
     ),
 }

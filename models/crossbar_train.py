@@ -12,6 +12,7 @@ constraint survives that (a channel's level set scaled by one factor is again su
 the signs swapped for a negative factor), the per-layer one holds only before folding; compile
 --weight-levels re-projects the folded weights either way.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,9 +39,19 @@ def constrain_weights_(model: nn.Module, levels: int, on_off_ratio: float, per_c
     return model
 
 
-def finetune_constrained(model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, levels: int,
-                         on_off_ratio: float = 10.0, per_channel: bool = False, epochs: int = 3, lr: float = 1e-4,
-                         batch_size: int = 128, seed: int = 0, progress: bool = False) -> nn.Module:
+def finetune_constrained(
+    model: nn.Module,
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    levels: int,
+    on_off_ratio: float = 10.0,
+    per_channel: bool = False,
+    epochs: int = 3,
+    lr: float = 1e-4,
+    batch_size: int = 128,
+    seed: int = 0,
+    progress: bool = False,
+) -> nn.Module:
     """Fine-tune `model` in place under the crossbar constraint and return it in eval mode.
 
     Per epoch: constrain_weights_, then one epoch of models.train.train (Adam, cross-entropy on the
@@ -51,6 +62,15 @@ def finetune_constrained(model: nn.Module, x: np.ndarray | torch.Tensor, y: np.n
     check_constraint(levels, on_off_ratio)
     for epoch in range(epochs):
         constrain_weights_(model, levels, on_off_ratio, per_channel)
-        train(model, x, y, epochs=1, batch_size=batch_size, lr=lr, seed=seed + epoch, progress=progress,
-              from_logits=not ends_in_softmax(model))
+        train(
+            model,
+            x,
+            y,
+            epochs=1,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed + epoch,
+            progress=progress,
+            from_logits=not ends_in_softmax(model),
+        )
     return constrain_weights_(model, levels, on_off_ratio, per_channel).eval()

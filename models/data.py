@@ -3,6 +3,7 @@
 Two sources: scikit-learn's bundled 8x8 digits, and Fashion-MNIST read from the IDX files that
 Debian's `dataset-fashion-mnist` package installs (or any directory named by ONNX_SNN_FASHION_DIR).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -26,8 +27,9 @@ _FASHION_FILES = {
 _IDX_UBYTE = 0x08
 
 
-def load_digits_split(test_fraction: float = 0.2, seed: int = 0
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_digits_split(
+    test_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return (x_train, y_train, x_test, y_test) from scikit-learn's digits (1797 images).
 
     x: float32 [N, 1, 8, 8] in [0, 1] (pixel counts 0..16 divided by 16); y: int64 in 0..9.
@@ -39,8 +41,7 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0
     digits = load_digits()
     x = (digits.images.astype(np.float32) / 16.0)[:, None, :, :]
     y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_fraction, random_state=seed, stratify=y)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
     return x_train, y_train, x_test, y_test
 
 
@@ -61,13 +62,18 @@ def load_fashion_mnist(split: Literal["train", "test"]) -> tuple[np.ndarray, np.
     image_file, label_file = (directory / name for name in _FASHION_FILES[split])
     missing = [p.name for p in (image_file, label_file) if not p.is_file()]
     if missing:
-        raise SnnError(f"Fashion-MNIST files {', '.join(missing)} not found in {directory}",
-                       hint=f"run `apt-get install -y dataset-fashion-mnist` or set {FASHION_DIR_ENV}")
+        raise SnnError(
+            f"Fashion-MNIST files {', '.join(missing)} not found in {directory}",
+            hint=f"run `apt-get install -y dataset-fashion-mnist` or set {FASHION_DIR_ENV}",
+        )
     images = read_idx(image_file)
     labels = read_idx(label_file)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise SnnError(f"images {images.shape} and labels {labels.shape} do not match",
-                       path=str(image_file), hint="reinstall dataset-fashion-mnist")
+        raise SnnError(
+            f"images {images.shape} and labels {labels.shape} do not match",
+            path=str(image_file),
+            hint="reinstall dataset-fashion-mnist",
+        )
     x = (images.astype(np.float32) / 255.0)[:, None, :, :]
     return x, labels.astype(np.int64)
 
@@ -81,18 +87,20 @@ def read_idx(path: Path) -> np.ndarray:
         try:
             raw = f.read()
         except (OSError, EOFError) as exc:
-            raise SnnError(f"cannot be decompressed ({exc})", path=str(path),
-                           hint="reinstall dataset-fashion-mnist") from None
+            raise SnnError(
+                f"cannot be decompressed ({exc})", path=str(path), hint="reinstall dataset-fashion-mnist"
+            ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_UBYTE:
-        raise SnnError("is not an IDX file of unsigned bytes", path=str(path),
-                       hint="reinstall dataset-fashion-mnist")
+        raise SnnError("is not an IDX file of unsigned bytes", path=str(path), hint="reinstall dataset-fashion-mnist")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise SnnError("is truncated inside its IDX header", path=str(path),
-                       hint="reinstall dataset-fashion-mnist")
+        raise SnnError("is truncated inside its IDX header", path=str(path), hint="reinstall dataset-fashion-mnist")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     if len(raw) != header + int(np.prod(shape)):
-        raise SnnError(f"holds {len(raw) - header} bytes of data, header says shape {shape}",
-                       path=str(path), hint="reinstall dataset-fashion-mnist")
+        raise SnnError(
+            f"holds {len(raw) - header} bytes of data, header says shape {shape}",
+            path=str(path),
+            hint="reinstall dataset-fashion-mnist",
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)

@@ -1,4 +1,5 @@
 """Export a PyTorch model to a single self-contained ONNX file (input "x", output "logits")."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,14 @@ OPSET_RANGE = range(17, 22)
 DEFAULT_OPSET = {"legacy": 17, "dynamo": 18}
 
 
-def export_torch(model: nn.Module, sample_input: torch.Tensor, path: str | os.PathLike, dynamo: bool,
-                 dynamic_batch: bool = True, opset: int | None = None) -> Path:
+def export_torch(
+    model: nn.Module,
+    sample_input: torch.Tensor,
+    path: str | os.PathLike,
+    dynamo: bool,
+    dynamic_batch: bool = True,
+    opset: int | None = None,
+) -> Path:
     """Export `model` (put in eval mode) to `path` and return the path; weights are embedded.
 
     dynamo=False uses the TorchScript exporter (dynamic_axes for the batch when dynamic_batch).
@@ -45,13 +52,28 @@ def export_torch(model: nn.Module, sample_input: torch.Tensor, path: str | os.Pa
 
 def _export_legacy(model: nn.Module, sample: torch.Tensor, path: Path, dynamic_batch: bool, opset: int) -> None:
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
-    torch.onnx.export(model, (sample,), str(path), dynamo=False, input_names=[INPUT_NAME],
-                      output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=opset)
+    torch.onnx.export(
+        model,
+        (sample,),
+        str(path),
+        dynamo=False,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes=axes,
+        opset_version=opset,
+    )
 
 
 def _export_dynamo(model: nn.Module, sample: torch.Tensor, path: Path, dynamic_batch: bool, opset: int) -> None:
     shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
-    program = torch.onnx.export(model, (sample,), dynamo=True, input_names=[INPUT_NAME],
-                                output_names=[OUTPUT_NAME], dynamic_shapes=shapes, opset_version=opset,
-                                verbose=False)
+    program = torch.onnx.export(
+        model,
+        (sample,),
+        dynamo=True,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=shapes,
+        opset_version=opset,
+        verbose=False,
+    )
     onnx.save_model(program.model_proto, str(path))

@@ -1,4 +1,5 @@
 """Atomic file writes: a reader never sees a half-written model, data set or cache entry."""
+
 from __future__ import annotations
 
 import os

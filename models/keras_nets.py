@@ -4,6 +4,7 @@ neurons, their training, and ONNX export.
 Needs the `tf` extra (tensorflow-cpu, tf2onnx). TensorFlow is imported inside the functions, so
 importing onnx_snn.models never needs it.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,9 @@ def to_nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)))
 
 
-def keras_mlp(in_shape: Sequence[int], hidden: Sequence[int] = (64,), num_classes: int = 10,
-              bias: bool = True) -> keras.Model:
+def keras_mlp(
+    in_shape: Sequence[int], hidden: Sequence[int] = (64,), num_classes: int = 10, bias: bool = True
+) -> keras.Model:
     """Twin of torch_nets.MLP: Flatten -> (Dense -> ReLU) per hidden width -> Dense(num_classes).
 
     `in_shape` is one sample's shape without the batch dim, e.g. (8, 8, 1).
@@ -72,8 +74,9 @@ def keras_lenet(in_channels: int = 1, num_classes: int = 10, image_size: int = 2
     return keras.Model(inputs, keras.layers.Dense(num_classes)(x), name="lenet")
 
 
-def keras_gelu_layernorm_mlp(in_shape: Sequence[int], hidden: Sequence[int] = (64, 32),
-                             num_classes: int = 10) -> keras.Model:
+def keras_gelu_layernorm_mlp(
+    in_shape: Sequence[int], hidden: Sequence[int] = (64, 32), num_classes: int = 10
+) -> keras.Model:
     """Flatten -> Dense -> LayerNormalization -> exact GELU -> Dense with tanh-approximated GELU ->
     LayerNormalization -> Dense(num_classes).
 
@@ -163,8 +166,17 @@ def keras_ends_in_softmax(model: keras.Model) -> bool:
     return isinstance(last, keras.layers.Softmax) or getattr(last, "activation", None) is keras.activations.softmax
 
 
-def train_keras(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int = 128,
-                lr: float = 1e-3, seed: int = 0, progress: bool = False, from_logits: bool = True) -> keras.Model:
+def train_keras(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    epochs: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool = False,
+    from_logits: bool = True,
+) -> keras.Model:
     """Train `model` in place with Adam on cross-entropy and return it.
 
     x: float32 NHWC inputs, y: integer labels. The model returns logits, or with `from_logits=False`
@@ -176,8 +188,10 @@ def train_keras(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, b
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits))
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+    )
     model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=2 if progress else 0)
     return model
 
@@ -205,6 +219,5 @@ def export_keras(model: keras.Model, path: str | os.PathLike, input_shape: Seque
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        tf2onnx.convert.from_function(inference, input_signature=signature, opset=KERAS_OPSET,
-                                      output_path=str(tmp))
+        tf2onnx.convert.from_function(inference, input_signature=signature, opset=KERAS_OPSET, output_path=str(tmp))
     return path

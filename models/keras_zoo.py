@@ -10,6 +10,7 @@ in zoo's layout but for the model's files and the image layout:
     tf2onnx.onnx   the export_keras model, input "x" [N, H, W, C], output "logits" [N, classes]
 Needs the `tf` extra; TensorFlow is imported inside the functions.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,9 @@ MODEL_FILE = "model.keras"
 ONNX_FILE = "tf2onnx.onnx"
 
 _KERAS_NETS: dict[str, Callable[[], keras.Model]] = {
-    "keras_ttfs_dense": keras_ttfs_dense, "keras_ttfs_lenet": keras_ttfs_lenet, "keras_ttfs_vgg": keras_ttfs_vgg,
+    "keras_ttfs_dense": keras_ttfs_dense,
+    "keras_ttfs_lenet": keras_ttfs_lenet,
+    "keras_ttfs_vgg": keras_ttfs_vgg,
 }
 
 #: The Keras references by name; Recipe.net names a builder of keras_nets.
@@ -98,9 +101,24 @@ def _train_entry(recipe: Recipe, entry: CacheEntry) -> tuple[keras.Model, dict[s
     keras.utils.set_random_seed(SEED)
     model = _KERAS_NETS[recipe.net](**recipe.net_kwargs)
     start = time.perf_counter()
-    train_keras(model, x_train, y_train, recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, seed=SEED,
-                from_logits=not keras_ends_in_softmax(model))
+    train_keras(
+        model,
+        x_train,
+        y_train,
+        recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        seed=SEED,
+        from_logits=not keras_ends_in_softmax(model),
+    )
     seconds = time.perf_counter() - start
-    meta = entry.write(model.save, x_train, x_test, y_test, _fingerprint(recipe),
-                       evaluate_keras_accuracy(model, x_test, y_test), seconds)
+    meta = entry.write(
+        model.save,
+        x_train,
+        x_test,
+        y_test,
+        _fingerprint(recipe),
+        evaluate_keras_accuracy(model, x_test, y_test),
+        seconds,
+    )
     return model, meta

@@ -5,6 +5,7 @@ input "x" [N, 1, 8, 8], output "logits") and digits_test.npz (x: test images flo
 y: int64 labels, x_calib: DEMO_CALIB_SIZE training images). Training is seeded, so reruns on the same
 machine and torch version reproduce the files.
 """
+
 from __future__ import annotations
 
 import argparse

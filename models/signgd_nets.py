@@ -4,6 +4,7 @@ Every net takes NCHW float32 input [N, 1, H, W] with H = W = `image_size` (8 for
 28 for Fashion-MNIST) and returns 10-class logits. Each path between two nonlinearities is
 affine (convs, linears, transposes, per-channel scales, residual adds), as signGD requires.
 """
+
 from __future__ import annotations
 
 import torch
@@ -99,8 +100,15 @@ class MixerBlock(nn.Module):
 class MixerNet(nn.Module):
     """MLP-Mixer: patch embedding -> `depth` mixer blocks -> mean over tokens -> LayerNorm -> Linear."""
 
-    def __init__(self, image_size: int = 28, dim: int = 32, depth: int = 2, token_hidden: int = 32,
-                 channel_hidden: int = 64, num_classes: int = 10) -> None:
+    def __init__(
+        self,
+        image_size: int = 28,
+        dim: int = 32,
+        depth: int = 2,
+        token_hidden: int = 32,
+        channel_hidden: int = 64,
+        num_classes: int = 10,
+    ) -> None:
         super().__init__()
         self.embed = PatchEmbed(image_size, dim)
         tokens = self.embed.num_tokens
@@ -151,8 +159,15 @@ class ViTNet(nn.Module):
     """A small ViT: patch embedding -> `depth` transformer blocks -> mean over tokens -> LayerNorm
     -> Linear. Its attention products give many wide activation outputs (calibration's probe)."""
 
-    def __init__(self, image_size: int = 28, dim: int = 32, depth: int = 2, heads: int = 2, hidden: int = 64,
-                 num_classes: int = 10) -> None:
+    def __init__(
+        self,
+        image_size: int = 28,
+        dim: int = 32,
+        depth: int = 2,
+        heads: int = 2,
+        hidden: int = 64,
+        num_classes: int = 10,
+    ) -> None:
         super().__init__()
         self.embed = PatchEmbed(image_size, dim)
         self.blocks = nn.Sequential(*(ViTBlock(dim, heads, hidden) for _ in range(depth)))
@@ -196,8 +211,9 @@ class ResMLPBlock(nn.Module):
 class ResMLPNet(nn.Module):
     """ResMLP: patch embedding -> `depth` ResMLP blocks -> Affine -> mean over tokens -> Linear."""
 
-    def __init__(self, image_size: int = 28, dim: int = 32, depth: int = 2, hidden: int = 128,
-                 num_classes: int = 10) -> None:
+    def __init__(
+        self, image_size: int = 28, dim: int = 32, depth: int = 2, hidden: int = 128, num_classes: int = 10
+    ) -> None:
         super().__init__()
         self.embed = PatchEmbed(image_size, dim)
         tokens = self.embed.num_tokens
@@ -213,13 +229,22 @@ class ResMLPNet(nn.Module):
 class MaxPoolCNN(nn.Sequential):
     """(Conv-BN-ReLU-MaxPool2d(2)) -> (Conv-BN-ReLU-MaxPool2d(3, 2, 1)) -> Linear-ReLU-Linear."""
 
-    def __init__(self, image_size: int = 28, channels: tuple[int, int] = (8, 16), hidden: int = 32,
-                 num_classes: int = 10) -> None:
+    def __init__(
+        self, image_size: int = 28, channels: tuple[int, int] = (8, 16), hidden: int = 32, num_classes: int = 10
+    ) -> None:
         c1, c2 = channels
         side = (image_size // 2 - 1) // 2 + 1  # floor pool 2, then ceil-like pool 3/2/1
         super().__init__(
-            nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(),
+            nn.Conv2d(1, c1, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(),
             nn.MaxPool2d(3, stride=2, padding=1),
-            nn.Flatten(), nn.Linear(c2 * side * side, hidden), nn.ReLU(), nn.Linear(hidden, num_classes),
+            nn.Flatten(),
+            nn.Linear(c2 * side * side, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
         )

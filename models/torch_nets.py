@@ -3,6 +3,7 @@
 Layers: Conv2d, BatchNorm2d, ReLU, AvgPool2d, global average pooling, Linear, Flatten and residual
 Add. No MaxPool and no activation other than ReLU. Inputs are NCHW float32.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -17,8 +18,9 @@ from onnx_snn.models.architecture import LeNetShape
 class MLP(nn.Sequential):
     """Flatten -> (Linear -> ReLU) per hidden width -> Linear(num_classes)."""
 
-    def __init__(self, in_shape: Sequence[int], hidden: Sequence[int] = (64,), num_classes: int = 10,
-                 bias: bool = True) -> None:
+    def __init__(
+        self, in_shape: Sequence[int], hidden: Sequence[int] = (64,), num_classes: int = 10, bias: bool = True
+    ) -> None:
         """`in_shape` is one sample's shape without the batch dim, e.g. (1, 8, 8)."""
         layers: list[nn.Module] = [nn.Flatten()]
         width = prod(in_shape)
@@ -30,8 +32,11 @@ class MLP(nn.Sequential):
 
 
 def _conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int, padding: int, stride: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(out_ch), nn.ReLU()]
+    return [
+        nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding, bias=False),
+        nn.BatchNorm2d(out_ch),
+        nn.ReLU(),
+    ]
 
 
 class LeNet(nn.Sequential):
@@ -43,10 +48,13 @@ class LeNet(nn.Sequential):
         k, p = shape.kernel_size, shape.padding
         c1, c2 = shape.channels
         super().__init__(
-            *_conv_bn_relu(in_channels, c1, k, p), nn.AvgPool2d(2),
-            *_conv_bn_relu(c1, c2, k, p), nn.AvgPool2d(2),
+            *_conv_bn_relu(in_channels, c1, k, p),
+            nn.AvgPool2d(2),
+            *_conv_bn_relu(c1, c2, k, p),
+            nn.AvgPool2d(2),
             nn.Flatten(),
-            nn.Linear(shape.flat_features, shape.hidden), nn.ReLU(),
+            nn.Linear(shape.flat_features, shape.hidden),
+            nn.ReLU(),
             nn.Linear(shape.hidden, num_classes),
         )
 
@@ -61,12 +69,14 @@ class BasicBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             *_conv_bn_relu(in_ch, out_ch, 3, 1, stride),
-            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
         )
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(out_ch))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,8 +92,14 @@ class SmallResNet(nn.Sequential):
     after the stem quarters the cost of everything after it (worth it on 28x28 images).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, widths: Sequence[int] = (16, 32),
-                 stem_pool: bool = False, identity_blocks: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        widths: Sequence[int] = (16, 32),
+        stem_pool: bool = False,
+        identity_blocks: int = 1,
+    ) -> None:
         if not widths or identity_blocks < 1:
             raise ValueError("SmallResNet needs at least one width and one identity block")
         stem = _conv_bn_relu(in_channels, widths[0], 3, 1) + ([nn.AvgPool2d(2)] if stem_pool else [])
@@ -92,6 +108,7 @@ class SmallResNet(nn.Sequential):
         super().__init__(
             *stem,
             *blocks,
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
             nn.Linear(widths[-1], num_classes),
         )

@@ -1,4 +1,5 @@
 """Seeded training and evaluation of the PyTorch reference nets on in-memory arrays."""
+
 from __future__ import annotations
 
 import os
@@ -55,9 +56,17 @@ def ends_in_softmax(model: nn.Module) -> bool:
     return bool(children) and isinstance(children[-1], nn.Softmax)
 
 
-def train(model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, epochs: int,
-          batch_size: int = 128, lr: float = 1e-3, seed: int = 0, progress: bool = False,
-          from_logits: bool = True) -> nn.Module:
+def train(
+    model: nn.Module,
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    epochs: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool = False,
+    from_logits: bool = True,
+) -> nn.Module:
     """Train `model` in place with Adam on cross-entropy and return it in eval mode.
 
     x: float32 inputs [N, ...]; y: integer class labels [N]. The model returns logits, or with
@@ -78,7 +87,7 @@ def train(model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.
             order = torch.randperm(len(xs), generator=gen)
             total, count = 0.0, 0
             for start in range(0, len(xs), batch_size):
-                idx = order[start:start + batch_size]
+                idx = order[start : start + batch_size]
                 if len(idx) < 2:
                     continue
                 optimizer.zero_grad()
@@ -100,7 +109,7 @@ def predict_logits(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: i
     model.eval()
     try:
         xs = _as_tensor(x, torch.float32)
-        return torch.cat([model(xs[i:i + batch_size]) for i in range(0, len(xs), batch_size)]).numpy()
+        return torch.cat([model(xs[i : i + batch_size]) for i in range(0, len(xs), batch_size)]).numpy()
     finally:
         model.train(was_training)
 

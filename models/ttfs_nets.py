@@ -5,6 +5,7 @@ keras_nets), takes NCHW float32 input [N, 1, 28, 28] and ends in nn.Softmax(dim=
 class probabilities and its ONNX export keeps the final Softmax. Train them on the probabilities
 (train.train with from_logits=False).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

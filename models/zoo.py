@@ -9,6 +9,7 @@ Keras models beside them in the same layout, with model.keras and tf2onnx.onnx, 
     <exporter>.onnx   the exported model, input "x" [N, C, H, W], output "logits" [N, classes]
 Every file is written atomically. An entry whose recipe fingerprint differs is retrained.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,10 +51,17 @@ def _fashion_split() -> Split:
 
 _DATASETS: dict[str, Callable[[], Split]] = {"digits": load_digits_split, "fashion": _fashion_split}
 _NETS: dict[str, Callable[..., nn.Module]] = {
-    "MLP": MLP, "LeNet": LeNet, "SmallResNet": SmallResNet,
-    "ConvNeXtNet": ConvNeXtNet, "MixerNet": MixerNet, "ResMLPNet": ResMLPNet, "MaxPoolCNN": MaxPoolCNN,
+    "MLP": MLP,
+    "LeNet": LeNet,
+    "SmallResNet": SmallResNet,
+    "ConvNeXtNet": ConvNeXtNet,
+    "MixerNet": MixerNet,
+    "ResMLPNet": ResMLPNet,
+    "MaxPoolCNN": MaxPoolCNN,
     "ViTNet": ViTNet,
-    "TTFSDense": TTFSDense, "TTFSLeNet": TTFSLeNet, "TTFSVGG": TTFSVGG,
+    "TTFSDense": TTFSDense,
+    "TTFSLeNet": TTFSLeNet,
+    "TTFSVGG": TTFSVGG,
 }
 
 
@@ -94,8 +102,9 @@ RECIPES: dict[str, Recipe] = {
     "fashion-cnn": Recipe("fashion", "LeNet", {"image_size": 28}, epochs=8),
     # the course project's design (issue 6): MLP 784-100-10 without biases, and its 64-input twin on digits
     "fashion-mlp100": Recipe("fashion", "MLP", {"in_shape": (1, 28, 28), "hidden": (100,), "bias": False}, epochs=10),
-    "digits-mlp100": Recipe("digits", "MLP", {"in_shape": (1, 8, 8), "hidden": (100,), "bias": False}, epochs=40,
-                            batch_size=64),
+    "digits-mlp100": Recipe(
+        "digits", "MLP", {"in_shape": (1, 8, 8), "hidden": (100,), "bias": False}, epochs=40, batch_size=64
+    ),
     "fashion-resnet": Recipe("fashion", "SmallResNet", {"widths": (16, 32, 64), "stem_pool": True}, epochs=3),
     # issue 13's memory probe: 24 channels at full 28x28 resolution through 5 convs (stem, two identity blocks)
     "fashion-resnet24": Recipe("fashion", "SmallResNet", {"widths": (24,), "identity_blocks": 2}, epochs=1),
@@ -192,8 +201,16 @@ class CacheEntry:
             return None
         return meta if all(p.exists() for p in (self.model, self.test, self.calib)) else None
 
-    def write(self, save_model: Callable[[Path], object], x_train: np.ndarray, x_test: np.ndarray,
-              y_test: np.ndarray, fingerprint: dict[str, Any], accuracy: float, seconds: float) -> dict[str, Any]:
+    def write(
+        self,
+        save_model: Callable[[Path], object],
+        x_train: np.ndarray,
+        x_test: np.ndarray,
+        y_test: np.ndarray,
+        fingerprint: dict[str, Any],
+        accuracy: float,
+        seconds: float,
+    ) -> dict[str, Any]:
         """Fill the entry after training and return its metadata.
 
         Drops every ONNX export (now stale), then writes the model by `save_model(path)`, the test
@@ -214,13 +231,18 @@ class CacheEntry:
 
     def reference(self, meta: dict[str, Any], torch_model: nn.Module | None = None) -> Reference:
         """The Reference of this entry, named after its directory, with `meta`'s evaluation."""
-        return Reference(name=self.directory.name, onnx_path=self.onnx, test_data_path=self.test,
-                         calibration_path=self.calib, ann_test_accuracy=meta["ann_test_accuracy"],
-                         train_seconds=meta["train_seconds"], torch_model=torch_model)
+        return Reference(
+            name=self.directory.name,
+            onnx_path=self.onnx,
+            test_data_path=self.test,
+            calibration_path=self.calib,
+            ann_test_accuracy=meta["ann_test_accuracy"],
+            train_seconds=meta["train_seconds"],
+            torch_model=torch_model,
+        )
 
 
-def get_reference(name: str, cache_dir: str | os.PathLike | None = None,
-                  exporter: Exporter = "legacy") -> Reference:
+def get_reference(name: str, cache_dir: str | os.PathLike | None = None, exporter: Exporter = "legacy") -> Reference:
     """Return reference model `name` (see RECIPES), training and exporting it on first use.
 
     The ONNX file has a dynamic batch. Training is seeded: a retrain on the same machine and
@@ -262,9 +284,24 @@ def _train_entry(recipe: Recipe, entry: CacheEntry) -> tuple[nn.Module, dict[str
     x_train, y_train, x_test, y_test = load_split(recipe.dataset)
     model = recipe.build()
     start = time.perf_counter()
-    train(model, x_train, y_train, recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, seed=SEED,
-          from_logits=not ends_in_softmax(model))
+    train(
+        model,
+        x_train,
+        y_train,
+        recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        seed=SEED,
+        from_logits=not ends_in_softmax(model),
+    )
     seconds = time.perf_counter() - start
-    meta = entry.write(lambda path: torch.save(model.state_dict(), path), x_train, x_test, y_test,
-                       recipe.fingerprint(), evaluate_accuracy(model, x_test, y_test), seconds)
+    meta = entry.write(
+        lambda path: torch.save(model.state_dict(), path),
+        x_train,
+        x_test,
+        y_test,
+        recipe.fingerprint(),
+        evaluate_accuracy(model, x_test, y_test),
+        seconds,
+    )
     return model, meta

@@ -13,6 +13,7 @@ Facts (the vocabulary of NEEDS / PROVIDES): "canonical", "bn_folded", "crossbar_
 "spiking" (neurons in place, one step), "encoded_input", "time_batched", "activity",
 "offsets", "ttfs_inputs", "ttfs_affine", "ttfs_columns", "ttfs_windows", "ttfs_audit".
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,10 +27,18 @@ from onnx_snn.options import CompileOptions
 
 
 class Pass(Protocol):
-    NAME: str
-    CONTRACT: str
-    NEEDS: frozenset[str]
-    PROVIDES: frozenset[str]
+    # read-only members: a module's constants, or a (frozen) object's fields and properties
+    @property
+    def NAME(self) -> str: ...  # noqa: N802 - the pass protocol's name
+
+    @property
+    def CONTRACT(self) -> str: ...  # noqa: N802
+
+    @property
+    def NEEDS(self) -> frozenset[str]: ...  # noqa: N802
+
+    @property
+    def PROVIDES(self) -> frozenset[str]: ...  # noqa: N802
 
     def run(self, graph: gs.Graph, ctx: "PassContext") -> gs.Graph: ...
 

@@ -1,4 +1,5 @@
 """Small helpers over onnx-graphsurgeon graphs shared by the passes."""
+
 from __future__ import annotations
 
 import itertools
@@ -61,7 +62,9 @@ def replace_uses(graph: gs.Graph, old: gs.Tensor, new: gs.Tensor) -> None:
                 new.dtype = old.dtype
             graph.outputs[index] = new
         else:
-            ident = graph.layer(op="Identity", inputs=[new], outputs=[gs.Variable(old.name, dtype=old.dtype, shape=old.shape)])[0]
+            ident = graph.layer(
+                op="Identity", inputs=[new], outputs=[gs.Variable(old.name, dtype=old.dtype, shape=old.shape)]
+            )[0]
             old.name = fresh_name(old.name)
             graph.outputs[graph.outputs.index(old)] = ident
 
@@ -83,8 +86,12 @@ def string_attr(node: gs.Node, name: str, default: str) -> str:
 def is_activation(tensor: gs.Tensor) -> bool:
     """True for a named, non-constant, non-integer tensor: data that flows between layers
     (not a weight, a shape or an index)."""
-    return (isinstance(tensor, gs.Variable) and bool(tensor.name) and constant_value(tensor) is None
-            and tensor.dtype not in (np.int64, np.int32, np.bool_))
+    return (
+        isinstance(tensor, gs.Variable)
+        and bool(tensor.name)
+        and constant_value(tensor) is None
+        and tensor.dtype not in (np.int64, np.int32, np.bool_)
+    )
 
 
 def static_shape(tensor: gs.Tensor) -> tuple[int, ...] | None:
@@ -123,8 +130,9 @@ def refresh_shapes(graph: gs.Graph) -> None:
         if tensor_type.elem_type:
             tensor.dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
         if tensor_type.HasField("shape"):
-            tensor.shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                            for d in tensor_type.shape.dim]
+            tensor.shape = [
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor_type.shape.dim
+            ]
 
 
 def is_float(tensor: gs.Tensor) -> bool:

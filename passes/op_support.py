@@ -12,6 +12,7 @@ family's table converts the node.
 `python -m onnx_snn.passes.op_support [README.md]` prints the README section, or rewrites it in
 place between the markers.
 """
+
 from __future__ import annotations
 
 import sys
@@ -81,15 +82,13 @@ class Family:
         """Whether the family's refusal lets `node` pass: a table op, in a form the table converts,
         and not one that an earlier pass of the family should have rewritten."""
         support = self.support(node)
-        return (support is not None and support.kind != REWRITTEN
-                and (support.when is None or support.when(graph, node)))
+        return support is not None and support.kind != REWRITTEN and (support.when is None or support.when(graph, node))
 
     def converts(self, graph: gs.Graph, node: gs.Node) -> bool:
         """Whether the family converts `node` as it stands before the family's own passes (what
         another family's refusal asks before pointing to this one)."""
         support = self.support(node)
-        return support is not None and (support.kind == REWRITTEN or support.when is None
-                                        or support.when(graph, node))
+        return support is not None and (support.kind == REWRITTEN or support.when is None or support.when(graph, node))
 
     def ops_of(self, *kinds: str) -> frozenset[str]:
         """The ops of the table with one of `kinds`."""
@@ -122,6 +121,7 @@ def refuse_unconvertible(family: Family, graph: gs.Graph, ctx: PassContext) -> N
 
 
 # --- the tests of forms ------------------------------------------------------------------------
+
 
 def at_most_one_variable(graph: gs.Graph, node: gs.Node) -> bool:
     """At most one input is not a constant (Mul/Div by a constant: a scale)."""
@@ -182,13 +182,37 @@ def reads_one_layer(graph: gs.Graph, pool: gs.Node) -> bool:
 # --- the tables --------------------------------------------------------------------------------
 
 #: linear maps of the activations (MatMul and Div, whose forms differ by family, are apart)
-_LINEAR_MAPS = ("Conv", "Gemm", "Add", "Sub", "Neg", "Sum", "Mean", "AveragePool", "GlobalAveragePool",
-                "ReduceMean", "ReduceSum", "Pad")
+_LINEAR_MAPS = (
+    "Conv",
+    "Gemm",
+    "Add",
+    "Sub",
+    "Neg",
+    "Sum",
+    "Mean",
+    "AveragePool",
+    "GlobalAveragePool",
+    "ReduceMean",
+    "ReduceSum",
+    "Pad",
+)
 #: ops that only move elements (TTFS: they act on spike times unchanged)
 _LAYOUT_OPS = ("Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze")
 #: ops that move, copy, select or shape data, or make constants and shapes
-_DATA_OPS = ("Concat", "Split", "Slice", "Gather", "Expand", "Tile", "Identity", "Cast", "Shape", "Constant",
-             "ConstantOfShape", "Range")
+_DATA_OPS = (
+    "Concat",
+    "Split",
+    "Slice",
+    "Gather",
+    "Expand",
+    "Tile",
+    "Identity",
+    "Cast",
+    "Shape",
+    "Constant",
+    "ConstantOfShape",
+    "Range",
+)
 
 
 def _table(*groups: tuple[tuple[str, ...], Support]) -> dict[str, Support]:
@@ -205,15 +229,29 @@ _RATE_LINEAR = Support(LINEAR, "carried as is: linear in the activations, so the
 _RATE_DATA = Support(LINEAR, "carried as is: moves, copies or shapes data")
 
 RATE = Family(
-    neuron="if", title="IF neurons (rate coding)",
+    neuron="if",
+    title="IF neurons (rate coding)",
     ops=_table(
         (("Relu",), Support(NEURON, "replaced by an `snn.IFNeuron` (threshold 1, soft or hard reset)")),
-        (("Mul",), Support(FORMS, "carried as is when at most one operand is not a constant (a scale); "
-                                  f"{_PRODUCT_OF_ACTIVATIONS} is refused", when=at_most_one_variable,
-                           refusal=f"{_PRODUCT_OF_ACTIVATIONS} is not rate-codable by IF neurons")),
-        (("MatMul", "Div"), Support(LINEAR, "carried as is, whatever its operands (canonicalize has made a "
-                                            "Div by a float constant a Mul; a MatMul or Div of two "
-                                            "activations is not refused, though rates do not multiply)")),
+        (
+            ("Mul",),
+            Support(
+                FORMS,
+                "carried as is when at most one operand is not a constant (a scale); "
+                f"{_PRODUCT_OF_ACTIVATIONS} is refused",
+                when=at_most_one_variable,
+                refusal=f"{_PRODUCT_OF_ACTIVATIONS} is not rate-codable by IF neurons",
+            ),
+        ),
+        (
+            ("MatMul", "Div"),
+            Support(
+                LINEAR,
+                "carried as is, whatever its operands (canonicalize has made a "
+                "Div by a float constant a Mul; a MatMul or Div of two "
+                "activations is not refused, though rates do not multiply)",
+            ),
+        ),
         (_LINEAR_MAPS, _RATE_LINEAR),
         (_LAYOUT_OPS + _DATA_OPS + ("Dropout",), _RATE_DATA),
     ),
@@ -228,31 +266,67 @@ _SIGNGD_DATA = Support(LINEAR, "carried as is: moves, copies or shapes data")
 
 _SIGNGD_OPS = _table(
     (("Relu",), Support(NEURON, "an `snn.SignGDNeuron` (`relu`)", neuron="relu")),
-    (("LeakyRelu",), Support(NEURON, "an `snn.SignGDNeuron` (`leaky_relu`, the model's slope)",
-                             neuron="leaky_relu")),
+    (("LeakyRelu",), Support(NEURON, "an `snn.SignGDNeuron` (`leaky_relu`, the model's slope)", neuron="leaky_relu")),
     (("Abs",), Support(NEURON, "an `snn.SignGDNeuron` (`abs`)", neuron="abs")),
     (("Exp",), Support(NEURON, "an `snn.SignGDNeuron` (`exp`)", neuron="exp")),
     (("HardSwish",), Support(NEURON, "an `snn.SignGDNeuron` (`hard_swish`)", neuron="hard_swish")),
     (("Gelu",), Support(NEURON, "an `snn.SignGDNeuron` (`gelu_erf`, or `gelu_tanh` for approximate=tanh)")),
-    (("MaxPool",), Support(REWRITTEN, "decompose: 2-D (dilation 1, floor mode) becomes Pad, Slice and "
-                                      "pairwise Max, each Max a `maximum` neuron")),
-    (("LayerNormalization",), Support(REWRITTEN, "decompose: mean, `square` neurons, a `p_rsqrt_q` neuron "
-                                                 "and the affine scale and bias")),
+    (
+        ("MaxPool",),
+        Support(
+            REWRITTEN,
+            "decompose: 2-D (dilation 1, floor mode) becomes Pad, Slice and pairwise Max, each Max a `maximum` neuron",
+        ),
+    ),
+    (
+        ("LayerNormalization",),
+        Support(REWRITTEN, "decompose: mean, `square` neurons, a `p_rsqrt_q` neuron and the affine scale and bias"),
+    ),
     (("Softmax",), Support(REWRITTEN, "decompose: an `exp` neuron, ReduceSum and a `div` neuron")),
-    (("Mul",), Support(FORMS, "every form: with at most one activation operand, carried as is; Mul(u, u) a "
-                              "`square` neuron; Mul(u, Sigmoid(u)) a `silu` neuron; of two activations a "
-                              "`product` `snn.SignGDBinaryNeuron`")),
-    (("Div",), Support(FORMS, "every form: with at most one activation operand, carried as is; Div(p, Sqrt(q)) "
-                              "a `p_rsqrt_q` and of two activations a `div` `snn.SignGDBinaryNeuron`")),
-    (("Max",), Support(FORMS, "of two activations only: a `maximum` `snn.SignGDBinaryNeuron`",
-                       when=two_activations)),
-    (("Sigmoid",), Support(FORMS, "only as the gate of a SiLU Mul(u, Sigmoid(u)), which the `silu` neuron "
-                                  "computes; any other Sigmoid is refused", when=is_silu_gate)),
-    (("Sqrt",), Support(FORMS, "only as the divisor of Div(p, Sqrt(q)), which the `p_rsqrt_q` neuron "
-                               "computes; any other Sqrt is refused", when=feeds_rsqrt_neurons)),
-    (("MatMul",), Support(FORMS, "with a constant operand, carried as is; decompose makes a MatMul of two "
-                                 "activations (ranks >= 2) `product` neurons and a ReduceSum",
-                          when=not_two_activations)),
+    (
+        ("Mul",),
+        Support(
+            FORMS,
+            "every form: with at most one activation operand, carried as is; Mul(u, u) a "
+            "`square` neuron; Mul(u, Sigmoid(u)) a `silu` neuron; of two activations a "
+            "`product` `snn.SignGDBinaryNeuron`",
+        ),
+    ),
+    (
+        ("Div",),
+        Support(
+            FORMS,
+            "every form: with at most one activation operand, carried as is; Div(p, Sqrt(q)) "
+            "a `p_rsqrt_q` and of two activations a `div` `snn.SignGDBinaryNeuron`",
+        ),
+    ),
+    (("Max",), Support(FORMS, "of two activations only: a `maximum` `snn.SignGDBinaryNeuron`", when=two_activations)),
+    (
+        ("Sigmoid",),
+        Support(
+            FORMS,
+            "only as the gate of a SiLU Mul(u, Sigmoid(u)), which the `silu` neuron "
+            "computes; any other Sigmoid is refused",
+            when=is_silu_gate,
+        ),
+    ),
+    (
+        ("Sqrt",),
+        Support(
+            FORMS,
+            "only as the divisor of Div(p, Sqrt(q)), which the `p_rsqrt_q` neuron computes; any other Sqrt is refused",
+            when=feeds_rsqrt_neurons,
+        ),
+    ),
+    (
+        ("MatMul",),
+        Support(
+            FORMS,
+            "with a constant operand, carried as is; decompose makes a MatMul of two "
+            "activations (ranks >= 2) `product` neurons and a ReduceSum",
+            when=not_two_activations,
+        ),
+    ),
     (_LINEAR_MAPS, _SIGNGD_AFFINE),
     (_LAYOUT_OPS + _DATA_OPS, _SIGNGD_DATA),
 )
@@ -266,27 +340,51 @@ def _convertible(table: Mapping[str, Support]) -> str:
 
 
 SIGNGD = Family(
-    neuron="signgd", title="signGD neurons", ops=_SIGNGD_OPS,
+    neuron="signgd",
+    title="signGD neurons",
+    ops=_SIGNGD_OPS,
     unsupported="op is not affine and no signGD neuron implements it",
-    unsupported_hint=(f"signGD converts {_convertible(_SIGNGD_OPS)} (see the README's supported ops); "
-                      "replace this op in the ANN"),
+    unsupported_hint=(
+        f"signGD converts {_convertible(_SIGNGD_OPS)} (see the README's supported ops); replace this op in the ANN"
+    ),
 )
 
 TTFS = Family(
-    neuron="ttfs", title="TTFS neurons (time to first spike)",
+    neuron="ttfs",
+    title="TTFS neurons (time to first spike)",
     ops=_table(
         (("Relu",), Support(NEURON, "an `snn.TTFSNeuron` (one spike at most; model A: `snn.TTFSDenseA`)")),
-        (("MaxPool",), Support(POOL, "the earliest spike, when it reads one layer's spikes (through layout ops, "
-                                     "pools and per-channel constants)", when=reads_one_layer,
-                               refusal="MaxPool reads a sum or mix of layers (e.g. a residual Add), which has "
-                                       "no single earliest spike, so its windows cannot be aligned",
-                               advice="put a ReLU before the MaxPool")),
-        (("Mul", "Div"), Support(FORMS, "by a constant (at most one non-constant operand), carried as is; "
-                                        f"{_PRODUCT_OF_ACTIVATIONS} is refused", when=at_most_one_variable,
-                                 refusal=f"{_PRODUCT_OF_ACTIVATIONS} has no TTFS mapping")),
+        (
+            ("MaxPool",),
+            Support(
+                POOL,
+                "the earliest spike, when it reads one layer's spikes (through layout ops, "
+                "pools and per-channel constants)",
+                when=reads_one_layer,
+                refusal="MaxPool reads a sum or mix of layers (e.g. a residual Add), which has "
+                "no single earliest spike, so its windows cannot be aligned",
+                advice="put a ReLU before the MaxPool",
+            ),
+        ),
+        (
+            ("Mul", "Div"),
+            Support(
+                FORMS,
+                "by a constant (at most one non-constant operand), carried as is; "
+                f"{_PRODUCT_OF_ACTIVATIONS} is refused",
+                when=at_most_one_variable,
+                refusal=f"{_PRODUCT_OF_ACTIVATIONS} has no TTFS mapping",
+            ),
+        ),
         (_LAYOUT_OPS, Support(LAYOUT, "moves the spikes, their times unchanged")),
-        (("MatMul",), Support(LINEAR, "carried as is, whatever its operands (a MatMul of two activations is not "
-                                      "refused, though spike leads do not multiply)")),
+        (
+            ("MatMul",),
+            Support(
+                LINEAR,
+                "carried as is, whatever its operands (a MatMul of two activations is not "
+                "refused, though spike leads do not multiply)",
+            ),
+        ),
         (_LINEAR_MAPS, Support(LINEAR, "carried as is: linear in the activations (the spikes' leads)")),
         (_DATA_OPS + ("Dropout",), Support(LINEAR, "carried as is: moves, copies or shapes data")),
     ),
@@ -301,14 +399,19 @@ FAMILIES: dict[str, Family] = {family.neuron: family for family in (RATE, SIGNGD
 
 #: what the passes every family starts with rewrite before any refusal (README only)
 COMMON: dict[str, Support] = _table(
-    (("BatchNormalization",), Support(REWRITTEN, "fold_bn: folded into the Conv, Gemm or MatMul before it, "
-                                                 "else a per-channel Mul and Add")),
-    (("Softmax", "LogSoftmax"), Support(REWRITTEN, "canonicalize: dropped where it writes a graph output "
-                                                   "(the SNN outputs logits; noted)")),
+    (
+        ("BatchNormalization",),
+        Support(REWRITTEN, "fold_bn: folded into the Conv, Gemm or MatMul before it, else a per-channel Mul and Add"),
+    ),
+    (
+        ("Softmax", "LogSoftmax"),
+        Support(REWRITTEN, "canonicalize: dropped where it writes a graph output (the SNN outputs logits; noted)"),
+    ),
 )
 
 
 # --- the README section ------------------------------------------------------------------------
+
 
 def _rows(table: Mapping[str, Support]) -> list[str]:
     groups: dict[tuple[str, str], list[str]] = {}
@@ -316,19 +419,25 @@ def _rows(table: Mapping[str, Support]) -> list[str]:
         groups.setdefault((support.kind, support.how), []).append(op)
     ordered = sorted(groups.items(), key=lambda item: (KINDS.index(item[0][0]), sorted(item[1])[0]))
     return ["| ONNX ops | how |", "| --- | --- |"] + [
-        f"| {', '.join(f'`{op}`' for op in sorted(ops))} | {how} |" for (_, how), ops in ordered]
+        f"| {', '.join(f'`{op}`' for op in sorted(ops))} | {how} |" for (_, how), ops in ordered
+    ]
 
 
 def render_markdown() -> str:
     """The README's op list: per family, each op it converts and how (from the tables above)."""
-    lines = ["Generated from the tables in `passes/op_support.py`, from which the refusals come too "
-             "(`python -m onnx_snn.passes.op_support README.md` rewrites this section). Ops are named as "
-             "the family's refusal sees them: after canonicalize (which also fuses exporters' GELU, "
-             "LayerNorm and hard-swish decompositions into one `Gelu`, `LayerNormalization` or "
-             "`HardSwish`, and writes SiLU as `Mul(u, Sigmoid(u))`) and fold_bn. Any other op, or an op "
-             "of another domain, stops compilation with one line naming the node; the hint says "
-             "`use --neuron signgd` only when signGD converts that node.",
-             "", "Every family:", "", *_rows(COMMON)]
+    lines = [
+        "Generated from the tables in `passes/op_support.py`, from which the refusals come too "
+        "(`python -m onnx_snn.passes.op_support README.md` rewrites this section). Ops are named as "
+        "the family's refusal sees them: after canonicalize (which also fuses exporters' GELU, "
+        "LayerNorm and hard-swish decompositions into one `Gelu`, `LayerNormalization` or "
+        "`HardSwish`, and writes SiLU as `Mul(u, Sigmoid(u))`) and fold_bn. Any other op, or an op "
+        "of another domain, stops compilation with one line naming the node; the hint says "
+        "`use --neuron signgd` only when signGD converts that node.",
+        "",
+        "Every family:",
+        "",
+        *_rows(COMMON),
+    ]
     for family in FAMILIES.values():
         lines += ["", f"### {family.title}: `--neuron {family.neuron}`", "", *_rows(family.ops)]
     return "\n".join(lines) + "\n"

@@ -1,5 +1,6 @@
 """The source ANN on onnxruntime, as compile sees it: the reference that verify, eval --ann,
 quantize-weights and the benchmarks compare the SNN with."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,10 @@ def _runnable_ann(path: str | os.PathLike | onnx.ModelProto) -> str | bytes:
     in_memory = isinstance(path, onnx.ModelProto)
     model = path if isinstance(path, onnx.ModelProto) else load_model(path)
     finals = {o.name for o in model.graph.output}
-    if not any(n.op_type == "Erfc" or (n.op_type in final_softmax.FINAL_OPS and set(n.output) & finals)
-               for n in model.graph.node):
+    if not any(
+        n.op_type == "Erfc" or (n.op_type in final_softmax.FINAL_OPS and set(n.output) & finals)
+        for n in model.graph.node
+    ):
         return model.SerializeToString() if in_memory else str(path)
     graph = gs.import_onnx(model)
     ctx = PassContext(options=CompileOptions(), source="<model>" if in_memory else str(path))
@@ -43,8 +46,10 @@ class AnnRunner:
         except SnnError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise SnnError(f"onnxruntime cannot load the ANN ({str(exc).splitlines()[0][:200]})",
-                           path="<model>" if isinstance(path, onnx.ModelProto) else str(path)) from None
+            raise SnnError(
+                f"onnxruntime cannot load the ANN ({str(exc).splitlines()[0][:200]})",
+                path="<model>" if isinstance(path, onnx.ModelProto) else str(path),
+            ) from None
         first = self._session.get_inputs()[0].shape[0]
         self.fixed_batch = first if isinstance(first, int) and first > 0 else None
 
@@ -54,7 +59,7 @@ class AnnRunner:
         step = self.fixed_batch or total
         parts = []
         for start in range(0, total, step):
-            part = {k: v[start:start + step] for k, v in feed.items()}
+            part = {k: v[start : start + step] for k, v in feed.items()}
             short = step - len(next(iter(part.values())))
             if short:
                 part = {k: np.concatenate([v, np.repeat(v[-1:], short, axis=0)]) for k, v in part.items()}

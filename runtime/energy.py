@@ -15,6 +15,7 @@ Energy, two estimates, both named in the report:
   its membrane at every step; every ANN neuron writes its activation once.
 These are conventions for comparing an SNN with its ANN, not measurements of any chip.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,37 +62,64 @@ class EnergyReport:
         width = max([len("layer")] + [len(layer.name) for layer in self.layers])
         lines = [f"{'layer':<{width}}  {'neurons':>9}  {'firing rate':>11}  {'spikes':>12}  {'synaptic ops':>13}"]
         for layer in self.layers:
-            lines.append(f"{layer.name:<{width}}  {layer.neurons:>9}  {layer.firing_rate:>11.4f}  "
-                         f"{layer.spikes:>12.1f}  {layer.synops:>13.1f}")
-        lines.append(f"{'total':<{width}}  {sum(l.neurons for l in self.layers):>9}  {self.firing_rate:>11.4f}  "
-                     f"{sum(l.spikes for l in self.layers):>12.1f}  {self.accumulates:>13.1f}")
-        lines += ["", f"per sample at T = {self.timesteps}: {self.accumulates:.4g} accumulates + "
-                      f"{self.analog_macs:.4g} multiply-accumulates (analog input); ANN {self.ann_macs:.4g} "
-                      "multiply-accumulates"]
+            lines.append(
+                f"{layer.name:<{width}}  {layer.neurons:>9}  {layer.firing_rate:>11.4f}  "
+                f"{layer.spikes:>12.1f}  {layer.synops:>13.1f}"
+            )
+        lines.append(
+            f"{'total':<{width}}  {sum(layer.neurons for layer in self.layers):>9}  {self.firing_rate:>11.4f}  "
+            f"{sum(layer.spikes for layer in self.layers):>12.1f}  {self.accumulates:>13.1f}"
+        )
+        lines += [
+            "",
+            f"per sample at T = {self.timesteps}: {self.accumulates:.4g} accumulates + "
+            f"{self.analog_macs:.4g} multiply-accumulates (analog input); ANN {self.ann_macs:.4g} "
+            "multiply-accumulates",
+        ]
         for name, energy in self.energy_pj.items():
-            lines.append(f"energy ({name}): SNN {energy['snn'] / 1e6:.4g} µJ, ANN {energy['ann'] / 1e6:.4g} µJ, "
-                         f"SNN / ANN {energy['snn'] / energy['ann']:.3g}" if energy["ann"] else
-                         f"energy ({name}): SNN {energy['snn'] / 1e6:.4g} µJ")
+            lines.append(
+                f"energy ({name}): SNN {energy['snn'] / 1e6:.4g} µJ, ANN {energy['ann'] / 1e6:.4g} µJ, "
+                f"SNN / ANN {energy['snn'] / energy['ann']:.3g}"
+                if energy["ann"]
+                else f"energy ({name}): SNN {energy['snn'] / 1e6:.4g} µJ"
+            )
         return "\n".join(lines)
 
     def to_json(self) -> dict:
         """The report as plain JSON types."""
-        return {"timesteps": self.timesteps, "firing_rate": self.firing_rate,
-                "layers": [layer.__dict__ for layer in self.layers], "accumulates": self.accumulates,
-                "analog_macs": self.analog_macs, "ann_macs": self.ann_macs, "energy_pj": self.energy_pj,
-                "constants_pj": {"accumulate": ACCUMULATE_PJ, "multiply_accumulate": MULTIPLY_ACCUMULATE_PJ,
-                                 "sram_access": SRAM_ACCESS_PJ}}
+        return {
+            "timesteps": self.timesteps,
+            "firing_rate": self.firing_rate,
+            "layers": [layer.__dict__ for layer in self.layers],
+            "accumulates": self.accumulates,
+            "analog_macs": self.analog_macs,
+            "ann_macs": self.ann_macs,
+            "energy_pj": self.energy_pj,
+            "constants_pj": {
+                "accumulate": ACCUMULATE_PJ,
+                "multiply_accumulate": MULTIPLY_ACCUMULATE_PJ,
+                "sram_access": SRAM_ACCESS_PJ,
+            },
+        }
 
 
-def energy_report(timesteps: int, spikes_per_sample: dict[str, float], synops_per_sample: dict[str, float],
-                  activity: dict) -> EnergyReport:
+def energy_report(
+    timesteps: int, spikes_per_sample: dict[str, float], synops_per_sample: dict[str, float], activity: dict
+) -> EnergyReport:
     """The report from per-sample `spikes/<layer>` and `synops/<layer>` means over T steps and the
     compile-time `activity` metadata (passes/common/activity_stats.py)."""
     layers = []
     for name, neurons in activity["neurons"]:
         spikes = spikes_per_sample.get(SPIKES_PREFIX + name, 0.0)
-        layers.append(LayerActivity(name, neurons, spikes, synops_per_sample.get(SYNOPS_PREFIX + name, 0.0),
-                                    spikes / (neurons * timesteps) if neurons else 0.0))
+        layers.append(
+            LayerActivity(
+                name,
+                neurons,
+                spikes,
+                synops_per_sample.get(SYNOPS_PREFIX + name, 0.0),
+                spikes / (neurons * timesteps) if neurons else 0.0,
+            )
+        )
     accumulates = sum(layer.synops for layer in layers)
     per_step = set(activity["analog_per_step"])
     analog = float(sum(m * (timesteps if op in per_step else 1) for op, m in activity["analog_macs"].items()))
@@ -101,7 +129,9 @@ def energy_report(timesteps: int, spikes_per_sample: dict[str, float], synops_pe
     ann_compute = MULTIPLY_ACCUMULATE_PJ * ann
     energy = {
         COMPUTE_ONLY: {"snn": snn_compute, "ann": ann_compute},
-        WITH_MEMORY: {"snn": snn_compute + SRAM_ACCESS_PJ * (accumulates + analog + 2 * neurons * timesteps),
-                      "ann": ann_compute + SRAM_ACCESS_PJ * (ann + neurons)},
+        WITH_MEMORY: {
+            "snn": snn_compute + SRAM_ACCESS_PJ * (accumulates + analog + 2 * neurons * timesteps),
+            "ann": ann_compute + SRAM_ACCESS_PJ * (ann + neurons),
+        },
     }
     return EnergyReport(timesteps, layers, accumulates, analog, ann, energy)

@@ -1,5 +1,6 @@
 """Memory of a run: how much one sample-step of a compiled SNN needs and how to chunk a run
 within a budget (the budget itself: onnx_snn.budget)."""
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,11 @@ def bytes_per_sample_step(model: onnx.ModelProto) -> int:
     time-folded tensor [T*batch, ...] of the graph as if all were alive at once (onnxruntime
     reuses buffers, so the real peak is lower), plus HOST_READOUT_COPIES of the per-step read-out
     that the host holds while it consumes a chunk."""
-    folded = sum(_bytes_after(info, 1) for info in [*model.graph.value_info, *model.graph.output]
-                 if info.type.tensor_type.shape.dim and info.type.tensor_type.shape.dim[0].dim_param == FOLDED_BATCH)
+    folded = sum(
+        _bytes_after(info, 1)
+        for info in [*model.graph.value_info, *model.graph.output]
+        if info.type.tensor_type.shape.dim and info.type.tensor_type.shape.dim[0].dim_param == FOLDED_BATCH
+    )
     return max(folded + HOST_READOUT_COPIES * readout_bytes(model), 1)
 
 
@@ -45,10 +49,13 @@ def _bytes_after(info: onnx.ValueInfoProto, leading: int) -> int:
 def largest_sample_step_elements(model: onnx.ModelProto) -> int:
     """Elements of the largest time-folded tensor [T*batch, ...] of the graph per sample-step (1
     if none is known): with the folded batch N, that tensor holds N times this many."""
-    sizes = [math.prod(d.dim_value for d in info.type.tensor_type.shape.dim[1:])
-             for info in [*model.graph.value_info, *model.graph.output]
-             if info.type.tensor_type.shape.dim and info.type.tensor_type.shape.dim[0].dim_param == FOLDED_BATCH
-             and all(d.dim_value for d in info.type.tensor_type.shape.dim[1:])]
+    sizes = [
+        math.prod(d.dim_value for d in info.type.tensor_type.shape.dim[1:])
+        for info in [*model.graph.value_info, *model.graph.output]
+        if info.type.tensor_type.shape.dim
+        and info.type.tensor_type.shape.dim[0].dim_param == FOLDED_BATCH
+        and all(d.dim_value for d in info.type.tensor_type.shape.dim[1:])
+    ]
     return max(sizes, default=1)
 
 
@@ -56,11 +63,12 @@ def cuda_sample_step_limit(model: onnx.ModelProto) -> int:
     """The most sample-steps (folded batch T·B) one CUDA run may hold: cuDNN's pooling refuses a
     batch above CUDNN_MAX_BATCH, and its tensor descriptors any tensor of 2^31 elements or more
     (both measured on an H200, runtime/PERFORMANCE.md "GPU")."""
-    return max(1, min(CUDNN_MAX_BATCH, (2 ** 31 - 1) // largest_sample_step_elements(model)))
+    return max(1, min(CUDNN_MAX_BATCH, (2**31 - 1) // largest_sample_step_elements(model)))
 
 
-def plan_chunks(batch: int, timesteps: int, budget: int, unit_bytes: int,
-                max_sample_steps: int | None = None) -> tuple[int, int]:
+def plan_chunks(
+    batch: int, timesteps: int, budget: int, unit_bytes: int, max_sample_steps: int | None = None
+) -> tuple[int, int]:
     """(batch chunk, time chunk) whose sample-steps fit `budget` bytes at `unit_bytes` each, and
     number at most `max_sample_steps` if given (the CUDA limit, cuda_sample_step_limit).
 
@@ -71,8 +79,9 @@ def plan_chunks(batch: int, timesteps: int, budget: int, unit_bytes: int,
     if max_sample_steps is not None:
         units = min(units, max_sample_steps)
     if units < 1:
-        raise SnnError(f"the memory budget {budget} B is below what one sample needs for one step "
-                       f"({unit_bytes} B); raise it")
+        raise SnnError(
+            f"the memory budget {budget} B is below what one sample needs for one step ({unit_bytes} B); raise it"
+        )
     if batch * timesteps <= units:
         return batch, timesteps
     floor = min(batch, MIN_BATCH_CHUNK)
@@ -80,5 +89,3 @@ def plan_chunks(batch: int, timesteps: int, budget: int, unit_bytes: int,
         return min(batch, units // timesteps), timesteps
     batch_chunk = min(floor, units)
     return batch_chunk, max(1, units // batch_chunk)
-
-

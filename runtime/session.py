@@ -1,4 +1,5 @@
 """Executing compiled SNNs: one run gives the decoded output after every timestep."""
+
 from __future__ import annotations
 
 import os
@@ -39,10 +40,15 @@ class RunResult:
     def allocate(cls, like: RunResult, batch: int, steps: int) -> RunResult:
         """A zeroed result of `batch` samples over `steps` steps with the outputs of `like` (a chunk
         of a rate-coded run), for `place` to fill."""
+
         def zeros(a: np.ndarray, *leading: int) -> np.ndarray:
-            return np.zeros(leading + a.shape[len(leading):], dtype=a.dtype)
-        return cls(zeros(like.logits, batch), zeros(like.per_step, steps, batch),
-                   {name: zeros(counts, batch) for name, counts in like.spikes.items()})
+            return np.zeros(leading + a.shape[len(leading) :], dtype=a.dtype)
+
+        return cls(
+            zeros(like.logits, batch),
+            zeros(like.per_step, steps, batch),
+            {name: zeros(counts, batch) for name, counts in like.spikes.items()},
+        )
 
     def place(self, samples: slice, steps: slice, part: RunResult) -> None:
         """Write `part`, the run of `samples` over `steps` (from the state its earlier steps left),
@@ -84,14 +90,21 @@ class EvalReport:
     def ttfs_summary(self) -> str:
         """The TTFS report: accuracy, agreement, max |logit error|, spikes per neuron, synaptic
         events and t_read."""
-        lines = [f"accuracy {100 * self.accuracy[-1]:.2f}%"
-                 + (f" (ANN {100 * self.ann_accuracy:.2f}%)" if self.ann_accuracy is not None else "")]
+        lines = [
+            f"accuracy {100 * self.accuracy[-1]:.2f}%"
+            + (f" (ANN {100 * self.ann_accuracy:.2f}%)" if self.ann_accuracy is not None else "")
+        ]
         if self.agreement is not None:
-            lines.append(f"argmax agreement with the ANN {100 * self.agreement[-1]:.2f}%, max |logit error| "
-                         f"{self.max_logit_error[-1]:.3g}, mean {self.logit_error[-1]:.3g}")
+            assert self.max_logit_error is not None and self.logit_error is not None  # set with agreement
+            lines.append(
+                f"argmax agreement with the ANN {100 * self.agreement[-1]:.2f}%, max |logit error| "
+                f"{self.max_logit_error[-1]:.3g}, mean {self.logit_error[-1]:.3g}"
+            )
         if self.spikes_per_neuron is not None:
-            lines.append(f"spikes per neuron {self.spikes_per_neuron:.4f}, synaptic events per sample "
-                         f"{sum(self.synops_per_sample.values()):.6g}")
+            lines.append(
+                f"spikes per neuron {self.spikes_per_neuron:.4f}, synaptic events per sample "
+                f"{sum(self.synops_per_sample.values()):.6g}"
+            )
         else:
             lines.append("spikes per neuron and synaptic events: compile with --stats to count them")
         if self.latency is not None:
@@ -116,6 +129,7 @@ class EvalReport:
         for t in self.reported_steps():
             row = f"{t:>{width}}  {100 * self.accuracy[t - 1]:>8.2f}%"
             if self.agreement is not None:
+                assert self.logit_error is not None  # set with agreement
                 row += f"  {100 * self.agreement[t - 1]:>8.2f}%  {self.logit_error[t - 1]:>11.4f}"
             lines.append(row)
         if self.ann_accuracy is not None:
@@ -124,14 +138,25 @@ class EvalReport:
 
     def to_json(self) -> dict:
         """The report as plain JSON types, every t included."""
+
         def listed(a):
             return None if a is None else [float(v) for v in a]
-        return {"timesteps": self.timesteps, "samples": self.samples, "accuracy": listed(self.accuracy),
-                "ann_accuracy": self.ann_accuracy, "agreement": listed(self.agreement),
-                "logit_error": listed(self.logit_error), "max_logit_error": listed(self.max_logit_error),
-                "spikes_per_sample": self.spikes_per_sample, "spikes_per_neuron": self.spikes_per_neuron,
-                "synops_per_sample": self.synops_per_sample, "neurons": self.neurons, "latency": self.latency,
-                "energy": self.energy.to_json() if self.energy is not None else None}
+
+        return {
+            "timesteps": self.timesteps,
+            "samples": self.samples,
+            "accuracy": listed(self.accuracy),
+            "ann_accuracy": self.ann_accuracy,
+            "agreement": listed(self.agreement),
+            "logit_error": listed(self.logit_error),
+            "max_logit_error": listed(self.max_logit_error),
+            "spikes_per_sample": self.spikes_per_sample,
+            "spikes_per_neuron": self.spikes_per_neuron,
+            "synops_per_sample": self.synops_per_sample,
+            "neurons": self.neurons,
+            "latency": self.latency,
+            "energy": self.energy.to_json() if self.energy is not None else None,
+        }
 
 
 class Session:
@@ -149,15 +174,21 @@ class Session:
     simulation that persists between calls; `reset` starts it afresh.
     """
 
-    def __init__(self, model: str | os.PathLike | onnx.ModelProto, providers: list[str] | None = None,
-                 intra_op_threads: int | None = None, max_memory: int | float | str | None = None) -> None:
-        in_memory = isinstance(model, onnx.ModelProto)
-        source = model.SerializeToString() if in_memory else str(model)
-        label = "<model>" if in_memory else source
+    def __init__(
+        self,
+        model: str | os.PathLike | onnx.ModelProto,
+        providers: list[str] | None = None,
+        intra_op_threads: int | None = None,
+        max_memory: int | float | str | None = None,
+    ) -> None:
+        source: str | bytes = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+        label = "<model>" if isinstance(model, onnx.ModelProto) else str(model)
         self.max_memory = resolve_budget(max_memory)
-        if in_memory:
+        if isinstance(model, onnx.ModelProto):
             check_declared_sizes(model, self.max_memory, label)
-        structure = model if in_memory else load_model(source, self.max_memory)
+            structure = model
+        else:
+            structure = load_model(str(model), self.max_memory)
         self._source, self._providers, self._threads = model, providers, intra_op_threads
         self._label = label
         self._stepper: Stepper | None = None
@@ -181,8 +212,10 @@ class Session:
             self.per_step_name = per_step[0]
             self.output_name = self.per_step_name[: -len(PER_STEP_SUFFIX)]
         else:
-            raise SnnError("is not a model compiled by onnx-snn (no timesteps input or per-step output); "
-                           "compile it first", path=label)
+            raise SnnError(
+                "is not a model compiled by onnx-snn (no timesteps input or per-step output); compile it first",
+                path=label,
+            )
         self.spike_names = [o for o in outputs if o.startswith(SPIKES_PREFIX)]
         self.synops_names = [o for o in outputs if o.startswith(SYNOPS_PREFIX)]
         self.spike_time_names = [o for o in outputs if o.startswith(SPIKE_TIMES_PREFIX)]
@@ -271,8 +304,13 @@ class Session:
         the arena's free space, so that the next run could not reuse it (runtime.stepper._kept)."""
         by_name = {name: np.array(value) for name, value in outputs.items()}
         per_step = by_name[self.per_step_name] if self.per_step_name else by_name[self.output_name][None]
-        return RunResult(by_name[self.output_name], per_step, {n: by_name[n] for n in self.spike_names},
-                         {n: by_name[n] for n in self.synops_names}, {n: by_name[n] for n in self.spike_time_names})
+        return RunResult(
+            by_name[self.output_name],
+            per_step,
+            {n: by_name[n] for n in self.spike_names},
+            {n: by_name[n] for n in self.synops_names},
+            {n: by_name[n] for n in self.spike_time_names},
+        )
 
     def plan(self, batch: int, timesteps: int, held: int = 0, held_what: str = "results") -> tuple[int, int]:
         """(batch chunk, time chunk) of a fresh run of `batch` samples for `timesteps` steps while
@@ -282,9 +320,11 @@ class Session:
             return batch, timesteps
         room = self.max_memory - held
         if room < self._unit_bytes:
-            raise SnnError(f"{held_what} need {held} B of the memory budget of {self.max_memory} B, leaving less "
-                           f"than one sample-step ({self._unit_bytes} B); raise max_memory (--max-memory) or lower "
-                           "timesteps")
+            raise SnnError(
+                f"{held_what} need {held} B of the memory budget of {self.max_memory} B, leaving less "
+                f"than one sample-step ({self._unit_bytes} B); raise max_memory (--max-memory) or lower "
+                "timesteps"
+            )
         limit = self._cuda_limit if CUDA in self.providers else None
         return plan_chunks(batch, timesteps, room, self._unit_bytes, limit)
 
@@ -299,8 +339,9 @@ class Session:
             return self._run_whole(feed)
         return _assembled(self._chunks(feed, plan), batch, steps)
 
-    def _chunks(self, feed: dict[str, np.ndarray], plan: tuple[int, int],
-                state: SimulationState | None = None) -> Iterator[tuple[slice, slice, RunResult]]:
+    def _chunks(
+        self, feed: dict[str, np.ndarray], plan: tuple[int, int], state: SimulationState | None = None
+    ) -> Iterator[tuple[slice, slice, RunResult]]:
         """The run of `feed` in `plan`'s (batch, time) chunks, in order, as (samples, steps, the run
         of those samples over those steps); a batch chunk's time chunks carry its state. Fresh, or
         from `state` (one batch chunk: the stream's), which it advances."""
@@ -339,12 +380,15 @@ class Session:
         """(batch, time chunk) of a `stream` call: its batch is one state, so only its steps are
         split, to fit the budget beside the per-step read-out it returns; SnnError if not even one
         step of the batch fits."""
+        assert self._unit_bytes is not None  # rate-coded models only (stream refuses TTFS ones)
         held = batch * steps * self._readout_bytes
         steps_that_fit = (self.max_memory - held) // (batch * self._unit_bytes)
         if steps_that_fit < 1:
-            raise SnnError(f"one step of a stream of {batch} samples over {steps} steps (and its per-step output) "
-                           f"exceeds the memory budget of {self.max_memory} B; stream fewer samples or steps per "
-                           "call, or raise max_memory")
+            raise SnnError(
+                f"one step of a stream of {batch} samples over {steps} steps (and its per-step output) "
+                f"exceeds the memory budget of {self.max_memory} B; stream fewer samples or steps per "
+                "call, or raise max_memory"
+            )
         return batch, min(steps, steps_that_fit)
 
     @property
@@ -364,9 +408,15 @@ class Session:
             return self._result(self.stepper.advance(feed, self._result_names, state))
         return self._result(dict(zip(self._result_names, self._session.run(self._result_names, feed))))
 
-    def evaluate(self, data: np.ndarray | Mapping[str, np.ndarray], labels: np.ndarray,
-                 timesteps: int | None = None, ann: str | os.PathLike | onnx.ModelProto | None = None,
-                 batch_size: int = 256, progress: bool = True) -> EvalReport:
+    def evaluate(
+        self,
+        data: np.ndarray | Mapping[str, np.ndarray],
+        labels: np.ndarray,
+        timesteps: int | None = None,
+        ann: str | os.PathLike | onnx.ModelProto | None = None,
+        batch_size: int = 256,
+        progress: bool = True,
+    ) -> EvalReport:
         """Accuracy for every t = 1..T over `data`, and agreement and logit error against `ann`.
 
         Runs `batch_size` samples at a time, each in the chunks its `plan` allows beside the [T]
@@ -381,15 +431,18 @@ class Session:
         with tqdm(total=total, desc="evaluate", unit="sample", disable=not progress, leave=False) as bar:
             for start in range(0, total, batch_size):
                 batch = self._batch_feed(inputs, slice(start, start + batch_size), t)
-                y = labels[start:start + batch_size]
+                y = labels[start : start + batch_size]
                 ann_logits = ann_session.run({k: batch[k] for k in inputs}) if ann_session is not None else None
                 tally.add_ann(ann_logits, y)
                 plan = self.evaluation_plan(len(y), t, with_ann=ann_session is not None)
                 for samples, span, part in self._chunks(batch, plan):
                     if not np.all(np.isfinite(part.per_step)):
-                        raise SnnError(f"the SNN's outputs are not finite (NaN or Inf) on samples {start + samples.start}"
-                                       f"..{start + samples.stop - 1}; recompile from an ANN with finite weights, or "
-                                       "check the data", path=self._label)
+                        raise SnnError(
+                            f"the SNN's outputs are not finite (NaN or Inf) on samples {start + samples.start}"
+                            f"..{start + samples.stop - 1}; recompile from an ANN with finite weights, or "
+                            "check the data",
+                            path=self._label,
+                        )
                     tally.add(span, part, y[samples], None if ann_logits is None else ann_logits[samples])
                     bar.update((samples.stop - samples.start) if span.stop == t else 0)
         return self._report(tally, total)
@@ -397,9 +450,12 @@ class Session:
     def run_plan(self, batch: int, timesteps: int) -> tuple[int, int]:
         """The (batch chunk, time chunk) plan of `run` on `batch` samples: `plan` beside the per-step
         read-out [T, batch, ...] that it returns."""
-        return self.plan(batch, timesteps, batch * timesteps * self._readout_bytes,
-                         f"the per-step output of {batch} samples over {timesteps} steps (evaluate and stream "
-                         "hold less)")
+        return self.plan(
+            batch,
+            timesteps,
+            batch * timesteps * self._readout_bytes,
+            f"the per-step output of {batch} samples over {timesteps} steps (evaluate and stream hold less)",
+        )
 
     def evaluation_plan(self, batch: int, timesteps: int, with_ann: bool = False) -> tuple[int, int]:
         """The (batch chunk, time chunk) plan of one evaluation batch of `batch` samples: `plan`
@@ -416,13 +472,20 @@ class Session:
             energy = energy_report(t, spikes_per_sample, synops_per_sample, self.activity)
             neurons = {SPIKES_PREFIX + k: v for k, v in self.activity["neurons"]}
         with_ann = tally.agree is not None
-        return EvalReport(timesteps=t, samples=total, accuracy=tally.correct / total,
-                          ann_accuracy=tally.ann_correct / total if with_ann else None,
-                          agreement=tally.agree / total if with_ann else None,
-                          logit_error=tally.error / total if with_ann else None,
-                          spikes_per_sample=spikes_per_sample, max_logit_error=tally.worst,
-                          synops_per_sample=synops_per_sample, neurons=neurons,
-                          latency=self.ttfs["t_read"] if self.ttfs is not None else None, energy=energy)
+        return EvalReport(
+            timesteps=t,
+            samples=total,
+            accuracy=tally.correct / total,
+            ann_accuracy=tally.ann_correct / total if with_ann else None,
+            agreement=tally.agree / total if tally.agree is not None else None,
+            logit_error=tally.error / total if tally.error is not None else None,
+            spikes_per_sample=spikes_per_sample,
+            max_logit_error=tally.worst,
+            synops_per_sample=synops_per_sample,
+            neurons=neurons,
+            latency=self.ttfs["t_read"] if self.ttfs is not None else None,
+            energy=energy,
+        )
 
 
 class _Tally:
@@ -457,6 +520,7 @@ class _Tally:
         predictions = part.per_step.argmax(axis=-1)
         self.correct[steps] += (predictions == labels[None, :]).sum(axis=1)
         if ann_logits is not None:
+            assert self.agree is not None and self.error is not None and self.worst is not None  # with_ann
             self.agree[steps] += (predictions == ann_logits.argmax(axis=-1)[None, :]).sum(axis=1)
             deviation = (part.per_step - ann_logits[None]).reshape(len(predictions), len(labels), -1)
             np.abs(deviation, out=deviation)
@@ -467,19 +531,20 @@ class _Tally:
         for name, counts in part.synops.items():
             self.synops[name] = self.synops.get(name, 0.0) + float(counts.sum())
         for name, times in part.spike_times.items():
-            self.neurons[SPIKES_PREFIX + name[len(SPIKE_TIMES_PREFIX):]] = int(times[0].size)
+            self.neurons[SPIKES_PREFIX + name[len(SPIKE_TIMES_PREFIX) :]] = int(times[0].size)
 
 
 def _assembled(chunks: Iterator[tuple[slice, slice, RunResult]], batch: int, steps: int) -> RunResult:
     """The RunResult of `batch` samples over `steps` steps from Session._chunks' parts: the part
     itself when it is the whole, else the parts placed into one result (RunResult.allocate)."""
-    result = None
+    result: RunResult | None = None
     for samples, span, part in chunks:
         if (samples, span) == (slice(0, batch), slice(0, steps)):
             return part
         if result is None:
             result = RunResult.allocate(part, batch, steps)
         result.place(samples, span, part)
+    assert result is not None  # a run has at least one chunk
     return result
 
 
@@ -508,6 +573,8 @@ def _checked_labels(labels: object, samples: int, classes: int | None) -> np.nda
         raise SnnError(f"got {len(labels)} labels for {samples} inputs; give one label per input")
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or (classes is not None and high >= classes):
-        raise SnnError(f"labels must be class indices in [0, {classes if classes is not None else 'classes'}), "
-                       f"got values in [{low}, {high}]")
+        raise SnnError(
+            f"labels must be class indices in [0, {classes if classes is not None else 'classes'}), "
+            f"got values in [{low}, {high}]"
+        )
     return labels

@@ -6,6 +6,7 @@ state as a graph output, so that a caller can continue a simulation where the la
 (streaming) or split one run into time chunks. Feeding back every final state and the number of
 steps done gives the same bits as one long run (see runtime.neurons.NeuronOp).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,8 +63,12 @@ def expose_state(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[StatePor
             rank = max(ranks.get(node.input[op.input_index(name)], 0) for name in like)
             if rank == 0:
                 raise ValueError(f"{label}: the rank of its input {like[0]!r} is unknown; cannot expose its state")
-            port = StatePort(f"{STATE_IN_PREFIX}{label}/{state_in}", f"{STATE_OUT_PREFIX}{label}/{state_in}",
-                             helper.tensor_dtype_to_np_dtype(elem), rank)
+            port = StatePort(
+                f"{STATE_IN_PREFIX}{label}/{state_in}",
+                f"{STATE_OUT_PREFIX}{label}/{state_in}",
+                helper.tensor_dtype_to_np_dtype(elem),
+                rank,
+            )
             node.input[slot] = port.input
             while len(node.output) <= out_slot:
                 node.output.append("")

@@ -1,4 +1,5 @@
 """Advancing a compiled SNN by a number of steps from a carried state (streaming, time chunks)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -55,7 +56,7 @@ class Stepper:
         self._session.run_with_iobinding(binding)
         values = binding.get_outputs()
         results = {name: value.numpy() for name, value in zip(names, values)}
-        state.values = {port.input: self._kept(value) for port, value in zip(self.ports, values[len(names):])}
+        state.values = {port.input: self._kept(value) for port, value in zip(self.ports, values[len(names) :])}
         state.steps_done += int(feed[TIMESTEPS_INPUT])
         return results
 

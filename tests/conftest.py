@@ -1,4 +1,5 @@
 """Fixtures shared by the test modules."""
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,11 @@ def _fashion_missing() -> str | None:
     """Why the Fashion-MNIST tests cannot run here, or None when the IDX files are installed."""
     from onnx_snn.models.data import fashion_mnist_dir
 
-    missing = [name for name in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")
-               if not (fashion_mnist_dir() / name).exists()]
+    missing = [
+        name
+        for name in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")
+        if not (fashion_mnist_dir() / name).exists()
+    ]
     if missing:
         return f"Fashion-MNIST not found in {fashion_mnist_dir()} (apt-get install -y dataset-fashion-mnist)"
     return None
@@ -55,8 +59,9 @@ def _reference_cache_missing() -> str | None:
 #: skips a test that reads the Fashion-MNIST IDX files when they are not installed
 needs_fashion = pytest.mark.skipif(_fashion_missing() is not None, reason=_fashion_missing() or "")
 #: skips a test that trains or loads zoo references (Fashion-MNIST and a writable reference cache)
-needs_reference_cache = pytest.mark.skipif(_reference_cache_missing() is not None,
-                                           reason=_reference_cache_missing() or "")
+needs_reference_cache = pytest.mark.skipif(
+    _reference_cache_missing() is not None, reason=_reference_cache_missing() or ""
+)
 
 
 @pytest.fixture(scope="session")
@@ -87,14 +92,23 @@ def make_model() -> Callable[..., onnx.ModelProto]:
     `inputs`/`outputs` map names to shapes; `initializers` map names to arrays.
     """
 
-    def build(nodes: list[onnx.NodeProto], inputs: dict[str, list], outputs: dict[str, list],
-              initializers: dict[str, np.ndarray] | None = None, opset: int = 21) -> onnx.ModelProto:
+    def build(
+        nodes: list[onnx.NodeProto],
+        inputs: dict[str, list],
+        outputs: dict[str, list],
+        initializers: dict[str, np.ndarray] | None = None,
+        opset: int = 21,
+    ) -> onnx.ModelProto:
         def info(name: str, shape: list) -> onnx.ValueInfoProto:
             return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape)
 
         graph = onnx.helper.make_graph(
-            nodes, "test", [info(n, s) for n, s in inputs.items()], [info(n, s) for n, s in outputs.items()],
-            [onnx.numpy_helper.from_array(np.asarray(v), n) for n, v in (initializers or {}).items()])
+            nodes,
+            "test",
+            [info(n, s) for n, s in inputs.items()],
+            [info(n, s) for n, s in outputs.items()],
+            [onnx.numpy_helper.from_array(np.asarray(v), n) for n, v in (initializers or {}).items()],
+        )
         return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
 
     return build

@@ -1,4 +1,5 @@
 """Small torch ANNs with random weights, exported to ONNX, and running them: shared by pass tests."""
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,13 @@ class Residual(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
-        self.body = nn.Sequential(nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-                                  nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6))
+        self.body = nn.Sequential(
+            nn.Conv2d(6, 6, 3, padding=1),
+            nn.BatchNorm2d(6),
+            nn.ReLU(),
+            nn.Conv2d(6, 6, 3, padding=1),
+            nn.BatchNorm2d(6),
+        )
         self.head = nn.Linear(6, 10)
 
     def forward(self, x):
@@ -53,9 +59,16 @@ def mlp() -> nn.Module:
 
 
 def cnn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AvgPool2d(2),
-                         nn.Conv2d(4, 8, 3, padding=1, groups=2), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(128, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(4, 8, 3, padding=1, groups=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(128, 10),
+    )
 
 
 def randomized(net: nn.Module, seed: int = 0) -> nn.Module:
@@ -72,8 +85,16 @@ def randomized(net: nn.Module, seed: int = 0) -> nn.Module:
 
 def export_legacy(net: nn.Module, sample: np.ndarray) -> onnx.ModelProto:
     buffer = io.BytesIO()
-    torch.onnx.export(net, (torch.from_numpy(sample),), buffer, input_names=["x"], output_names=["logits"],
-                      dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}}, dynamo=False, opset_version=17)
+    torch.onnx.export(
+        net,
+        (torch.from_numpy(sample),),
+        buffer,
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}},
+        dynamo=False,
+        opset_version=17,
+    )
     return onnx.load_from_string(buffer.getvalue())
 
 

@@ -1,4 +1,5 @@
 """Helpers shared by the test modules: tiny models built in code and the CLI run in-process."""
+
 from __future__ import annotations
 
 import contextlib
@@ -22,13 +23,22 @@ if TYPE_CHECKING:
 def tiny_relu_model(op: str = "Relu", domain: str = "", hidden: int = 8) -> onnx.ModelProto:
     """x[N,4] -> Gemm -> op -> Gemm -> y[N,3]."""
     rng = np.random.default_rng(0)
-    inits = [onnx.numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n)
-             for n, s in (("w1", (hidden, 4)), ("b1", (hidden,)), ("w2", (3, hidden)), ("b2", (3,)))]
-    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1", transB=1),
-             helper.make_node(op, ["h"], ["a"], name="act", domain=domain),
-             helper.make_node("Gemm", ["a", "w2", "b2"], ["y"], name="fc2", transB=1)]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
+    inits = [
+        onnx.numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n)
+        for n, s in (("w1", (hidden, 4)), ("b1", (hidden,)), ("w2", (3, hidden)), ("b2", (3,)))
+    ]
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1", transB=1),
+        helper.make_node(op, ["h"], ["a"], name="act", domain=domain),
+        helper.make_node("Gemm", ["a", "w2", "b2"], ["y"], name="fc2", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        inits,
+    )
     opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
     return helper.make_model(graph, opset_imports=opsets, ir_version=8)
 
@@ -53,8 +63,9 @@ def seeded_net(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
     return net.eval()
 
 
-def digits_net(build: Callable[[], nn.Module], x_train: np.ndarray, y_train: np.ndarray, epochs: int,
-               seed: int = 0) -> nn.Module:
+def digits_net(
+    build: Callable[[], nn.Module], x_train: np.ndarray, y_train: np.ndarray, epochs: int, seed: int = 0
+) -> nn.Module:
     """`build()` trained `epochs` epochs on (x_train, y_train) with Adam at lr 1e-2 from initial weights
     seeded by `seed`, in eval mode; with `epochs` 0, `seeded_net(build, seed)`: untrained, for the
     fast suite."""

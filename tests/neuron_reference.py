@@ -1,4 +1,5 @@
 """Plain numpy reference of the IF neuron, written from the dynamics in compiler/ir/neurons.py."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -30,6 +30,7 @@ The simulation runs in the floating type of the currents (float32 for a compiled
 here imports the runtime's op builders: the dynamics are the numpy reference's, and only the
 op signatures (input positions, attribute names and defaults) are taken from their documentation.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,16 +61,36 @@ TIMESTEPS = "timesteps"
 OP_INPUTS: dict[str, tuple[str, ...]] = {
     "SignGDEncoder": ("x", "timesteps", "f0", "t0"),
     "SignGDNeuron": ("z", "timesteps", "offset", "bias", "x0", "v0", "t0"),
-    "SignGDBinaryNeuron": ("zp", "zq", "timesteps", "offset_p", "bias_p", "offset_q", "bias_q", "xp0", "xq0",
-                           "v0", "t0"),
+    "SignGDBinaryNeuron": (
+        "zp",
+        "zq",
+        "timesteps",
+        "offset_p",
+        "bias_p",
+        "offset_q",
+        "bias_q",
+        "xp0",
+        "xq0",
+        "v0",
+        "t0",
+    ),
     "SignGDDecoder": ("z", "timesteps", "offset", "bias", "y0", "t0"),
 }
 #: the inputs that vary per step (computed by the affine graph); the others are constants
-CURRENTS: dict[str, tuple[str, ...]] = {"SignGDEncoder": ("x",), "SignGDNeuron": ("z",),
-                                        "SignGDBinaryNeuron": ("zp", "zq"), "SignGDDecoder": ("z",)}
+CURRENTS: dict[str, tuple[str, ...]] = {
+    "SignGDEncoder": ("x",),
+    "SignGDNeuron": ("z",),
+    "SignGDBinaryNeuron": ("zp", "zq"),
+    "SignGDDecoder": ("z",),
+}
 #: attribute defaults of the ops (compiler/ir/signgd.py docstrings; spec §1 schedule, §3 codec, §5 rules)
-ATTRIBUTE_DEFAULTS: dict[str, float | str] = {"eta0": 0.15, "gamma": 0.95, "schedule": "exponential", "tail": 0.25,
-                                              "codec": "float"}
+ATTRIBUTE_DEFAULTS: dict[str, float | str] = {
+    "eta0": 0.15,
+    "gamma": 0.95,
+    "schedule": "exponential",
+    "tail": 0.25,
+    "codec": "float",
+}
 #: float attributes of the rules; absent ones take unary_rule's defaults
 RULE_ATTRIBUTES = ("gate", "cubic", "slope")
 #: neurons whose targets use exp, sigmoid or erf: numpy and onnxruntime (MLAS kernels, fused
@@ -214,8 +235,14 @@ class SignGDNetworkReference:
                 snn.session = self._session(model, nodes, inputs, currents, value_info)
             done.add(snn.output)
 
-    def _session(self, model: onnx.ModelProto, nodes: list[onnx.NodeProto], inputs: list[str],
-                 outputs: list[str], value_info: dict[str, onnx.ValueInfoProto]) -> ort.InferenceSession:
+    def _session(
+        self,
+        model: onnx.ModelProto,
+        nodes: list[onnx.NodeProto],
+        inputs: list[str],
+        outputs: list[str],
+        value_info: dict[str, onnx.ValueInfoProto],
+    ) -> ort.InferenceSession:
         def declared(name: str) -> onnx.ValueInfoProto:
             """The compiled graph's declaration (shapes matter: onnxruntime picks kernels, e.g. the
             NCHWc convolutions, and so the float rounding, from them)."""
@@ -228,11 +255,17 @@ class SignGDNetworkReference:
         used = set().union(*(_node_inputs(n) for n in nodes))
         initializers = [i for i in model.graph.initializer if i.name in used and i.name not in inputs]
         produced = {o for n in nodes for o in n.output} - set(outputs)
-        graph = helper.make_graph(nodes, "affine_region", [declared(i) for i in inputs],
-                                  [declared(o) for o in dict.fromkeys(outputs)], initializers,
-                                  value_info=[value_info[n] for n in produced if n in value_info])
-        sub = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version,
-                                functions=list(model.functions))
+        graph = helper.make_graph(
+            nodes,
+            "affine_region",
+            [declared(i) for i in inputs],
+            [declared(o) for o in dict.fromkeys(outputs)],
+            initializers,
+            value_info=[value_info[n] for n in produced if n in value_info],
+        )
+        sub = helper.make_model(
+            graph, opset_imports=list(model.opset_import), ir_version=model.ir_version, functions=list(model.functions)
+        )
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.log_severity_level = 3
@@ -258,9 +291,13 @@ class SignGDNetworkReference:
 
     # ------------------------------------------------------------------------ simulation ----
 
-    def run(self, inputs: np.ndarray | Mapping[str, np.ndarray], timesteps: int,
-            trace: dict[str, list] | None = None,
-            tie_spikes: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    def run(
+        self,
+        inputs: np.ndarray | Mapping[str, np.ndarray],
+        timesteps: int,
+        trace: dict[str, list] | None = None,
+        tie_spikes: Mapping[str, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """The decoded output after every step, [T, B, ...], for the analog `inputs` (an array for
         a one-input model, else name -> array).
 
@@ -289,11 +326,13 @@ class SignGDNetworkReference:
                 if snn.name not in states:
                     states[snn.name] = self._fresh(snn, currents)
                     t0 = self._constant(snn, "t0")
-                    eta[snn.name] = eta_schedule(int(t0) if t0 is not None else 0, timesteps,
-                                                 dtype=currents[0].dtype, **snn.schedule())
+                    eta[snn.name] = eta_schedule(
+                        int(t0) if t0 is not None else 0, timesteps, dtype=currents[0].dtype, **snn.schedule()
+                    )
                 given = tie_spikes.get(snn.name) if tie_spikes is not None else None
-                step[snn.output] = self._step(snn, states[snn.name], currents, eta[snn.name][t], t,
-                                              None if given is None else given[t])
+                step[snn.output] = self._step(
+                    snn, states[snn.name], currents, eta[snn.name][t], t, None if given is None else given[t]
+                )
                 if trace is not None:
                     trace.setdefault(snn.name, []).append((step[snn.output], currents))
             per_step.append(step[self.decoder.output])
@@ -313,14 +352,22 @@ class SignGDNetworkReference:
         offsets = [self._constant(snn, f"offset{tag}") for tag in tags]
         biases = [self._constant(snn, f"bias{tag}") for tag in tags]
         starts = [self._constant(snn, f"x{tag.lstrip('_')}0") for tag in tags]
-        xs = [_initial(x0, b, np.broadcast_shapes(z.shape, np.shape(b)), dtype)
-              for x0, b, z in zip(starts, biases, currents)]
+        xs = [
+            _initial(x0, b, np.broadcast_shapes(z.shape, np.shape(b)), dtype)
+            for x0, b, z in zip(starts, biases, currents)
+        ]
         shape = np.broadcast_shapes(*(x.shape for x in xs))
-        return {"x": xs, "v": _initial(self._constant(snn, "v0"), 0, shape, dtype), "offsets": offsets,
-                "rule": snn.rule(), "exact_target": snn.exact_target(dtype)}
+        return {
+            "x": xs,
+            "v": _initial(self._constant(snn, "v0"), 0, shape, dtype),
+            "offsets": offsets,
+            "rule": snn.rule(),
+            "exact_target": snn.exact_target(dtype),
+        }
 
-    def _step(self, snn: SnnNode, state: dict, currents: list[np.ndarray], eta, t: int,
-              model_spikes: np.ndarray | None) -> np.ndarray:
+    def _step(
+        self, snn: SnnNode, state: dict, currents: list[np.ndarray], eta, t: int, model_spikes: np.ndarray | None
+    ) -> np.ndarray:
         """One timestep of `snn` (spec §2, §3); returns what it emits (for the decoder: y_t)."""
         if snn.op == "SignGDEncoder":  # the analog input is read once, at the first step
             e, state["f"] = encode_step(state["f"], state["x"], eta, str(snn.attributes.get("codec", "float")))
@@ -352,21 +399,29 @@ class SignGDNetworkReference:
         return np.abs(v.astype(np.float64) - exact) <= TIE_ULPS * ulp
 
 
-def model_spikes(model: str | os.PathLike | onnx.ModelProto, inputs: np.ndarray | Mapping[str, np.ndarray],
-                 timesteps: int, names: list[str] | None = None) -> dict[str, np.ndarray]:
+def model_spikes(
+    model: str | os.PathLike | onnx.ModelProto,
+    inputs: np.ndarray | Mapping[str, np.ndarray],
+    timesteps: int,
+    names: list[str] | None = None,
+) -> dict[str, np.ndarray]:
     """The spikes [T, B, ...] the compiled model's snn nodes `names` (default: the neurons whose
     ties the reference settles) emit, from one onnxruntime run with them as extra outputs."""
     model = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
     model = onnx.ModelProto.FromString(model.SerializeToString())
     nodes = {n.name: n for n in model.graph.node if n.domain == SNN_DOMAIN}
     if names is None:
-        names = [name for name, n in nodes.items() if n.op_type == "SignGDNeuron" and _attributes(n).get(
-            "function") in APPROXIMATE_TARGETS]
+        names = [
+            name
+            for name, n in nodes.items()
+            if n.op_type == "SignGDNeuron" and _attributes(n).get("function") in APPROXIMATE_TARGETS
+        ]
     present = {o.name for o in model.graph.output}
     for name in names:
         if nodes[name].output[0] not in present:
-            model.graph.output.append(helper.make_tensor_value_info(nodes[name].output[0], onnx.TensorProto.FLOAT,
-                                                                    None))
+            model.graph.output.append(
+                helper.make_tensor_value_info(nodes[name].output[0], onnx.TensorProto.FLOAT, None)
+            )
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the timesteps initializer-input warning
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -1,5 +1,6 @@
 """The signGD ops in small checked models: build and run one snn node on given currents, and
 random cases for comparing them with the numpy reference (tests/signgd_reference.py)."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -11,8 +12,11 @@ from onnx import TensorProto, helper
 
 from onnx_snn.ir.neurons import attach_functions
 
-TYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
-         np.dtype(np.int64): TensorProto.INT64}
+TYPES = {
+    np.dtype(np.float32): TensorProto.FLOAT,
+    np.dtype(np.float64): TensorProto.DOUBLE,
+    np.dtype(np.int64): TensorProto.INT64,
+}
 #: spec §9 inputs of the vector scenarios
 NAN = np.float64(np.nan)
 
@@ -31,8 +35,12 @@ def runner(nodes: list[onnx.NodeProto], example: dict[str, np.ndarray], outputs:
     def info(name: str, elem: int, rank: int) -> onnx.ValueInfoProto:
         return helper.make_tensor_value_info(name, elem, [f"{name}_{i}" for i in range(rank)])
 
-    graph = helper.make_graph(nodes, "signgd_test", [info(k, TYPES[a.dtype], a.ndim) for k, a in example.items()],
-                              [info(k, TYPES[dtype], rank) for k, rank in outputs.items()])
+    graph = helper.make_graph(
+        nodes,
+        "signgd_test",
+        [info(k, TYPES[a.dtype], a.ndim) for k, a in example.items()],
+        [info(k, TYPES[dtype], rank) for k, rank in outputs.items()],
+    )
     model = attach_functions(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10))
     onnx.checker.check_model(model, full_check=True)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -47,8 +55,16 @@ def int64(value: int) -> np.ndarray:
     return np.asarray(value, np.int64)
 
 
-def run_neuron(currents: list[np.ndarray], offsets: list, biases: list, function: str, x0: list | None = None,
-               v0=NAN, t0: int = 0, **attrs) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+def run_neuron(
+    currents: list[np.ndarray],
+    offsets: list,
+    biases: list,
+    function: str,
+    x0: list | None = None,
+    v0=NAN,
+    t0: int = 0,
+    **attrs,
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """SignGDNeuron (one current) or SignGDBinaryNeuron (two) on currents [T, B, ...];
     returns spikes [T, B, ...], the x_T per operand and v_T."""
     dtype = currents[0].dtype
@@ -67,19 +83,28 @@ def run_neuron(currents: list[np.ndarray], offsets: list, biases: list, function
     return spikes, [out[f"x{t}_T"] for t in tags], out["v_T"]
 
 
-def run_encoder(x: np.ndarray, timesteps: int, codec: str = "float", f0=NAN,
-                t0: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def run_encoder(
+    x: np.ndarray, timesteps: int, codec: str = "float", f0=NAN, t0: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     feeds = {"x": x, "timesteps": int64(timesteps), "f0": np.asarray(f0, x.dtype), "t0": int64(t0)}
-    out = runner([snn("SignGDEncoder", list(feeds), ["e", "f_T"], codec=codec)], feeds,
-                 {"e": x.ndim, "f_T": x.ndim})(feeds)
+    out = runner([snn("SignGDEncoder", list(feeds), ["e", "f_T"], codec=codec)], feeds, {"e": x.ndim, "f_T": x.ndim})(
+        feeds
+    )
     return out["e"].reshape((timesteps,) + x.shape), out["f_T"]
 
 
 def run_decoder(z: np.ndarray, offset, bias, y0=NAN, t0: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    feeds = {"z": fold_time(z), "timesteps": int64(z.shape[0]), "offset": np.asarray(offset, z.dtype),
-             "bias": np.asarray(bias, z.dtype), "y0": np.asarray(y0, z.dtype), "t0": int64(t0)}
-    out = runner([snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"])], feeds,
-                 {"y_per_step": z.ndim, "y_T": z.ndim - 1})(feeds)
+    feeds = {
+        "z": fold_time(z),
+        "timesteps": int64(z.shape[0]),
+        "offset": np.asarray(offset, z.dtype),
+        "bias": np.asarray(bias, z.dtype),
+        "y0": np.asarray(y0, z.dtype),
+        "t0": int64(t0),
+    }
+    out = runner(
+        [snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"])], feeds, {"y_per_step": z.ndim, "y_T": z.ndim - 1}
+    )(feeds)
     return out["y_per_step"], out["y_T"]
 
 
@@ -89,15 +114,22 @@ SHAPE = (3, 4, 5)  # [B, ...] of one step; the second operand of a two-operand n
 def random_case(kind: str, function: str, timesteps: int, dtype, rng: np.random.Generator, fresh: bool) -> dict:
     """Inputs of one op: currents [T, B, ...] (an encoder's `analog` [B, ...]), calibration and
     states (fresh: NaN; else random, some entries NaN)."""
+
     def state(shape):
         values = rng.uniform(-1, 1, shape).astype(dtype)
         return np.asarray(np.nan, dtype) if fresh else np.where(rng.random(shape) < 0.2, np.nan, values).astype(dtype)
 
     shapes = [SHAPE] if kind != "binary" else [SHAPE, SHAPE[:-1] + (1,)]
     positive = function in ("p_rsqrt_q", "div")  # mostly positive q: exercises √q and p/q (and q < 0 sometimes)
-    currents = [rng.uniform(-0.3 if positive and i else -1, 1.5, (timesteps,) + s).astype(dtype)
-                for i, s in enumerate(shapes)]
-    return {"currents": currents, "analog": rng.uniform(-1, 1.5, SHAPE).astype(dtype),
-            "offsets": [rng.uniform(0, 2, s[1:]).astype(dtype) for s in shapes],
-            "biases": [rng.uniform(0 if positive and i else -1, 1, s[1:]).astype(dtype) for i, s in enumerate(shapes)],
-            "x0": [state(s) for s in shapes], "v0": state(np.broadcast_shapes(*shapes)), "t0": int(rng.integers(0, 5))}
+    currents = [
+        rng.uniform(-0.3 if positive and i else -1, 1.5, (timesteps,) + s).astype(dtype) for i, s in enumerate(shapes)
+    ]
+    return {
+        "currents": currents,
+        "analog": rng.uniform(-1, 1.5, SHAPE).astype(dtype),
+        "offsets": [rng.uniform(0, 2, s[1:]).astype(dtype) for s in shapes],
+        "biases": [rng.uniform(0 if positive and i else -1, 1, s[1:]).astype(dtype) for i, s in enumerate(shapes)],
+        "x0": [state(s) for s in shapes],
+        "v0": state(np.broadcast_shapes(*shapes)),
+        "t0": int(rng.integers(0, 5)),
+    }

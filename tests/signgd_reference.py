@@ -11,6 +11,7 @@ and the encoder has the codec "exact" (g_t = clip((f − x)/η_t, −1, 1)). The
 (charge, fire_reset, encode_step) are public for the network reference
 (tests/signgd_network_reference.py).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -20,17 +21,27 @@ import numpy as np
 Rule = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]
 
 
-def eta_schedule(t0: int, timesteps: int, eta0: float = 0.15, gamma: float = 0.95,
-                 schedule: str = "exponential", dtype=np.float64, tail: float = 0.25) -> np.ndarray:
+def eta_schedule(
+    t0: int,
+    timesteps: int,
+    eta0: float = 0.15,
+    gamma: float = 0.95,
+    schedule: str = "exponential",
+    dtype=np.float64,
+    tail: float = 0.25,
+) -> np.ndarray:
     """η_t for t = t0+1 .. t0+T (spec §1), computed in float64 and rounded once to `dtype`.
 
     "exp_inverse": η0·γ^(t−1), floored at tail/t once t > 1/ln(1/γ) (tail used only there)."""
     t = np.arange(t0 + 1, t0 + timesteps + 1, dtype=np.float64)
-    eta = {"exponential": lambda: eta0 * gamma ** (t - 1),
-           "constant": lambda: np.full_like(t, eta0),
-           "inverse": lambda: eta0 / t,
-           "exp_inverse": lambda: np.where(t * np.log(gamma) < -1, np.maximum(eta0 * gamma ** (t - 1), tail / t),
-                                           eta0 * gamma ** (t - 1))}[schedule]()
+    eta = {
+        "exponential": lambda: eta0 * gamma ** (t - 1),
+        "constant": lambda: np.full_like(t, eta0),
+        "inverse": lambda: eta0 / t,
+        "exp_inverse": lambda: np.where(
+            t * np.log(gamma) < -1, np.maximum(eta0 * gamma ** (t - 1), tail / t), eta0 * gamma ** (t - 1)
+        ),
+    }[schedule]()
     return eta.astype(dtype)
 
 
@@ -55,6 +66,7 @@ def _erf(u: np.ndarray) -> np.ndarray:
         from scipy.special import erf
     except ImportError:  # pragma: no cover - scipy comes with scikit-learn in the test extras
         import math
+
         return np.vectorize(math.erf, otypes=[np.float64])(u).astype(u.dtype)
     return erf(u).astype(u.dtype)
 
@@ -68,6 +80,7 @@ def _gelu_targets(gate: float, cubic: float) -> dict[str, Callable[[np.ndarray],
     gelu_erf  x·(½ + ½·erf(gate·x))              (exact GELU x·Φ(x) with gate 1/√2)
     gelu_tanh x·σ(gate·x·(1 + cubic·x²))         (tanh GELU with gate 2√(2/π), cubic 0.044715,
                                                   since ½(1 + tanh u) = σ(2u))"""
+
     def sigmoid_form(x):
         return x * _sigmoid(_const(x, gate) * x)
 
@@ -82,15 +95,22 @@ def _gelu_targets(gate: float, cubic: float) -> dict[str, Callable[[np.ndarray],
     def hard_swish(x):
         return x * np.clip(x * _const(x, gate) + _const(x, 0.5), _const(x, 0), _const(x, 1))
 
-    return {"gelu": sigmoid_form, "silu": sigmoid_form, "gelu_erf": erf_form, "gelu_tanh": tanh_form,
-            "hard_swish": hard_swish}
+    return {
+        "gelu": sigmoid_form,
+        "silu": sigmoid_form,
+        "gelu_erf": erf_form,
+        "gelu_tanh": tanh_form,
+        "hard_swish": hard_swish,
+    }
 
 
 def _above(target: Callable[..., np.ndarray], ties: bool) -> Rule:
     """Fires iff v ≥ target (ties) or v > target (no ties)."""
+
     def rule(v: np.ndarray, operands: list[np.ndarray]) -> np.ndarray:
         goal = target(*operands)
         return v >= goal if ties else v > goal
+
     return rule
 
 
@@ -101,10 +121,9 @@ def _p_rsqrt_q(v: np.ndarray, operands: list[np.ndarray]) -> np.ndarray:
         return np.sqrt(q) * v > p
 
 
-
-
-def unary_target(function: str, gate: float | None = None, cubic: float | None = None,
-                 slope: float | None = None) -> tuple[Callable[[np.ndarray], np.ndarray], bool]:
+def unary_target(
+    function: str, gate: float | None = None, cubic: float | None = None, slope: float | None = None
+) -> tuple[Callable[[np.ndarray], np.ndarray], bool]:
     """(target f, fires on ties) of a unary neuron with the attributes gate, cubic (GELU forms) and
     slope (leaky_relu); None: RULE_DEFAULTS. Spec §5: relu v ≥ max(x, 0); leaky_relu v > x (x ≥ 0),
     v > slope·x (x < 0); the GELU forms v > target (see _gelu_targets); abs v > |x|; square v ≥ x²;
@@ -112,25 +131,31 @@ def unary_target(function: str, gate: float | None = None, cubic: float | None =
     gate = RULE_DEFAULTS["gate"] if gate is None else gate
     cubic = RULE_DEFAULTS["cubic"] if cubic is None else cubic
     slope = RULE_DEFAULTS["slope"] if slope is None else slope
-    targets = {"relu": (lambda x: np.maximum(x, _const(x, 0)), True),
-               "leaky_relu": (lambda x: np.where(x >= 0, x, _const(x, slope) * x), False),
-               **{name: (target, False) for name, target in _gelu_targets(gate, cubic).items()},
-               "abs": (np.abs, False), "square": (lambda x: x * x, True), "exp": (np.exp, True)}
+    targets = {
+        "relu": (lambda x: np.maximum(x, _const(x, 0)), True),
+        "leaky_relu": (lambda x: np.where(x >= 0, x, _const(x, slope) * x), False),
+        **{name: (target, False) for name, target in _gelu_targets(gate, cubic).items()},
+        "abs": (np.abs, False),
+        "square": (lambda x: x * x, True),
+        "exp": (np.exp, True),
+    }
     if function not in targets:
         raise ValueError(f"unknown unary signGD function {function!r}")
     return targets[function]
 
 
-def unary_rule(function: str, gate: float | None = None, cubic: float | None = None,
-               slope: float | None = None) -> Rule:
+def unary_rule(
+    function: str, gate: float | None = None, cubic: float | None = None, slope: float | None = None
+) -> Rule:
     """The firing rule of a unary neuron (see unary_target)."""
     return _above(*unary_target(function, gate, cubic, slope))
 
 
 #: spec §5: unary rules by `function` with the spec's parameters (the extra GELU forms, and other
 #: gates, cubics or slopes, come from unary_rule)
-UNARY_RULES: dict[str, Rule] = {function: unary_rule(function)
-                                for function in ("relu", "leaky_relu", "gelu", "abs", "square", "exp")}
+UNARY_RULES: dict[str, Rule] = {
+    function: unary_rule(function) for function in ("relu", "leaky_relu", "gelu", "abs", "square", "exp")
+}
 
 #: spec §5: two-operand rules by `function`
 BINARY_RULES: dict[str, Rule] = {
@@ -182,8 +207,16 @@ def encode_step(f: np.ndarray, x: np.ndarray, eta, codec: str) -> tuple[np.ndarr
     return (1 + g) / 2, f - eta * g
 
 
-def signgd_neuron(currents: list[np.ndarray], offsets: list, biases: list, rule: Rule,
-                  x0: list | None = None, v0=None, t0: int = 0, **schedule) -> tuple[np.ndarray, list, np.ndarray]:
+def signgd_neuron(
+    currents: list[np.ndarray],
+    offsets: list,
+    biases: list,
+    rule: Rule,
+    x0: list | None = None,
+    v0=None,
+    t0: int = 0,
+    **schedule,
+) -> tuple[np.ndarray, list, np.ndarray]:
     """A unary (one current) or two-operand neuron. currents: [T, B, ...] each.
 
     Returns the spikes [T, B, ...] (broadcast shape), the input estimates x_T (one per operand)
@@ -203,8 +236,9 @@ def signgd_neuron(currents: list[np.ndarray], offsets: list, biases: list, rule:
     return spikes, x, v
 
 
-def encoder(x: np.ndarray, timesteps: int, codec: str = "float", f0=None, t0: int = 0,
-            **schedule) -> tuple[np.ndarray, np.ndarray]:
+def encoder(
+    x: np.ndarray, timesteps: int, codec: str = "float", f0=None, t0: int = 0, **schedule
+) -> tuple[np.ndarray, np.ndarray]:
     """Spec §3 encoder of the analog x [B, ...]: returns e [T, B, ...] and f_T (f0 None/NaN: 0)."""
     eta = eta_schedule(t0, timesteps, dtype=x.dtype, **schedule)
     f = _initial(f0, 0, x.shape, x.dtype)

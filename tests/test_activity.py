@@ -1,4 +1,5 @@
 """Spike counts, synaptic operations and the energy report (compile --stats, eval --stats)."""
+
 from __future__ import annotations
 
 import json
@@ -20,11 +21,18 @@ X = np.array([[1.0, 0.5, 0.0]], dtype=np.float32)
 
 def gemm_relu_gemm(w1: np.ndarray, w2: np.ndarray) -> onnx.ModelProto:
     inits = [onnx.numpy_helper.from_array(w, n) for n, w in (("w1", w1), ("w2", w2))]
-    nodes = [helper.make_node("Gemm", ["x", "w1"], ["h"], name="fc1", transB=1),
-             helper.make_node("Relu", ["h"], ["a"], name="hidden"),
-             helper.make_node("Gemm", ["a", "w2"], ["y"], name="fc2", transB=1)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", w1.shape[1]])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", w2.shape[0]])], inits)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1"], ["h"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h"], ["a"], name="hidden"),
+        helper.make_node("Gemm", ["a", "w2"], ["y"], name="fc2", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", w1.shape[1]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", w2.shape[0]])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -33,8 +41,9 @@ def test_synaptic_operations_equal_the_hand_count():
     1, 0.5 and 0 in threshold units and, from v = 0.5, fire 4, 2 and 0 times in T = 4 steps. W2's
     columns have 2, 0 and 1 non-zero weights: 4·2 + 2·0 + 0·1 = 8 accumulates."""
     options = CompileOptions(timesteps=4, norm="max", stats=True, neuron="if")
-    model = compile_model(gemm_relu_gemm(np.eye(3, dtype=np.float32), W2), None, options,
-                          calibration=np.repeat(X, 8, axis=0)).model
+    model = compile_model(
+        gemm_relu_gemm(np.eye(3, dtype=np.float32), W2), None, options, calibration=np.repeat(X, 8, axis=0)
+    ).model
     result = Session(model).run(X, 4)
     assert result.spikes == {"spikes/hidden": pytest.approx([6.0])}
     assert result.synops == {"synops/hidden": pytest.approx([8.0])}
@@ -44,8 +53,9 @@ def test_synaptic_operations_equal_the_hand_count():
     assert activity["analog_macs"] == {"fc1": 9} and activity["analog_per_step"] == []
     report = energy_report(4, {"spikes/hidden": 6.0}, {"synops/hidden": 8.0}, activity)
     assert report.layers[0].firing_rate == pytest.approx(6 / 12)
-    assert report.energy_pj[COMPUTE_ONLY] == pytest.approx({"snn": 8 * ACCUMULATE_PJ + 9 * MULTIPLY_ACCUMULATE_PJ,
-                                                             "ann": 15 * MULTIPLY_ACCUMULATE_PJ})
+    assert report.energy_pj[COMPUTE_ONLY] == pytest.approx(
+        {"snn": 8 * ACCUMULATE_PJ + 9 * MULTIPLY_ACCUMULATE_PJ, "ann": 15 * MULTIPLY_ACCUMULATE_PJ}
+    )
 
 
 def conv_pool_net() -> onnx.ModelProto:
@@ -58,15 +68,22 @@ def conv_pool_net() -> onnx.ModelProto:
     fc[2, [1, 6]] = 0.0
     head = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]], dtype=np.float32)
     inits = [onnx.numpy_helper.from_array(w, n) for n, w in (("conv", conv), ("fc", fc), ("head", head))]
-    nodes = [helper.make_node("Conv", ["x", "conv"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c"], ["r1"], name="relu1"),
-             helper.make_node("AveragePool", ["r1"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
-             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
-             helper.make_node("Gemm", ["f", "fc"], ["h"], name="fc", transB=1),
-             helper.make_node("Relu", ["h"], ["r2"], name="relu2"),
-             helper.make_node("Gemm", ["r2", "head"], ["y"], name="head", transB=1)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], inits)
+    nodes = [
+        helper.make_node("Conv", ["x", "conv"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r1"], name="relu1"),
+        helper.make_node("AveragePool", ["r1"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "fc"], ["h"], name="fc", transB=1),
+        helper.make_node("Relu", ["h"], ["r2"], name="relu2"),
+        helper.make_node("Gemm", ["r2", "head"], ["y"], name="head", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), fc, head
 
 
@@ -78,8 +95,14 @@ def test_spikes_through_pooling_count_their_pooled_cells_fan_out():
     for name in spike_outputs.values():
         model.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
     result = Session(model).run(x, 6)
-    trains = dict(zip(spike_outputs, Session(model)._session.run(list(spike_outputs.values()),
-                                                                   {"x": x, "timesteps": np.asarray(6, dtype=np.int64)})))
+    trains = dict(
+        zip(
+            spike_outputs,
+            Session(model)._session.run(
+                list(spike_outputs.values()), {"x": x, "timesteps": np.asarray(6, dtype=np.int64)}
+            ),
+        )
+    )
     counts1 = trains["relu1"].reshape(6, 16, 2, 4, 4).sum(axis=0)
     counts2 = trains["relu2"].reshape(6, 16, 3).sum(axis=0)
     # by hand: neuron (c, h, w) feeds pooled cell (c, h//2, w//2), flattened as c·4 + (h//2)·2 + w//2
@@ -101,8 +124,9 @@ def test_eval_stats_prints_the_report_and_needs_stats(tmp_path):
     np.savez(data, x=x, y=np.zeros(16, np.int64))
     for stats in (True, False):
         path = tmp_path / f"snn{stats}.onnx"
-        onnx.save(compile_model(ann, None, CompileOptions(timesteps=6, stats=stats, neuron="if"), calibration=x).model,
-                  path)
+        onnx.save(
+            compile_model(ann, None, CompileOptions(timesteps=6, stats=stats, neuron="if"), calibration=x).model, path
+        )
         run = run_cli("eval", str(path), "--data", str(data), "--stats", "-q", "--json", str(tmp_path / "r.json"))
         if stats:
             assert run.returncode == 0, run.stderr

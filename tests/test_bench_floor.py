@@ -1,4 +1,5 @@
 """The neuron-free twin of bench_floor: neurons swapped for their ANN counterparts, everything else kept."""
+
 from __future__ import annotations
 
 import numpy as np

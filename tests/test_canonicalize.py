@@ -1,4 +1,5 @@
 """canonicalize on real tf2onnx and torch exports, its rewriters one at a time, and its errors."""
+
 from __future__ import annotations
 
 import warnings
@@ -19,8 +20,12 @@ from onnx_snn.passes.canonicalize import canonicalize
 from onnx_snn.passes.common import fold_bn
 from onnx_snn.passes.graph_utils import TARGET_OPSET
 
-TF_MODELS = ["keras_mlp_dense_relu", "keras_cnn_conv_bn_relu_avgpool_flatten_dense",
-             "keras_dense_gelu_layernorm", "keras_dense_gelu_tanh_approx"]
+TF_MODELS = [
+    "keras_mlp_dense_relu",
+    "keras_cnn_conv_bn_relu_avgpool_flatten_dense",
+    "keras_dense_gelu_layernorm",
+    "keras_dense_gelu_tanh_approx",
+]
 RAW_ERFC = "keras_dense_gelu_layernorm.raw_tf2onnx_erfc"
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 TIME_BATCH = 32 * 2  # T * B: the batch the SNN runtime feeds
@@ -40,6 +45,7 @@ def random_input(shape: tuple[int, ...], batch: int, seed: int = 0) -> np.ndarra
 
 
 # --- tf2onnx fixtures ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", TF_MODELS)
 def test_tf_fixture_keeps_its_outputs(name, tf_fixtures, ort_run):
@@ -110,14 +116,22 @@ def test_canonicalize_is_idempotent(tf_fixtures):
 
 # --- torch exports -------------------------------------------------------------------------------
 
+
 class ConvNet(nn.Module):
     """conv (no bias) + bn + relu + avgpool + flatten + linear, with a depthwise conv + bn."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-                                      nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU(),
-                                      nn.AvgPool2d(2), nn.Flatten())
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, bias=False),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1, groups=8),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.AvgPool2d(2),
+            nn.Flatten(),
+        )
         self.classifier = nn.Linear(8 * 4 * 4, 10)
 
     def forward(self, x):
@@ -130,8 +144,13 @@ class ResidualNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
-        self.body = nn.Sequential(nn.Conv2d(6, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
-                                  nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6))
+        self.body = nn.Sequential(
+            nn.Conv2d(6, 6, 3, padding=1, bias=False),
+            nn.BatchNorm2d(6),
+            nn.ReLU(),
+            nn.Conv2d(6, 6, 3, padding=1),
+            nn.BatchNorm2d(6),
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(6, 5)
 
@@ -178,8 +197,15 @@ def torch_exports(tmp_path_factory) -> dict[tuple[str, str], tuple[Path, nn.Modu
         legacy, dynamo = folder / f"{name}_legacy.onnx", folder / f"{name}_dynamo.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(net, sample, str(legacy), dynamo=False, input_names=["x"], output_names=["y"],
-                              dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+            torch.onnx.export(
+                net,
+                sample,
+                str(legacy),
+                dynamo=False,
+                input_names=["x"],
+                output_names=["y"],
+                dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
+            )
             torch.onnx.export(net, sample, str(dynamo), dynamo=True, input_names=["x"], output_names=["y"])
         exports[name, "legacy"] = (legacy, net, shape)
         exports[name, "dynamo"] = (dynamo, net, shape)
@@ -206,19 +232,25 @@ def test_torch_export_runs_at_any_batch(name, exporter, torch_exports, ort_run):
 
 # --- rewriters on small graphs -------------------------------------------------------------------
 
+
 def test_transpose_pair_around_elementwise_ops_cancels(make_model, ort_run):
     rng = np.random.default_rng(0)
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("Transpose", ["c"], ["nhwc"], perm=[0, 2, 3, 1]),
-             helper.make_node("Relu", ["nhwc"], ["r"]),
-             helper.make_node("Add", ["r", "bias_c"], ["a"]),
-             helper.make_node("Mul", ["a", "scale_wc"], ["m"]),
-             helper.make_node("Transpose", ["m"], ["nchw"], perm=[0, 3, 1, 2]),
-             helper.make_node("Conv", ["nchw", "w2", "b"], ["y"])]
-    inits = {"w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "b": np.zeros(4, np.float32),
-             "bias_c": rng.standard_normal(4).astype(np.float32),
-             "scale_wc": rng.standard_normal((5, 4)).astype(np.float32),  # varies along W and C
-             "w2": rng.standard_normal((4, 4, 1, 1)).astype(np.float32)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Transpose", ["c"], ["nhwc"], perm=[0, 2, 3, 1]),
+        helper.make_node("Relu", ["nhwc"], ["r"]),
+        helper.make_node("Add", ["r", "bias_c"], ["a"]),
+        helper.make_node("Mul", ["a", "scale_wc"], ["m"]),
+        helper.make_node("Transpose", ["m"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "w2", "b"], ["y"]),
+    ]
+    inits = {
+        "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "b": np.zeros(4, np.float32),
+        "bias_c": rng.standard_normal(4).astype(np.float32),
+        "scale_wc": rng.standard_normal((5, 4)).astype(np.float32),  # varies along W and C
+        "w2": rng.standard_normal((4, 4, 1, 1)).astype(np.float32),
+    }
     model = make_model(nodes, {"x": ["N", 3, 6, 5]}, {"y": ["N", 4, 6, 5]}, inits)
     graph, _ = canonical(model)
     assert "Transpose" not in ops(graph)
@@ -226,8 +258,10 @@ def test_transpose_pair_around_elementwise_ops_cancels(make_model, ort_run):
     np.testing.assert_allclose(ort_run(graph, x)[0], ort_run(model, x)[0], **TOL)
 
 
-@pytest.mark.parametrize("trans_b,alpha,beta,bias_shape", [(0, 1.0, 1.0, (5,)), (1, 0.5, 2.0, (1, 5)),
-                                                           (0, 2.0, 0.5, ()), (1, 1.0, 1.0, None)])
+@pytest.mark.parametrize(
+    "trans_b,alpha,beta,bias_shape",
+    [(0, 1.0, 1.0, (5,)), (1, 0.5, 2.0, (1, 5)), (0, 2.0, 0.5, ()), (1, 1.0, 1.0, None)],
+)
 def test_gemm_variants_become_canonical(trans_b, alpha, beta, bias_shape, make_model, ort_run):
     rng = np.random.default_rng(1)
     weight = rng.standard_normal((5, 7) if trans_b else (7, 5)).astype(np.float32)
@@ -255,16 +289,20 @@ def test_gemm_with_transposed_activation_is_refused(make_model):
 
 def test_normalization_sub_div_and_bias_become_one_batchnorm(make_model, ort_run):
     rng = np.random.default_rng(2)
-    nodes = [helper.make_node("Sub", ["x", "mean"], ["centered"]),
-             helper.make_node("Div", ["centered", "std"], ["scaled"]),
-             helper.make_node("Conv", ["scaled", "w"], ["conv"]),
-             helper.make_node("Mul", ["conv", "gamma"], ["g"]),
-             helper.make_node("Add", ["beta", "g"], ["y"])]
-    inits = {"mean": rng.standard_normal((3, 1, 1)).astype(np.float32),
-             "std": rng.uniform(0.5, 2, (1, 3, 1, 1)).astype(np.float32),
-             "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
-             "gamma": rng.standard_normal((1, 4, 1, 1)).astype(np.float32),
-             "beta": np.float32(0.25)}
+    nodes = [
+        helper.make_node("Sub", ["x", "mean"], ["centered"]),
+        helper.make_node("Div", ["centered", "std"], ["scaled"]),
+        helper.make_node("Conv", ["scaled", "w"], ["conv"]),
+        helper.make_node("Mul", ["conv", "gamma"], ["g"]),
+        helper.make_node("Add", ["beta", "g"], ["y"]),
+    ]
+    inits = {
+        "mean": rng.standard_normal((3, 1, 1)).astype(np.float32),
+        "std": rng.uniform(0.5, 2, (1, 3, 1, 1)).astype(np.float32),
+        "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "gamma": rng.standard_normal((1, 4, 1, 1)).astype(np.float32),
+        "beta": np.float32(0.25),
+    }
     model = make_model(nodes, {"x": ["N", 3, 6, 6]}, {"y": ["N", 4, 4, 4]}, inits)
     graph, ctx = canonical(model)
     assert ops(graph) == ["BatchNormalization", "Conv", "BatchNormalization"]
@@ -291,8 +329,12 @@ def test_matmul_on_3d_input_stays_matmul(make_model):
 
 
 def test_identity_dropout_and_softmax_are_removed_keeping_output_name(make_model, ort_run):
-    nodes = [helper.make_node("Identity", ["x"], ["i"]), helper.make_node("Dropout", ["i"], ["d"]),
-             helper.make_node("Relu", ["d"], ["r"]), helper.make_node("Softmax", ["r"], ["probs"], axis=-1)]
+    nodes = [
+        helper.make_node("Identity", ["x"], ["i"]),
+        helper.make_node("Dropout", ["i"], ["d"]),
+        helper.make_node("Relu", ["d"], ["r"]),
+        helper.make_node("Softmax", ["r"], ["probs"], axis=-1),
+    ]
     graph, ctx = canonical(make_model(nodes, {"x": ["N", 4]}, {"probs": ["N", 4]}))
     assert ops(graph) == ["Relu"] and graph.outputs[0].name == "probs"
     assert any("dropped final Softmax" in note for note in ctx.notes)
@@ -325,10 +367,10 @@ def test_fixed_batch_reshape_gets_a_free_batch_entry(make_model, ort_run):
 
 def test_local_functions_are_inlined_at_one_opset(make_model, ort_run):
     body = [helper.make_node("Relu", ["a"], ["r"]), helper.make_node("Neg", ["r"], ["b"])]
-    function = helper.make_function("local", "NegRelu", ["a"], ["b"], body,
-                                    [helper.make_opsetid("", 17)])
-    model = make_model([helper.make_node("NegRelu", ["x"], ["y"], domain="local")],
-                       {"x": ["N", 4]}, {"y": ["N", 4]}, opset=17)
+    function = helper.make_function("local", "NegRelu", ["a"], ["b"], body, [helper.make_opsetid("", 17)])
+    model = make_model(
+        [helper.make_node("NegRelu", ["x"], ["y"], domain="local")], {"x": ["N", 4]}, {"y": ["N", 4]}, opset=17
+    )
     model.functions.append(function)
     model.opset_import.append(helper.make_opsetid("local", 1))
     graph, _ = canonical(model)
@@ -340,9 +382,12 @@ def test_local_functions_are_inlined_at_one_opset(make_model, ort_run):
 
 # --- errors --------------------------------------------------------------------------------------
 
+
 def test_op_not_in_onnx_is_refused_naming_node_and_op(make_model):
-    nodes = [helper.make_node("Relu", ["x"], ["r"], name="ok"),
-             helper.make_node("Frobnicate", ["r"], ["y"], name="odd")]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="ok"),
+        helper.make_node("Frobnicate", ["r"], ["y"], name="odd"),
+    ]
     with pytest.raises(SnnError) as caught:
         canonical(make_model(nodes, {"x": ["N", 4]}, {"y": ["N", 4]}), "net.onnx")
     error = caught.value

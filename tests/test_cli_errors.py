@@ -1,4 +1,5 @@
 """Bad input: one line on stderr, exit code 2, no traceback, the input untouched, no partial output."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,9 @@ def test_truncated_protobuf(relu_model, tmp_path):
     data = model_path.read_bytes()
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(data[: len(data) // 2])
-    assert_user_error(run_cli("compile", str(truncated), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib)),
-                      "truncated.onnx")
+    assert_user_error(
+        run_cli("compile", str(truncated), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib)), "truncated.onnx"
+    )
 
 
 def test_raw_erfc_fixture_is_repaired_then_refused_for_if_neurons(tmp_path, tf_fixtures):
@@ -70,24 +72,28 @@ def test_invalid_graph(tmp_path):
     assert_user_error(run_cli("compile", str(path), "-o", str(tmp_path / "out.onnx")), "invalid.onnx", "NoSuchOp")
 
 
-@pytest.mark.parametrize("op, domain, neuron, hint", [("LeakyRelu", "", "if", "use --neuron signgd"),
-                                                      ("Sigmoid", "", "if", "not supported by the SNN compiler; "
-                                                                            "replace it in the ANN"),
-                                                      ("Sigmoid", "", "auto", "no signGD neuron implements it"),
-                                                      ("Sin", "", "if", "not supported"),
-                                                      ("FancyAct", "com.example", "auto", "com.example::FancyAct")])
+@pytest.mark.parametrize(
+    "op, domain, neuron, hint",
+    [
+        ("LeakyRelu", "", "if", "use --neuron signgd"),
+        ("Sigmoid", "", "if", "not supported by the SNN compiler; replace it in the ANN"),
+        ("Sigmoid", "", "auto", "no signGD neuron implements it"),
+        ("Sin", "", "if", "not supported"),
+        ("FancyAct", "com.example", "auto", "com.example::FancyAct"),
+    ],
+)
 def test_unsupported_op_names_the_node(tmp_path, op, domain, neuron, hint):
     path = tmp_path / f"{op}.onnx"
     onnx.save(tiny_relu_model(op=op, domain=domain), path)
     calib = tmp_path / "calib.npy"
     np.save(calib, np.zeros((4, 4), np.float32))
-    result = run_cli("compile", str(path), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib),
-                     "--neuron", neuron)
+    result = run_cli("compile", str(path), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib), "--neuron", neuron)
     assert_user_error(result, "node 'act'", hint)
 
 
-@pytest.mark.parametrize("array, fragment", [(np.zeros((8, 5), np.float32), "shape"),
-                                             (np.zeros((8, 4), np.int64), "dtype")])
+@pytest.mark.parametrize(
+    "array, fragment", [(np.zeros((8, 5), np.float32), "shape"), (np.zeros((8, 4), np.int64), "dtype")]
+)
 def test_bad_calibration_data(relu_model, tmp_path, array, fragment):
     model_path, _ = relu_model
     calib = tmp_path / "bad.npy"
@@ -158,6 +164,18 @@ def test_eval_under_a_memory_budget_reports_the_same(relu_model, tmp_path):
 def test_installed_entry_points_report_a_user_error_in_one_line(relu_model, tmp_path, entry):
     """The console script and `python -m onnx_snn` run the same main: exit 2, one stderr line."""
     model_path, _ = relu_model
-    result = subprocess.run([*entry, "compile", str(model_path), "-o", str(tmp_path / "out.onnx"), "--calib",
-                             str(tmp_path / "missing.npy")], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            *entry,
+            "compile",
+            str(model_path),
+            "-o",
+            str(tmp_path / "out.onnx"),
+            "--calib",
+            str(tmp_path / "missing.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert_user_error(result, "missing.npy")

@@ -2,6 +2,7 @@
 model, its external data, --calib, --data, --ann), after resolving symlinks and hard links; a
 clash exits 2 naming both, and every input is byte-for-byte unchanged. Outputs that fail
 verification are never left at the destination."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,10 +27,28 @@ def files(tmp_path: Path) -> dict[str, Path]:
     arrays = np.load(DATA / "digits_test.npz")
     np.save(tmp_path / "calib.npy", arrays["x_calib"][:64])
     np.savez(tmp_path / "test.npz", x=arrays["x"][:32], y=arrays["y"][:32])
-    paths = {"model": tmp_path / "mlp.onnx", "calib": tmp_path / "calib.npy", "data": tmp_path / "test.npz",
-             "snn": tmp_path / "mlp.snn.onnx"}
-    assert cli.main(["compile", str(paths["model"]), "-o", str(paths["snn"]), "--calib", str(paths["calib"]),
-                     "--timesteps", "4", "-q"]) == 0
+    paths = {
+        "model": tmp_path / "mlp.onnx",
+        "calib": tmp_path / "calib.npy",
+        "data": tmp_path / "test.npz",
+        "snn": tmp_path / "mlp.snn.onnx",
+    }
+    assert (
+        cli.main(
+            [
+                "compile",
+                str(paths["model"]),
+                "-o",
+                str(paths["snn"]),
+                "--calib",
+                str(paths["calib"]),
+                "--timesteps",
+                "4",
+                "-q",
+            ]
+        )
+        == 0
+    )
     return paths
 
 
@@ -51,23 +70,31 @@ def refused(capsys, argv: list[str], *fragments: str) -> str:
 @pytest.mark.parametrize("target", ["snn", "data"])
 def test_eval_json_over_an_input(files, capsys, target):
     before = digests(files["model"].parent)
-    refused(capsys, ["eval", str(files["snn"]), "--data", str(files["data"]), "--json", str(files[target])],
-            "--json", "would overwrite")
+    refused(
+        capsys,
+        ["eval", str(files["snn"]), "--data", str(files["data"]), "--json", str(files[target])],
+        "--json",
+        "would overwrite",
+    )
     assert digests(files["model"].parent) == before
 
 
 def test_compile_over_calibration(files, capsys):
     before = digests(files["model"].parent)
-    refused(capsys, ["compile", str(files["model"]), "-o", str(files["calib"]), "--calib", str(files["calib"])],
-            "would overwrite --calib")
+    refused(
+        capsys,
+        ["compile", str(files["model"]), "-o", str(files["calib"]), "--calib", str(files["calib"])],
+        "would overwrite --calib",
+    )
     assert digests(files["model"].parent) == before
 
 
 def _external(tmp_path: Path, files: dict[str, Path]) -> tuple[Path, Path]:
     """A model saved with external data, then renamed: it still points at its original data file."""
     original = tmp_path / "net.onnx"
-    onnx.save_model(onnx.load(files["model"]), original, save_as_external_data=True, location="net.onnx.data",
-                    size_threshold=0)
+    onnx.save_model(
+        onnx.load(files["model"]), original, save_as_external_data=True, location="net.onnx.data", size_threshold=0
+    )
     renamed = tmp_path / "renamed.onnx"
     original.rename(renamed)
     return renamed, tmp_path / "net.onnx.data"
@@ -85,8 +112,11 @@ def test_output_over_external_data(files, capsys, tmp_path, command):
 def test_external_data_of_the_output_over_an_input(files, capsys, tmp_path):
     """-o X.onnx may write X.onnx.data: that path is checked too."""
     renamed, data = _external(tmp_path, files)
-    refused(capsys, ["compile", str(renamed), "-o", str(tmp_path / "net.onnx"), "--calib", str(files["calib"])],
-            "the external data of -o")
+    refused(
+        capsys,
+        ["compile", str(renamed), "-o", str(tmp_path / "net.onnx"), "--calib", str(files["calib"])],
+        "the external data of -o",
+    )
 
 
 @pytest.mark.parametrize("victim", ["model", "calib"])
@@ -101,8 +131,11 @@ def test_dump_after_over_an_input(files, capsys, tmp_path, victim):
         calib = dump
         shutil.copy(files["calib"], dump)
     before = digests(tmp_path)
-    refused(capsys, ["compile", str(model), "-o", str(out), "--calib", str(calib), "--dump-after", "fold_bn"],
-            "--dump-after")
+    refused(
+        capsys,
+        ["compile", str(model), "-o", str(out), "--calib", str(calib), "--dump-after", "fold_bn"],
+        "--dump-after",
+    )
     assert digests(tmp_path) == before and not out.exists()
 
 
@@ -111,8 +144,11 @@ def test_output_through_a_link_to_the_input(files, capsys, tmp_path, link):
     alias = tmp_path / "alias.onnx"
     (os.symlink if link == "symlink" else os.link)(files["model"], alias)
     before = digests(tmp_path)
-    refused(capsys, ["compile", str(files["model"]), "-o", str(alias), "--calib", str(files["calib"])],
-            "would overwrite the model")
+    refused(
+        capsys,
+        ["compile", str(files["model"]), "-o", str(alias), "--calib", str(files["calib"])],
+        "would overwrite the model",
+    )
     assert digests(tmp_path) == before
 
 
@@ -126,19 +162,33 @@ def test_eval_plot_file_over_the_data(files, capsys, tmp_path):
 
 
 def test_ann_equal_to_the_snn(files, capsys):
-    refused(capsys, ["eval", str(files["snn"]), "--data", str(files["data"]), "--ann", str(files["snn"])],
-            "--ann names the SNN itself")
+    refused(
+        capsys,
+        ["eval", str(files["snn"]), "--data", str(files["data"]), "--ann", str(files["snn"])],
+        "--ann names the SNN itself",
+    )
 
 
 @pytest.mark.parametrize("output", ["out.onnx/", "missing/out.onnx", "."])
 def test_unwritable_outputs(files, capsys, tmp_path, output):
-    refused(capsys, ["compile", str(files["model"]), "-o", f"{tmp_path}/{output}" if output != "." else ".",
-                     "--calib", str(files["calib"])], "-o")
+    refused(
+        capsys,
+        [
+            "compile",
+            str(files["model"]),
+            "-o",
+            f"{tmp_path}/{output}" if output != "." else ".",
+            "--calib",
+            str(files["calib"]),
+        ],
+        "-o",
+    )
     assert not (tmp_path / "out.onnx").exists()
 
 
 def test_a_model_failing_verification_is_not_left_behind(files, capsys, tmp_path, monkeypatch):
     """A compiler bug caught by verification: exit 1 (internal error), nothing at -o, no temp files."""
+
     def broken(*args, **kwargs):
         raise CompilerBug("planted")
 
@@ -154,8 +204,10 @@ def test_a_model_failing_verification_is_not_left_behind(files, capsys, tmp_path
 
 def test_verification_runs_at_batch_two(files, capsys, tmp_path):
     capsys.readouterr()
-    assert cli.main(["compile", str(files["model"]), "-o", str(tmp_path / "v.onnx"), "--calib", str(files["calib"]),
-                     "-q"]) == 0
+    assert (
+        cli.main(["compile", str(files["model"]), "-o", str(tmp_path / "v.onnx"), "--calib", str(files["calib"]), "-q"])
+        == 0
+    )
     assert "runs at batch 2" in capsys.readouterr().out
 
 

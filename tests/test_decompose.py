@@ -1,5 +1,6 @@
 """decompose alone: MaxPool, LayerNorm, Softmax and MatMul of two activations rewritten into signGD
 pieces, same function."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -79,8 +80,7 @@ def test_layernorm_and_softmax_become_pieces():
     ops = [n.op for n in graph.nodes]
     assert "LayerNormalization" not in ops and "Softmax" not in ops
     assert {"Sqrt", "Exp", "ReduceSum", "Div"} <= set(ops)
-    np.testing.assert_allclose(run_graph(graph, ctx, {"x": x})[0], run_model(ann, {"x": x})[0], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(run_graph(graph, ctx, {"x": x})[0], run_model(ann, {"x": x})[0], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -96,16 +96,16 @@ def test_matmul_of_activations_becomes_products(batch):
     assert not _matmuls_of_activations(graph)
     assert ops.count("Unsqueeze") >= 4 and ops.count("ReduceSum") == 2
     assert sum(n.op == "Mul" and sum(map(is_activation, n.inputs)) == 2 for n in graph.nodes) == 2
-    np.testing.assert_allclose(run_graph(graph, ctx, {"x": x})[0], run_model(ann, {"x": x})[0], rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(run_graph(graph, ctx, {"x": x})[0], run_model(ann, {"x": x})[0], rtol=1e-5, atol=1e-5)
 
 
 def test_matmul_of_a_vector_activation_is_refused():
     a = gs.Variable("a", dtype=np.float32, shape=[4])
     b = gs.Variable("b", dtype=np.float32, shape=[4, 3])
     out = gs.Variable("out", dtype=np.float32, shape=[3])
-    graph = gs.Graph(nodes=[gs.Node("MatMul", name="vec_mat", inputs=[a, b], outputs=[out])], inputs=[a, b],
-                     outputs=[out], opset=21)
+    graph = gs.Graph(
+        nodes=[gs.Node("MatMul", name="vec_mat", inputs=[a, b], outputs=[out])], inputs=[a, b], outputs=[out], opset=21
+    )
     with pytest.raises(SnnError, match="rank >= 2") as raised:
         decompose.run(graph, PassContext(options=CompileOptions(), show_progress=False))
     assert "vec_mat" in str(raised.value) and "MatMul" in str(raised.value)

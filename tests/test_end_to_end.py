@@ -3,6 +3,7 @@
 The fast tests use the nets untrained (seeded weights, random BatchNorm statistics: helpers.seeded_net),
 since the compiled model's contract and the two exporters' compile paths need their layers, not their
 accuracy; the slow one trains them on sklearn digits and checks that the SNN's accuracy tracks the ANN's."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -82,8 +83,9 @@ def test_compiled_model_contract(untrained, digits, tmp_path):
     names = [o.name for o in session.get_outputs()]
     assert names[:2] == ["logits", "logits_per_step"]
     assert all(n.startswith(("spikes/", "synops/")) for n in names[2:]) and len(names) > 2
-    assert {n.split("/", 1)[1] for n in names[2:] if n.startswith("spikes/")} == \
-        {n.split("/", 1)[1] for n in names[2:] if n.startswith("synops/")}
+    assert {n.split("/", 1)[1] for n in names[2:] if n.startswith("spikes/")} == {
+        n.split("/", 1)[1] for n in names[2:] if n.startswith("synops/")
+    }
     outputs = dict(zip(names, session.run(None, {"x": x_test[:5]})))
     assert outputs["logits"].shape == (5, 10)
     assert outputs["logits_per_step"].shape == (16, 5, 10)
@@ -96,8 +98,9 @@ def test_compiled_model_contract(untrained, digits, tmp_path):
     assert {"onnx_snn.version", "onnx_snn.options", "onnx_snn.lambda", "onnx_snn.activity"} <= set(meta)
 
 
-@pytest.mark.parametrize("trained_weights", [pytest.param(False, id="untrained"),
-                                             pytest.param(True, id="trained", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "trained_weights", [pytest.param(False, id="untrained"), pytest.param(True, id="trained", marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
 def test_both_torch_exporters_compile(trained_weights, digits, tmp_path, dynamo, request):
     """The CNN exported at a fixed batch of 1 by either exporter compiles and runs at batch 100.

@@ -1,4 +1,5 @@
 """fold_bn alone: each fold is exact to 1e-5 relative against the unfolded graph."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,10 +16,12 @@ RNG = np.random.default_rng(0)
 
 
 def bn_params(channels: int, prefix: str = "bn") -> dict[str, np.ndarray]:
-    return {f"{prefix}_scale": RNG.uniform(0.5, 2.0, channels).astype(np.float32),
-            f"{prefix}_bias": RNG.uniform(-1, 1, channels).astype(np.float32),
-            f"{prefix}_mean": RNG.uniform(-1, 1, channels).astype(np.float32),
-            f"{prefix}_var": RNG.uniform(0.1, 3.0, channels).astype(np.float32)}
+    return {
+        f"{prefix}_scale": RNG.uniform(0.5, 2.0, channels).astype(np.float32),
+        f"{prefix}_bias": RNG.uniform(-1, 1, channels).astype(np.float32),
+        f"{prefix}_mean": RNG.uniform(-1, 1, channels).astype(np.float32),
+        f"{prefix}_var": RNG.uniform(0.1, 3.0, channels).astype(np.float32),
+    }
 
 
 def bn_node(x: str, y: str, prefix: str = "bn", **attrs) -> helper.NodeProto:
@@ -52,13 +55,20 @@ def test_bn_after_conv_folds_into_it(groups, in_channels, with_bias, make_model,
     assert_same(graph, model, RNG.standard_normal((3, in_channels, 5, 5)).astype(np.float32), ort_run)
 
 
-@pytest.mark.parametrize("trans_b,alpha,beta,bias_shape", [(1, 1.0, 1.0, (8,)), (0, 1.0, 1.0, (8,)),
-                                                           (0, 0.5, 2.0, (1, 8)), (1, 2.0, 0.0, ())])
+@pytest.mark.parametrize(
+    "trans_b,alpha,beta,bias_shape",
+    [(1, 1.0, 1.0, (8,)), (0, 1.0, 1.0, (8,)), (0, 0.5, 2.0, (1, 8)), (1, 2.0, 0.0, ())],
+)
 def test_bn_after_gemm_folds_into_it(trans_b, alpha, beta, bias_shape, make_model, ort_run):
-    inits = {"w": RNG.standard_normal((8, 5) if trans_b else (5, 8)).astype(np.float32),
-             "c": RNG.standard_normal(bias_shape).astype(np.float32), **bn_params(8)}
-    nodes = [helper.make_node("Gemm", ["x", "w", "c"], ["g"], transB=trans_b, alpha=alpha, beta=beta),
-             bn_node("g", "y")]
+    inits = {
+        "w": RNG.standard_normal((8, 5) if trans_b else (5, 8)).astype(np.float32),
+        "c": RNG.standard_normal(bias_shape).astype(np.float32),
+        **bn_params(8),
+    }
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "c"], ["g"], transB=trans_b, alpha=alpha, beta=beta),
+        bn_node("g", "y"),
+    ]
     model = make_model(nodes, {"x": ["N", 5]}, {"y": ["N", 8]}, inits)
     graph = folded(model)
     assert [n.op for n in graph.nodes] == ["Gemm"]
@@ -88,8 +98,12 @@ def test_bn_without_linear_op_becomes_mul_add(rank, make_model, ort_run):
 
 def test_bn_at_graph_input_and_after_shared_conv_are_not_folded(make_model, ort_run):
     inits = {"w": RNG.standard_normal((3, 3, 1, 1)).astype(np.float32), **bn_params(3), **bn_params(3, "bn2")}
-    nodes = [bn_node("x", "n", "bn"), helper.make_node("Conv", ["n", "w"], ["c"]),
-             bn_node("c", "b2", "bn2"), helper.make_node("Add", ["b2", "c"], ["y"])]
+    nodes = [
+        bn_node("x", "n", "bn"),
+        helper.make_node("Conv", ["n", "w"], ["c"]),
+        bn_node("c", "b2", "bn2"),
+        helper.make_node("Add", ["b2", "c"], ["y"]),
+    ]
     model = make_model(nodes, {"x": ["N", 3, 4, 4]}, {"y": ["N", 3, 4, 4]}, inits)
     graph = folded(model)
     assert "BatchNormalization" not in [n.op for n in graph.nodes]

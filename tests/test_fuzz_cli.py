@@ -13,6 +13,7 @@ and must end in one of two ways:
 and either way every file the case wrote beforehand is unchanged. The default suite runs
 FAST_MODEL_CASES mutated models and the fixed cases; the `slow` test, SLOW_MODEL_CASES.
 """
+
 from __future__ import annotations
 
 import copy
@@ -71,23 +72,40 @@ def small_cnn() -> onnx.ModelProto:
         return numpy_helper.from_array((rng.normal(size=shape) * scale).astype(np.float32), name)
 
     def bn_params(prefix: str, channels: int) -> list[TensorProto]:
-        return [numpy_helper.from_array(rng.uniform(0.5, 1.5, channels).astype(np.float32), f"{prefix}_scale"),
-                numpy_helper.from_array(rng.uniform(-0.2, 0.2, channels).astype(np.float32), f"{prefix}_bias"),
-                numpy_helper.from_array(rng.uniform(-0.3, 0.3, channels).astype(np.float32), f"{prefix}_mean"),
-                numpy_helper.from_array(rng.uniform(0.5, 1.5, channels).astype(np.float32), f"{prefix}_var")]
+        return [
+            numpy_helper.from_array(rng.uniform(0.5, 1.5, channels).astype(np.float32), f"{prefix}_scale"),
+            numpy_helper.from_array(rng.uniform(-0.2, 0.2, channels).astype(np.float32), f"{prefix}_bias"),
+            numpy_helper.from_array(rng.uniform(-0.3, 0.3, channels).astype(np.float32), f"{prefix}_mean"),
+            numpy_helper.from_array(rng.uniform(0.5, 1.5, channels).astype(np.float32), f"{prefix}_var"),
+        ]
 
     def bn(prefix: str, x: str, y: str) -> onnx.NodeProto:
-        return helper.make_node("BatchNormalization", [x] + [f"{prefix}_{p}" for p in ("scale", "bias", "mean", "var")],
-                                [y], name=prefix, epsilon=1e-5)
+        return helper.make_node(
+            "BatchNormalization",
+            [x] + [f"{prefix}_{p}" for p in ("scale", "bias", "mean", "var")],
+            [y],
+            name=prefix,
+            epsilon=1e-5,
+        )
 
     nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
-                         strides=[1, 1], dilations=[1, 1], group=1),
+        helper.make_node(
+            "Conv",
+            ["x", "w1", "b1"],
+            ["c1"],
+            name="conv1",
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+            strides=[1, 1],
+            dilations=[1, 1],
+            group=1,
+        ),
         bn("bn1", "c1", "n1"),
         helper.make_node("Relu", ["n1"], ["r1"], name="relu1"),
         helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], name="conv2", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
-                         group=2),
+        helper.make_node(
+            "Conv", ["p1", "w2", "b2"], ["c2"], name="conv2", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=2
+        ),
         bn("bn2", "c2", "n2"),
         helper.make_node("Add", ["n2", "p1"], ["s"], name="residual"),
         helper.make_node("Relu", ["s"], ["r2"], name="relu2"),
@@ -95,11 +113,23 @@ def small_cnn() -> onnx.ModelProto:
         helper.make_node("Flatten", ["a"], ["f"], name="flatten", axis=1),
         helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"], name="fc", transB=1, alpha=1.0, beta=1.0),
     ]
-    inits = [weight("w1", 4, 1, 3, 3), weight("b1", 4, scale=0.1), weight("w2", 4, 2, 3, 3), weight("b2", 4, scale=0.1),
-             weight("w3", 10, 16), weight("b3", 10, scale=0.1), *bn_params("bn1", 4), *bn_params("bn2", 4)]
-    graph = helper.make_graph(nodes, "small_cnn",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    inits = [
+        weight("w1", 4, 1, 3, 3),
+        weight("b1", 4, scale=0.1),
+        weight("w2", 4, 2, 3, 3),
+        weight("b2", 4, scale=0.1),
+        weight("w3", 10, 16),
+        weight("b3", 10, scale=0.1),
+        *bn_params("bn1", 4),
+        *bn_params("bn2", 4),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "small_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -133,18 +163,37 @@ def eval_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 # --------------------------------------------------------------------------- model mutations
 
-INT_VALUES = (0, -1, -2, 1, 2, 3, 7, 2 ** 31 - 1, 2 ** 62, -2 ** 63)
+INT_VALUES = (0, -1, -2, 1, 2, 3, 7, 2**31 - 1, 2**62, -(2**63))
 FLOAT_VALUES = (math.nan, math.inf, -math.inf, 0.0, -1.0, 1e-30, 1e38, 0.5)
 STRING_VALUES = (b"", b"SAME_UPPER", b"SAME_LOWER", b"VALID", b"NOTSET", b"BOGUS", b"\x00")
 A = onnx.AttributeProto
 #: attributes the passes read, per op, with their types
 KNOWN_ATTRS: dict[str, dict[str, int]] = {
-    "Conv": {"group": A.INT, "strides": A.INTS, "pads": A.INTS, "dilations": A.INTS, "kernel_shape": A.INTS,
-             "auto_pad": A.STRING},
-    "MaxPool": {"kernel_shape": A.INTS, "strides": A.INTS, "pads": A.INTS, "dilations": A.INTS, "ceil_mode": A.INT,
-                "storage_order": A.INT, "auto_pad": A.STRING},
-    "AveragePool": {"kernel_shape": A.INTS, "strides": A.INTS, "pads": A.INTS, "ceil_mode": A.INT,
-                    "count_include_pad": A.INT, "auto_pad": A.STRING},
+    "Conv": {
+        "group": A.INT,
+        "strides": A.INTS,
+        "pads": A.INTS,
+        "dilations": A.INTS,
+        "kernel_shape": A.INTS,
+        "auto_pad": A.STRING,
+    },
+    "MaxPool": {
+        "kernel_shape": A.INTS,
+        "strides": A.INTS,
+        "pads": A.INTS,
+        "dilations": A.INTS,
+        "ceil_mode": A.INT,
+        "storage_order": A.INT,
+        "auto_pad": A.STRING,
+    },
+    "AveragePool": {
+        "kernel_shape": A.INTS,
+        "strides": A.INTS,
+        "pads": A.INTS,
+        "ceil_mode": A.INT,
+        "count_include_pad": A.INT,
+        "auto_pad": A.STRING,
+    },
     "BatchNormalization": {"epsilon": A.FLOAT, "momentum": A.FLOAT, "training_mode": A.INT},
     "Gemm": {"alpha": A.FLOAT, "beta": A.FLOAT, "transA": A.INT, "transB": A.INT},
     "Flatten": {"axis": A.INT},
@@ -160,8 +209,17 @@ SWAPS: dict[str, tuple[str, ...]] = {
     "Add": ("Mul", "Sub", "Div", "Max", "Sum", "Concat"),
     "Flatten": ("Reshape", "Identity", "Squeeze", "Transpose"),
 }
-DTYPES = (TensorProto.INT64, TensorProto.INT32, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.UINT8,
-          TensorProto.BOOL, TensorProto.BFLOAT16, TensorProto.STRING, TensorProto.INT8)
+DTYPES = (
+    TensorProto.INT64,
+    TensorProto.INT32,
+    TensorProto.FLOAT16,
+    TensorProto.DOUBLE,
+    TensorProto.UINT8,
+    TensorProto.BOOL,
+    TensorProto.BFLOAT16,
+    TensorProto.STRING,
+    TensorProto.INT8,
+)
 
 Mutation = Callable[[onnx.ModelProto, np.random.Generator, dict], str]
 
@@ -185,16 +243,18 @@ def _int_list(rng: np.random.Generator, current: list[int]) -> list[int]:
     return changed
 
 
-def _attribute(name: str, kind: int, rng: np.random.Generator,
-               current: onnx.AttributeProto | None) -> onnx.AttributeProto:
+def _attribute(
+    name: str, kind: int, rng: np.random.Generator, current: onnx.AttributeProto | None
+) -> onnx.AttributeProto:
     """An attribute `name` of type `kind` with a value drawn to be odd."""
     if kind == A.INT:
         return helper.make_attribute(name, pick(rng, INT_VALUES))
     if kind == A.FLOAT:
         return helper.make_attribute(name, pick(rng, FLOAT_VALUES))
     if kind == A.INTS:
-        return helper.make_attribute(name, _int_list(rng, list(current.ints) if current is not None else []),
-                                     attr_type=A.INTS)
+        return helper.make_attribute(
+            name, _int_list(rng, list(current.ints) if current is not None else []), attr_type=A.INTS
+        )
     if kind == A.FLOATS:
         return helper.make_attribute(name, [pick(rng, FLOAT_VALUES)], attr_type=A.FLOATS)
     if kind == A.STRING:
@@ -265,8 +325,14 @@ def initializer_shape(model, rng, files) -> str:
     init = pick(rng, model.graph.initializer)
     values = numpy_helper.to_array(init)
     kind = pick(rng, ("flat", "lead", "slice", "transpose", "empty", "scalar"))
-    reshapes = {"flat": lambda v: v.reshape(-1), "lead": lambda v: v[None], "slice": lambda v: v[: max(len(v) - 1, 0)],
-                "transpose": lambda v: v.T, "empty": lambda v: v[:0], "scalar": lambda v: np.asarray(v.ravel()[0])}
+    reshapes = {
+        "flat": lambda v: v.reshape(-1),
+        "lead": lambda v: v[None],
+        "slice": lambda v: v[: max(len(v) - 1, 0)],
+        "transpose": lambda v: v.T,
+        "empty": lambda v: v[:0],
+        "scalar": lambda v: np.asarray(v.ravel()[0]),
+    }
     new = reshapes[kind](values)
     _replace_initializer(model, numpy_helper.from_array(np.ascontiguousarray(new), init.name))
     return f"{init.name} {kind} {list(new.shape)}"
@@ -301,7 +367,7 @@ def input_dims(model, rng, files) -> str:
         value.type.tensor_type.ClearField("shape")
     elif dims:
         dim = dims[int(rng.integers(len(dims)))]
-        new = pick(rng, (0, -1, -7, 2 ** 31, 2 ** 40, 3, 9, "M", None))
+        new = pick(rng, (0, -1, -7, 2**31, 2**40, 3, 9, "M", None))
         if new is None:
             dim.Clear()
         elif isinstance(new, str):
@@ -315,8 +381,19 @@ def input_dims(model, rng, files) -> str:
 def io_type(model, rng, files) -> str:
     """A graph input or output gets another element type."""
     value = pick(rng, list(model.graph.input) + list(model.graph.output))
-    elem = pick(rng, (TensorProto.INT64, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.STRING, TensorProto.BOOL,
-                      TensorProto.UINT8, 0, 999))
+    elem = pick(
+        rng,
+        (
+            TensorProto.INT64,
+            TensorProto.FLOAT16,
+            TensorProto.DOUBLE,
+            TensorProto.STRING,
+            TensorProto.BOOL,
+            TensorProto.UINT8,
+            0,
+            999,
+        ),
+    )
     value.type.tensor_type.elem_type = elem
     return f"{value.name} elem_type {elem}"
 
@@ -434,7 +511,7 @@ def opset(model, rng, files) -> str:
     """The default opset or IR version changes, or a custom domain is imported, or none is."""
     kind = pick(rng, ("opset", "opset", "ir", "ir", "domain", "none"))
     if kind == "opset":
-        version = pick(rng, (0, 1, 6, 7, 9, 11, 13, 18, 21, 22, 23, 99, 2 ** 40))
+        version = pick(rng, (0, 1, 6, 7, 9, 11, 13, 18, 21, 22, 23, 99, 2**40))
         model.opset_import[0].version = version
         return f"opset {version}"
     if kind == "ir":
@@ -455,11 +532,18 @@ def constant_node(model, rng, files) -> str:
     final = graph.output[0].name
     producer = next(n for n in graph.node if final in n.output)
     producer.output[list(producer.output).index(final)] = "pre_logits"
-    graph.node.extend([
-        helper.make_node("Constant", [], ["odd"], name="odd_constant",
-                         value=numpy_helper.from_array(np.full((10,), value, np.float32))),
-        helper.make_node("Add", ["pre_logits", "odd"], [final], name="odd_add"),
-    ])
+    graph.node.extend(
+        [
+            helper.make_node(
+                "Constant",
+                [],
+                ["odd"],
+                name="odd_constant",
+                value=numpy_helper.from_array(np.full((10,), value, np.float32)),
+            ),
+            helper.make_node("Add", ["pre_logits", "odd"], [final], name="odd_add"),
+        ]
+    )
     return f"Constant {value} added"
 
 
@@ -481,9 +565,12 @@ def initializer_set(model, rng, files) -> str:
 
 def value_info(model, rng, files) -> str:
     """An intermediate tensor gets a declared shape with an odd dim or the wrong rank or type."""
-    name = pick(rng, [o for n in model.graph.node for o in n.output if o not in {v.name for v in model.graph.output}]
-                or [model.graph.node[0].output[0]])
-    dims = pick(rng, ([-1, 64], [0, 64], ["N", -5], [1], ["N", 64, 1, 1], [2 ** 40, 3]))
+    name = pick(
+        rng,
+        [o for n in model.graph.node for o in n.output if o not in {v.name for v in model.graph.output}]
+        or [model.graph.node[0].output[0]],
+    )
+    dims = pick(rng, ([-1, 64], [0, 64], ["N", -5], [1], ["N", 64, 1, 1], [2**40, 3]))
     elem = pick(rng, (TensorProto.FLOAT, TensorProto.INT64))
     model.graph.value_info.append(helper.make_tensor_value_info(name, elem, dims))
     return f"value_info {name} {dims}"
@@ -521,10 +608,31 @@ def precision(model, rng, files) -> str:
 
 
 MUTATIONS: tuple[Mutation, ...] = (
-    set_attribute, add_attribute, add_attribute, retype_attribute, initializer_dtype, initializer_shape,
-    initializer_values, initializer_values, input_dims, io_type, drop_node_input, duplicate_node_input, rename_collide,
-    rename_node, nul_tensor_name, outputs, swap_op, swap_op, restructure, opset, constant_node, initializer_set,
-    value_info, external_data, precision,
+    set_attribute,
+    add_attribute,
+    add_attribute,
+    retype_attribute,
+    initializer_dtype,
+    initializer_shape,
+    initializer_values,
+    initializer_values,
+    input_dims,
+    io_type,
+    drop_node_input,
+    duplicate_node_input,
+    rename_collide,
+    rename_node,
+    nul_tensor_name,
+    outputs,
+    swap_op,
+    swap_op,
+    restructure,
+    opset,
+    constant_node,
+    initializer_set,
+    value_info,
+    external_data,
+    precision,
 )
 
 
@@ -553,8 +661,12 @@ def model_case(index: int, rng: np.random.Generator) -> Case:
     if command == "quantize-weights":
         return Case(f"{name} [quantize]", ["quantize-weights", MODEL, "-o", OUT, "--levels", "4"], files, OUT)
     neuron = pick(rng, ["auto"] * 6 + ["if", "signgd", "ttfs"])
-    return Case(f"{name} [--neuron {neuron}]",
-                ["compile", MODEL, "-o", OUT, "--calib", CALIB, "--neuron", neuron, *COMPILE], files, OUT)
+    return Case(
+        f"{name} [--neuron {neuron}]",
+        ["compile", MODEL, "-o", OUT, "--calib", CALIB, "--neuron", neuron, *COMPILE],
+        files,
+        OUT,
+    )
 
 
 # --------------------------------------------------------------------------- bytes, data and options
@@ -583,8 +695,14 @@ def byte_cases(rng: np.random.Generator, count: int) -> list[Case]:
             content, label = rng.bytes(size), f"{size} random bytes"
         else:
             content, label = npz(x=np.zeros(3)), "an .npz file"
-        cases.append(Case(f"bytes#{i}: {label}", ["compile", MODEL, "-o", OUT, "--calib", CALIB, *COMPILE],
-                          {MODEL: content, CALIB: calib}, OUT))
+        cases.append(
+            Case(
+                f"bytes#{i}: {label}",
+                ["compile", MODEL, "-o", OUT, "--calib", CALIB, *COMPILE],
+                {MODEL: content, CALIB: calib},
+                OUT,
+            )
+        )
     return cases
 
 
@@ -596,27 +714,52 @@ def calibration_cases() -> list[Case]:
     objects = np.empty((4, 1, 8, 8), dtype=object)
     objects[...] = 1.0
     variants: dict[str, bytes] = {
-        "nan.npy": npy(with_nan), "inf.npy": npy(with_inf), "object.npy": npy(objects),
-        "strings.npy": npy(good.astype(str)), "complex.npy": npy(good.astype(np.complex64)),
-        "bool.npy": npy(good > 0), "int64.npy": npy((good * 16).astype(np.int64)),
-        "uint8.npy": npy((good * 16).astype(np.uint8)), "float16.npy": npy(good.astype(np.float16)),
-        "float64.npy": npy(good.astype(np.float64)), "bigendian.npy": npy(good.astype(">f4")),
-        "fortran.npy": npy(np.asfortranarray(good)), "flat.npy": npy(good.reshape(4, 64)),
-        "wrong_shape.npy": npy(np.zeros((4, 1, 8, 9), np.float32)), "scalar.npy": npy(np.float32(1)),
-        "vector.npy": npy(np.zeros(64, np.float32)), "empty.npy": npy(np.zeros((0, 1, 8, 8), np.float32)),
-        "huge.npy": npy(np.full((4, 1, 8, 8), 1e38, np.float32)), "rank5.npy": npy(good[None]),
-        "wrong_key.npz": npz(images=good), "extra_key.npz": npz(x=good, notes=np.arange(3)),
-        "by_name.npz": npz(x=good), "truncated.npy": npy(good)[:100], "random.npy": b"\x93NUMPY" + bytes(range(50)),
-        "empty_file.npy": b"", "text.npz": b"not a zip", "pickled.npz": npz(x=objects),
-        "truncated.npz": npz(x=good)[:200], "empty_npz.npz": npz(),
+        "nan.npy": npy(with_nan),
+        "inf.npy": npy(with_inf),
+        "object.npy": npy(objects),
+        "strings.npy": npy(good.astype(str)),
+        "complex.npy": npy(good.astype(np.complex64)),
+        "bool.npy": npy(good > 0),
+        "int64.npy": npy((good * 16).astype(np.int64)),
+        "uint8.npy": npy((good * 16).astype(np.uint8)),
+        "float16.npy": npy(good.astype(np.float16)),
+        "float64.npy": npy(good.astype(np.float64)),
+        "bigendian.npy": npy(good.astype(">f4")),
+        "fortran.npy": npy(np.asfortranarray(good)),
+        "flat.npy": npy(good.reshape(4, 64)),
+        "wrong_shape.npy": npy(np.zeros((4, 1, 8, 9), np.float32)),
+        "scalar.npy": npy(np.float32(1)),
+        "vector.npy": npy(np.zeros(64, np.float32)),
+        "empty.npy": npy(np.zeros((0, 1, 8, 8), np.float32)),
+        "huge.npy": npy(np.full((4, 1, 8, 8), 1e38, np.float32)),
+        "rank5.npy": npy(good[None]),
+        "wrong_key.npz": npz(images=good),
+        "extra_key.npz": npz(x=good, notes=np.arange(3)),
+        "by_name.npz": npz(x=good),
+        "truncated.npy": npy(good)[:100],
+        "random.npy": b"\x93NUMPY" + bytes(range(50)),
+        "empty_file.npy": b"",
+        "text.npz": b"not a zip",
+        "pickled.npz": npz(x=objects),
+        "truncated.npz": npz(x=good)[:200],
+        "empty_npz.npz": npz(),
     }
     model = digits_mlp().SerializeToString()
-    cases = [Case(f"calib {name}", ["compile", MODEL, "-o", OUT, "--calib", name, *COMPILE],
-                  {MODEL: model, name: content}, OUT) for name, content in variants.items()]
-    cases.append(Case("calib missing", ["compile", MODEL, "-o", OUT, "--calib", "nowhere.npy", *COMPILE],
-                      {MODEL: model}, OUT))
-    cases.append(Case("calib is the model", ["compile", MODEL, "-o", OUT, "--calib", MODEL, *COMPILE],
-                      {MODEL: model}, OUT))
+    cases = [
+        Case(
+            f"calib {name}",
+            ["compile", MODEL, "-o", OUT, "--calib", name, *COMPILE],
+            {MODEL: model, name: content},
+            OUT,
+        )
+        for name, content in variants.items()
+    ]
+    cases.append(
+        Case("calib missing", ["compile", MODEL, "-o", OUT, "--calib", "nowhere.npy", *COMPILE], {MODEL: model}, OUT)
+    )
+    cases.append(
+        Case("calib is the model", ["compile", MODEL, "-o", OUT, "--calib", MODEL, *COMPILE], {MODEL: model}, OUT)
+    )
     return cases
 
 
@@ -626,34 +769,68 @@ def eval_cases(snn: bytes) -> list[Case]:
     x_nan = x.copy()
     x_nan[2, 0, 4, 4] = np.nan
     variants: dict[str, bytes] = {
-        "good.npz": npz(x=x, y=y), "float_labels.npz": npz(x=x, y=y.astype(np.float32)),
-        "negative_labels.npz": npz(x=x, y=y - 5), "uint64_overflow.npz": npz(x=x, y=np.full(8, 2 ** 63 + 5, np.uint64)),
-        "uint64_small.npz": npz(x=x, y=y.astype(np.uint64)), "labels_2d.npz": npz(x=x, y=y[:, None]),
-        "bool_labels.npz": npz(x=x, y=y > 4), "string_labels.npz": npz(x=x, y=y.astype(str)),
-        "short_labels.npz": npz(x=x, y=y[:7]), "long_labels.npz": npz(x=x, y=np.concatenate([y, y])),
-        "no_labels.npz": npz(x=x), "label_too_big.npz": npz(x=x, y=y + 10),
+        "good.npz": npz(x=x, y=y),
+        "float_labels.npz": npz(x=x, y=y.astype(np.float32)),
+        "negative_labels.npz": npz(x=x, y=y - 5),
+        "uint64_overflow.npz": npz(x=x, y=np.full(8, 2**63 + 5, np.uint64)),
+        "uint64_small.npz": npz(x=x, y=y.astype(np.uint64)),
+        "labels_2d.npz": npz(x=x, y=y[:, None]),
+        "bool_labels.npz": npz(x=x, y=y > 4),
+        "string_labels.npz": npz(x=x, y=y.astype(str)),
+        "short_labels.npz": npz(x=x, y=y[:7]),
+        "long_labels.npz": npz(x=x, y=np.concatenate([y, y])),
+        "no_labels.npz": npz(x=x),
+        "label_too_big.npz": npz(x=x, y=y + 10),
         "scalar_labels.npz": npz(x=x, y=np.int64(3)),
-        "x_nan.npz": npz(x=x_nan, y=y), "x_int.npz": npz(x=(x * 16).astype(np.int32), y=y),
-        "x_wrong_shape.npz": npz(x=x.reshape(8, 64), y=y), "x_empty.npz": npz(x=x[:0], y=y[:0]),
-        "x_object.npz": npz(x=x.astype(object), y=y), "x_scalar.npz": npz(x=np.float32(1), y=y[:1]),
-        "x_wrong_key.npz": npz(images=x, y=y), "labels_key.npz": npz(x=x, labels=y),
-        "x_complex.npz": npz(x=x.astype(np.complex64), y=y), "x_float64.npz": npz(x=x.astype(np.float64), y=y),
+        "x_nan.npz": npz(x=x_nan, y=y),
+        "x_int.npz": npz(x=(x * 16).astype(np.int32), y=y),
+        "x_wrong_shape.npz": npz(x=x.reshape(8, 64), y=y),
+        "x_empty.npz": npz(x=x[:0], y=y[:0]),
+        "x_object.npz": npz(x=x.astype(object), y=y),
+        "x_scalar.npz": npz(x=np.float32(1), y=y[:1]),
+        "x_wrong_key.npz": npz(images=x, y=y),
+        "labels_key.npz": npz(x=x, labels=y),
+        "x_complex.npz": npz(x=x.astype(np.complex64), y=y),
+        "x_float64.npz": npz(x=x.astype(np.float64), y=y),
         "data.npy": npy(x),
     }
-    cases = [Case(f"eval {name}", ["eval", SNN, "--data", name, "-q"], {SNN: snn, name: content})
-             for name, content in variants.items()]
+    cases = [
+        Case(f"eval {name}", ["eval", SNN, "--data", name, "-q"], {SNN: snn, name: content})
+        for name, content in variants.items()
+    ]
     good = {SNN: snn, EVAL_DATA: npz(x=x, y=y)}
     ann = digits_mlp().SerializeToString()
-    options = [["--batch-size", "0"], ["--batch-size", "-3"], ["--batch-size", str(2 ** 63)], ["--batch-size", "1"],
-               ["--timesteps", "0"], ["--timesteps", "-1"], ["--timesteps", str(2 ** 63)], ["--timesteps", "3"],
-               ["--max-memory", "1" + "0" * 400], ["--max-memory", "0"], ["--max-memory", "-1GB"],
-               ["--max-memory", "nanGB"], ["--max-memory", "1e3GB"], ["--max-memory", "64KB"], ["--stats"],
-               ["--ann", "nowhere.onnx"], ["--ann", EVAL_DATA], ["--ann", SNN]]
-    cases += [Case(f"eval {' '.join(o)[:60]}", ["eval", SNN, "--data", EVAL_DATA, "-q", *o], dict(good))
-              for o in options]
+    options = [
+        ["--batch-size", "0"],
+        ["--batch-size", "-3"],
+        ["--batch-size", str(2**63)],
+        ["--batch-size", "1"],
+        ["--timesteps", "0"],
+        ["--timesteps", "-1"],
+        ["--timesteps", str(2**63)],
+        ["--timesteps", "3"],
+        ["--max-memory", "1" + "0" * 400],
+        ["--max-memory", "0"],
+        ["--max-memory", "-1GB"],
+        ["--max-memory", "nanGB"],
+        ["--max-memory", "1e3GB"],
+        ["--max-memory", "64KB"],
+        ["--stats"],
+        ["--ann", "nowhere.onnx"],
+        ["--ann", EVAL_DATA],
+        ["--ann", SNN],
+    ]
+    cases += [
+        Case(f"eval {' '.join(o)[:60]}", ["eval", SNN, "--data", EVAL_DATA, "-q", *o], dict(good)) for o in options
+    ]
     cases.append(Case("eval --ann digits", ["eval", SNN, "--data", EVAL_DATA, "-q", "--ann", ANN], {**good, ANN: ann}))
-    cases.append(Case("eval --ann truncated", ["eval", SNN, "--data", EVAL_DATA, "-q", "--ann", ANN],
-                      {**good, ANN: ann[: len(ann) // 2]}))
+    cases.append(
+        Case(
+            "eval --ann truncated",
+            ["eval", SNN, "--data", EVAL_DATA, "-q", "--ann", ANN],
+            {**good, ANN: ann[: len(ann) // 2]},
+        )
+    )
     cases.append(Case("eval of the ANN", ["eval", ANN, "--data", EVAL_DATA, "-q"], {**good, ANN: ann}))
     return cases
 
@@ -662,39 +839,106 @@ def option_cases() -> list[Case]:
     """compile and quantize-weights of the digits MLP with odd options."""
     files = {MODEL: digits_mlp().SerializeToString(), CALIB: npy(calibration())}
     compile_options = [
-        ["--timesteps", "0"], ["--timesteps", "-1"], ["--timesteps", str(2 ** 63)], ["--timesteps", str(2 ** 31)],
-        ["--timesteps", "abc"], ["--norm", "garbage"], ["--norm", ""], ["--norm", "-5"], ["--norm", "nan"],
-        ["--norm", "inf"], ["--norm", "0"], ["--norm", "101"], ["--norm", "1e400"], ["--norm", "spikenorm:"],
-        ["--norm", "spikenorm:abc"], ["--norm", "spikenorm:0.5"], ["--norm", "99.9.9"], ["--norm", "max"],
-        ["--norm", "0.5"], ["--v-init", "nan"], ["--v-init", "inf"], ["--v-init", "-0.1"], ["--v-init", "1"],
-        ["--encoding", "poisson", "--max-rate", "nan"], ["--encoding", "poisson", "--max-rate", "-1"],
-        ["--encoding", "poisson", "--max-rate", "1e300"], ["--encoding", "poisson", "--seed", "-1"],
-        ["--encoding", "poisson", "--seed", str(2 ** 64)], ["--calib-batches", "0"], ["--calib-batches", "-1"],
-        ["--neuron", "signgd", "--eta0", "0"], ["--neuron", "signgd", "--gamma", "1.5"],
-        ["--neuron", "signgd", "--tail", "nan"], ["--neuron", "signgd", "--signgd-range", "0"],
-        ["--neuron", "ttfs", "--zeta", "nan"], ["--neuron", "ttfs", "--zeta", "-1"],
-        ["--neuron", "ttfs", "--input-range", "1", "0"], ["--neuron", "ttfs", "--input-range", "nan", "1"],
-        ["--neuron", "ttfs", "--input-range", "-inf", "inf"], ["--weight-levels", "0"], ["--weight-levels", "-1"],
-        ["--weight-levels", "1"], ["--weight-levels", str(2 ** 40)], ["--weight-levels", "4", "--on-off-ratio", "0"],
-        ["--weight-levels", "4", "--on-off-ratio", "nan"], ["--weight-levels", "4", "--on-off-ratio", "0.5"],
-        ["--weight-levels", "4", "--on-off-ratio", "inf"], ["--neuron", "bogus"], ["--dump-after", "bogus"],
-        ["--norm", "spikenorm", "--timesteps", "3"], ["--stats"], ["--per-channel"], ["--neuron", "ttfs"],
+        ["--timesteps", "0"],
+        ["--timesteps", "-1"],
+        ["--timesteps", str(2**63)],
+        ["--timesteps", str(2**31)],
+        ["--timesteps", "abc"],
+        ["--norm", "garbage"],
+        ["--norm", ""],
+        ["--norm", "-5"],
+        ["--norm", "nan"],
+        ["--norm", "inf"],
+        ["--norm", "0"],
+        ["--norm", "101"],
+        ["--norm", "1e400"],
+        ["--norm", "spikenorm:"],
+        ["--norm", "spikenorm:abc"],
+        ["--norm", "spikenorm:0.5"],
+        ["--norm", "99.9.9"],
+        ["--norm", "max"],
+        ["--norm", "0.5"],
+        ["--v-init", "nan"],
+        ["--v-init", "inf"],
+        ["--v-init", "-0.1"],
+        ["--v-init", "1"],
+        ["--encoding", "poisson", "--max-rate", "nan"],
+        ["--encoding", "poisson", "--max-rate", "-1"],
+        ["--encoding", "poisson", "--max-rate", "1e300"],
+        ["--encoding", "poisson", "--seed", "-1"],
+        ["--encoding", "poisson", "--seed", str(2**64)],
+        ["--calib-batches", "0"],
+        ["--calib-batches", "-1"],
+        ["--neuron", "signgd", "--eta0", "0"],
+        ["--neuron", "signgd", "--gamma", "1.5"],
+        ["--neuron", "signgd", "--tail", "nan"],
+        ["--neuron", "signgd", "--signgd-range", "0"],
+        ["--neuron", "ttfs", "--zeta", "nan"],
+        ["--neuron", "ttfs", "--zeta", "-1"],
+        ["--neuron", "ttfs", "--input-range", "1", "0"],
+        ["--neuron", "ttfs", "--input-range", "nan", "1"],
+        ["--neuron", "ttfs", "--input-range", "-inf", "inf"],
+        ["--weight-levels", "0"],
+        ["--weight-levels", "-1"],
+        ["--weight-levels", "1"],
+        ["--weight-levels", str(2**40)],
+        ["--weight-levels", "4", "--on-off-ratio", "0"],
+        ["--weight-levels", "4", "--on-off-ratio", "nan"],
+        ["--weight-levels", "4", "--on-off-ratio", "0.5"],
+        ["--weight-levels", "4", "--on-off-ratio", "inf"],
+        ["--neuron", "bogus"],
+        ["--dump-after", "bogus"],
+        ["--norm", "spikenorm", "--timesteps", "3"],
+        ["--stats"],
+        ["--per-channel"],
+        ["--neuron", "ttfs"],
     ]
-    cases = [Case(f"compile {' '.join(o)[:60]}", ["compile", MODEL, "-o", OUT, "--calib", CALIB, "-q",
-                                                   *(["--timesteps", "2"] if "--timesteps" not in o else []), *o],
-                  dict(files), OUT) for o in compile_options]
-    cases += [Case("compile -o a folder", ["compile", MODEL, "-o", ".", "--calib", CALIB, *COMPILE], dict(files)),
-              Case("compile -o in a missing folder", ["compile", MODEL, "-o", "no/such/out.onnx", "--calib", CALIB,
-                                                      *COMPILE], dict(files)),
-              Case("compile without --calib", ["compile", MODEL, "-o", OUT, *COMPILE], dict(files), OUT),
-              Case("compile of a missing model", ["compile", "nowhere.onnx", "-o", OUT, *COMPILE], dict(files), OUT),
-              Case("demo --timesteps 0", ["demo", "--timesteps", "0"]),
-              Case("demo --timesteps -1", ["demo", "--timesteps", "-1"])]
-    quantize_options = [["--levels", "0"], ["--levels", "-1"], ["--levels", "1"], ["--levels", str(2 ** 40)],
-                        ["--on-off-ratio", "nan"], ["--on-off-ratio", "0"], ["--on-off-ratio", "-2"],
-                        ["--levels", "4", "--data", CALIB], ["--levels", "4"]]
-    cases += [Case(f"quantize {' '.join(o)}", ["quantize-weights", MODEL, "-o", OUT, *o], dict(files), OUT)
-              for o in quantize_options]
+    cases = [
+        Case(
+            f"compile {' '.join(o)[:60]}",
+            [
+                "compile",
+                MODEL,
+                "-o",
+                OUT,
+                "--calib",
+                CALIB,
+                "-q",
+                *(["--timesteps", "2"] if "--timesteps" not in o else []),
+                *o,
+            ],
+            dict(files),
+            OUT,
+        )
+        for o in compile_options
+    ]
+    cases += [
+        Case("compile -o a folder", ["compile", MODEL, "-o", ".", "--calib", CALIB, *COMPILE], dict(files)),
+        Case(
+            "compile -o in a missing folder",
+            ["compile", MODEL, "-o", "no/such/out.onnx", "--calib", CALIB, *COMPILE],
+            dict(files),
+        ),
+        Case("compile without --calib", ["compile", MODEL, "-o", OUT, *COMPILE], dict(files), OUT),
+        Case("compile of a missing model", ["compile", "nowhere.onnx", "-o", OUT, *COMPILE], dict(files), OUT),
+        Case("demo --timesteps 0", ["demo", "--timesteps", "0"]),
+        Case("demo --timesteps -1", ["demo", "--timesteps", "-1"]),
+    ]
+    quantize_options = [
+        ["--levels", "0"],
+        ["--levels", "-1"],
+        ["--levels", "1"],
+        ["--levels", str(2**40)],
+        ["--on-off-ratio", "nan"],
+        ["--on-off-ratio", "0"],
+        ["--on-off-ratio", "-2"],
+        ["--levels", "4", "--data", CALIB],
+        ["--levels", "4"],
+    ]
+    cases += [
+        Case(f"quantize {' '.join(o)}", ["quantize-weights", MODEL, "-o", OUT, *o], dict(files), OUT)
+        for o in quantize_options
+    ]
     return cases
 
 
@@ -720,8 +964,10 @@ def run_case(case: Case, folder: Path, capfd: pytest.CaptureFixture) -> tuple[st
     for name, content in case.files.items():
         (folder / name).write_bytes(content)
     before = _snapshot(folder)
-    argv = [str(folder / a) if a in case.files or a in (OUT, "nowhere.onnx", "nowhere.npy", ".", "no/such/out.onnx")
-            else a for a in case.argv]
+    argv = [
+        str(folder / a) if a in case.files or a in (OUT, "nowhere.onnx", "nowhere.npy", ".", "no/such/out.onnx") else a
+        for a in case.argv
+    ]
     capfd.readouterr()
     try:
         code = main(argv)

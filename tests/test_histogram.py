@@ -1,4 +1,5 @@
 """The streaming histogram behind calibrate: bounded memory, percentiles within bin resolution."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The snn.IFNeuron local function against the numpy reference, run in a plain onnxruntime session."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,15 +13,22 @@ from onnx_snn.ir.neurons import attach_functions
 
 
 def neuron_session(threshold: float, reset: str, v_init: float = 0.5, op: str = "IFNeuron") -> ort.InferenceSession:
-    node = helper.make_node(op, ["x", "timesteps", "v0"], ["s", "v_T"], domain="snn",
-                            threshold=threshold, reset=reset, v_init=v_init)
+    node = helper.make_node(
+        op, ["x", "timesteps", "v0"], ["s", "v_T"], domain="snn", threshold=threshold, reset=reset, v_init=v_init
+    )
     graph = helper.make_graph(
-        [node], "if_neuron",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["TB" if op == "IFNeuron" else "B", 3, 4]),
-         helper.make_tensor_value_info("timesteps", TensorProto.INT64, []),
-         helper.make_tensor_value_info("v0", TensorProto.FLOAT, ["B", 3, 4])],
-        [helper.make_tensor_value_info("s", TensorProto.FLOAT, ["TB", 3, 4]),
-         helper.make_tensor_value_info("v_T", TensorProto.FLOAT, ["B", 3, 4])])
+        [node],
+        "if_neuron",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["TB" if op == "IFNeuron" else "B", 3, 4]),
+            helper.make_tensor_value_info("timesteps", TensorProto.INT64, []),
+            helper.make_tensor_value_info("v0", TensorProto.FLOAT, ["B", 3, 4]),
+        ],
+        [
+            helper.make_tensor_value_info("s", TensorProto.FLOAT, ["TB", 3, 4]),
+            helper.make_tensor_value_info("v_T", TensorProto.FLOAT, ["B", 3, 4]),
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
     attach_functions(model)
     onnx.checker.check_model(model, full_check=True)
@@ -30,8 +38,10 @@ def neuron_session(threshold: float, reset: str, v_init: float = 0.5, op: str = 
 def simulate(session, x: np.ndarray, v0) -> tuple[np.ndarray, np.ndarray]:
     t, b = x.shape[:2]
     v0 = np.broadcast_to(np.asarray(v0, np.float32), x.shape[1:])  # NaN entries: a fresh membrane
-    s, v = session.run(None, {"x": x.reshape((t * b,) + x.shape[2:]), "timesteps": np.asarray(t, np.int64),
-                              "v0": np.ascontiguousarray(v0)})
+    s, v = session.run(
+        None,
+        {"x": x.reshape((t * b,) + x.shape[2:]), "timesteps": np.asarray(t, np.int64), "v0": np.ascontiguousarray(v0)},
+    )
     return s.reshape(x.shape), v
 
 

@@ -2,6 +2,7 @@
 import its own layer and the layers below it, never one above; the neuron families under passes/
 never import each other; and no first-party import hides inside a function (a lazy import that
 would hide a cycle), except the few listed in LAZY with their reason."""
+
 from __future__ import annotations
 
 import ast
@@ -11,14 +12,32 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: source folder -> the package it installs as (pyproject.toml's package-dir)
-PACKAGE_DIRS = {"compiler": "onnx_snn", "passes": "onnx_snn.passes", "runtime": "onnx_snn.runtime",
-                "models": "onnx_snn.models", "benchmarks": "benchmarks"}
+PACKAGE_DIRS = {
+    "compiler": "onnx_snn",
+    "passes": "onnx_snn.passes",
+    "runtime": "onnx_snn.runtime",
+    "models": "onnx_snn.models",
+    "benchmarks": "benchmarks",
+}
 #: the layers, lowest first: (name, module prefixes); the longest matching prefix decides
 LAYERS = [
     ("ir", ["onnx_snn.ir"]),
-    ("core", ["onnx_snn.errors", "onnx_snn.logs", "onnx_snn.options", "onnx_snn.budget", "onnx_snn.outputs",
-              "onnx_snn.validate", "onnx_snn.modelio", "onnx_snn.arrays", "onnx_snn.providers", "onnx_snn.probe",
-              "onnx_snn.metadata"]),
+    (
+        "core",
+        [
+            "onnx_snn.errors",
+            "onnx_snn.logs",
+            "onnx_snn.options",
+            "onnx_snn.budget",
+            "onnx_snn.outputs",
+            "onnx_snn.validate",
+            "onnx_snn.modelio",
+            "onnx_snn.arrays",
+            "onnx_snn.providers",
+            "onnx_snn.probe",
+            "onnx_snn.metadata",
+        ],
+    ),
     ("passes", ["onnx_snn.passes"]),
     ("runtime", ["onnx_snn.runtime"]),
     ("compiler", ["onnx_snn"]),
@@ -30,7 +49,7 @@ FAMILIES = ["onnx_snn.passes.rate", "onnx_snn.passes.signgd", "onnx_snn.passes.t
 #: modules allowed first-party imports inside a function, and why (none of them dodges a cycle)
 LAZY = {
     "benchmarks.gpu_bench": "a standalone script: on the GPU machine only onnxruntime is installed, so it "
-                            "imports onnx_snn only in `prepare`, which runs here",
+    "imports onnx_snn only in `prepare`, which runs here",
 }
 
 
@@ -96,9 +115,12 @@ def test_every_module_is_in_a_layer():
 
 
 def test_no_module_imports_a_layer_above_its_own():
-    upward = [f"{path.relative_to(ROOT)}:{line} ({LAYERS[layer_of(module)][0]}) imports {target} "
-              f"({LAYERS[layer_of(target)][0]})"
-              for module, path, target, line, _ in _edges() if layer_of(target) > layer_of(module)]
+    upward = [
+        f"{path.relative_to(ROOT)}:{line} ({LAYERS[layer_of(module)][0]}) imports {target} "
+        f"({LAYERS[layer_of(target)][0]})"
+        for module, path, target, line, _ in _edges()
+        if layer_of(target) > layer_of(module)
+    ]
     assert not upward, "upward imports:\n" + "\n".join(upward)
 
 
@@ -106,20 +128,31 @@ def test_neuron_families_do_not_import_each_other():
     def family(module: str) -> str | None:
         return next((f for f in FAMILIES if module == f or module.startswith(f + ".")), None)
 
-    crossing = [f"{path.relative_to(ROOT)}:{line} imports {target}" for module, path, target, line, _ in _edges()
-                if family(module) and family(target) and family(module) != family(target)]
+    crossing = [
+        f"{path.relative_to(ROOT)}:{line} imports {target}"
+        for module, path, target, line, _ in _edges()
+        if family(module) and family(target) and family(module) != family(target)
+    ]
     assert not crossing, "imports between neuron families:\n" + "\n".join(crossing)
 
 
 def test_no_first_party_import_hides_in_a_function():
-    lazy = [f"{path.relative_to(ROOT)}:{line} imports {target} inside a function"
-            for module, path, target, line, is_lazy in _edges() if is_lazy and module not in LAZY]
+    lazy = [
+        f"{path.relative_to(ROOT)}:{line} imports {target} inside a function"
+        for module, path, target, line, is_lazy in _edges()
+        if is_lazy and module not in LAZY
+    ]
     assert not lazy, "\n".join(lazy)
 
 
-@pytest.mark.parametrize("module, target", [("onnx_snn.passes.common.calibrate", "onnx_snn.runtime.session"),
-                                            ("onnx_snn.ir.neurons", "onnx_snn.errors"),
-                                            ("onnx_snn.passes.rate.spikify", "onnx_snn.passes.ttfs.graph")])
+@pytest.mark.parametrize(
+    "module, target",
+    [
+        ("onnx_snn.passes.common.calibrate", "onnx_snn.runtime.session"),
+        ("onnx_snn.ir.neurons", "onnx_snn.errors"),
+        ("onnx_snn.passes.rate.spikify", "onnx_snn.passes.ttfs.graph"),
+    ],
+)
 def test_the_checks_would_catch_a_violation(module, target):
     """The rules are not vacuous: these imports would each break one of them."""
     assert layer_of(target) > layer_of(module) or target.split(".")[2] != module.split(".")[2]

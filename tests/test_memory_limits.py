@@ -1,5 +1,6 @@
 """Issue 13's memory limits: the default budget, evaluate's bounded memory, declared sizes refused
 before loading (data files and models), and the Session API's checks of its arguments."""
+
 from __future__ import annotations
 
 import tracemalloc
@@ -21,7 +22,7 @@ from onnx_snn.options import MAX_TIMESTEPS
 from onnx_snn.passes.common import calibrate
 from onnx_snn.runtime import Session
 
-MB = 10 ** 6
+MB = 10**6
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,8 @@ def snn() -> tuple[onnx.ModelProto, np.ndarray]:
 
 
 def test_default_budget_is_half_of_the_available_memory(monkeypatch):
-    monkeypatch.setattr(budget, "available_memory", lambda: 8 * 10 ** 9)
-    assert default_budget() == resolve_budget(None) == 4 * 10 ** 9
+    monkeypatch.setattr(budget, "available_memory", lambda: 8 * 10**9)
+    assert default_budget() == resolve_budget(None) == 4 * 10**9
     monkeypatch.setattr(budget, "available_memory", lambda: None)  # /proc/meminfo unreadable
     assert default_budget() == FALLBACK_BUDGET
 
@@ -64,13 +65,13 @@ def test_evaluate_holds_one_chunk_not_every_logit(snn):
 def test_evaluate_refuses_counters_beyond_the_budget(snn):
     model, x = snn
     with pytest.raises(SnnError, match="per-step counters"):
-        Session(model, max_memory=MB).evaluate(x, np.zeros(len(x), dtype=int), timesteps=10 ** 6, progress=False)
+        Session(model, max_memory=MB).evaluate(x, np.zeros(len(x), dtype=int), timesteps=10**6, progress=False)
 
 
 def test_run_refuses_a_per_step_output_beyond_the_budget(snn):
     model, x = snn
     with pytest.raises(SnnError, match="per-step output"):
-        Session(model, max_memory=MB).run(x, 10 ** 4)
+        Session(model, max_memory=MB).run(x, 10**4)
 
 
 def npy_header_only(path: Path, shape: tuple[int, ...], compressed: bool) -> Path:
@@ -83,7 +84,7 @@ def npy_header_only(path: Path, shape: tuple[int, ...], compressed: bool) -> Pat
 
 
 def test_data_declaring_more_than_the_budget_is_refused_before_loading(tmp_path, monkeypatch):
-    bomb = npy_header_only(tmp_path / "bomb.npz", (2 ** 29,), compressed=True)  # declares 2 GiB
+    bomb = npy_header_only(tmp_path / "bomb.npz", (2**29,), compressed=True)  # declares 2 GiB
     with pytest.raises(SnnError, match="declare 2147483648 B .* above the memory budget of 1000000 B"):
         load_arrays(bomb, MB)
     monkeypatch.setattr(budget, "available_memory", lambda: 2 * MB)
@@ -99,7 +100,7 @@ def test_data_declaring_more_than_the_budget_is_refused_before_loading(tmp_path,
 def test_cli_eval_refuses_a_bomb_in_one_line(snn, tmp_path, capsys):
     model, _ = snn
     onnx.save(model, tmp_path / "snn.onnx")
-    bomb = npy_header_only(tmp_path / "bomb.npz", (2 ** 28,), compressed=False)
+    bomb = npy_header_only(tmp_path / "bomb.npz", (2**28,), compressed=False)
     code = cli_main(["eval", str(tmp_path / "snn.onnx"), "--data", str(bomb), "--max-memory", "256MB", "-q"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "above the memory budget" in err[0]
@@ -107,8 +108,14 @@ def test_cli_eval_refuses_a_bomb_in_one_line(snn, tmp_path, capsys):
 
 def model_with(node: onnx.NodeProto, inits: list[onnx.TensorProto], value_info: list | None = None) -> onnx.ModelProto:
     """A one-node model: `node` reads graph inputs or `inits` and writes "out"."""
-    graph = helper.make_graph([node], "declared", [], [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
-                              inits, value_info=value_info or [])
+    graph = helper.make_graph(
+        [node],
+        "declared",
+        [],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        inits,
+        value_info=value_info or [],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -116,16 +123,31 @@ def int64s(name: str, values: list[int]) -> onnx.TensorProto:
     return helper.make_tensor(name, TensorProto.INT64, [len(values)], values)
 
 
-@pytest.mark.parametrize("model, declared", [
-    (model_with(helper.make_node("ConstantOfShape", ["shape"], ["out"], name="zeros"), [int64s("shape", [2 ** 28])]),
-     2 ** 30),
-    (model_with(helper.make_node("Expand", ["one", "shape"], ["out"], name="expand"),
-                [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]), int64s("shape", [2 ** 14, 2 ** 14])]),
-     2 ** 30),
-    (model_with(helper.make_node("Tile", ["row", "reps"], ["out"], name="tile"),
-                [helper.make_tensor("row", TensorProto.FLOAT, [1, 4], [1.0] * 4), int64s("reps", [2 ** 26, 1])]),
-     2 ** 30),
-])
+@pytest.mark.parametrize(
+    "model, declared",
+    [
+        (
+            model_with(
+                helper.make_node("ConstantOfShape", ["shape"], ["out"], name="zeros"), [int64s("shape", [2**28])]
+            ),
+            2**30,
+        ),
+        (
+            model_with(
+                helper.make_node("Expand", ["one", "shape"], ["out"], name="expand"),
+                [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]), int64s("shape", [2**14, 2**14])],
+            ),
+            2**30,
+        ),
+        (
+            model_with(
+                helper.make_node("Tile", ["row", "reps"], ["out"], name="tile"),
+                [helper.make_tensor("row", TensorProto.FLOAT, [1, 4], [1.0] * 4), int64s("reps", [2**26, 1])],
+            ),
+            2**30,
+        ),
+    ],
+)
 def test_models_declaring_large_constant_outputs_are_refused(model, declared, tmp_path, monkeypatch):
     check_declared_sizes(model, declared, "<model>")  # exactly the budget: fits
     with pytest.raises(SnnError, match=f"declares an output of {declared} B"):
@@ -137,8 +159,12 @@ def test_models_declaring_large_constant_outputs_are_refused(model, declared, tm
 
 
 def test_external_weights_beyond_the_budget_are_refused_unread(tmp_path):
-    weights = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2 ** 20, 64],  # 256 MiB, none stored
-                          data_location=TensorProto.EXTERNAL)
+    weights = TensorProto(
+        name="w",
+        data_type=TensorProto.FLOAT,
+        dims=[2**20, 64],  # 256 MiB, none stored
+        data_location=TensorProto.EXTERNAL,
+    )
     weights.external_data.add(key="location", value="missing.bin")
     model = model_with(helper.make_node("Identity", ["w"], ["out"]), [weights])
     with pytest.raises(SnnError, match="weights and constants declare 268435456 B"):
@@ -165,27 +191,33 @@ def test_session_refuses_bad_budgets(snn, budget):
 
 
 def test_session_accepts_a_budget_as_text(snn):
-    assert Session(snn[0], max_memory="2GB").max_memory == 2 * 10 ** 9
+    assert Session(snn[0], max_memory="2GB").max_memory == 2 * 10**9
 
 
-@pytest.mark.parametrize("inputs, message", [
-    (np.zeros((0, 4), dtype=np.float32), "no samples"),
-    ({"image": np.zeros((2, 4), dtype=np.float32)}, r"inputs \['image'\] but the model's inputs are \['x'\]"),
-    (np.zeros((2, 5), dtype=np.float32), r"shape \[2, 5\], the model expects \[\?, 4\]"),
-    (np.zeros(4, dtype=np.float32), "shape"),
-    (np.array([["a"] * 4] * 2), "dtype"),
-])
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        (np.zeros((0, 4), dtype=np.float32), "no samples"),
+        ({"image": np.zeros((2, 4), dtype=np.float32)}, r"inputs \['image'\] but the model's inputs are \['x'\]"),
+        (np.zeros((2, 5), dtype=np.float32), r"shape \[2, 5\], the model expects \[\?, 4\]"),
+        (np.zeros(4, dtype=np.float32), "shape"),
+        (np.array([["a"] * 4] * 2), "dtype"),
+    ],
+)
 def test_run_refuses_bad_inputs(snn, inputs, message):
     with pytest.raises(SnnError, match=message):
         Session(snn[0]).run(inputs)
 
 
-@pytest.mark.parametrize("labels, message", [
-    (np.array([0, 1, 3]), r"class indices in \[0, 3\)"),
-    (np.array([0, -1, 2]), r"class indices in \[0, 3\)"),
-    (np.array([0, 1]), "2 labels for 3 inputs"),
-    (np.array([0.0, 1.0, 2.0]), "integer"),
-])
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.array([0, 1, 3]), r"class indices in \[0, 3\)"),
+        (np.array([0, -1, 2]), r"class indices in \[0, 3\)"),
+        (np.array([0, 1]), "2 labels for 3 inputs"),
+        (np.array([0.0, 1.0, 2.0]), "integer"),
+    ],
+)
 def test_evaluate_refuses_bad_labels(snn, labels, message):
     model, x = snn
     with pytest.raises(SnnError, match=message):

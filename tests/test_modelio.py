@@ -1,4 +1,5 @@
 """Model files: external data in and out, atomic writes, --dump-after, inspect."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,8 +14,14 @@ from onnx_snn.runtime import Session
 
 def test_external_data_model_compiles_and_large_output_is_external(tmp_path):
     ann = tmp_path / "ann.onnx"
-    onnx.save(tiny_relu_model(hidden=256), ann, save_as_external_data=True, all_tensors_to_one_file=True,
-              location="ann.onnx.data", size_threshold=0)
+    onnx.save(
+        tiny_relu_model(hidden=256),
+        ann,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="ann.onnx.data",
+        size_threshold=0,
+    )
     assert (tmp_path / "ann.onnx.data").exists()
     calib = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
     result = compile_model(ann, None, CompileOptions(timesteps=8), calibration=calib)
@@ -43,8 +50,19 @@ def test_dump_after_and_inspect(tmp_path):
     calib = tmp_path / "c.npy"
     np.save(calib, np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32))
     out = tmp_path / "o.onnx"
-    run = run_cli("compile", str(path), "-o", str(out), "--calib", str(calib), "--dump-after", "fold_bn",
-                  "--dump-after", "normalize", "-q")
+    run = run_cli(
+        "compile",
+        str(path),
+        "-o",
+        str(out),
+        "--calib",
+        str(calib),
+        "--dump-after",
+        "fold_bn",
+        "--dump-after",
+        "normalize",
+        "-q",
+    )
     assert run.returncode == 0, run.stderr
     for stage in ("fold_bn", "normalize"):
         dumped = tmp_path / f"o.after-{stage}.onnx"

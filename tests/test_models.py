@@ -1,4 +1,5 @@
 """Tests of onnx_snn.models: data loaders, reference nets, training, export, zoo and demo assets."""
+
 from __future__ import annotations
 
 import gzip
@@ -185,8 +186,10 @@ def test_fashion_lenet_learns_from_a_subset():
 #: "train", evaluate, cache, export) in well under a second, on weights that are the seeded initial ones
 TINY_RECIPE = Recipe("digits", "MLP", {"in_shape": (1, 8, 8), "hidden": (8,)}, epochs=0)
 #: the zoo tests' references: the tiny recipe in the fast suite, the real (trained) digits-mlp in the slow one
-ZOO_NAMES = [pytest.param("tiny-digits-mlp", id="untrained-tiny"),
-             pytest.param("digits-mlp", id="digits-mlp", marks=pytest.mark.slow)]
+ZOO_NAMES = [
+    pytest.param("tiny-digits-mlp", id="untrained-tiny"),
+    pytest.param("digits-mlp", id="digits-mlp", marks=pytest.mark.slow),
+]
 
 
 @pytest.fixture
@@ -210,16 +213,18 @@ def test_zoo_trains_once_then_loads_from_cache(zoo_name, tmp_path, monkeypatch):
     again = get_reference(zoo_name, cache_dir=tmp_path)
     assert again.torch_model is None
     assert (again.onnx_path, again.ann_test_accuracy) == (first.onnx_path, first.ann_test_accuracy)
-    np.testing.assert_allclose(predict_logits(zoo.load_torch_model(again), x_test),
-                               predict_logits(first.torch_model, x_test), atol=1e-6)
+    np.testing.assert_allclose(
+        predict_logits(zoo.load_torch_model(again), x_test), predict_logits(first.torch_model, x_test), atol=1e-6
+    )
 
     dynamo = get_reference(zoo_name, cache_dir=tmp_path, exporter="dynamo")
     assert dynamo.onnx_path != first.onnx_path and dynamo.ann_test_accuracy == first.ann_test_accuracy
     np.testing.assert_allclose(run_onnx(dynamo.onnx_path, x_test), run_onnx(first.onnx_path, x_test), atol=1e-4)
 
     if zoo_name == "tiny-digits-mlp":  # another recipe under the same name: the entry is stale, and retrained
-        monkeypatch.setitem(zoo.RECIPES, zoo_name, Recipe("digits", "MLP", {"in_shape": (1, 8, 8), "hidden": (4,)},
-                                                          epochs=0))
+        monkeypatch.setitem(
+            zoo.RECIPES, zoo_name, Recipe("digits", "MLP", {"in_shape": (1, 8, 8), "hidden": (4,)}, epochs=0)
+        )
         changed = get_reference(zoo_name, cache_dir=tmp_path)
         assert changed.torch_model is not None and not dynamo.onnx_path.exists()
         assert run_onnx(changed.onnx_path, x_test[:2]).shape == (2, 10)

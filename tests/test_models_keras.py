@@ -2,6 +2,7 @@
 
 Export and conversion run on the nets untrained (seeded) in the fast suite and trained on digits in the
 slow one, which also checks the accuracy the training reaches."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,8 +54,9 @@ def seeded_keras(build):
 
 
 @pytest.mark.parametrize("trained", TRAINED)
-@pytest.mark.parametrize("build", [lambda: keras_mlp((8, 8, 1)), lambda: keras_lenet(1, 10, image_size=8)],
-                         ids=["mlp", "lenet"])
+@pytest.mark.parametrize(
+    "build", [lambda: keras_mlp((8, 8, 1)), lambda: keras_lenet(1, 10, image_size=8)], ids=["mlp", "lenet"]
+)
 def test_keras_twin_trains_and_exports(build, trained, digits_nhwc, tmp_path):
     x_train, y_train, x_test, y_test = digits_nhwc
     model = seeded_keras(build)
@@ -99,8 +101,11 @@ def test_keras_gelu_layernorm_mlp_compiles_to_signgd(trained, digits_nhwc, tmp_p
     compiled = onnx.load(out)
     onnx.checker.check_model(compiled, full_check=True)
     functions = {(n.op_type, a.s.decode()) for n in compiled.graph.node for a in n.attribute if a.name == "function"}
-    assert {("SignGDNeuron", "gelu_erf"), ("SignGDNeuron", "gelu_tanh"),
-            ("SignGDBinaryNeuron", "p_rsqrt_q")} <= functions
+    assert {
+        ("SignGDNeuron", "gelu_erf"),
+        ("SignGDNeuron", "gelu_tanh"),
+        ("SignGDBinaryNeuron", "p_rsqrt_q"),
+    } <= functions
     assert not {"Erf", "Tanh", "Pow", "Sqrt", "Reciprocal"} & {n.op_type for n in compiled.graph.node}
 
     ann = valid_ann(onnx.load(raw), tmp_path / "ann.onnx")

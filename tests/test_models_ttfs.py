@@ -3,6 +3,7 @@
 The reference tests are slow on first use (they train the six nets, up to minutes each, cached
 after under ~/.cache/onnx-snn): run them with `-m slow`.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -26,7 +27,6 @@ TORCH_TARGETS = {"fashion-ttfs-dense": 0.87, "fashion-ttfs-lenet": 0.88, "fashio
 KERAS_TARGETS = {f"keras-{name}": target for name, target in TORCH_TARGETS.items()}
 #: test images on which the ONNX export must match the framework model
 SAMPLES = 64
-
 
 
 def check_export(path: Path, x: np.ndarray, expected: np.ndarray, image_dims: list[int]) -> None:

@@ -1,4 +1,5 @@
 """normalize alone: with ReLUs kept, the normalized graph computes the ANN's function."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """passes/op_support.py: one op table per neuron family, the single source of each family's
 refusals (refuse_unconvertible, hence check_ops and `--neuron auto`) and of the README's op list."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,22 +21,34 @@ from onnx_snn.passes.ttfs import spikify as spikify_ttfs
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 #: each family's table and its refusal, as the pipeline calls it
-REFUSERS = {"if": (RATE, spikify_if.refuse_unconvertible), "signgd": (SIGNGD, spikify_signgd.refuse_unconvertible),
-            "ttfs": (TTFS, spikify_ttfs.refuse_unconvertible)}
+REFUSERS = {
+    "if": (RATE, spikify_if.refuse_unconvertible),
+    "signgd": (SIGNGD, spikify_signgd.refuse_unconvertible),
+    "ttfs": (TTFS, spikify_ttfs.refuse_unconvertible),
+}
 
 
 def _graph(*specs: tuple) -> gs.Graph:
     """A graph from (op, input names, output name[, attrs]) specs, built in code: "x" is the input
     ([N, 4, 4, 4]), "w" and "c" are constants, the last output is the graph output; each node is
     named after its output."""
-    tensors: dict[str, gs.Tensor] = {"x": gs.Variable("x", np.float32, ["N", 4, 4, 4]),
-                                     "w": gs.Constant("w", np.ones((4, 4, 1, 1), np.float32)),
-                                     "c": gs.Constant("c", np.asarray(2.0, np.float32))}
+    tensors: dict[str, gs.Tensor] = {
+        "x": gs.Variable("x", np.float32, ["N", 4, 4, 4]),
+        "w": gs.Constant("w", np.ones((4, 4, 1, 1), np.float32)),
+        "c": gs.Constant("c", np.asarray(2.0, np.float32)),
+    }
     nodes = []
     for op, inputs, output, *attrs in specs:
         tensors.setdefault(output, gs.Variable(output, np.float32))
-        nodes.append(gs.Node(op, name=output, inputs=[tensors[name] for name in inputs], outputs=[tensors[output]],
-                             attrs=attrs[0] if attrs else {}))
+        nodes.append(
+            gs.Node(
+                op,
+                name=output,
+                inputs=[tensors[name] for name in inputs],
+                outputs=[tensors[output]],
+                attrs=attrs[0] if attrs else {},
+            )
+        )
     return gs.Graph(nodes=nodes, inputs=[tensors["x"]], outputs=[tensors[specs[-1][2]]])
 
 
@@ -53,6 +66,7 @@ def _refusal(family: str, graph: gs.Graph) -> SnnError | None:
 
 
 # --- the README ---------------------------------------------------------------------------------
+
 
 def test_readme_op_list_is_the_rendered_tables():
     """README.md's op-support section is render_markdown() (regenerate it with
@@ -77,6 +91,7 @@ def test_with_section_rewrites_only_between_the_markers():
 
 # --- one unsupported op per family: the message and hint come from its table ----------------------
 
+
 @pytest.mark.parametrize("family", ["if", "signgd", "ttfs"])
 def test_an_op_no_family_converts_is_refused_with_the_tables_message(family):
     table = REFUSERS[family][0]
@@ -90,8 +105,7 @@ def test_an_op_no_family_converts_is_refused_with_the_tables_message(family):
 def test_an_op_signgd_converts_points_to_signgd(family):
     error = _refusal(family, _conv_act_conv("LeakyRelu", alpha=0.1))
     assert error is not None
-    assert str(error) == (f"net.onnx: node 'act' (LeakyRelu): {REFUSERS[family][0].other_family}; "
-                          "use --neuron signgd")
+    assert str(error) == (f"net.onnx: node 'act' (LeakyRelu): {REFUSERS[family][0].other_family}; use --neuron signgd")
 
 
 @pytest.mark.parametrize("family", ["if", "signgd", "ttfs"])
@@ -104,8 +118,12 @@ def test_a_bare_sigmoid_is_refused_and_signgd_is_not_offered(family):
 
 
 def test_a_silu_gate_is_converted_by_signgd_only():
-    silu = _graph(("Conv", ["x", "w"], "h"), ("Sigmoid", ["h"], "gate"), ("Mul", ["h", "gate"], "silu"),
-                  ("Conv", ["silu", "w"], "y"))
+    silu = _graph(
+        ("Conv", ["x", "w"], "h"),
+        ("Sigmoid", ["h"], "gate"),
+        ("Mul", ["h", "gate"], "silu"),
+        ("Conv", ["silu", "w"], "y"),
+    )
     assert _refusal("signgd", silu) is None
     for family in ("if", "ttfs"):
         error = _refusal(family, silu)
@@ -123,10 +141,20 @@ def test_an_op_of_another_domain_is_refused_with_its_domain(family):
 
 # --- supported ops pass ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("family, op, attrs", [("if", "Relu", {}), ("signgd", "Relu", {}), ("ttfs", "Relu", {}),
-                                               ("signgd", "LeakyRelu", {"alpha": 0.1}), ("signgd", "Gelu", {}),
-                                               ("signgd", "Exp", {}), ("if", "Flatten", {"axis": 1}),
-                                               ("ttfs", "Flatten", {"axis": 1})])
+
+@pytest.mark.parametrize(
+    "family, op, attrs",
+    [
+        ("if", "Relu", {}),
+        ("signgd", "Relu", {}),
+        ("ttfs", "Relu", {}),
+        ("signgd", "LeakyRelu", {"alpha": 0.1}),
+        ("signgd", "Gelu", {}),
+        ("signgd", "Exp", {}),
+        ("if", "Flatten", {"axis": 1}),
+        ("ttfs", "Flatten", {"axis": 1}),
+    ],
+)
 def test_a_supported_op_passes(family, op, attrs):
     assert _refusal(family, _conv_act_conv(op, **attrs)) is None
 
@@ -134,8 +162,9 @@ def test_a_supported_op_passes(family, op, attrs):
 def test_products_follow_each_table():
     """Mul by a constant: every family; of two activations: signGD's `product` neuron only."""
     scale = _graph(("Conv", ["x", "w"], "h"), ("Mul", ["h", "c"], "m"), ("Conv", ["m", "w"], "y"))
-    product = _graph(("Conv", ["x", "w"], "h"), ("Conv", ["x", "w"], "k"), ("Mul", ["h", "k"], "m"),
-                     ("Conv", ["m", "w"], "y"))
+    product = _graph(
+        ("Conv", ["x", "w"], "h"), ("Conv", ["x", "w"], "k"), ("Mul", ["h", "k"], "m"), ("Conv", ["m", "w"], "y")
+    )
     for family in REFUSERS:
         assert _refusal(family, scale) is None, family
     assert _refusal("signgd", product) is None
@@ -146,8 +175,9 @@ def test_products_follow_each_table():
 
 
 def test_signgd_max_needs_two_activations():
-    pair = _graph(("Conv", ["x", "w"], "h"), ("Conv", ["x", "w"], "k"), ("Max", ["h", "k"], "m"),
-                  ("Conv", ["m", "w"], "y"))
+    pair = _graph(
+        ("Conv", ["x", "w"], "h"), ("Conv", ["x", "w"], "k"), ("Max", ["h", "k"], "m"), ("Conv", ["m", "w"], "y")
+    )
     with_constant = _graph(("Conv", ["x", "w"], "h"), ("Max", ["h", "c"], "m"), ("Conv", ["m", "w"], "y"))
     assert _refusal("signgd", pair) is None
     error = _refusal("signgd", with_constant)
@@ -162,9 +192,15 @@ def test_ttfs_maxpool_must_read_one_layer():
     """The TTFS structure rule: a MaxPool takes the earliest spike of one layer, not of a sum."""
     pool = {"kernel_shape": [2, 2]}
     one_layer = _graph(("Relu", ["x"], "r"), ("MaxPool", ["r"], "p", pool), ("Conv", ["p", "w"], "y"))
-    of_a_sum = _graph(("Conv", ["x", "w"], "a"), ("Relu", ["a"], "ra"), ("Conv", ["x", "w"], "b"),
-                      ("Relu", ["b"], "rb"), ("Add", ["ra", "rb"], "s"), ("MaxPool", ["s"], "p", pool),
-                      ("Conv", ["p", "w"], "y"))
+    of_a_sum = _graph(
+        ("Conv", ["x", "w"], "a"),
+        ("Relu", ["a"], "ra"),
+        ("Conv", ["x", "w"], "b"),
+        ("Relu", ["b"], "rb"),
+        ("Add", ["ra", "rb"], "s"),
+        ("MaxPool", ["s"], "p", pool),
+        ("Conv", ["p", "w"], "y"),
+    )
     assert _refusal("ttfs", one_layer) is None
     error = _refusal("ttfs", of_a_sum)
     support = TTFS.ops["MaxPool"]
@@ -181,6 +217,7 @@ def test_a_decomposed_op_left_for_signgd_is_refused():
 
 
 # --- the tables are the source --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("family", ["if", "signgd", "ttfs"])
 def test_refusals_read_the_table(family, monkeypatch):

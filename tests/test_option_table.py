@@ -1,4 +1,5 @@
 """One option table: every CompileOptions option is a `compile` flag with the dataclass's default."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +16,26 @@ def test_compile_flags_default_to_compile_options():
 
 
 def test_every_flag_reaches_its_option():
-    argv = ["compile", "m.onnx", "-o", "o.onnx", "--timesteps", "7", "--norm", "max", "--per-channel",
-            "--reset", "hard", "--input-range", "0", "2", "--weight-levels", "8", "--dump-after", "fold_bn"]
+    argv = [
+        "compile",
+        "m.onnx",
+        "-o",
+        "o.onnx",
+        "--timesteps",
+        "7",
+        "--norm",
+        "max",
+        "--per-channel",
+        "--reset",
+        "hard",
+        "--input-range",
+        "0",
+        "2",
+        "--weight-levels",
+        "8",
+        "--dump-after",
+        "fold_bn",
+    ]
     args = cli._parser().parse_args(argv)
     options = {f.name: getattr(args, f.name) for f in cli.option_fields()}
     assert options["timesteps"] == 7 and options["norm"] == "max" and options["per_channel"] is True

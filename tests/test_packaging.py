@@ -1,5 +1,6 @@
 """Packaging: the extras, the wheel's contents, a base install without the optional dependencies,
 and the onnxruntime build check (`python -m onnx_snn.providers`)."""
+
 from __future__ import annotations
 
 import ast
@@ -82,6 +83,7 @@ def _module_level_imports(tree: ast.AST) -> list[tuple[int, str]]:
 
 # --- the onnxruntime build ---------------------------------------------------------------------
 
+
 def test_active_build_reports_the_installed_build():
     build = providers.active_build()
     assert "CPUExecutionProvider" in build["available_providers"]
@@ -98,8 +100,11 @@ def test_active_build_reports_the_installed_build():
 
 def test_both_distributions_installed_warn(monkeypatch, capsys):
     """onnxruntime and onnxruntime-gpu share the `onnxruntime` module: the check says to keep one."""
-    monkeypatch.setattr(providers.metadata, "packages_distributions",
-                        lambda: {"onnxruntime": ["onnxruntime", "onnxruntime_gpu", "onnxruntime"]})
+    monkeypatch.setattr(
+        providers.metadata,
+        "packages_distributions",
+        lambda: {"onnxruntime": ["onnxruntime", "onnxruntime_gpu", "onnxruntime"]},
+    )
     monkeypatch.setattr(providers.metadata, "version", lambda name: "1.32.0")
     build = providers.active_build()
     assert build["distributions"] == {"onnxruntime": "1.32.0", "onnxruntime-gpu": "1.32.0"}
@@ -129,6 +134,7 @@ def test_info_prints_the_report():
 
 
 # --- the extras ----------------------------------------------------------------------------------
+
 
 def test_base_install_is_the_cpu_runtime():
     names = {_name(r) for r in PROJECT["dependencies"]}
@@ -161,14 +167,18 @@ def test_torch_is_a_lower_bound_not_a_pin():
 
 # --- the package ---------------------------------------------------------------------------------
 
+
 def test_every_source_package_is_listed():
     """Each folder of the package's sources with an __init__.py is in [tool.setuptools] packages
     (the list is explicit: a package missing from it is missing from the wheel)."""
     folders = _package_folders()
     listed = {folder.resolve() for folder in folders.values()}
-    missing = sorted(str(init.parent.relative_to(ROOT)) for root in set(folders.values())
-                     for init in root.rglob("__init__.py")
-                     if init.parent.resolve() not in listed and "__pycache__" not in init.parts)
+    missing = sorted(
+        str(init.parent.relative_to(ROOT))
+        for root in set(folders.values())
+        for init in root.rglob("__init__.py")
+        if init.parent.resolve() not in listed and "__pycache__" not in init.parts
+    )
     assert not missing, f"add these to [tool.setuptools] packages: {missing}"
 
 
@@ -192,10 +202,13 @@ def test_base_install_imports_without_optional_packages():
     for package, folder in _package_folders().items():
         if package.startswith("onnx_snn.models"):
             continue
-        modules += [package] + [f"{package}.{p.stem}" for p in sorted(folder.glob("*.py"))
-                                if p.stem not in ("__init__", "__main__")]
-    script = (f"import importlib, sys\nfor name in {OPTIONAL!r}:\n    sys.modules[name] = None\n"
-              f"for module in {modules!r}:\n    importlib.import_module(module)\n")
+        modules += [package] + [
+            f"{package}.{p.stem}" for p in sorted(folder.glob("*.py")) if p.stem not in ("__init__", "__main__")
+        ]
+    script = (
+        f"import importlib, sys\nfor name in {OPTIONAL!r}:\n    sys.modules[name] = None\n"
+        f"for module in {modules!r}:\n    importlib.import_module(module)\n"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
 
@@ -205,8 +218,23 @@ def test_wheel_has_the_package_and_no_benchmarks(tmp_path):
     of the tree (benchmarks/ included, build outputs not), so that no stale build/ feeds the wheel."""
     source = tmp_path / "src"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__"))
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
-                             "-w", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-w",
+            str(tmp_path / "wheel"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (wheel,) = (tmp_path / "wheel").glob("onnx_snn-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -1,6 +1,7 @@
 """The pass manager: the pipeline lists are the whole truth (what runs, what the model records,
 what ARCHITECTURE.md shows), NEEDS/PROVIDES are checked, and --verify-each catches a pass that
 breaks the checker or its own post-condition."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,20 +39,89 @@ def test_the_docs_show_the_pipelines_as_they_are(document):
     assert block is not None and block.group(1) == describe_pipelines()
 
 
-@pytest.mark.parametrize("options, neuron, expected", [
-    (CompileOptions(), "if", ["canonicalize", "fold_bn", "check_ops", "calibrate", "normalize", "spikify",
-                              "time_batch", "activity_stats"]),
-    (CompileOptions(norm="spikenorm", encoding="poisson", weight_levels=4), "if",
-     ["canonicalize", "fold_bn", "quantize_weights", "check_ops", "calibrate", "spikenorm", "normalize", "spikify",
-      "encode_input", "time_batch", "activity_stats"]),
-    (CompileOptions(), "signgd", ["canonicalize", "fold_bn", "decompose", "check_ops", "calibrate", "normalize",
-                                  "spikify_signgd", "signgd_offsets", "time_batch", "activity_stats"]),
-    (CompileOptions(), "ttfs", ["canonicalize", "fold_bn", "check_ops", "ttfs_input_range", "ttfs_fold_affine",
-                                "calibrate", "ttfs_windows", "ttfs_audit", "spikify_ttfs"]),
-    (CompileOptions(ttfs_model="a"), "ttfs", ["canonicalize", "fold_bn", "check_ops", "ttfs_input_range",
-                                              "ttfs_fold_affine", "ttfs_column_scale", "calibrate", "ttfs_windows",
-                                              "ttfs_audit", "ttfs_model_a"]),
-])
+@pytest.mark.parametrize(
+    "options, neuron, expected",
+    [
+        (
+            CompileOptions(),
+            "if",
+            [
+                "canonicalize",
+                "fold_bn",
+                "check_ops",
+                "calibrate",
+                "normalize",
+                "spikify",
+                "time_batch",
+                "activity_stats",
+            ],
+        ),
+        (
+            CompileOptions(norm="spikenorm", encoding="poisson", weight_levels=4),
+            "if",
+            [
+                "canonicalize",
+                "fold_bn",
+                "quantize_weights",
+                "check_ops",
+                "calibrate",
+                "spikenorm",
+                "normalize",
+                "spikify",
+                "encode_input",
+                "time_batch",
+                "activity_stats",
+            ],
+        ),
+        (
+            CompileOptions(),
+            "signgd",
+            [
+                "canonicalize",
+                "fold_bn",
+                "decompose",
+                "check_ops",
+                "calibrate",
+                "normalize",
+                "spikify_signgd",
+                "signgd_offsets",
+                "time_batch",
+                "activity_stats",
+            ],
+        ),
+        (
+            CompileOptions(),
+            "ttfs",
+            [
+                "canonicalize",
+                "fold_bn",
+                "check_ops",
+                "ttfs_input_range",
+                "ttfs_fold_affine",
+                "calibrate",
+                "ttfs_windows",
+                "ttfs_audit",
+                "spikify_ttfs",
+            ],
+        ),
+        (
+            CompileOptions(ttfs_model="a"),
+            "ttfs",
+            [
+                "canonicalize",
+                "fold_bn",
+                "check_ops",
+                "ttfs_input_range",
+                "ttfs_fold_affine",
+                "ttfs_column_scale",
+                "calibrate",
+                "ttfs_windows",
+                "ttfs_audit",
+                "ttfs_model_a",
+            ],
+        ),
+    ],
+)
 def test_build_pipeline_lists_exactly_the_passes_for_the_options(options, neuron, expected):
     assert _names(options, neuron) == expected
 

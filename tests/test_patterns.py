@@ -1,4 +1,5 @@
 """canonicalize's pattern rewriters (gelu, layernorm, hardswish, silu) on real torch and tf2onnx exports."""
+
 from __future__ import annotations
 
 import warnings
@@ -43,6 +44,7 @@ def sample(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 
 
 # --- torch exports -------------------------------------------------------------------------------
+
 
 class Lambda(nn.Module):
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
@@ -102,21 +104,40 @@ NCHW_LN = ["Conv", "Transpose", "LayerNormalization", "Transpose"]
 #: name -> (net, input shape, exports as exporter+opset, canonical ops from every one of them)
 TORCH_CASES = {
     "gelu": (lambda: _dense(nn.GELU()), DENSE, ("legacy17", "dynamo18", "dynamo20"), ["Gemm", "Gelu(none)"]),
-    "gelu_tanh": (lambda: _dense(nn.GELU(approximate="tanh")), DENSE, ("legacy17", "dynamo18"),
-                  ["Gemm", "Gelu(tanh)"]),
-    "layernorm": (lambda: nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8)), SEQUENCE, ("legacy13", "legacy17"),
-                  ["MatMul", "Add", "LayerNormalization"]),
-    "rsqrt_layernorm": (lambda: nn.Sequential(nn.Linear(8, 8), RsqrtLayerNorm(8)), SEQUENCE,
-                        ("legacy17", "dynamo18"), ["MatMul", "Add", "LayerNormalization"]),
+    "gelu_tanh": (lambda: _dense(nn.GELU(approximate="tanh")), DENSE, ("legacy17", "dynamo18"), ["Gemm", "Gelu(tanh)"]),
+    "layernorm": (
+        lambda: nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8)),
+        SEQUENCE,
+        ("legacy13", "legacy17"),
+        ["MatMul", "Add", "LayerNormalization"],
+    ),
+    "rsqrt_layernorm": (
+        lambda: nn.Sequential(nn.Linear(8, 8), RsqrtLayerNorm(8)),
+        SEQUENCE,
+        ("legacy17", "dynamo18"),
+        ["MatMul", "Add", "LayerNormalization"],
+    ),
     "channels_first_layernorm": (lambda: _conv(ChannelsFirstLayerNorm(4)), IMAGE, ("legacy17", "dynamo18"), NCHW_LN),
     "permuted_layernorm": (lambda: _conv(PermutedLayerNorm(4)), IMAGE, ("legacy13", "legacy17"), NCHW_LN),
     "silu": (lambda: _dense(nn.SiLU()), DENSE, ("legacy17",), ["Gemm", "Sigmoid", "Mul"]),
-    "quick_gelu": (lambda: _dense(Lambda(lambda x: x * torch.sigmoid(1.702 * x))), DENSE, ("legacy17", "dynamo18"),
-                   ["Gemm", "BatchNormalization", "Sigmoid", "Mul", "BatchNormalization"]),
-    "relu6_hardswish": (lambda: _dense(Lambda(lambda x: x * F.relu6(x + 3) / 6)), DENSE, ("legacy17", "dynamo18"),
-                        ["Gemm", "HardSwish"]),
-    "hardsigmoid_hardswish": (lambda: _dense(Lambda(lambda x: x * F.hardsigmoid(x))), DENSE,
-                              ("legacy17", "dynamo18"), ["Gemm", "HardSwish"]),
+    "quick_gelu": (
+        lambda: _dense(Lambda(lambda x: x * torch.sigmoid(1.702 * x))),
+        DENSE,
+        ("legacy17", "dynamo18"),
+        ["Gemm", "BatchNormalization", "Sigmoid", "Mul", "BatchNormalization"],
+    ),
+    "relu6_hardswish": (
+        lambda: _dense(Lambda(lambda x: x * F.relu6(x + 3) / 6)),
+        DENSE,
+        ("legacy17", "dynamo18"),
+        ["Gemm", "HardSwish"],
+    ),
+    "hardsigmoid_hardswish": (
+        lambda: _dense(Lambda(lambda x: x * F.hardsigmoid(x))),
+        DENSE,
+        ("legacy17", "dynamo18"),
+        ["Gemm", "HardSwish"],
+    ),
     "hardswish_opset13": (lambda: _dense(nn.Hardswish()), DENSE, ("legacy13",), ["Gemm", "HardSwish"]),
 }
 TORCH_EXPORTS = [(name, export) for name, (_, _, exports, _) in TORCH_CASES.items() for export in exports]
@@ -128,8 +149,16 @@ def export_torch(net: nn.Module, shape: tuple[int, ...], export: str, path: Path
     extra = {} if dynamo else {"dynamic_axes": {"x": {0: "N"}, "y": {0: "N"}}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.randn(*shape),), str(path), dynamo=dynamo, opset_version=opset,
-                          input_names=["x"], output_names=["y"], **extra)
+        torch.onnx.export(
+            net,
+            (torch.randn(*shape),),
+            str(path),
+            dynamo=dynamo,
+            opset_version=opset,
+            input_names=["x"],
+            output_names=["y"],
+            **extra,
+        )
     return onnx.load(str(path))
 
 
@@ -171,6 +200,7 @@ def test_canonical_silu_is_stable(torch_nets, tmp_path):
 
 # --- tf2onnx exports -----------------------------------------------------------------------------
 
+
 def _keras_cases() -> dict[str, tuple[object, tuple[int, ...], list[str]]]:
     """name -> (Keras model with random weights, input shape, canonical ops)."""
     import keras
@@ -189,14 +219,26 @@ def _keras_cases() -> dict[str, tuple[object, tuple[int, ...], list[str]]]:
         return built
 
     return {
-        "gelu_layernorm": (model((5, 8), layers.Dense(8, activation="gelu"), layers.LayerNormalization(epsilon=1e-3)),
-                           (2, 5, 8), ["MatMul", "Add", "Gelu(none)", "LayerNormalization"]),
-        "nhwc_layernorm": (model((4, 4, 3), layers.Conv2D(6, 1), layers.LayerNormalization()), (2, 4, 4, 3),
-                           ["Transpose", "Conv", "Transpose", "LayerNormalization"]),
-        "silu_hard_silu": (model((8,), layers.Dense(8, activation="silu"), layers.Dense(8, activation="hard_silu")),
-                           (2, 8), ["Gemm", "Sigmoid", "Mul", "Gemm", "HardSwish"]),
-        "swish_beta": (model((8,), layers.Dense(8), layers.Activation(lambda t: tf.nn.silu(t, beta=1.5))), (2, 8),
-                       ["Gemm", "BatchNormalization", "Sigmoid", "Mul", "BatchNormalization"]),
+        "gelu_layernorm": (
+            model((5, 8), layers.Dense(8, activation="gelu"), layers.LayerNormalization(epsilon=1e-3)),
+            (2, 5, 8),
+            ["MatMul", "Add", "Gelu(none)", "LayerNormalization"],
+        ),
+        "nhwc_layernorm": (
+            model((4, 4, 3), layers.Conv2D(6, 1), layers.LayerNormalization()),
+            (2, 4, 4, 3),
+            ["Transpose", "Conv", "Transpose", "LayerNormalization"],
+        ),
+        "silu_hard_silu": (
+            model((8,), layers.Dense(8, activation="silu"), layers.Dense(8, activation="hard_silu")),
+            (2, 8),
+            ["Gemm", "Sigmoid", "Mul", "Gemm", "HardSwish"],
+        ),
+        "swish_beta": (
+            model((8,), layers.Dense(8), layers.Activation(lambda t: tf.nn.silu(t, beta=1.5))),
+            (2, 8),
+            ["Gemm", "BatchNormalization", "Sigmoid", "Mul", "BatchNormalization"],
+        ),
     }
 
 
@@ -229,12 +271,17 @@ def test_tf2onnx_export_becomes_one_op(name, keras_exports, ort_run):
     np.testing.assert_allclose(ort_run(graph, x)[0], keras_model(x, training=False).numpy(), **TOL)
 
 
-@pytest.mark.parametrize("name,expected_ops", [
-    ("keras_dense_gelu_layernorm", ["MatMul", "Add", "Gelu(none)", "LayerNormalization", "MatMul", "Add"]),
-    ("keras_dense_gelu_layernorm.raw_tf2onnx_erfc", ["MatMul", "Add", "Gelu(none)", "LayerNormalization", "MatMul",
-                                                     "Add"]),
-    ("keras_dense_gelu_tanh_approx", ["Gemm", "Gelu(tanh)"]),
-])
+@pytest.mark.parametrize(
+    "name,expected_ops",
+    [
+        ("keras_dense_gelu_layernorm", ["MatMul", "Add", "Gelu(none)", "LayerNormalization", "MatMul", "Add"]),
+        (
+            "keras_dense_gelu_layernorm.raw_tf2onnx_erfc",
+            ["MatMul", "Add", "Gelu(none)", "LayerNormalization", "MatMul", "Add"],
+        ),
+        ("keras_dense_gelu_tanh_approx", ["Gemm", "Gelu(tanh)"]),
+    ],
+)
 def test_tf_fixture_becomes_one_op(name, expected_ops, tf_fixtures, ort_run):
     graph = canonical(onnx.load(tf_fixtures / f"{name}.onnx"))
     assert ops(graph) == expected_ops
@@ -245,9 +292,13 @@ def test_tf_fixture_becomes_one_op(name, expected_ops, tf_fixtures, ort_run):
 
 # --- what is left alone --------------------------------------------------------------------------
 
-GELU_NODES = [helper.make_node("Div", ["x", "root2"], ["z"]), helper.make_node("Erf", ["z"], ["e"]),
-              helper.make_node("Add", ["e", "one"], ["p"]), helper.make_node("Mul", ["x", "p"], ["xp"]),
-              helper.make_node("Mul", ["xp", "half"], ["y"])]
+GELU_NODES = [
+    helper.make_node("Div", ["x", "root2"], ["z"]),
+    helper.make_node("Erf", ["z"], ["e"]),
+    helper.make_node("Add", ["e", "one"], ["p"]),
+    helper.make_node("Mul", ["x", "p"], ["xp"]),
+    helper.make_node("Mul", ["xp", "half"], ["y"]),
+]
 GELU_CONSTANTS = {"root2": np.float32(np.sqrt(2)), "one": np.float32(1), "half": np.float32(0.5)}
 
 
@@ -266,16 +317,25 @@ def test_gelu_lookalike_is_left(change, make_model, ort_run):
 
 
 LAYERNORM_NODES = [
-    helper.make_node("ReduceMean", ["x", "axes"], ["mu"]), helper.make_node("Sub", ["x", "mu"], ["d"]),
-    helper.make_node("Mul", ["d", "d"], ["sq"]), helper.make_node("ReduceMean", ["sq", "var_axes"], ["var"]),
-    helper.make_node("Add", ["var", "eps"], ["ve"]), helper.make_node("Sqrt", ["ve"], ["s"]),
-    helper.make_node("Div", ["d", "s"], ["n"]), helper.make_node("Mul", ["n", "gamma"], ["y"])]
+    helper.make_node("ReduceMean", ["x", "axes"], ["mu"]),
+    helper.make_node("Sub", ["x", "mu"], ["d"]),
+    helper.make_node("Mul", ["d", "d"], ["sq"]),
+    helper.make_node("ReduceMean", ["sq", "var_axes"], ["var"]),
+    helper.make_node("Add", ["var", "eps"], ["ve"]),
+    helper.make_node("Sqrt", ["ve"], ["s"]),
+    helper.make_node("Div", ["d", "s"], ["n"]),
+    helper.make_node("Mul", ["n", "gamma"], ["y"]),
+]
 
 
 def layernorm_lookalike(make_model, gamma: np.ndarray, var_axis: int) -> onnx.ModelProto:
     """x[N, 3, 4]: (x - mean) / sqrt(var + 1e-5) * gamma, mean over the last axis, var over `var_axis`."""
-    constants = {"axes": np.array([-1], np.int64), "var_axes": np.array([var_axis], np.int64),
-                 "eps": np.float32(1e-5), "gamma": gamma.astype(np.float32)}
+    constants = {
+        "axes": np.array([-1], np.int64),
+        "var_axes": np.array([var_axis], np.int64),
+        "eps": np.float32(1e-5),
+        "gamma": gamma.astype(np.float32),
+    }
     return make_model(LAYERNORM_NODES, {"x": ["N", 3, 4]}, {"y": ["N", 3, 4]}, constants, opset=18)
 
 
@@ -296,10 +356,17 @@ def test_variance_over_other_axes_is_not_layernorm(make_model, ort_run):
 
 
 def test_sigmoid_gating_another_tensor_is_left(make_model, ort_run):
-    nodes = [helper.make_node("Gemm", ["x", "w"], ["z"], transB=1), helper.make_node("Sigmoid", ["z"], ["g"]),
-             helper.make_node("Mul", ["g", "x"], ["y"])]
-    model = make_model(nodes, {"x": ["N", 4]}, {"y": ["N", 4]},
-                       {"w": np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)})
+    nodes = [
+        helper.make_node("Gemm", ["x", "w"], ["z"], transB=1),
+        helper.make_node("Sigmoid", ["z"], ["g"]),
+        helper.make_node("Mul", ["g", "x"], ["y"]),
+    ]
+    model = make_model(
+        nodes,
+        {"x": ["N", 4]},
+        {"y": ["N", 4]},
+        {"w": np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)},
+    )
     graph = canonical(model)
     assert ops(graph) == ["Gemm", "Sigmoid", "Mul"] and graph.nodes[2].inputs[1] is graph.inputs[0]
     x = sample((1, 4))

@@ -1,11 +1,12 @@
 """Peak resident memory of a block, here and in a fresh process (the benchmarks' memory columns)."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from benchmarks.peak_memory import isolated_peak, peak_rss
 
-MB = 10 ** 6
+MB = 10**6
 
 
 def allocate_and_touch(megabytes: int):

@@ -1,4 +1,5 @@
 """Plots: `onnx-snn eval --plot DIR` writes valid PNGs, plot_rate_sweep, and a missing matplotlib."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -18,8 +19,9 @@ from onnx_snn.plots import plot_rate_sweep
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 INSTALL_HINT = 'pip install "onnx-snn[plot]"'
-needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
-                                      reason="needs matplotlib (the plot extra)")
+needs_matplotlib = pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib (the plot extra)"
+)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -85,11 +87,14 @@ def test_rate_sweep(tmp_path):
 
 
 @needs_matplotlib
-@pytest.mark.parametrize("rates, curves, fragment", [
-    ([0.1, 1.0], {"max norm": [0.5]}, "has 1 accuracies for 2 rates"),
-    ([0.0, 1.0], {"max norm": [0.1, 0.9]}, "must lie in (0, 1]"),
-    ([0.1, 1.0], {}, "at least one"),
-])
+@pytest.mark.parametrize(
+    "rates, curves, fragment",
+    [
+        ([0.1, 1.0], {"max norm": [0.5]}, "has 1 accuracies for 2 rates"),
+        ([0.0, 1.0], {"max norm": [0.1, 0.9]}, "must lie in (0, 1]"),
+        ([0.1, 1.0], {}, "at least one"),
+    ],
+)
 def test_rate_sweep_rejects_bad_input(tmp_path, rates, curves, fragment):
     with pytest.raises(SnnError, match=re.escape(fragment)):
         plot_rate_sweep(rates, curves, tmp_path / "sweep.png", timesteps=32)
@@ -116,7 +121,9 @@ def test_plot_refuses_ttfs_models_and_a_file_as_folder(compiled, tmp_path):
     ttfs = tmp_path / "ttfs.onnx"
     calib = tmp_path / "calib.npy"
     np.save(calib, np.random.default_rng(2).normal(size=(32, 4)).astype(np.float32))
-    assert run_cli("compile", str(ann), "-o", str(ttfs), "--calib", str(calib), "--neuron", "ttfs", "-q").returncode == 0
+    assert (
+        run_cli("compile", str(ann), "-o", str(ttfs), "--calib", str(calib), "--neuron", "ttfs", "-q").returncode == 0
+    )
     result = run_cli("eval", str(ttfs), "--data", str(data), "--plot", str(tmp_path / "plots"), "-q")
     assert result.returncode == 2 and "TTFS" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "plots").exists()

@@ -1,5 +1,6 @@
 """The snn.PoissonEncoder local function (its counter-based stream against a numpy reference, its
 rates, its reproducibility across runs, sessions, time chunks and batches) and `--encoding poisson`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,12 +25,16 @@ def encoder_model(rest: list[int], opset: int = 21, fresh: bool = False, **attrs
     t0 = "no_steps_done" if fresh else "t0"
     node = helper.make_node("PoissonEncoder", ["x", "timesteps", t0], ["spikes"], domain="snn", **attrs)
     graph = helper.make_graph(
-        [node], "poisson_encoder",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", *rest]),
-         helper.make_tensor_value_info("timesteps", TensorProto.INT64, []),
-         *([] if fresh else [helper.make_tensor_value_info("t0", TensorProto.INT64, [])])],
+        [node],
+        "poisson_encoder",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", *rest]),
+            helper.make_tensor_value_info("timesteps", TensorProto.INT64, []),
+            *([] if fresh else [helper.make_tensor_value_info("t0", TensorProto.INT64, [])]),
+        ],
         [helper.make_tensor_value_info("spikes", TensorProto.FLOAT, ["TB", *rest])],
-        [onnx.numpy_helper.from_array(np.asarray(0, np.int64), t0)] if fresh else [])
+        [onnx.numpy_helper.from_array(np.asarray(0, np.int64), t0)] if fresh else [],
+    )
     return attach_functions(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10))
 
 
@@ -41,8 +46,9 @@ def encoder_session(rest: list[int], **attrs) -> ort.InferenceSession:
 
 def encode(session: ort.InferenceSession, x: np.ndarray, timesteps: int, t0: int = 0) -> np.ndarray:
     """Spikes as [T, B, ...]."""
-    spikes = session.run(None, {"x": x, "timesteps": np.asarray(timesteps, np.int64),
-                                "t0": np.asarray(t0, np.int64)})[0]
+    spikes = session.run(None, {"x": x, "timesteps": np.asarray(timesteps, np.int64), "t0": np.asarray(t0, np.int64)})[
+        0
+    ]
     return spikes.reshape((timesteps,) + x.shape)
 
 
@@ -58,7 +64,7 @@ def reference_hash(seed: int, steps: np.ndarray, size: int) -> np.ndarray:
                 h = (h * np.uint64(multiplier)) & mask
         return h
 
-    seed_u64 = np.uint64(seed % 2 ** 64)
+    seed_u64 = np.uint64(seed % 2**64)
     key = absorb(np.uint64(poisson.HASH_START), seed_u64 & mask)
     key = absorb(key, seed_u64 >> np.uint64(32))
     per_step = absorb(key, (steps.astype(np.uint64) & mask)[:, None])
@@ -68,13 +74,13 @@ def reference_hash(seed: int, steps: np.ndarray, size: int) -> np.ndarray:
 def reference_spikes(x: np.ndarray, timesteps: int, t0: int, seed: int, max_rate: float) -> np.ndarray:
     """[T, B, ...] spikes: u = (h >> 8)·2^-24 against max_rate·x."""
     h = reference_hash(seed, np.arange(t0, t0 + timesteps), int(np.prod(x.shape[1:])))
-    u = (h >> 8).astype(np.float32) * np.float32(2.0 ** -24)
+    u = (h >> 8).astype(np.float32) * np.float32(2.0**-24)
     rate = x * np.float32(max_rate)
     return (u.reshape((timesteps, 1) + x.shape[1:]) < rate[None]).astype(np.float32)
 
 
-@pytest.mark.parametrize("seed", [0, 7, 2 ** 40 + 3, -5])
-@pytest.mark.parametrize("t0", [0, 13, 2 ** 32 + 1])
+@pytest.mark.parametrize("seed", [0, 7, 2**40 + 3, -5])
+@pytest.mark.parametrize("t0", [0, 13, 2**32 + 1])
 def test_matches_the_numpy_reference(seed, t0):
     x = np.random.default_rng(3).uniform(0, 1, size=(4, 3, 5)).astype(np.float32)
     spikes = encode(encoder_session([3, 5], seed=seed, max_rate=0.8), x, 9, t0)
@@ -90,8 +96,10 @@ def test_the_stream_is_frozen():
 FROZEN_HASHES = [[1935939301, 476964993, 4094961829], [369731783, 3226564961, 3153922356]]
 
 
-@pytest.mark.parametrize("x_value,max_rate", [(0.01, 1.0), (0.1, 1.0), (0.37, 1.0), (0.5, 1.0), (0.9, 1.0),
-                                              (0.99, 1.0), (0.6, 0.5), (0.3, 2.0)])
+@pytest.mark.parametrize(
+    "x_value,max_rate",
+    [(0.01, 1.0), (0.1, 1.0), (0.37, 1.0), (0.5, 1.0), (0.9, 1.0), (0.99, 1.0), (0.6, 0.5), (0.3, 2.0)],
+)
 def test_rate_is_within_3_sigma(x_value, max_rate):
     x = np.full((1, 1000), x_value, np.float32)
     spikes = encode(encoder_session([1000], seed=11, max_rate=max_rate), x, 100)  # 10^5 draws
@@ -117,7 +125,7 @@ def test_same_seed_same_spikes_in_every_run_and_session():
         np.testing.assert_array_equal(run, runs[0])
 
 
-@pytest.mark.parametrize("other", [43, 42 + 2 ** 32])
+@pytest.mark.parametrize("other", [43, 42 + 2**32])
 def test_different_seeds_differ(other):
     x = np.full((4, 50), 0.5, np.float32)
     same = encode(encoder_session([50], seed=42), x, 16)
@@ -209,8 +217,9 @@ def test_compile_refuses_negative_inputs(digits):
         compile_model(DIGITS / "digits_mlp.onnx", None, options, calibration=digits["x_calib"] * 2 - 1)
 
 
-@pytest.mark.parametrize("fields", [{"encoding": "rate"}, {"encoding": "poisson", "neuron": "signgd"},
-                                    {"max_rate": 0.0}, {"seed": 2 ** 32}])
+@pytest.mark.parametrize(
+    "fields", [{"encoding": "rate"}, {"encoding": "poisson", "neuron": "signgd"}, {"max_rate": 0.0}, {"seed": 2**32}]
+)
 def test_encoding_options_are_validated(fields):
     with pytest.raises(SnnError):
         CompileOptions(**fields).validate()

@@ -1,5 +1,6 @@
 """onnx_snn.probe.observe alone, on tiny graphs built here: the observed tensors against numpy,
 a batch run in slices against the whole batch, constant feeds, an snn-domain graph."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,10 +23,12 @@ def dense_graph() -> tuple[gs.Graph, dict[str, gs.Variable]]:
     scale = gs.Variable("scale", np.float32, [])
     product, z, y, out = (gs.Variable(name) for name in ("product", "z", "y", "out"))
     out.dtype = np.float32
-    nodes = [gs.Node("MatMul", "matmul", inputs=[x, gs.Constant("W", W)], outputs=[product]),
-             gs.Node("Add", "add", inputs=[product, gs.Constant("b", B)], outputs=[z]),
-             gs.Node("Relu", "relu", inputs=[z], outputs=[y]),
-             gs.Node("Mul", "mul", inputs=[y, scale], outputs=[out])]
+    nodes = [
+        gs.Node("MatMul", "matmul", inputs=[x, gs.Constant("W", W)], outputs=[product]),
+        gs.Node("Add", "add", inputs=[product, gs.Constant("b", B)], outputs=[z]),
+        gs.Node("Relu", "relu", inputs=[z], outputs=[y]),
+        gs.Node("Mul", "mul", inputs=[y, scale], outputs=[out]),
+    ]
     graph = gs.Graph(nodes=nodes, inputs=[x, scale], outputs=[out], opset=17, ir_version=8)
     return graph, {"z": z, "y": y}
 
@@ -73,8 +76,7 @@ def test_slices_under_a_tiny_budget_give_the_same_arrays():
     assert [r.samples for r in sliced] == [2] * 5 + [2, 2, 2, 1]  # the empty feed: no run
     for i, first, last in ((0, 0, 5), (2, 5, 9)):
         for k in range(2):
-            np.testing.assert_array_equal(np.concatenate([r.arrays[k] for r in sliced[first:last]]),
-                                          whole[i].arrays[k])
+            np.testing.assert_array_equal(np.concatenate([r.arrays[k] for r in sliced[first:last]]), whole[i].arrays[k])
 
 
 def test_at_least_one_sample_per_run():
@@ -88,8 +90,9 @@ def test_prune_drops_what_no_observed_tensor_needs(monkeypatch, prune):
     graph, t = dense_graph()
     models = []
     make_session = probe.make_session
-    monkeypatch.setattr(probe, "make_session", lambda model, *args, **kw: models.append(model) or make_session(
-        model, *args, **kw))
+    monkeypatch.setattr(
+        probe, "make_session", lambda model, *args, **kw: models.append(model) or make_session(model, *args, **kw)
+    )
     (run,) = observe(graph, [t["y"]], [{"x": samples(2)}], SCALE, prune=prune)
     np.testing.assert_allclose(run.arrays[0], reference(samples(2))[1], rtol=1e-5, atol=1e-6)
     ops = [node.op_type for node in onnx.load_from_string(models[0]).graph.node]
@@ -107,11 +110,17 @@ def snn_graph(threshold: float) -> tuple[gs.Graph, dict[str, gs.Variable]]:
     x = gs.Variable("x", np.float32, ["B", 4])
     timesteps = gs.Variable("timesteps", np.int64, [])
     current, spikes, v_t = gs.Variable("current"), gs.Variable("spikes", np.float32), gs.Variable("v_T")
-    nodes = [gs.Node("Mul", "double", inputs=[x, gs.Constant("two", np.asarray(2.0, np.float32))], outputs=[current]),
-             gs.Node("IFNeuronConstantInput", "if", domain="snn",
-                     attrs={"threshold": threshold, "reset": "soft", "v_init": 0.5},
-                     inputs=[current, timesteps, gs.Constant("v0", np.asarray(np.nan, np.float32))],
-                     outputs=[spikes, v_t])]
+    nodes = [
+        gs.Node("Mul", "double", inputs=[x, gs.Constant("two", np.asarray(2.0, np.float32))], outputs=[current]),
+        gs.Node(
+            "IFNeuronConstantInput",
+            "if",
+            domain="snn",
+            attrs={"threshold": threshold, "reset": "soft", "v_init": 0.5},
+            inputs=[current, timesteps, gs.Constant("v0", np.asarray(np.nan, np.float32))],
+            outputs=[spikes, v_t],
+        ),
+    ]
     graph = gs.Graph(nodes=nodes, inputs=[x, timesteps], outputs=[spikes], opset=21, ir_version=10)
     return graph, {"current": current, "spikes": spikes, "v_T": v_t}
 
@@ -123,8 +132,9 @@ def test_an_snn_graph_runs_with_its_functions_and_a_timesteps_feed():
     feeds = [{"x": x}]
     timesteps = {"timesteps": np.asarray(steps, np.int64)}
     (run,) = observe(graph, [t["current"], t["spikes"], t["v_T"]], feeds, timesteps)
-    ref_spikes, ref_v = if_neuron(np.broadcast_to(2 * x, (steps, *x.shape)), threshold, "soft",
-                                  np.float32(0.5 * threshold))
+    ref_spikes, ref_v = if_neuron(
+        np.broadcast_to(2 * x, (steps, *x.shape)), threshold, "soft", np.float32(0.5 * threshold)
+    )
     np.testing.assert_array_equal(run.arrays[0], 2 * x)
     np.testing.assert_array_equal(run.arrays[1], ref_spikes.reshape(steps * len(x), 4))
     np.testing.assert_array_equal(run.arrays[2], ref_v)

@@ -3,6 +3,7 @@
 Every constrained weight holds at most N distinct magnitudes per sign (per layer, or per output
 channel) and its smallest non-zero magnitude is at least its largest divided by the ON/OFF ratio R.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,21 +58,31 @@ def test_project_levels_ratio_and_zeros(shape, axis, levels, ratio):
 
 def linear_zoo() -> onnx.ModelProto:
     """Conv -> Relu -> Flatten -> Gemm(transB=0) -> Gemm(transB=1) -> MatMul(W4) -> MatMul(W4 shared)."""
-    inits = {"w1": random_weight((4, 2, 3, 3)), "b1": RNG.normal(size=4).astype(np.float32),
-             "w2": random_weight((36, 12)), "b2": RNG.normal(size=12).astype(np.float32),
-             "w3": random_weight((10, 12)), "b3": RNG.normal(size=10).astype(np.float32),
-             "w4": random_weight((10, 10)) / 3}
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c"], name="conv"),
-             helper.make_node("Relu", ["c"], ["r"], name="relu"),
-             helper.make_node("Flatten", ["r"], ["f"], name="flatten"),
-             helper.make_node("Gemm", ["f", "w2", "b2"], ["g"], name="gemm_in_out"),
-             helper.make_node("Gemm", ["g", "w3", "b3"], ["h"], name="gemm_out_in", transB=1),
-             helper.make_node("MatMul", ["h", "w4"], ["m"], name="matmul1"),
-             helper.make_node("MatMul", ["m", "w4"], ["y"], name="matmul2")]
-    graph = helper.make_graph(nodes, "zoo",
-                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 2, 5, 5])],
-                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 10])],
-                              [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()])
+    inits = {
+        "w1": random_weight((4, 2, 3, 3)),
+        "b1": RNG.normal(size=4).astype(np.float32),
+        "w2": random_weight((36, 12)),
+        "b2": RNG.normal(size=12).astype(np.float32),
+        "w3": random_weight((10, 12)),
+        "b3": RNG.normal(size=10).astype(np.float32),
+        "w4": random_weight((10, 10)) / 3,
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c"], name="conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Flatten", ["r"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "w2", "b2"], ["g"], name="gemm_in_out"),
+        helper.make_node("Gemm", ["g", "w3", "b3"], ["h"], name="gemm_out_in", transB=1),
+        helper.make_node("MatMul", ["h", "w4"], ["m"], name="matmul1"),
+        helper.make_node("MatMul", ["m", "w4"], ["y"], name="matmul2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "zoo",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 2, 5, 5])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 10])],
+        [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -159,8 +170,19 @@ def test_cli_writes_constrained_ann_and_reports_accuracy(torch_lenet, tmp_path):
     path, data = torch_lenet
     before = digest(path)
     out = tmp_path / "lenet.crossbar.onnx"
-    result = run_cli("quantize-weights", str(path), "-o", str(out), "--levels", "8", "--on-off-ratio", "10",
-                     "--per-channel", "--data", str(data))
+    result = run_cli(
+        "quantize-weights",
+        str(path),
+        "-o",
+        str(out),
+        "--levels",
+        "8",
+        "--on-off-ratio",
+        "10",
+        "--per-channel",
+        "--data",
+        str(data),
+    )
     assert result.returncode == 0, result.stderr
     assert "accuracy on 360 samples: before" in result.stdout
     assert digest(path) == before
@@ -168,10 +190,16 @@ def test_cli_writes_constrained_ann_and_reports_accuracy(torch_lenet, tmp_path):
         assert_crossbar(weight, 8, 10.0, 0)
 
 
-@pytest.mark.parametrize("args,fragment", [(["--levels", "1"], "at least 2"), (["--levels", "0"], "at least 2"),
-                                           (["--on-off-ratio", "1"], "greater than 1"),
-                                           (["--on-off-ratio", "0.5"], "greater than 1"),
-                                           (["--on-off-ratio", "nan"], "finite number")])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--levels", "1"], "at least 2"),
+        (["--levels", "0"], "at least 2"),
+        (["--on-off-ratio", "1"], "greater than 1"),
+        (["--on-off-ratio", "0.5"], "greater than 1"),
+        (["--on-off-ratio", "nan"], "finite number"),
+    ],
+)
 def test_cli_bad_levels_or_ratio(args, fragment, tmp_path):
     model = tmp_path / "tiny.onnx"
     onnx.save(tiny_relu_model(), model)
@@ -183,10 +211,13 @@ def test_cli_bad_levels_or_ratio(args, fragment, tmp_path):
 def test_compile_bad_weight_levels(tmp_path):
     model = tmp_path / "tiny.onnx"
     onnx.save(tiny_relu_model(), model)
-    assert_user_error(run_cli("compile", str(model), "-o", str(tmp_path / "out.onnx"), "--weight-levels", "1"),
-                      "at least 2")
-    assert_user_error(run_cli("compile", str(model), "-o", str(tmp_path / "out.onnx"), "--weight-levels", "4",
-                              "--on-off-ratio", "1"), "greater than 1")
+    assert_user_error(
+        run_cli("compile", str(model), "-o", str(tmp_path / "out.onnx"), "--weight-levels", "1"), "at least 2"
+    )
+    assert_user_error(
+        run_cli("compile", str(model), "-o", str(tmp_path / "out.onnx"), "--weight-levels", "4", "--on-off-ratio", "1"),
+        "greater than 1",
+    )
 
 
 def test_cli_refuses_to_overwrite_input(tmp_path):
@@ -201,8 +232,19 @@ def test_compile_with_weight_levels_end_to_end(tmp_path):
     model, calib, out = tmp_path / "tiny.onnx", tmp_path / "calib.npy", tmp_path / "tiny.snn.onnx"
     onnx.save(tiny_relu_model(), model)
     np.save(calib, RNG.normal(size=(64, 4)).astype(np.float32))
-    result = run_cli("compile", str(model), "-o", str(out), "--calib", str(calib), "--weight-levels", "3",
-                     "--on-off-ratio", "4", "-q")
+    result = run_cli(
+        "compile",
+        str(model),
+        "-o",
+        str(out),
+        "--calib",
+        str(calib),
+        "--weight-levels",
+        "3",
+        "--on-off-ratio",
+        "4",
+        "-q",
+    )
     assert result.returncode == 0, result.stderr
     assert "PASS" in result.stdout and "quantize_weights" in result.stdout
     compiled = onnx.load(out)
@@ -226,8 +268,9 @@ def test_finetune_keeps_the_constraint(per_channel):
     x_train, y_train, _, _ = load_digits_split()
     net = seeded_net(lambda: MLP((1, 8, 8), (32,)))
     before = [m.weight.detach().clone() for m in net.modules() if isinstance(m, torch.nn.Linear)]
-    tuned = finetune_constrained(net, x_train[:128], y_train[:128], levels=4, on_off_ratio=10.0,
-                                 per_channel=per_channel, epochs=2, lr=1e-2)
+    tuned = finetune_constrained(
+        net, x_train[:128], y_train[:128], levels=4, on_off_ratio=10.0, per_channel=per_channel, epochs=2, lr=1e-2
+    )
     after = [m.weight.detach() for m in tuned.modules() if isinstance(m, torch.nn.Linear)]
     assert len(after) == 2 and not tuned.training
     for old, new in zip(before, after):
@@ -245,8 +288,9 @@ def test_finetune_under_constraint_on_digits(per_channel):
     x_train, y_train, x_test, y_test = load_digits_split()
     torch.manual_seed(0)
     net = train(MLP((1, 8, 8), (32,)), x_train, y_train, epochs=5, lr=3e-3)
-    tuned = finetune_constrained(net, x_train, y_train, levels=4, on_off_ratio=10.0, per_channel=per_channel,
-                                 epochs=2, lr=3e-4)
+    tuned = finetune_constrained(
+        net, x_train, y_train, levels=4, on_off_ratio=10.0, per_channel=per_channel, epochs=2, lr=3e-4
+    )
     for module in tuned.modules():
         if isinstance(module, torch.nn.Linear):
             assert_crossbar(module.weight.detach().numpy(), 4, 10.0, 0 if per_channel else None)

@@ -1,4 +1,5 @@
 """The runtime session: provider choice, run, and the CUDA path where a GPU exists."""
+
 from __future__ import annotations
 
 import numpy as np

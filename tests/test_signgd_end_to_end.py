@@ -4,6 +4,7 @@ of two activations) nets.
 Each test runs twice: in the fast suite on the net untrained (seeded weights: helpers.seeded_net), which
 exercises the conversion and the SNN's convergence to its ANN, and in the slow suite on the net trained
 in the test (where the ANN's accuracy makes the comparison meaningful on real data)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,15 @@ def gelu_layernorm_mlp() -> nn.Module:
 
 
 def maxpool_cnn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                         nn.Linear(128, 32), nn.ReLU(), nn.Linear(32, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(128, 32),
+        nn.ReLU(),
+        nn.Linear(32, 10),
+    )
 
 
 class AttentionScores(nn.Module):
@@ -46,8 +54,9 @@ class AttentionScores(nn.Module):
 
 
 def silu_hardswish_mlp() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.SiLU(), nn.Linear(64, 32), nn.Hardswish(),
-                         nn.Linear(32, 10))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 64), nn.SiLU(), nn.Linear(64, 32), nn.Hardswish(), nn.Linear(32, 10)
+    )
 
 
 NETS = {"gelu_layernorm_mlp": gelu_layernorm_mlp, "maxpool_cnn": maxpool_cnn, "silu_hardswish_mlp": silu_hardswish_mlp}
@@ -94,8 +103,9 @@ def test_attention_scores_become_product_neurons(trained, digits, tmp_path):
     onnx.checker.check_model(str(out), full_check=True)
     nodes = onnx.load(out).graph.node
     assert "MatMul" not in {n.op_type for n in nodes}
-    functions = [a.s.decode() for n in nodes if n.op_type == "SignGDBinaryNeuron" for a in n.attribute
-                 if a.name == "function"]
+    functions = [
+        a.s.decode() for n in nodes if n.op_type == "SignGDBinaryNeuron" for a in n.attribute if a.name == "function"
+    ]
     assert functions == ["product"]
     report = Session(out).evaluate(x_test, y_test, ann=ann, progress=False)
     assert report.agreement[63] >= 0.95, report.table()
@@ -126,13 +136,17 @@ def test_defaults_beat_the_spec_configuration_and_keep_converging(trained, digit
     net = digits_net(gelu_layernorm_mlp, x_train, y_train, epochs=15 if trained else 0)
     ann = tmp_path / "ann.onnx"
     export_torch(net, torch.from_numpy(x_train[:2]), ann, dynamo=False)
-    configurations = {"spec": SPEC_CONFIGURATION, "defaults": {},
-                      "spec_exp_inverse": SPEC_CONFIGURATION | {"schedule": "exp_inverse", "tail": 0.25}}
+    configurations = {
+        "spec": SPEC_CONFIGURATION,
+        "defaults": {},
+        "spec_exp_inverse": SPEC_CONFIGURATION | {"schedule": "exp_inverse", "tail": 0.25},
+    }
     errors, per_step = {}, {}
     for name, options in configurations.items():
         out = tmp_path / f"{name}.onnx"
-        compile_model(ann, out, CompileOptions(timesteps=256, neuron="signgd", norm="max", **options),
-                      calibration=x_train[:512])
+        compile_model(
+            ann, out, CompileOptions(timesteps=256, neuron="signgd", norm="max", **options), calibration=x_train[:512]
+        )
         session = Session(out)
         errors[name] = session.evaluate(x_test, y_test, ann=ann, progress=False).logit_error
         per_step[name] = session.run(x_test[:64]).per_step

@@ -2,6 +2,7 @@
 
 The conversion runs on each net untrained (seeded: helpers.seeded_net) in the fast suite, where the SNN
 must agree with its ANN, and trained on digits in the slow one, where it must also keep the ANN's accuracy."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,12 @@ from onnx_snn.models.export import export_torch
 from onnx_snn.models.signgd_nets import ConvNeXtNet, MaxPoolCNN, MixerNet, ResMLPNet
 from onnx_snn.runtime import Session
 
-NETS: dict[str, type[nn.Module]] = {"convnext": ConvNeXtNet, "mixer": MixerNet, "resmlp": ResMLPNet,
-                                    "maxpool_cnn": MaxPoolCNN}
+NETS: dict[str, type[nn.Module]] = {
+    "convnext": ConvNeXtNet,
+    "mixer": MixerNet,
+    "resmlp": ResMLPNet,
+    "maxpool_cnn": MaxPoolCNN,
+}
 
 
 @pytest.mark.parametrize("image_size", [8, 28])
@@ -69,8 +74,12 @@ def test_net_converts_with_auto_signgd(name: str, dynamo: bool, weights: str, di
     ann = tmp_path / "ann.onnx"
     export_torch(request.getfixturevalue(weights)[name], torch.from_numpy(x_train[:2]), ann, dynamo=dynamo)
     out = tmp_path / "snn.onnx"
-    compile_model(ann, out, CompileOptions(timesteps=128, neuron="auto", norm="max", schedule="exp_inverse"),
-                  calibration=x_train[:256])
+    compile_model(
+        ann,
+        out,
+        CompileOptions(timesteps=128, neuron="auto", norm="max", schedule="exp_inverse"),
+        calibration=x_train[:256],
+    )
     onnx.checker.check_model(str(out), full_check=True)
     ops = {n.op_type for n in onnx.load(out).graph.node}
     assert {"SignGDEncoder", "SignGDDecoder", "SignGDNeuron"} <= ops, ops

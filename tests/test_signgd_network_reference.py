@@ -23,6 +23,7 @@ moves the output far more than 1e-4):
   from its own verdict (at most 3 in ~4M decisions here) and decides everything else itself.
 With both, every case here agrees bit for bit.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,35 +47,55 @@ RTOL = 1e-4  # of the largest |output| over all steps and samples
 
 def gelu_tanh_leaky_mlp() -> nn.Module:
     """The tanh GELU and a LeakyReLU of slope 0.2 (neuron attributes gate, cubic, slope)."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.GELU(approximate="tanh"), nn.Linear(32, 32),
-                         nn.LeakyReLU(0.2), nn.Linear(32, 10))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(64, 32),
+        nn.GELU(approximate="tanh"),
+        nn.Linear(32, 32),
+        nn.LeakyReLU(0.2),
+        nn.Linear(32, 10),
+    )
 
 
 def silu_hardswish_mlp() -> nn.Module:
     """SiLU (the canonical Mul(u, Sigmoid(u)) becomes one `silu` neuron) and HardSwish."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.SiLU(), nn.Linear(32, 32), nn.Hardswish(),
-                         nn.Linear(32, 10))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 32), nn.SiLU(), nn.Linear(32, 32), nn.Hardswish(), nn.Linear(32, 10)
+    )
 
 
 def relu_pool_cnn() -> nn.Module:
     """Conv, BatchNorm, ReLU and a padded 3x3 stride-2 max-pool (spec §5 decomposition)."""
-    return nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
-                         nn.Flatten(), nn.Linear(6 * 16, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1),
+        nn.Flatten(),
+        nn.Linear(6 * 16, 10),
+    )
 
 
-NETS = {"convnext": lambda: ConvNeXtNet(image_size=8), "mixer": lambda: MixerNet(image_size=8),
-        "resmlp": lambda: ResMLPNet(image_size=8), "maxpool_cnn": lambda: MaxPoolCNN(image_size=8),
-        "gelu_tanh_leaky_mlp": gelu_tanh_leaky_mlp, "relu_pool_cnn": relu_pool_cnn,
-        "silu_hardswish_mlp": silu_hardswish_mlp}
+NETS = {
+    "convnext": lambda: ConvNeXtNet(image_size=8),
+    "mixer": lambda: MixerNet(image_size=8),
+    "resmlp": lambda: ResMLPNet(image_size=8),
+    "maxpool_cnn": lambda: MaxPoolCNN(image_size=8),
+    "gelu_tanh_leaky_mlp": gelu_tanh_leaky_mlp,
+    "relu_pool_cnn": relu_pool_cnn,
+    "silu_hardswish_mlp": silu_hardswish_mlp,
+}
 
 #: the spec's own configuration (spec §1, §3): η = 0.15·0.95^(t−1), float encoder, ReLU range 1
 SPEC = dict(schedule="exponential", eta0=0.15, gamma=0.95, codec="float", signgd_range=1.0)
 #: id -> (net, compile options): every net with the defaults, then other codecs and schedules
-CASES = {**{name: (name, {}) for name in NETS},
-         "gelu_tanh_leaky_mlp-spec": ("gelu_tanh_leaky_mlp", SPEC),
-         "gelu_tanh_leaky_mlp-spike_codec": ("gelu_tanh_leaky_mlp", {"codec": "spike"}),
-         "mixer-exp_inverse": ("mixer", {"schedule": "exp_inverse", "tail": 0.25}),
-         "relu_pool_cnn-spec-spike_codec": ("relu_pool_cnn", SPEC | {"codec": "spike"})}
+CASES = {
+    **{name: (name, {}) for name in NETS},
+    "gelu_tanh_leaky_mlp-spec": ("gelu_tanh_leaky_mlp", SPEC),
+    "gelu_tanh_leaky_mlp-spike_codec": ("gelu_tanh_leaky_mlp", {"codec": "spike"}),
+    "mixer-exp_inverse": ("mixer", {"schedule": "exp_inverse", "tail": 0.25}),
+    "relu_pool_cnn-spec-spike_codec": ("relu_pool_cnn", SPEC | {"codec": "spike"}),
+}
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +117,7 @@ def ann_paths(digits, tmp_path_factory):
             paths[name] = folder / f"{name}.onnx"
             export_torch(net, torch.from_numpy(x_train[:2]), paths[name], dynamo=False)
         return paths[name]
+
     return get
 
 
@@ -114,8 +136,10 @@ def compare(model, x: np.ndarray, timesteps: int) -> tuple[float, float, np.ndar
     assert any(s.any() and not s.all() for s in spikes)
     decisions = sum(s.size for s in spikes)
     settled = [tie for tie in reference.ties if tie[3]]
-    print(f"{decisions} spike decisions, {sum(t[2] for t in reference.ties)} float32 ties, "
-          f"{sum(t[3] for t in settled)} settled the other way by the model: {settled}")
+    print(
+        f"{decisions} spike decisions, {sum(t[2] for t in reference.ties)} float32 ties, "
+        f"{sum(t[3] for t in settled)} settled the other way by the model: {settled}"
+    )
     assert sum(t[3] for t in settled) <= max(2, decisions // 100_000), settled  # ties are rare
     diff, scale = float(np.abs(got - expected).max()), float(np.abs(got).max())
     own = float(np.abs(got - reference.run(x, timesteps)).max())
@@ -135,8 +159,9 @@ def test_reference_reproduces_compiled_model(name, options, digits, ann_paths, t
     compile_model(ann_paths(name), out, CompileOptions(neuron="signgd", **options), calibration=x_train[:256])
     diff, scale, got, expected = compare(out, x_test[:8], 64)
     assert scale > 0
-    assert diff <= RTOL * scale, f"max |Δ| {diff:.3g} = {diff / scale:.3g} of the output scale {scale:.3g}; " \
-                                 f"{_first_difference(got, expected)}"
+    assert diff <= RTOL * scale, (
+        f"max |Δ| {diff:.3g} = {diff / scale:.3g} of the output scale {scale:.3g}; {_first_difference(got, expected)}"
+    )
 
 
 FASHION = ["fashion-convnext", "fashion-mixer", "fashion-resmlp", "fashion-maxpool"]

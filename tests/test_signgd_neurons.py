@@ -6,6 +6,7 @@ against the step-by-step reference the ops are compared bit for bit in float32, 
 a tolerance in ulps (see `assert_within_ulps`): the float64 η_t = η0·γ^(t−1) comes from
 onnxruntime's Pow and numpy's power, neither of which is correctly rounded.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,10 +63,17 @@ def _field(rows: list[dict], key: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- spec vectors (float64) ----
 
+
 def test_eta_table(vectors):
     """η_t from one-step decoder runs continued by t0: y_1 = 0 − η_t·(2·0 − 1) = η_t."""
-    feeds = {"z": np.zeros((1, 1)), "timesteps": int64(1), "offset": np.ones(1), "bias": np.zeros(1),
-             "y0": np.zeros(1), "t0": int64(0)}
+    feeds = {
+        "z": np.zeros((1, 1)),
+        "timesteps": int64(1),
+        "offset": np.ones(1),
+        "bias": np.zeros(1),
+        "y0": np.zeros(1),
+        "t0": int64(0),
+    }
     run = runner([snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"])], feeds, {"y_per_step": 3, "y_T": 2})
     eta = [run(feeds | {"t0": int64(t)})["y_T"].item() for t in range(64)]
     np.testing.assert_allclose(eta, vectors["eta"], rtol=0, atol=1e-5)
@@ -74,11 +82,12 @@ def test_eta_table(vectors):
 
 def _per_step_v(function: str, currents: np.ndarray, offset, bias, feeds: dict, extra_nodes: list) -> Runner:
     """neuron(function) on `currents`, with decoders (o = 1, β = 0) of its spikes and of its input."""
-    nodes = [*extra_nodes,
-             snn("SignGDNeuron", [currents, "T", offset, bias, "nan", "nan", "t0"], ["s", "x_T", "v_T"],
-                 function=function),
-             snn("SignGDDecoder", ["s", "T", "one", "zero", "nan", "t0"], ["v_seq", "v_end"]),
-             snn("SignGDDecoder", [currents, "T", "one", "zero", "nan", "t0"], ["in_seq", "in_end"])]
+    nodes = [
+        *extra_nodes,
+        snn("SignGDNeuron", [currents, "T", offset, bias, "nan", "nan", "t0"], ["s", "x_T", "v_T"], function=function),
+        snn("SignGDDecoder", ["s", "T", "one", "zero", "nan", "t0"], ["v_seq", "v_end"]),
+        snn("SignGDDecoder", [currents, "T", "one", "zero", "nan", "t0"], ["in_seq", "in_end"]),
+    ]
     return runner(nodes, feeds, {"s": 2, "v_seq": 3, "in_seq": 3})
 
 
@@ -96,8 +105,9 @@ def test_scenario_a(vectors, function):
     np.testing.assert_allclose(out["v_seq"][:, 0], _field(rows, "v"), rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("function, codec, key", [("relu", "float", "B"), ("gelu", "float", "B"),
-                                                  ("relu", "spike", "B_spike")])
+@pytest.mark.parametrize(
+    "function, codec, key", [("relu", "float", "B"), ("gelu", "float", "B"), ("relu", "spike", "B_spike")]
+)
 def test_scenario_b(vectors, function, codec, key):
     """Encoder → neuron (o = 1, β = 0) → decoder (o = 1, β = 0): y_t = v_t, input estimate = f_t."""
     feeds = _constants(64) | {"x": XS[None, :]}
@@ -115,29 +125,40 @@ def test_layernorm_scenario_b(vectors):
     ln = vectors["layernorm"]
     eps = ln["eps"]
     feeds = _constants(64) | {"x": np.array([ln["x"]]), "eps": np.array([eps]), "o_var": np.array([1 + 2 * eps])}
-    nodes = [helper.make_node("Constant", [], ["last"], value_ints=[-1]),
-             snn("SignGDEncoder", ["x", "T", "nan", "t0"], ["e", "f_T"]),
-             helper.make_node("ReduceMean", ["e", "last"], ["mean"]),
-             helper.make_node("Sub", ["e", "mean"], ["u"]),
-             snn("SignGDNeuron", ["u", "T", "zero", "zero", "nan", "nan", "t0"], ["h", "h_x", "h_v"],
-                 function="square"),
-             helper.make_node("ReduceMean", ["h", "last"], ["mean_h"]),
-             helper.make_node("Add", ["mean_h", "eps"], ["var"]),
-             snn("SignGDBinaryNeuron", ["u", "var", "T", "zero", "zero", "o_var", "eps", "nan", "nan", "nan", "t0"],
-                 ["n", "n_p", "n_q", "n_v"], function="p_rsqrt_q"),
-             snn("SignGDDecoder", ["n", "T", "one", "zero", "nan", "t0"], ["y", "y_T"]),
-             snn("SignGDDecoder", ["var", "T", "o_var", "eps", "nan", "t0"], ["var_seq", "var_T"])]
+    nodes = [
+        helper.make_node("Constant", [], ["last"], value_ints=[-1]),
+        snn("SignGDEncoder", ["x", "T", "nan", "t0"], ["e", "f_T"]),
+        helper.make_node("ReduceMean", ["e", "last"], ["mean"]),
+        helper.make_node("Sub", ["e", "mean"], ["u"]),
+        snn("SignGDNeuron", ["u", "T", "zero", "zero", "nan", "nan", "t0"], ["h", "h_x", "h_v"], function="square"),
+        helper.make_node("ReduceMean", ["h", "last"], ["mean_h"]),
+        helper.make_node("Add", ["mean_h", "eps"], ["var"]),
+        snn(
+            "SignGDBinaryNeuron",
+            ["u", "var", "T", "zero", "zero", "o_var", "eps", "nan", "nan", "nan", "t0"],
+            ["n", "n_p", "n_q", "n_v"],
+            function="p_rsqrt_q",
+        ),
+        snn("SignGDDecoder", ["n", "T", "one", "zero", "nan", "t0"], ["y", "y_T"]),
+        snn("SignGDDecoder", ["var", "T", "o_var", "eps", "nan", "t0"], ["var_seq", "var_T"]),
+    ]
     out = runner(nodes, feeds, {"y": 3, "var_seq": 3})(feeds)
     for t, expected in ln["y_at"].items():
         np.testing.assert_allclose(out["y"][int(t) - 1, 0], expected, rtol=0, atol=1e-5)
         np.testing.assert_allclose(out["var_seq"][int(t) - 1, 0, 0], ln["variance_estimate_at"][t], rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("codec, emitted, estimate", [
-    ("float", [0.15, 0.2025, 0.24489, 0.27943, 0.30780, 0.33128, 0.35086, 0.36731],
-     [0.105, 0.18979, 0.25886, 0.31559, 0.36256, 0.40172, 0.43461, 0.46241]),
-    ("spike", [0, 0, 0, 0, 0, 0, 1, 0], [0.15, 0.2925, 0.42788, 0.55648, 0.67866, 0.79472, 0.68446, 0.78921]),
-])
+@pytest.mark.parametrize(
+    "codec, emitted, estimate",
+    [
+        (
+            "float",
+            [0.15, 0.2025, 0.24489, 0.27943, 0.30780, 0.33128, 0.35086, 0.36731],
+            [0.105, 0.18979, 0.25886, 0.31559, 0.36256, 0.40172, 0.43461, 0.46241],
+        ),
+        ("spike", [0, 0, 0, 0, 0, 0, 1, 0], [0.15, 0.2925, 0.42788, 0.55648, 0.67866, 0.79472, 0.68446, 0.78921]),
+    ],
+)
 def test_encoder_table(codec, emitted, estimate):
     """Spec §9 encoders for x = 0.7, steps 1-8, run one step at a time with f and t0 carried."""
     f, trajectory, emits = NAN, [], []
@@ -172,8 +193,15 @@ def test_other_neurons_v64(function):
 
 # ------------------------------------------------------- against the numpy reference ----
 
-OPS = [*(("neuron", f) for f in UNARY_RULES), *(("binary", f) for f in BINARY_RULES),
-       ("encoder", "float"), ("encoder", "spike"), ("decoder", "")]
+OPS = [
+    *(("neuron", f) for f in UNARY_RULES),
+    *(("binary", f) for f in BINARY_RULES),
+    ("encoder", "float"),
+    ("encoder", "spike"),
+    ("decoder", ""),
+]
+
+
 def _run(kind: str, function: str, case: dict, onnx_op: bool) -> list[np.ndarray]:
     """Outputs of the op (onnx_op) or of the reference: the per-step output, then the final states."""
     z, t0 = case["currents"], case["t0"]
@@ -182,8 +210,9 @@ def _run(kind: str, function: str, case: dict, onnx_op: bool) -> list[np.ndarray
             spikes, x, v = run_neuron(z, case["offsets"], case["biases"], function, case["x0"], case["v0"], t0)
         else:
             rules = UNARY_RULES if kind == "neuron" else BINARY_RULES
-            spikes, x, v = signgd_neuron(z, case["offsets"], case["biases"], rules[function], case["x0"],
-                                         case["v0"], t0)
+            spikes, x, v = signgd_neuron(
+                z, case["offsets"], case["biases"], rules[function], case["x0"], case["v0"], t0
+            )
         return [spikes, *x, v]
     if kind == "encoder":
         args = (case["analog"], z[0].shape[0], function, case["x0"][0], t0)
@@ -215,8 +244,9 @@ def test_matches_reference(kind, function, timesteps, dtype, fresh):
     assert_within_ulps(got[0][:steps], expected[0][:steps], timesteps)  # spikes (0/1) stay identical
     for a, b in zip(got[1:-1], expected[1:-1]):
         assert_within_ulps(a, b, timesteps)
-    np.testing.assert_allclose(got[-1], expected[-1], rtol=0,
-                               atol=slack + ULPS_PER_STEP * timesteps * np.spacing(np.max(np.abs(expected[-1]))))
+    np.testing.assert_allclose(
+        got[-1], expected[-1], rtol=0, atol=slack + ULPS_PER_STEP * timesteps * np.spacing(np.max(np.abs(expected[-1])))
+    )
     if kind != "decoder" and function != "float":
         assert set(np.unique(got[0])) <= {0.0, 1.0}
 
@@ -228,9 +258,18 @@ def test_chunked_run_equals_single_run(kind, function):
     whole = _run(kind, function, case, onnx_op=True)
     first = _run(kind, function, case | {"currents": [z[:16] for z in case["currents"]]}, onnx_op=True)
     states = first[1:]
-    second = _run(kind, function, case | {"currents": [z[16:] for z in case["currents"]], "t0": case["t0"] + 16,
-                                          "x0": states[:len(case["x0"])],
-                                          "v0": states[-1]}, onnx_op=True)
+    second = _run(
+        kind,
+        function,
+        case
+        | {
+            "currents": [z[16:] for z in case["currents"]],
+            "t0": case["t0"] + 16,
+            "x0": states[: len(case["x0"])],
+            "v0": states[-1],
+        },
+        onnx_op=True,
+    )
     np.testing.assert_array_equal(np.concatenate([first[0], second[0]]), whole[0])
     for a, b in zip(second[1:], whole[1:]):
         np.testing.assert_array_equal(a, b)

@@ -5,6 +5,7 @@ the graph's function and puts each calibrated output at its statistic / --signgd
 then folds GELU's Mul(λ) → Gelu → Mul(1/λ) into the neuron's gate. Also: the exact encoder lands
 on its input, and MaxPool's decomposition never compares two pad values.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,8 +47,9 @@ class GatedMlp(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.SiLU(), nn.Linear(32, 16), nn.Hardswish(),
-                                 nn.Linear(16, 10))
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(64, 32), nn.SiLU(), nn.Linear(32, 16), nn.Hardswish(), nn.Linear(16, 10)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -105,8 +107,11 @@ def test_every_neuron_output_is_at_its_range(signgd_range, inputs):
 
 def test_spikify_folds_the_gelu_scaling_into_the_gate(inputs):
     _, graph, ctx = _normalized(LayerNormGelu(), inputs, 2.0)
-    scales = {n.name: float(n.inputs[1].values) for n in graph.nodes if n.op == "Mul" and n.outputs[0].outputs
-              and n.outputs[0].outputs[0].op == "Gelu"}
+    scales = {
+        n.name: float(n.inputs[1].values)
+        for n in graph.nodes
+        if n.op == "Mul" and n.outputs[0].outputs and n.outputs[0].outputs[0].op == "Gelu"
+    }
     forms = {n.name: n.attrs.get("approximate", "none") for n in graph.nodes if n.op == "Gelu"}
     graph = spikify_signgd.run(graph, ctx)
     neurons = {n.name: n for n in graph.nodes if n.op == "SignGDNeuron" and n.attrs["function"].startswith("gelu")}
@@ -124,8 +129,11 @@ def test_silu_and_hardswish_become_neurons_with_their_gates_scaled(inputs):
     """A SiLU (Sigmoid + Mul) becomes one `silu` neuron and a HardSwish one `hard_swish` neuron,
     each with its gate times λ; no Sigmoid is left."""
     _, graph, ctx = _normalized(GatedMlp(), inputs, 2.0)
-    lambdas = {n.name: float(n.inputs[1].values) for n in graph.nodes if n.op == "Mul"
-               and any(reader.op in ("Sigmoid", "HardSwish") for reader in n.outputs[0].outputs)}
+    lambdas = {
+        n.name: float(n.inputs[1].values)
+        for n in graph.nodes
+        if n.op == "Mul" and any(reader.op in ("Sigmoid", "HardSwish") for reader in n.outputs[0].outputs)
+    }
     graph = spikify_signgd.run(graph, ctx)
     neurons = [n for n in graph.nodes if n.op == "SignGDNeuron"]
     assert [n.attrs["function"] for n in neurons] == ["silu", "hard_swish"]
@@ -162,8 +170,7 @@ def test_exact_encoder_lands_on_its_input(dtype):
     feeds = {"x": x, "timesteps": int64(64), "f0": np.asarray(NAN, dtype), "t0": int64(0)}
     finals = {}
     for codec in ("exact", "float"):
-        out = runner([snn("SignGDEncoder", list(feeds), ["e", "f_T"], codec=codec)], feeds,
-                     {"e": 2, "f_T": 2})(feeds)
+        out = runner([snn("SignGDEncoder", list(feeds), ["e", "f_T"], codec=codec)], feeds, {"e": 2, "f_T": 2})(feeds)
         finals[codec] = out["f_T"]
         if codec == "exact":
             e = out["e"].reshape(64, -1)

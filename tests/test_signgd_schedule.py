@@ -8,6 +8,7 @@ bit. The price: the steady-state bound η_t then falls like 1/t instead of geome
 inputs the default already tracks exactly (scenario A with reachable targets) the default ends
 closer (see `test_scenario_a_errors`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,36 +26,54 @@ GRID = np.linspace(-1, 2.5, 50)
 
 def _eta_onnx(count: int, **attrs) -> np.ndarray:
     """η_1 .. η_count from one-step decoder runs continued by t0: y_1 = 0 − η_t·(2·0 − 1) = η_t."""
-    feeds = {"z": np.zeros((1, 1)), "timesteps": int64(1), "offset": np.ones(1), "bias": np.zeros(1),
-             "y0": np.zeros(1), "t0": int64(0)}
-    run = runner([snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"], **attrs)], feeds,
-                 {"y_per_step": 3, "y_T": 2})
+    feeds = {
+        "z": np.zeros((1, 1)),
+        "timesteps": int64(1),
+        "offset": np.ones(1),
+        "bias": np.zeros(1),
+        "y0": np.zeros(1),
+        "t0": int64(0),
+    }
+    run = runner(
+        [snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"], **attrs)], feeds, {"y_per_step": 3, "y_T": 2}
+    )
     return np.array([run(feeds | {"t0": int64(t)})["y_T"].item() for t in range(count)])
 
 
 def _run_encoder(x: np.ndarray, timesteps: int, codec: str, f0=NAN, t0: int = 0, **attrs):
     feeds = {"x": x, "timesteps": int64(timesteps), "f0": np.asarray(f0, x.dtype), "t0": int64(t0)}
-    out = runner([snn("SignGDEncoder", list(feeds), ["e", "f_T"], codec=codec, **attrs)], feeds,
-                 {"e": x.ndim, "f_T": x.ndim})(feeds)
+    out = runner(
+        [snn("SignGDEncoder", list(feeds), ["e", "f_T"], codec=codec, **attrs)], feeds, {"e": x.ndim, "f_T": x.ndim}
+    )(feeds)
     return out["e"].reshape((timesteps,) + x.shape), out["f_T"]
 
 
 def _run_decoder(z: np.ndarray, offset, bias, y0=NAN, t0: int = 0, **attrs):
-    feeds = {"z": z.reshape((-1,) + z.shape[2:]), "timesteps": int64(z.shape[0]), "offset": np.asarray(offset, z.dtype),
-             "bias": np.asarray(bias, z.dtype), "y0": np.asarray(y0, z.dtype), "t0": int64(t0)}
-    out = runner([snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"], **attrs)], feeds,
-                 {"y_per_step": z.ndim, "y_T": z.ndim - 1})(feeds)
+    feeds = {
+        "z": z.reshape((-1,) + z.shape[2:]),
+        "timesteps": int64(z.shape[0]),
+        "offset": np.asarray(offset, z.dtype),
+        "bias": np.asarray(bias, z.dtype),
+        "y0": np.asarray(y0, z.dtype),
+        "t0": int64(t0),
+    }
+    out = runner(
+        [snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"], **attrs)],
+        feeds,
+        {"y_per_step": z.ndim, "y_T": z.ndim - 1},
+    )(feeds)
     return out["y_per_step"], out["y_T"]
 
 
 # ------------------------------------------------------------------ the schedule itself ----
 
+
 def test_eta_values():
     """ONNX η (float64) equals the reference: the exponential until the floor tail/t exceeds it."""
     eta = _eta_onnx(64, **NEW)
     np.testing.assert_array_equal(eta, eta_schedule(0, 64, **NEW))
-    np.testing.assert_array_equal(eta[:FLOOR_START - 1], eta_schedule(0, FLOOR_START - 1))
-    np.testing.assert_allclose(eta[FLOOR_START - 1:], TAIL / np.arange(FLOOR_START, 65), rtol=1e-15)
+    np.testing.assert_array_equal(eta[: FLOOR_START - 1], eta_schedule(0, FLOOR_START - 1))
+    np.testing.assert_allclose(eta[FLOOR_START - 1 :], TAIL / np.arange(FLOOR_START, 65), rtol=1e-15)
 
 
 def test_eta_attributes():
@@ -74,6 +93,7 @@ def test_unbounded_sum_and_gain():
 
 
 # --------------------------------------------------------- ONNX against the reference ----
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("function", ["relu", "gelu", "square"])
@@ -126,8 +146,8 @@ def test_equals_default_until_the_floor():
     """The steps before the floor are the default's bit for bit; the next one differs."""
     case = random_case("neuron", "gelu", FLOOR_START, np.float64, np.random.default_rng(14), fresh=True)
     z, o, b = case["currents"][0], case["offsets"], case["biases"]
-    new = run_neuron([z[:FLOOR_START - 1]], o, b, "gelu", **NEW)
-    old = run_neuron([z[:FLOOR_START - 1]], o, b, "gelu")
+    new = run_neuron([z[: FLOOR_START - 1]], o, b, "gelu", **NEW)
+    old = run_neuron([z[: FLOOR_START - 1]], o, b, "gelu")
     np.testing.assert_array_equal(new[0], old[0])
     np.testing.assert_array_equal(new[1][0], old[1][0])
     np.testing.assert_array_equal(new[2], old[2])
@@ -135,6 +155,7 @@ def test_equals_default_until_the_floor():
 
 
 # ---------------------------------------------------------------------- convergence ----
+
 
 def scenario_a_error(function: str, xs: np.ndarray, timesteps: int, **schedule) -> float:
     """Spec scenario A (β = x, o = 2x, z_t = x: exact constant input estimate): mean |v_T − f(x)|."""
@@ -161,12 +182,19 @@ def test_scenario_b_errors(function, timesteps):
 
 def test_scenario_b_onnx():
     """The same pipeline in ONNX equals the reference (float64)."""
-    feeds = {"x": GRID[None, :], "T": int64(256), "t0": int64(0), "nan": np.asarray(np.nan), "one": np.ones(1),
-             "zero": np.zeros(1)}
-    nodes = [snn("SignGDEncoder", ["x", "T", "nan", "t0"], ["e", "f_T"], codec="float", **NEW),
-             snn("SignGDNeuron", ["e", "T", "one", "zero", "nan", "nan", "t0"], ["s", "x_T", "v_T"],
-                 function="relu", **NEW),
-             snn("SignGDDecoder", ["s", "T", "one", "zero", "nan", "t0"], ["y_seq", "y_T"], **NEW)]
+    feeds = {
+        "x": GRID[None, :],
+        "T": int64(256),
+        "t0": int64(0),
+        "nan": np.asarray(np.nan),
+        "one": np.ones(1),
+        "zero": np.zeros(1),
+    }
+    nodes = [
+        snn("SignGDEncoder", ["x", "T", "nan", "t0"], ["e", "f_T"], codec="float", **NEW),
+        snn("SignGDNeuron", ["e", "T", "one", "zero", "nan", "nan", "t0"], ["s", "x_T", "v_T"], function="relu", **NEW),
+        snn("SignGDDecoder", ["s", "T", "one", "zero", "nan", "t0"], ["y_seq", "y_T"], **NEW),
+    ]
     y = runner(nodes, feeds, {"y_T": 2})(feeds)["y_T"][0]
     e, _ = encoder(GRID[None, :], 256, "float", **NEW)
     s, _, _ = signgd_neuron([e], [1.0], [0.0], UNARY_RULES["relu"], **NEW)

@@ -3,6 +3,7 @@
 Slow (trains the nets on first use, minutes each; cached after): run with `-m slow`. The full
 10,000-image tables are measured by `python -m benchmarks zoo NAME` into BENCHMARKS.md.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,9 @@ def test_signgd_net_converts(name, exporter, tmp_path):
     x, y = reference.load_test()
     x, y = x[:SAMPLES], y[:SAMPLES]
     out = tmp_path / f"{name}.snn.onnx"
-    result = compile_model(reference.onnx_path, out, CompileOptions(timesteps=64),
-                           calibration=reference.load_calibration())
+    result = compile_model(
+        reference.onnx_path, out, CompileOptions(timesteps=64), calibration=reference.load_calibration()
+    )
     assert result.metadata["neuron"] == "signgd"
     onnx.checker.check_model(onnx.load(out), full_check=True)
     plain = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])

@@ -1,4 +1,5 @@
 """--norm spikenorm: thresholds from the input currents under spiking input, layer by layer."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,14 +16,20 @@ def two_layer_mlp(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[np.nd
     """x[N,6] → Gemm → ReLU → Gemm → ReLU → Gemm → y[N,3]."""
     weights = [rng.normal(size=s).astype(np.float32) for s in ((8, 6), (8,), (5, 8), (5,), (3, 5), (3,))]
     names = ["w1", "b1", "w2", "b2", "w3", "b3"]
-    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h1"], name="fc1", transB=1),
-             helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
-             helper.make_node("Gemm", ["a1", "w2", "b2"], ["h2"], name="fc2", transB=1),
-             helper.make_node("Relu", ["h2"], ["a2"], name="relu2"),
-             helper.make_node("Gemm", ["a2", "w3", "b3"], ["y"], name="fc3", transB=1)]
-    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-                              [onnx.numpy_helper.from_array(w, n) for n, w in zip(names, weights)])
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h1"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+        helper.make_node("Gemm", ["a1", "w2", "b2"], ["h2"], name="fc2", transB=1),
+        helper.make_node("Relu", ["h2"], ["a2"], name="relu2"),
+        helper.make_node("Gemm", ["a2", "w3", "b3"], ["y"], name="fc3", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [onnx.numpy_helper.from_array(w, n) for n, w in zip(names, weights)],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), weights
 
 
@@ -67,12 +74,15 @@ def test_percentile_spikenorm_sits_below_the_max():
     assert p90["lambda"]["relu2"][0] < top["lambda"]["relu2"][0]
 
 
-@pytest.mark.parametrize("options, fragment", [
-    (dict(norm="spikenorm", per_channel=True), "no --per-channel"),
-    (dict(norm="spikenorm", neuron="signgd"), "needs IF neurons"),
-    (dict(norm="spikenorm:0.5"), "percentile"),
-    (dict(norm="spikenorm:abc"), "spikenorm[:P]"),
-])
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        (dict(norm="spikenorm", per_channel=True), "no --per-channel"),
+        (dict(norm="spikenorm", neuron="signgd"), "needs IF neurons"),
+        (dict(norm="spikenorm:0.5"), "percentile"),
+        (dict(norm="spikenorm:abc"), "spikenorm[:P]"),
+    ],
+)
 def test_bad_spikenorm_options_are_refused(options, fragment):
     with pytest.raises(SnnError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
         CompileOptions(**options).validate()
@@ -83,8 +93,9 @@ def test_signgd_encoding_selects_the_spike_codec():
     rng = np.random.default_rng(2)
     ann, _ = two_layer_mlp(rng)
     x = rng.uniform(0, 1, size=(32, 6)).astype(np.float32)
-    model = compile_model(ann, None, CompileOptions(timesteps=8, encoding="signgd", neuron="signgd"),
-                          calibration=x).model
+    model = compile_model(
+        ann, None, CompileOptions(timesteps=8, encoding="signgd", neuron="signgd"), calibration=x
+    ).model
     encoders = [n for n in model.graph.node if n.op_type == "SignGDEncoder"]
     assert [a.s for n in encoders for a in n.attribute if a.name == "codec"] == [b"spike"]
     with pytest.raises(SnnError, match="signgd"):

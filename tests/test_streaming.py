@@ -1,5 +1,6 @@
 """Streaming (state carried between calls), reset, and memory-budgeted runs in chunks: each equals
 one fresh full run bit for bit, for IF and signGD models."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,16 @@ def signgd_net() -> nn.Module:
     """Conv-ReLU-MaxPool, then LayerNorm and GELU: unary and two-operand signGD neurons, the
     encoder and decoder, all of which depend on the absolute step."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                         nn.Linear(64, 16), nn.LayerNorm(16), nn.GELU(), nn.Linear(16, 5)).eval()
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64, 16),
+        nn.LayerNorm(16),
+        nn.GELU(),
+        nn.Linear(16, 5),
+    ).eval()
 
 
 @pytest.fixture(scope="module", params=["if", "signgd"])
@@ -133,15 +142,15 @@ def test_the_default_budget_chunks_a_run_bit_for_bit(compiled, full_run, monkeyp
     assert (batch_chunk, time_chunk) == plan_chunks(len(x), STEPS, unit * 3 * 5, unit)
     assert batch_chunk < len(x) and time_chunk < STEPS
     assert_same_run(session.run(x, STEPS), full_run)
-    assert Session(model, max_memory=10 ** 9).max_memory == 10 ** 9  # an explicit budget wins
+    assert Session(model, max_memory=10**9).max_memory == 10**9  # an explicit budget wins
 
 
-def evaluations(model: onnx.ModelProto, x: np.ndarray, budget: int | None, batch_size: int,
-                ann: onnx.ModelProto | None = None) -> EvalReport:
+def evaluations(
+    model: onnx.ModelProto, x: np.ndarray, budget: int | None, batch_size: int, ann: onnx.ModelProto | None = None
+) -> EvalReport:
     """Session.evaluate of `x` (labels i % 5) over STEPS steps under `budget` in batches of `batch_size`."""
     labels = np.arange(len(x)) % 5
-    return Session(model, max_memory=budget).evaluate(x, labels, STEPS, ann=ann, batch_size=batch_size,
-                                                      progress=False)
+    return Session(model, max_memory=budget).evaluate(x, labels, STEPS, ann=ann, batch_size=batch_size, progress=False)
 
 
 def test_evaluate_in_chunks_equals_evaluate_in_small_batches(compiled, ann):
@@ -185,15 +194,16 @@ def test_budget_below_one_sample_step_is_refused(compiled):
 
 
 def test_chunk_plan_splits_the_batch_before_time():
-    assert plan_chunks(512, 256, 10 ** 9, 1000) == (512, 256)  # fits whole
+    assert plan_chunks(512, 256, 10**9, 1000) == (512, 256)  # fits whole
     assert plan_chunks(512, 256, 256 * 100 * 1000, 1000) == (100, 256)  # batch chunks, all steps
     small = plan_chunks(512, 256, 256 * 10 * 1000, 1000)  # below MIN_BATCH_CHUNK samples: time chunks
     assert small == (MIN_BATCH_CHUNK, 2560 // MIN_BATCH_CHUNK)
     assert plan_chunks(4, 100, 10 * 1000, 1000) == (4, 2)
 
 
-@pytest.mark.parametrize("text, size", [("2GB", 2 * 10 ** 9), ("1.5G", 1_500_000_000), ("512MiB", 512 * 2 ** 20),
-                                        ("1000", 1000), ("3 kb", 3000)])
+@pytest.mark.parametrize(
+    "text, size", [("2GB", 2 * 10**9), ("1.5G", 1_500_000_000), ("512MiB", 512 * 2**20), ("1000", 1000), ("3 kb", 3000)]
+)
 def test_sizes_parse(text, size):
     assert parse_size(text) == size
 
@@ -213,6 +223,6 @@ def test_stateful_form_exposes_every_state(compiled):
     assert ports and all(p.input in inputs and p.output in outputs for p in ports)
     assert all(p.input.startswith(STATE_IN_PREFIX) and p.output.startswith(STATE_OUT_PREFIX) for p in ports)
     stateful_ops = [n for n in model.graph.node if n.domain == "snn"]
-    assert {p.input[len(STATE_IN_PREFIX):].rsplit("/", 1)[0] for p in ports} == {n.name for n in stateful_ops}
+    assert {p.input[len(STATE_IN_PREFIX) :].rsplit("/", 1)[0] for p in ports} == {n.name for n in stateful_ops}
     has_offset = any(n.op_type != "IFNeuron" and n.op_type != "IFNeuronConstantInput" for n in stateful_ops)
     assert (STEP_OFFSET_INPUT in inputs) == has_offset

@@ -1,5 +1,6 @@
 """`--neuron ttfs`: the passes (input-range and BiasMap folds, windows, audit, spike-time ops),
 exactness on conv nets with BN after ReLU, residuals and pooling, statistics, and every refusal."""
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,10 @@ class _Residual(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.first, self.second = nn.Conv2d(channels, channels, 3, padding=1), nn.Conv2d(channels, channels, 3, padding=1)
+        self.first, self.second = (
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.second(torch.relu(self.first(x))) + x)
@@ -59,8 +63,16 @@ def _export(model: nn.Module, path, shape=IMAGE) -> np.ndarray:
     """Export `model` (eval mode, legacy exporter, dynamic batch); return 256 inputs in [0, 1)."""
     model.eval()
     sample = torch.rand(2, *shape)
-    torch.onnx.export(model, sample, str(path), input_names=["x"], output_names=["logits"], dynamo=False,
-                      dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}}, opset_version=17)
+    torch.onnx.export(
+        model,
+        sample,
+        str(path),
+        input_names=["x"],
+        output_names=["logits"],
+        dynamo=False,
+        dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}},
+        opset_version=17,
+    )
     return np.random.default_rng(0).random((256, *shape), dtype=np.float32)
 
 
@@ -72,25 +84,41 @@ def _vgg_block() -> nn.Module:
     """VGG style, BN after every ReLU: conv(pad 1) → ReLU → BN → MaxPool → conv(pad 1) → ReLU → BN →
     Flatten → Linear → ReLU → BN → Linear."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), _batch_norm(6), nn.MaxPool2d(2),
-                         nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), _batch_norm(8), nn.Flatten(),
-                         nn.Linear(8 * 6 * 6, 16), nn.ReLU(), _batch_norm(16, rank=1), nn.Linear(16, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1),
+        nn.ReLU(),
+        _batch_norm(6),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.ReLU(),
+        _batch_norm(8),
+        nn.Flatten(),
+        nn.Linear(8 * 6 * 6, 16),
+        nn.ReLU(),
+        _batch_norm(16, rank=1),
+        nn.Linear(16, 10),
+    )
 
 
 def test_bias_map_fold_on_padded_convs_equals_the_unfolded_graph(tmp_path):
     model_path = tmp_path / "vgg.onnx"
     x = 3.0 * _export(_vgg_block(), model_path) - 1.0  # input range [-1, 2]: P2 gives a bias map too
     out = tmp_path / "vgg.snn.onnx"
-    compile_model(model_path, out, CompileOptions(neuron="ttfs", input_range=(-1.0, 2.0),
-                                                  dump_after=["ttfs_fold_affine"]), calibration=x)
+    compile_model(
+        model_path,
+        out,
+        CompileOptions(neuron="ttfs", input_range=(-1.0, 2.0), dump_after=["ttfs_fold_affine"]),
+        calibration=x,
+    )
     folded = onnx.load(tmp_path / "vgg.snn.after-ttfs_fold_affine.onnx")
     ops = [n.op_type for n in folded.graph.node]
     assert "BatchNormalization" not in ops and ops.count("Add") >= 2  # position-dependent bias maps
     pool = ops.index("MaxPool")
     assert ops[pool - 1] == ops[pool + 1] == "Mul"  # sign-aware pooling: a BN scale is negative
     assert ops.count("Mul") == 3  # that pair, and the x̃ encoding
-    np.testing.assert_allclose(_ann(tmp_path / "vgg.snn.after-ttfs_fold_affine.onnx", x), _ann(model_path, x),
-                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        _ann(tmp_path / "vgg.snn.after-ttfs_fold_affine.onnx", x), _ann(model_path, x), rtol=0, atol=1e-5
+    )
 
 
 def test_b1_maps_a_vgg_block_exactly_with_earliest_spike_pooling(tmp_path):
@@ -134,8 +162,9 @@ def test_synaptic_events_count_spikes_times_non_zero_fan_out(tmp_path):
 
 def test_residual_add_is_aligned_with_a_window_correction(tmp_path):
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), _Residual(4), nn.AvgPool2d(2),
-                        nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), _Residual(4), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * 6 * 6, 10)
+    )
     model_path = tmp_path / "res.onnx"
     x = _export(net, model_path)
     out = tmp_path / "res.snn.onnx"
@@ -148,8 +177,9 @@ def test_residual_add_is_aligned_with_a_window_correction(tmp_path):
 
 def test_global_average_pool_maps_exactly(tmp_path):
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                        nn.Linear(6, 10))
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 10)
+    )
     model_path = tmp_path / "gap.onnx"
     x = _export(net, model_path)
     out = tmp_path / "gap.snn.onnx"
@@ -178,18 +208,34 @@ def test_refusals_are_one_line_errors(tmp_path, capsys):
         else:
             x = _export(net, model_path)
             np.save(tmp_path / "calib.npy", x)
-        err = _cli_error(capsys, ["compile", str(model_path), "-o", str(tmp_path / f"{name}.snn.onnx"),
-                                  "--neuron", "ttfs", "--calib", str(tmp_path / "calib.npy")])
+        err = _cli_error(
+            capsys,
+            [
+                "compile",
+                str(model_path),
+                "-o",
+                str(tmp_path / f"{name}.snn.onnx"),
+                "--neuron",
+                "ttfs",
+                "--calib",
+                str(tmp_path / "calib.npy"),
+            ],
+        )
         assert expected in err and str(model_path) in err, err
 
 
 def _topk_model(path) -> None:
     graph = onnx.helper.make_graph(
-        [onnx.helper.make_node("Flatten", ["x"], ["f"]), onnx.helper.make_node("Relu", ["f"], ["r"]),
-         onnx.helper.make_node("TopK", ["r", "k"], ["logits", "i"])], "topk",
+        [
+            onnx.helper.make_node("Flatten", ["x"], ["f"]),
+            onnx.helper.make_node("Relu", ["f"], ["r"]),
+            onnx.helper.make_node("TopK", ["r", "k"], ["logits", "i"]),
+        ],
+        "topk",
         [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", *IMAGE])],
         [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 3])],
-        [onnx.numpy_helper.from_array(np.asarray([3], dtype=np.int64), "k")])
+        [onnx.numpy_helper.from_array(np.asarray([3], dtype=np.int64), "k")],
+    )
     onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), path)
 
 
@@ -197,8 +243,22 @@ def test_calibration_outside_the_input_range_is_refused(tmp_path, capsys):
     net = nn.Sequential(nn.Flatten(), nn.Linear(144, 8), nn.ReLU(), nn.Linear(8, 3))
     model_path = tmp_path / "mlp.onnx"
     np.save(tmp_path / "calib.npy", 2.0 * _export(net, model_path))
-    err = _cli_error(capsys, ["compile", str(model_path), "-o", str(tmp_path / "out.onnx"), "--neuron", "ttfs",
-                              "--input-range", "0", "1", "--calib", str(tmp_path / "calib.npy")])
+    err = _cli_error(
+        capsys,
+        [
+            "compile",
+            str(model_path),
+            "-o",
+            str(tmp_path / "out.onnx"),
+            "--neuron",
+            "ttfs",
+            "--input-range",
+            "0",
+            "1",
+            "--calib",
+            str(tmp_path / "calib.npy"),
+        ],
+    )
     assert "outside --input-range" in err and not (tmp_path / "out.onnx").exists()
 
 
@@ -225,17 +285,45 @@ def test_inspect_and_eval_report_the_ttfs_figures(tmp_path, capsys):
     np.save(tmp_path / "calib.npy", x)
     np.savez(tmp_path / "test.npz", x=x, y=np.zeros(len(x), dtype=np.int64))
     out = tmp_path / "mlp.snn.onnx"
-    assert main(["compile", str(model_path), "-o", str(out), "--neuron", "ttfs", "--stats", "-q",
-                 "--calib", str(tmp_path / "calib.npy")]) == 0
+    assert (
+        main(
+            [
+                "compile",
+                str(model_path),
+                "-o",
+                str(out),
+                "--neuron",
+                "ttfs",
+                "--stats",
+                "-q",
+                "--calib",
+                str(tmp_path / "calib.npy"),
+            ]
+        )
+        == 0
+    )
     assert "t_read" in capsys.readouterr().out
     assert main(["inspect", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "TTFS model b1, zeta 0.5" in shown and "window [1," in shown
     report = tmp_path / "report.json"
-    assert main(["eval", str(out), "--data", str(tmp_path / "test.npz"), "--ann", str(model_path), "-q",
-                 "--json", str(report)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(out),
+                "--data",
+                str(tmp_path / "test.npz"),
+                "--ann",
+                str(model_path),
+                "-q",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    for figure in ("argmax agreement with the ANN 100.00%", "max |logit error|", "spikes per neuron",
-                   "latency t_read"):
+    for figure in ("argmax agreement with the ANN 100.00%", "max |logit error|", "spikes per neuron", "latency t_read"):
         assert figure in printed, printed
     assert json.loads(report.read_text())["max_logit_error"][0] <= 1e-5

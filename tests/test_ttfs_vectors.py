@@ -4,6 +4,7 @@ The vectors' 8-16-4 net is rebuilt as an ONNX ANN (MatMul + Add, Keras layout) f
 weights; its calibration and test inputs are regenerated from the stated seed (numpy
 default_rng(0): weights, biases, then 2,000 calibration and 500 test inputs in U(p, q)).
 """
+
 from __future__ import annotations
 
 import json
@@ -51,29 +52,44 @@ def _ann(vectors: dict) -> onnx.ModelProto:
     biases = [np.asarray(b, dtype=np.float32) for b in vectors["original"]["b"]]
     nodes, x = [], "x"
     for i, (w, b) in enumerate(zip(weights, biases)):
-        nodes += [helper.make_node("MatMul", [x, f"W{i}"], [f"h{i}"]), helper.make_node("Add", [f"h{i}", f"b{i}"],
-                                                                                      [f"a{i}" if i < len(weights) - 1 else "logits"])]
+        nodes += [
+            helper.make_node("MatMul", [x, f"W{i}"], [f"h{i}"]),
+            helper.make_node("Add", [f"h{i}", f"b{i}"], [f"a{i}" if i < len(weights) - 1 else "logits"]),
+        ]
         if i < len(weights) - 1:
             nodes.append(helper.make_node("Relu", [f"a{i}"], [f"r{i}"]))
             x = f"r{i}"
-    inits = [numpy_helper.from_array(a, n) for i, (w, b) in enumerate(zip(weights, biases))
-             for a, n in ((w, f"W{i}"), (b, f"b{i}"))]
-    graph = helper.make_graph(nodes, "vectors", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])], inits)
+    inits = [
+        numpy_helper.from_array(a, n)
+        for i, (w, b) in enumerate(zip(weights, biases))
+        for a, n in ((w, f"W{i}"), (b, f"b{i}"))
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "vectors",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def _ann_logits(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-        None, {"x": x.astype(np.float32)})[0]
+        None, {"x": x.astype(np.float32)}
+    )[0]
 
 
 def test_b1_relative_form_float32_logits_within_2e6_of_the_ann(vectors, data, tmp_path):
     calibration, test = data
     ann = _ann(vectors)
     out = tmp_path / "b1.onnx"
-    compile_model(ann, out, CompileOptions(neuron="ttfs", input_range=(vectors["p"], vectors["q"])),
-                  calibration=calibration.astype(np.float32))
+    compile_model(
+        ann,
+        out,
+        CompileOptions(neuron="ttfs", input_range=(vectors["p"], vectors["q"])),
+        calibration=calibration.astype(np.float32),
+    )
     logits = Session(out).run(test).logits
     assert np.abs(logits - _ann_logits(ann, test)).max() <= 2e-6
     assert np.array_equal(logits.argmax(1), _ann_logits(ann, test).argmax(1))
@@ -102,15 +118,20 @@ def test_hardware_parameters_match_the_vectors(vectors):
 
 
 def _dense_a_session(hidden: dict) -> ort.InferenceSession:
-    inits = [numpy_helper.from_array(np.asarray(hidden["J"], dtype=np.float64), "J"),
-             numpy_helper.from_array(np.asarray(hidden["theta"], dtype=np.float64), "theta"),
-             numpy_helper.from_array(np.asarray(hidden["t_min_prev"], dtype=np.float64), "t_min_prev"),
-             numpy_helper.from_array(np.asarray(hidden["t_max"], dtype=np.float64), "t_max")]
+    inits = [
+        numpy_helper.from_array(np.asarray(hidden["J"], dtype=np.float64), "J"),
+        numpy_helper.from_array(np.asarray(hidden["theta"], dtype=np.float64), "theta"),
+        numpy_helper.from_array(np.asarray(hidden["t_min_prev"], dtype=np.float64), "t_min_prev"),
+        numpy_helper.from_array(np.asarray(hidden["t_max"], dtype=np.float64), "t_max"),
+    ]
     fan_in, fan_out = np.asarray(hidden["J"]).shape
     graph = helper.make_graph(
-        [helper.make_node("TTFSDenseA", ["t", "J", "theta", "t_min_prev", "t_max"], ["t_out"], domain="snn")], "a",
+        [helper.make_node("TTFSDenseA", ["t", "J", "theta", "t_min_prev", "t_max"], ["t_out"], domain="snn")],
+        "a",
         [helper.make_tensor_value_info("t", TensorProto.DOUBLE, ["B", fan_in])],
-        [helper.make_tensor_value_info("t_out", TensorProto.DOUBLE, ["B", fan_out])], inits)
+        [helper.make_tensor_value_info("t_out", TensorProto.DOUBLE, ["B", fan_out])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     model.ir_version = 10
     attach_functions(model)
@@ -147,9 +168,12 @@ def test_model_a_compiles_the_vector_net_with_one_spike_per_hidden_neuron(vector
     calibration, test = data
     ann = _ann(vectors)
     out = tmp_path / "a.onnx"
-    result = compile_model(ann, out, CompileOptions(neuron="ttfs", ttfs_model="a", stats=True,
-                                                    input_range=(vectors["p"], vectors["q"])),
-                           calibration=calibration.astype(np.float32))
+    result = compile_model(
+        ann,
+        out,
+        CompileOptions(neuron="ttfs", ttfs_model="a", stats=True, input_range=(vectors["p"], vectors["q"])),
+        calibration=calibration.astype(np.float32),
+    )
     layer = next(iter(result.metadata["ttfs"]["layers"].values()))
     assert layer["X"] == pytest.approx(vectors["preprocessed"]["X_n"][0], rel=1e-6)
     assert result.metadata["ttfs"]["audit"][next(iter(result.metadata["ttfs"]["layers"]))]["early_spikes"] == 0
@@ -157,7 +181,7 @@ def test_model_a_compiles_the_vector_net_with_one_spike_per_hidden_neuron(vector
     ann_logits = _ann_logits(ann, test)
     assert np.abs(run.logits - ann_logits).max() <= 1e-5
     assert np.array_equal(run.logits.argmax(1), ann_logits.argmax(1))
-    (name, times), = run.spike_times.items()
+    ((name, times),) = run.spike_times.items()
     assert np.all((times >= layer["t_min"] - 1e-6) & (times <= layer["t_max"] + 1e-6))  # no early spike
     assert np.all(run.spikes[name.replace("spike_times/", "spikes/")] == times.shape[1])  # one per neuron
     np.testing.assert_allclose(times[:5], np.asarray(vectors["samples"]["t_hidden"]), atol=2e-6)

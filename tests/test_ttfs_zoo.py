@@ -6,6 +6,7 @@ image but logit near-ties, and model A on the dense net must spike exactly once 
 Slow: the first run trains the six nets (cached under ~/.cache/onnx-snn). The whole-test-set
 figures are in BENCHMARKS.md (`python -m benchmarks zoo NAME --neuron ttfs`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,8 +46,9 @@ def test_b1_agrees_with_the_ann_on_every_test_image(name, tmp_path):
     x, y = reference.load_test()
     x, y = x[:TEST_IMAGES], y[:TEST_IMAGES]
     out = tmp_path / "snn.onnx"
-    result = compile_model(reference.onnx_path, out, CompileOptions(neuron="ttfs", stats=True),
-                           calibration=reference.load_calibration())
+    result = compile_model(
+        reference.onnx_path, out, CompileOptions(neuron="ttfs", stats=True), calibration=reference.load_calibration()
+    )
     assert any("dropped final Softmax" in note for note in result.notes)
     run = Session(out).run(x)
     ann = AnnRunner(reference.onnx_path).run({"x": x})
@@ -63,9 +65,13 @@ def test_model_a_spikes_once_per_hidden_neuron_and_agrees(name, tmp_path):
     x, _ = reference.load_test()
     x = x[:200]
     out = tmp_path / "a.onnx"
-    result = compile_model(reference.onnx_path, out, CompileOptions(neuron="ttfs", ttfs_model="a", stats=True),
-                           calibration=reference.load_calibration())
-    (layer_name, layer), = result.metadata["ttfs"]["layers"].items()
+    result = compile_model(
+        reference.onnx_path,
+        out,
+        CompileOptions(neuron="ttfs", ttfs_model="a", stats=True),
+        calibration=reference.load_calibration(),
+    )
+    ((layer_name, layer),) = result.metadata["ttfs"]["layers"].items()
     assert result.metadata["ttfs"]["audit"][layer_name]["early_spikes"] == 0
     run = Session(out).run(x)
     times = run.spike_times[f"spike_times/{layer_name}"]

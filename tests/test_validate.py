@@ -1,5 +1,6 @@
 """Model and data validation: each class of bad input exits 2 with one line naming the file, node
 and op; the models real exporters write, and the models onnx-snn compiles, pass."""
+
 from __future__ import annotations
 
 import io
@@ -25,38 +26,71 @@ def mlp(transB: int = 1, alpha: float = 1.0, weight: np.ndarray | None = None, n
     """x [N, 4] -> Gemm fc1 -> Relu -> Gemm fc2 -> y [N, 3]."""
     rng = np.random.default_rng(0)
     w1 = rng.normal(size=(8, 4)).astype(np.float32) if weight is None else weight
-    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(np.zeros(8, np.float32), "b1"),
-             numpy_helper.from_array(rng.normal(size=(3, 8)).astype(np.float32), "w2"),
-             numpy_helper.from_array(np.zeros(3, np.float32), "b2")]
-    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name=name, transB=transB, alpha=alpha),
-             helper.make_node("Relu", ["h"], ["a"], name="act"),
-             helper.make_node("Gemm", ["a", "w2", "b2"], ["y"], name="fc2", transB=1)]
-    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
+    inits = [
+        numpy_helper.from_array(w1, "w1"),
+        numpy_helper.from_array(np.zeros(8, np.float32), "b1"),
+        numpy_helper.from_array(rng.normal(size=(3, 8)).astype(np.float32), "w2"),
+        numpy_helper.from_array(np.zeros(3, np.float32), "b2"),
+    ]
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name=name, transB=transB, alpha=alpha),
+        helper.make_node("Relu", ["h"], ["a"], name="act"),
+        helper.make_node("Gemm", ["a", "w2", "b2"], ["y"], name="fc2", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def convnet(conv: dict | None = None, pool: dict | None = None, bn: dict | None = None,
-            var: np.ndarray | None = None, x_shape: list | None = None) -> onnx.ModelProto:
+def convnet(
+    conv: dict | None = None,
+    pool: dict | None = None,
+    bn: dict | None = None,
+    var: np.ndarray | None = None,
+    x_shape: list | None = None,
+) -> onnx.ModelProto:
     """x [N, 4, 8, 8] -> Conv 'conv' (group 2) -> BatchNormalization 'bn' -> Relu -> MaxPool 'pool'
     -> Flatten -> Gemm 'fc' -> y [N, 3]; `conv`, `pool`, `bn` override attributes."""
     rng = np.random.default_rng(0)
-    conv_attrs = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [1, 1], "dilations": [1, 1], "group": 2,
-                  **(conv or {})}
+    conv_attrs = {
+        "kernel_shape": [3, 3],
+        "pads": [1, 1, 1, 1],
+        "strides": [1, 1],
+        "dilations": [1, 1],
+        "group": 2,
+        **(conv or {}),
+    }
     pool_attrs = {"kernel_shape": [2, 2], "strides": [2, 2], **(pool or {})}
-    inits = {"w": rng.normal(size=(4, 2, 3, 3)), "b": np.zeros(4), "s": np.ones(4), "o": np.zeros(4),
-             "m": np.zeros(4), "v": np.ones(4) if var is None else var, "wf": rng.normal(size=(3, 64)),
-             "bf": np.zeros(3)}
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", **conv_attrs),
-             helper.make_node("BatchNormalization", ["c", "s", "o", "m", "v"], ["n"], name="bn", **(bn or {})),
-             helper.make_node("Relu", ["n"], ["r"], name="act"),
-             helper.make_node("MaxPool", ["r"], ["p"], name="pool", **pool_attrs),
-             helper.make_node("Flatten", ["p"], ["f"], name="flat", axis=1),
-             helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1)]
+    inits = {
+        "w": rng.normal(size=(4, 2, 3, 3)),
+        "b": np.zeros(4),
+        "s": np.ones(4),
+        "o": np.zeros(4),
+        "m": np.zeros(4),
+        "v": np.ones(4) if var is None else var,
+        "wf": rng.normal(size=(3, 64)),
+        "bf": np.zeros(3),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", **conv_attrs),
+        helper.make_node("BatchNormalization", ["c", "s", "o", "m", "v"], ["n"], name="bn", **(bn or {})),
+        helper.make_node("Relu", ["n"], ["r"], name="act"),
+        helper.make_node("MaxPool", ["r"], ["p"], name="pool", **pool_attrs),
+        helper.make_node("Flatten", ["p"], ["f"], name="flat", axis=1),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1),
+    ]
     graph = helper.make_graph(
-        nodes, "convnet", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape or ["N", 4, 8, 8])],
+        nodes,
+        "convnet",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape or ["N", 4, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -64,8 +98,13 @@ def layernorm(axis: int = -1, stash_type: int = 1) -> onnx.ModelProto:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])
     node = helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], name="ln", axis=axis, stash_type=stash_type)
-    graph = helper.make_graph([node], "ln", [x], [y], [numpy_helper.from_array(np.ones(8, np.float32), "s"),
-                                                       numpy_helper.from_array(np.zeros(8, np.float32), "b")])
+    graph = helper.make_graph(
+        [node],
+        "ln",
+        [x],
+        [y],
+        [numpy_helper.from_array(np.ones(8, np.float32), "s"), numpy_helper.from_array(np.zeros(8, np.float32), "b")],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -84,9 +123,14 @@ def with_constant(value: float) -> onnx.ModelProto:
     """mlp() whose output gets a Constant of `value` added by node 'bias_add'."""
     model = mlp()
     model.graph.node[2].output[0] = "y0"
-    model.graph.node.extend([
-        helper.make_node("Constant", [], ["k"], name="k", value=numpy_helper.from_array(np.full(3, value, np.float32))),
-        helper.make_node("Add", ["y0", "k"], ["y"], name="bias_add")])
+    model.graph.node.extend(
+        [
+            helper.make_node(
+                "Constant", [], ["k"], name="k", value=numpy_helper.from_array(np.full(3, value, np.float32))
+            ),
+            helper.make_node("Add", ["y0", "k"], ["y"], name="bias_add"),
+        ]
+    )
     return model
 
 
@@ -109,18 +153,32 @@ MODEL_CASES = [
     ("gemm-alpha-nan", lambda: mlp(alpha=math.nan), ["node 'fc1' (Gemm)", "alpha is nan"]),
     ("ir-version-1", lambda: edited(mlp(), lambda m: setattr(m, "ir_version", 1)), ["IR version 1"]),
     ("ir-version-2", lambda: edited(mlp(), lambda m: setattr(m, "ir_version", 2)), ["IR version 2"]),
-    ("ir-version-newer", lambda: edited(mlp(), lambda m: setattr(m, "ir_version", onnx.IR_VERSION + 1)),
-     [f"IR version {onnx.IR_VERSION + 1}", "upgrade"]),
-    ("duplicate-initializer", lambda: edited(mlp(), lambda m: m.graph.initializer.append(m.graph.initializer[0])),
-     ["w1 initializer name is not unique"]),
+    (
+        "ir-version-newer",
+        lambda: edited(mlp(), lambda m: setattr(m, "ir_version", onnx.IR_VERSION + 1)),
+        [f"IR version {onnx.IR_VERSION + 1}", "upgrade"],
+    ),
+    (
+        "duplicate-initializer",
+        lambda: edited(mlp(), lambda m: m.graph.initializer.append(m.graph.initializer[0])),
+        ["w1 initializer name is not unique"],
+    ),
     ("nul-node-name", lambda: mlp(name="fc\x001"), ["node name 'fc\\x001'", "NUL"]),
-    ("nul-tensor-name", lambda: edited(mlp(), lambda m: m.graph.node[1].output.__setitem__(0, "a\x00")),
-     ["'a\\x00'", "NUL"]),
-    ("duplicate-node-name", lambda: edited(mlp(), lambda m: setattr(m.graph.node[2], "name", "fc1")),
-     ["node 'fc1' (Gemm)", "also the name of node #0"]),
-    ("undefined-output-type", lambda: edited(mlp(), lambda m: setattr(m.graph.output[0].type.tensor_type,
-                                                                      "elem_type", 0)),
-     ["graph output 'y'", "element type 0"]),
+    (
+        "nul-tensor-name",
+        lambda: edited(mlp(), lambda m: m.graph.node[1].output.__setitem__(0, "a\x00")),
+        ["'a\\x00'", "NUL"],
+    ),
+    (
+        "duplicate-node-name",
+        lambda: edited(mlp(), lambda m: setattr(m.graph.node[2], "name", "fc1")),
+        ["node 'fc1' (Gemm)", "also the name of node #0"],
+    ),
+    (
+        "undefined-output-type",
+        lambda: edited(mlp(), lambda m: setattr(m.graph.output[0].type.tensor_type, "elem_type", 0)),
+        ["graph output 'y'", "element type 0"],
+    ),
     ("no-outputs", lambda: edited(mlp(), lambda m: m.graph.ClearField("output")), ["no outputs"]),
     ("input-dim-negative", lambda: input_dim(mlp(), 1, -4), ["graph input 'x'", "dim -4"]),
     ("input-dim-zero", lambda: input_dim(mlp(), 1, 0), ["graph input 'x'", "dim 0"]),
@@ -131,8 +189,11 @@ MODEL_CASES = [
     ("weight-absurd", lambda: w1_with(3e31), ["node 'fc1' (Gemm)", "'w1' holds 3e+31"]),
     ("constant-nan", lambda: with_constant(math.nan), ["node 'bias_add' (Add)", "'k' holds nan"]),
     ("unnamed-node", lambda: unnamed(mlp(transB=5)), ["node 'Gemm#0 (x -> h)' (Gemm)", "transB"]),
-    ("conv-missing-weight", lambda: edited(convnet(), lambda m: m.graph.node[0].input.__setitem__(1, "")),
-     ["node 'conv' (Conv)"]),
+    (
+        "conv-missing-weight",
+        lambda: edited(convnet(), lambda m: m.graph.node[0].input.__setitem__(1, "")),
+        ["node 'conv' (Conv)"],
+    ),
     ("conv-group-zero", lambda: convnet(conv={"group": 0}), ["node 'conv' (Conv)", "group is 0"]),
     ("conv-group-mismatch", lambda: convnet(conv={"group": 4}), ["node 'conv' (Conv)", "group 4"]),
     ("conv-strides", lambda: convnet(conv={"strides": [0, 1]}), ["node 'conv' (Conv)", "strides"]),
@@ -188,13 +249,19 @@ def test_bad_model_is_refused_on_one_line(tmp_path, capsys, build, fragments):
     model = build()
     path = tmp_path / "bad.onnx"
     path.write_bytes(model.SerializeToString())
-    shape = [4, 1, 4] if model.graph.input[0].name == "x0" else [4, 4, 8, 8] if model.graph.name == "convnet" \
-        else [4, 8] if model.graph.name == "ln" else [4, 4]
+    shape = (
+        [4, 1, 4]
+        if model.graph.input[0].name == "x0"
+        else [4, 4, 8, 8]
+        if model.graph.name == "convnet"
+        else [4, 8]
+        if model.graph.name == "ln"
+        else [4, 4]
+    )
     calib = tmp_path / "calib.npy"
     np.save(calib, np.random.default_rng(1).normal(size=shape).astype(np.float32))
     before = path.read_bytes()
-    code, lines = run_cli(["compile", str(path), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib), "-q"],
-                          capsys)
+    code, lines = run_cli(["compile", str(path), "-o", str(tmp_path / "out.onnx"), "--calib", str(calib), "-q"], capsys)
     assert_refused(code, lines, str(path), *fragments)
     assert path.read_bytes() == before
     assert not (tmp_path / "out.onnx").exists()
@@ -232,7 +299,7 @@ EVAL_CASES = [
     ("labels-2d", npz(x=_x(), y=Y[:, None]), ["labels 'y'", "[6, 1]"]),
     ("labels-empty", npz(x=_x(), y=Y[:0]), ["labels 'y'"]),
     ("negative-labels", npz(x=_x(), y=Y - 1), ["labels 'y'", "[-1, 1]"]),
-    ("uint64-overflow", npz(x=_x(), y=np.full(6, 2 ** 63 + 1, np.uint64)), ["labels 'y'", str(2 ** 63 + 1)]),
+    ("uint64-overflow", npz(x=_x(), y=np.full(6, 2**63 + 1, np.uint64)), ["labels 'y'", str(2**63 + 1)]),
     ("no-labels", npz(x=_x()), ["has no labels"]),
     ("nan-inputs", npz(x=_x(nan=True), y=Y), ["'x' holds nan"]),
 ]
@@ -248,14 +315,14 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "snn.onnx"
 
 
-@pytest.mark.parametrize("content, fragments", [(c, f) for _, c, f in CALIBRATION_CASES],
-                         ids=[c for c, _, _ in CALIBRATION_CASES])
+@pytest.mark.parametrize(
+    "content, fragments", [(c, f) for _, c, f in CALIBRATION_CASES], ids=[c for c, _, _ in CALIBRATION_CASES]
+)
 def test_bad_calibration_data_is_refused(tmp_path, capsys, content, fragments):
     model, data = tmp_path / "ann.onnx", tmp_path / "calib.npz"
     onnx.save(mlp(), model)
     data.write_bytes(content)
-    code, lines = run_cli(["compile", str(model), "-o", str(tmp_path / "out.onnx"), "--calib", str(data), "-q"],
-                          capsys)
+    code, lines = run_cli(["compile", str(model), "-o", str(tmp_path / "out.onnx"), "--calib", str(data), "-q"], capsys)
     assert_refused(code, lines, str(data), *fragments)
     assert not (tmp_path / "out.onnx").exists()
 
@@ -286,25 +353,38 @@ def _torch_models() -> list[tuple[str, Callable[[], onnx.ModelProto]]]:
         import torch
 
         batch = torch.export.Dim("batch")
-        return torch.onnx.export(net, (torch.from_numpy(sample),), input_names=["x"], dynamo=True,
-                                 dynamic_shapes=({0: batch},)).model_proto
+        return torch.onnx.export(
+            net, (torch.from_numpy(sample),), input_names=["x"], dynamo=True, dynamic_shapes=({0: batch},)
+        ).model_proto
 
-    return [(f"torch-{kind}-{name}", lambda net=net, exporter=exporter: exporter(randomized(net())))
-            for name, net in (("cnn", cnn), ("residual", Residual))
-            for kind, exporter in (("legacy", lambda n: export_legacy(n, sample)), ("dynamo", dynamo))]
+    return [
+        (f"torch-{kind}-{name}", lambda net=net, exporter=exporter: exporter(randomized(net())))
+        for name, net in (("cnn", cnn), ("residual", Residual))
+        for kind, exporter in (("legacy", lambda n: export_legacy(n, sample)), ("dynamo", dynamo))
+    ]
 
 
-@pytest.mark.parametrize("load", [load for _, load in _exporter_models() + _torch_models()],
-                         ids=[name for name, _ in _exporter_models() + _torch_models()])
+@pytest.mark.parametrize(
+    "load",
+    [load for _, load in _exporter_models() + _torch_models()],
+    ids=[name for name, _ in _exporter_models() + _torch_models()],
+)
 def test_models_from_real_exporters_pass(load):
     validate_model(load(), "<model>")
 
 
-@pytest.mark.parametrize("options", [CompileOptions(timesteps=3), CompileOptions(timesteps=3, stats=True),
-                                     CompileOptions(timesteps=3, encoding="poisson"),
-                                     CompileOptions(timesteps=3, neuron="signgd"), CompileOptions(neuron="ttfs"),
-                                     CompileOptions(neuron="ttfs", ttfs_model="a", stats=True)],
-                         ids=["if", "if-stats", "poisson", "signgd", "ttfs", "ttfs-a"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        CompileOptions(timesteps=3),
+        CompileOptions(timesteps=3, stats=True),
+        CompileOptions(timesteps=3, encoding="poisson"),
+        CompileOptions(timesteps=3, neuron="signgd"),
+        CompileOptions(neuron="ttfs"),
+        CompileOptions(neuron="ttfs", ttfs_model="a", stats=True),
+    ],
+    ids=["if", "if-stats", "poisson", "signgd", "ttfs", "ttfs-a"],
+)
 def test_compiled_models_pass(options):
     x = np.abs(_x())
     result = compile_model(mlp(), None, options, calibration=x / x.max())

@@ -1,9 +1,11 @@
 """`onnx-snn compile`: compile an ANN (.onnx) into an SNN (.onnx), verified before it is written."""
+
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
+from typing import cast
 
 from onnx_snn.api import compile_model
 from onnx_snn.commands.inspect import PIPELINE_ARROW
@@ -13,15 +15,13 @@ from onnx_snn.options import CompileOptions
 def run(args: argparse.Namespace) -> int:
     options = CompileOptions(**{f.name: getattr(args, f.name) for f in option_fields()})
     if options.input_range is not None:
-        options.input_range = tuple(options.input_range)
-    result = compile_model(args.model, args.output, options, calibration=args.calib,
-                           show_progress=show_progress(args))
+        options.input_range = cast("tuple[float, float]", tuple(options.input_range))  # nargs=2: two values
+    result = compile_model(args.model, args.output, options, calibration=args.calib, show_progress=show_progress(args))
     for note in result.notes:
         print(f"note: {note}")
     layers = result.metadata.get("neuron_layers", [])
     neuron = result.metadata.get("neuron", args.neuron)
-    timing = (f"t_read = {result.metadata['ttfs']['t_read']:.6g}" if neuron == "ttfs"
-              else f"T = {args.timesteps}")
+    timing = f"t_read = {result.metadata['ttfs']['t_read']:.6g}" if neuron == "ttfs" else f"T = {args.timesteps}"
     print(f"compiled {args.model} -> {args.output}: {len(layers)} {neuron} neuron layers, {timing}")
     print("pipeline: " + PIPELINE_ARROW.join(result.metadata["passes"]))
     print(f"PASS: {args.output} {result.verification}")

@@ -1,4 +1,5 @@
 """`onnx-snn demo`: compile and evaluate the shipped digits MLP (compiler/data)."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
         out = args.output or os.path.join(tmp, "digits_mlp.snn.onnx")
         compile_model(ann, out, CompileOptions(timesteps=args.timesteps), calibration=data["x_calib"])
         report = Session(out).evaluate(data["x"], data["y"], ann=ann, progress=False)
-        print(f"onnx-snn demo: the shipped digits MLP ({ann.name}) compiled to IF neurons, "
-              f"{report.samples} test digits")
+        print(
+            f"onnx-snn demo: the shipped digits MLP ({ann.name}) compiled to IF neurons, {report.samples} test digits"
+        )
         print(report.table())
     return 0

@@ -1,4 +1,5 @@
 """`onnx-snn eval`: accuracy of a compiled SNN at every timestep, with optional stats, JSON and plots."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,37 +21,48 @@ def run(args: argparse.Namespace) -> int:
     plot_dir = Path(args.plot) if args.plot is not None else None
     if plot_dir is not None and plot_dir.exists() and not plot_dir.is_dir():
         raise SnnError("--plot must name a folder, and this is a file", path=args.plot)
-    check_io(reads={**model_roles("the model", args.model), "--data": args.data,
-                    **model_roles("--ann", args.ann)},
-             writes={"--json": args.json_path,
-                     "--plot": [plot_dir / ACCURACY_PNG, plot_dir / FIRING_RATE_PNG]
-                     if plot_dir is not None and plot_dir.is_dir() else None})
+    check_io(
+        reads={**model_roles("the model", args.model), "--data": args.data, **model_roles("--ann", args.ann)},
+        writes={
+            "--json": args.json_path,
+            "--plot": [plot_dir / ACCURACY_PNG, plot_dir / FIRING_RATE_PNG]
+            if plot_dir is not None and plot_dir.is_dir()
+            else None,
+        },
+    )
     budget = parse_size(args.max_memory) if args.max_memory is not None else None
     session = Session(args.model, max_memory=budget)
     if args.stats and not (session.spike_names and session.activity is not None):
-        raise SnnError("has no spike statistics; compile it with --stats to get the activity and energy report",
-                       path=args.model)
+        raise SnnError(
+            "has no spike statistics; compile it with --stats to get the activity and energy report", path=args.model
+        )
     if args.plot is not None:
         require_matplotlib()
         if session.ttfs is not None:
-            raise SnnError("is a TTFS model with one read-out; --plot draws accuracy over the timesteps of "
-                           "rate-coded models", path=args.model)
+            raise SnnError(
+                "is a TTFS model with one read-out; --plot draws accuracy over the timesteps of rate-coded models",
+                path=args.model,
+            )
     arrays = load_arrays(args.data, session.max_memory)
     inputs = model_inputs(arrays, session.input_names, args.data)
     labels = labels_of(arrays, args.data)
     if args.ann is not None and not Path(args.ann).is_file():
         raise SnnError("ANN file not found; check the --ann path", path=args.ann)
-    report = session.evaluate(inputs, labels, timesteps=args.timesteps, ann=args.ann,
-                              batch_size=args.batch_size, progress=show_progress(args))
+    report = session.evaluate(
+        inputs, labels, timesteps=args.timesteps, ann=args.ann, batch_size=args.batch_size, progress=show_progress(args)
+    )
     if session.ttfs is not None:
-        print(f"{args.model}: {report.samples} samples, TTFS model {session.ttfs['model']}, "
-              f"providers {session.providers[0]}")
+        print(
+            f"{args.model}: {report.samples} samples, TTFS model {session.ttfs['model']}, "
+            f"providers {session.providers[0]}"
+        )
         print(report.ttfs_summary())
     else:
         print(f"{args.model}: {report.samples} samples, T = {report.timesteps}, providers {session.providers[0]}")
         print(report.table())
         if args.stats:
             print()
+            assert report.energy is not None  # --stats needs the spike statistics (checked above)
             print(report.energy.table())
     if args.json_path:
         write_text_atomic(args.json_path, json.dumps(report.to_json(), indent=2))

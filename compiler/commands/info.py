@@ -1,4 +1,5 @@
 """`onnx-snn info`: which onnxruntime build is active, its providers, and whether CUDA works."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """`onnx-snn inspect`: the ops, neuron layers and scales of a model, and what onnx-snn recorded in it."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,11 +30,20 @@ def run(args: argparse.Namespace) -> int:
     for node in model.graph.node:
         if node.domain == "snn":
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            attrs = {k: v.decode() if isinstance(v, bytes) else float(f"{v:.6g}") if isinstance(v, float) else v
-                     for k, v in attrs.items()}
+            attrs = {
+                k: v.decode() if isinstance(v, bytes) else float(f"{v:.6g}") if isinstance(v, float) else v
+                for k, v in attrs.items()
+            }
             lam = lambdas.get(node.name, [])
-            lam_text = (f"λ = {lam[0]:.4g}" if len(lam) == 1 else
-                        f"λ per channel: {len(lam)} values in [{min(lam):.4g}, {max(lam):.4g}]") if lam else ""
+            lam_text = (
+                (
+                    f"λ = {lam[0]:.4g}"
+                    if len(lam) == 1
+                    else f"λ per channel: {len(lam)} values in [{min(lam):.4g}, {max(lam):.4g}]"
+                )
+                if lam
+                else ""
+            )
             print(f"  {node.op_type} {node.name}: {attrs} {lam_text}")
     if "neuron" in meta:
         chosen = meta["neuron"]
@@ -55,9 +65,11 @@ def _ttfs_text(ttfs: dict) -> str:
     lines = [f"TTFS model {ttfs['model']}, zeta {ttfs['zeta']}, t_read {ttfs['t_read']:.6g}"]
     for name, layer in ttfs["layers"].items():
         audit = ttfs.get("audit", {}).get(name, {})
-        lines.append(f"  {name}: X = {layer['X']:.6g}, window [{layer['t_min']:.6g}, {layer['t_max']:.6g}], "
-                     f"calibration activations above B_n: {audit.get('above_window', '?')}"
-                     + (f", early spikes: {audit['early_spikes']}" if ttfs["model"] == "a" else ""))
+        lines.append(
+            f"  {name}: X = {layer['X']:.6g}, window [{layer['t_min']:.6g}, {layer['t_max']:.6g}], "
+            f"calibration activations above B_n: {audit.get('above_window', '?')}"
+            + (f", early spikes: {audit['early_spikes']}" if ttfs["model"] == "a" else "")
+        )
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
 """Pieces shared by the builders of `snn` local functions: the domain, constants, time views."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,9 @@ def time_sequence_nodes(x: str, timesteps: str, prefix: str = "") -> tuple[list[
     p = prefix
     names = {"seq": f"{p}seq", "flat_shape": f"{p}flat_shape", "step_shape": f"{p}step_shape"}
     nodes = [
-        constant(f"{p}one", [1]), constant(f"{p}zero", [0]), constant(f"{p}end", [_INT64_MAX]),
+        constant(f"{p}one", [1]),
+        constant(f"{p}zero", [0]),
+        constant(f"{p}end", [_INT64_MAX]),
         helper.make_node("Shape", [x], [names["flat_shape"]]),
         helper.make_node("Slice", [names["flat_shape"], f"{p}one", f"{p}end"], [f"{p}rest"]),
         helper.make_node("Slice", [names["flat_shape"], f"{p}zero", f"{p}one"], [f"{p}tb"]),

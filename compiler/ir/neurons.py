@@ -4,6 +4,7 @@ Every neuron op takes its input with time folded into the batch, `x: [T*B, ...]`
 timesteps `timesteps: int64 scalar`, and an explicit initial state; it returns its spikes in the
 same [T*B, ...] layout and its final state [B, ...]. The body scans over T with `Scan`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,20 +48,33 @@ class NeuronOp:
         return self.inputs.index(name)
 
 
-def _scan_body(name: str, nodes: list[onnx.NodeProto], state_in: str, x_in: str,
-               state_out: str, spikes_out: str, x_type: int = TensorProto.FLOAT) -> onnx.GraphProto:
+def _scan_body(
+    name: str,
+    nodes: list[onnx.NodeProto],
+    state_in: str,
+    x_in: str,
+    state_out: str,
+    spikes_out: str,
+    x_type: int = TensorProto.FLOAT,
+) -> onnx.GraphProto:
     return helper.make_graph(
-        nodes, name,
-        [helper.make_tensor_value_info(state_in, TensorProto.FLOAT, None),
-         helper.make_tensor_value_info(x_in, x_type, None)],
-        [helper.make_tensor_value_info(state_out, TensorProto.FLOAT, None),
-         helper.make_tensor_value_info(spikes_out, TensorProto.FLOAT, None)])
+        nodes,
+        name,
+        [
+            helper.make_tensor_value_info(state_in, TensorProto.FLOAT, None),
+            helper.make_tensor_value_info(x_in, x_type, None),
+        ],
+        [
+            helper.make_tensor_value_info(state_out, TensorProto.FLOAT, None),
+            helper.make_tensor_value_info(spikes_out, TensorProto.FLOAT, None),
+        ],
+    )
 
 
 #: HardSigmoid(u) = clip(2^24·u − (2^24 − 1), 0, 1) is exactly [u ≥ 1] in float32: 2^24·u is exact,
 #: the affine value is ≥ 1 for u ≥ 1 and ≤ 0 for u ≤ 1 − 2^−24 (the float below 1), and rounding
 #: (fused or not) is monotone. One float op instead of GreaterOrEqual + Cast (runtime/PERFORMANCE.md)
-_STEP_GAIN = float(2 ** 24)
+_STEP_GAIN = float(2**24)
 
 
 def _if_step(hard: bool, constant_input: bool) -> onnx.GraphProto:
@@ -68,21 +82,33 @@ def _if_step(hard: bool, constant_input: bool) -> onnx.GraphProto:
     subtraction) or u -= s*u (hard reset, to zero). With `constant_input` the current is the outer
     `u_in` [B, ...], the same every step, and the scanned element (the step index) is unused."""
     current = "u_in" if constant_input else "x_t"
-    reset = ([helper.make_node("Mul", ["s", "u1"], ["spent"]), helper.make_node("Sub", ["u1", "spent"], ["u2"])]
-             if hard else [helper.make_node("Sub", ["u1", "s"], ["u2"])])
-    return _scan_body(f"if_{'hard' if hard else 'soft'}_step", [
-        helper.make_node("Add", ["u", current], ["u1"]),
-        helper.make_node("HardSigmoid", ["u1"], ["s"], alpha=_STEP_GAIN, beta=1.0 - _STEP_GAIN),
-        *reset,
-    ], "u", "step" if constant_input else "x_t", "u2", "s",
-        x_type=TensorProto.INT64 if constant_input else TensorProto.FLOAT)
+    reset = (
+        [helper.make_node("Mul", ["s", "u1"], ["spent"]), helper.make_node("Sub", ["u1", "spent"], ["u2"])]
+        if hard
+        else [helper.make_node("Sub", ["u1", "s"], ["u2"])]
+    )
+    return _scan_body(
+        f"if_{'hard' if hard else 'soft'}_step",
+        [
+            helper.make_node("Add", ["u", current], ["u1"]),
+            helper.make_node("HardSigmoid", ["u1"], ["s"], alpha=_STEP_GAIN, beta=1.0 - _STEP_GAIN),
+            *reset,
+        ],
+        "u",
+        "step" if constant_input else "x_t",
+        "u2",
+        "s",
+        x_type=TensorProto.INT64 if constant_input else TensorProto.FLOAT,
+    )
 
 
 def _constant_input_nodes() -> tuple[list[onnx.NodeProto], dict[str, str]]:
     """For x [B, ...] the same every step: its current in threshold units `u_in`, a [T] step index
     sequence `steps` to scan over, the state shape `step_shape` and the spikes' `flat_shape` [T*B, ...]."""
     return [
-        constant("one", [1]), constant("first", 0), constant("stride", 1),
+        constant("one", [1]),
+        constant("first", 0),
+        constant("stride", 1),
         helper.make_node("Div", ["x", "threshold"], ["u_in"]),
         helper.make_node("Range", ["first", "timesteps", "stride"], ["steps"]),
         helper.make_node("Shape", ["x"], ["step_shape"]),
@@ -121,10 +147,22 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
     def branch(hard: bool) -> onnx.GraphProto:
         kind = "hard" if hard else "soft"
         return helper.make_graph(
-            [helper.make_node("Scan", ["u0", scanned], [f"u_T_{kind}", f"s_{kind}"], num_scan_inputs=1,
-                              body=_if_step(hard, constant_input))], f"{kind}_reset", [],
-            [helper.make_tensor_value_info(f"u_T_{kind}", TensorProto.FLOAT, None),
-             helper.make_tensor_value_info(f"s_{kind}", TensorProto.FLOAT, None)])
+            [
+                helper.make_node(
+                    "Scan",
+                    ["u0", scanned],
+                    [f"u_T_{kind}", f"s_{kind}"],
+                    num_scan_inputs=1,
+                    body=_if_step(hard, constant_input),
+                )
+            ],
+            f"{kind}_reset",
+            [],
+            [
+                helper.make_tensor_value_info(f"u_T_{kind}", TensorProto.FLOAT, None),
+                helper.make_tensor_value_info(f"s_{kind}", TensorProto.FLOAT, None),
+            ],
+        )
 
     nodes = [
         constant_from_attr("threshold", "threshold", "float"),
@@ -137,16 +175,22 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
         helper.make_node("Where", ["fresh", "v_init", "u0_given"], ["u0_partial"]),
         helper.make_node("Expand", ["u0_partial", n["step_shape"]], ["u0"]),
         helper.make_node("Equal", ["reset", "hard"], ["is_hard"]),
-        helper.make_node("If", ["is_hard"], ["u_T", "spike_seq"], then_branch=branch(True),
-                         else_branch=branch(False)),
+        helper.make_node("If", ["is_hard"], ["u_T", "spike_seq"], then_branch=branch(True), else_branch=branch(False)),
         helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
         helper.make_node("Mul", ["u_T", "threshold"], ["v_T"]),
     ]
     attribute_protos = [helper.make_attribute(k, v) for k, v in IF_NEURON_DEFAULTS.items()]
     name = "IFNeuronConstantInput" if constant_input else "IFNeuron"
-    return helper.make_function(SNN_DOMAIN, name, list(IF_NEURON_INPUTS), ["spikes", "v_T"], nodes,
-                                [helper.make_opsetid("", opset)], attribute_protos=attribute_protos,
-                                doc_string=build_if_neuron.__doc__)
+    return helper.make_function(
+        SNN_DOMAIN,
+        name,
+        list(IF_NEURON_INPUTS),
+        ["spikes", "v_T"],
+        nodes,
+        [helper.make_opsetid("", opset)],
+        attribute_protos=attribute_protos,
+        doc_string=build_if_neuron.__doc__,
+    )
 
 
 IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "reset": "soft", "v_init": 0.5}
@@ -157,25 +201,72 @@ _SIGNGD_STATE = (("x0", "x_T", ("z",)), ("v0", "v_T", ("z",)))
 _SIGNGD_BINARY_STATE = (("xp0", "xp_T", ("zp",)), ("xq0", "xq_T", ("zq",)), ("v0", "v_T", ("zp", "zq")))
 
 NEURON_OPS: dict[str, NeuronOp] = {
-    "IFNeuron": NeuronOp("IFNeuron", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS, build_if_neuron, states=_IF_STATE,
-                         constant_input_op="IFNeuronConstantInput"),
-    "IFNeuronConstantInput": NeuronOp("IFNeuronConstantInput", IF_NEURON_INPUTS, IF_NEURON_DEFAULTS,
-                                      partial(build_if_neuron, constant_input=True), states=_IF_STATE),
-    "PoissonEncoder": NeuronOp("PoissonEncoder", poisson.ENCODER_INPUTS, poisson.ENCODER_DEFAULTS,
-                               poisson.build_poisson_encoder, role="encoder", step_offset="t0"),
-    "RateDecoder": NeuronOp("RateDecoder", rate_decoder.DECODER_INPUTS, {}, rate_decoder.build_rate_decoder,
-                            role="decoder", states=(("s0", "s_T", ("z",)),), step_offset="t0"),
-    "SignGDNeuron": NeuronOp("SignGDNeuron", signgd.NEURON_INPUTS, signgd.SCHEDULE_DEFAULTS,
-                             signgd.build_signgd_neuron, states=_SIGNGD_STATE, step_offset="t0"),
-    "SignGDBinaryNeuron": NeuronOp("SignGDBinaryNeuron", signgd.BINARY_NEURON_INPUTS, signgd.SCHEDULE_DEFAULTS,
-                                   signgd.build_signgd_binary_neuron, states=_SIGNGD_BINARY_STATE,
-                                   step_offset="t0"),
-    "SignGDEncoder": NeuronOp("SignGDEncoder", signgd.ENCODER_INPUTS, signgd.ENCODER_DEFAULTS,
-                              signgd.build_signgd_encoder, role="encoder", states=(("f0", "f_T", ("x",)),),
-                              step_offset="t0"),
-    "SignGDDecoder": NeuronOp("SignGDDecoder", signgd.DECODER_INPUTS, signgd.SCHEDULE_DEFAULTS,
-                              signgd.build_signgd_decoder, role="decoder", states=(("y0", "y_T", ("z",)),),
-                              step_offset="t0"),
+    "IFNeuron": NeuronOp(
+        "IFNeuron",
+        IF_NEURON_INPUTS,
+        IF_NEURON_DEFAULTS,
+        build_if_neuron,
+        states=_IF_STATE,
+        constant_input_op="IFNeuronConstantInput",
+    ),
+    "IFNeuronConstantInput": NeuronOp(
+        "IFNeuronConstantInput",
+        IF_NEURON_INPUTS,
+        IF_NEURON_DEFAULTS,
+        partial(build_if_neuron, constant_input=True),
+        states=_IF_STATE,
+    ),
+    "PoissonEncoder": NeuronOp(
+        "PoissonEncoder",
+        poisson.ENCODER_INPUTS,
+        poisson.ENCODER_DEFAULTS,
+        poisson.build_poisson_encoder,
+        role="encoder",
+        step_offset="t0",
+    ),
+    "RateDecoder": NeuronOp(
+        "RateDecoder",
+        rate_decoder.DECODER_INPUTS,
+        {},
+        rate_decoder.build_rate_decoder,
+        role="decoder",
+        states=(("s0", "s_T", ("z",)),),
+        step_offset="t0",
+    ),
+    "SignGDNeuron": NeuronOp(
+        "SignGDNeuron",
+        signgd.NEURON_INPUTS,
+        signgd.SCHEDULE_DEFAULTS,
+        signgd.build_signgd_neuron,
+        states=_SIGNGD_STATE,
+        step_offset="t0",
+    ),
+    "SignGDBinaryNeuron": NeuronOp(
+        "SignGDBinaryNeuron",
+        signgd.BINARY_NEURON_INPUTS,
+        signgd.SCHEDULE_DEFAULTS,
+        signgd.build_signgd_binary_neuron,
+        states=_SIGNGD_BINARY_STATE,
+        step_offset="t0",
+    ),
+    "SignGDEncoder": NeuronOp(
+        "SignGDEncoder",
+        signgd.ENCODER_INPUTS,
+        signgd.ENCODER_DEFAULTS,
+        signgd.build_signgd_encoder,
+        role="encoder",
+        states=(("f0", "f_T", ("x",)),),
+        step_offset="t0",
+    ),
+    "SignGDDecoder": NeuronOp(
+        "SignGDDecoder",
+        signgd.DECODER_INPUTS,
+        signgd.SCHEDULE_DEFAULTS,
+        signgd.build_signgd_decoder,
+        role="decoder",
+        states=(("y0", "y_T", ("z",)),),
+        step_offset="t0",
+    ),
     "TTFSEncoder": NeuronOp("TTFSEncoder", ttfs.ENCODER_INPUTS, {}, ttfs.build_ttfs_encoder, role="ttfs"),
     "TTFSNeuron": NeuronOp("TTFSNeuron", ttfs.NEURON_INPUTS, {}, ttfs.build_ttfs_neuron, role="ttfs"),
     "TTFSDenseA": NeuronOp("TTFSDenseA", ttfs.DENSE_A_INPUTS, {}, ttfs.build_ttfs_dense_a, role="ttfs"),

@@ -32,6 +32,7 @@ Bernoulli law above, but two samples are not independent of each other.
 x = 0 never spikes (u ≥ 0) and max_rate·x ≥ 1 always does (u ≤ 1 − 2^-24); for p = max_rate·x in
 [0, 1], P(spike) = ceil(2^24·p)/2^24, within 2^-24 of p. BitwiseXor needs opset 18 or later.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,21 +61,28 @@ def _u32(output: str, value: int) -> onnx.NodeProto:
 def _hash_constants() -> list[onnx.NodeProto]:
     """The uint32 constants `_absorb` reads: hash_start, word_multiplier, shift<k>, multiplier<k>."""
     shifts = sorted({shift for shift, _ in MIX_ROUNDS} | {32 - UNIFORM_BITS})
-    return [_u32("hash_start", HASH_START), _u32("word_multiplier", WORD_MULTIPLIER),
-            *(_u32(f"shift{s}", s) for s in shifts),
-            *(_u32(f"multiplier{k}", m) for k, (_, m) in enumerate(MIX_ROUNDS) if m is not None)]
+    return [
+        _u32("hash_start", HASH_START),
+        _u32("word_multiplier", WORD_MULTIPLIER),
+        *(_u32(f"shift{s}", s) for s in shifts),
+        *(_u32(f"multiplier{k}", m) for k, (_, m) in enumerate(MIX_ROUNDS) if m is not None),
+    ]
 
 
 def _absorb(h: str, word: str, out: str) -> list[onnx.NodeProto]:
     """Nodes setting uint32 `out` = mix(h + word·WORD_MULTIPLIER) (broadcasting h and word)."""
-    nodes = [helper.make_node("Mul", [word, "word_multiplier"], [f"{out}_word"]),
-             helper.make_node("Add", [h, f"{out}_word"], [f"{out}_in"])]
+    nodes = [
+        helper.make_node("Mul", [word, "word_multiplier"], [f"{out}_word"]),
+        helper.make_node("Add", [h, f"{out}_word"], [f"{out}_in"]),
+    ]
     current = f"{out}_in"
     for k, (shift, multiplier) in enumerate(MIX_ROUNDS):
         last = k == len(MIX_ROUNDS) - 1
         mixed = out if last else f"{out}_xor{k}"
-        nodes += [helper.make_node("BitShift", [current, f"shift{shift}"], [f"{out}_shifted{k}"], direction="RIGHT"),
-                  helper.make_node("BitwiseXor", [current, f"{out}_shifted{k}"], [mixed])]
+        nodes += [
+            helper.make_node("BitShift", [current, f"shift{shift}"], [f"{out}_shifted{k}"], direction="RIGHT"),
+            helper.make_node("BitwiseXor", [current, f"{out}_shifted{k}"], [mixed]),
+        ]
         current = mixed
         if multiplier is not None:
             current = f"{out}_mul{k}"
@@ -97,10 +105,17 @@ def build_poisson_encoder(opset: int) -> onnx.FunctionProto:
         constant_from_attr("max_rate", "max_rate", "float"),
         constant_from_attr("seed", "seed", "int"),
         *_hash_constants(),
-        constant("zero", 0), constant("one", 1), constant("one_1d", [1]), constant("axis1", [1]),
+        constant("zero", 0),
+        constant("one", 1),
+        constant("one_1d", [1]),
+        constant("axis1", [1]),
         helper.make_node("Constant", [], ["shift32"], value=onnx.numpy_helper.from_array(np.uint64(32), "shift32")),
-        helper.make_node("Constant", [], ["uniform_unit"],
-                         value=onnx.numpy_helper.from_array(np.float32(2.0 ** -UNIFORM_BITS), "uniform_unit")),
+        helper.make_node(
+            "Constant",
+            [],
+            ["uniform_unit"],
+            value=onnx.numpy_helper.from_array(np.float32(2.0**-UNIFORM_BITS), "uniform_unit"),
+        ),
         # the key: the seed's low and high 32-bit words (Cast to unsigned wraps modulo 2^32 / 2^64)
         helper.make_node("Cast", ["seed"], ["seed_low"], to=TensorProto.UINT32),
         helper.make_node("Cast", ["seed"], ["seed_u64"], to=TensorProto.UINT64),
@@ -135,7 +150,13 @@ def build_poisson_encoder(opset: int) -> onnx.FunctionProto:
         helper.make_node("Concat", ["tb", "rest"], ["flat_shape"], axis=0),
         helper.make_node("Reshape", ["spike_seq", "flat_shape"], ["spikes"]),
     ]
-    return helper.make_function(SNN_DOMAIN, "PoissonEncoder", list(ENCODER_INPUTS), ["spikes"], nodes,
-                                [helper.make_opsetid("", opset)],
-                                attribute_protos=[helper.make_attribute(k, v) for k, v in ENCODER_DEFAULTS.items()],
-                                doc_string=build_poisson_encoder.__doc__)
+    return helper.make_function(
+        SNN_DOMAIN,
+        "PoissonEncoder",
+        list(ENCODER_INPUTS),
+        ["spikes"],
+        nodes,
+        [helper.make_opsetid("", opset)],
+        attribute_protos=[helper.make_attribute(k, v) for k, v in ENCODER_DEFAULTS.items()],
+        doc_string=build_poisson_encoder.__doc__,
+    )

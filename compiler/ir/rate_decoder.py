@@ -3,6 +3,7 @@
 Its running sum is explicit state, like every neuron's membrane, so a run split into time chunks
 (the sum and the step count carried) gives the same bits as one run.
 """
+
 from __future__ import annotations
 
 import onnx
@@ -26,8 +27,14 @@ def build_rate_decoder(opset: int) -> onnx.FunctionProto:
     view, n = time_sequence_nodes("z", "timesteps")
     nodes = [
         *view,
-        constant("empty_sum", 0.0), constant("axis0", [0]), constant("from1", [1]), constant("to_end", [2 ** 62]),
-        constant("time_axis", 0), constant("first_step", 1), constant("last", -1), constant("last_1d", [-1]),
+        constant("empty_sum", 0.0),
+        constant("axis0", [0]),
+        constant("from1", [1]),
+        constant("to_end", [2**62]),
+        constant("time_axis", 0),
+        constant("first_step", 1),
+        constant("last", -1),
+        constant("last_1d", [-1]),
         helper.make_node("IsNaN", ["s0"], ["fresh"]),
         helper.make_node("Where", ["fresh", "empty_sum", "s0"], ["s0_given"]),
         helper.make_node("Expand", ["s0_given", n["step_shape"]], ["s_init"]),
@@ -40,13 +47,21 @@ def build_rate_decoder(opset: int) -> onnx.FunctionProto:
         helper.make_node("Range", ["count_from", "count_to", "first_step"], ["count_int"]),
         helper.make_node("Cast", ["count_int"], ["count_flat"], to=TensorProto.FLOAT),
         helper.make_node("Shape", [n["step_shape"]], ["step_rank"]),
-        helper.make_node("ConstantOfShape", ["step_rank"], ["ones"],
-                         value=helper.make_tensor("one", TensorProto.INT64, [1], [1])),
+        helper.make_node(
+            "ConstantOfShape", ["step_rank"], ["ones"], value=helper.make_tensor("one", TensorProto.INT64, [1], [1])
+        ),
         helper.make_node("Concat", ["last_1d", "ones"], ["count_shape"], axis=0),
         helper.make_node("Reshape", ["count_flat", "count_shape"], ["count"]),
         helper.make_node("Div", ["sums", "count"], ["y_per_step"]),
         helper.make_node("Gather", ["y_per_step", "last"], ["y_T"], axis=0),
         helper.make_node("Gather", ["sums", "last"], ["s_T"], axis=0),
     ]
-    return helper.make_function(SNN_DOMAIN, "RateDecoder", list(DECODER_INPUTS), ["y_per_step", "y_T", "s_T"],
-                                nodes, [helper.make_opsetid("", opset)], doc_string=build_rate_decoder.__doc__)
+    return helper.make_function(
+        SNN_DOMAIN,
+        "RateDecoder",
+        list(DECODER_INPUTS),
+        ["y_per_step", "y_T", "s_T"],
+        nodes,
+        [helper.make_opsetid("", opset)],
+        doc_string=build_rate_decoder.__doc__,
+    )

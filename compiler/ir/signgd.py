@@ -24,6 +24,7 @@ Ops are dispatched on their string attributes (`function`, `schedule`, `codec`) 
 an If chain (onnxruntime folds it at load); the values are not checked: an unknown one runs the
 last case of the chain.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -54,13 +55,11 @@ from onnx_snn.ir.signgd_graph import (
 #: spec §1 default schedule (η_t = 0.15·0.95^(t−1)); `tail` is read only by schedule="exp_inverse":
 #: η_t = eta0·gamma^(t−1) floored at tail/t once t > 1/ln(1/gamma) (Σ η_t = ∞, so the reachable
 #: range is unbounded and the float encoder's gain 1 − Π(1 − η_k) tends to 1)
-SCHEDULE_DEFAULTS: dict[str, float | str] = {"eta0": 0.15, "gamma": 0.95, "schedule": "exponential",
-                                             "tail": 0.25}
+SCHEDULE_DEFAULTS: dict[str, float | str] = {"eta0": 0.15, "gamma": 0.95, "schedule": "exponential", "tail": 0.25}
 #: SignGDNeuron's own attributes, read by its gated functions x·g(x) (GELU forms, SiLU, HardSwish;
 #: see build_signgd_neuron): gate by function, and cubic. Such an f on inputs held as x/λ, f(λx)/λ,
 #: is the same form with gate·λ and cubic·λ²
-GATES = {"gelu": 1.702, "gelu_erf": 0.5 ** 0.5, "gelu_tanh": 2 * (2 / np.pi) ** 0.5, "silu": 1.0,
-         "hard_swish": 1 / 6}
+GATES = {"gelu": 1.702, "gelu_erf": 0.5**0.5, "gelu_tanh": 2 * (2 / np.pi) ** 0.5, "silu": 1.0, "hard_swish": 1 / 6}
 GELU_CUBIC = 0.044715
 #: the LeakyReLU slope attribute's default: the spec's fixed 0.1 (the compiler passes the model's alpha)
 LEAKY_SLOPE = 0.1
@@ -82,12 +81,14 @@ class FireRule:
     constants: dict[str, float] = field(default_factory=dict)
 
 
-def _above(target: Callable[[list[str], str], list[onnx.NodeProto]], ties: bool,
-           constants: dict[str, float] | None = None) -> FireRule:
+def _above(
+    target: Callable[[list[str], str], list[onnx.NodeProto]], ties: bool, constants: dict[str, float] | None = None
+) -> FireRule:
     """Fires iff v ≥ target (ties, H⁺) or v > target (H); `target(estimates, out)` builds the target."""
     compare = "GreaterOrEqual" if ties else "Greater"
-    return FireRule(lambda v, xs, out: [*target(xs, f"{out}_target"), node(compare, [v, f"{out}_target"], out)],
-                    constants or {})
+    return FireRule(
+        lambda v, xs, out: [*target(xs, f"{out}_target"), node(compare, [v, f"{out}_target"], out)], constants or {}
+    )
 
 
 def _op(op_type: str) -> Callable[[list[str], str], list[onnx.NodeProto]]:
@@ -101,42 +102,57 @@ def _leaky_relu(xs: list[str], out: str) -> list[onnx.NodeProto]:
 
 def _sigmoid_gelu(xs: list[str], out: str) -> list[onnx.NodeProto]:
     """x·σ(gate·x) (spec §5 with gate 1.702)."""
-    return [node("Mul", [xs[0], "gelu_gate"], f"{out}_scaled"), node("Sigmoid", [f"{out}_scaled"], f"{out}_gate"),
-            node("Mul", [xs[0], f"{out}_gate"], out)]
+    return [
+        node("Mul", [xs[0], "gelu_gate"], f"{out}_scaled"),
+        node("Sigmoid", [f"{out}_scaled"], f"{out}_gate"),
+        node("Mul", [xs[0], f"{out}_gate"], out),
+    ]
 
 
 def _erf_gelu(xs: list[str], out: str) -> list[onnx.NodeProto]:
     """x·(½ + ½·erf(gate·x)): the exact GELU x·Φ(x) with gate 1/√2."""
-    return [node("Mul", [xs[0], "gelu_gate"], f"{out}_scaled"), node("Erf", [f"{out}_scaled"], f"{out}_erf"),
-            node("Mul", [f"{out}_erf", "half"], f"{out}_half_erf"),
-            node("Add", [f"{out}_half_erf", "half"], f"{out}_cdf"),
-            node("Mul", [xs[0], f"{out}_cdf"], out)]
+    return [
+        node("Mul", [xs[0], "gelu_gate"], f"{out}_scaled"),
+        node("Erf", [f"{out}_scaled"], f"{out}_erf"),
+        node("Mul", [f"{out}_erf", "half"], f"{out}_half_erf"),
+        node("Add", [f"{out}_half_erf", "half"], f"{out}_cdf"),
+        node("Mul", [xs[0], f"{out}_cdf"], out),
+    ]
 
 
 def _tanh_gelu(xs: list[str], out: str) -> list[onnx.NodeProto]:
     """x·σ(gate·x·(1 + cubic·x²)): the tanh GELU ½x(1 + tanh(√(2/π)(x + 0.044715x³))) with gate
     2√(2/π), cubic 0.044715 (½(1 + tanh u) = σ(2u))."""
     x = xs[0]
-    return [node("Mul", [x, x], f"{out}_square"), node("Mul", [f"{out}_square", "gelu_cubic"], f"{out}_cubic"),
-            node("Add", [f"{out}_cubic", "gelu_one"], f"{out}_poly"), node("Mul", [x, f"{out}_poly"], f"{out}_arg"),
-            node("Mul", [f"{out}_arg", "gelu_gate"], f"{out}_scaled"),
-            node("Sigmoid", [f"{out}_scaled"], f"{out}_gate"),
-            node("Mul", [x, f"{out}_gate"], out)]
+    return [
+        node("Mul", [x, x], f"{out}_square"),
+        node("Mul", [f"{out}_square", "gelu_cubic"], f"{out}_cubic"),
+        node("Add", [f"{out}_cubic", "gelu_one"], f"{out}_poly"),
+        node("Mul", [x, f"{out}_poly"], f"{out}_arg"),
+        node("Mul", [f"{out}_arg", "gelu_gate"], f"{out}_scaled"),
+        node("Sigmoid", [f"{out}_scaled"], f"{out}_gate"),
+        node("Mul", [x, f"{out}_gate"], out),
+    ]
 
 
 def _p_rsqrt_q(v: str, xs: list[str], out: str) -> list[onnx.NodeProto]:
     """√q·v > p; where q < 0, √q is NaN and the neuron does not fire (spec §10.4)."""
     p, q = xs
-    return [node("Sqrt", [q], f"{out}_root"), node("Mul", [f"{out}_root", v], f"{out}_scaled"),
-            node("Greater", [f"{out}_scaled", p], out)]
+    return [
+        node("Sqrt", [q], f"{out}_root"),
+        node("Mul", [f"{out}_root", v], f"{out}_scaled"),
+        node("Greater", [f"{out}_scaled", p], out),
+    ]
 
 
 def _hard_swish(xs: list[str], out: str) -> list[onnx.NodeProto]:
     """x·clip(gate·x + ½, 0, 1): HardSwish x·relu6(x + 3)/6 with gate 1/6."""
-    return [node("Mul", [xs[0], "gelu_gate"], f"{out}_scaled"),
-            node("Add", [f"{out}_scaled", "half"], f"{out}_shifted"),
-            node("Clip", [f"{out}_shifted", "zero", "swish_one"], f"{out}_gate"),
-            node("Mul", [xs[0], f"{out}_gate"], out)]
+    return [
+        node("Mul", [xs[0], "gelu_gate"], f"{out}_scaled"),
+        node("Add", [f"{out}_scaled", "half"], f"{out}_shifted"),
+        node("Clip", [f"{out}_shifted", "zero", "swish_one"], f"{out}_gate"),
+        node("Mul", [xs[0], f"{out}_gate"], out),
+    ]
 
 
 UNARY_RULES: dict[str, FireRule] = {
@@ -184,8 +200,11 @@ class _Tracker:
         """Nodes viewing the current as [T, B, ...], halving the offset, and making the initial
         estimate (NaN entries: the bias). Reads `half`."""
         view, _ = time_view(self.z(), "timesteps", self.z("_"))  # makes z<tag>_seq and z<tag>_step_shape
-        return [*view, node("Mul", [self.name("offset"), "half"], self.name("half_offset")),
-                *initial_state(self.x("0"), self.name("bias"), [self.z("_step_shape")], self.x("_init"))]
+        return [
+            *view,
+            node("Mul", [self.name("offset"), "half"], self.name("half_offset")),
+            *initial_state(self.x("0"), self.name("bias"), [self.z("_step_shape")], self.x("_init")),
+        ]
 
     def charge(self) -> list[onnx.NodeProto]:
         """Step nodes: x_next = x_prev − η_t·(2z_t − o)."""
@@ -194,38 +213,67 @@ class _Tracker:
 
 def _neuron_branch(rule: FireRule, trackers: list[_Tracker], like: str) -> Branch:
     """A switch case: the constants of `rule` (typed like `like`) and the Scan of the neuron's steps."""
+
     def build(prefix: str) -> tuple[list[onnx.NodeProto], list[str]]:
         constants = [n for name, value in rule.constants.items() for n in typed_constant(name, value, like)]
         estimates = [t.x("_next") for t in trackers]
-        body = StepBody(states=[t.x("_prev") for t in trackers] + ["v_prev"], inputs=[t.z("_t") for t in trackers],
-                        nodes=[*(n for t in trackers for n in t.charge()), *rule.nodes("v_prev", estimates, "fire"),
-                               *fire_reset_nodes("fire", "v_prev", "v_next", "spike")],
-                        next_states=estimates + ["v_next"], emits=["spike"])
+        body = StepBody(
+            states=[t.x("_prev") for t in trackers] + ["v_prev"],
+            inputs=[t.z("_t") for t in trackers],
+            nodes=[
+                *(n for t in trackers for n in t.charge()),
+                *rule.nodes("v_prev", estimates, "fire"),
+                *fire_reset_nodes("fire", "v_prev", "v_next", "spike"),
+            ],
+            next_states=estimates + ["v_next"],
+            emits=["spike"],
+        )
         finals = [prefix + t.x("_T") for t in trackers] + [f"{prefix}v_T"]
-        scan = scan_node(body, [t.x("_init") for t in trackers] + ["v_init"], [t.z("_seq") for t in trackers],
-                         finals, [f"{prefix}spike_seq"], f"{prefix}step")
+        scan = scan_node(
+            body,
+            [t.x("_init") for t in trackers] + ["v_init"],
+            [t.z("_seq") for t in trackers],
+            finals,
+            [f"{prefix}spike_seq"],
+            f"{prefix}step",
+        )
         return constants + [scan], finals + [f"{prefix}spike_seq"]
+
     return build
 
 
-def _build_neuron(name: str, rules: dict[str, FireRule], trackers: list[_Tracker], inputs: tuple[str, ...],
-                  opset: int, doc: str | None, float_attributes: dict[str, tuple[str, float]]) -> onnx.FunctionProto:
+def _build_neuron(
+    name: str,
+    rules: dict[str, FireRule],
+    trackers: list[_Tracker],
+    inputs: tuple[str, ...],
+    opset: int,
+    doc: str | None,
+    float_attributes: dict[str, tuple[str, float]],
+) -> onnx.FunctionProto:
     """The function of a neuron with one input tracker per entry of `trackers`; `float_attributes`
     maps a constant the rules read to (its attribute, default)."""
     like = trackers[0].z()
-    nodes = [attribute_constant("function", "function", "string"), *schedule_nodes("t0", "timesteps", like),
-             *typed_constant("half", 0.5, like), *typed_constant("zero", 0.0, like)]
+    nodes = [
+        attribute_constant("function", "function", "string"),
+        *schedule_nodes("t0", "timesteps", like),
+        *typed_constant("half", 0.5, like),
+        *typed_constant("zero", 0.0, like),
+    ]
     for constant, (attribute, _) in float_attributes.items():
-        nodes += [*decimal_attribute(f"{constant}_f64", attribute),
-                  node("CastLike", [f"{constant}_f64", like], constant)]
+        nodes += [
+            *decimal_attribute(f"{constant}_f64", attribute),
+            node("CastLike", [f"{constant}_f64", like], constant),
+        ]
     nodes += [n for t in trackers for n in t.setup()]
     nodes += initial_state("v0", "zero", [t.z("_step_shape") for t in trackers], "v_init")
     cases = {function: _neuron_branch(rule, trackers, like) for function, rule in rules.items()}
     nodes += switch("function", cases, [t.x("_T") for t in trackers] + ["v_T", "spike_seq"])
     nodes += fold_time("spike_seq", "spikes")
     defaults = {**SCHEDULE_DEFAULTS, **dict(float_attributes.values())}
-    return make_op(name, list(inputs), ["spikes", *(t.x("_T") for t in trackers), "v_T"], nodes, opset,
-                   defaults, ["function"], doc)
+    return make_op(
+        name, list(inputs), ["spikes", *(t.x("_T") for t in trackers), "v_T"], nodes, opset, defaults, ["function"], doc
+    )
 
 
 def build_signgd_neuron(opset: int) -> onnx.FunctionProto:
@@ -247,10 +295,19 @@ def build_signgd_neuron(opset: int) -> onnx.FunctionProto:
     functions' parameters; on inputs held as x/λ they take gate·λ and cubic·λ².
     eta0, gamma, schedule: the step sizes (spec §1, default 0.15·0.95^(t−1)).
     """
-    return _build_neuron("SignGDNeuron", UNARY_RULES, [_Tracker("")], NEURON_INPUTS, opset,
-                         build_signgd_neuron.__doc__,
-                         {"gelu_gate": ("gate", GATES["gelu"]), "gelu_cubic": ("cubic", GELU_CUBIC),
-                          "leak_slope": ("slope", LEAKY_SLOPE)})
+    return _build_neuron(
+        "SignGDNeuron",
+        UNARY_RULES,
+        [_Tracker("")],
+        NEURON_INPUTS,
+        opset,
+        build_signgd_neuron.__doc__,
+        {
+            "gelu_gate": ("gate", GATES["gelu"]),
+            "gelu_cubic": ("cubic", GELU_CUBIC),
+            "leak_slope": ("slope", LEAKY_SLOPE),
+        },
+    )
 
 
 def build_signgd_binary_neuron(opset: int) -> onnx.FunctionProto:
@@ -264,24 +321,38 @@ def build_signgd_binary_neuron(opset: int) -> onnx.FunctionProto:
     Attributes: function (required): maximum v > max(p, q); div v > p/q; product v ≥ p·q;
     p_rsqrt_q √q·v > p (q < 0 gives NaN: no spike). eta0, gamma, schedule as SignGDNeuron's.
     """
-    return _build_neuron("SignGDBinaryNeuron", BINARY_RULES, [_Tracker("p"), _Tracker("q")],
-                         BINARY_NEURON_INPUTS, opset, build_signgd_binary_neuron.__doc__, {})
+    return _build_neuron(
+        "SignGDBinaryNeuron",
+        BINARY_RULES,
+        [_Tracker("p"), _Tracker("q")],
+        BINARY_NEURON_INPUTS,
+        opset,
+        build_signgd_binary_neuron.__doc__,
+        {},
+    )
 
 
 def _encoder_scan(step: list[onnx.NodeProto]) -> Branch:
     """A codec case: the Scan of `step`, which reads the estimate f_prev (and x) and writes f_next and e."""
+
     def build(prefix: str) -> tuple[list[onnx.NodeProto], list[str]]:
         body = StepBody(["f_prev"], [], step, ["f_next"], ["e"])
         outputs = [f"{prefix}f_T", f"{prefix}e_seq"]
         return [scan_node(body, ["f_init"], [], outputs[:1], outputs[1:], f"{prefix}step")], outputs
+
     return build
 
 
 def _analog_step(gradient: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
     """An analog codec step: `gradient` turns gap = f − x into g; then f ← f − η_t·g, e = (1 + g)/2."""
-    return [node("Sub", ["f_prev", "x"], "gap"), *gradient, node("Mul", ["g", ETA_T], "f_step"),
-            node("Sub", ["f_prev", "f_step"], "f_next"), node("Add", ["g", "one"], "e_twice"),
-            node("Mul", ["e_twice", "half"], "e")]
+    return [
+        node("Sub", ["f_prev", "x"], "gap"),
+        *gradient,
+        node("Mul", ["g", ETA_T], "f_step"),
+        node("Sub", ["f_prev", "f_step"], "f_next"),
+        node("Add", ["g", "one"], "e_twice"),
+        node("Mul", ["e_twice", "half"], "e"),
+    ]
 
 
 #: spec §3 codecs. float: g_t = f − x, e_t = (1 + g_t)/2, f ← f − η_t·g_t;
@@ -290,10 +361,14 @@ def _analog_step(gradient: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
 #: it would overshoot, so f reaches x as soon as Σ η_k ≥ |x| and then stays on it: no gain error
 CODECS: dict[str, Branch] = {
     "float": _encoder_scan(_analog_step([node("Identity", ["gap"], "g")])),
-    "exact": _encoder_scan(_analog_step([node("Div", ["gap", ETA_T], "gap_in_steps"),
-                                         node("Clip", ["gap_in_steps", "minus_one", "one"], "g")])),
-    "spike": _encoder_scan([node("Greater", ["f_prev", "x"], "fire"),
-                            *fire_reset_nodes("fire", "f_prev", "f_next", "e")]),
+    "exact": _encoder_scan(
+        _analog_step(
+            [node("Div", ["gap", ETA_T], "gap_in_steps"), node("Clip", ["gap_in_steps", "minus_one", "one"], "g")]
+        )
+    ),
+    "spike": _encoder_scan(
+        [node("Greater", ["f_prev", "x"], "fire"), *fire_reset_nodes("fire", "f_prev", "f_next", "e")]
+    ),
 }
 
 
@@ -307,14 +382,28 @@ def build_signgd_encoder(opset: int) -> onnx.FunctionProto:
     e real-valued, f lands on x) or "spike" (e_t = [f > x] in {0, 1});
     eta0, gamma, schedule as SignGDNeuron's.
     """
-    nodes = [attribute_constant("codec", "codec", "string"), *schedule_nodes("t0", "timesteps", "x"),
-             *typed_constant("one", 1.0, "x"), *typed_constant("minus_one", -1.0, "x"),
-             *typed_constant("half", 0.5, "x"), *typed_constant("zero", 0.0, "x"),
-             node("Shape", ["x"], "x_shape"), *initial_state("f0", "zero", ["x_shape"], "f_init"),
-             *switch("codec", CODECS, ["f_T", "e_seq"]),
-             *fold_time("e_seq", "e")]
-    return make_op("SignGDEncoder", list(ENCODER_INPUTS), ["e", "f_T"], nodes, opset, ENCODER_DEFAULTS, [],
-                   build_signgd_encoder.__doc__)
+    nodes = [
+        attribute_constant("codec", "codec", "string"),
+        *schedule_nodes("t0", "timesteps", "x"),
+        *typed_constant("one", 1.0, "x"),
+        *typed_constant("minus_one", -1.0, "x"),
+        *typed_constant("half", 0.5, "x"),
+        *typed_constant("zero", 0.0, "x"),
+        node("Shape", ["x"], "x_shape"),
+        *initial_state("f0", "zero", ["x_shape"], "f_init"),
+        *switch("codec", CODECS, ["f_T", "e_seq"]),
+        *fold_time("e_seq", "e"),
+    ]
+    return make_op(
+        "SignGDEncoder",
+        list(ENCODER_INPUTS),
+        ["e", "f_T"],
+        nodes,
+        opset,
+        ENCODER_DEFAULTS,
+        [],
+        build_signgd_encoder.__doc__,
+    )
 
 
 def build_signgd_decoder(opset: int) -> onnx.FunctionProto:
@@ -326,9 +415,22 @@ def build_signgd_decoder(opset: int) -> onnx.FunctionProto:
     (y_t = y_{t−1} − η_t·(2z_t − o)); y_T [B, ...]. Attributes: eta0, gamma, schedule.
     """
     y = _Tracker("", estimate="y")
-    body = StepBody([y.x("_prev")], [y.z("_t")], [*y.charge(), node("Identity", [y.x("_next")], "y")],
-                    [y.x("_next")], ["y"])
-    nodes = [*schedule_nodes("t0", "timesteps", "z"), *typed_constant("half", 0.5, "z"), *y.setup(),
-             scan_node(body, [y.x("_init")], [y.z("_seq")], ["y_T"], ["y_per_step"], "decode_step")]
-    return make_op("SignGDDecoder", list(DECODER_INPUTS), ["y_per_step", "y_T"], nodes, opset,
-                   SCHEDULE_DEFAULTS, [], build_signgd_decoder.__doc__)
+    body = StepBody(
+        [y.x("_prev")], [y.z("_t")], [*y.charge(), node("Identity", [y.x("_next")], "y")], [y.x("_next")], ["y"]
+    )
+    nodes = [
+        *schedule_nodes("t0", "timesteps", "z"),
+        *typed_constant("half", 0.5, "z"),
+        *y.setup(),
+        scan_node(body, [y.x("_init")], [y.z("_seq")], ["y_T"], ["y_per_step"], "decode_step"),
+    ]
+    return make_op(
+        "SignGDDecoder",
+        list(DECODER_INPUTS),
+        ["y_per_step", "y_T"],
+        nodes,
+        opset,
+        SCHEDULE_DEFAULTS,
+        [],
+        build_signgd_decoder.__doc__,
+    )

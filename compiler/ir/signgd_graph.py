@@ -9,6 +9,7 @@ Exactness: the step formulas below are rearranged only where IEEE arithmetic giv
 as spec §2 (barring overflow and subnormals), so an op equals a step-by-step evaluation of the spec
 in the same floating type, and a run split into chunks (state and t0 carried) equals one run.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,17 +43,34 @@ def _untyped(name: str) -> onnx.ValueInfoProto:
 def typed_constant(output: str, value: float, like: str) -> list[onnx.NodeProto]:
     """Nodes making `output`, the scalar `value` in the floating type of the tensor `like`."""
     wide = onnx.numpy_helper.from_array(np.asarray(value, np.float64), f"{output}_f64")
-    return [helper.make_node("Constant", [], [f"{output}_f64"], value=wide),
-            node("CastLike", [f"{output}_f64", like], output)]
+    return [
+        helper.make_node("Constant", [], [f"{output}_f64"], value=wide),
+        node("CastLike", [f"{output}_f64", like], output),
+    ]
 
 
-def make_op(name: str, inputs: list[str], outputs: list[str], nodes: list[onnx.NodeProto], opset: int,
-            defaults: dict[str, float | str], required: list[str], doc: str | None) -> onnx.FunctionProto:
+def make_op(
+    name: str,
+    inputs: list[str],
+    outputs: list[str],
+    nodes: list[onnx.NodeProto],
+    opset: int,
+    defaults: dict[str, float | str],
+    required: list[str],
+    doc: str | None,
+) -> onnx.FunctionProto:
     """The `snn` function `name`; `required` attributes have no default."""
-    return helper.make_function(SNN_DOMAIN, name, inputs, outputs, nodes, [helper.make_opsetid("", opset)],
-                                attributes=required,
-                                attribute_protos=[helper.make_attribute(k, v) for k, v in defaults.items()],
-                                doc_string=doc)
+    return helper.make_function(
+        SNN_DOMAIN,
+        name,
+        inputs,
+        outputs,
+        nodes,
+        [helper.make_opsetid("", opset)],
+        attributes=required,
+        attribute_protos=[helper.make_attribute(k, v) for k, v in defaults.items()],
+        doc_string=doc,
+    )
 
 
 def switch(selector: str, cases: dict[str, Branch], outputs: list[str]) -> list[onnx.NodeProto]:
@@ -73,10 +91,13 @@ def _switch_nodes(selector: str, cases: list[tuple[str, Branch]], outputs: list[
     else:
         else_outputs = [f"{out}_not_{key}" for out in outputs]
         otherwise = _graph(f"not_{key}", _switch_nodes(selector, rest, else_outputs), else_outputs)
-    return [helper.make_node("Constant", [], [f"{selector}_{key}"], value_string=key),
-            node("Equal", [selector, f"{selector}_{key}"], f"{selector}_is_{key}"),
-            helper.make_node("If", [f"{selector}_is_{key}"], outputs,
-                             then_branch=_graph(key, *build(f"{key}_")), else_branch=otherwise)]
+    return [
+        helper.make_node("Constant", [], [f"{selector}_{key}"], value_string=key),
+        node("Equal", [selector, f"{selector}_{key}"], f"{selector}_is_{key}"),
+        helper.make_node(
+            "If", [f"{selector}_is_{key}"], outputs, then_branch=_graph(key, *build(f"{key}_")), else_branch=otherwise
+        ),
+    ]
 
 
 def _graph(name: str, nodes: list[onnx.NodeProto], outputs: list[str]) -> onnx.GraphProto:
@@ -124,26 +145,39 @@ def schedule_nodes(t0: str, timesteps: str, like: str) -> list[onnx.NodeProto]:
     η is computed in float64 and rounded once to the type of `like`; 2η is exact.
     """
     cases: dict[str, Branch] = {
-        "exponential": lambda p: ([node("Pow", ["gamma", "k"], f"{p}decay"),
-                                   node("Mul", ["eta0", f"{p}decay"], f"{p}eta")], [f"{p}eta"]),
-        "constant": lambda p: ([node("Shape", ["k"], f"{p}count"),
-                                node("Expand", ["eta0", f"{p}count"], f"{p}eta")], [f"{p}eta"]),
-        "inverse": lambda p: ([*typed_constant(f"{p}one", 1.0, "k"),
-                               node("Add", ["k", f"{p}one"], f"{p}t"),
-                               node("Div", ["eta0", f"{p}t"], f"{p}eta")], [f"{p}eta"]),
-        "exp_inverse": lambda p: ([*decimal_attribute(f"{p}tail", "tail"),
-                                   *typed_constant(f"{p}one", 1.0, "k"),
-                                   *typed_constant(f"{p}minus_one", -1.0, "k"),
-                                   node("Add", ["k", f"{p}one"], f"{p}t"),
-                                   node("Pow", ["gamma", "k"], f"{p}decay"),
-                                   node("Mul", ["eta0", f"{p}decay"], f"{p}head"),
-                                   node("Div", [f"{p}tail", f"{p}t"], f"{p}inverse"),
-                                   node("Max", [f"{p}head", f"{p}inverse"], f"{p}floored"),
-                                   node("Log", ["gamma"], f"{p}log_gamma"),
-                                   node("Mul", [f"{p}t", f"{p}log_gamma"], f"{p}minus_t_rate"),
-                                   node("Less", [f"{p}minus_t_rate", f"{p}minus_one"], f"{p}past_peak"),
-                                   node("Where", [f"{p}past_peak", f"{p}floored", f"{p}head"], f"{p}eta")],
-                                  [f"{p}eta"]),
+        "exponential": lambda p: (
+            [node("Pow", ["gamma", "k"], f"{p}decay"), node("Mul", ["eta0", f"{p}decay"], f"{p}eta")],
+            [f"{p}eta"],
+        ),
+        "constant": lambda p: (
+            [node("Shape", ["k"], f"{p}count"), node("Expand", ["eta0", f"{p}count"], f"{p}eta")],
+            [f"{p}eta"],
+        ),
+        "inverse": lambda p: (
+            [
+                *typed_constant(f"{p}one", 1.0, "k"),
+                node("Add", ["k", f"{p}one"], f"{p}t"),
+                node("Div", ["eta0", f"{p}t"], f"{p}eta"),
+            ],
+            [f"{p}eta"],
+        ),
+        "exp_inverse": lambda p: (
+            [
+                *decimal_attribute(f"{p}tail", "tail"),
+                *typed_constant(f"{p}one", 1.0, "k"),
+                *typed_constant(f"{p}minus_one", -1.0, "k"),
+                node("Add", ["k", f"{p}one"], f"{p}t"),
+                node("Pow", ["gamma", "k"], f"{p}decay"),
+                node("Mul", ["eta0", f"{p}decay"], f"{p}head"),
+                node("Div", [f"{p}tail", f"{p}t"], f"{p}inverse"),
+                node("Max", [f"{p}head", f"{p}inverse"], f"{p}floored"),
+                node("Log", ["gamma"], f"{p}log_gamma"),
+                node("Mul", [f"{p}t", f"{p}log_gamma"], f"{p}minus_t_rate"),
+                node("Less", [f"{p}minus_t_rate", f"{p}minus_one"], f"{p}past_peak"),
+                node("Where", [f"{p}past_peak", f"{p}floored", f"{p}head"], f"{p}eta"),
+            ],
+            [f"{p}eta"],
+        ),
     }
     return [
         *decimal_attribute("eta0", "eta0"),
@@ -162,17 +196,21 @@ def schedule_nodes(t0: str, timesteps: str, like: str) -> list[onnx.NodeProto]:
 def initial_state(given: str, fresh: str, shapes: list[str], output: str) -> list[onnx.NodeProto]:
     """`given` where it is not NaN, else `fresh`, broadcast over every shape in `shapes`."""
     stages = [f"{output}_{i}" for i in range(len(shapes))] + [output]
-    return [node("IsNaN", [given], f"{output}_fresh"),
-            node("Where", [f"{output}_fresh", fresh, given], stages[0]),
-            *(node("Expand", [stages[i], shape], stages[i + 1]) for i, shape in enumerate(shapes))]
+    return [
+        node("IsNaN", [given], f"{output}_fresh"),
+        node("Where", [f"{output}_fresh", fresh, given], stages[0]),
+        *(node("Expand", [stages[i], shape], stages[i + 1]) for i, shape in enumerate(shapes)),
+    ]
 
 
 def fold_time(seq: str, output: str) -> list[onnx.NodeProto]:
     """Nodes reshaping `seq` [T, B, ...] to `output` [T*B, ...]."""
-    return [helper.make_node("Constant", [], [f"{output}_lead"], value_ints=[-1]),
-            helper.make_node("Shape", [seq], [f"{output}_rest"], start=2),
-            helper.make_node("Concat", [f"{output}_lead", f"{output}_rest"], [f"{output}_shape"], axis=0),
-            node("Reshape", [seq, f"{output}_shape"], output)]
+    return [
+        helper.make_node("Constant", [], [f"{output}_lead"], value_ints=[-1]),
+        helper.make_node("Shape", [seq], [f"{output}_rest"], start=2),
+        helper.make_node("Concat", [f"{output}_lead", f"{output}_rest"], [f"{output}_shape"], axis=0),
+        node("Reshape", [seq, f"{output}_shape"], output),
+    ]
 
 
 def charge_nodes(state: str, current: str, half_offset: str, output: str) -> list[onnx.NodeProto]:
@@ -181,9 +219,11 @@ def charge_nodes(state: str, current: str, half_offset: str, output: str) -> lis
     Computed as x + (o/2 − z_t)·2η_t with `half_offset` = o/2: the same bits, since halving,
     doubling and negation are exact and fl(a·2η) = fl(2a·η).
     """
-    return [node("Sub", [half_offset, current], f"{output}_gap"),
-            node("Mul", [f"{output}_gap", TWO_ETA_T], f"{output}_step"),
-            node("Add", [state, f"{output}_step"], output)]
+    return [
+        node("Sub", [half_offset, current], f"{output}_gap"),
+        node("Mul", [f"{output}_gap", TWO_ETA_T], f"{output}_step"),
+        node("Add", [state, f"{output}_step"], output),
+    ]
 
 
 def fire_reset_nodes(fire: str, v: str, v_next: str, spikes: str) -> list[onnx.NodeProto]:
@@ -193,10 +233,12 @@ def fire_reset_nodes(fire: str, v: str, v_next: str, spikes: str) -> list[onnx.N
     rounding. Cast and Mul beat Where in onnxruntime: a fire/reset-only Scan over [64, 256, 6272]
     float32 took 112-130 ms so, 160-240 ms with Where(fire, η_t, −η_t) (2 CPU cores).
     """
-    return [node("CastLike", [fire, v], spikes),
-            node("Mul", [spikes, TWO_ETA_T], f"{v_next}_twice"),
-            node("Sub", [f"{v_next}_twice", ETA_T], f"{v_next}_step"),
-            node("Sub", [v, f"{v_next}_step"], v_next)]
+    return [
+        node("CastLike", [fire, v], spikes),
+        node("Mul", [spikes, TWO_ETA_T], f"{v_next}_twice"),
+        node("Sub", [f"{v_next}_twice", ETA_T], f"{v_next}_step"),
+        node("Sub", [v, f"{v_next}_step"], v_next),
+    ]
 
 
 @dataclass(frozen=True)
@@ -211,12 +253,21 @@ class StepBody:
     emits: list[str]
 
 
-def scan_node(body: StepBody, initial: list[str], sequences: list[str], finals: list[str],
-              stacked: list[str], name: str) -> onnx.NodeProto:
+def scan_node(
+    body: StepBody, initial: list[str], sequences: list[str], finals: list[str], stacked: list[str], name: str
+) -> onnx.NodeProto:
     """A Scan over T running `body` from the states `initial` on `eta`, `two_eta` and `sequences`
     ([T, ...] each); outputs the final states `finals` and the stacked emits `stacked`."""
     graph = helper.make_graph(
-        body.nodes, name, [_untyped(n) for n in [*body.states, ETA_T, TWO_ETA_T, *body.inputs]],
-        [_untyped(n) for n in [*body.next_states, *body.emits]])
-    return helper.make_node("Scan", [*initial, "eta", "two_eta", *sequences], [*finals, *stacked],
-                            num_scan_inputs=2 + len(sequences), body=graph)
+        body.nodes,
+        name,
+        [_untyped(n) for n in [*body.states, ETA_T, TWO_ETA_T, *body.inputs]],
+        [_untyped(n) for n in [*body.next_states, *body.emits]],
+    )
+    return helper.make_node(
+        "Scan",
+        [*initial, "eta", "two_eta", *sequences],
+        [*finals, *stacked],
+        num_scan_inputs=2 + len(sequences),
+        body=graph,
+    )

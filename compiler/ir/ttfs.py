@@ -18,6 +18,7 @@ stateless: a TTFS layer fires at most once per input.
   on at t_min_prev and infinite refractoriness, solved event-exactly (spec §6.2) on absolute
   times; a neuron that has not crossed by t_max is forced to spike there.
 """
+
 from __future__ import annotations
 
 import onnx
@@ -30,10 +31,12 @@ NEURON_INPUTS = ("a",)
 DENSE_A_INPUTS = ("t", "J", "theta", "t_min_prev", "t_max")
 
 
-def _function(name: str, inputs: tuple[str, ...], outputs: list[str], nodes: list[onnx.NodeProto],
-              opset: int, doc: str | None) -> onnx.FunctionProto:
-    return helper.make_function(SNN_DOMAIN, name, list(inputs), outputs, nodes,
-                                [helper.make_opsetid("", opset)], doc_string=doc)
+def _function(
+    name: str, inputs: tuple[str, ...], outputs: list[str], nodes: list[onnx.NodeProto], opset: int, doc: str | None
+) -> onnx.FunctionProto:
+    return helper.make_function(
+        SNN_DOMAIN, name, list(inputs), outputs, nodes, [helper.make_opsetid("", opset)], doc_string=doc
+    )
 
 
 def _on_flat_view(x: str, y: str, nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
@@ -41,21 +44,27 @@ def _on_flat_view(x: str, y: str, nodes: list[onnx.NodeProto]) -> list[onnx.Node
 
     Elementwise ops in onnxruntime's CPU provider take a slow broadcasting path, up to 50x
     slower, on tensors whose last axis is 1 (NHWC images with one channel); reshapes are free."""
-    return [constant("flat", [-1]),
-            helper.make_node("Shape", [x], ["x_shape"]),
-            helper.make_node("Reshape", [x, "flat"], ["flat_x"]),
-            *nodes,
-            helper.make_node("Reshape", ["flat_y", "x_shape"], [y])]
+    return [
+        constant("flat", [-1]),
+        helper.make_node("Shape", [x], ["x_shape"]),
+        helper.make_node("Reshape", [x, "flat"], ["flat_x"]),
+        *nodes,
+        helper.make_node("Reshape", ["flat_y", "x_shape"], [y]),
+    ]
 
 
 def build_ttfs_encoder(opset: int) -> onnx.FunctionProto:
     """`snn.TTFSEncoder(v, p, q) -> lead`: lead = (v - p)/(q - p), the lead over the input window's
     end of feature v's spike at t = 1 - lead (v = q fires at 0, v = p at 1); p, q scalars of v's dtype."""
-    nodes = _on_flat_view("v", "lead", [
-        helper.make_node("Sub", ["flat_x", "p"], ["above"]),
-        helper.make_node("Sub", ["q", "p"], ["span"]),
-        helper.make_node("Div", ["above", "span"], ["flat_y"]),
-    ])
+    nodes = _on_flat_view(
+        "v",
+        "lead",
+        [
+            helper.make_node("Sub", ["flat_x", "p"], ["above"]),
+            helper.make_node("Sub", ["q", "p"], ["span"]),
+            helper.make_node("Div", ["above", "span"], ["flat_y"]),
+        ],
+    )
     return _function("TTFSEncoder", ENCODER_INPUTS, ["lead"], nodes, opset, build_ttfs_encoder.__doc__)
 
 
@@ -79,16 +88,16 @@ def _dense_a_sample_body() -> onnx.GraphProto:
     nodes = [
         helper.make_node("Shape", ["t_k"], ["fan_in"]),
         helper.make_node("TopK", ["t_k", "fan_in"], ["arrival", "order"], axis=0, largest=0, sorted=1),
-        helper.make_node("Gather", ["J", "order"], ["J_sorted"], axis=0),                  # [K, N]
-        helper.make_node("Unsqueeze", ["arrival", "axes1"], ["arrival_col"]),               # [K, 1]
+        helper.make_node("Gather", ["J", "order"], ["J_sorted"], axis=0),  # [K, N]
+        helper.make_node("Unsqueeze", ["arrival", "axes1"], ["arrival_col"]),  # [K, 1]
         helper.make_node("Mul", ["J_sorted", "arrival_col"], ["J_tau"]),
         helper.make_node("CumSum", ["J_sorted", "axis0"], ["J_cum"]),
         helper.make_node("CumSum", ["J_tau", "axis0"], ["E_cum"]),
-        helper.make_node("Add", ["J_cum", "one"], ["C_cum"]),                               # alpha = 1
+        helper.make_node("Add", ["J_cum", "one"], ["C_cum"]),  # alpha = 1
         helper.make_node("Mul", ["theta", "zero"], ["zero_row_1d"]),
-        helper.make_node("Unsqueeze", ["zero_row_1d", "axes0"], ["zero_row"]),              # [1, N]
+        helper.make_node("Unsqueeze", ["zero_row_1d", "axes0"], ["zero_row"]),  # [1, N]
         helper.make_node("Add", ["zero_row", "one"], ["one_row"]),
-        helper.make_node("Concat", ["one_row", "C_cum"], ["C"], axis=0),                    # [K+1, N]
+        helper.make_node("Concat", ["one_row", "C_cum"], ["C"], axis=0),  # [K+1, N]
         helper.make_node("Concat", ["zero_row", "E_cum"], ["E"], axis=0),
         helper.make_node("Add", ["theta", "t_min_prev"], ["reach"]),
         helper.make_node("Add", ["E", "reach"], ["numerator"]),
@@ -96,7 +105,7 @@ def _dense_a_sample_body() -> onnx.GraphProto:
         helper.make_node("Reshape", ["t_min_prev", "column"], ["start_col"]),
         helper.make_node("Div", ["one", "zero"], ["infinity"]),
         helper.make_node("Reshape", ["infinity", "column"], ["end_col"]),
-        helper.make_node("Concat", ["start_col", "arrival_col"], ["lower"], axis=0),         # [K+1, 1]
+        helper.make_node("Concat", ["start_col", "arrival_col"], ["lower"], axis=0),  # [K+1, 1]
         helper.make_node("Concat", ["arrival_col", "end_col"], ["upper"], axis=0),
         helper.make_node("Greater", ["C", "zero"], ["rising"]),
         helper.make_node("GreaterOrEqual", ["crossing", "lower"], ["after_lower"]),
@@ -104,7 +113,7 @@ def _dense_a_sample_body() -> onnx.GraphProto:
         helper.make_node("And", ["rising", "after_lower"], ["valid_partial"]),
         helper.make_node("And", ["valid_partial", "before_upper"], ["valid"]),
         helper.make_node("Cast", ["valid"], ["valid_i32"], to=TensorProto.INT32),
-        helper.make_node("ArgMax", ["valid_i32"], ["first"], axis=0, keepdims=1),           # [1, N]
+        helper.make_node("ArgMax", ["valid_i32"], ["first"], axis=0, keepdims=1),  # [1, N]
         helper.make_node("ReduceMax", ["valid_i32", "axes0"], ["any_valid_i32"], keepdims=0),
         helper.make_node("Cast", ["any_valid_i32"], ["any_valid"], to=TensorProto.BOOL),
         helper.make_node("GatherElements", ["crossing", "first"], ["first_crossing_row"], axis=0),
@@ -114,8 +123,9 @@ def _dense_a_sample_body() -> onnx.GraphProto:
         helper.make_node("Expand", ["t_max", "fan_out"], ["forced"]),
         helper.make_node("Where", ["any_valid", "capped", "forced"], ["t_out_k"]),
     ]
-    return helper.make_graph(nodes, "ttfs_dense_a_sample",
-                             [onnx.ValueInfoProto(name="t_k")], [onnx.ValueInfoProto(name="t_out_k")])
+    return helper.make_graph(
+        nodes, "ttfs_dense_a_sample", [onnx.ValueInfoProto(name="t_k")], [onnx.ValueInfoProto(name="t_out_k")]
+    )
 
 
 def build_ttfs_dense_a(opset: int) -> onnx.FunctionProto:
@@ -127,10 +137,14 @@ def build_ttfs_dense_a(opset: int) -> onnx.FunctionProto:
     stays O(K·N) whatever the batch. Use float64: J is amplified by up to 1/(1 - S) (spec §6.4).
     """
     nodes = [
-        constant("one_f", 1.0), constant("zero_f", 0.0),
+        constant("one_f", 1.0),
+        constant("zero_f", 0.0),
         helper.make_node("CastLike", ["one_f", "theta"], ["one"]),
         helper.make_node("CastLike", ["zero_f", "theta"], ["zero"]),
-        constant("axis0", 0), constant("axes0", [0]), constant("axes1", [1]), constant("column", [1, 1]),
+        constant("axis0", 0),
+        constant("axes0", [0]),
+        constant("axes1", [1]),
+        constant("column", [1, 1]),
         helper.make_node("Scan", ["t"], ["t_out"], num_scan_inputs=1, body=_dense_a_sample_body()),
     ]
     return _function("TTFSDenseA", DENSE_A_INPUTS, ["t_out"], nodes, opset, build_ttfs_dense_a.__doc__)

@@ -1,1 +1,2 @@
-"""canonicalize: exporter idioms rewritten to one canonical form; one rewrite module per idiom, run by canonicalize.py."""
+"""canonicalize: exporter idioms rewritten to one canonical form; one rewrite module per idiom,
+run by canonicalize.py."""

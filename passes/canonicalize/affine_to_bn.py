@@ -9,6 +9,7 @@ BatchNormalization(x, scale=s, B=b, mean=0, var=1, epsilon=0) with y = s·x + b 
 float64, so that fold_bn has one node to fold. Requires float x with static C (shapes
 inferred).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,14 +49,16 @@ def per_channel(value: np.ndarray, x: gs.Tensor) -> np.ndarray | None:
     if not is_float(x) or not shape or len(shape) < 2 or not isinstance(shape[1], int) or value.ndim > len(shape):
         return None
     channels = shape[1]
-    aligned = value.reshape((1,) * (len(shape) - value.ndim) + value.shape)
+    aligned: np.ndarray = value.reshape((1,) * (len(shape) - value.ndim) + value.shape)
     if any(d != 1 for i, d in enumerate(aligned.shape) if i != 1) or aligned.shape[1] not in (1, channels):
         return None
     return np.broadcast_to(aligned.reshape(-1).astype(np.float64), (channels,))
 
 
 def _replace_chain(graph: gs.Graph, head: gs.Node) -> None:
-    x, _ = _affine_step(head, None)
+    first = _affine_step(head, None)
+    assert first is not None  # apply calls this for chain heads only
+    x, _ = first
     scale, shift = np.ones(x.shape[1]), np.zeros(x.shape[1])
     node, data, chain = head, x, []
     while node is not None:
@@ -73,11 +76,18 @@ def _replace_chain(graph: gs.Graph, head: gs.Node) -> None:
     dtype = np.dtype(x.dtype)
     out = gs.Variable(fresh_name(f"{head.name or 'affine'}_bn"), dtype=x.dtype, shape=x.shape)
     params = [scale, shift, np.zeros_like(scale), np.ones_like(scale)]
-    graph.nodes.append(gs.Node("BatchNormalization", name=head.name or fresh_name("affine"),
-                               attrs={"epsilon": 0.0},
-                               inputs=[x, *(const(f"{head.name}_{p}", v.astype(dtype))
-                                            for p, v in zip(("scale", "bias", "mean", "var"), params))],
-                               outputs=[out]))
+    graph.nodes.append(
+        gs.Node(
+            "BatchNormalization",
+            name=head.name or fresh_name("affine"),
+            attrs={"epsilon": 0.0},
+            inputs=[
+                x,
+                *(const(f"{head.name}_{p}", v.astype(dtype)) for p, v in zip(("scale", "bias", "mean", "var"), params)),
+            ],
+            outputs=[out],
+        )
+    )
     result = chain[-1].outputs[0]
     for node in chain:
         node.outputs.clear()

@@ -18,6 +18,7 @@ Post-condition, for a Reshape whose input's axis 0 is symbolic (batch-dependent)
 A Reshape to a fixed shape that cannot be made batch-free this way is an SnnError naming it,
 as is a node that combines the batch with a tensor fixed to the batch the model was exported with.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,16 @@ from onnx_snn.passes.graph_utils import const, constant_value, is_float, node_la
 BATCH = "<batch>"
 UNKNOWN = "<unknown>"
 
-_INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.INT16, onnx.TensorProto.INT8,
-              onnx.TensorProto.UINT64, onnx.TensorProto.UINT32, onnx.TensorProto.UINT16, onnx.TensorProto.UINT8}
+_INT_TYPES = {
+    onnx.TensorProto.INT64,
+    onnx.TensorProto.INT32,
+    onnx.TensorProto.INT16,
+    onnx.TensorProto.INT8,
+    onnx.TensorProto.UINT64,
+    onnx.TensorProto.UINT32,
+    onnx.TensorProto.UINT16,
+    onnx.TensorProto.UINT8,
+}
 
 
 def apply(graph: gs.Graph, ctx: PassContext) -> int:
@@ -72,14 +81,18 @@ def evaluate_shape(tensor: gs.Tensor, symbol: str) -> np.ndarray | None:
         shape = node.inputs[0].shape
         if shape is None:
             return None
-        dims = [d if isinstance(d, int) else (BATCH if i == 0 and d == symbol else UNKNOWN)
-                for i, d in enumerate(shape)]
+        dims = [
+            d if isinstance(d, int) else (BATCH if i == 0 and d == symbol else UNKNOWN) for i, d in enumerate(shape)
+        ]
         return np.array(dims[slice(node.attrs.get("start", 0), node.attrs.get("end"))], dtype=object)
     if node.op in ("Identity", "Cast") and node.attrs.get("to", onnx.TensorProto.INT64) in _INT_TYPES:
         return evaluate_shape(node.inputs[0], symbol)
-    args = [evaluate_shape(t, symbol) if i == 0 or node.op == "Concat" else constant_value(t)
-            for i, t in enumerate(node.inputs)]
-    if any(a is None for a in args):
+    values = [
+        evaluate_shape(t, symbol) if i == 0 or node.op == "Concat" else constant_value(t)
+        for i, t in enumerate(node.inputs)
+    ]
+    args = [a for a in values if a is not None]
+    if len(args) != len(values):
         return None
     if node.op == "Gather" and node.attrs.get("axis", 0) == 0:
         return np.array(np.take(args[0], args[1].astype(np.int64), axis=0), dtype=object)
@@ -91,9 +104,9 @@ def evaluate_shape(tensor: gs.Tensor, symbol: str) -> np.ndarray | None:
         return args[0].reshape(())
     if node.op == "Slice" and args[0].ndim == 1:
         starts, ends, *optional = args[1:]
-        axes, steps = (list(optional) + [[0], [1]][len(optional):])[:2]
+        axes, steps = (list(optional) + [[0], [1]][len(optional) :])[:2]
         if [int(a) for a in axes] in ([0], [-1]):
-            return args[0][int(starts[0]):int(ends[0]):int(steps[0])]
+            return args[0][int(starts[0]) : int(ends[0]) : int(steps[0])]
     return None
 
 
@@ -118,10 +131,14 @@ def _rewrite(node: gs.Node, symbol: str, export_batch: int | None, ctx: PassCont
         node.attrs = {"axis": 1}
         return True
     if target is None:
-        raise SnnError(f"Reshape to the fixed shape {[int(e) if e is not BATCH else 'batch' for e in entries]} "
-                       "encodes the batch size the model was exported with, and the batch axis cannot be freed",
-                       path=ctx.source, node=node_label(node), op=node.op,
-                       hint="export the model with a dynamic batch axis (torch: dynamic_axes= or dynamic_shapes=)")
+        raise SnnError(
+            f"Reshape to the fixed shape {[int(e) if e is not BATCH else 'batch' for e in entries]} "
+            "encodes the batch size the model was exported with, and the batch axis cannot be freed",
+            path=ctx.source,
+            node=node_label(node),
+            op=node.op,
+            hint="export the model with a dynamic batch axis (torch: dynamic_axes= or dynamic_shapes=)",
+        )
     current = constant_value(shape_tensor)
     if current is not None and list(current) == target and not node.attrs.get("allowzero", 0):
         return False
@@ -189,7 +206,11 @@ def _refuse_batch_constants(graph: gs.Graph, symbol: str, export_batch: int | No
         out_shape = node.outputs[0].shape if node.outputs else None
         reads_batch = any(t.shape and t.shape[0] == symbol for t in node.inputs)
         if reads_batch and out_shape and out_shape[0] == export_batch and is_float(node.outputs[0]):
-            raise SnnError(f"{node.op} meets the batch with a tensor whose axis 0 is fixed to the batch size "
-                           f"{export_batch} the model was exported with", path=ctx.source, node=node_label(node),
-                           op=node.op, hint="export the model with a dynamic batch axis "
-                                            "(torch: dynamic_axes= or dynamic_shapes=)")
+            raise SnnError(
+                f"{node.op} meets the batch with a tensor whose axis 0 is fixed to the batch size "
+                f"{export_batch} the model was exported with",
+                path=ctx.source,
+                node=node_label(node),
+                op=node.op,
+                hint="export the model with a dynamic batch axis (torch: dynamic_axes= or dynamic_shapes=)",
+            )

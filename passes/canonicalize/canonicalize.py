@@ -15,13 +15,15 @@ later passes may rely on:
     a Flatten(axis=1) → Gemm (it is folded into the Gemm's weight);
   * every Gemm with constant B and C is Gemm(x, W[out, in], b[out], transB=1, alpha=1,
     beta=1); rank-2 MatMul with a constant weight has become such a Gemm (MatMul remains only
-    on rank > 2 inputs, with a constant first operand, or between two activations); every Conv with a constant weight has a
+    on rank > 2 inputs, with a constant first operand, or between two activations);
+    every Conv with a constant weight has a
     bias; Sub/Div by a float constant are Add/Mul;
   * decomposed GELU, LayerNorm and hard-swish are one Gelu / LayerNormalization / HardSwish
     (a LayerNorm over non-trailing axes is wrapped in Transposes); SiLU is Mul(u, Sigmoid(u));
   * every per-channel (axis 1) affine chain of Mul/Add by constants is one
     BatchNormalization(scale, B, mean=0, var=1, epsilon=0), ready for fold_bn.
 """
+
 from __future__ import annotations
 
 from types import ModuleType
@@ -57,9 +59,12 @@ from onnx_snn.passes.graph_utils import TARGET_OPSET, node_label, refresh_shapes
 from onnx_snn.validate import checker_error
 
 NAME = "canonicalize"
-CONTRACT = (f"Pre: any valid ONNX model (opset 7..{TARGET_OPSET}; tf2onnx's Erfc allowed). Post: same function "
-            f"(minus a final Softmax) at opset {TARGET_OPSET} with a free batch axis, Flatten/Gemm/Conv+bias linear form, per-channel "
-            "affine ops as BatchNormalization, no Identity/Dropout/inverse Transpose pairs.")
+CONTRACT = (
+    f"Pre: any valid ONNX model (opset 7..{TARGET_OPSET}; tf2onnx's Erfc allowed). Post: same function "
+    f"(minus a final Softmax) at opset {TARGET_OPSET} with a free batch axis, Flatten/Gemm/Conv+bias linear form, "
+    "per-channel "
+    "affine ops as BatchNormalization, no Identity/Dropout/inverse Transpose pairs."
+)
 
 MIN_OPSET = 7
 #: the first IR version in which an initializer need not also be a graph input
@@ -70,19 +75,27 @@ OTHER_FLOATS = frozenset({onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onn
 
 #: the graph-level rewriters, in order (each sees shapes refreshed after the one before changed the graph)
 REWRITERS: tuple[ModuleType, ...] = (
-    passthrough,                                               # 5. Identity, Dropout
-    batch_reshape, dense_nd,                                   # 6. batch-free Reshape, Flatten
-    gelu, layernorm, hardswish, silu,                          # 6b. decomposed activations/norms as one op
-    transpose_pairs,                                           # 7. NHWC Transpose pairs
-    sub_div, matmul_to_gemm, gemm_canonical, transpose_into_gemm, conv_bias,  # 8. linear form
-    affine_to_bn,                                              # 9. per-channel affine → BN
-    final_softmax,                                             # 10. logits out
+    passthrough,  # 5. Identity, Dropout
+    batch_reshape,
+    dense_nd,  # 6. batch-free Reshape, Flatten
+    gelu,
+    layernorm,
+    hardswish,
+    silu,  # 6b. decomposed activations/norms as one op
+    transpose_pairs,  # 7. NHWC Transpose pairs
+    sub_div,
+    matmul_to_gemm,
+    gemm_canonical,
+    transpose_into_gemm,
+    conv_bias,  # 8. linear form
+    affine_to_bn,  # 9. per-channel affine → BN
+    final_softmax,  # 10. logits out
     node_names,
 )
 
 
-NEEDS = frozenset()
-PROVIDES = frozenset({'canonical'})
+NEEDS: frozenset[str] = frozenset()
+PROVIDES = frozenset({"canonical"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -129,9 +142,11 @@ def _validated(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
     opset = versions[""]
     if opset is None or not MIN_OPSET <= opset <= TARGET_OPSET:
         found = "imports no default-domain ONNX opset" if opset is None else f"imports ONNX opset {opset}"
-        raise SnnError(f"{found}; onnx-snn reads opsets {MIN_OPSET} to {TARGET_OPSET}",
-                       path=ctx.source,
-                       hint=f"re-export with an opset in that range (e.g. opset_version={TARGET_OPSET})")
+        raise SnnError(
+            f"{found}; onnx-snn reads opsets {MIN_OPSET} to {TARGET_OPSET}",
+            path=ctx.source,
+            hint=f"re-export with an opset in that range (e.g. opset_version={TARGET_OPSET})",
+        )
     _refuse_other_float_inputs(model, ctx)
     functions = {(f.domain, f.name) for f in model.functions}
     for node in model.graph.node:
@@ -139,18 +154,25 @@ def _validated(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
         if (domain, node.op_type) in functions:
             continue
         if domain not in ONNX_DOMAINS:
-            raise SnnError("op of a custom domain is not supported (no local function defines it)",
-                           path=ctx.source, node=node.name, op=f"{domain}::{node.op_type}",
-                           hint="replace it with standard ONNX ops in the ANN")
+            raise SnnError(
+                "op of a custom domain is not supported (no local function defines it)",
+                path=ctx.source,
+                node=node.name,
+                op=f"{domain}::{node.op_type}",
+                hint="replace it with standard ONNX ops in the ANN",
+            )
         if versions.get(domain) is None:
             continue
         try:
             onnx.defs.get_schema(node.op_type, versions[domain], "" if domain == "ai.onnx" else domain)
         except onnx.defs.SchemaError:
-            raise SnnError(f"op {node.op_type} does not exist in ONNX {domain or 'ai.onnx'} opset {versions[domain]}",
-                           path=ctx.source, node=node.name, op=node.op_type,
-                           hint="replace it with standard ONNX ops, or re-export with a converter that supports "
-                                "it") from None
+            raise SnnError(
+                f"op {node.op_type} does not exist in ONNX {domain or 'ai.onnx'} opset {versions[domain]}",
+                path=ctx.source,
+                node=node.name,
+                op=node.op_type,
+                hint="replace it with standard ONNX ops, or re-export with a converter that supports it",
+            ) from None
     try:
         onnx.checker.check_model(model, full_check=False)
     except onnx.checker.ValidationError as exc:
@@ -164,9 +186,12 @@ def _refuse_other_float_inputs(model: onnx.ModelProto, ctx: PassContext) -> None
     for value in model.graph.input:
         elem = value.type.tensor_type.elem_type
         if elem in OTHER_FLOATS:
-            raise SnnError(f"graph input '{value.name}' is {onnx.TensorProto.DataType.Name(elem).lower()}; onnx-snn "
-                           "compiles float32 networks", path=ctx.source,
-                           hint="re-export the model in float32 (e.g. model.float() before torch.onnx.export)")
+            raise SnnError(
+                f"graph input '{value.name}' is {onnx.TensorProto.DataType.Name(elem).lower()}; onnx-snn "
+                "compiles float32 networks",
+                path=ctx.source,
+                hint="re-export the model in float32 (e.g. model.float() before torch.onnx.export)",
+            )
 
 
 def _upgraded(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
@@ -179,12 +204,15 @@ def _upgraded(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
         try:
             model = version_converter.convert_version(model, TARGET_OPSET)
         except Exception as exc:  # the converter raises bare RuntimeErrors from C++
-            raise SnnError(f"could not convert the model from ONNX opset {opset} to opset {TARGET_OPSET} "
-                           f"({_first_line(exc)})", path=ctx.source,
-                           hint=f"re-export the model with opset_version={TARGET_OPSET}") from None
+            raise SnnError(
+                f"could not convert the model from ONNX opset {opset} to opset {TARGET_OPSET} ({_first_line(exc)})",
+                path=ctx.source,
+                hint=f"re-export the model with opset_version={TARGET_OPSET}",
+            ) from None
         _check_converted(model, opset, ctx)
-    model.ir_version = max(model.ir_version, onnx.helper.find_min_ir_version_for(
-        list(model.opset_import), ignore_unknown=True))
+    model.ir_version = max(
+        model.ir_version, onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    )
     return model
 
 
@@ -194,9 +222,13 @@ def _check_converted(model: onnx.ModelProto, opset: int, ctx: PassContext) -> No
     try:
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except onnx.shape_inference.InferenceError as exc:
-        raise checker_error(exc, list(model.graph.node), ctx.source,
-                            f"is not a valid model once converted from ONNX opset {opset} to {TARGET_OPSET}",
-                            f"re-export the model with opset_version={TARGET_OPSET}") from None
+        raise checker_error(
+            exc,
+            list(model.graph.node),
+            ctx.source,
+            f"is not a valid model once converted from ONNX opset {opset} to {TARGET_OPSET}",
+            f"re-export the model with opset_version={TARGET_OPSET}",
+        ) from None
 
 
 def _refuse_batch_flatten(graph: gs.Graph, ctx: PassContext) -> None:
@@ -206,9 +238,13 @@ def _refuse_batch_flatten(graph: gs.Graph, ctx: PassContext) -> None:
     for node in graph.nodes:
         shape = node.inputs[0].shape if node.op == "Flatten" and node.inputs else None
         if shape and shape[0] == symbol and int(node.attrs.get("axis", 1)) % len(shape) == 0:
-            raise SnnError("Flatten with axis 0 merges the batch axis into the features", path=ctx.source,
-                           node=node_label(node), op=node.op,
-                           hint="flatten from axis 1 (torch.flatten(x, 1)) and re-export")
+            raise SnnError(
+                "Flatten with axis 0 merges the batch axis into the features",
+                path=ctx.source,
+                node=node_label(node),
+                op=node.op,
+                hint="flatten from axis 1 (torch.flatten(x, 1)) and re-export",
+            )
 
 
 def _name_output_batch(graph: gs.Graph, ctx: PassContext) -> None:
@@ -220,11 +256,14 @@ def _name_output_batch(graph: gs.Graph, ctx: PassContext) -> None:
             continue
         if isinstance(tensor.shape[0], int):
             writer = tensor.inputs[0] if tensor.inputs else None
-            raise SnnError(f"graph output '{tensor.name}' has axis 0 of fixed size {tensor.shape[0]} while the inputs' "
-                           "batch axis is free: it does not follow the batch", path=ctx.source,
-                           node=node_label(writer) if writer is not None else None,
-                           op=writer.op if writer is not None else None,
-                           hint="make the output depend on the input batch (samples on axis 0) and re-export")
+            raise SnnError(
+                f"graph output '{tensor.name}' has axis 0 of fixed size {tensor.shape[0]} while the inputs' "
+                "batch axis is free: it does not follow the batch",
+                path=ctx.source,
+                node=node_label(writer) if writer is not None else None,
+                op=writer.op if writer is not None else None,
+                hint="make the output depend on the input batch (samples on axis 0) and re-export",
+            )
         tensor.shape = [symbol, *tensor.shape[1:]]
 
 
@@ -235,8 +274,9 @@ def _check(graph: gs.Graph, ctx: PassContext) -> None:
     try:
         onnx.checker.check_model(model, full_check=False)
     except onnx.checker.ValidationError as exc:
-        raise CompilerBug(str(checker_error(exc, list(model.graph.node), ctx.source,
-                                            "canonicalized model fails onnx.checker", ""))) from None
+        raise CompilerBug(
+            str(checker_error(exc, list(model.graph.node), ctx.source, "canonicalized model fails onnx.checker", ""))
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -5,6 +5,7 @@ CastLike against an activation, e.g. the zero bias of a bias-less Conv is
 Expand(CastLike(0, x), Shape(W)). Reading the activation only for its dtype keeps the
 constant from being folded; as a Cast it folds. Run before constant folding (needs dtypes).
 """
+
 from __future__ import annotations
 
 import onnx

@@ -4,6 +4,7 @@ Idiom: torch writes `Conv2d(bias=False)` (and the dynamo exporter writes a Conv 
 could not fold) as a two-input Conv. Afterwards every Conv with a constant weight has three
 inputs, so folding and normalizing passes can always update a bias.
 """
+
 from __future__ import annotations
 
 import numpy as np

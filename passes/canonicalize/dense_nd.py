@@ -7,6 +7,7 @@ When the first Reshape only merges the leading axes, the second restores them
 both Reshapes are dropped: MatMul(x, W) broadcasts over the leading axes with the same result,
 and the batch stays on axis 0. Runs after batch_reshape, which makes both shapes constant.
 """
+
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs
@@ -22,13 +23,26 @@ def apply(graph: gs.Graph, ctx: PassContext) -> int:
         before = matmul.inputs[0].inputs[0] if matmul.inputs[0].inputs else None
         after = sole_reader(graph, matmul.outputs[0])
         weight = constant_value(matmul.inputs[1])
-        if (before is None or before.op != "Reshape" or after is None or after.op != "Reshape"
-                or weight is None or weight.ndim != 2 or sole_reader(graph, before.outputs[0]) is not matmul):
+        if (
+            before is None
+            or before.op != "Reshape"
+            or after is None
+            or after.op != "Reshape"
+            or weight is None
+            or weight.ndim != 2
+            or sole_reader(graph, before.outputs[0]) is not matmul
+        ):
             continue
+        assert matmul is not None  # mypy took `is not matmul` above as narrowing it to Node | None (gs.Node is Any)
         x = before.inputs[0]
         merged, restored = constant_value(before.inputs[1]), constant_value(after.inputs[1])
-        if (not x.shape or len(x.shape) < 3 or not all(isinstance(d, int) for d in x.shape[1:])
-                or merged is None or restored is None):
+        if (
+            not x.shape
+            or len(x.shape) < 3
+            or not all(isinstance(d, int) for d in x.shape[1:])
+            or merged is None
+            or restored is None
+        ):
             continue
         if list(merged) != [-1, x.shape[-1]] or list(restored) != [-1, *x.shape[1:-1], weight.shape[1]]:
             continue
@@ -39,4 +53,3 @@ def apply(graph: gs.Graph, ctx: PassContext) -> int:
         replace_uses(graph, result, matmul.outputs[0])
         count += 1
     return count
-

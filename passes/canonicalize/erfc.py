@@ -5,6 +5,7 @@ writes an `Erfc` node in the default domain anyway, where no such op exists, so 
 onnx.checker and onnxruntime refuses it. erfc(z) = 1 - erf(z) exactly, so the node becomes
 `Sub(1, Erf(z))` writing the same output tensor. Runs on the raw graph, before any checker.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ Idiom: classifiers exported with their probability head (torch `softmax(logits)`
 and the argmax is unchanged. The graph output keeps its name: the tensor that fed the
 Softmax is renamed to it. Each drop is noted in ctx.
 """
+
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs
@@ -21,8 +22,9 @@ def apply(graph: gs.Graph, ctx: PassContext) -> int:
     for output in list(graph.outputs):
         node = producer(output)
         if node is not None and node.op in FINAL_OPS and not output.outputs:
-            ctx.note(f"dropped final {node.op} {node_label(node)} before output '{output.name}'; "
-                     "the SNN outputs logits")
+            ctx.note(
+                f"dropped final {node.op} {node_label(node)} before output '{output.name}'; the SNN outputs logits"
+            )
             bypass(graph, node)
             count += 1
     return count

@@ -9,6 +9,7 @@ ctx.state.export_batch_size (None when the batch was already symbolic), so that 
 rewriters can recognise constants that encode it. Run before constant folding, so that shape
 computations on the batch stay dynamic instead of being folded into constants.
 """
+
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs

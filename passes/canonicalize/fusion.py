@@ -8,10 +8,13 @@ array, and `node_poly` gives the polynomial that an Add, Sub, Mul, Neg, Div by a
 Pow by a small integer constant computes from the polynomials of its inputs. Constants are
 compared with the relative tolerance RTOL, enough for float32 spellings of √2, 0.044715, ....
 """
+
 from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Mapping
+from typing import cast
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -20,6 +23,8 @@ from onnx_snn.passes.graph_utils import constant_value, fresh_name, producer, so
 
 Monomial = tuple[str, ...]
 Poly = dict[Monomial, np.ndarray]
+#: what `matches` compares: a Poly, or a pattern written with float coefficients
+Coefficients = Mapping[Monomial, "np.ndarray | float"]
 
 #: relative tolerance when matching exporters' constants
 RTOL = 1e-4
@@ -71,7 +76,7 @@ def close(a: float, b: float) -> bool:
     return bool(np.isclose(a, b, rtol=RTOL, atol=0.0))
 
 
-def matches(p: Poly, q: Poly) -> bool:
+def matches(p: Coefficients, q: Coefficients) -> bool:
     """Whether p and q have the same monomials with coefficients equal within RTOL (after broadcasting)."""
     if set(p) != set(q):
         return False
@@ -100,7 +105,7 @@ def node_poly(node: gs.Node, args: list[Poly]) -> Poly | None:
     if node.op == "Div":
         return mul(a, constant(1.0 / b[()])) if np.all(b[()] != 0) else None
     power = float(b[()].reshape(-1)[0]) if b[()].size == 1 else None
-    if power not in range(1, MAX_POWER + 1):
+    if power is None or power not in range(1, MAX_POWER + 1):
         return None
     result = a
     for _ in range(int(power) - 1):
@@ -117,7 +122,7 @@ def tensor_poly(tensor: gs.Tensor, known: dict[str, Poly]) -> Poly | None:
 def evaluate(node: gs.Node, known: dict[str, Poly]) -> Poly | None:
     """node_poly of `node`, its inputs' polynomials given by tensor_poly, or None when one is unknown."""
     args = [tensor_poly(t, known) for t in node.inputs]
-    return None if any(a is None for a in args) else node_poly(node, args)
+    return None if any(a is None for a in args) else node_poly(node, cast("list[Poly]", args))
 
 
 def in_one_tensor(graph: gs.Graph, tensor: gs.Tensor) -> tuple[gs.Tensor | None, Poly, list[gs.Node]] | None:
@@ -143,7 +148,7 @@ def in_one_tensor(graph: gs.Graph, tensor: gs.Tensor) -> tuple[gs.Tensor | None,
             if poly is not None:
                 nodes.append(node)
                 return poly
-            del roots[mark[0]:], nodes[mark[1]:]
+            del roots[mark[0] :], nodes[mark[1] :]
         roots.append(t)
         return symbol(X)
 
@@ -168,9 +173,10 @@ def scaled_product(graph: gs.Graph, gate: gs.Tensor, scale: float) -> tuple[gs.T
         if found is None or (found[0] is not None and x is not None and found[0] is not x):
             return None
         x = found[0] if found[0] is not None else x
-        product = node_poly(node, [product if i is t else found[1] for i in node.inputs])
-        if product is None:
+        step = node_poly(node, [product if i is t else found[1] for i in node.inputs])
+        if step is None:
             return None
+        product = step
         nodes += [*found[2], node]
         t = node.outputs[0]
         factor = scalar(product, (_GATE, X))
@@ -179,8 +185,14 @@ def scaled_product(graph: gs.Graph, gate: gs.Tensor, scale: float) -> tuple[gs.T
     return None
 
 
-def fuse(graph: gs.Graph, nodes: list[gs.Node], op: str, inputs: list[gs.Tensor], output: gs.Tensor,
-         attrs: dict | None = None) -> gs.Node:
+def fuse(
+    graph: gs.Graph,
+    nodes: list[gs.Node],
+    op: str,
+    inputs: list[gs.Tensor],
+    output: gs.Tensor,
+    attrs: dict | None = None,
+) -> gs.Node:
     """Replace `nodes` by one node `op`(inputs) writing `output`, and return it.
 
     The caller guarantees that `output` is the only tensor of `nodes` read outside them. The new
@@ -191,7 +203,8 @@ def fuse(graph: gs.Graph, nodes: list[gs.Node], op: str, inputs: list[gs.Tensor]
     for node in nodes:
         node.inputs.clear()
         node.outputs.clear()
-    fused = gs.Node(op, name=f"{scope}/{op}" if scope else fresh_name(op), attrs=attrs or {}, inputs=inputs,
-                    outputs=[output])
+    fused = gs.Node(
+        op, name=f"{scope}/{op}" if scope else fresh_name(op), attrs=attrs or {}, inputs=inputs, outputs=[output]
+    )
     graph.nodes.append(fused)
     return fused

@@ -16,6 +16,7 @@ above in one tensor x (or its negation), whose only reader computes 1 ± its out
 result is multiplied by 0.5·x; constants match within fusion.RTOL, and every tensor of the
 match but its output is read only inside it.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,14 +24,26 @@ import math
 import onnx_graphsurgeon as gs
 
 from onnx_snn.passes.base import PassContext
-from onnx_snn.passes.canonicalize.fusion import X, evaluate, fuse, in_one_tensor, matches, scaled_product, symbol
+from onnx_snn.passes.canonicalize.fusion import (
+    Monomial,
+    X,
+    evaluate,
+    fuse,
+    in_one_tensor,
+    matches,
+    scaled_product,
+    symbol,
+)
 from onnx_snn.passes.graph_utils import sole_reader
 
-_ERF_ARGUMENT = {(X,): 1 / math.sqrt(2)}
+_ERF_ARGUMENT: dict[Monomial, float] = {(X,): 1 / math.sqrt(2)}
 _TANH_SCALE = math.sqrt(2 / math.pi)
-_TANH_ARGUMENT = {(X,): _TANH_SCALE, (X, X, X): 0.044715 * _TANH_SCALE}
+_TANH_ARGUMENT: dict[Monomial, float] = {(X,): _TANH_SCALE, (X, X, X): 0.044715 * _TANH_SCALE}
 #: op of the odd function → (Gelu's approximate attribute, its argument as a polynomial in x)
-_FORMS = {"Erf": ("none", _ERF_ARGUMENT), "Tanh": ("tanh", _TANH_ARGUMENT)}
+_FORMS: dict[str, tuple[str, dict[Monomial, float]]] = {
+    "Erf": ("none", _ERF_ARGUMENT),
+    "Tanh": ("tanh", _TANH_ARGUMENT),
+}
 _T = "t"  # the symbol of the Erf/Tanh output
 
 
@@ -52,7 +65,7 @@ def _match(graph: gs.Graph, odd: gs.Node) -> tuple[gs.Tensor, gs.Tensor, list[gs
     one_plus = evaluate(gate, {odd.outputs[0].name: symbol(_T)}) if gate is not None else None
     sign = next((s for s in (1.0, -1.0) if one_plus is not None and matches(one_plus, {(): 1.0, (_T,): s})), None)
     argument = in_one_tensor(graph, odd.inputs[0])
-    if sign is None or argument is None or argument[0] is None:
+    if gate is None or sign is None or argument is None or argument[0] is None:
         return None
     x, poly, argument_nodes = argument
     if not matches({m: sign * c for m, c in poly.items()}, _FORMS[odd.op][1]):  # 1 - erf(-z) = 1 + erf(z)

@@ -7,6 +7,7 @@ Gemm(x, alpha·op(B)ᵀ, beta·C broadcast to [N], transB=1, alpha=1, beta=1, tr
 missing C becomes zeros. A Gemm with a non-constant B or C is left as it is. transA=1 on a
 non-constant A (the batch would sit on axis 1) and a C with a batch axis are SnnErrors.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,16 +40,24 @@ def apply(graph: gs.Graph, ctx: PassContext) -> int:
             continue
         attrs = node.attrs
         if attrs.get("transA", 0):
-            raise SnnError("Gemm with transA=1 puts the batch on axis 1 of its input, which the SNN cannot fold time "
-                           "into", path=ctx.source, node=node_label(node), op=node.op,
-                           hint="re-export with the input transposed before the Gemm (x @ W.T)")
+            raise SnnError(
+                "Gemm with transA=1 puts the batch on axis 1 of its input, which the SNN cannot fold time into",
+                path=ctx.source,
+                node=node_label(node),
+                op=node.op,
+                hint="re-export with the input transposed before the Gemm (x @ W.T)",
+            )
         weight = b if attrs.get("transB", 0) else b.T
         out_features = weight.shape[0]
         bias = np.zeros(out_features, dtype=b.dtype) if c is None else c
         if bias.size not in (1, out_features) or bias.ndim > 2 or (bias.ndim == 2 and bias.shape[0] != 1):
-            raise SnnError(f"Gemm bias C of shape {list(bias.shape)} depends on the batch row",
-                           path=ctx.source, node=node_label(node), op=node.op,
-                           hint="use a bias of shape [N] (one value per output feature)")
+            raise SnnError(
+                f"Gemm bias C of shape {list(bias.shape)} depends on the batch row",
+                path=ctx.source,
+                node=node_label(node),
+                op=node.op,
+                hint="use a bias of shape [N] (one value per output feature)",
+            )
         alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
         weight = (np.float64(alpha) * weight.astype(np.float64)).astype(b.dtype)
         bias = np.broadcast_to(np.float64(beta) * bias.astype(np.float64).reshape(-1), (out_features,)).astype(b.dtype)

@@ -10,6 +10,7 @@ In general (see fusion): Clip(x + 3, 0, 6) times x/6, or HardSigmoid(k·x) with 
 and beta = 1/2 times x, where the scalings may be Mul, Div or Neg in any order; constants
 match within fusion.RTOL and every tensor but the output is read only inside the match.
 """
+
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs
@@ -52,7 +53,7 @@ def _relu6_scale(clip: gs.Node, argument: Poly) -> float | None:
     bounds = [constant_value(t) for t in clip.inputs[1:3]]
     if len(bounds) != 2 or any(b is None or b.size != 1 for b in bounds):
         return None
-    low, high = (float(b.reshape(-1)[0]) for b in bounds)
+    low, high = (float(b.reshape(-1)[0]) for b in bounds if b is not None)
     if low != 0.0 or not close(high, 6.0) or not matches(argument, {(): 3.0, (X,): 1.0}):
         return None
     return 1 / 6

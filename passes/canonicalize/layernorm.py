@@ -28,6 +28,7 @@ so later passes see one LayerNormalization however the ANN wrote it, the Transpo
 layout moves that rate coding carries; left decomposed, it would leave a product of two
 activations and a Sqrt for the SNN passes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,12 +37,22 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.passes.base import PassContext
-from onnx_snn.passes.canonicalize.fusion import Poly, evaluate, fuse, matches, mul, scalar, symbol, tensor_poly
+from onnx_snn.passes.canonicalize.fusion import (
+    Monomial,
+    Poly,
+    evaluate,
+    fuse,
+    matches,
+    mul,
+    scalar,
+    symbol,
+    tensor_poly,
+)
 from onnx_snn.passes.graph_utils import const, constant_value, fresh_name, is_float, sole_reader, static_shape
 
 _X, _M, _S, _R, _V = "x", "m", "s", "r", "v"  # x, its mean, the Sqrt s, 1/s, the variance
 _XR, _MR = tuple(sorted((_X, _R))), tuple(sorted((_M, _R)))
-_SQUARE: Poly = {(_X, _X): 1.0, tuple(sorted((_M, _X))): -2.0, (_M, _M): 1.0}
+_SQUARE: dict[Monomial, float] = {(_X, _X): 1.0, tuple(sorted((_M, _X))): -2.0, (_M, _M): 1.0}
 
 
 @dataclass
@@ -90,7 +101,8 @@ def _match(graph: gs.Graph, mean: gs.Node) -> _LayerNorm | None:
     if axes is None or not is_float(mean.inputs[0]):
         return None
     x, mu = mean.inputs[0], mean.outputs[0]
-    values, producers = {x.name: symbol(_X), mu.name: symbol(_M)}, {}
+    values: dict[str, Poly] = {x.name: symbol(_X), mu.name: symbol(_M)}
+    producers: dict[str, gs.Node] = {}
     _extend(values, producers, [x, mu], None)
     variance = _variance(graph, values, producers, axes)
     if variance is None:
@@ -102,13 +114,14 @@ def _match(graph: gs.Graph, mean: gs.Node) -> _LayerNorm | None:
     for name, node in producers.items():
         affine = _scale_and_bias(values[name], x.shape, axes)
         nodes = _closed_match(graph, node.outputs[0], [mean, *stats], square, producers) if affine else None
-        if nodes is not None and (best is None or len(nodes) > len(best.nodes)):
+        if affine is not None and nodes is not None and (best is None or len(nodes) > len(best.nodes)):
             best = _LayerNorm(x, node.outputs[0], axes, epsilon, *affine, nodes)
     return best
 
 
-def _extend(values: dict[str, Poly], producers: dict[str, gs.Node], start: list[gs.Tensor],
-            sqrt: gs.Tensor | None) -> None:
+def _extend(
+    values: dict[str, Poly], producers: dict[str, gs.Node], start: list[gs.Tensor], sqrt: gs.Tensor | None
+) -> None:
     """Evaluate in place (`_step`) every node downstream of `start` whose inputs are known.
 
     `values` maps tensor names to polynomials and `producers` output names to the nodes evaluated.
@@ -129,7 +142,7 @@ def _step(node: gs.Node, values: dict[str, Poly], sqrt: gs.Tensor | None) -> Pol
     and Div(a, sqrt) is a·r, and that a Reshape keeping the shape passes its input on.
     """
     if sqrt is not None and node.op in ("Reciprocal", "Div") and node.inputs[-1] is sqrt:
-        numerator = tensor_poly(node.inputs[0], values) if node.op == "Div" else {(): np.ones(())}
+        numerator: Poly | None = tensor_poly(node.inputs[0], values) if node.op == "Div" else {(): np.ones(())}
         return None if numerator is None else mul(numerator, symbol(_R))
     if node.op == "Reshape":
         shape = static_shape(node.inputs[0])
@@ -138,8 +151,9 @@ def _step(node: gs.Node, values: dict[str, Poly], sqrt: gs.Tensor | None) -> Pol
     return evaluate(node, values)
 
 
-def _variance(graph: gs.Graph, values: dict[str, Poly], producers: dict[str, gs.Node],
-              axes: tuple[int, ...]) -> tuple[list[gs.Node], gs.Tensor, gs.Tensor, float] | None:
+def _variance(
+    graph: gs.Graph, values: dict[str, Poly], producers: dict[str, gs.Node], axes: tuple[int, ...]
+) -> tuple[list[gs.Node], gs.Tensor, gs.Tensor, float] | None:
     """([mean, Add(ε), Sqrt], (x − μ)², s, ε) for the standard deviation s over `axes`, or None."""
     for name, node in producers.items():
         square = node.outputs[0]
@@ -148,7 +162,9 @@ def _variance(graph: gs.Graph, values: dict[str, Poly], producers: dict[str, gs.
             continue
         add = sole_reader(graph, mean.outputs[0])
         shifted = evaluate(add, {mean.outputs[0].name: symbol(_V)}) if add is not None else None
-        sqrt = sole_reader(graph, add.outputs[0]) if shifted is not None else None
+        if add is None or shifted is None:
+            continue
+        sqrt = sole_reader(graph, add.outputs[0])
         if sqrt is None or sqrt.op != "Sqrt" or () not in shifted:
             continue
         epsilon = scalar({(): shifted.pop(())}, ())
@@ -170,15 +186,17 @@ def _along(coefficient: np.ndarray, shape: list, axes: tuple[int, ...]) -> np.nd
     rank = len(shape)
     if coefficient.ndim > rank:
         return None
-    aligned = coefficient.reshape((1,) * (rank - coefficient.ndim) + coefficient.shape)
+    aligned: np.ndarray = coefficient.reshape((1,) * (rank - coefficient.ndim) + coefficient.shape)
     if any(d != 1 and (i not in axes or d != shape[i]) for i, d in enumerate(aligned.shape)):
         return None
     return np.broadcast_to(aligned, [shape[i] if i in axes else 1 for i in range(rank)]).reshape(
-        [shape[i] for i in axes])
+        [shape[i] for i in axes]
+    )
 
 
-def _closed_match(graph: gs.Graph, y: gs.Tensor, fixed: list[gs.Node], square: gs.Tensor,
-                  producers: dict[str, gs.Node]) -> list[gs.Node] | None:
+def _closed_match(
+    graph: gs.Graph, y: gs.Tensor, fixed: list[gs.Node], square: gs.Tensor, producers: dict[str, gs.Node]
+) -> list[gs.Node] | None:
     """The nodes computing y and the square from x, μ and s, plus `fixed`, if y is the only tensor they let out."""
     nodes = {id(n): n for n in [*fixed, *_ancestors(y, producers), *_ancestors(square, producers)]}
     for node in nodes.values():
@@ -214,5 +232,11 @@ def _replace(graph: gs.Graph, ln: _LayerNorm) -> None:
     node = fuse(graph, ln.nodes, "LayerNormalization", [moved, *params], normalized, attrs)
     graph.nodes += [
         gs.Node("Transpose", name=f"{node.name}_in", attrs={"perm": perm}, inputs=[ln.x], outputs=[moved]),
-        gs.Node("Transpose", name=f"{node.name}_out", attrs={"perm": np.argsort(perm).tolist()},
-                inputs=[normalized], outputs=[ln.y])]
+        gs.Node(
+            "Transpose",
+            name=f"{node.name}_out",
+            attrs={"perm": np.argsort(perm).tolist()},
+            inputs=[normalized],
+            outputs=[ln.y],
+        ),
+    ]

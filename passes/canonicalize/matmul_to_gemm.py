@@ -7,6 +7,7 @@ reader is an Add of a constant that broadcasts along the output features (shape 
 Add becomes a Gemm without C. The Gemm is left with transB=0 for gemm_canonical to finish.
 MatMul on inputs of rank > 2 (tf2onnx's Dense on 3-D input) stays MatMul(+Add).
 """
+
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs
@@ -27,7 +28,7 @@ def apply(graph: gs.Graph, ctx: PassContext) -> int:
         add = sole_reader(graph, out)
         bias = _bias_operand(add, out, w.shape[1]) if add is not None and add.op == "Add" else None
         node.op = "Gemm"
-        if bias is not None:
+        if add is not None and bias is not None:
             node.inputs.append(bias)
             result = add.outputs[0]
             add.outputs.clear()

@@ -5,6 +5,7 @@ Idiom: some exporters leave nodes unnamed or reuse names; later passes key their
 becomes `<op>_<index in the graph>` (a name the user can find), or a fresh name when that is
 taken. The pass manager applies it before the first pass and canonicalize after its rewriters.
 """
+
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs

@@ -5,6 +5,7 @@ for TF Identity ops) and `Dropout`, which is the identity at inference. Readers 
 read their input instead. An Identity that is the only thing linking a graph input or constant
 to a graph output is kept (a graph output must be written by a node).
 """
+
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs
@@ -38,6 +39,10 @@ def _require_inference(graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None
     training = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2].name else None
     training_value = constant_value(training) if training is not None else None
     if mask_used or (training is not None and (training_value is None or bool(training_value))):
-        raise SnnError("Dropout runs in training mode (its mask is used or training_mode is not false)",
-                       path=ctx.source, node=node_label(node), op=node.op,
-                       hint="export the model in eval mode (model.eval() / training=False)")
+        raise SnnError(
+            "Dropout runs in training mode (its mask is used or training_mode is not false)",
+            path=ctx.source,
+            node=node_label(node),
+            op=node.op,
+            hint="export the model in eval mode (model.eval() / training=False)",
+        )

@@ -14,6 +14,7 @@ In general: a Sigmoid of u = k·x whose only reader multiplies it by c·x (fusio
 for both, so the scalings may be Mul, Div or Neg) becomes Mul(u, Sigmoid(u)) then Mul(c/k)
 when c ≠ k. Any other product with a sigmoid (a gate of another tensor) is left alone.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,7 +51,12 @@ def _canonicalize(graph: gs.Graph, sigmoid: gs.Node) -> bool:
         y = product.outputs[0]
         silu = gs.Variable(fresh_name(f"{y.name}_silu"), dtype=y.dtype)
         product.outputs[0] = silu
-        graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{product.name or 'silu'}_scale"),
-                                   inputs=[silu, const("silu_scale", factor, dtype=np.dtype(y.dtype))],
-                                   outputs=[y]))
+        graph.nodes.append(
+            gs.Node(
+                "Mul",
+                name=fresh_name(f"{product.name or 'silu'}_scale"),
+                inputs=[silu, const("silu_scale", factor, dtype=np.dtype(y.dtype))],
+                outputs=[y],
+            )
+        )
     return True

@@ -6,6 +6,7 @@ affine chains that affine_to_bn turns into BatchNormalization. A constant first 
 (`Sub(1, erf)`) or integer operands (shape arithmetic) are left alone. 1/c is computed in
 float64 and rounded once, so it matches the division within one rounding.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ that the Gemm reads, so permuting the Gemm's weight columns gives the same resul
 Flatten(y) and the Transpose disappears. Applies when the Transpose keeps axis 0, y has static
 non-batch dims, and each node is the only reader of the one before (Gemm canonical: W[out, in]).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,16 @@ def apply(graph: gs.Graph, ctx: PassContext) -> int:
         if transpose is None or transpose.op != "Transpose" or gemm is None or gemm.op != "Gemm":
             continue
         perm, dims = transpose.attrs.get("perm"), transpose.inputs[0].shape
-        if (perm is None or perm[0] != 0 or sole_reader(graph, transpose.outputs[0]) is not flatten
-                or not is_canonical(gemm) or not dims or not all(isinstance(d, int) for d in dims[1:])):
+        if (
+            perm is None
+            or perm[0] != 0
+            or sole_reader(graph, transpose.outputs[0]) is not flatten
+            or not is_canonical(gemm)
+            or not dims
+            or not all(isinstance(d, int) for d in dims[1:])
+        ):
             continue
+        assert flatten is not None  # mypy took `is not flatten` above as narrowing it to Node | None (gs.Node is Any)
         source_index = np.transpose(np.arange(math.prod(dims[1:])).reshape(dims[1:]), [p - 1 for p in perm[1:]])
         weight = constant_value(gemm.inputs[1])
         permuted = np.empty_like(weight)
@@ -40,4 +48,3 @@ def apply(graph: gs.Graph, ctx: PassContext) -> int:
         transpose.inputs.clear()
         count += 1
     return count
-

@@ -7,6 +7,7 @@ both Transposes are dropped and each constant operand is permuted to the untrans
 (right-aligned to the tensor's rank, then transposed), so the result is unchanged. A Transpose
 without an inverse partner (e.g. the input-layout Transpose at a graph input) is left alone.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,11 +16,38 @@ import onnx_graphsurgeon as gs
 from onnx_snn.passes.base import PassContext
 from onnx_snn.passes.graph_utils import const, constant_value, replace_uses, sole_reader
 
-UNARY = frozenset({
-    "Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Neg", "Abs", "Exp", "Log",
-    "Sqrt", "Reciprocal", "Erf", "Elu", "Selu", "Celu", "Softplus", "Softsign", "Clip", "Floor", "Ceil",
-    "Round", "Sign", "Mish", "Gelu", "ThresholdedRelu", "Cast", "Identity",
-})
+UNARY = frozenset(
+    {
+        "Relu",
+        "LeakyRelu",
+        "Sigmoid",
+        "HardSigmoid",
+        "HardSwish",
+        "Tanh",
+        "Neg",
+        "Abs",
+        "Exp",
+        "Log",
+        "Sqrt",
+        "Reciprocal",
+        "Erf",
+        "Elu",
+        "Selu",
+        "Celu",
+        "Softplus",
+        "Softsign",
+        "Clip",
+        "Floor",
+        "Ceil",
+        "Round",
+        "Sign",
+        "Mish",
+        "Gelu",
+        "ThresholdedRelu",
+        "Cast",
+        "Identity",
+    }
+)
 BINARY = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu"})
 
 
@@ -65,7 +93,7 @@ def _elementwise_on(node: gs.Node, tensor: gs.Tensor, rank: int) -> bool:
     values = [constant_value(t) for t in others]
     if any(v is None or v.ndim > rank for v in values) or node.inputs.count(tensor) != 1:
         return False
-    return node.op in BINARY or all(v.ndim == 0 for v in values)
+    return node.op in BINARY or all(v is not None and v.ndim == 0 for v in values)
 
 
 def _cancel(graph: gs.Graph, first: gs.Node, chain: list[gs.Node], second: gs.Node) -> None:

@@ -10,9 +10,11 @@ layer's synaptic operations are Σ_t Σ_i s_{t,i}·fan_out_i with `fan_out` fixe
 A linear op that reads analog values (the encoded input, or a time-invariant prefix computed
 once) does multiply-accumulates instead, counted densely.
 """
+
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -25,16 +27,18 @@ from onnx_snn.passes.common.fanout import fan_out
 from onnx_snn.passes.graph_utils import constant_value, fresh_name, static_shape
 
 NAME = "activity_stats"
-CONTRACT = ("Pre: time-batched rate-coded graph. Post: with --stats, outputs spikes/<layer> and synops/<layer> "
-            "[B] (spikes and synaptic operations over all steps per sample); metadata `activity` always.")
+CONTRACT = (
+    "Pre: time-batched rate-coded graph. Post: with --stats, outputs spikes/<layer> and synops/<layer> "
+    "[B] (spikes and synaptic operations over all steps per sample); metadata `activity` always."
+)
 
 LINEAR_OPS = frozenset({"Conv", "Gemm", "MatMul"})
 LAYOUT_OPS = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity"})
 SUM_OPS = frozenset({"Add", "Sub", "Sum"})
 
 
-NEEDS = frozenset({'time_batched'})
-PROVIDES = frozenset({'activity'})
+NEEDS = frozenset({"time_batched"})
+PROVIDES = frozenset({"activity"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -69,8 +73,9 @@ def _emits_spikes(node: gs.Node) -> bool:
     if node.domain != SNN_DOMAIN or node.op not in NEURON_OPS:
         return False
     role = NEURON_OPS[node.op].role
-    return role == "neuron" or (role == "encoder" and (node.op == "PoissonEncoder" or
-                                                       node.attrs.get("codec") == "spike"))
+    return role == "neuron" or (
+        role == "encoder" and (node.op == "PoissonEncoder" or node.attrs.get("codec") == "spike")
+    )
 
 
 def _time_variant(node: gs.Node) -> bool:
@@ -87,8 +92,9 @@ def _tensor_fan_out(tensor: gs.Tensor, approximated: set[str]) -> np.ndarray:
     return total
 
 
-def _reader_fan_out(reader: gs.Node, tensor: gs.Tensor, shape: tuple[int, ...],
-                    approximated: set[str]) -> np.ndarray | float:
+def _reader_fan_out(
+    reader: gs.Node, tensor: gs.Tensor, shape: tuple[int, ...], approximated: set[str]
+) -> np.ndarray | float:
     if reader.op == "Shape":
         return 0.0
     if reader.op in LINEAR_OPS:
@@ -136,8 +142,9 @@ def _pool_back(pool: gs.Node, pooled: np.ndarray, shape: tuple[int, ...]) -> np.
             rows = np.arange(out_h) * strides[0] + a - pads[0]
             cols = np.arange(out_w) * strides[1] + b - pads[1]
             r_ok, c_ok = (rows >= 0) & (rows < shape[1]), (cols >= 0) & (cols < shape[2])
-            np.add.at(result, (slice(None), rows[r_ok][:, None], cols[c_ok][None, :]),
-                      pooled[:, r_ok][:, :, c_ok])
+            # numpy's stub takes integer arrays only for `indices`; a tuple index is valid
+            cells = cast(Any, (slice(None), rows[r_ok][:, None], cols[c_ok][None, :]))
+            np.add.at(result, cells, pooled[:, r_ok][:, :, c_ok])
     return result
 
 
@@ -158,6 +165,7 @@ def _spike_fed_linear_ops(spiking: list[gs.Node]) -> set[str]:
 def _dense_macs(node: gs.Node) -> int:
     """Multiply-accumulates of `node` per sample in the dense ANN (0 where shapes are unknown)."""
     weight = constant_value(node.inputs[1])
+    assert weight is not None  # callers pass linear ops whose weight is a constant
     out = static_shape(node.outputs[0]) or (None,) + tuple(node.outputs[0].shape[1:] if node.outputs[0].shape else ())
     try:
         if node.op == "Conv":
@@ -172,6 +180,7 @@ def _dense_macs(node: gs.Node) -> int:
 
 def _layer_outputs(graph: gs.Graph, node: gs.Node, fan: np.ndarray, steps: gs.Tensor) -> list[gs.Variable]:
     """spikes/<layer> and synops/<layer> [B]: the layer's spikes over all steps, and Σ spikes·fan_out."""
+
     def emit(op: str, inputs: list, name: str | None = None, dtype=np.float32, **attrs) -> gs.Variable:
         out = gs.Variable(name or fresh_name(op.lower()), dtype=dtype, shape=["batch"] if name else None)
         graph.nodes.append(gs.Node(op, name=fresh_name(f"stats_{op}"), inputs=inputs, outputs=[out], attrs=attrs))

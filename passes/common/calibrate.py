@@ -1,5 +1,6 @@
 """calibrate: run the folded ANN with onnxruntime on calibration inputs; record the magnitude
 statistics (max and a percentile of |y|) of every output a neuron will replace."""
+
 from __future__ import annotations
 
 from itertools import islice
@@ -19,8 +20,10 @@ from onnx_snn.passes.graph_utils import is_activation
 from onnx_snn.probe import observe
 
 NAME = "calibrate"
-CONTRACT = ("Pre: canonical, BN-folded graph. Post: graph unchanged; ctx.activation_stats maps every "
-            "calibrated node's name to the max and percentile of |output| over the calibration inputs.")
+CONTRACT = (
+    "Pre: canonical, BN-folded graph. Post: graph unchanged; ctx.activation_stats maps every "
+    "calibrated node's name to the max and percentile of |output| over the calibration inputs."
+)
 
 #: unary ops whose outputs are calibrated (the ones a neuron will replace and normalize scales)
 CALIBRATED_OPS = ("Relu", "LeakyRelu", "Abs", "Gelu", "HardSwish")
@@ -30,7 +33,7 @@ CALIBRATED_BINARY_OPS = ("Mul", "Div")
 #: take: onnxruntime's intermediates, the histograms and their slices need the rest
 OUTPUT_SHARE = 0.25
 #: values per histogram update, which makes a few float64 copies of them (about 40 MB)
-SLICE_VALUES = 2 ** 20
+SLICE_VALUES = 2**20
 
 
 def is_calibrated(node: gs.Node) -> bool:
@@ -46,8 +49,8 @@ def calibrated_nodes(graph: gs.Graph) -> list[gs.Node]:
     return [n for n in graph.nodes if is_calibrated(n)]
 
 
-NEEDS = frozenset({'bn_folded'})
-PROVIDES = frozenset({'calibrated'})
+NEEDS = frozenset({"bn_folded"})
+PROVIDES = frozenset({"calibrated"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -61,14 +64,14 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     if not nodes:
         return graph
     if ctx.calibration is None:
-        raise SnnError("calibration data is required to normalize the network; pass --calib FILE.npz",
-                       path=ctx.source)
+        raise SnnError("calibration data is required to normalize the network; pass --calib FILE.npz", path=ctx.source)
     q = _calibrated_percentile(ctx)
     statistics = _Statistics(len(nodes), ctx.options.per_channel)
     seen = 0
     progress = tqdm(desc="calibrate", unit="sample", disable=not ctx.show_progress, leave=False)
-    for samples, activations in observe(graph, [n.outputs[0] for n in nodes], _checked_feeds(graph, ctx),
-                                        samples_per_run=_samples_per_run):
+    for samples, activations in observe(
+        graph, [n.outputs[0] for n in nodes], _checked_feeds(graph, ctx), samples_per_run=_samples_per_run
+    ):
         statistics.add(activations)
         del activations  # before the next run: one run's outputs at a time
         seen += samples
@@ -89,13 +92,15 @@ def _checked_feeds(graph: gs.Graph, ctx: PassContext) -> Iterator[dict[str, np.n
         feed = {name: check_input(name, value, inputs, ctx.source) for name, value in feed.items()}
         missing = set(inputs) - set(feed)
         if missing:
-            raise SnnError(f"calibration data lacks input(s) {sorted(missing)}; give one array per model input",
-                           path=ctx.source)
+            raise SnnError(
+                f"calibration data lacks input(s) {sorted(missing)}; give one array per model input", path=ctx.source
+            )
         yield feed
 
 
 def calibration_batches(ctx: PassContext) -> Iterator[dict[str, np.ndarray]]:
     """The calibration batches as given, at most --calib-batches of them (no later one is read)."""
+    assert ctx.calibration is not None  # callers refuse a run without calibration data first
     return islice(ctx.calibration, ctx.options.calib_batches)
 
 
@@ -118,18 +123,25 @@ class _Statistics:
     def add(self, activations: list[np.ndarray]) -> None:
         """Count one probe run's outputs, SLICE_VALUES values at a time."""
         for i, activation in enumerate(activations):
-            if self.histograms[i] is None:
+            hist = self.histograms[i]
+            if hist is None:
                 self.by_channel[i] = self.per_channel and activation.ndim >= 2
-                self.histograms[i] = StreamingHistogram(channels=activation.shape[1] if self.by_channel[i] else 1)
+                channels = activation.shape[1] if self.by_channel[i] else 1
+                hist = self.histograms[i] = StreamingHistogram(channels=channels)
             for rows in _magnitude_rows(activation, self.by_channel[i]):
-                self.histograms[i].update(rows)
+                hist.update(rows)
 
     def layer_stats(self, i: int, q: float) -> LayerStats:
         """The max and q-th percentile of output `i` (per channel, or scalars)."""
         hist = self.histograms[i]
+        assert hist is not None  # made by add at the first batch
         shape = hist.max.shape if self.by_channel[i] else ()
-        return LayerStats(max=hist.max.reshape(shape), percentile=hist.percentile(q).reshape(shape),
-                          percentile_q=q, count=int(hist.total[0]))
+        return LayerStats(
+            max=hist.max.reshape(shape),
+            percentile=hist.percentile(q).reshape(shape),
+            percentile_q=q,
+            count=int(hist.total[0]),
+        )
 
 
 def _calibrated_percentile(ctx: PassContext) -> float:
@@ -145,11 +157,11 @@ def _magnitude_rows(activation: np.ndarray, by_channel: bool) -> Iterator[np.nda
         moved = np.moveaxis(activation, 1, -1)
         step = max(1, SLICE_VALUES // max(moved[0].size, 1))
         for start in range(0, len(moved), step):
-            yield np.abs(moved[start:start + step]).reshape(-1, activation.shape[1])
+            yield np.abs(moved[start : start + step]).reshape(-1, activation.shape[1])
     else:
         flat = activation.reshape(-1, 1)
         for start in range(0, len(flat), SLICE_VALUES):
-            yield np.abs(flat[start:start + SLICE_VALUES])
+            yield np.abs(flat[start : start + SLICE_VALUES])
 
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
@@ -158,12 +170,14 @@ _DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
 def check_input(name: str, value: np.ndarray, inputs: dict[str, gs.Variable], source: str) -> np.ndarray:
     """Return `value` as float32 if it fits the model input `name`, else raise SnnError saying why."""
     if name not in inputs:
-        raise SnnError(f"calibration data has key '{name}' but the model's inputs are {sorted(inputs)}",
-                       path=source)
+        raise SnnError(f"calibration data has key '{name}' but the model's inputs are {sorted(inputs)}", path=source)
     spec = inputs[name]
     value = np.asarray(value)
     if value.dtype.kind != "f":
-        raise SnnError(f"calibration input '{name}' has dtype {value.dtype}, expected float32; "
-                       "convert and scale it as for the ANN", path=source)
+        raise SnnError(
+            f"calibration input '{name}' has dtype {value.dtype}, expected float32; "
+            "convert and scale it as for the ANN",
+            path=source,
+        )
     check_input_shape(name, value, list(spec.shape) if spec.shape is not None else None, "calibration input", source)
     return value.astype(np.float32, copy=False)

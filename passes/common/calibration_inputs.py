@@ -1,5 +1,6 @@
 """What the passes read from the calibration inputs themselves (not from the ANN's activations):
 the range of the input values, which ttfs_input_range encodes and encode_input checks."""
+
 from __future__ import annotations
 
 import numpy as np

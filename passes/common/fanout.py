@@ -4,6 +4,7 @@ Synaptic events of a layer = Σ over its spikes of the spike's fan-out (TTFS spe
 layers sum over the steps too). A Conv's fan-out depends on the channel and, through padding and
 stride, on the position.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,9 @@ def _conv_fan_out(conv: gs.Node, weight: np.ndarray, size: tuple[int, int]) -> n
     strides = conv.attrs.get("strides", [1, 1])
     dilations = conv.attrs.get("dilations", [1, 1])
     pads = conv.attrs.get("pads", [0, 0, 0, 0])
-    valid = [_taps_landing(size[a], weight.shape[2 + a], strides[a], dilations[a], pads[a], pads[a + 2])
-             for a in range(2)]
+    valid = [
+        _taps_landing(size[a], weight.shape[2 + a], strides[a], dilations[a], pads[a], pads[a + 2]) for a in range(2)
+    ]
     return np.einsum("hk,ckl,wl->chw", valid[0], nonzero, valid[1])
 
 

@@ -9,7 +9,10 @@ is computed in float64 and rounded once to the weights' dtype. Any other BN beco
 Mul(x, k) then Add(·, d) with constants of shape [C, 1, ..., 1] (broadcasting over axis 1);
 a factor of all ones or an offset of all zeros is left out.
 """
+
 from __future__ import annotations
+
+from typing import cast
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -29,14 +32,16 @@ from onnx_snn.passes.graph_utils import (
 )
 
 NAME = "fold_bn"
-CONTRACT = ("Pre: canonical graph (inference-mode BN with constant parameters). Post: no BatchNormalization; "
-            "each is folded into the Conv/Gemm/MatMul before it or is a per-channel Mul + Add.")
+CONTRACT = (
+    "Pre: canonical graph (inference-mode BN with constant parameters). Post: no BatchNormalization; "
+    "each is folded into the Conv/Gemm/MatMul before it or is a per-channel Mul + Add."
+)
 
 DEFAULT_EPSILON = 1e-5
 
 
-NEEDS = frozenset({'canonical'})
-PROVIDES = frozenset({'bn_folded'})
+NEEDS = frozenset({"canonical"})
+PROVIDES = frozenset({"bn_folded"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -53,6 +58,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         linear = _foldable_producer(graph, bn)
         folder = _FOLDERS.get(linear.op) if linear is not None else None
         if folder is not None and folder(linear, factor, offset):
+            assert linear is not None  # a folder is only looked up for a producer
             _replace_output(graph, bn, linear.outputs[0])
         else:
             _to_mul_add(graph, bn, factor, offset, ctx)
@@ -68,15 +74,23 @@ def _affine(graph: gs.Graph, bn: gs.Node, ctx: PassContext) -> tuple[np.ndarray,
     """
     statistics_read = any(t.outputs or t in graph.outputs for t in bn.outputs[1:])
     if bn.attrs.get("training_mode", 0) or statistics_read:
-        raise SnnError("BatchNormalization is in training mode (it updates running statistics)",
-                       path=ctx.source, node=node_label(bn), op=bn.op,
-                       hint="export the model in eval mode (model.eval() / training=False)")
+        raise SnnError(
+            "BatchNormalization is in training mode (it updates running statistics)",
+            path=ctx.source,
+            node=node_label(bn),
+            op=bn.op,
+            hint="export the model in eval mode (model.eval() / training=False)",
+        )
     params = [constant_value(t) for t in bn.inputs[1:5]]
     if len(params) != 4 or any(p is None for p in params):
-        raise SnnError("BatchNormalization scale, B, mean and var must be constants",
-                       path=ctx.source, node=node_label(bn), op=bn.op,
-                       hint="export the model in eval mode with constant folding enabled")
-    scale, bias, mean, var = (p.astype(np.float64).reshape(-1) for p in params)
+        raise SnnError(
+            "BatchNormalization scale, B, mean and var must be constants",
+            path=ctx.source,
+            node=node_label(bn),
+            op=bn.op,
+            hint="export the model in eval mode with constant folding enabled",
+        )
+    scale, bias, mean, var = (p.astype(np.float64).reshape(-1) for p in cast("list[np.ndarray]", params))
     factor = scale / np.sqrt(var + float(bn.attrs.get("epsilon", DEFAULT_EPSILON)))
     return factor, bias - mean * factor
 
@@ -138,8 +152,13 @@ def _to_mul_add(graph: gs.Graph, bn: gs.Node, factor: np.ndarray, offset: np.nda
     """Replace `bn` by Mul(x, k) + Add(·, d) with constants of shape [C, 1, ...] broadcasting over axis 1."""
     x = bn.inputs[0]
     if not x.shape or len(x.shape) < 2:
-        raise SnnError("BatchNormalization input has unknown rank", path=ctx.source, node=node_label(bn), op=bn.op,
-                       hint="run canonicalize first so that shapes are inferred")
+        raise SnnError(
+            "BatchNormalization input has unknown rank",
+            path=ctx.source,
+            node=node_label(bn),
+            op=bn.op,
+            hint="run canonicalize first so that shapes are inferred",
+        )
     shape = (factor.size,) + (1,) * (len(x.shape) - 2)
     dtype = np.dtype(x.dtype) if x.dtype is not None else np.dtype(np.float32)
     current = x

@@ -1,4 +1,5 @@
 """A streaming histogram of non-negative activations: bounded memory, growing range."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,7 +44,7 @@ class StreamingHistogram:
         index += np.arange(self.counts.shape[0], dtype=np.int64) * self.bins
         self.counts += np.bincount(index.ravel(), minlength=self.counts.size).reshape(self.counts.shape)
 
-    def _grow(self, channel: int, needed: float) -> None:
+    def _grow(self, channel: int | np.integer, needed: float) -> None:
         """Raise the range of `channel` to the smallest power of two above `needed` (> 0), merging
         bins pairwise per doubling (values seen so far were all zero: they stay in bin 0)."""
         if needed <= 0.0:
@@ -52,7 +53,7 @@ class StreamingHistogram:
         target = np.ldexp(1.0, int(exponent))
         if self.range[channel] > 0.0:
             doublings = min(int(np.log2(target / self.range[channel])), int(np.log2(self.bins)))
-            merged = self.counts[channel].reshape(-1, 2 ** doublings).sum(axis=1)
+            merged = self.counts[channel].reshape(-1, 2**doublings).sum(axis=1)
             self.counts[channel] = 0
             self.counts[channel, : len(merged)] = merged
         self.range[channel] = target

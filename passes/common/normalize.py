@@ -16,7 +16,10 @@ that the result lands at λ; Sqrt halves the exponent of its input's σ. These n
 per layer. The function of the graph is unchanged. For signGD neurons λ is the calibrated
 statistic divided by --signgd-range ρ, so that activations fill [−ρ, ρ] (spec: ReLU only, ρ = 1).
 """
+
 from __future__ import annotations
+
+from typing import cast
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -36,9 +39,11 @@ from onnx_snn.passes.graph_utils import (
 )
 
 NAME = "normalize"
-CONTRACT = ("Pre: BN-folded graph with ctx.activation_stats for every calibrated node. Post: same function; "
-            "each neuron's output is held divided by its λ (so spikes of threshold 1 encode it), outputs in "
-            "ANN units.")
+CONTRACT = (
+    "Pre: BN-folded graph with ctx.activation_stats for every calibrated node. Post: same function; "
+    "each neuron's output is held divided by its λ (so spikes of threshold 1 encode it), outputs in "
+    "ANN units."
+)
 
 LINEAR_OPS = ("Conv", "Gemm", "MatMul")
 #: neuron ops with f(x / s) = f(x) / s for s > 0: their input and output share λ
@@ -46,8 +51,17 @@ HOMOGENEOUS = ("Relu", "LeakyRelu", "Abs")
 #: ops with f(x / s) = f(x) / s for any s > 0 that is constant along the axes they mix
 CHANNEL_PRESERVING = ("AveragePool", "GlobalAveragePool", "MaxPool", "Identity", "Dropout")
 #: ops that pass a per-layer (scalar) σ through, whatever axes they move, slice or reduce linearly
-LAYER_PRESERVING = ("Flatten", "Reshape", "Transpose", "Concat", "Slice", "ReduceMean", "ReduceSum", "Unsqueeze",
-                    "Squeeze")
+LAYER_PRESERVING = (
+    "Flatten",
+    "Reshape",
+    "Transpose",
+    "Concat",
+    "Slice",
+    "ReduceMean",
+    "ReduceSum",
+    "Unsqueeze",
+    "Squeeze",
+)
 #: ops whose activation inputs must share one σ, which their output keeps
 SHARED_SCALE = ("Add", "Sub", "Max")
 ONE = np.ones(())
@@ -61,14 +75,16 @@ def layer_scale(stats: LayerStats, norm: str) -> np.ndarray:
     return np.where(raw > 0, raw, 1.0)  # a silent layer or channel keeps unit scale
 
 
-NEEDS = frozenset({'calibrated'})
-PROVIDES = frozenset({'normalized'})
+NEEDS = frozenset({"calibrated"})
+PROVIDES = frozenset({"normalized"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
     """Every scaled layer's λ is recorded, finite and positive."""
-    require(ctx.state.lambdas is not None, "no λ recorded")
-    bad = [name for name, lam in ctx.state.lambdas.items() if not np.all(np.isfinite(lam)) or np.any(np.asarray(lam) <= 0)]
+    lambdas = ctx.state.lambdas
+    require(lambdas is not None, "no λ recorded")
+    assert lambdas is not None  # require raised otherwise
+    bad = [name for name, lam in lambdas.items() if not np.all(np.isfinite(lam)) or np.any(np.asarray(lam) <= 0)]
     require(not bad, f"λ not finite and positive for {bad[:3]}")
 
 
@@ -92,8 +108,12 @@ def _neuron_scales(graph: gs.Graph, ctx: PassContext) -> dict[str, np.ndarray]:
         if not is_calibrated(node):
             continue
         if node.name not in ctx.activation_stats:
-            raise SnnError("no calibration statistics for this node; run calibrate first",
-                           path=ctx.source, node=node_label(node), op=node.op)
+            raise SnnError(
+                "no calibration statistics for this node; run calibrate first",
+                path=ctx.source,
+                node=node_label(node),
+                op=node.op,
+            )
         lam = layer_scale(ctx.activation_stats[node.name], ctx.options.norm)
         if ctx.state.neuron == "signgd":
             lam = lam / ctx.options.signgd_range
@@ -126,19 +146,26 @@ def _demanded_scales(graph: gs.Graph, lambdas: dict[str, np.ndarray]) -> dict[st
         if wanted is None:
             continue
         data = _data_inputs(node)
-        passes = (node.op in CHANNEL_PRESERVING or node.op == "Pad"
-                  or (node.op in ("Add", "Sub", "Mul") and len(data) == 1)
-                  or (node.op in SHARED_SCALE and len(data) == 2)
-                  or (node.op in LAYER_PRESERVING and wanted.ndim == 0))
+        passes = (
+            node.op in CHANNEL_PRESERVING
+            or node.op == "Pad"
+            or (node.op in ("Add", "Sub", "Mul") and len(data) == 1)
+            or (node.op in SHARED_SCALE and len(data) == 2)
+            or (node.op in LAYER_PRESERVING and wanted.ndim == 0)
+        )
         if passes:
-            for tensor in (data if node.op in SHARED_SCALE + ("Concat",) else data[:1]):
+            for tensor in data if node.op in SHARED_SCALE + ("Concat",) else data[:1]:
                 demand.setdefault(tensor.name, wanted)
     return demand
 
 
 def _is_square(node: gs.Node) -> bool:
-    return node.op == "Mul" and len(node.inputs) == 2 and node.inputs[0] is node.inputs[1] \
+    return (
+        node.op == "Mul"
+        and len(node.inputs) == 2
+        and node.inputs[0] is node.inputs[1]
         and is_activation(node.inputs[0])
+    )
 
 
 def _data_inputs(node: gs.Node) -> list[gs.Variable]:
@@ -146,9 +173,15 @@ def _data_inputs(node: gs.Node) -> list[gs.Variable]:
     return [t for t in node.inputs if is_activation(t)]
 
 
-def _normalize_node(graph: gs.Graph, node: gs.Node, scale: dict[str, np.ndarray],
-                    demand: dict[str, np.ndarray], lambdas: dict[str, np.ndarray]) -> None:
+def _normalize_node(
+    graph: gs.Graph,
+    node: gs.Node,
+    scale: dict[str, np.ndarray],
+    demand: dict[str, np.ndarray],
+    lambdas: dict[str, np.ndarray],
+) -> None:
     """Rescale `node` for its inputs' scales and record its outputs' scales."""
+
     def sigma(tensor: gs.Tensor) -> np.ndarray:
         return scale.get(tensor.name, ONE)
 
@@ -179,6 +212,7 @@ def _normalize_node(graph: gs.Graph, node: gs.Node, scale: dict[str, np.ndarray]
     elif node.op == "Pad" and np.ndim(sigma(node.inputs[0])) == 0:
         result = sigma(node.inputs[0])
         value = constant_value(node.inputs[2])
+        assert value is not None  # a Pad value that is not zero (_zero_pad) is a constant here
         node.inputs[2] = gs.Constant(fresh_name(node.inputs[2].name), np.asarray(value / result, dtype=value.dtype))
     elif node.op in SHARED_SCALE and len(data) == 2:
         result = demand.get(out.name, sigma(data[0]))
@@ -188,8 +222,10 @@ def _normalize_node(graph: gs.Graph, node: gs.Node, scale: dict[str, np.ndarray]
         result = sigma(data[0])
         const_index = 1 - node.inputs.index(data[0])
         bias = constant_value(node.inputs[const_index])
-        node.inputs[const_index] = gs.Constant(fresh_name(node.inputs[const_index].name),
-                                               np.asarray(bias / _aligned(result, bias.ndim), dtype=bias.dtype))
+        assert bias is not None  # the one non-activation operand of the Add/Sub is a constant here
+        node.inputs[const_index] = gs.Constant(
+            fresh_name(node.inputs[const_index].name), np.asarray(bias / _aligned(result, bias.ndim), dtype=bias.dtype)
+        )
     elif node.op == "Mul" and len(data) == 1:
         result = sigma(data[0])
     elif node.op in ("Flatten", "Reshape", "Transpose") and data:
@@ -217,11 +253,25 @@ def _scale_around(graph: gs.Graph, node: gs.Node, lam: np.ndarray, readers: list
     x, y = node.inputs[0], node.outputs[0]
     unscaled_in = gs.Variable(fresh_name(f"{x.name}_unscaled"), dtype=x.dtype, shape=x.shape)
     unscaled_out = gs.Variable(fresh_name(f"{y.name}_unscaled"), dtype=y.dtype, shape=y.shape)
-    graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{node.name}_unscale"), outputs=[unscaled_in],
-                               inputs=[x, gs.Constant(fresh_name(f"{node.name}_lambda"), np.asarray(lam, np.float32))]))
-    graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{node.name}_rescale"), outputs=[y],
-                               inputs=[unscaled_out, gs.Constant(fresh_name(f"{node.name}_inverse_lambda"),
-                                                                 np.asarray(1.0 / lam, np.float32))]))
+    graph.nodes.append(
+        gs.Node(
+            "Mul",
+            name=fresh_name(f"{node.name}_unscale"),
+            outputs=[unscaled_in],
+            inputs=[x, gs.Constant(fresh_name(f"{node.name}_lambda"), np.asarray(lam, np.float32))],
+        )
+    )
+    graph.nodes.append(
+        gs.Node(
+            "Mul",
+            name=fresh_name(f"{node.name}_rescale"),
+            outputs=[y],
+            inputs=[
+                unscaled_out,
+                gs.Constant(fresh_name(f"{node.name}_inverse_lambda"), np.asarray(1.0 / lam, np.float32)),
+            ],
+        )
+    )
     node.inputs[0], node.outputs[0] = unscaled_in, unscaled_out
     for reader in readers:
         reader.inputs[0] = unscaled_in
@@ -260,10 +310,13 @@ def _rescale_linear(graph: gs.Graph, node: gs.Node, s_in: np.ndarray, s_out: np.
     the last axis) takes per-layer scales. A scale the op cannot absorb is met by a Mul (input)
     or left for the consumer to rescale (output).
     """
-    weight = constant_value(node.inputs[1]).astype(np.float64)
+    weight_value = constant_value(node.inputs[1])
+    assert weight_value is not None  # the caller checks that the weight is a constant
+    weight = weight_value.astype(np.float64)
     groups = int(node.attrs.get("group", 1))
-    per_channel = node.op == "Conv" or (node.op == "Gemm" and node.attrs.get("transB", 0) == 1
-                                        and not node.attrs.get("transA", 0))
+    per_channel = node.op == "Conv" or (
+        node.op == "Gemm" and node.attrs.get("transB", 0) == 1 and not node.attrs.get("transA", 0)
+    )
     if per_channel:
         n_out, n_in = weight.shape[0], weight.shape[1] * groups
     else:
@@ -290,8 +343,8 @@ def _rescale_linear(graph: gs.Graph, node: gs.Node, s_in: np.ndarray, s_out: np.
     else:
         weight = weight * (v_in[0] / v_out[0])
     node.inputs[1] = gs.Constant(fresh_name(node.inputs[1].name), weight.astype(np.float32))
-    if len(node.inputs) > 2 and constant_value(node.inputs[2]) is not None:
-        bias = constant_value(node.inputs[2])
+    bias = constant_value(node.inputs[2]) if len(node.inputs) > 2 else None
+    if bias is not None:
         node.inputs[2] = gs.Constant(fresh_name(node.inputs[2].name), (bias / v_out).astype(bias.dtype))
     return result
 
@@ -319,7 +372,8 @@ def _concat_scale(node: gs.Node, scales: list[np.ndarray]) -> np.ndarray | None:
     if rank < 2 or int(node.attrs.get("axis", 0)) % rank != 1 or any(s is None for s in shapes):
         return None
     try:
-        vectors = [_channel_vector(s, shape[0]) for s, shape in zip(scales, shapes)]
+        known = cast("list[tuple[int, ...]]", shapes)  # none is None (checked above)
+        vectors = [_channel_vector(s, shape[0]) for s, shape in zip(scales, known)]
     except ValueError:
         return None
     return np.concatenate(vectors).reshape((-1,) + (1,) * (rank - 2))
@@ -334,8 +388,9 @@ def _rescale_input(graph: gs.Graph, node: gs.Node, index: int, have: np.ndarray,
     rank = len(tensor.shape) if tensor.shape is not None else ratio.ndim + 1
     factor = gs.Constant(fresh_name(f"{tensor.name}_rescale"), _aligned(ratio, rank).astype(np.float32))
     scaled = gs.Variable(fresh_name(f"{tensor.name}_rescaled"), dtype=tensor.dtype, shape=tensor.shape)
-    graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{node.name}_rescale"), inputs=[tensor, factor],
-                               outputs=[scaled]))
+    graph.nodes.append(
+        gs.Node("Mul", name=fresh_name(f"{node.name}_rescale"), inputs=[tensor, factor], outputs=[scaled])
+    )
     node.inputs[index] = scaled
 
 
@@ -348,6 +403,7 @@ def _output_in_ann_units(graph: gs.Graph, out: gs.Tensor, s: np.ndarray) -> gs.T
     rank = len(out.shape) if out.shape is not None else np.ndim(s) + 1
     factor = gs.Constant(fresh_name(f"{name}_to_ann_units"), _aligned(s, rank).astype(np.float32))
     restored = gs.Variable(name, dtype=out.dtype, shape=out.shape)
-    graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{name}_to_ann_units"), inputs=[out, factor],
-                               outputs=[restored]))
+    graph.nodes.append(
+        gs.Node("Mul", name=fresh_name(f"{name}_to_ann_units"), inputs=[out, factor], outputs=[restored])
+    )
     return restored

@@ -8,6 +8,7 @@ op has a constant-input form (ir/neurons.py NeuronOp.constant_input_op, e.g.
 [T*B, ...]; each neuron scans over T. Every ANN output y becomes the running mean of the output
 layer over t (`snn.RateDecoder`): `<y>_per_step` [T, B, ...] and `<y>` [B, ...] after T steps.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,13 +21,14 @@ from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.graph_utils import fresh_name, is_activation
 
 NAME = "time_batch"
-CONTRACT = ("Pre: spikified graph (one-step neurons). Post: graph over T timesteps with time folded into "
-            "the batch; outputs <y> [B,...] and <y>_per_step [T,B,...] decoded as running means by snn.RateDecoder.")
+CONTRACT = (
+    "Pre: spikified graph (one-step neurons). Post: graph over T timesteps with time folded into "
+    "the batch; outputs <y> [B,...] and <y>_per_step [T,B,...] decoded as running means by snn.RateDecoder."
+)
 
 
-
-NEEDS = frozenset({'spiking'})
-PROVIDES = frozenset({'time_batched'})
+NEEDS = frozenset({"spiking"})
+PROVIDES = frozenset({"time_batched"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -91,8 +93,11 @@ def _time_variant_tensors(graph: gs.Graph, stateful: list[gs.Node]) -> set[str]:
 
 def _is_batched_data(tensor: gs.Tensor) -> bool:
     """A non-constant float tensor with a batch axis (not a shape, index or weight)."""
-    return (is_activation(tensor) and tensor.dtype in (np.float32, np.float16)
-            and (tensor.shape is None or len(tensor.shape) >= 1))
+    return (
+        is_activation(tensor)
+        and tensor.dtype in (np.float32, np.float16)
+        and (tensor.shape is None or len(tensor.shape) >= 1)
+    )
 
 
 class _Builder:
@@ -121,8 +126,11 @@ class _Builder:
     def tile_over_time(self, tensor: gs.Tensor) -> gs.Variable:
         """[B, ...] -> [T*B, ...], the whole batch repeated T times (t-major)."""
         rank = len(tensor.shape)
-        repeats = self._node("Concat", [self.t1, self._i64([1] * (rank - 1))], dtype=np.int64, shape=[rank],
-                             axis=0) if rank > 1 else self.t1
+        repeats = (
+            self._node("Concat", [self.t1, self._i64([1] * (rank - 1))], dtype=np.int64, shape=[rank], axis=0)
+            if rank > 1
+            else self.t1
+        )
         shape = [FOLDED_BATCH] + list(tensor.shape[1:])
         return self._node("Tile", [tensor, repeats], dtype=tensor.dtype, shape=shape)
 
@@ -135,7 +143,13 @@ class _Builder:
         per_step = gs.Variable(name + PER_STEP_SUFFIX, dtype=like.dtype, shape=["T", batch] + list(like.shape[1:]))
         total = gs.Variable(fresh_name(f"{name}_sum_T"), dtype=like.dtype)
         fresh = gs.Constant(fresh_name("fresh_sum"), np.asarray(np.nan, dtype=np.float32))
-        self.graph.nodes.append(gs.Node("RateDecoder", name=fresh_name("rate_decoder"), domain=SNN_DOMAIN,
-                                        inputs=[tensor, self.timesteps, fresh, self._i64(0)],
-                                        outputs=[per_step, final, total]))
+        self.graph.nodes.append(
+            gs.Node(
+                "RateDecoder",
+                name=fresh_name("rate_decoder"),
+                domain=SNN_DOMAIN,
+                inputs=[tensor, self.timesteps, fresh, self._i64(0)],
+                outputs=[per_step, final, total],
+            )
+        )
         return final, per_step

@@ -14,6 +14,7 @@ onto that set, per sign and per group (the whole tensor, or each output channel)
 
 The math runs in the weight's float dtype (float32 at least) and returns that dtype.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -13,6 +13,7 @@ Records per layer, in ctx.state.weight_quantization, the weight, its readers, th
 magnitudes used per sign (per channel: the most in any channel) and the largest change relative
 to the layer's max magnitude.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,19 +25,22 @@ from onnx_snn.passes.graph_utils import const, constant_value, node_label
 from onnx_snn.passes.hardware.crossbar import levels_used, project
 
 NAME = "quantize_weights"
-CONTRACT = ("Pre: any graph (BN-folded in compile). Post: when options.weight_levels = N is set, every constant "
-            "Conv/Gemm/MatMul weight has at most N distinct magnitudes per sign (per layer or output channel), "
-            "each non-zero one at least that group's max / on_off_ratio; else the graph is unchanged.")
+CONTRACT = (
+    "Pre: any graph (BN-folded in compile). Post: when options.weight_levels = N is set, every constant "
+    "Conv/Gemm/MatMul weight has at most N distinct magnitudes per sign (per layer or output channel), "
+    "each non-zero one at least that group's max / on_off_ratio; else the graph is unchanged."
+)
 
 
-NEEDS = frozenset({'bn_folded'})
-PROVIDES = frozenset({'crossbar_weights'})
+NEEDS = frozenset({"bn_folded"})
+PROVIDES = frozenset({"crossbar_weights"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
     """Every constrained weight has at most N distinct magnitudes per sign and group."""
     stats = ctx.state.weight_quantization
     require(stats is not None, "no weight_quantization statistics")
+    assert stats is not None  # require raised otherwise
     for name, layer in stats["layers"].items():
         require(max(layer["levels"].values()) <= ctx.options.weight_levels, f"{name} has more than N levels")
 
@@ -44,37 +48,50 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     options = ctx.options
     check_constraint(options.weight_levels, options.on_off_ratio)
+    levels = options.weight_levels
+    assert levels is not None  # check_constraint refuses None
     layers: dict[str, dict] = {}
     for tensor, readers, axis in _weights(graph, options.per_channel_weights, ctx):
         value = constant_value(tensor)
-        constrained = project(value, options.weight_levels, options.on_off_ratio, axis)
+        assert value is not None  # _weights yields constant weights only
+        constrained = project(value, levels, options.on_off_ratio, axis)
         replacement = const(f"{tensor.name or 'weight'}_crossbar", constrained)
         for node, index in readers:
             node.inputs[index] = replacement
         scale = float(np.abs(value).max()) or 1.0
         positive, negative = levels_used(constrained, axis)
         layers[node_label(readers[0][0])] = {
-            "weight": tensor.name, "readers": [node_label(node) for node, _ in readers],
+            "weight": tensor.name,
+            "readers": [node_label(node) for node, _ in readers],
             "levels": {"positive": positive, "negative": negative},
             "max_relative_change": float(np.abs(constrained.astype(np.float64) - value).max()) / scale,
         }
-    ctx.state.weight_quantization = {"levels": options.weight_levels, "on_off_ratio": options.on_off_ratio,
-                                           "per_channel": options.per_channel_weights, "layers": layers}
+    ctx.state.weight_quantization = {
+        "levels": options.weight_levels,
+        "on_off_ratio": options.on_off_ratio,
+        "per_channel": options.per_channel_weights,
+        "layers": layers,
+    }
     worst = max(layers.items(), key=lambda item: item[1]["max_relative_change"], default=None)
     if worst is not None:
-        ctx.note(f"quantize_weights: {len(layers)} weight tensors to {options.weight_levels} levels per sign, "
-                 f"ON/OFF ratio {options.on_off_ratio:g}; largest change {worst[1]['max_relative_change']:.3g} "
-                 f"of the layer's max |w| ({worst[0]})")
+        ctx.note(
+            f"quantize_weights: {len(layers)} weight tensors to {options.weight_levels} levels per sign, "
+            f"ON/OFF ratio {options.on_off_ratio:g}; largest change {worst[1]['max_relative_change']:.3g} "
+            f"of the layer's max |w| ({worst[0]})"
+        )
     unfolded = sum(node.op == "BatchNormalization" for node in graph.nodes)
     if unfolded:
-        ctx.note(f"quantize_weights: {unfolded} BatchNormalization node(s) not folded into the weights; their "
-                 "scales change the effective weights (compile --weight-levels folds BN first)")
+        ctx.note(
+            f"quantize_weights: {unfolded} BatchNormalization node(s) not folded into the weights; their "
+            "scales change the effective weights (compile --weight-levels folds BN first)"
+        )
     graph.cleanup()
     return graph
 
 
-def _weights(graph: gs.Graph, per_channel: bool, ctx: PassContext
-             ) -> list[tuple[gs.Tensor, list[tuple[gs.Node, int]], int | None]]:
+def _weights(
+    graph: gs.Graph, per_channel: bool, ctx: PassContext
+) -> list[tuple[gs.Tensor, list[tuple[gs.Node, int]], int | None]]:
     """(weight tensor, its (reader, input index) pairs, grouping axis or None) per distinct float weight."""
     found: dict[int, tuple[gs.Tensor, list[tuple[gs.Node, int]], set[int | None]]] = {}
     for node in graph.nodes:
@@ -89,8 +106,9 @@ def _weights(graph: gs.Graph, per_channel: bool, ctx: PassContext
     result = []
     for tensor, readers, axes in found.values():
         if len(axes) > 1:
-            ctx.note(f"quantize_weights: weight '{tensor.name}' is read along different output axes; "
-                     "constrained per layer")
+            ctx.note(
+                f"quantize_weights: weight '{tensor.name}' is read along different output axes; constrained per layer"
+            )
         result.append((tensor, readers, axes.pop() if len(axes) == 1 else None))
     return result
 

@@ -7,6 +7,7 @@ analog value it was normalized for. Input k gets the seed `seed + k·2^32` (the 
 Poisson needs the inputs in [0, 1]: negative calibration data is refused, and data above
 1/max_rate, whose rate saturates, is noted.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,13 +20,15 @@ from onnx_snn.passes.common.calibration_inputs import calibration_extremes
 from onnx_snn.passes.graph_utils import fresh_name
 
 NAME = "encode_input"
-CONTRACT = ("Pre: spikified IF graph. Post: with --encoding poisson, each graph input feeds only an "
-            "snn.PoissonEncoder (one step, t0 = 0; time_batch sets T) whose spikes, scaled by 1/max_rate, "
-            "replace it everywhere; with analog, the graph is unchanged.")
+CONTRACT = (
+    "Pre: spikified IF graph. Post: with --encoding poisson, each graph input feeds only an "
+    "snn.PoissonEncoder (one step, t0 = 0; time_batch sets T) whose spikes, scaled by 1/max_rate, "
+    "replace it everywhere; with analog, the graph is unchanged."
+)
 
 
-NEEDS = frozenset({'spiking'})
-PROVIDES = frozenset({'encoded_input'})
+NEEDS = frozenset({"spiking"})
+PROVIDES = frozenset({"encoded_input"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -45,15 +48,23 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
             continue
         readers = list(x.outputs)
         spikes = gs.Variable(fresh_name(f"{x.name}_spikes"), dtype=np.float32, shape=x.shape)
-        graph.nodes.append(gs.Node("PoissonEncoder", name=fresh_name(f"{x.name}_encoder"), domain=SNN_DOMAIN,
-                                   inputs=[x, one_step, no_steps_done], outputs=[spikes],
-                                   attrs={"max_rate": float(options.max_rate), "seed": options.seed + k * 2 ** 32}))
+        graph.nodes.append(
+            gs.Node(
+                "PoissonEncoder",
+                name=fresh_name(f"{x.name}_encoder"),
+                domain=SNN_DOMAIN,
+                inputs=[x, one_step, no_steps_done],
+                outputs=[spikes],
+                attrs={"max_rate": float(options.max_rate), "seed": options.seed + k * 2**32},
+            )
+        )
         encoded = spikes
         if options.max_rate != 1.0:
             encoded = gs.Variable(fresh_name(f"{x.name}_encoded"), dtype=np.float32, shape=x.shape)
             unit = gs.Constant(fresh_name("per_rate"), np.asarray(1.0 / options.max_rate, dtype=np.float32))
-            graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{x.name}_rate_scale"), inputs=[spikes, unit],
-                                       outputs=[encoded]))
+            graph.nodes.append(
+                gs.Node("Mul", name=fresh_name(f"{x.name}_rate_scale"), inputs=[spikes, unit], outputs=[encoded])
+            )
         for node in readers:
             node.inputs = [encoded if t is x else t for t in node.inputs]
     return graph.toposort()
@@ -66,8 +77,13 @@ def _check_range(ctx: PassContext) -> None:
         return
     low, high = seen
     if low < 0.0:
-        raise SnnError(f"--encoding poisson needs inputs in [0, 1], but the calibration data reach {low:.6g}",
-                       path=ctx.source, hint="scale the inputs into [0, 1]")
+        raise SnnError(
+            f"--encoding poisson needs inputs in [0, 1], but the calibration data reach {low:.6g}",
+            path=ctx.source,
+            hint="scale the inputs into [0, 1]",
+        )
     if high * ctx.options.max_rate > 1.0:
-        ctx.note(f"calibration inputs reach {high:.6g}: at --max-rate {ctx.options.max_rate:g} inputs above "
-                 f"{1.0 / ctx.options.max_rate:.6g} spike at every step (rate saturated)")
+        ctx.note(
+            f"calibration inputs reach {high:.6g}: at --max-rate {ctx.options.max_rate:g} inputs above "
+            f"{1.0 / ctx.options.max_rate:.6g} spike at every step (rate saturated)"
+        )

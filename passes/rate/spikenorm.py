@@ -9,6 +9,7 @@ and neurons. In this compiler a threshold is a scale λ (normalize divides the l
 fires at 1), so the pass replaces the ANN statistics of calibrate with these and normalize
 applies them: the same network as thresholds θ_l = λ_l with outputs back in ANN units.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,18 +25,22 @@ from onnx_snn.passes.common.histogram import StreamingHistogram
 from onnx_snn.probe import observe
 
 NAME = "spikenorm"
-CONTRACT = ("Pre: calibrated IF graph. Post: graph unchanged; with --norm spikenorm[:P], every ReLU's "
-            "statistics are those of its IF neurons' input current in the SNN whose earlier layers are balanced.")
+CONTRACT = (
+    "Pre: calibrated IF graph. Post: graph unchanged; with --norm spikenorm[:P], every ReLU's "
+    "statistics are those of its IF neurons' input current in the SNN whose earlier layers are balanced."
+)
 
 
-NEEDS = frozenset({'calibrated'})
-PROVIDES = frozenset({'spike_balanced'})
+NEEDS = frozenset({"calibrated"})
+PROVIDES = frozenset({"spike_balanced"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
     """Every ReLU has one balanced threshold, finite, from the spiking currents."""
-    require(ctx.state.rate.spikenorm is not None, "no spikenorm record")
-    for name in ctx.state.rate.spikenorm["layers"]:
+    record = ctx.state.rate.spikenorm
+    require(record is not None, "no spikenorm record")
+    assert record is not None  # require raised otherwise
+    for name in record["layers"]:
         stats = ctx.activation_stats.get(name)
         require(stats is not None and stats.max.shape == () and np.isfinite(stats.max), f"{name} is not balanced")
 
@@ -45,7 +50,7 @@ def snn_builders(pending: list[Pass]) -> list[Pass]:
     will be (normalize .. time_batch, the encoder included when the pipeline has it): spikenorm
     runs them on a trial copy, so the trial SNN is the compiled one by construction."""
     names = [step.NAME for step in pending]
-    return list(pending[:names.index(time_batch.NAME) + 1])
+    return list(pending[: names.index(time_batch.NAME) + 1])
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
@@ -57,18 +62,26 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         histogram = StreamingHistogram()
         for current in _input_currents(graph, ctx, node):
             histogram.update(current.reshape(-1, 1))
-        ctx.activation_stats[node.name] = LayerStats(max=histogram.max.reshape(()),
-                                                     percentile=histogram.percentile(q).reshape(()),
-                                                     percentile_q=q, count=int(histogram.total[0]))
+        ctx.activation_stats[node.name] = LayerStats(
+            max=histogram.max.reshape(()),
+            percentile=histogram.percentile(q).reshape(()),
+            percentile_q=q,
+            count=int(histogram.total[0]),
+        )
     ctx.state.rate.spikenorm = {"timesteps": ctx.options.timesteps, "layers": [n.name for n in layers]}
     return graph
 
 
 def _input_currents(graph: gs.Graph, ctx: PassContext, layer: gs.Node):
     """The input current of `layer`'s IF neurons, in ANN units, for each calibration batch over T steps."""
-    trial_ctx = PassContext(options=ctx.options, source=ctx.source, calibration=ctx.calibration,
-                            activation_stats=dict(ctx.activation_stats), show_progress=False,
-                            state=CompileState(neuron="if"))
+    trial_ctx = PassContext(
+        options=ctx.options,
+        source=ctx.source,
+        calibration=ctx.calibration,
+        activation_stats=dict(ctx.activation_stats),
+        show_progress=False,
+        state=CompileState(neuron="if"),
+    )
     unit = np.ones(())
     trial_ctx.activation_stats[layer.name] = LayerStats(max=unit, percentile=unit, percentile_q=100.0, count=0)
     trial = graph.copy()

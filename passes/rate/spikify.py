@@ -1,4 +1,5 @@
 """spikify: replace every ReLU with a stateful `snn.IFNeuron`; refuse what IF neurons cannot convert."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,12 +11,14 @@ from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.graph_utils import fresh_name
 
 NAME = "spikify"
-CONTRACT = ("Pre: normalized graph (each Relu sees units of its λ). Post: no Relu left; each is an "
-            "snn.IFNeuron (threshold 1) run for one timestep; any other nonlinearity is refused.")
+CONTRACT = (
+    "Pre: normalized graph (each Relu sees units of its λ). Post: no Relu left; each is an "
+    "snn.IFNeuron (threshold 1) run for one timestep; any other nonlinearity is refused."
+)
 
 
-NEEDS = frozenset({'normalized', 'supported'})
-PROVIDES = frozenset({'spiking'})
+NEEDS = frozenset({"normalized", "supported"})
+PROVIDES = frozenset({"spiking"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -47,4 +50,3 @@ def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
     """Raise SnnError for the first node IF neurons cannot convert (op_support.RATE), naming it and
     the way out (`use --neuron signgd` where signGD converts it)."""
     op_support.refuse_unconvertible(op_support.RATE, graph, ctx)
-

@@ -16,7 +16,10 @@ elementary nonlinearities that signGD neurons implement (spec signgd-dynamics §
 The result computes the same function (up to float rounding) with standard ops; spikify_signgd
 then maps `Max`, `Mul(u, u)`, `Div(p, Sqrt(q))`, `Exp`, `Div(a, b)` and `Mul(a, b)` onto neurons.
 """
+
 from __future__ import annotations
+
+from typing import cast
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -33,15 +36,17 @@ from onnx_snn.passes.graph_utils import (
 )
 
 NAME = "decompose"
-CONTRACT = ("Pre: BN-folded graph. Post: same function; no MaxPool, LayerNormalization, Softmax or MatMul of "
-            "two activations, only Max / Mul(u,u) / Div(p,Sqrt(q)) / Exp / Div / Mul(a,b) pieces between affine ops.")
+CONTRACT = (
+    "Pre: BN-folded graph. Post: same function; no MaxPool, LayerNormalization, Softmax or MatMul of "
+    "two activations, only Max / Mul(u,u) / Div(p,Sqrt(q)) / Exp / Div / Mul(a,b) pieces between affine ops."
+)
 
 #: the value MaxPool pads with: low enough never to win a max of scaled activations
 MAXPOOL_PAD_VALUE = -200.0
 
 
-NEEDS = frozenset({'bn_folded'})
-PROVIDES = frozenset({'signgd_ops'})
+NEEDS = frozenset({"bn_folded"})
+PROVIDES = frozenset({"signgd_ops"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -69,8 +74,9 @@ class _Emitter:
 
     def op(self, op: str, inputs: list, out: gs.Variable | None = None, **attrs) -> gs.Variable:
         out = out or gs.Variable(fresh_name(f"{self.base}_{op.lower()}"), dtype=self.dtype)
-        self.graph.nodes.append(gs.Node(op, name=fresh_name(f"{self.base}_{op}"), inputs=inputs, outputs=[out],
-                                        attrs=attrs))
+        self.graph.nodes.append(
+            gs.Node(op, name=fresh_name(f"{self.base}_{op}"), inputs=inputs, outputs=[out], attrs=attrs)
+        )
         return out
 
     @staticmethod
@@ -96,11 +102,19 @@ def _maxpool(graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None:
     strides = list(node.attrs.get("strides", [1, 1]))
     pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
     auto_pad = string_attr(node, "auto_pad", "NOTSET")
-    if any(d != 1 for d in node.attrs.get("dilations", [1, 1])) or node.attrs.get("ceil_mode", 0) \
-            or auto_pad not in ("NOTSET", "VALID") or len(node.outputs) > 1:
-        raise SnnError("MaxPool with dilation, ceil_mode, auto_pad SAME or indices is not supported",
-                       path=ctx.source, node=node_label(node), op=node.op,
-                       hint="export with plain kernel/stride/padding")
+    if (
+        any(d != 1 for d in node.attrs.get("dilations", [1, 1]))
+        or node.attrs.get("ceil_mode", 0)
+        or auto_pad not in ("NOTSET", "VALID")
+        or len(node.outputs) > 1
+    ):
+        raise SnnError(
+            "MaxPool with dilation, ceil_mode, auto_pad SAME or indices is not supported",
+            path=ctx.source,
+            node=node_label(node),
+            op=node.op,
+            hint="export with plain kernel/stride/padding",
+        )
     shape = node.inputs[0].shape
     if shape is None or not all(isinstance(d, int) for d in shape[2:]):
         raise SnnError("MaxPool needs static spatial dims", path=ctx.source, node=node_label(node), op=node.op)
@@ -115,8 +129,12 @@ def _maxpool(graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None:
             x = emit.op("Pad", [x, emit.ints(spec), emit.scalar(MAXPOOL_PAD_VALUE)], mode="constant")
         n_out = (shape[axis] + before + after - k) // r + 1
         last = axis == 3
-        rows = [emit.op("Slice", [x, emit.ints([j]), emit.ints([j + (n_out - 1) * r + 1]), emit.ints([axis]),
-                                  emit.ints([r])]) for j in range(k)]
+        rows = [
+            emit.op(
+                "Slice", [x, emit.ints([j]), emit.ints([j + (n_out - 1) * r + 1]), emit.ints([axis]), emit.ints([r])]
+            )
+            for j in range(k)
+        ]
         x = rows[0]
         for j, row in enumerate(rows[1:], start=1):
             x = emit.op("Max", [x, row], out=out if last and j == k - 1 else None)
@@ -127,11 +145,16 @@ def _maxpool(graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None:
 def _layernorm(graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None:
     rank = len(node.inputs[0].shape) if node.inputs[0].shape is not None else None
     if rank is None:
-        raise SnnError("LayerNormalization needs a known input rank", path=ctx.source, node=node_label(node),
-                       op=node.op)
+        raise SnnError(
+            "LayerNormalization needs a known input rank", path=ctx.source, node=node_label(node), op=node.op
+        )
     if len(node.outputs) > 1 and any(o.outputs for o in node.outputs[1:]):
-        raise SnnError("LayerNormalization mean/inv-std outputs are read; they cannot be converted",
-                       path=ctx.source, node=node_label(node), op=node.op)
+        raise SnnError(
+            "LayerNormalization mean/inv-std outputs are read; they cannot be converted",
+            path=ctx.source,
+            node=node_label(node),
+            op=node.op,
+        )
     axis = int(node.attrs.get("axis", -1)) % rank
     axes = list(range(axis, rank))
     eps = float(node.attrs.get("epsilon", 1e-5))
@@ -169,12 +192,17 @@ def _matmul_of_activations(graph: gs.Graph, node: gs.Node, ctx: PassContext) -> 
     """X (…×N×K) · Y (…×K×M) → ReduceSum_K(Unsqueeze(X, -1) · Unsqueeze(Y, -3)): N·K·M products."""
     ranks = [len(t.shape) if t.shape is not None else None for t in node.inputs]
     if any(rank is None for rank in ranks):
-        raise SnnError("MatMul of two activations needs known input ranks", path=ctx.source,
-                       node=node_label(node), op=node.op)
-    if any(rank < 2 for rank in ranks):
-        raise SnnError(f"MatMul of two activations needs inputs of rank >= 2 (got ranks {ranks})",
-                       path=ctx.source, node=node_label(node), op=node.op,
-                       hint="reshape a vector operand to a matrix before the matmul")
+        raise SnnError(
+            "MatMul of two activations needs known input ranks", path=ctx.source, node=node_label(node), op=node.op
+        )
+    if any(rank < 2 for rank in cast("list[int]", ranks)):  # none is None (refused above)
+        raise SnnError(
+            f"MatMul of two activations needs inputs of rank >= 2 (got ranks {ranks})",
+            path=ctx.source,
+            node=node_label(node),
+            op=node.op,
+            hint="reshape a vector operand to a matrix before the matmul",
+        )
     emit = _Emitter(graph, node)
     x, y = node.inputs
     out = _detach(node)

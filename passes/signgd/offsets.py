@@ -5,6 +5,7 @@ Excite and depress passes: every encoder and neuron is replaced by a source that
 Then o = z(1) + z(0) = A·1 + 2b and β = z(0) = b, so that 2z_t − o = A·(2s_t − 1): each tracker
 follows A·v^up + b, the affine map of its upstream output estimates.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,15 +18,17 @@ from onnx_snn.passes.graph_utils import fresh_name
 from onnx_snn.probe import observe
 
 NAME = "signgd_offsets"
-CONTRACT = ("Pre: spikify_signgd output. Post: same graph with every SignGD neuron's and decoder's offset and "
-            "bias inputs set from the excite (all ones) and depress (all zeros) passes.")
+CONTRACT = (
+    "Pre: spikify_signgd output. Post: same graph with every SignGD neuron's and decoder's offset and "
+    "bias inputs set from the excite (all ones) and depress (all zeros) passes."
+)
 
 #: per op: the input positions of its currents, and where each current's (offset, bias) pair starts
 CURRENTS = {"SignGDNeuron": ((0,), (2,)), "SignGDBinaryNeuron": ((0, 1), (3, 5)), "SignGDDecoder": ((0,), (2,))}
 
 
-NEEDS = frozenset({'spiking'})
-PROVIDES = frozenset({'offsets'})
+NEEDS = frozenset({"spiking"})
+PROVIDES = frozenset({"offsets"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -33,8 +36,10 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
     for node in graph.nodes:
         if node.domain == SNN_DOMAIN and node.op in CURRENTS:
             for position in CURRENTS[node.op][1]:
-                require(all(isinstance(t, gs.Constant) for t in node.inputs[position:position + 2]),
-                        f"{node.name} has a non-constant offset or bias")
+                require(
+                    all(isinstance(t, gs.Constant) for t in node.inputs[position : position + 2]),
+                    f"{node.name} has a non-constant offset or bias",
+                )
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
@@ -66,15 +71,22 @@ def _probe(graph: gs.Graph, currents: list[gs.Tensor], level: float, ctx: PassCo
         spikes = node.outputs[0]
         node.outputs.clear()
         node.inputs.clear()
-        probe.nodes.append(gs.Node("Add", name=fresh_name("probe_source"), outputs=[spikes],
-                                   inputs=[shape_of, gs.Constant(fresh_name("level"), np.asarray(level, np.float32))]))
+        probe.nodes.append(
+            gs.Node(
+                "Add",
+                name=fresh_name("probe_source"),
+                outputs=[spikes],
+                inputs=[shape_of, gs.Constant(fresh_name("level"), np.asarray(level, np.float32))],
+            )
+        )
     probe.toposort()
     feed = {}
     for graph_input in probe.inputs:
         dims = list(graph_input.shape or [])
         if not all(isinstance(d, int) for d in dims[1:]):
-            raise SnnError(f"signGD calibration needs static non-batch dims of input '{graph_input.name}'",
-                           path=ctx.source)
+            raise SnnError(
+                f"signGD calibration needs static non-batch dims of input '{graph_input.name}'", path=ctx.source
+            )
         feed[graph_input.name] = np.zeros([1] + dims[1:], dtype=np.float32)
     return next(observe(probe, currents, [feed], prune=True)).arrays
 

@@ -8,6 +8,7 @@ two activations become `snn.SignGDBinaryNeuron`. Each graph input gets an `snn.S
 and each graph output an `snn.SignGDDecoder`. Offsets and biases are placeholders here; the
 signgd_offsets pass measures them. Any other op between neurons must be affine, or it is refused.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,10 @@ from onnx_snn.passes.graph_utils import (
 )
 
 NAME = "spikify_signgd"
-CONTRACT = ("Pre: decomposed, normalized graph. Post: every nonlinearity is a one-step signGD neuron, inputs "
-            "pass through SignGDEncoder and outputs through SignGDDecoder; only affine ops lie between.")
+CONTRACT = (
+    "Pre: decomposed, normalized graph. Post: every nonlinearity is a one-step signGD neuron, inputs "
+    "pass through SignGDEncoder and outputs through SignGDDecoder; only affine ops lie between."
+)
 
 #: op -> the `function` of the unary neuron that replaces it in every form (op_support.SIGNGD)
 UNARY = {op: support.neuron for op, support in op_support.SIGNGD.ops.items() if support.neuron}
@@ -66,8 +69,8 @@ def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
     op_support.refuse_unconvertible(op_support.SIGNGD, graph, ctx)
 
 
-NEEDS = frozenset({'normalized', 'supported'})
-PROVIDES = frozenset({'spiking'})
+NEEDS = frozenset({"normalized", "supported"})
+PROVIDES = frozenset({"spiking"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -91,20 +94,25 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
             _detach(silu_gate(graph, node))
         arity, function = kind
         slope = float(node.attrs.get("alpha", 0.01))  # the model's LeakyRelu slope, read before attrs are replaced
-        currents = [node.inputs[0]] if arity == "unary" else [node.inputs[0], _sqrt_operand(node) if
-                                                                function == "p_rsqrt_q" else node.inputs[1]]
-        calibrated = [t for _ in currents
-                      for t in (_placeholder(f"{node.name}_offset"), _placeholder(f"{node.name}_bias"))]
+        currents = (
+            [node.inputs[0]]
+            if arity == "unary"
+            else [node.inputs[0], _sqrt_operand(node) if function == "p_rsqrt_q" else node.inputs[1]]
+        )
+        calibrated = [
+            t for _ in currents for t in (_placeholder(f"{node.name}_offset"), _placeholder(f"{node.name}_bias"))
+        ]
         states = [fresh] * len(currents) + [fresh, step_zero]
-        outputs = [node.outputs[0]] + [gs.Variable(fresh_name(f"{node.name}_{s}"), dtype=np.float32)
-                                       for s in ["x_T"] * len(currents) + ["v_T"]]
+        outputs = [node.outputs[0]] + [
+            gs.Variable(fresh_name(f"{node.name}_{s}"), dtype=np.float32) for s in ["x_T"] * len(currents) + ["v_T"]
+        ]
         node.op, node.domain = ("SignGDNeuron" if arity == "unary" else "SignGDBinaryNeuron"), SNN_DOMAIN
         node.inputs = currents + [one_step] + calibrated + states
         node.outputs = outputs
         node.attrs = {"function": function, **schedule}
         if function in GATES:
             scale = _absorb_scaling(graph, node)
-            node.attrs.update(gate=GATES[function] * scale, cubic=GELU_CUBIC * scale ** 2)
+            node.attrs.update(gate=GATES[function] * scale, cubic=GELU_CUBIC * scale**2)
         if function == "leaky_relu":
             node.attrs["slope"] = slope
         layers.append(node.name)
@@ -143,9 +151,15 @@ def _absorb_scaling(graph: gs.Graph, neuron: gs.Node) -> float:
     before = producer(neuron.inputs[0])
     after = sole_reader(graph, neuron.outputs[0])
     scale_in, scale_out = _scalar_factor(before), _scalar_factor(after)
-    if (scale_in is None or scale_out is None or sole_reader(graph, neuron.inputs[0]) is not neuron
-            or not np.isclose(scale_in[0] * scale_out[0], 1.0, rtol=1e-6)):
+    if (
+        scale_in is None
+        or scale_out is None
+        or sole_reader(graph, neuron.inputs[0]) is not neuron
+        or not np.isclose(scale_in[0] * scale_out[0], 1.0, rtol=1e-6)
+    ):
         return 1.0
+    # scale_out is set only for a node; the identity test above narrows `neuron` to Node | None
+    assert after is not None and neuron is not None
     result = after.outputs[0]
     after.outputs.clear()
     neuron.inputs[0], neuron.outputs[0] = scale_in[1], result
@@ -154,7 +168,9 @@ def _absorb_scaling(graph: gs.Graph, neuron: gs.Node) -> float:
 
 def _sqrt_operand(node: gs.Node) -> gs.Tensor:
     """q of Div(p, Sqrt(q)): the p/sqrt(q) neuron takes q itself."""
-    return producer(node.inputs[1]).inputs[0]
+    sqrt = producer(node.inputs[1])
+    assert sqrt is not None  # neuron_function matched Div(p, Sqrt(q))
+    return sqrt.inputs[0]
 
 
 def _placeholder(name: str) -> gs.Constant:
@@ -165,9 +181,16 @@ def _encode(graph: gs.Graph, graph_input: gs.Variable, one_step, fresh, step_zer
     readers = list(graph_input.outputs)
     encoded = gs.Variable(fresh_name(f"{graph_input.name}_encoded"), dtype=np.float32, shape=graph_input.shape)
     final = gs.Variable(fresh_name(f"{graph_input.name}_f_T"), dtype=np.float32)
-    graph.nodes.append(gs.Node("SignGDEncoder", name=fresh_name("encoder"), domain=SNN_DOMAIN,
-                               inputs=[graph_input, one_step, fresh, step_zero], outputs=[encoded, final],
-                               attrs=attrs))
+    graph.nodes.append(
+        gs.Node(
+            "SignGDEncoder",
+            name=fresh_name("encoder"),
+            domain=SNN_DOMAIN,
+            inputs=[graph_input, one_step, fresh, step_zero],
+            outputs=[encoded, final],
+            attrs=attrs,
+        )
+    )
     for reader in readers:
         reader.inputs = [encoded if t is graph_input else t for t in reader.inputs]
 
@@ -177,7 +200,14 @@ def _decode(graph: gs.Graph, out: gs.Variable, one_step, fresh, step_zero, sched
     out.name = fresh_name(name)
     per_step = gs.Variable(name + "_decoded_per_step", dtype=np.float32)
     final = gs.Variable(name, dtype=out.dtype, shape=out.shape)
-    graph.nodes.append(gs.Node("SignGDDecoder", name=fresh_name("decoder"), domain=SNN_DOMAIN,
-                               inputs=[out, one_step, _placeholder(f"{name}_offset"), _placeholder(f"{name}_bias"),
-                                       fresh, step_zero], outputs=[per_step, final], attrs=dict(schedule)))
+    graph.nodes.append(
+        gs.Node(
+            "SignGDDecoder",
+            name=fresh_name("decoder"),
+            domain=SNN_DOMAIN,
+            inputs=[out, one_step, _placeholder(f"{name}_offset"), _placeholder(f"{name}_bias"), fresh, step_zero],
+            outputs=[per_step, final],
+            attrs=dict(schedule),
+        )
+    )
     return final

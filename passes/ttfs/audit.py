@@ -7,6 +7,7 @@ layer's input activations and D the length of the window before (spec §2.1). g 
 linear, so u ∈ {x_j} ∪ {D} suffice; with the x_j sorted, cumulative sums give all of them in
 O(K·N) per sample. Counts go to the notes and to metadata ttfs.audit.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,18 +16,19 @@ import onnx_graphsurgeon as gs
 from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.common.calibrate import calibration_batches
 from onnx_snn.passes.graph_utils import node_label
-from onnx_snn.passes.ttfs.graph import gemm_weights
-from onnx_snn.passes.ttfs.model_a import dense_chain
+from onnx_snn.passes.ttfs.model_a import chain_weights, dense_chain
 from onnx_snn.probe import observe
 
 NAME = "ttfs_audit"
-CONTRACT = ("Pre: windowed TTFS-ready graph (ttfs_windows) and calibration data. Post: graph unchanged; "
-            "ctx.state.ttfs.windows['audit'] gives per layer the activations above B_n and, for model A, "
-            "the early spikes.")
+CONTRACT = (
+    "Pre: windowed TTFS-ready graph (ttfs_windows) and calibration data. Post: graph unchanged; "
+    "ctx.state.ttfs.windows['audit'] gives per layer the activations above B_n and, for model A, "
+    "the early spikes."
+)
 
 
-NEEDS = frozenset({'ttfs_windows'})
-PROVIDES = frozenset({'ttfs_audit'})
+NEEDS = frozenset({"ttfs_windows"})
+PROVIDES = frozenset({"ttfs_audit"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -37,6 +39,7 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     windows = ctx.state.ttfs.windows
+    assert windows is not None  # NEEDS ttfs_windows
     relus = [n for n in graph.nodes if n.op == "Relu"]
     chain = dense_chain(graph, ctx) if ctx.options.ttfs_model == "a" else []
     gemm_inputs = [g.inputs[0].inputs[0] for g in chain[:-1]]
@@ -46,24 +49,29 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     audit = {r.name: {"checked": 0, "above_window": 0, "early_spikes": 0} for r in relus}
     feeds = ({k: np.asarray(v, dtype=np.float32) for k, v in feed.items()} for feed in calibration_batches(ctx))
     for _, values in observe(graph, [n.outputs[0] for n in relus + gemm_inputs], feeds):
-        for relu, y in zip(relus, values[:len(relus)]):
+        for relu, y in zip(relus, values[: len(relus)]):
             entry = audit[relu.name]
             entry["checked"] += int(y.size)
             entry["above_window"] += int(np.count_nonzero(y > windows["layers"][relu.name]["B"]))
-        for gemm, x in zip(chain[:-1], values[len(relus):]):
+        for gemm, x in zip(chain[:-1], values[len(relus) :]):
             relu = gemm.outputs[0].outputs[0]
             layer = windows["layers"][relu.name]
             previous = windows["layers"].get(_source_layer(layer))
             before = previous["B"] if previous is not None else 1.0
-            w, b = gemm_weights(gemm)
-            audit[relu.name]["early_spikes"] += int(np.count_nonzero(
-                early_spike_margin(x.reshape(len(x), -1).astype(np.float64), w, b, before) >= layer["B"]))
+            w, b = chain_weights(gemm)
+            audit[relu.name]["early_spikes"] += int(
+                np.count_nonzero(
+                    early_spike_margin(x.reshape(len(x), -1).astype(np.float64), w, b, before) >= layer["B"]
+                )
+            )
     windows["audit"] = audit
     for relu in relus:
         entry = audit[relu.name]
         if entry["above_window"] or entry["early_spikes"]:
-            ctx.note(f"TTFS audit, layer {node_label(relu)}: {entry['above_window']} of {entry['checked']} calibration "
-                     f"activations exceed B_n and {entry['early_spikes']} neurons fire early; raise --zeta")
+            ctx.note(
+                f"TTFS audit, layer {node_label(relu)}: {entry['above_window']} of {entry['checked']} calibration "
+                f"activations exceed B_n and {entry['early_spikes']} neurons fire early; raise --zeta"
+            )
     return graph
 
 
@@ -81,8 +89,8 @@ def early_spike_margin(x: np.ndarray, w: np.ndarray, b: np.ndarray, before: floa
     margins = np.empty((len(x), len(b)))
     for s, sample in enumerate(x):
         order = np.argsort(sample, kind="stable")
-        u = np.append(sample[order], before)                       # [K+1]
-        w_sorted = w[:, order].T                                   # [K, N]
+        u = np.append(sample[order], before)  # [K+1]
+        w_sorted = w[:, order].T  # [K, N]
         below = np.vstack([np.cumsum(w_sorted, axis=0), w_sorted.sum(axis=0)])
         above_x = w_sorted * sample[order][:, None]
         above = np.vstack([above_x.sum(axis=0) - np.cumsum(above_x, axis=0), np.zeros(len(b))])

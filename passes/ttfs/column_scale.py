@@ -6,6 +6,7 @@ hidden layer in order: its fan-in weights from neuron j of the layer before are 
 The read-out layer gets the compensation only. All g > 0 and ReLU is positively homogeneous, so
 the network function is unchanged. The pass manager runs it for model A only (B1 needs no such bound).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,18 +14,20 @@ import onnx_graphsurgeon as gs
 
 from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.ttfs.graph import gemm_weights, set_gemm_weights
-from onnx_snn.passes.ttfs.model_a import dense_chain
+from onnx_snn.passes.ttfs.model_a import chain_weights, dense_chain
 
 NAME = "ttfs_column_scale"
-CONTRACT = ("Pre: TTFS-ready dense ReLU chain (model A). Post: same function (float64 maths, rounded once); "
-            "every hidden neuron has l ≤ S_i ≤ u.")
+CONTRACT = (
+    "Pre: TTFS-ready dense ReLU chain (model A). Post: same function (float64 maths, rounded once); "
+    "every hidden neuron has l ≤ S_i ≤ u."
+)
 
 UPPER_BOUND = 0.99  # u of the reference code
 LOWER_BOUND = -10.0  # l of the reference code
 
 
-NEEDS = frozenset({'ttfs_affine'})
-PROVIDES = frozenset({'ttfs_columns'})
+NEEDS = frozenset({"ttfs_affine"})
+PROVIDES = frozenset({"ttfs_columns"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -35,20 +38,23 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
         require(weights is not None, f"{gemm.name} lost its constant weights")
         sums = weights[0].astype(np.float64).sum(axis=1) if weights is not None else np.zeros(0)
         slack = 1e-5 * max(1.0, float(np.abs(weights[0]).sum(axis=1).max(initial=0))) if weights is not None else 0
-        require(bool(np.all((sums <= UPPER_BOUND + slack) & (sums >= LOWER_BOUND - slack))),
-                f"{gemm.name} has a fan-in sum outside [{LOWER_BOUND}, {UPPER_BOUND}]")
+        require(
+            bool(np.all((sums <= UPPER_BOUND + slack) & (sums >= LOWER_BOUND - slack))),
+            f"{gemm.name} has a fan-in sum outside [{LOWER_BOUND}, {UPPER_BOUND}]",
+        )
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     chain = dense_chain(graph, ctx)
-    scaled = bounded_fan_in_sums([gemm_weights(gemm) for gemm in chain], UPPER_BOUND, LOWER_BOUND)
+    scaled = bounded_fan_in_sums([chain_weights(gemm) for gemm in chain], UPPER_BOUND, LOWER_BOUND)
     for gemm, (w, b) in zip(chain, scaled):
         set_gemm_weights(gemm, w, b, np.asarray(gemm.inputs[1].values).dtype)
     return graph
 
 
-def bounded_fan_in_sums(layers: list[tuple[np.ndarray, np.ndarray]], upper: float,
-                        lower: float) -> list[tuple[np.ndarray, np.ndarray]]:
+def bounded_fan_in_sums(
+    layers: list[tuple[np.ndarray, np.ndarray]], upper: float, lower: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """P4 on a dense chain [(W [out, in], b)], read-out last: each layer's fan-in from neuron j is
     divided by the gain g_j of the layer before; then, for hidden layers, row i and b_i are scaled
     by g_i = upper/S_i if S_i > upper, lower/S_i if S_i < lower, else 1 (S_i the row sum)."""

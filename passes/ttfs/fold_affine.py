@@ -13,6 +13,7 @@ position-dependent map, written as an Add after it when it is not uniform per ch
 MaxPool commutes with a per-channel κ > 0; where κ_c < 0 it becomes the sign-aware pool
 s·MaxPool(s·z), s = sign(κ), written as Mul(s) → MaxPool → Mul(s). Arithmetic in float64.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,9 +42,11 @@ from onnx_snn.passes.ttfs.graph import (
 )
 
 NAME = "ttfs_fold_affine"
-CONTRACT = ("Pre: BN-folded graph with encoded inputs (ttfs_input_range). Post: same function (to float32 "
-            "rounding); between each spike tensor and its readers only layout ops, MaxPools and sign-aware "
-            "Mul(±1) pairs around MaxPools remain.")
+CONTRACT = (
+    "Pre: BN-folded graph with encoded inputs (ttfs_input_range). Post: same function (to float32 "
+    "rounding); between each spike tensor and its readers only layout ops, MaxPools and sign-aware "
+    "Mul(±1) pairs around MaxPools remain."
+)
 
 
 class _Affine:
@@ -62,8 +65,8 @@ class _Affine:
         return twin
 
 
-NEEDS = frozenset({'ttfs_inputs'})
-PROVIDES = frozenset({'ttfs_affine'})
+NEEDS = frozenset({"ttfs_inputs"})
+PROVIDES = frozenset({"ttfs_affine"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -77,8 +80,13 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     for source in encoded_inputs(graph, ctx) + relu_outputs(graph):
         shape = static_shape(source)
         if shape is None:
-            raise SnnError("spike tensor has no static shape beyond the batch axis", path=ctx.source,
-                           node=source.name, op="Relu", hint="export the model with fixed image sizes")
+            raise SnnError(
+                "spike tensor has no static shape beyond the batch axis",
+                path=ctx.source,
+                node=source.name,
+                op="Relu",
+                hint="export the model with fixed image sizes",
+            )
         for reader in list(source.outputs):
             _walk(graph, reader, source, _Affine((1,) + shape), folded, ctx)
     for node in {id(n): n for n in folded}.values():
@@ -86,8 +94,9 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     return graph.cleanup().toposort()
 
 
-def _walk(graph: gs.Graph, node: gs.Node, tensor: gs.Tensor, affine: _Affine, folded: list[gs.Node],
-          ctx: PassContext) -> None:
+def _walk(
+    graph: gs.Graph, node: gs.Node, tensor: gs.Tensor, affine: _Affine, folded: list[gs.Node], ctx: PassContext
+) -> None:
     """Carry `affine` (applied to `tensor`, which `node` reads) forward to the linear readers."""
     step = _constant_operand(node, tensor)
     if node.op == "Shape":  # reads the shape only, which the affine map keeps
@@ -96,8 +105,12 @@ def _walk(graph: gs.Graph, node: gs.Node, tensor: gs.Tensor, affine: _Affine, fo
         try:
             value = np.broadcast_to(step.astype(np.float64), affine.scale.shape)
         except ValueError:
-            raise SnnError("constant does not broadcast over one sample of the spike tensor", path=ctx.source,
-                           node=node_label(node), op=node.op) from None
+            raise SnnError(
+                "constant does not broadcast over one sample of the spike tensor",
+                path=ctx.source,
+                node=node_label(node),
+                op=node.op,
+            ) from None
         if node.inputs[0] is not tensor:  # bypass keeps input 0
             node.inputs[0], node.inputs[1] = tensor, node.inputs[0]
         if node.op == "Mul":
@@ -114,18 +127,26 @@ def _walk(graph: gs.Graph, node: gs.Node, tensor: gs.Tensor, affine: _Affine, fo
     elif not affine.trivial:
         folder = _FOLDERS.get(node.op)
         if folder is None:
-            raise SnnError("an affine map (BatchNorm or input range) after a spike tensor must reach a Conv or "
-                           "Gemm through layout ops and MaxPool only", path=ctx.source, node=node_label(node),
-                           op=node.op, hint="move the BatchNorm before the ReLU or export without it")
+            raise SnnError(
+                "an affine map (BatchNorm or input range) after a spike tensor must reach a Conv or "
+                "Gemm through layout ops and MaxPool only",
+                path=ctx.source,
+                node=node_label(node),
+                op=node.op,
+                hint="move the BatchNorm before the ReLU or export without it",
+            )
         folder(graph, node, tensor, affine, ctx)
 
 
-def _walk_readers(graph: gs.Graph, tensor: gs.Tensor, affine: _Affine, folded: list[gs.Node],
-                  ctx: PassContext) -> None:
+def _walk_readers(graph: gs.Graph, tensor: gs.Tensor, affine: _Affine, folded: list[gs.Node], ctx: PassContext) -> None:
     readers = list(tensor.outputs)
     if tensor in graph.outputs and not affine.trivial:
-        raise SnnError("an affine map after a ReLU writes a graph output; the TTFS read-out needs a linear layer",
-                       path=ctx.source, node=tensor.name, op="Add")
+        raise SnnError(
+            "an affine map after a ReLU writes a graph output; the TTFS read-out needs a linear layer",
+            path=ctx.source,
+            node=tensor.name,
+            op="Add",
+        )
     for reader in readers:
         _walk(graph, reader, tensor, affine.copy() if len(readers) > 1 else affine, folded, ctx)
 
@@ -148,14 +169,17 @@ def _through_max_pool(graph: gs.Graph, pool: gs.Node, affine: _Affine, ctx: Pass
     """Commute the affine through `pool`: MaxPool(κz + β) = κ·P_s(z) + β per channel; return the
     pooled tensor (after the closing Mul(s) of a sign-aware pool)."""
     result = pool.outputs[0]
-    full = (1,) + static_shape(result)
+    shape = static_shape(result)
+    assert shape is not None  # canonicalize inferred the shapes
+    full = (1,) + shape
     if affine.trivial:
         affine.scale, affine.shift = np.ones(full), np.zeros(full)
         return result
     scale, shift = _per_channel(affine.scale), _per_channel(affine.shift)
     if scale is None or shift is None:
-        raise SnnError("an affine map before MaxPool must be per channel", path=ctx.source, node=node_label(pool),
-                       op=pool.op)
+        raise SnnError(
+            "an affine map before MaxPool must be per channel", path=ctx.source, node=node_label(pool), op=pool.op
+        )
     signs = np.where(scale < 0, -1.0, 1.0)
     if np.any(signs < 0):
         _wrap_in_signs(graph, pool, signs)
@@ -175,29 +199,44 @@ def _wrap_in_signs(graph: gs.Graph, pool: gs.Node, signs: np.ndarray) -> None:
     graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{pool.name}_sign_in"), inputs=[x, s], outputs=[flipped_in]))
     pool.inputs[0] = flipped_in
     pool.outputs[0] = flipped_out
-    graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{pool.name}_sign_out"), inputs=[flipped_out, s],
-                               outputs=[y]))
+    graph.nodes.append(gs.Node("Mul", name=fresh_name(f"{pool.name}_sign_out"), inputs=[flipped_out, s], outputs=[y]))
 
 
 def _fold_gemm(graph: gs.Graph, gemm: gs.Node, data: gs.Tensor, affine: _Affine, ctx: PassContext) -> None:
     weights = gemm_weights(gemm)
     if gemm.inputs[0] is not data or weights is None:
-        raise SnnError("cannot fold an affine map into this Gemm (expected the canonical Gemm(x, W, b, transB=1))",
-                       path=ctx.source, node=node_label(gemm), op=gemm.op)
+        raise SnnError(
+            "cannot fold an affine map into this Gemm (expected the canonical Gemm(x, W, b, transB=1))",
+            path=ctx.source,
+            node=node_label(gemm),
+            op=gemm.op,
+        )
     w, b = weights
-    set_gemm_weights(gemm, w * affine.scale.reshape(1, -1), b + w @ affine.shift.reshape(-1),
-                     constant_value(gemm.inputs[1]).dtype)
+    weight = constant_value(gemm.inputs[1])
+    assert weight is not None  # gemm_weights read it
+    set_gemm_weights(gemm, w * affine.scale.reshape(1, -1), b + w @ affine.shift.reshape(-1), weight.dtype)
 
 
 def _fold_conv(graph: gs.Graph, conv: gs.Node, data: gs.Tensor, affine: _Affine, ctx: PassContext) -> None:
     weight = constant_value(conv.inputs[1])
     bias = bias_vector(conv, weight.shape[0]) if weight is not None else None
     scale, shift = _per_channel(affine.scale), _per_channel(affine.shift)
-    if (conv.inputs[0] is not data or weight is None or bias is None or scale is None or shift is None
-            or weight.ndim != 4 or conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET")):
-        raise SnnError("cannot fold an affine map into this Conv (needs a 2-D Conv with constant weights, explicit "
-                       "pads and a per-channel affine)",
-                       path=ctx.source, node=node_label(conv), op=conv.op)
+    if (
+        conv.inputs[0] is not data
+        or weight is None
+        or bias is None
+        or scale is None
+        or shift is None
+        or weight.ndim != 4
+        or conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET")
+    ):
+        raise SnnError(
+            "cannot fold an affine map into this Conv (needs a 2-D Conv with constant weights, explicit "
+            "pads and a per-channel affine)",
+            path=ctx.source,
+            node=node_label(conv),
+            op=conv.op,
+        )
     group = int(conv.attrs.get("group", 1))
     per_group = weight.shape[1]
     grouped = weight.astype(np.float64).reshape(group, -1, per_group, *weight.shape[2:])
@@ -212,9 +251,14 @@ def _fold_conv(graph: gs.Graph, conv: gs.Node, data: gs.Tensor, affine: _Affine,
     result = conv.outputs[0]
     raw = gs.Variable(fresh_name(f"{conv.name}_before_bias_map"), dtype=result.dtype, shape=result.shape)
     conv.outputs[0] = raw
-    graph.nodes.append(gs.Node("Add", name=fresh_name(f"{conv.name}_bias_map"),
-                               inputs=[raw, const(f"{conv.name}_bias_map", bias_map.astype(weight.dtype))],
-                               outputs=[result]))
+    graph.nodes.append(
+        gs.Node(
+            "Add",
+            name=fresh_name(f"{conv.name}_bias_map"),
+            inputs=[raw, const(f"{conv.name}_bias_map", bias_map.astype(weight.dtype))],
+            outputs=[result],
+        )
+    )
 
 
 def _bias_map(conv: gs.Node, weight: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -225,12 +269,14 @@ def _bias_map(conv: gs.Node, weight: np.ndarray, shift: np.ndarray) -> np.ndarra
     dense = np.zeros((c_out, per_group * group, kh, kw))
     for g in range(group):  # block-diagonal weight over all input channels
         rows = slice(g * c_out // group, (g + 1) * c_out // group)
-        dense[rows, g * per_group:(g + 1) * per_group] = weight[rows]
+        dense[rows, g * per_group : (g + 1) * per_group] = weight[rows]
     strides = conv.attrs.get("strides", [1, 1])
     dilations = conv.attrs.get("dilations", [1, 1])
     pads = conv.attrs.get("pads", [0, 0, 0, 0])
-    inside = [_taps_inside(shift.shape[2 + a], weight.shape[2 + a], strides[a], dilations[a], pads[a], pads[a + 2])
-              for a in range(2)]
+    inside = [
+        _taps_inside(shift.shape[2 + a], weight.shape[2 + a], strides[a], dilations[a], pads[a], pads[a + 2])
+        for a in range(2)
+    ]
     per_channel = shift[0].reshape(shift.shape[1], -1)[:, 0]
     return np.einsum("c,ocij,yi,xj->oyx", per_channel, dense, inside[0], inside[1])[None]
 

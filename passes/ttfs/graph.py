@@ -5,6 +5,7 @@ x̃ (ttfs_input_range) and the ReLU outputs (TTFSNeuron outputs after spikify_tt
 spike tensor and the linear ops that read it only SPIKE_LAYOUT_OPS (index permutations, which
 act on spike times unchanged) and MaxPool (the earliest spike) may sit.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,6 +19,7 @@ from onnx_snn.passes.op_support import LAYOUT, POOL, TTFS
 SPIKE_LAYOUT_OPS = TTFS.ops_of(LAYOUT)
 #: ops on spike times that select one input spike per output (spec §4: earliest spike; op_support.TTFS)
 SPIKE_POOL_OPS = TTFS.ops_of(POOL)
+
 
 def encoded_inputs(graph: gs.Graph, ctx: PassContext) -> list[gs.Tensor]:
     """The x̃ tensors that ttfs_input_range wrote, one per graph input."""
@@ -54,8 +56,7 @@ def gemm_weights(gemm: gs.Node) -> tuple[np.ndarray, np.ndarray] | None:
     bias = bias_vector(gemm, weight.shape[0])
     if bias is None:
         return None
-    return (weight.astype(np.float64) * float(gemm.attrs.get("alpha", 1.0)),
-            bias * float(gemm.attrs.get("beta", 1.0)))
+    return (weight.astype(np.float64) * float(gemm.attrs.get("alpha", 1.0)), bias * float(gemm.attrs.get("beta", 1.0)))
 
 
 def set_gemm_weights(gemm: gs.Node, w: np.ndarray, b: np.ndarray, dtype) -> None:

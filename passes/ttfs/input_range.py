@@ -6,6 +6,7 @@ unchanged; ttfs_fold_affine then folds that affine into the first linear layers 
 and a bias map for p that keeps zero padding meaning x̃ = 0). [p, q] is --input-range, else the
 min and max of the calibration data.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,13 +18,15 @@ from onnx_snn.passes.common.calibration_inputs import calibration_extremes
 from onnx_snn.passes.graph_utils import const, fresh_name, replace_uses
 
 NAME = "ttfs_input_range"
-CONTRACT = ("Pre: canonical graph with float inputs. Post: same function; each input v is read only by "
-            "x̃ = (v − p)/(q − p) followed by Mul(q − p), Add(p); ctx.state.ttfs.inputs maps each "
-            "input to [p, q] and the name of x̃.")
+CONTRACT = (
+    "Pre: canonical graph with float inputs. Post: same function; each input v is read only by "
+    "x̃ = (v − p)/(q − p) followed by Mul(q − p), Add(p); ctx.state.ttfs.inputs maps each "
+    "input to [p, q] and the name of x̃."
+)
 
 
-NEEDS = frozenset({'supported'})
-PROVIDES = frozenset({'ttfs_inputs'})
+NEEDS = frozenset({"supported"})
+PROVIDES = frozenset({"ttfs_inputs"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -55,8 +58,7 @@ def _append(graph: gs.Graph, op: str, x: gs.Tensor, value: float) -> gs.Variable
     """Append `op(x, value)` (value a scalar constant of x's dtype) and return its output."""
     name = fresh_name(f"ttfs_input_{op.lower()}")
     out = gs.Variable(name, dtype=x.dtype, shape=x.shape)
-    graph.nodes.append(gs.Node(op, name=name, inputs=[x, const(name, np.asarray(value, dtype=x.dtype))],
-                               outputs=[out]))
+    graph.nodes.append(gs.Node(op, name=name, inputs=[x, const(name, np.asarray(value, dtype=x.dtype))], outputs=[out]))
     return out
 
 
@@ -71,13 +73,16 @@ def input_range(ctx: PassContext) -> tuple[float, float]:
     if given is not None:
         low, high = float(given[0]), float(given[1])
         if seen is not None and (seen[0] < low or seen[1] > high):
-            raise SnnError(f"calibration data span [{seen[0]:.6g}, {seen[1]:.6g}], outside --input-range "
-                           f"[{low:.6g}, {high:.6g}]", path=ctx.source,
-                           hint="widen --input-range to cover every input value, or fix the data's scaling")
+            raise SnnError(
+                f"calibration data span [{seen[0]:.6g}, {seen[1]:.6g}], outside --input-range [{low:.6g}, {high:.6g}]",
+                path=ctx.source,
+                hint="widen --input-range to cover every input value, or fix the data's scaling",
+            )
         return low, high
     if seen is None:
-        raise SnnError("TTFS needs the input range: pass --input-range P Q or calibration data with --calib",
-                       path=ctx.source)
+        raise SnnError(
+            "TTFS needs the input range: pass --input-range P Q or calibration data with --calib", path=ctx.source
+        )
     if not seen[0] < seen[1]:
         raise SnnError(f"calibration inputs are all {seen[0]:.6g}; pass --input-range P Q", path=ctx.source)
     return seen

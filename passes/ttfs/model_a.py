@@ -9,7 +9,10 @@ layer a `snn.TTFSDenseA` (non-leaky IF neurons with ramp PSPs, event-exact solve
 and the read-out potential V(t_read) = b + W·(t_read − t). It covers dense ReLU chains, the
 networks of the paper's event solver: Flatten/Reshape → (Gemm → Relu)* → Gemm.
 """
+
 from __future__ import annotations
+
+from typing import NoReturn
 
 import numpy as np
 import onnx
@@ -23,9 +26,11 @@ from onnx_snn.passes.graph_utils import const, fresh_name, node_label
 from onnx_snn.passes.ttfs.graph import SPIKE_LAYOUT_OPS, gemm_weights
 
 NAME = "ttfs_model_a"
-CONTRACT = ("Pre: windowed, column-scaled dense ReLU chain (ttfs_windows, ttfs_column_scale). Post: the inputs are "
-            "TTFSEncoder spike times, each hidden layer an snn.TTFSDenseA on float64 absolute times, the read-out "
-            "its potential at t_read; outputs unchanged (logits in ANN units).")
+CONTRACT = (
+    "Pre: windowed, column-scaled dense ReLU chain (ttfs_windows, ttfs_column_scale). Post: the inputs are "
+    "TTFSEncoder spike times, each hidden layer an snn.TTFSDenseA on float64 absolute times, the read-out "
+    "its potential at t_read; outputs unchanged (logits in ANN units)."
+)
 NEEDS = frozenset({"ttfs_windows", "ttfs_columns"})
 PROVIDES = frozenset({"spiking"})
 
@@ -44,7 +49,7 @@ def dense_chain(graph: gs.Graph, ctx: PassContext) -> list[gs.Node]:
     if len(inputs) != 1:
         raise SnnError("--ttfs-model a needs a model with one input", path=ctx.source)
     tensor = graph.tensors()[next(iter(inputs.values()))["encoded"]]
-    gemms = []
+    gemms: list[gs.Node] = []
     while True:
         readers = tensor.outputs
         if len(readers) != 1:
@@ -65,21 +70,35 @@ def dense_chain(graph: gs.Graph, ctx: PassContext) -> list[gs.Node]:
     _refuse(readers[0] if readers else tensor.inputs[0], ctx)
 
 
-def _refuse(node: gs.Node, ctx: PassContext) -> None:
-    raise SnnError("--ttfs-model a converts dense ReLU chains only (Flatten → Gemm → Relu → … → Gemm)",
-                   path=ctx.source, node=node_label(node), op=node.op, hint="use the default --ttfs-model b1")
+def chain_weights(gemm: gs.Node) -> tuple[np.ndarray, np.ndarray]:
+    """gemm_weights of a Gemm of dense_chain (which takes only Gemms that have them)."""
+    weights = gemm_weights(gemm)
+    assert weights is not None, f"{gemm.name} is not a Gemm of dense_chain"
+    return weights
+
+
+def _refuse(node: gs.Node, ctx: PassContext) -> NoReturn:
+    raise SnnError(
+        "--ttfs-model a converts dense ReLU chains only (Flatten → Gemm → Relu → … → Gemm)",
+        path=ctx.source,
+        node=node_label(node),
+        op=node.op,
+        hint="use the default --ttfs-model b1",
+    )
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     """Rewrite the windowed dense chain into model A on float64 absolute times (see module doc)."""
     chain = dense_chain(graph, ctx)
     windows = ctx.state.ttfs.windows
-    (name, entry), = ctx.state.ttfs.inputs.items()
+    assert windows is not None  # NEEDS ttfs_windows
+    ((name, entry),) = ctx.state.ttfs.inputs.items()
     v = next(t for t in graph.inputs if t.name == name)
     x_tilde = graph.tensors()[entry["encoded"]]
     times = _node(graph, "Cast", [v], to=onnx.TensorProto.DOUBLE)
-    leads = _node(graph, "TTFSEncoder", [times, _f64("p", entry["range"][0]), _f64("q", entry["range"][1])],
-                  domain=SNN_DOMAIN)
+    leads = _node(
+        graph, "TTFSEncoder", [times, _f64("p", entry["range"][0]), _f64("q", entry["range"][1])], domain=SNN_DOMAIN
+    )
     times = _node(graph, "Sub", [_f64("t_max_input", 1.0), leads])  # input window [0, 1]
     reader = x_tilde.outputs[0]
     reader.inputs[reader.inputs.index(x_tilde)] = times
@@ -87,33 +106,45 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     for gemm, successor in zip(chain[:-1], chain[1:]):
         relu = gemm.outputs[0].outputs[0]
         layer = windows["layers"][relu.name]
-        w, b = gemm_weights(gemm)
+        w, b = chain_weights(gemm)
         if np.any(w.sum(axis=1) >= 1.0):
-            raise SnnError("a fan-in weight sum is ≥ 1 (model A needs S_i < 1: run column scaling)",
-                           path=ctx.source, node=node_label(gemm), op=gemm.op)
+            raise SnnError(
+                "a fan-in weight sum is ≥ 1 (model A needs S_i < 1: run column scaling)",
+                path=ctx.source,
+                node=node_label(gemm),
+                op=gemm.op,
+            )
         synapses, theta = hardware_parameters(w, b, layer["B"], t_min_prev, layer["t_max"])
         layer["J_abs_max"] = float(np.abs(synapses).max())
         source = gemm.inputs[0]
         out = relu.outputs[0]
         relu.op, relu.domain, relu.attrs = "TTFSDenseA", SNN_DOMAIN, {}
-        relu.inputs = [source, const(f"{relu.name}_J", synapses), const(f"{relu.name}_theta", theta),
-                       _f64("t_min_prev", t_min_prev), _f64("t_max", layer["t_max"])]
+        relu.inputs = [
+            source,
+            const(f"{relu.name}_J", synapses),
+            const(f"{relu.name}_theta", theta),
+            _f64("t_min_prev", t_min_prev),
+            _f64("t_max", layer["t_max"]),
+        ]
         gemm.inputs.clear()
         gemm.outputs.clear()
         out.dtype = np.float64
         if ctx.options.stats:
-            fan_out = (gemm_weights(successor)[0] != 0).sum(axis=0).astype(np.float32)
+            fan_out = (chain_weights(successor)[0] != 0).sum(axis=0).astype(np.float32)
             stats += _statistics(graph, relu.name, out, layer["t_max"], fan_out, list(out.shape or ["N", None]))
         t_min_prev = layer["t_min"]
     readout = chain[-1]
-    w, b = gemm_weights(readout)
+    w, b = chain_weights(readout)
     decoded = _node(graph, "Sub", [_f64("t_read", windows["t_read"]), readout.inputs[0]])
     logits = readout.outputs[0]
     readout.inputs = [decoded, const(f"{readout.name}_weight", w), const(f"{readout.name}_bias", b)]
     readout.attrs = {"alpha": 1.0, "beta": 1.0, "transB": 1}
     readout.outputs[0] = gs.Variable(fresh_name("readout_potential"), dtype=np.float64)
-    graph.nodes.append(gs.Node("Cast", name=fresh_name("logits_float32"), inputs=[readout.outputs[0]],
-                               outputs=[logits], attrs={"to": 1}))
+    graph.nodes.append(
+        gs.Node(
+            "Cast", name=fresh_name("logits_float32"), inputs=[readout.outputs[0]], outputs=[logits], attrs={"to": 1}
+        )
+    )
     graph.outputs.extend(stats)
     ctx.state.neuron_layers = list(windows["layers"])
     for tensor in graph.tensors().values():
@@ -122,8 +153,9 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     return graph.cleanup().toposort()
 
 
-def hardware_parameters(w: np.ndarray, b: np.ndarray, width: float, t_min_prev: float,
-                        t_max: float) -> tuple[np.ndarray, np.ndarray]:
+def hardware_parameters(
+    w: np.ndarray, b: np.ndarray, width: float, t_min_prev: float, t_max: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(J [in, out], ϑ [out]) of a model A layer (α = 1) from its preprocessed W [out, in] and b,
     its window B_n = `width`, the previous window's start and its own end (spec §2.1)."""
     fan_in_sum = w.sum(axis=1)
@@ -142,19 +174,28 @@ def _node(graph: gs.Graph, op: str, inputs: list, domain: str | None = None, **a
     return out
 
 
-def _statistics(graph: gs.Graph, layer: str, times: gs.Tensor, t_max: float, fan_out: np.ndarray,
-                shape: list) -> list[gs.Variable]:
+def _statistics(
+    graph: gs.Graph, layer: str, times: gs.Tensor, t_max: float, fan_out: np.ndarray, shape: list
+) -> list[gs.Variable]:
     """spike_times/<layer> (float32), spikes/<layer> (spikes per sample by t_max: every neuron, forced
     spikes included) and synops/<layer> (each spike times its non-zero outgoing weights)."""
     spike_times = gs.Variable(f"{SPIKE_TIMES_PREFIX}{layer}", dtype=np.float32, shape=shape)
-    graph.nodes.append(gs.Node("Cast", name=fresh_name("stats_times"), inputs=[times], outputs=[spike_times],
-                               attrs={"to": 1}))
+    graph.nodes.append(
+        gs.Node("Cast", name=fresh_name("stats_times"), inputs=[times], outputs=[spike_times], attrs={"to": 1})
+    )
     fired = _node(graph, "Cast", [_node(graph, "LessOrEqual", [times, _f64("t_max", t_max)])], to=1)
     count = gs.Variable(f"{SPIKES_PREFIX}{layer}", dtype=np.float32, shape=shape[:1])
-    graph.nodes.append(gs.Node("ReduceSum", name=fresh_name("stats_spikes"),
-                               inputs=[fired, const("axes", np.asarray([1], dtype=np.int64))], outputs=[count],
-                               attrs={"keepdims": 0}))
+    graph.nodes.append(
+        gs.Node(
+            "ReduceSum",
+            name=fresh_name("stats_spikes"),
+            inputs=[fired, const("axes", np.asarray([1], dtype=np.int64))],
+            outputs=[count],
+            attrs={"keepdims": 0},
+        )
+    )
     synops = gs.Variable(f"{SYNOPS_PREFIX}{layer}", dtype=np.float32, shape=shape[:1])
-    graph.nodes.append(gs.Node("MatMul", name=fresh_name("stats_synops"), inputs=[fired, const("fan_out", fan_out)],
-                               outputs=[synops]))
+    graph.nodes.append(
+        gs.Node("MatMul", name=fresh_name("stats_synops"), inputs=[fired, const("fan_out", fan_out)], outputs=[synops])
+    )
     return [spike_times, count, synops]

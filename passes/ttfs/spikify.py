@@ -15,6 +15,7 @@ With --stats the model also outputs, per layer, `spike_times/<layer>` (absolute 
 `spikes/<layer>` (spikes per sample: L > 0) and `synops/<layer>` (synaptic events per sample: every
 spike that reaches a linear op, after pooling, times the number of non-zero weights it meets).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,13 +30,15 @@ from onnx_snn.passes.graph_utils import const, constant_value, fresh_name
 from onnx_snn.passes.ttfs.graph import SPIKE_LAYOUT_OPS, SPIKE_POOL_OPS
 
 NAME = "spikify_ttfs"
-CONTRACT = ("Pre: windowed TTFS-ready graph (ttfs_windows). Post: inputs are TTFSEncoder spike times, every "
-            "Relu a TTFSNeuron, MaxPools earliest-spike pools, linear ops read x = B − tau; outputs unchanged "
-            "(logits in ANN units), plus per-layer spike statistics with --stats.")
+CONTRACT = (
+    "Pre: windowed TTFS-ready graph (ttfs_windows). Post: inputs are TTFSEncoder spike times, every "
+    "Relu a TTFSNeuron, MaxPools earliest-spike pools, linear ops read x = B − tau; outputs unchanged "
+    "(logits in ANN units), plus per-layer spike statistics with --stats."
+)
 
 
-NEEDS = frozenset({'ttfs_windows'})
-PROVIDES = frozenset({'spiking'})
+NEEDS = frozenset({"ttfs_windows"})
+PROVIDES = frozenset({"spiking"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -47,6 +50,7 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     windows = ctx.state.ttfs.windows
+    assert windows is not None  # NEEDS ttfs_windows
     for name, entry in ctx.state.ttfs.inputs.items():
         _encode(graph, name, entry)
     stats = []
@@ -65,9 +69,15 @@ def _encode(graph: gs.Graph, name: str, entry: dict) -> None:
     x_tilde = graph.tensors()[entry["encoded"]]
     low, high = entry["range"]
     leads = gs.Variable(fresh_name(f"{name}_spike_leads"), dtype=v.dtype, shape=v.shape)
-    graph.nodes.append(gs.Node("TTFSEncoder", name=fresh_name(f"{name}_encoder"), domain=SNN_DOMAIN,
-                               inputs=[v, const("p", np.asarray(low, dtype=np.float32)),
-                                       const("q", np.asarray(high, dtype=np.float32))], outputs=[leads]))
+    graph.nodes.append(
+        gs.Node(
+            "TTFSEncoder",
+            name=fresh_name(f"{name}_encoder"),
+            domain=SNN_DOMAIN,
+            inputs=[v, const("p", np.asarray(low, dtype=np.float32)), const("q", np.asarray(high, dtype=np.float32))],
+            outputs=[leads],
+        )
+    )
     for reader in list(x_tilde.outputs):
         for i, tensor in enumerate(reader.inputs):
             if tensor is x_tilde:
@@ -102,28 +112,37 @@ def _statistics(graph: gs.Graph, layer: str, leads: gs.Tensor, t_max: float) -> 
     targets = _synaptic_targets(leads)  # before the statistics add readers of their own
 
     def emit(op: str, inputs: list, name: str | None = None, shape: list | None = None, **attrs) -> gs.Variable:
-        out = gs.Variable(name or fresh_name(op.lower()), dtype=np.bool_ if op == "Greater" else np.float32,
-                          shape=shape)
+        out = gs.Variable(
+            name or fresh_name(op.lower()), dtype=np.bool_ if op == "Greater" else np.float32, shape=shape
+        )
         graph.nodes.append(gs.Node(op, name=fresh_name(f"stats_{op}"), inputs=inputs, outputs=[out], attrs=attrs))
         return out
 
     def per_sample_sum(values: gs.Tensor, name: str) -> gs.Variable:
         flat = emit("Flatten", [values], axis=1)
-        return emit("ReduceSum", [flat, const("axes", np.asarray([1], dtype=np.int64))], name=name,
-                    shape=per_sample, keepdims=0)
+        return emit(
+            "ReduceSum", [flat, const("axes", np.asarray([1], dtype=np.int64))], name=name, shape=per_sample, keepdims=0
+        )
 
     def spiked(tensor: gs.Tensor) -> gs.Variable:
         return emit("Cast", [emit("Greater", [tensor, zero])], to=1)
 
-    times = emit("Sub", [const("t_max", np.asarray(t_max, dtype=np.float32)), leads],
-                 name=f"{SPIKE_TIMES_PREFIX}{layer}", shape=leads.shape)
+    times = emit(
+        "Sub",
+        [const("t_max", np.asarray(t_max, dtype=np.float32)), leads],
+        name=f"{SPIKE_TIMES_PREFIX}{layer}",
+        shape=leads.shape,
+    )
     outputs = [times, per_sample_sum(spiked(leads), f"{SPIKES_PREFIX}{layer}")]
     events = []
     for reader, read in targets:
         fan = fan_out(reader, read)
         reached = spiked(read)
-        events.append(per_sample_sum(emit("Mul", [reached, const("fan_out", fan)]) if fan is not None else reached,
-                                     fresh_name("synops_part")))
+        events.append(
+            per_sample_sum(
+                emit("Mul", [reached, const("fan_out", fan)]) if fan is not None else reached, fresh_name("synops_part")
+            )
+        )
     if events:
         outputs.append(emit("Sum", events, name=f"{SYNOPS_PREFIX}{layer}", shape=per_sample))
     return outputs

@@ -11,6 +11,7 @@ In a chain this is the spec's t_min⁽ⁿ⁾ = t_max⁽ⁿ⁻¹⁾. A source tha
 skip) is read at t_min(n) as x + Δ, Δ = t_min(n) − t_max(s); a bias of −W·Δ corrects it, which
 the closed form does by decoding every source in its own window. Δ is recorded per input.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,15 +23,17 @@ from onnx_snn.passes.graph_utils import constant_value, node_label
 from onnx_snn.passes.ttfs.graph import encoded_inputs, relu_outputs
 
 NAME = "ttfs_windows"
-CONTRACT = ("Pre: calibrated TTFS-ready graph (ctx.activation_stats holds each Relu's max). Post: graph "
-            "unchanged; ctx.state.ttfs.windows holds ζ, t_read and, per layer, X, B, t_min, t_max and the "
-            "window corrections Δ of its inputs.")
+CONTRACT = (
+    "Pre: calibrated TTFS-ready graph (ctx.activation_stats holds each Relu's max). Post: graph "
+    "unchanged; ctx.state.ttfs.windows holds ζ, t_read and, per layer, X, B, t_min, t_max and the "
+    "window corrections Δ of its inputs."
+)
 
 INPUT_WINDOW = (0.0, 1.0)
 
 
-NEEDS = frozenset({'ttfs_affine', 'calibrated'})
-PROVIDES = frozenset({'ttfs_windows'})
+NEEDS = frozenset({"ttfs_affine", "calibrated"})
+PROVIDES = frozenset({"ttfs_windows"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -55,16 +58,24 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         peak = float(np.max(stats.max))
         width = (1.0 + zeta) * peak
         windows[relu.name] = (start, start + width)
-        layers[relu.name] = {"X": peak, "B": width, "t_min": start, "t_max": start + width,
-                             "inputs": {s: start - windows[s][1] for s in feeding}}
+        layers[relu.name] = {
+            "X": peak,
+            "B": width,
+            "t_min": start,
+            "t_max": start + width,
+            "inputs": {s: start - windows[s][1] for s in feeding},
+        }
         if peak == 0.0:
             ctx.note(f"ReLU {node_label(relu)} is zero on every calibration input; its neurons never spike")
     read_sources = set().union(*(source_layers(out, sources) for out in graph.outputs)) if graph.outputs else set()
     t_read = max((windows[s][1] for s in read_sources), default=1.0)
-    ctx.state.ttfs.windows = {"model": ctx.options.ttfs_model, "zeta": zeta, "t_read": t_read,
-                            "inputs": {name: {"t_min": 0.0, "t_max": 1.0, **entry}
-                                       for name, entry in ctx.state.ttfs.inputs.items()},
-                            "layers": layers}
+    ctx.state.ttfs.windows = {
+        "model": ctx.options.ttfs_model,
+        "zeta": zeta,
+        "t_read": t_read,
+        "inputs": {name: {"t_min": 0.0, "t_max": 1.0, **entry} for name, entry in ctx.state.ttfs.inputs.items()},
+        "layers": layers,
+    }
     ctx.state.neuron_layers = list(layers)
     return graph
 
