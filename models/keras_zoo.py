@@ -14,7 +14,6 @@ Needs the `tf` extra; TensorFlow is imported inside the functions.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,7 @@ from onnx_snn.models.keras_nets import (
     to_nhwc,
     train_keras,
 )
-from onnx_snn.models.zoo import SEED, CacheEntry, Recipe, Reference, cache_root, load_split
+from onnx_snn.models.zoo import SEED, CacheEntry, Recipe, Reference, cache_root, load_split, train_and_write
 
 if TYPE_CHECKING:
     import keras
@@ -97,28 +96,18 @@ def _train_entry(recipe: Recipe, entry: CacheEntry) -> tuple[keras.Model, dict[s
     import keras
 
     x_train, y_train, x_test, y_test = load_split(recipe.dataset)
-    x_train, x_test = to_nhwc(x_train), to_nhwc(x_test)
+    split = (to_nhwc(x_train), y_train, to_nhwc(x_test), y_test)
     keras.utils.set_random_seed(SEED)
     model = _KERAS_NETS[recipe.net](**recipe.net_kwargs)
-    start = time.perf_counter()
-    train_keras(
+    meta = train_and_write(
+        recipe,
+        entry,
         model,
-        x_train,
-        y_train,
-        recipe.epochs,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        seed=SEED,
-        from_logits=not keras_ends_in_softmax(model),
-    )
-    seconds = time.perf_counter() - start
-    meta = entry.write(
+        split,
+        train_keras,
+        not keras_ends_in_softmax(model),
         model.save,
-        x_train,
-        x_test,
-        y_test,
         _fingerprint(recipe),
-        evaluate_keras_accuracy(model, x_test, y_test),
-        seconds,
+        evaluate_keras_accuracy,
     )
     return model, meta

@@ -13,43 +13,32 @@ from math import prod
 
 from torch import nn
 
-from onnx_snn.models.architecture import (
-    TTFS_IMAGE_SHAPE,
-    TTFS_NETS,
-    BatchNorm,
-    Conv,
-    Dense,
-    Dropout,
-    Flatten,
-    Layer,
-    MaxPool,
-    ReLU,
-)
+from onnx_snn.models import architecture as arch
 
 Shape = tuple[int, ...]
 
 
-def _torch_layer(layer: Layer, shape: Shape) -> tuple[list[nn.Module], Shape]:
+def _torch_layer(layer: arch.Layer, shape: Shape) -> tuple[list[nn.Module], Shape]:
     """The modules of `layer` for an input of per-sample `shape` ((C, H, W) or (features,)), and
     the per-sample output shape."""
     match layer:
-        case Conv(filters=filters, kernel=k, padding=padding):
+        case arch.Conv(filters=filters, kernel=k, padding=padding):
             pad = k // 2 if padding == "same" else 0
             side = [s + 2 * pad - k + 1 for s in shape[1:]]
             return [nn.Conv2d(shape[0], filters, k, padding=pad)], (filters, *side)
-        case Dense(units=units, activation=activation):
+        case arch.Dense(units=units, activation=activation):
             head = {None: [], "relu": [nn.ReLU()], "softmax": [nn.Softmax(dim=1)]}[activation]
             return [nn.Linear(shape[0], units), *head], (units,)
-        case BatchNorm(momentum=momentum, eps=eps):
+        case arch.BatchNorm(momentum=momentum, eps=eps):
             norm = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
             return [norm(shape[0], eps=eps, momentum=momentum)], shape
-        case ReLU():
+        case arch.ReLU():
             return [nn.ReLU()], shape
-        case MaxPool(size=size):
+        case arch.MaxPool(size=size):
             return [nn.MaxPool2d(size)], (shape[0], *(s // size for s in shape[1:]))
-        case Flatten():
+        case arch.Flatten():
             return [nn.Flatten()], (prod(shape),)
-        case Dropout(rate=rate):
+        case arch.Dropout(rate=rate):
             return [nn.Dropout(rate)], shape
     raise TypeError(f"unknown layer {layer!r}")
 
@@ -57,7 +46,7 @@ def _torch_layer(layer: Layer, shape: Shape) -> tuple[list[nn.Module], Shape]:
 class LayerStack(nn.Sequential):
     """nn.Sequential of `layers` (architecture.Layer descriptions) for per-sample input `in_shape`."""
 
-    def __init__(self, layers: Sequence[Layer], in_shape: Shape) -> None:
+    def __init__(self, layers: Sequence[arch.Layer], in_shape: Shape) -> None:
         modules: list[nn.Module] = []
         shape = tuple(in_shape)
         for layer in layers:
@@ -70,7 +59,7 @@ class TTFSDense(LayerStack):
     """Flatten -> Linear 600 -> ReLU -> Dropout(0.08) -> Linear 10 -> Softmax."""
 
     def __init__(self) -> None:
-        super().__init__(TTFS_NETS["dense"], TTFS_IMAGE_SHAPE)
+        super().__init__(arch.TTFS_NETS["dense"], arch.TTFS_IMAGE_SHAPE)
 
 
 class TTFSLeNet(LayerStack):
@@ -78,7 +67,7 @@ class TTFSLeNet(LayerStack):
     2x2 max pooling, and a Linear 10 -> Softmax head."""
 
     def __init__(self) -> None:
-        super().__init__(TTFS_NETS["lenet"], TTFS_IMAGE_SHAPE)
+        super().__init__(arch.TTFS_NETS["lenet"], arch.TTFS_IMAGE_SHAPE)
 
 
 class TTFSVGG(LayerStack):
@@ -86,4 +75,4 @@ class TTFSVGG(LayerStack):
     pooling, and a Linear 10 -> Softmax head."""
 
     def __init__(self) -> None:
-        super().__init__(TTFS_NETS["vgg"], TTFS_IMAGE_SHAPE)
+        super().__init__(arch.TTFS_NETS["vgg"], arch.TTFS_IMAGE_SHAPE)

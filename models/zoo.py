@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ Exporter = Literal["legacy", "dynamo"]
 EXPORTERS: tuple[str, ...] = get_args(Exporter)
 
 Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+ModelT = TypeVar("ModelT")
 
 
 def _fashion_split() -> Split:
@@ -281,10 +282,40 @@ def _restore(recipe: Recipe, weights: Path) -> nn.Module:
 def _train_entry(recipe: Recipe, entry: CacheEntry) -> tuple[nn.Module, dict[str, Any]]:
     """Train `recipe` (on the probabilities if the net ends in softmax), fill `entry` and return
     the model and the metadata."""
-    x_train, y_train, x_test, y_test = load_split(recipe.dataset)
+    split = load_split(recipe.dataset)
     model = recipe.build()
+    meta = train_and_write(
+        recipe,
+        entry,
+        model,
+        split,
+        train,
+        not ends_in_softmax(model),
+        lambda path: torch.save(model.state_dict(), path),
+        recipe.fingerprint(),
+        evaluate_accuracy,
+    )
+    return model, meta
+
+
+def train_and_write(
+    recipe: Recipe,
+    entry: CacheEntry,
+    model: ModelT,
+    split: Split,
+    fit: Callable[..., object],
+    from_logits: bool,
+    save_model: Callable[[Path], object],
+    fingerprint: dict[str, Any],
+    evaluate: Callable[[ModelT, np.ndarray, np.ndarray], float],
+) -> dict[str, Any]:
+    """Train `model` on `split` by `fit(model, x, y, epochs, batch_size=, lr=, seed=SEED,
+    from_logits=)` with `recipe`'s settings, timed, then fill `entry` (CacheEntry.write, the model
+    saved by `save_model`, accuracy by `evaluate(model, x_test, y_test)`) and return the metadata.
+    Shared by zoo's PyTorch entries and keras_zoo's."""
+    x_train, y_train, x_test, y_test = split
     start = time.perf_counter()
-    train(
+    fit(
         model,
         x_train,
         y_train,
@@ -292,16 +323,7 @@ def _train_entry(recipe: Recipe, entry: CacheEntry) -> tuple[nn.Module, dict[str
         batch_size=recipe.batch_size,
         lr=recipe.lr,
         seed=SEED,
-        from_logits=not ends_in_softmax(model),
+        from_logits=from_logits,
     )
     seconds = time.perf_counter() - start
-    meta = entry.write(
-        lambda path: torch.save(model.state_dict(), path),
-        x_train,
-        x_test,
-        y_test,
-        recipe.fingerprint(),
-        evaluate_accuracy(model, x_test, y_test),
-        seconds,
-    )
-    return model, meta
+    return entry.write(save_model, x_train, x_test, y_test, fingerprint, evaluate(model, x_test, y_test), seconds)

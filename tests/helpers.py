@@ -32,15 +32,44 @@ def tiny_relu_model(op: str = "Relu", domain: str = "", hidden: int = 8) -> onnx
         helper.make_node(op, ["h"], ["a"], name="act", domain=domain),
         helper.make_node("Gemm", ["a", "w2", "b2"], ["y"], name="fc2", transB=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-        inits,
-    )
-    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    return helper.make_model(graph, opset_imports=opsets, ir_version=8)
+    extra = {domain: 1} if domain else {}
+    return float_model(nodes, "tiny", {"x": ["N", 4]}, {"y": ["N", 3]}, inits, opsets={"": 17} | extra)
+
+
+def float_model(
+    nodes: list[onnx.NodeProto],
+    name: str,
+    inputs: dict[str, list],
+    outputs: dict[str, list],
+    initializers: list[onnx.TensorProto],
+    opsets: dict[str, int] | None = None,
+    ir_version: int | None = 8,
+) -> onnx.ModelProto:
+    """A model of `nodes` with float inputs and outputs (names mapped to shapes), opset imports
+    `opsets` (domain to version; default {"": 17}) and `ir_version` (None: onnx's default)."""
+
+    def info(names: dict[str, list]) -> list[onnx.ValueInfoProto]:
+        return [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n, shape in names.items()]
+
+    graph = helper.make_graph(nodes, name, info(inputs), info(outputs), initializers)
+    imports = [helper.make_opsetid(d, v) for d, v in (opsets or {"": 17}).items()]
+    kwargs = {} if ir_version is None else {"ir_version": ir_version}
+    return helper.make_model(graph, opset_imports=imports, **kwargs)
+
+
+def randomize_batchnorm(net: nn.Module, mean: float = 0.3, var_max: float = 1.5, bias: float = 0.2) -> nn.Module:
+    """Every BatchNorm of `net` given random statistics and affine terms from torch's current RNG,
+    so that folding it is not the identity: running mean in ±`mean`, running var in [0.5,
+    `var_max`], weight in [0.5, 1.5], bias in ±`bias`. Returns `net`, in eval mode."""
+    from torch import nn
+
+    for module in net.modules():
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            module.running_mean.uniform_(-mean, mean)
+            module.running_var.uniform_(0.5, var_max)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-bias, bias)
+    return net.eval()
 
 
 def seeded_net(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
@@ -49,18 +78,10 @@ def seeded_net(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
     that folding it is not the identity. The fast suite's stand-in for a trained net wherever a test
     checks an export or compile path rather than accuracy (the `slow` tests train)."""
     import torch
-    from torch import nn
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        net = build()
-        for module in net.modules():
-            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                module.running_mean.uniform_(-0.3, 0.3)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.data.uniform_(0.5, 1.5)
-                module.bias.data.uniform_(-0.2, 0.2)
-    return net.eval()
+        return randomize_batchnorm(build())
 
 
 def digits_net(

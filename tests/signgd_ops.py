@@ -84,16 +84,35 @@ def run_neuron(
 
 
 def run_encoder(
-    x: np.ndarray, timesteps: int, codec: str = "float", f0=NAN, t0: int = 0
+    x: np.ndarray, timesteps: int, codec: str = "float", f0=NAN, t0: int = 0, **attrs
 ) -> tuple[np.ndarray, np.ndarray]:
+    """SignGDEncoder (further attributes `attrs`, e.g. the schedule) on x; returns e [T, ...] and f_T."""
     feeds = {"x": x, "timesteps": int64(timesteps), "f0": np.asarray(f0, x.dtype), "t0": int64(t0)}
-    out = runner([snn("SignGDEncoder", list(feeds), ["e", "f_T"], codec=codec)], feeds, {"e": x.ndim, "f_T": x.ndim})(
-        feeds
-    )
+    out = runner(
+        [snn("SignGDEncoder", list(feeds), ["e", "f_T"], codec=codec, **attrs)], feeds, {"e": x.ndim, "f_T": x.ndim}
+    )(feeds)
     return out["e"].reshape((timesteps,) + x.shape), out["f_T"]
 
 
-def run_decoder(z: np.ndarray, offset, bias, y0=NAN, t0: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def eta_onnx(count: int, **attrs) -> np.ndarray:
+    """η_0 .. η_{count−1} of a SignGDDecoder with attributes `attrs`, from one-step decoder runs
+    continued by t0: y_1 = 0 − η_t·(2·0 − 1) = η_t."""
+    feeds = {
+        "z": np.zeros((1, 1)),
+        "timesteps": int64(1),
+        "offset": np.ones(1),
+        "bias": np.zeros(1),
+        "y0": np.zeros(1),
+        "t0": int64(0),
+    }
+    run = runner(
+        [snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"], **attrs)], feeds, {"y_per_step": 3, "y_T": 2}
+    )
+    return np.array([run(feeds | {"t0": int64(t)})["y_T"].item() for t in range(count)])
+
+
+def run_decoder(z: np.ndarray, offset, bias, y0=NAN, t0: int = 0, **attrs) -> tuple[np.ndarray, np.ndarray]:
+    """SignGDDecoder (further attributes `attrs`) on z [T, B, ...]; returns y per step and y_T."""
     feeds = {
         "z": fold_time(z),
         "timesteps": int64(z.shape[0]),
@@ -103,7 +122,9 @@ def run_decoder(z: np.ndarray, offset, bias, y0=NAN, t0: int = 0) -> tuple[np.nd
         "t0": int64(t0),
     }
     out = runner(
-        [snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"])], feeds, {"y_per_step": z.ndim, "y_T": z.ndim - 1}
+        [snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"], **attrs)],
+        feeds,
+        {"y_per_step": z.ndim, "y_T": z.ndim - 1},
     )(feeds)
     return out["y_per_step"], out["y_T"]
 

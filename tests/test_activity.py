@@ -7,7 +7,7 @@ import json
 import numpy as np
 import onnx
 import pytest
-from helpers import run_cli
+from helpers import float_model, run_cli
 from onnx import TensorProto, helper
 
 from onnx_snn import CompileOptions, compile_model
@@ -26,14 +26,7 @@ def gemm_relu_gemm(w1: np.ndarray, w2: np.ndarray) -> onnx.ModelProto:
         helper.make_node("Relu", ["h"], ["a"], name="hidden"),
         helper.make_node("Gemm", ["a", "w2"], ["y"], name="fc2", transB=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", w1.shape[1]])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", w2.shape[0]])],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return float_model(nodes, "g", {"x": ["N", w1.shape[1]]}, {"y": ["N", w2.shape[0]]}, inits)
 
 
 def test_synaptic_operations_equal_the_hand_count():
@@ -77,14 +70,7 @@ def conv_pool_net() -> onnx.ModelProto:
         helper.make_node("Relu", ["h"], ["r2"], name="relu2"),
         helper.make_node("Gemm", ["r2", "head"], ["y"], name="head", transB=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 4, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), fc, head
+    return float_model(nodes, "g", {"x": ["N", 1, 4, 4]}, {"y": ["N", 2]}, inits), fc, head
 
 
 def test_spikes_through_pooling_count_their_pooled_cells_fan_out():

@@ -10,6 +10,7 @@ import onnx
 import onnx_graphsurgeon as gs
 import pytest
 import torch
+from helpers import randomize_batchnorm
 from onnx import helper
 from torch import nn
 
@@ -176,13 +177,7 @@ NETS = {"convnet": (ConvNet, (2, 3, 8, 8)), "residual": (ResidualNet, (2, 3, 8, 
 
 def _randomized(net: nn.Module) -> nn.Module:
     torch.manual_seed(0)
-    for module in net.modules():
-        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.3, 0.3)
-    return net.eval()
+    return randomize_batchnorm(net, mean=0.5, var_max=2.0, bias=0.3)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 import onnx
 import pytest
+from helpers import float_model
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx_snn.cli import main
@@ -123,14 +124,7 @@ def small_cnn() -> onnx.ModelProto:
         *bn_params("bn1", 4),
         *bn_params("bn2", 4),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "small_cnn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return float_model(nodes, "small_cnn", {"x": ["N", 1, 8, 8]}, {"logits": ["N", 10]}, inits)
 
 
 BASES: dict[str, Callable[[], onnx.ModelProto]] = {"mlp": digits_mlp, "cnn": small_cnn}

@@ -159,29 +159,36 @@ def test_a_postcondition_fails_on_a_graph_that_breaks_it():
         fold_bn.postcondition(graph, PassContext(options=CompileOptions()))
 
 
-def test_verify_each_names_the_pass_that_breaks_its_postcondition(monkeypatch):
-    def keep_one_relu(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+def _keep_one_relu(graph: gs.Graph) -> None:
+    neuron = next(n for n in graph.nodes if n.op == "IFNeuron")
+    neuron.op, neuron.domain, neuron.attrs = "Relu", None, {}
+    neuron.inputs, neuron.outputs = neuron.inputs[:1], neuron.outputs[:1]
+
+
+def _bad_attribute(graph: gs.Graph) -> None:
+    graph.nodes[0].attrs["not_an_attribute"] = 1
+
+
+@pytest.mark.parametrize(
+    ("module", "breakage", "message"),
+    [
+        (spikify, _keep_one_relu, "after pass spikify its postcondition fails: a Relu is left"),
+        (fold_bn, _bad_attribute, "after pass fold_bn the model fails onnx.checker"),
+    ],
+    ids=["postcondition", "checker"],
+)
+def test_verify_each_names_the_pass_that_breaks_the_model(monkeypatch, module, breakage, message):
+    """A pass whose output `breakage` spoils (a Relu left after spikify; an attribute the checker
+    rejects after fold_bn) is named by --verify-each."""
+    real_run = module.run
+
+    def broken_run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         graph = real_run(graph, ctx)
-        neuron = next(n for n in graph.nodes if n.op == "IFNeuron")
-        neuron.op, neuron.domain, neuron.attrs = "Relu", None, {}
-        neuron.inputs, neuron.outputs = neuron.inputs[:1], neuron.outputs[:1]
+        breakage(graph)
         return graph
 
-    real_run = spikify.run
-    monkeypatch.setattr(spikify, "run", keep_one_relu)
-    with pytest.raises(CompilerBug, match="after pass spikify its postcondition fails: a Relu is left"):
-        compile_model(tiny_relu_model(), options=CompileOptions(verify_each=True, timesteps=2), calibration=CALIB)
-
-
-def test_verify_each_names_the_pass_that_breaks_the_checker(monkeypatch):
-    def bad_attribute(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
-        graph = real_run(graph, ctx)
-        graph.nodes[0].attrs["not_an_attribute"] = 1
-        return graph
-
-    real_run = fold_bn.run
-    monkeypatch.setattr(fold_bn, "run", bad_attribute)
-    with pytest.raises(CompilerBug, match="after pass fold_bn the model fails onnx.checker"):
+    monkeypatch.setattr(module, "run", broken_run)
+    with pytest.raises(CompilerBug, match=message):
         compile_model(tiny_relu_model(), options=CompileOptions(verify_each=True, timesteps=2), calibration=CALIB)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from onnx import helper
-from signgd_ops import NAN, Runner, int64, random_case, run_decoder, run_encoder, run_neuron, runner, snn
+from signgd_ops import NAN, Runner, eta_onnx, int64, random_case, run_decoder, run_encoder, run_neuron, runner, snn
 from signgd_reference import BINARY_RULES, UNARY_RULES, decoder, encoder, eta_schedule, signgd_neuron
 
 #: env var naming the `shared/` folder when it is not beside the repository (as in conftest)
@@ -65,17 +65,8 @@ def _field(rows: list[dict], key: str) -> np.ndarray:
 
 
 def test_eta_table(vectors):
-    """η_t from one-step decoder runs continued by t0: y_1 = 0 − η_t·(2·0 − 1) = η_t."""
-    feeds = {
-        "z": np.zeros((1, 1)),
-        "timesteps": int64(1),
-        "offset": np.ones(1),
-        "bias": np.zeros(1),
-        "y0": np.zeros(1),
-        "t0": int64(0),
-    }
-    run = runner([snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"])], feeds, {"y_per_step": 3, "y_T": 2})
-    eta = [run(feeds | {"t0": int64(t)})["y_T"].item() for t in range(64)]
+    """η_t from one-step decoder runs continued by t0 (signgd_ops.eta_onnx)."""
+    eta = eta_onnx(64)
     np.testing.assert_allclose(eta, vectors["eta"], rtol=0, atol=1e-5)
     assert_within_ulps(eta, eta_schedule(0, 64), steps=1)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from signgd_ops import NAN, int64, random_case, run_neuron, runner, snn
+from signgd_ops import eta_onnx, int64, random_case, run_decoder, run_encoder, run_neuron, runner, snn
 from signgd_reference import UNARY_RULES, decoder, encoder, eta_schedule, signgd_neuron
 
 TAIL = 1.5
@@ -24,53 +24,12 @@ TARGETS = {"relu": lambda x: np.maximum(x, 0), "gelu": lambda x: x / (1 + np.exp
 GRID = np.linspace(-1, 2.5, 50)
 
 
-def _eta_onnx(count: int, **attrs) -> np.ndarray:
-    """η_1 .. η_count from one-step decoder runs continued by t0: y_1 = 0 − η_t·(2·0 − 1) = η_t."""
-    feeds = {
-        "z": np.zeros((1, 1)),
-        "timesteps": int64(1),
-        "offset": np.ones(1),
-        "bias": np.zeros(1),
-        "y0": np.zeros(1),
-        "t0": int64(0),
-    }
-    run = runner(
-        [snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"], **attrs)], feeds, {"y_per_step": 3, "y_T": 2}
-    )
-    return np.array([run(feeds | {"t0": int64(t)})["y_T"].item() for t in range(count)])
-
-
-def _run_encoder(x: np.ndarray, timesteps: int, codec: str, f0=NAN, t0: int = 0, **attrs):
-    feeds = {"x": x, "timesteps": int64(timesteps), "f0": np.asarray(f0, x.dtype), "t0": int64(t0)}
-    out = runner(
-        [snn("SignGDEncoder", list(feeds), ["e", "f_T"], codec=codec, **attrs)], feeds, {"e": x.ndim, "f_T": x.ndim}
-    )(feeds)
-    return out["e"].reshape((timesteps,) + x.shape), out["f_T"]
-
-
-def _run_decoder(z: np.ndarray, offset, bias, y0=NAN, t0: int = 0, **attrs):
-    feeds = {
-        "z": z.reshape((-1,) + z.shape[2:]),
-        "timesteps": int64(z.shape[0]),
-        "offset": np.asarray(offset, z.dtype),
-        "bias": np.asarray(bias, z.dtype),
-        "y0": np.asarray(y0, z.dtype),
-        "t0": int64(t0),
-    }
-    out = runner(
-        [snn("SignGDDecoder", list(feeds), ["y_per_step", "y_T"], **attrs)],
-        feeds,
-        {"y_per_step": z.ndim, "y_T": z.ndim - 1},
-    )(feeds)
-    return out["y_per_step"], out["y_T"]
-
-
 # ------------------------------------------------------------------ the schedule itself ----
 
 
 def test_eta_values():
     """ONNX η (float64) equals the reference: the exponential until the floor tail/t exceeds it."""
-    eta = _eta_onnx(64, **NEW)
+    eta = eta_onnx(64, **NEW)
     np.testing.assert_array_equal(eta, eta_schedule(0, 64, **NEW))
     np.testing.assert_array_equal(eta[: FLOOR_START - 1], eta_schedule(0, FLOOR_START - 1))
     np.testing.assert_allclose(eta[FLOOR_START - 1 :], TAIL / np.arange(FLOOR_START, 65), rtol=1e-15)
@@ -78,7 +37,7 @@ def test_eta_values():
 
 def test_eta_attributes():
     """The floor applies only past t = 1/ln(1/γ): at t = 1, tail/t = 0.7 > η0 is ignored."""
-    eta = _eta_onnx(12, eta0=0.3, gamma=0.8, schedule="exp_inverse", tail=0.7)
+    eta = eta_onnx(12, eta0=0.3, gamma=0.8, schedule="exp_inverse", tail=0.7)
     t = np.arange(1, 13.0)
     head = 0.3 * 0.8 ** (t - 1)
     np.testing.assert_allclose(eta, np.where(t > 1 / np.log(1 / 0.8), np.maximum(head, 0.7 / t), head), rtol=1e-15)
@@ -112,12 +71,12 @@ def test_neuron_matches_reference(function, dtype):
 def test_encoder_decoder_match_reference(codec):
     rng = np.random.default_rng(12)
     x = rng.uniform(-3, 3, (4, 5))
-    e, f = _run_encoder(x, 80, codec, **NEW)
+    e, f = run_encoder(x, 80, codec, **NEW)
     ref_e, ref_f = encoder(x, 80, codec, **NEW)
     np.testing.assert_allclose(e, ref_e, rtol=0, atol=1e-6)
     np.testing.assert_allclose(f, ref_f, rtol=0, atol=1e-6)
     z = rng.uniform(-1, 1, (80, 4, 5))
-    y, y_T = _run_decoder(z, np.ones(5), np.zeros(5), **NEW)
+    y, y_T = run_decoder(z, np.ones(5), np.zeros(5), **NEW)
     ref_y, ref_y_T = decoder(z, np.ones(5), np.zeros(5), **NEW)
     np.testing.assert_allclose(y, ref_y, rtol=0, atol=1e-6)
     np.testing.assert_allclose(y_T, ref_y_T, rtol=0, atol=1e-6)
@@ -137,9 +96,9 @@ def test_chunked_run_carries_t0():
     ref = signgd_neuron([z], o, b, UNARY_RULES["relu"], **NEW)
     np.testing.assert_array_equal(whole[0], ref[0])
     np.testing.assert_allclose(whole[2], ref[2], rtol=0, atol=1e-6)
-    f_a = _run_encoder(np.array([0.7, 4.0]), 20, "float", **NEW)[1]
-    f_b = _run_encoder(np.array([0.7, 4.0]), 60, "float", f0=f_a, t0=20, **NEW)[1]
-    np.testing.assert_array_equal(f_b, _run_encoder(np.array([0.7, 4.0]), 80, "float", **NEW)[1])
+    f_a = run_encoder(np.array([0.7, 4.0]), 20, "float", **NEW)[1]
+    f_b = run_encoder(np.array([0.7, 4.0]), 60, "float", f0=f_a, t0=20, **NEW)[1]
+    np.testing.assert_array_equal(f_b, run_encoder(np.array([0.7, 4.0]), 80, "float", **NEW)[1])
 
 
 def test_equals_default_until_the_floor():
@@ -221,7 +180,7 @@ def test_float_encoder_gain():
     _, f_old = encoder(xs, 256, "float")
     np.testing.assert_allclose(f_new, xs, rtol=0.02, atol=0)
     np.testing.assert_allclose(f_old, 0.956 * xs, rtol=1e-3, atol=1e-12)
-    _, f_onnx = _run_encoder(xs, 256, "float", **NEW)
+    _, f_onnx = run_encoder(xs, 256, "float", **NEW)
     np.testing.assert_allclose(f_onnx, f_new, rtol=0, atol=1e-6)
 
 

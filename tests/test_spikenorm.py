@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from helpers import float_model
+from onnx import helper
 
 from onnx_snn import CompileOptions, SnnError, compile_model
 
@@ -23,14 +24,8 @@ def two_layer_mlp(rng: np.random.Generator) -> tuple[onnx.ModelProto, list[np.nd
         helper.make_node("Relu", ["h2"], ["a2"], name="relu2"),
         helper.make_node("Gemm", ["a2", "w3", "b3"], ["y"], name="fc3", transB=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-        [onnx.numpy_helper.from_array(w, n) for n, w in zip(names, weights)],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), weights
+    inits = [onnx.numpy_helper.from_array(w, n) for n, w in zip(names, weights)]
+    return float_model(nodes, "mlp", {"x": ["N", 6]}, {"y": ["N", 3]}, inits), weights
 
 
 def reference_thresholds(x: np.ndarray, weights: list[np.ndarray]) -> tuple[float, float]:

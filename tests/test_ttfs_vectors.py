@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from helpers import float_model
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx_snn.api import compile_model
@@ -64,14 +65,7 @@ def _ann(vectors: dict) -> onnx.ModelProto:
         for i, (w, b) in enumerate(zip(weights, biases))
         for a, n in ((w, f"W{i}"), (b, f"b{i}"))
     ]
-    graph = helper.make_graph(
-        nodes,
-        "vectors",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return float_model(nodes, "vectors", {"x": ["N", 8]}, {"logits": ["N", 4]}, inits, ir_version=None)
 
 
 def _ann_logits(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 from graph_builders import Residual, cnn, export_legacy, randomized
+from helpers import float_model
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx_snn import CompileOptions, compile_model
@@ -37,14 +38,7 @@ def mlp(transB: int = 1, alpha: float = 1.0, weight: np.ndarray | None = None, n
         helper.make_node("Relu", ["h"], ["a"], name="act"),
         helper.make_node("Gemm", ["a", "w2", "b2"], ["y"], name="fc2", transB=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return float_model(nodes, "mlp", {"x": ["N", 4]}, {"y": ["N", 3]}, inits)
 
 
 def convnet(
