@@ -11,7 +11,6 @@ SNNs with analog and with Poisson input coding, each with max norm and with spik
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -19,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.zoo import _machine, update_benchmarks_file
+from benchmarks.zoo import _machine, add_output_arguments, publish
 from onnx_snn.api import compile_model
 from onnx_snn.errors import SnnError
 from onnx_snn.models.crossbar_train import finetune_constrained
 from onnx_snn.models.export import export_torch
 from onnx_snn.models.zoo import get_reference, load_split, load_torch_model
 from onnx_snn.options import CompileOptions
-from onnx_snn.outputs import write_text_atomic
 from onnx_snn.plots import plot_rate_sweep
 from onnx_snn.providers import CPU
 from onnx_snn.quantize import quantize_model
@@ -246,9 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timesteps", type=int, default=128)
     parser.add_argument("--finetune-epochs", type=int, default=3)
-    parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--out", default="BENCHMARKS.md")
-    parser.add_argument("--json", dest="json_dir", default="benchmarks")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     for dataset in args.dataset or ["fashion", "digits"]:
         try:
@@ -258,8 +254,5 @@ def main(argv: list[str] | None = None) -> int:
         except SnnError as exc:
             print(f"python -m benchmarks course: error: {exc}", file=sys.stderr)
             return 2
-        section = markdown_section(result)
-        print(section)
-        update_benchmarks_file(Path(args.out), f"course-{dataset}", section)
-        write_text_atomic(Path(args.json_dir) / f"course-{dataset}.json", json.dumps(result, indent=2))
+        publish(markdown_section(result), result, f"course-{dataset}", args.out, args.json_dir)
     return 0

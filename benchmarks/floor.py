@@ -16,7 +16,6 @@ runtime could reach on the model with neuron dynamics of zero cost.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -28,13 +27,12 @@ from onnx import helper, numpy_helper
 
 from benchmarks.spikingjelly_ref import convert, simulate
 from benchmarks.timing import time_call
-from benchmarks.zoo import ANN_TIMED, ANN_WARMUP, _machine, update_benchmarks_file
+from benchmarks.zoo import ANN_TIMED, ANN_WARMUP, _machine, add_output_arguments, publish
 from onnx_snn.api import compile_model
 from onnx_snn.errors import SnnError
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.models.zoo import get_reference, load_torch_model
 from onnx_snn.options import CompileOptions
-from onnx_snn.outputs import write_text_atomic
 from onnx_snn.providers import CPU, make_session
 from onnx_snn.runtime import Session
 
@@ -193,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MODEL",
         help="models (among MODELS) to also time with spikingjelly's ann2snn",
     )
-    parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--out", default="BENCHMARKS.md", help="markdown file to update")
-    parser.add_argument("--json", dest="json_dir", default="benchmarks", help="folder for the JSON results")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     strangers = sorted(set(args.spikingjelly) - set(args.models))
     if strangers:
@@ -216,9 +212,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m benchmarks floor: error: {exc}", file=sys.stderr)
         return 2
     command = "python -m benchmarks floor " + " ".join(sys.argv[1:] if argv is None else argv)
-    section = markdown_section(results, command)
-    print(section)
-    update_benchmarks_file(Path(args.out), "neuron-free-floor", section)
-    Path(args.json_dir).mkdir(parents=True, exist_ok=True)
-    write_text_atomic(Path(args.json_dir) / "neuron-free-floor.json", json.dumps(results, indent=2))
+    publish(markdown_section(results, command), results, "neuron-free-floor", args.out, args.json_dir)
     return 0

@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from benchmarks.peak_memory import isolated_peak, peak_rss
-from benchmarks.zoo import _machine, update_benchmarks_file
+from benchmarks.zoo import _machine, add_output_arguments, publish
 from onnx_snn.api import compile_model
 from onnx_snn.arrays import calibration_feeds
 from onnx_snn.budget import available_memory, default_budget, parse_size
@@ -36,7 +36,6 @@ from onnx_snn.errors import SnnError
 from onnx_snn.modelio import load_model
 from onnx_snn.models.zoo import RECIPES, get_reference, load_split
 from onnx_snn.options import CompileOptions
-from onnx_snn.outputs import write_text_atomic
 from onnx_snn.passes.base import PassContext
 from onnx_snn.passes.canonicalize import node_names
 from onnx_snn.passes.common import calibrate
@@ -295,9 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-memory", default=None, help="the budget, e.g. 2GB (default: the session's default)")
     parser.add_argument("--reference-batch", type=int, default=16, help="batch of the runs compared")
-    parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--out", default="BENCHMARKS.md")
-    parser.add_argument("--json", dest="json_dir", default="benchmarks")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     try:
         budget = parse_size(args.max_memory) if args.max_memory is not None else None
@@ -317,14 +314,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m benchmarks memory: error: {exc}", file=sys.stderr)
         return 2
     section = calibration_section(result) if args.calibrate is not None else markdown_section(result)
-    print(section)
     if args.calibrate is not None:
         key = f"{args.model}-memory-calibration"
     elif args.evaluate is not None:
         key = f"{args.model}-memory-eval-T{args.timesteps}-n{args.evaluate}"
     else:
         key = f"{args.model}-memory-T{args.timesteps}-b{args.batch}"
-    update_benchmarks_file(Path(args.out), key, section)
-    Path(args.json_dir).mkdir(parents=True, exist_ok=True)
-    write_text_atomic(Path(args.json_dir) / f"{key}.json", json.dumps(result, indent=2))
+    publish(section, result, key, args.out, args.json_dir)
     return 0

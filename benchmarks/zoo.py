@@ -158,20 +158,27 @@ def _neurons(result: dict) -> str:
     return f"IF neurons, norm {opts['norm']}{', per channel' if opts['per_channel'] else ''}, reset {opts['reset']}"
 
 
+def _command(result: dict) -> str:
+    """The `python -m benchmarks zoo` command line that reproduces `result`."""
+    opts, exporter, jelly = result["options"], result.get("exporter", "legacy"), result.get("spikingjelly")
+    flags = [f"--norm {opts['norm']}"]
+    flags += ["--per-channel"] if opts["per_channel"] else []
+    flags += [] if opts.get("reset", "soft") == "soft" else [f"--reset {opts['reset']}"]
+    flags += [] if opts["neuron"] == "auto" else [f"--neuron {opts['neuron']}"]
+    flags += [] if exporter == "legacy" else [f"--exporter {exporter}"]
+    flags += [f"--spikingjelly {jelly['test_samples']}"] if jelly else []
+    return f"python -m benchmarks zoo {result['model']} {' '.join(flags)}"
+
+
 def markdown_section(result: dict) -> str:
     """The BENCHMARKS.md section of one result."""
     ann = 100 * result["ann_accuracy"]
     steps = [t for t in ACCURACY_STEPS if t <= len(result["accuracy"])]
-    opts = result["options"]
     exporter = result.get("exporter", "legacy")
     lines = [
         f"## {result['model']} ({exporter} export): {_neurons(result)}",
         "",
-        f"Measured with `python -m benchmarks zoo {result['model']} --norm {opts['norm']}"
-        f"{' --per-channel' if opts['per_channel'] else ''}"
-        f"{'' if opts.get('reset', 'soft') == 'soft' else ' --reset ' + opts['reset']}"
-        f"{'' if opts['neuron'] == 'auto' else ' --neuron ' + opts['neuron']}"
-        f"{'' if exporter == 'legacy' else ' --exporter ' + exporter}` (onnx-snn {result['onnx_snn']}, onnxruntime "
+        f"Measured with `{_command(result)}` (onnx-snn {result['onnx_snn']}, onnxruntime "
         f"{result['onnxruntime']}, CPU: {result['machine']}), on {result['test_samples']} test images. "
         f"ANN accuracy {ann:.2f}%.",
         "",
@@ -264,6 +271,23 @@ def update_benchmarks_file(path: Path, key: str, section: str) -> None:
     write_text_atomic(path, text)
 
 
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options every benchmark command takes last: --cache-dir (the reference models'
+    cache), --out (the markdown file to update) and --json (the folder of the JSON results)."""
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--out", default="BENCHMARKS.md", help="markdown file to update")
+    parser.add_argument("--json", dest="json_dir", default="benchmarks", help="folder for the JSON results")
+
+
+def publish(section: str, result: object, key: str, out: str, json_dir: str) -> None:
+    """Print `section`, put it under `key` in the markdown file `out` (update_benchmarks_file), and
+    write `result` as JSON to `json_dir`/`key`.json, creating the folder if it is missing."""
+    print(section)
+    update_benchmarks_file(Path(out), key, section)
+    Path(json_dir).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(Path(json_dir) / f"{key}.json", json.dumps(result, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks zoo", description=__doc__)
     parser.add_argument("model", help="reference model name, e.g. fashion-cnn, fashion-resnet, digits-cnn")
@@ -283,9 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="also run spikingjelly's ann2snn on the same PyTorch model, its accuracy on N test images",
     )
-    parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--out", default="BENCHMARKS.md", help="markdown file to update")
-    parser.add_argument("--json", dest="json_dir", default="benchmarks", help="folder for the JSON results")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     try:
         if args.neuron == "ttfs":
@@ -319,9 +341,5 @@ def main(argv: list[str] | None = None) -> int:
             f"{'' if args.exporter == 'legacy' else '-' + args.exporter}"
         )
         section = markdown_section(result)
-    print(section)
-    update_benchmarks_file(Path(args.out), key, section)
-    json_dir = Path(args.json_dir)
-    json_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(json_dir / f"{key}.json", json.dumps(result, indent=2))
+    publish(section, result, key, args.out, args.json_dir)
     return 0

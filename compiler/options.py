@@ -71,9 +71,9 @@ class CompileOptions:
     seed: int = option(0, "poisson: seed of the reproducible spike stream, in [0, 2^32)")
     neuron: str = option(
         "auto",
-        "neuron type: if (ReLU nets), signgd (GELU, LayerNorm, MaxPool, ...), ttfs (exact "
-        "time-to-first-spike mapping of ReLU nets), or auto: if where it suffices, else "
-        "signgd",
+        "neuron type: if (ReLU nets, MaxPool included), signgd (GELU, LayerNorm, MaxPool, ...), "
+        "ttfs (exact time-to-first-spike mapping of ReLU nets), or auto: if where it suffices "
+        "(but signgd for a 2-D MaxPool, more accurate there), else signgd",
         choices=NEURON_TYPES,
     )
     schedule: str = option(

@@ -2,14 +2,14 @@
 `run_pipeline` runs it, and `emit` writes the result with its metadata.
 
 The list is the whole truth: no pass switches itself off by option, and no pass runs another.
-Each pass declares the facts it NEEDS and PROVIDES (passes/base.py); `check_order` refuses a
-pipeline in which a pass runs before what it needs. With --verify-each (and in the tests, by
-ONNX_SNN_VERIFY_EACH=1), after every pass the graph is exported and must pass onnx.checker and
-the pass's postcondition; a failure is a CompilerBug naming the pass.
+Each pass declares the facts it needs and provides in its SPEC (passes/base.py); `check_order`
+refuses a pipeline in which a pass runs before what it needs. With --verify-each (and in the
+tests, by ONNX_SNN_VERIFY_EACH=1), after every pass the graph is exported and must pass
+onnx.checker and the pass's postcondition; a failure is a CompilerBug naming the pass.
 
 The pipelines are data: COMMON and FAMILIES below (describe_pipelines renders them for
 ARCHITECTURE.md). `--neuron auto` runs the common passes, then picks IF when IF neurons convert
-every op of the graph and signGD otherwise.
+every op of the graph and signGD otherwise (or where the IF table holds an op back from auto).
 """
 
 from __future__ import annotations
@@ -21,18 +21,21 @@ from typing import Callable, Sequence
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from tqdm import tqdm
 
 from onnx_snn import __version__
 from onnx_snn import metadata as model_metadata
 from onnx_snn.errors import CompilerBug, SnnError
 from onnx_snn.ir.neurons import attach_functions
 from onnx_snn.options import ENCODING_NEURONS, CompileOptions, spikenorm_statistic
-from onnx_snn.passes.base import Pass, PassContext
+from onnx_snn.passes import op_support
+from onnx_snn.passes.base import Pass, PassContext, PassSpec, declare
 from onnx_snn.passes.canonicalize import canonicalize, node_names
 from onnx_snn.passes.common import activity_stats, calibrate, fold_bn, normalize, time_batch
 from onnx_snn.passes.graph_utils import TARGET_OPSET
 from onnx_snn.passes.hardware import quantize_weights
 from onnx_snn.passes.rate import encode_input, spikenorm
+from onnx_snn.passes.rate import maxpool as spikify_maxpool
 from onnx_snn.passes.rate import spikify as spikify_if
 from onnx_snn.passes.signgd import decompose
 from onnx_snn.passes.signgd import offsets as signgd_offsets
@@ -58,15 +61,15 @@ class CheckOps:
 
     family: str
     refuse: Callable[[gs.Graph, PassContext], None]
-    NAME: str = "check_ops"
-    CONTRACT: str = "Pre: a graph of the family's input form. Post: graph unchanged; every op converts."
-    PROVIDES: frozenset[str] = frozenset({"supported"})
 
     @property
-    def NEEDS(self) -> frozenset[str]:  # noqa: N802 - the pass protocol's name
-        return frozenset({"signgd_ops"}) if self.family == "signgd" else frozenset({"bn_folded"})
+    def SPEC(self) -> PassSpec:  # noqa: N802 - the pass protocol's name
+        """It needs the family's input form: signGD's decomposed ops, the others' folded BNs."""
+        needs = "signgd_ops" if self.family == "signgd" else "bn_folded"
+        return declare("check_ops", needs={needs}, provides={"supported"})
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+        """Pre: a graph of the family's input form. Post: graph unchanged; every op converts."""
         self.refuse(graph, ctx)
         return graph
 
@@ -110,6 +113,7 @@ FAMILIES: dict[str, tuple[Step, ...]] = {
         Step(normalize),
         Step(spikify_if),
         Step(encode_input, lambda o: o.encoding == "poisson", "--encoding poisson"),
+        Step(spikify_maxpool),
         Step(time_batch),
         Step(activity_stats),
     ),
@@ -154,7 +158,7 @@ def describe_pipelines() -> str:
     in brackets (ARCHITECTURE.md holds this text; a test keeps it equal)."""
     lines = []
     for family, steps in FAMILIES.items():
-        names = [f"{s.step.NAME} [{s.flag}]" if s.flag else s.step.NAME for s in COMMON + steps]
+        names = [f"{s.step.SPEC.name} [{s.flag}]" if s.flag else s.step.SPEC.name for s in COMMON + steps]
         lines.append(f"- `{family}`: " + " → ".join(names))
     return "\n".join(lines) + "\n"
 
@@ -168,18 +172,18 @@ def build_pipeline(options: CompileOptions, neuron: str) -> list[Pass]:
 
 
 def check_order(passes: Sequence[Pass]) -> None:
-    """ValueError unless every pass's NEEDS are PROVIDED by the passes before it."""
+    """ValueError unless the facts every pass needs are provided by the passes before it (their SPECs)."""
     provided: set[str] = set()
     for step in passes:
-        missing = set(step.NEEDS) - provided
+        missing = step.SPEC.needs - provided
         if missing:
-            raise ValueError(f"pass {step.NAME} needs {sorted(missing)}, which no pass before it provides")
-        provided |= step.PROVIDES
+            raise ValueError(f"pass {step.SPEC.name} needs {sorted(missing)}, which no pass before it provides")
+        provided |= step.SPEC.provides
 
 
 def pass_names() -> list[str]:
     """Every pass name of every pipeline, for --dump-after."""
-    return list(dict.fromkeys(s.step.NAME for steps in (COMMON, *FAMILIES.values()) for s in steps))
+    return list(dict.fromkeys(s.step.SPEC.name for steps in (COMMON, *FAMILIES.values()) for s in steps))
 
 
 #: every pass name (the choices of --dump-after)
@@ -192,18 +196,24 @@ def run_pipeline(model: onnx.ModelProto, ctx: PassContext, dump: DumpHook | None
     graph = gs.import_onnx(model)
     node_names.apply(graph, ctx)
     verify = ctx.options.verify_each or os.environ.get(VERIFY_EACH_ENV, "") not in ("", "0")
+    # which pass runs (the passes that loop over data or layers draw bars of their own below it)
+    progress = tqdm(desc="compile", unit="pass", disable=not ctx.show_progress, leave=False)
 
     def stage(step: Pass, graph: gs.Graph, pending: list[Pass]) -> gs.Graph:
         ctx.pending = pending
+        name = step.SPEC.name
+        progress.set_description(f"compile: {name}")
         graph = step.run(graph, ctx)
-        ctx.state.passes.append(step.NAME)
+        progress.update()
+        ctx.state.passes.append(name)
         if verify:
             verify_stage(step, graph, ctx)
-        if dump is not None and step.NAME in ctx.options.dump_after:
-            dump(step.NAME, emit(graph, ctx))
+        if dump is not None and name in ctx.options.dump_after:
+            dump(name, emit(graph, ctx))
         return graph
 
     common = common_passes(ctx.options)
+    progress.total = len(common)
     for index, step in enumerate(common):
         graph = stage(step, graph, common[index + 1 :])
     neuron = resolve_neuron(graph, ctx)
@@ -217,33 +227,43 @@ def run_pipeline(model: onnx.ModelProto, ctx: PassContext, dump: DumpHook | None
             path=ctx.source,
         )
     family = build_pipeline(ctx.options, neuron)[len(common) :]
+    progress.total = len(common) + len(family)
     for index, step in enumerate(family):
         graph = stage(step, graph, family[index + 1 :])
+    progress.close()
     return emit(graph, ctx)
 
 
 def verify_stage(step: Pass, graph: gs.Graph, ctx: PassContext) -> None:
     """CompilerBug unless the graph after `step` exports, passes onnx.checker and `step`'s postcondition."""
+    name = step.SPEC.name
     try:
         onnx.checker.check_model(emit(graph, ctx))
     except onnx.checker.ValidationError as exc:
-        raise CompilerBug(f"after pass {step.NAME} the model fails onnx.checker: {str(exc).splitlines()[0]}") from None
+        raise CompilerBug(f"after pass {name} the model fails onnx.checker: {str(exc).splitlines()[0]}") from None
     try:
         step.postcondition(graph, ctx)
-    except SnnError as exc:
-        raise CompilerBug(f"after pass {step.NAME} its postcondition fails: {exc}") from None
-    except CompilerBug as exc:
-        raise CompilerBug(f"after pass {step.NAME} its postcondition fails: {exc}") from None
+    except (SnnError, CompilerBug) as exc:
+        raise CompilerBug(f"after pass {name} its postcondition fails: {exc}") from None
 
 
 def resolve_neuron(graph: gs.Graph, ctx: PassContext) -> str:
     """The neuron family to compile with: --neuron, or for `auto` IF neurons when they can convert
-    every op of the graph (a ReLU net) and signGD neurons otherwise."""
+    every op of the graph (a ReLU net) and signGD neurons otherwise, or where the IF table holds
+    an op back from auto (op_support.Support.auto_signgd: a 2-D MaxPool, noted)."""
     if ctx.options.neuron != "auto":
         return ctx.options.neuron
     try:
         spikify_if.refuse_unconvertible(graph, ctx)
     except SnnError:
+        return "signgd"
+    held = op_support.RATE.held_from_auto(graph)
+    if held:
+        ops = ", ".join(sorted({node.op for node in held}))
+        ctx.note(
+            f"--neuron auto chose signgd for this ReLU net's {ops} ({len(held)} nodes), measured more accurate "
+            "there; --neuron if converts it with IF neurons"
+        )
         return "signgd"
     return "if"
 

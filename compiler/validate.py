@@ -36,7 +36,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from onnx_snn.errors import SnnError
+from onnx_snn.errors import SnnError, shown, unnamed_node_label
 
 #: the first IR version with opset imports (ONNX 1.0); onnx.IR_VERSION is the newest onnx reads
 MIN_IR_VERSION = 3
@@ -130,16 +130,10 @@ def _with_known_repairs(model: onnx.ModelProto) -> onnx.ModelProto:
 def _node_label(node: onnx.NodeProto, index: int) -> str:
     """The node's name; for an unnamed node, its op, index in the graph and first input and output."""
     if node.name:
-        return _shown(node.name)
-    first_in = _shown(node.input[0]) if node.input else "-"
-    first_out = _shown(node.output[0]) if node.output else "-"
-    return f"{node.op_type}#{index} ({first_in} -> {first_out})"
-
-
-def _shown(name: str, limit: int = 80) -> str:
-    """`name` with control characters escaped and cut to `limit` characters, for a message."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        return shown(node.name)
+    return unnamed_node_label(
+        node.op_type, index, node.input[0] if node.input else None, node.output[0] if node.output else None
+    )
 
 
 def _error(
@@ -147,7 +141,7 @@ def _error(
 ) -> SnnError:
     if node is None:
         return SnnError(message, path=path, hint=hint)
-    return SnnError(message, path=path, node=_node_label(node, index), op=_shown(node.op_type), hint=hint)
+    return SnnError(message, path=path, node=_node_label(node, index), op=shown(node.op_type), hint=hint)
 
 
 # --------------------------------------------------------------------------- before the checker
@@ -177,7 +171,7 @@ def _check_names(model: onnx.ModelProto, path: str) -> None:
     for kind, name in _graph_names(model):
         if "\x00" in name:
             raise _error(
-                f"the {kind} name '{_shown(name)}' holds a NUL byte",
+                f"the {kind} name '{shown(name)}' holds a NUL byte",
                 path,
                 hint="rename it in the exporter; ONNX names are plain strings",
             )
@@ -234,7 +228,7 @@ def _check_declared_types(model: onnx.ModelProto, path: str) -> None:
             undefined = elem == TensorProto.UNDEFINED and kind != "value_info of"
             if elem is not None and (elem not in known_types or undefined):
                 raise _error(
-                    f"{kind} '{_shown(value.name)}' has element type {elem}, which is no ONNX tensor type",
+                    f"{kind} '{shown(value.name)}' has element type {elem}, which is no ONNX tensor type",
                     path,
                     hint="re-export the model",
                 )
@@ -244,7 +238,7 @@ def _check_declared_types(model: onnx.ModelProto, path: str) -> None:
             if bad:
                 shape = [d if d is not None else "?" for d in dims]
                 raise _error(
-                    f"{kind} '{_shown(value.name)}' declares shape {shape} with dim {bad[0]}",
+                    f"{kind} '{shown(value.name)}' declares shape {shape} with dim {bad[0]}",
                     path,
                     hint="give every dim a size of at least 1, or a name (dim_param) for a dynamic one, and re-export",
                 )
@@ -284,7 +278,7 @@ def _check_weight_types(model: onnx.ModelProto, nodes: list[onnx.NodeProto], pat
                 continue
             if dtype not in FLOAT_TYPES:
                 raise _error(
-                    f"weight '{_shown(name)}' is {_type_name(dtype)}; onnx-snn converts float networks",
+                    f"weight '{shown(name)}' is {_type_name(dtype)}; onnx-snn converts float networks",
                     path,
                     node,
                     index,
@@ -292,7 +286,7 @@ def _check_weight_types(model: onnx.ModelProto, nodes: list[onnx.NodeProto], pat
                 )
             if len(wanted) == 1 and dtype not in wanted:
                 raise _error(
-                    f"weight '{_shown(name)}' is {_type_name(dtype)} but the graph's inputs are "
+                    f"weight '{shown(name)}' is {_type_name(dtype)} but the graph's inputs are "
                     f"{_type_name(next(iter(wanted)))}",
                     path,
                     node,
@@ -423,7 +417,7 @@ def _check_inferred_dims(shapes: ShapeMap, nodes: list[onnx.NodeProto], path: st
         if bad and name in producers:
             node, index = producers[name]
             raise _error(
-                f"its output '{_shown(name)}' would have shape {dims}",
+                f"its output '{shown(name)}' would have shape {dims}",
                 path,
                 node,
                 index,
@@ -468,7 +462,7 @@ def _check_values(model: onnx.ModelProto, nodes: list[onnx.NodeProto], path: str
         if problem is not None:
             node, index = default_readers[0]
             raise _error(
-                f"its input '{_shown(name)}' holds {problem}",
+                f"its input '{shown(name)}' holds {problem}",
                 path,
                 node,
                 index,
@@ -567,7 +561,7 @@ def _check_window(node: onnx.NodeProto, index: int, attrs: dict, declared: Shape
     auto_pad = attrs.get("auto_pad", b"NOTSET")
     if isinstance(auto_pad, bytes) and auto_pad.decode(errors="replace") not in AUTO_PAD:
         raise _error(
-            f"auto_pad is '{_shown(auto_pad.decode(errors='replace'))}', not one of {', '.join(sorted(AUTO_PAD))}",
+            f"auto_pad is '{shown(auto_pad.decode(errors='replace'))}', not one of {', '.join(sorted(AUTO_PAD))}",
             path,
             node,
             index,

@@ -2,8 +2,8 @@
 
 Modules: data (digits and Fashion-MNIST loaders), torch_nets (MLP, LeNet, SmallResNet), signgd_nets,
 ttfs_nets (TTFSDense, TTFSLeNet, TTFSVGG: softmax-ended ReLU nets for the exact-mapping TTFS
-conversion), architecture (layer stacks shared with the Keras twins), train, crossbar_train (fine-tuning
-under the memristive-crossbar weight constraint), export (export_torch),
+conversion), architecture (layer stacks and TrainSettings, shared with the Keras twins), train,
+crossbar_train (fine-tuning under the memristive-crossbar weight constraint), export (export_torch),
 keras_nets (Keras twins; needs the `tf` extra), zoo (get_reference: cached, trained reference
 models), keras_zoo (get_keras_reference: the same for Keras models exported with tf2onnx),
 make_demo_assets (regenerates the demo shipped in onnx_snn/data).
@@ -28,6 +28,7 @@ _EXPORTS = {
     "keras_ttfs_dense": "keras_nets",
     "keras_ttfs_lenet": "keras_nets",
     "keras_ttfs_vgg": "keras_nets",
+    "TrainSettings": "architecture",
     "evaluate_accuracy": "train",
     "predict_logits": "train",
     "finetune_constrained": "crossbar_train",

@@ -1,4 +1,4 @@
-"""Framework-neutral hyperparameters shared by the PyTorch nets and their Keras twins."""
+"""Framework-neutral hyperparameters shared by the PyTorch nets and their Keras twins, and by their training."""
 
 from __future__ import annotations
 
@@ -37,6 +37,23 @@ class LeNetShape:
         """Number of features entering the first Linear layer (two 2x2 pools halve the side twice)."""
         side = self.image_size // 4
         return self.channels[1] * side * side
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """One seeded training run, as train.train and keras_nets.train_keras take it.
+
+    Adam at learning rate `lr` on the cross-entropy, `epochs` passes over the shuffled samples in
+    batches of `batch_size`, seeded by `seed`. The model returns logits, or with `from_logits=False`
+    class probabilities (a net ending in softmax). With `progress`, each epoch's loss is reported.
+    """
+
+    epochs: int
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    progress: bool = False
+    from_logits: bool = True
 
 
 # Layer stacks of the exact-mapping TTFS references (issue 4), one description for both frameworks.
@@ -101,46 +118,41 @@ Layer = Conv | Dense | BatchNorm | ReLU | MaxPool | Flatten | Dropout
 #: The TTFS nets take one-channel 28x28 images (Fashion-MNIST): (channels, height, width).
 TTFS_IMAGE_SHAPE = (1, 28, 28)
 
+
+def _norm_before_relu(layer: Conv | Dense) -> tuple[Layer, ...]:
+    """`layer` -> BatchNorm -> ReLU (the TTFS LeNet's order)."""
+    return (layer, BatchNorm(), ReLU())
+
+
+def _norm_after_relu(layer: Conv | Dense) -> tuple[Layer, ...]:
+    """`layer` -> ReLU -> BatchNorm (the TTFS VGG's order)."""
+    return (layer, ReLU(), BatchNorm())
+
+
 #: The TTFS layer stacks by net name.
 TTFS_NETS: dict[str, tuple[Layer, ...]] = {
     # Flatten -> Dense 600 ReLU -> Dropout -> Dense 10 softmax
     "dense": (Flatten(), Dense(600, "relu"), Dropout(0.08), Dense(10, "softmax")),
     # LeNet-5 with BatchNorm before each ReLU
     "lenet": (
-        Conv(6, 5, "same"),
-        BatchNorm(),
-        ReLU(),
+        *_norm_before_relu(Conv(6, 5, "same")),
         MaxPool(2),
-        Conv(16, 5, "valid"),
-        BatchNorm(),
-        ReLU(),
+        *_norm_before_relu(Conv(16, 5, "valid")),
         MaxPool(2),
-        Conv(120, 5, "valid"),
-        BatchNorm(),
-        ReLU(),
+        *_norm_before_relu(Conv(120, 5, "valid")),
         Flatten(),
-        Dense(84),
-        BatchNorm(),
-        ReLU(),
+        *_norm_before_relu(Dense(84)),
         Dense(10, "softmax"),
     ),
     # a small VGG with BatchNorm after each ReLU
     "vgg": (
-        Conv(32, 3, "same"),
-        ReLU(),
-        BatchNorm(),
-        Conv(32, 3, "same"),
-        ReLU(),
-        BatchNorm(),
+        *_norm_after_relu(Conv(32, 3, "same")),
+        *_norm_after_relu(Conv(32, 3, "same")),
         MaxPool(2),
-        Conv(64, 3, "same"),
-        ReLU(),
-        BatchNorm(),
+        *_norm_after_relu(Conv(64, 3, "same")),
         MaxPool(2),
         Flatten(),
-        Dense(128),
-        ReLU(),
-        BatchNorm(),
+        *_norm_after_relu(Dense(128)),
         Dense(10, "softmax"),
     ),
 }

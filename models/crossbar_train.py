@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from onnx_snn.models.architecture import TrainSettings
 from onnx_snn.models.train import ends_in_softmax, train
 from onnx_snn.options import check_constraint
 from onnx_snn.passes.hardware.crossbar import project
@@ -60,17 +61,9 @@ def finetune_constrained(
     on_off_ratio ≤ 1, before any training.
     """
     check_constraint(levels, on_off_ratio)
+    from_logits = not ends_in_softmax(model)
     for epoch in range(epochs):
         constrain_weights_(model, levels, on_off_ratio, per_channel)
-        train(
-            model,
-            x,
-            y,
-            epochs=1,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed + epoch,
-            progress=progress,
-            from_logits=not ends_in_softmax(model),
-        )
+        epoch_settings = TrainSettings(1, batch_size, lr, seed + epoch, progress, from_logits)
+        train(model, x, y, epoch_settings)
     return constrain_weights_(model, levels, on_off_ratio, per_channel).eval()

@@ -26,6 +26,7 @@ from onnx_snn.models.architecture import (
     LeNetShape,
     MaxPool,
     ReLU,
+    TrainSettings,
 )
 from onnx_snn.models.export import INPUT_NAME, OUTPUT_NAME
 from onnx_snn.models.files import atomic_path
@@ -166,33 +167,23 @@ def keras_ends_in_softmax(model: keras.Model) -> bool:
     return isinstance(last, keras.layers.Softmax) or getattr(last, "activation", None) is keras.activations.softmax
 
 
-def train_keras(
-    model: keras.Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    epochs: int,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-    progress: bool = False,
-    from_logits: bool = True,
-) -> keras.Model:
-    """Train `model` in place with Adam on cross-entropy and return it.
+def train_keras(model: keras.Model, x: np.ndarray, y: np.ndarray, settings: TrainSettings) -> keras.Model:
+    """Train `model` in place as `settings` say (Adam on cross-entropy, Keras' shuffle) and return it.
 
-    x: float32 NHWC inputs, y: integer labels. The model returns logits, or with `from_logits=False`
-    class probabilities (a net ending in softmax). Seeds Python, NumPy and TensorFlow with `seed` and
-    turns on TensorFlow's op determinism (a process-wide switch that stays on).
+    x: float32 NHWC inputs, y: integer labels. Seeds Python, NumPy and TensorFlow with
+    `settings.seed` and turns on TensorFlow's op determinism (a process-wide switch that stays on).
     """
     import keras
     import tensorflow as tf
 
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(settings.seed)
     tf.config.experimental.enable_op_determinism()
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+        optimizer=keras.optimizers.Adam(learning_rate=settings.lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=settings.from_logits),
     )
-    model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=2 if progress else 0)
+    verbose = 2 if settings.progress else 0
+    model.fit(x, y, epochs=settings.epochs, batch_size=settings.batch_size, shuffle=True, verbose=verbose)
     return model
 
 

@@ -82,43 +82,73 @@ class MlpBlock(nn.Sequential):
         super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
 
-class MixerBlock(nn.Module):
-    """x + token_mlp(LN(x))^T, then x + channel_mlp(LN(x)), on tokens [N, S, C]."""
+class PreNormBlock(nn.Module):
+    """x + mix_tokens(LN(x)), then x + mix_channels(LN(x)), on tokens [N, S, C]: the shape of the
+    Mixer and transformer blocks, whose subclasses hold the two mixing parts."""
 
-    def __init__(self, num_tokens: int, dim: int, token_hidden: int, channel_hidden: int) -> None:
+    def __init__(self, dim: int) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.token_mlp = MlpBlock(num_tokens, token_hidden)
         self.norm2 = nn.LayerNorm(dim)
-        self.channel_mlp = MlpBlock(dim, channel_hidden)
+
+    def mix_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The part that mixes across tokens, on normalized tokens [N, S, C]."""
+        raise NotImplementedError
+
+    def mix_channels(self, x: torch.Tensor) -> torch.Tensor:
+        """The part that mixes across channels, token by token, on normalized tokens [N, S, C]."""
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.token_mlp(self.norm1(x).transpose(1, 2)).transpose(1, 2)
-        return x + self.channel_mlp(self.norm2(x))
+        x = x + self.mix_tokens(self.norm1(x))
+        return x + self.mix_channels(self.norm2(x))
 
 
-class MixerNet(nn.Module):
-    """MLP-Mixer: patch embedding -> `depth` mixer blocks -> mean over tokens -> LayerNorm -> Linear."""
+class MixerBlock(PreNormBlock):
+    """x + token_mlp(LN(x)^T)^T, then x + channel_mlp(LN(x)), on tokens [N, S, C]."""
 
-    def __init__(
-        self,
-        image_size: int = 28,
-        dim: int = 32,
-        depth: int = 2,
-        token_hidden: int = 32,
-        channel_hidden: int = 64,
-        num_classes: int = 10,
-    ) -> None:
+    def __init__(self, num_tokens: int, dim: int, token_hidden: int, channel_hidden: int) -> None:
+        super().__init__(dim)
+        self.token_mlp = MlpBlock(num_tokens, token_hidden)
+        self.channel_mlp = MlpBlock(dim, channel_hidden)
+
+    def mix_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        return self.token_mlp(x.transpose(1, 2)).transpose(1, 2)
+
+    def mix_channels(self, x: torch.Tensor) -> torch.Tensor:
+        return self.channel_mlp(x)
+
+
+class PatchTokenNet(nn.Module):
+    """Patch embedding -> `depth` blocks -> mean over tokens -> LayerNorm -> Linear; a subclass
+    builds its blocks by `block`."""
+
+    def __init__(self, image_size: int = 28, dim: int = 32, depth: int = 2, num_classes: int = 10) -> None:
         super().__init__()
         self.embed = PatchEmbed(image_size, dim)
-        tokens = self.embed.num_tokens
-        self.blocks = nn.Sequential(*(MixerBlock(tokens, dim, token_hidden, channel_hidden) for _ in range(depth)))
+        self.blocks = nn.Sequential(*(self.block(self.embed.num_tokens, dim) for _ in range(depth)))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
+
+    def block(self, num_tokens: int, dim: int) -> PreNormBlock:
+        """A new block on tokens [N, `num_tokens`, `dim`]. __init__ calls it `depth` times while the
+        net is half built: it may read class attributes, not instance state."""
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.embed(x))
         return self.head(self.norm(x.mean(dim=1)))
+
+
+class MixerNet(PatchTokenNet):
+    """MLP-Mixer: patch embedding -> `depth` mixer blocks (token MLPs of TOKEN_HIDDEN, channel MLPs
+    of CHANNEL_HIDDEN units) -> mean over tokens -> LayerNorm -> Linear."""
+
+    TOKEN_HIDDEN = 32
+    CHANNEL_HIDDEN = 64
+
+    def block(self, num_tokens: int, dim: int) -> PreNormBlock:
+        return MixerBlock(num_tokens, dim, self.TOKEN_HIDDEN, self.CHANNEL_HIDDEN)
 
 
 class Attention(nn.Module):
@@ -140,43 +170,31 @@ class Attention(nn.Module):
         return self.proj((weights @ v).transpose(1, 2).reshape(n, s, c))
 
 
-class ViTBlock(nn.Module):
+class ViTBlock(PreNormBlock):
     """Pre-norm transformer block: x + attention(LN(x)), then x + MLP(LN(x)) with GELU."""
 
     def __init__(self, dim: int, heads: int, hidden: int) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        super().__init__(dim)
         self.attention = Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim)
         self.mlp = MlpBlock(dim, hidden)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attention(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+    def mix_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention(x)
+
+    def mix_channels(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)
 
 
-class ViTNet(nn.Module):
-    """A small ViT: patch embedding -> `depth` transformer blocks -> mean over tokens -> LayerNorm
-    -> Linear. Its attention products give many wide activation outputs (calibration's probe)."""
+class ViTNet(PatchTokenNet):
+    """A small ViT: patch embedding -> `depth` transformer blocks (HEADS heads, MLPs of HIDDEN
+    units) -> mean over tokens -> LayerNorm -> Linear. Its attention products give many wide
+    activation outputs (calibration's probe)."""
 
-    def __init__(
-        self,
-        image_size: int = 28,
-        dim: int = 32,
-        depth: int = 2,
-        heads: int = 2,
-        hidden: int = 64,
-        num_classes: int = 10,
-    ) -> None:
-        super().__init__()
-        self.embed = PatchEmbed(image_size, dim)
-        self.blocks = nn.Sequential(*(ViTBlock(dim, heads, hidden) for _ in range(depth)))
-        self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, num_classes)
+    HEADS = 2
+    HIDDEN = 64
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.embed(x))
-        return self.head(self.norm(x.mean(dim=1)))
+    def block(self, num_tokens: int, dim: int) -> PreNormBlock:
+        return ViTBlock(dim, self.HEADS, self.HIDDEN)
 
 
 class Affine(nn.Module):

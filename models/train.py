@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from onnx_snn.models.architecture import TrainSettings
+
 #: Intra-op threads used while training: results are reproducible for a fixed thread count.
 TRAIN_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: Probabilities are clipped to [PROBABILITY_EPS, 1 - PROBABILITY_EPS] before their log (Keras' epsilon).
@@ -57,31 +59,24 @@ def ends_in_softmax(model: nn.Module) -> bool:
 
 
 def train(
-    model: nn.Module,
-    x: np.ndarray | torch.Tensor,
-    y: np.ndarray | torch.Tensor,
-    epochs: int,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-    progress: bool = False,
-    from_logits: bool = True,
+    model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, settings: TrainSettings
 ) -> nn.Module:
-    """Train `model` in place with Adam on cross-entropy and return it in eval mode.
+    """Train `model` in place as `settings` say (Adam on cross-entropy) and return it in eval mode.
 
-    x: float32 inputs [N, ...]; y: integer class labels [N]. The model returns logits, or with
-    `from_logits=False` class probabilities (a net ending in softmax), whose log is then clipped as
-    in Keras (see probability_cross_entropy). Each epoch visits the samples in a
-    fresh seeded shuffle; a trailing batch of a single sample is skipped (BatchNorm needs two).
-    The same model init, data, seed and torch version give bit-identical weights on one machine.
-    With `progress`, prints each epoch's mean loss to stderr.
+    x: float32 inputs [N, ...]; y: integer class labels [N]. A model returning probabilities
+    (`settings.from_logits` False) has their log clipped as in Keras (see
+    probability_cross_entropy). Each epoch visits the samples in a fresh seeded shuffle; a trailing
+    batch of a single sample is skipped (BatchNorm needs two). The same model init, data, settings
+    and torch version give bit-identical weights on one machine. With `settings.progress`, prints
+    each epoch's mean loss to stderr.
     """
     xs, ys = _as_tensor(x, torch.float32), _as_tensor(y, torch.int64)
     if len(xs) != len(ys):
         raise ValueError(f"x has {len(xs)} samples but y has {len(ys)}")
-    with _deterministic_torch(seed, TRAIN_THREADS) as gen:
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        loss_fn = nn.CrossEntropyLoss() if from_logits else probability_cross_entropy
+    epochs, batch_size = settings.epochs, settings.batch_size
+    with _deterministic_torch(settings.seed, TRAIN_THREADS) as gen:
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        loss_fn = nn.CrossEntropyLoss() if settings.from_logits else probability_cross_entropy
         model.train()
         for epoch in range(epochs):
             order = torch.randperm(len(xs), generator=gen)
@@ -96,7 +91,7 @@ def train(
                 optimizer.step()
                 total += loss.item() * len(idx)
                 count += len(idx)
-            if progress:
+            if settings.progress:
                 print(f"epoch {epoch + 1}/{epochs}: loss {total / max(count, 1):.4f}", file=sys.stderr)
     return model.eval()
 

@@ -3,7 +3,7 @@
 Each net is built from its layer stack in architecture.TTFS_NETS (shared with the Keras twins in
 keras_nets), takes NCHW float32 input [N, 1, 28, 28] and ends in nn.Softmax(dim=1), so it returns
 class probabilities and its ONNX export keeps the final Softmax. Train them on the probabilities
-(train.train with from_logits=False).
+(train.train with TrainSettings(..., from_logits=False)).
 """
 
 from __future__ import annotations

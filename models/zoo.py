@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from onnx_snn.models.architecture import TrainSettings
 from onnx_snn.models.data import load_digits_split, load_fashion_mnist
 from onnx_snn.models.export import export_torch
 from onnx_snn.models.files import atomic_path, save_npz
@@ -89,6 +90,10 @@ class Recipe:
         """
         versions = {"torch": torch.__version__} if versions is None else versions
         return json.loads(json.dumps({**asdict(self), "seed": SEED, **versions}))
+
+    def train_settings(self, from_logits: bool) -> TrainSettings:
+        """The training run of this recipe: its epochs, batch size and learning rate, seeded by SEED."""
+        return TrainSettings(self.epochs, self.batch_size, self.lr, SEED, from_logits=from_logits)
 
     def build(self) -> nn.Module:
         """A freshly initialised net, seeded with SEED (the global RNG state is restored)."""
@@ -156,6 +161,17 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser()
 
 
+class _EntryFile:
+    """A read-only CacheEntry attribute: the path, in the entry's directory, of the file that
+    `name(entry)` names."""
+
+    def __init__(self, name: Callable[[CacheEntry], str]) -> None:
+        self._name = name
+
+    def __get__(self, entry: CacheEntry, owner: type[CacheEntry]) -> Path:
+        return entry.directory / self._name(entry)
+
+
 @dataclass(frozen=True)
 class CacheEntry:
     """The files of one cache entry (see the module doc): `directory` holds meta.json, test.npz,
@@ -171,25 +187,11 @@ class CacheEntry:
         directory.mkdir(parents=True, exist_ok=True)
         return cls(directory, model_file, onnx_file)
 
-    @property
-    def meta(self) -> Path:
-        return self.directory / "meta.json"
-
-    @property
-    def model(self) -> Path:
-        return self.directory / self.model_file
-
-    @property
-    def test(self) -> Path:
-        return self.directory / "test.npz"
-
-    @property
-    def calib(self) -> Path:
-        return self.directory / "calib.npz"
-
-    @property
-    def onnx(self) -> Path:
-        return self.directory / self.onnx_file
+    meta = _EntryFile(lambda _: "meta.json")
+    model = _EntryFile(lambda entry: entry.model_file)
+    test = _EntryFile(lambda _: "test.npz")
+    calib = _EntryFile(lambda _: "calib.npz")
+    onnx = _EntryFile(lambda entry: entry.onnx_file)
 
     def read_meta(self, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
         """meta.json if it parses, its recipe equals `fingerprint`, and the model, test and
@@ -303,27 +305,18 @@ def train_and_write(
     entry: CacheEntry,
     model: ModelT,
     split: Split,
-    fit: Callable[..., object],
+    fit: Callable[[ModelT, np.ndarray, np.ndarray, TrainSettings], object],
     from_logits: bool,
     save_model: Callable[[Path], object],
     fingerprint: dict[str, Any],
     evaluate: Callable[[ModelT, np.ndarray, np.ndarray], float],
 ) -> dict[str, Any]:
-    """Train `model` on `split` by `fit(model, x, y, epochs, batch_size=, lr=, seed=SEED,
-    from_logits=)` with `recipe`'s settings, timed, then fill `entry` (CacheEntry.write, the model
-    saved by `save_model`, accuracy by `evaluate(model, x_test, y_test)`) and return the metadata.
-    Shared by zoo's PyTorch entries and keras_zoo's."""
+    """Train `model` on `split` by `fit(model, x, y, recipe.train_settings(from_logits))`, timed,
+    then fill `entry` (CacheEntry.write, the model saved by `save_model`, accuracy by
+    `evaluate(model, x_test, y_test)`) and return the metadata. Shared by zoo's PyTorch entries and
+    keras_zoo's."""
     x_train, y_train, x_test, y_test = split
     start = time.perf_counter()
-    fit(
-        model,
-        x_train,
-        y_train,
-        recipe.epochs,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        seed=SEED,
-        from_logits=from_logits,
-    )
+    fit(model, x_train, y_train, recipe.train_settings(from_logits))
     seconds = time.perf_counter() - start
     return entry.write(save_model, x_train, x_test, y_test, fingerprint, evaluate(model, x_test, y_test), seconds)

@@ -1,44 +1,55 @@
 """What every pass shares: the context it reads and writes, the typed compile state, and the
 pass protocol.
 
-A pass is a module (or object) with `NAME` (its CLI name), `CONTRACT` (one line: pre- and
-post-condition in words), `NEEDS` and `PROVIDES` (the facts about the graph it requires from
-the passes before it and establishes for the ones after it; compiler/pipeline.py checks every
-pipeline against them), `run(graph, ctx) -> graph` and `postcondition(graph, ctx)`, which
-raises PostconditionError when the CONTRACT's post-condition does not hold (the pass manager
-calls it after the pass under --verify-each and in the tests). Passes may mutate the graph.
+A pass is a module (or object) with `SPEC` (its PassSpec, from `declare`: its CLI name and the
+facts about the graph it needs from the passes before it and provides for the ones after it;
+compiler/pipeline.py checks every pipeline against them), `run(graph, ctx) -> graph`, whose
+docstring is the pass's contract (pre- and post-condition in words: "Pre: ... Post: ..."), and
+`postcondition(graph, ctx)`, which raises PostconditionError when that post-condition does not
+hold (the pass manager calls it after the pass under --verify-each and in the tests). Passes may
+mutate the graph.
 
-Facts (the vocabulary of NEEDS / PROVIDES): "canonical", "bn_folded", "crossbar_weights",
+Facts (the vocabulary of needs / provides): "canonical", "bn_folded", "crossbar_weights",
 "supported" (every op converts with the family), "signgd_ops", "calibrated", "normalized",
-"spiking" (neurons in place, one step), "encoded_input", "time_batched", "activity",
-"offsets", "ttfs_inputs", "ttfs_affine", "ttfs_columns", "ttfs_windows", "ttfs_audit".
+"spiking" (neurons in place, one step), "spiking_pools" (IF: max pools of spikes in place),
+"encoded_input", "time_batched", "activity", "offsets", "ttfs_inputs", "ttfs_affine",
+"ttfs_columns", "ttfs_windows", "ttfs_audit".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Protocol, TypeVar
 
 import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import CompilerBug
+from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.options import CompileOptions
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PassSpec:
+    """What the pass manager checks a pipeline against: the pass's CLI name, the facts it needs
+    from the passes before it and the facts it provides for the ones after it."""
+
+    name: str
+    needs: frozenset[str]
+    provides: frozenset[str]
+
+
+def declare(name: str, *, needs: Iterable[str] = (), provides: Iterable[str]) -> PassSpec:
+    """A pass's SPEC: its CLI `name` and the facts (see the module docstring) it `needs` and `provides`."""
+    return PassSpec(name, frozenset(needs), frozenset(provides))
 
 
 class Pass(Protocol):
-    # read-only members: a module's constants, or a (frozen) object's fields and properties
+    # a read-only member: a module's constant, or a (frozen) object's field or property
     @property
-    def NAME(self) -> str: ...  # noqa: N802 - the pass protocol's name
-
-    @property
-    def CONTRACT(self) -> str: ...  # noqa: N802
-
-    @property
-    def NEEDS(self) -> frozenset[str]: ...  # noqa: N802
-
-    @property
-    def PROVIDES(self) -> frozenset[str]: ...  # noqa: N802
+    def SPEC(self) -> PassSpec: ...  # noqa: N802 - the pass protocol's name
 
     def run(self, graph: gs.Graph, ctx: "PassContext") -> gs.Graph: ...
 
@@ -53,6 +64,21 @@ def require(condition: bool, message: str) -> None:
     """Raise PostconditionError(`message`) unless `condition`: the post-conditions' assertion."""
     if not condition:
         raise PostconditionError(message)
+
+
+def recorded(value: T | None, message: str) -> T:
+    """`value`, a record a pass left in the compile state; PostconditionError(`message`) when it is None."""
+    if value is None:
+        raise PostconditionError(message)
+    return value
+
+
+def require_neuron_layers(graph: gs.Graph, ctx: "PassContext", op: str) -> None:
+    """The post-condition of the passes that put neurons in place of the ReLUs: no Relu left, and
+    the snn.`op` nodes are exactly the recorded neuron layers (ctx.state.neuron_layers)."""
+    require(not any(n.op == "Relu" for n in graph.nodes), "a Relu is left")
+    neurons = {n.name for n in graph.nodes if n.op == op and n.domain == SNN_DOMAIN}
+    require(neurons == set(ctx.state.neuron_layers), f"the {op} nodes are not the recorded neuron layers")
 
 
 @dataclass
@@ -115,6 +141,9 @@ class PassContext:
     activation_stats: dict[str, LayerStats] = field(default_factory=dict)
     input_defaults: dict[str, np.ndarray] = field(default_factory=dict)
     show_progress: bool = True
+    #: how errors name a node that the input left unnamed or named like another (canonicalize
+    #: renames it): `unnamed_node_label`'s op, index and first input and output in the input graph
+    node_labels: dict[str, str] = field(default_factory=dict)
     #: the passes after the running one in its pipeline, set by the pass manager (spikenorm runs
     #: the ones that build the SNN on a trial copy)
     pending: list[Pass] = field(default_factory=list)

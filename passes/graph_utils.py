@@ -9,8 +9,15 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from onnx_snn.errors import SnnError
+from onnx_snn.ir.function_parts import SNN_DOMAIN
+from onnx_snn.passes.base import PassContext
+
 #: the ONNX opset of every compiled model (functions must import the model's version).
 TARGET_OPSET = 21
+#: ops that only move elements (reshape or permute them): they carry spike times unchanged (TTFS)
+#: and commute with a per-layer scale (normalize)
+LAYOUT_OPS = ("Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze")
 
 _counter = itertools.count()
 
@@ -110,6 +117,14 @@ def node_label(node: gs.Node) -> str:
     return node.name or f"<unnamed {node.op} writing {node.outputs[0].name if node.outputs else '?'}>"
 
 
+def node_error(ctx: PassContext, node: gs.Node, message: str, hint: str | None = None) -> SnnError:
+    """The SnnError that refuses `node` of the model being compiled: one line naming ctx.source,
+    the node (node_label) and its op (`domain::op` outside the default ONNX domain), then
+    `message` and, when given, `hint` (what to do about it)."""
+    op = node.op if in_default_domain(node) else f"{node.domain}::{node.op}"
+    return SnnError(message, path=ctx.source, node=ctx.node_labels.get(node.name) or node_label(node), op=op, hint=hint)
+
+
 def refresh_shapes(graph: gs.Graph) -> None:
     """Re-run ONNX shape inference (data_prop=True) and write the results onto `graph` in place.
 
@@ -158,6 +173,18 @@ def bias_vector(node: gs.Node, channels: int) -> np.ndarray | None:
     return np.broadcast_to(value.astype(np.float64).reshape(-1), (channels,))
 
 
+def add_encoder(graph: gs.Graph, op: str, inputs: list[gs.Tensor], output: str, dtype, **attrs) -> gs.Variable:
+    """Append the snn-domain encoder `op` of the graph input inputs[0], named `<input>_encoder`
+    and reading `inputs`; return its output, a new tensor named `output` of `dtype` shaped like
+    the input (the caller makes the input's readers read it)."""
+    x = inputs[0]
+    out = gs.Variable(fresh_name(output), dtype=dtype, shape=x.shape)
+    graph.nodes.append(
+        gs.Node(op, name=fresh_name(f"{x.name}_encoder"), domain=SNN_DOMAIN, inputs=inputs, outputs=[out], attrs=attrs)
+    )
+    return out
+
+
 def set_input(node: gs.Node, index: int, tensor: gs.Tensor) -> None:
     """Make `tensor` input `index` of `node`, appending it when the node has exactly `index` inputs."""
     if index < len(node.inputs):
@@ -182,3 +209,13 @@ def silu_gate(graph: gs.Graph, node: gs.Node) -> gs.Node | None:
 def sole_reader(graph: gs.Graph, tensor: gs.Tensor) -> gs.Node | None:
     """The only node that reads `tensor`, or None when it has no or several readers or is a graph output."""
     return tensor.outputs[0] if len(tensor.outputs) == 1 and tensor not in graph.outputs else None
+
+
+def time_variant_tensors(graph: gs.Graph) -> set[str]:
+    """Names of the tensors that depend on the output of an `snn` op (a neuron, encoder or pool),
+    and so change from step to step; `graph` in topological order."""
+    variant: set[str] = set()
+    for node in graph.nodes:
+        if node.domain == SNN_DOMAIN or any(t.name in variant for t in node.inputs):
+            variant.update(o.name for o in node.outputs)
+    return variant

@@ -26,10 +26,11 @@ from onnx_snn.errors import SnnError
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.passes.base import PassContext
 from onnx_snn.passes.graph_utils import (
+    LAYOUT_OPS,
     constant_value,
     in_default_domain,
     is_activation,
-    node_label,
+    node_error,
     producer,
     silu_gate,
 )
@@ -60,6 +61,9 @@ class Support:
     refusal: str = ""  # the message for a form `when` rejects
     advice: str = ""  # what to do about such a form (a family that converts it is added)
     neuron: str = ""  # signGD: the `function` of the unary neuron that replaces the op
+    #: the forms for which `--neuron auto` picks signGD though this family converts them (signGD
+    #: measured more accurate there; the phrase says so); None: auto keeps this family
+    auto_signgd: Predicate | None = None
 
 
 @dataclass(frozen=True)
@@ -90,34 +94,53 @@ class Family:
         support = self.support(node)
         return support is not None and (support.kind == REWRITTEN or support.when is None or support.when(graph, node))
 
+    def held_from_auto(self, graph: gs.Graph) -> list[gs.Node]:
+        """The nodes of `graph` in a form for which `--neuron auto` picks signGD instead of this
+        family (Support.auto_signgd)."""
+        return [
+            node
+            for node in graph.nodes
+            if (support := self.support(node)) is not None
+            and support.auto_signgd is not None
+            and support.auto_signgd(graph, node)
+        ]
+
     def ops_of(self, *kinds: str) -> frozenset[str]:
         """The ops of the table with one of `kinds`."""
         return frozenset(op for op, support in self.ops.items() if support.kind in kinds)
 
 
-def refusal(family: Family, graph: gs.Graph, node: gs.Node, source: str = "<model>") -> SnnError | None:
+def refusal(family: Family, graph: gs.Graph, node: gs.Node, ctx: PassContext) -> SnnError | None:
     """The SnnError `family` raises for `node` (one line: path, node, op, hint), None when it converts it."""
     if node.domain == SNN_DOMAIN or family.accepts(graph, node):
         return None
     support = family.support(node)
     others = [name for name in family.alternatives if FAMILIES[name].converts(graph, node)]
     way_out = "use " + " or ".join(f"--neuron {name}" for name in others) if others else ""
-    label = node_label(node)
     if support is not None and support.refusal:  # a form the family does not convert, of an op it does
         hint = " or ".join(part for part in (support.advice, way_out) if part) or family.unsupported_hint
-        return SnnError(support.refusal, path=source, node=label, op=node.op, hint=hint)
+        return node_error(ctx, node, support.refusal, hint=hint)
     if others:
-        return SnnError(family.other_family, path=source, node=label, op=node.op, hint=way_out)
-    op = node.op if in_default_domain(node) else f"{node.domain}::{node.op}"
-    return SnnError(family.unsupported, path=source, node=label, op=op, hint=family.unsupported_hint)
+        return node_error(ctx, node, family.other_family, hint=way_out)
+    return node_error(ctx, node, family.unsupported, hint=family.unsupported_hint)
 
 
 def refuse_unconvertible(family: Family, graph: gs.Graph, ctx: PassContext) -> None:
-    """Raise the refusal of the first node (in graph order) that `family` does not convert."""
-    for node in graph.nodes:
-        error = refusal(family, graph, node, ctx.source)
-        if error is not None:
-            raise error
+    """Raise the refusal of the first node (in graph order) that `family` does not convert; when
+    nodes of several ops are refused, its one line ends with every refused op, its count and its
+    first node."""
+    refused = [(node, error) for node in graph.nodes if (error := refusal(family, graph, node, ctx)) is not None]
+    if not refused:
+        return
+    first = refused[0][1]
+    by_op: dict[str, list[SnnError]] = {}
+    for _, error in refused:
+        by_op.setdefault(str(error.op), []).append(error)
+    if len(by_op) == 1:
+        raise first
+    listing = ", ".join(f"{op}: {len(errors)} (first '{errors[0].node}')" for op, errors in by_op.items())
+    message = f"{first.message} ({len(refused)} nodes of {len(by_op)} ops do not convert: {listing})"
+    raise SnnError(message, path=first.path, node=first.node, op=first.op, hint=first.hint)
 
 
 # --- the tests of forms ------------------------------------------------------------------------
@@ -151,14 +174,83 @@ def rsqrt_divisor(node: gs.Node) -> gs.Node | None:
 
 
 def feeds_rsqrt_neurons(graph: gs.Graph, node: gs.Node) -> bool:
-    """Every reader of this Sqrt is a Div(p, Sqrt(q)) that signGD's p/sqrt(q) neuron replaces."""
-    return all(rsqrt_divisor(reader) is node for reader in node.outputs[0].outputs)
+    """This Sqrt is read, not as a graph output, and only by Div(p, Sqrt(q)) nodes that signGD's
+    p/sqrt(q) neuron replaces."""
+    readers = node.outputs[0].outputs
+    return bool(readers) and node.outputs[0] not in graph.outputs and all(rsqrt_divisor(r) is node for r in readers)
+
+
+def power_divisor(node: gs.Node) -> gs.Node | None:
+    """The Pow of a Div(p, Pow(q, c)) that reads two activations, with a constant scalar exponent c,
+    and is the Pow's only reader (signGD's p_div_q_pow neuron takes q and c), else None."""
+    if node.op != "Div" or len(node.inputs) != 2 or _activations(node) != 2:
+        return None
+    power = producer(node.inputs[1])
+    if power is None or power.op != "Pow" or len(node.inputs[1].outputs) != 1 or len(power.inputs) != 2:
+        return None
+    exponent = constant_value(power.inputs[1])
+    return power if exponent is not None and exponent.size == 1 and is_activation(power.inputs[0]) else None
+
+
+def feeds_power_neurons(graph: gs.Graph, node: gs.Node) -> bool:
+    """This Pow is read, not as a graph output, and only by Div(p, Pow(q, c)) nodes that signGD's
+    p_div_q_pow neuron replaces."""
+    readers = node.outputs[0].outputs
+    return bool(readers) and node.outputs[0] not in graph.outputs and all(power_divisor(r) is node for r in readers)
+
+
+def clip_bounds(node: gs.Node) -> tuple[float, float] | None:
+    """(min, max) of a Clip whose bounds are absent (±inf) or constant scalars, else None."""
+    bounds = []
+    for index, absent in ((1, -float("inf")), (2, float("inf"))):
+        if index >= len(node.inputs) or not node.inputs[index].name:
+            bounds.append(absent)
+            continue
+        value = constant_value(node.inputs[index])
+        if value is None or value.size != 1:
+            return None
+        bounds.append(float(value.reshape(())))
+    return bounds[0], bounds[1]
+
+
+def relu_cap(node: gs.Node) -> float | None:
+    """c for a Clip(x, 0, c) with a constant c > 0 (a capped ReLU, ReLU6 at c = 6), else None."""
+    bounds = clip_bounds(node) if node.op == "Clip" and in_default_domain(node) else None
+    return bounds[1] if bounds is not None and bounds[0] == 0.0 and 0.0 < bounds[1] < float("inf") else None
+
+
+def is_capped_relu(graph: gs.Graph, node: gs.Node) -> bool:
+    """This Clip is Clip(x, 0, c) with a constant c > 0."""
+    return relu_cap(node) is not None
+
+
+def constant_clip_bounds(graph: gs.Graph, node: gs.Node) -> bool:
+    """This Clip's bounds are constants (or absent)."""
+    return clip_bounds(node) is not None
 
 
 def is_silu_gate(graph: gs.Graph, node: gs.Node) -> bool:
     """This Sigmoid is the gate of a canonical SiLU Mul(u, Sigmoid(u)), read by nothing else."""
     readers = node.outputs[0].outputs
     return len(readers) == 1 and silu_gate(graph, readers[0]) is node
+
+
+def indices_unread(graph: gs.Graph, node: gs.Node) -> bool:
+    """This MaxPool's Indices output (its second) is absent or read by nothing."""
+    return not any(o.outputs or o in graph.outputs for o in node.outputs[1:])
+
+
+def decomposed_by_signgd(graph: gs.Graph, node: gs.Node) -> bool:
+    """This MaxPool is one that signGD's decompose rewrites: 2-D, with static spatial dims and its
+    Indices unread."""
+    shape = node.inputs[0].shape
+    return (
+        len(node.attrs.get("kernel_shape", ())) == 2
+        and shape is not None
+        and len(shape) == 4
+        and all(isinstance(d, int) for d in shape[2:])
+        and indices_unread(graph, node)
+    )
 
 
 def reads_one_layer(graph: gs.Graph, pool: gs.Node) -> bool:
@@ -196,8 +288,6 @@ _LINEAR_MAPS = (
     "ReduceSum",
     "Pad",
 )
-#: ops that only move elements (TTFS: they act on spike times unchanged)
-_LAYOUT_OPS = ("Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze")
 #: ops that move, copy, select or shape data, or make constants and shapes
 _DATA_OPS = (
     "Concat",
@@ -215,7 +305,13 @@ _DATA_OPS = (
 )
 
 
-def _table(*groups: tuple[tuple[str, ...], Support]) -> dict[str, Support]:
+#: ops of a table that share one Support
+_Group = tuple[tuple[str, ...], Support]
+#: how every family carries the ops that move, copy or shape data
+_DATA = Support(LINEAR, "carried as is: moves, copies or shapes data")
+
+
+def _table(*groups: _Group) -> dict[str, Support]:
     table: dict[str, Support] = {}
     for ops, support in groups:
         for op in ops:
@@ -225,44 +321,91 @@ def _table(*groups: tuple[tuple[str, ...], Support]) -> dict[str, Support]:
 
 
 _PRODUCT_OF_ACTIVATIONS = "a product of two activations"
-_RATE_LINEAR = Support(LINEAR, "carried as is: linear in the activations, so the rates pass through")
-_RATE_DATA = Support(LINEAR, "carried as is: moves, copies or shapes data")
 
-RATE = Family(
-    neuron="if",
-    title="IF neurons (rate coding)",
-    ops=_table(
-        (("Relu",), Support(NEURON, "replaced by an `snn.IFNeuron` (threshold 1, soft or hard reset)")),
-        (
-            ("Mul",),
-            Support(
-                FORMS,
-                "carried as is when at most one operand is not a constant (a scale); "
-                f"{_PRODUCT_OF_ACTIVATIONS} is refused",
-                when=at_most_one_variable,
-                refusal=f"{_PRODUCT_OF_ACTIVATIONS} is not rate-codable by IF neurons",
-            ),
+
+def _scales_only(how: str, refusal: str) -> Support:
+    """Support of a Mul or Div converted as a scale (at most one operand not a constant), `how`;
+    a product of two activations is refused with "a product of two activations `refusal`"."""
+    return Support(
+        FORMS,
+        f"{how}; {_PRODUCT_OF_ACTIVATIONS} is refused",
+        when=at_most_one_variable,
+        refusal=f"{_PRODUCT_OF_ACTIVATIONS} {refusal}",
+    )
+
+
+_RATE_LINEAR = Support(LINEAR, "carried as is: linear in the activations, so the rates pass through")
+
+
+def _relu_family(neuron: str, title: str, relu: str, unsupported: str, *groups: _Group) -> Family:
+    """A family whose one nonlinearity is the ReLU, which becomes its neuron (`relu`: how), and
+    which carries the ops of `groups`. Its refusal of another nonlinearity names the neurons (the
+    `title` before its parenthesis: "IF neurons") and points to signGD where signGD converts it."""
+    neurons = title.split(" (")[0]
+    return Family(
+        neuron=neuron,
+        title=title,
+        ops=_table((("Relu",), Support(NEURON, relu)), *groups),
+        other_family=f"{neurons} convert only ReLU nonlinearities",
+        unsupported=unsupported,
+        unsupported_hint="replace it in the ANN or file an issue with the model",
+        alternatives=("signgd",),
+    )
+
+
+RATE = _relu_family(
+    "if",
+    "IF neurons (rate coding)",
+    "replaced by an `snn.IFNeuron` (threshold 1, soft or hard reset)",
+    "op is not supported by the SNN compiler",
+    (
+        ("Mul",),
+        _scales_only(
+            "carried as is when at most one operand is not a constant (a scale)",
+            "is not rate-codable by IF neurons",
         ),
-        (
-            ("MatMul", "Div"),
-            Support(
-                LINEAR,
-                "carried as is, whatever its operands (canonicalize has made a "
-                "Div by a float constant a Mul; a MatMul or Div of two "
-                "activations is not refused, though rates do not multiply)",
-            ),
-        ),
-        (_LINEAR_MAPS, _RATE_LINEAR),
-        (_LAYOUT_OPS + _DATA_OPS + ("Dropout",), _RATE_DATA),
     ),
-    other_family="IF neurons convert only ReLU nonlinearities",
-    unsupported="op is not supported by the SNN compiler",
-    unsupported_hint="replace it in the ANN or file an issue with the model",
-    alternatives=("signgd",),
+    (
+        ("Clip",),
+        Support(
+            FORMS,
+            "Clip(x, 0, c) with a constant c > 0 (ReLU6): an `snn.IFNeuron` whose scale λ is c, so "
+            "that its rate, at most one spike a step, caps the output at c exactly",
+            when=is_capped_relu,
+            refusal="IF neurons convert only the Clip(x, 0, c) form of Clip (a ReLU capped at c)",
+        ),
+    ),
+    (
+        ("MaxPool",),
+        Support(
+            NEURON,
+            "an `snn.IFMaxPool` where its input changes over time (spikes): the rise of the window "
+            "maximum of the running spike counts, so that each output's spike count is the largest "
+            "count of its window and its rate the max of their rates (every MaxPool attribute passes "
+            "through); a MaxPool of the constant analog input, computed once, is kept as it is. "
+            "`--neuron auto` still picks signGD for a net with a 2-D MaxPool, which signGD "
+            "decomposes: on fashion-maxpool it is more accurate from T = 32 (at T = 64 88.82 % "
+            "against IF's 88.72 %; IF leads at T <= 16)",
+            when=indices_unread,
+            refusal="a MaxPool whose Indices output is read has no IF conversion",
+            advice="read only its first output",
+            auto_signgd=decomposed_by_signgd,
+        ),
+    ),
+    (
+        ("MatMul", "Div"),
+        Support(
+            LINEAR,
+            "carried as is, whatever its operands (canonicalize has made a "
+            "Div by a float constant a Mul; a MatMul or Div of two "
+            "activations is not refused, though rates do not multiply)",
+        ),
+    ),
+    (_LINEAR_MAPS, _RATE_LINEAR),
+    (LAYOUT_OPS + _DATA_OPS + ("Dropout",), _DATA),
 )
 
 _SIGNGD_AFFINE = Support(LINEAR, "carried as is: affine in the activations (the neurons' input currents)")
-_SIGNGD_DATA = Support(LINEAR, "carried as is: moves, copies or shapes data")
 
 _SIGNGD_OPS = _table(
     (("Relu",), Support(NEURON, "an `snn.SignGDNeuron` (`relu`)", neuron="relu")),
@@ -272,10 +415,40 @@ _SIGNGD_OPS = _table(
     (("HardSwish",), Support(NEURON, "an `snn.SignGDNeuron` (`hard_swish`)", neuron="hard_swish")),
     (("Gelu",), Support(NEURON, "an `snn.SignGDNeuron` (`gelu_erf`, or `gelu_tanh` for approximate=tanh)")),
     (
+        ("HardSigmoid",),
+        Support(
+            NEURON,
+            "an `snn.SignGDNeuron` (`clip` of alpha·x + beta to [0, 1], held scaled to the range)",
+            neuron="clip",
+        ),
+    ),
+    (
+        ("Clip",),
+        Support(
+            NEURON,
+            "with constant bounds (either may be absent; ReLU6 is Clip(0, 6)): an `snn.SignGDNeuron` "
+            "(`clip`, held scaled to the range when both bounds are given)",
+            when=constant_clip_bounds,
+            refusal="a Clip whose bounds are not constants has no signGD neuron",
+            advice="give the Clip constant bounds",
+            neuron="clip",
+        ),
+    ),
+    (
+        ("Sigmoid",),
+        Support(
+            NEURON,
+            "an `snn.SignGDNeuron` (`sigmoid`, held scaled to the range); the gate of a SiLU "
+            "Mul(u, Sigmoid(u)) goes into that `silu` neuron instead",
+            neuron="sigmoid",
+        ),
+    ),
+    (
         ("MaxPool",),
         Support(
             REWRITTEN,
-            "decompose: 2-D (dilation 1, floor mode) becomes Pad, Slice and pairwise Max, each Max a `maximum` neuron",
+            "decompose: 2-D (any dilation, floor or ceil mode, explicit or SAME padding) becomes Pad, Slice and "
+            "pairwise Max, each Max a `maximum` neuron",
         ),
     ),
     (
@@ -283,6 +456,28 @@ _SIGNGD_OPS = _table(
         Support(REWRITTEN, "decompose: mean, `square` neurons, a `p_rsqrt_q` neuron and the affine scale and bias"),
     ),
     (("Softmax",), Support(REWRITTEN, "decompose: an `exp` neuron, ReduceSum and a `div` neuron")),
+    (
+        ("InstanceNormalization",),
+        Support(
+            REWRITTEN,
+            "decompose: as LayerNormalization over the spatial axes, then the per-channel scale and bias "
+            "(GroupNorm exports as Reshape, InstanceNormalization, Reshape)",
+        ),
+    ),
+    (
+        ("GroupNormalization",),
+        Support(
+            REWRITTEN, "decompose: Reshape to groups, as LayerNormalization, Reshape back, per-channel scale and bias"
+        ),
+    ),
+    (
+        ("LRN",),
+        Support(
+            REWRITTEN,
+            "decompose: a `square` neuron, the window sum over channels as a banded 1x1 Conv, and a "
+            "`p_div_q_pow` neuron",
+        ),
+    ),
     (
         ("Mul",),
         Support(
@@ -297,25 +492,26 @@ _SIGNGD_OPS = _table(
         Support(
             FORMS,
             "every form: with at most one activation operand, carried as is; Div(p, Sqrt(q)) "
-            "a `p_rsqrt_q` and of two activations a `div` `snn.SignGDBinaryNeuron`",
+            "a `p_rsqrt_q`, Div(p, Pow(q, c)) a `p_div_q_pow` and of two activations a `div` "
+            "`snn.SignGDBinaryNeuron`",
         ),
     ),
     (("Max",), Support(FORMS, "of two activations only: a `maximum` `snn.SignGDBinaryNeuron`", when=two_activations)),
-    (
-        ("Sigmoid",),
-        Support(
-            FORMS,
-            "only as the gate of a SiLU Mul(u, Sigmoid(u)), which the `silu` neuron "
-            "computes; any other Sigmoid is refused",
-            when=is_silu_gate,
-        ),
-    ),
     (
         ("Sqrt",),
         Support(
             FORMS,
             "only as the divisor of Div(p, Sqrt(q)), which the `p_rsqrt_q` neuron computes; any other Sqrt is refused",
             when=feeds_rsqrt_neurons,
+        ),
+    ),
+    (
+        ("Pow",),
+        Support(
+            FORMS,
+            "only as the divisor of Div(p, Pow(q, c)) with a constant c (torch's LocalResponseNorm), which the "
+            "`p_div_q_pow` neuron computes; any other Pow is refused",
+            when=feeds_power_neurons,
         ),
     ),
     (
@@ -328,7 +524,7 @@ _SIGNGD_OPS = _table(
         ),
     ),
     (_LINEAR_MAPS, _SIGNGD_AFFINE),
-    (_LAYOUT_OPS + _DATA_OPS, _SIGNGD_DATA),
+    (LAYOUT_OPS + _DATA_OPS, _DATA),
 )
 
 
@@ -349,49 +545,38 @@ SIGNGD = Family(
     ),
 )
 
-TTFS = Family(
-    neuron="ttfs",
-    title="TTFS neurons (time to first spike)",
-    ops=_table(
-        (("Relu",), Support(NEURON, "an `snn.TTFSNeuron` (one spike at most; model A: `snn.TTFSDenseA`)")),
-        (
-            ("MaxPool",),
-            Support(
-                POOL,
-                "the earliest spike, when it reads one layer's spikes (through layout ops, "
-                "pools and per-channel constants)",
-                when=reads_one_layer,
-                refusal="MaxPool reads a sum or mix of layers (e.g. a residual Add), which has "
-                "no single earliest spike, so its windows cannot be aligned",
-                advice="put a ReLU before the MaxPool",
-            ),
+TTFS = _relu_family(
+    "ttfs",
+    "TTFS neurons (time to first spike)",
+    "an `snn.TTFSNeuron` (one spike at most; model A: `snn.TTFSDenseA`)",
+    "op is not supported by the TTFS conversion",
+    (
+        ("MaxPool",),
+        Support(
+            POOL,
+            "the earliest spike, when it reads one layer's spikes (through layout ops, "
+            "pools and per-channel constants)",
+            when=reads_one_layer,
+            refusal="MaxPool reads a sum or mix of layers (e.g. a residual Add), which has "
+            "no single earliest spike, so its windows cannot be aligned",
+            advice="put a ReLU before the MaxPool",
         ),
-        (
-            ("Mul", "Div"),
-            Support(
-                FORMS,
-                "by a constant (at most one non-constant operand), carried as is; "
-                f"{_PRODUCT_OF_ACTIVATIONS} is refused",
-                when=at_most_one_variable,
-                refusal=f"{_PRODUCT_OF_ACTIVATIONS} has no TTFS mapping",
-            ),
-        ),
-        (_LAYOUT_OPS, Support(LAYOUT, "moves the spikes, their times unchanged")),
-        (
-            ("MatMul",),
-            Support(
-                LINEAR,
-                "carried as is, whatever its operands (a MatMul of two activations is not "
-                "refused, though spike leads do not multiply)",
-            ),
-        ),
-        (_LINEAR_MAPS, Support(LINEAR, "carried as is: linear in the activations (the spikes' leads)")),
-        (_DATA_OPS + ("Dropout",), Support(LINEAR, "carried as is: moves, copies or shapes data")),
     ),
-    other_family="TTFS neurons convert only ReLU nonlinearities",
-    unsupported="op is not supported by the TTFS conversion",
-    unsupported_hint="replace it in the ANN or file an issue with the model",
-    alternatives=("signgd",),
+    (
+        ("Mul", "Div"),
+        _scales_only("by a constant (at most one non-constant operand), carried as is", "has no TTFS mapping"),
+    ),
+    (LAYOUT_OPS, Support(LAYOUT, "moves the spikes, their times unchanged")),
+    (
+        ("MatMul",),
+        Support(
+            LINEAR,
+            "carried as is, whatever its operands (a MatMul of two activations is not "
+            "refused, though spike leads do not multiply)",
+        ),
+    ),
+    (_LINEAR_MAPS, Support(LINEAR, "carried as is: linear in the activations (the spikes' leads)")),
+    (_DATA_OPS + ("Dropout",), _DATA),
 )
 
 #: the families by --neuron value

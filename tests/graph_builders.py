@@ -71,6 +71,12 @@ def cnn() -> nn.Module:
     )
 
 
+def conv_relu_maxpool(channels: int) -> list[nn.Module]:
+    """3x3 conv (1 -> `channels`, padding 1) -> ReLU -> 2x2 MaxPool -> Flatten: the front of the small
+    MaxPool nets, taking one-channel 8x8 images to `channels` * 16 features."""
+    return [nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]
+
+
 def randomized(net: nn.Module, seed: int = 0) -> nn.Module:
     """`net` with non-trivial BN statistics, in eval mode."""
     torch.manual_seed(seed)

@@ -36,6 +36,12 @@ def tiny_relu_model(op: str = "Relu", domain: str = "", hidden: int = 8) -> onnx
     return float_model(nodes, "tiny", {"x": ["N", 4]}, {"y": ["N", 3]}, inits, opsets={"": 17} | extra)
 
 
+def onnx_nodes(*lines: str) -> list[onnx.NodeProto]:
+    """Nodes written in ONNX's text syntax, one per line, e.g. "y = Add(x, b)" or
+    "z = Gemm <transB = 1> (x, w)" (onnx.parser.parse_node)."""
+    return [onnx.parser.parse_node(line) for line in lines]
+
+
 def float_model(
     nodes: list[onnx.NodeProto],
     name: str,
@@ -94,10 +100,11 @@ def digits_net(
         return seeded_net(build, seed)
     import torch
 
+    from onnx_snn.models.architecture import TrainSettings
     from onnx_snn.models.train import train
 
     torch.manual_seed(seed)  # the initial weights, whatever ran before
-    return train(build(), x_train, y_train, epochs=epochs, lr=1e-2, seed=seed)
+    return train(build(), x_train, y_train, TrainSettings(epochs, lr=1e-2, seed=seed))
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -16,10 +16,11 @@ Split of the work:
   convolutions) from them, and only the same kernels give the compiled model's currents bit for bit.
 * the encoder, neurons and decoder run in numpy (tests/signgd_reference.py), from their
   calibrated offset/bias initializers and their attributes (eta0, gamma, schedule, tail, function,
-  gate, cubic, slope, codec; the ops' defaults when absent). Per timestep, in graph order (which is
-  topological), each node's current is computed from the spikes already emitted in this step
-  (spec §2: layers are not delayed), then one step of the dynamics: charge x −= η_t(2z − o), fire
-  by the node's rule, reset v −= η_t(2s − 1); the encoder emits e_t; the decoder y −= η_t(2z − o).
+  gate, cubic, slope, alpha, beta, low, high, exponent, codec; the ops' defaults when absent). Per
+  timestep, in graph order (which is topological), each node's current is computed from the
+  spikes already emitted in this step (spec §2: layers are not delayed), then one step of the
+  dynamics: charge x −= η_t(2z − o), fire by the node's rule, reset v −= η_t(2s − 1); the encoder
+  emits e_t; the decoder y −= η_t(2z − o).
 
 Float32 ties (spec §10.1): the GELU and exp targets are rounded differently by numpy and by
 onnxruntime's kernels, so where v lies within TIE_ULPS of f(x) either spike is right. `run` can
@@ -42,10 +43,10 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 from signgd_reference import (
-    BINARY_RULES,
     RULE_DEFAULTS,
     Rule,
     _initial,
+    binary_rule,
     charge,
     encode_step,
     eta_schedule,
@@ -91,13 +92,13 @@ ATTRIBUTE_DEFAULTS: dict[str, float | str] = {
     "tail": 0.25,
     "codec": "float",
 }
-#: float attributes of the rules; absent ones take unary_rule's defaults
-RULE_ATTRIBUTES = ("gate", "cubic", "slope")
+#: float attributes of the unary rules; absent ones take unary_rule's defaults
+RULE_ATTRIBUTES = ("gate", "cubic", "slope", "alpha", "beta", "low", "high")
 #: neurons whose targets use exp, sigmoid or erf: numpy and onnxruntime (MLAS kernels, fused
 #: QuickGelu) evaluate them in float32 differently, within 2.5 ulps of max(|f(x)|, |x|) (of |eˣ| for
 #: exp) of the float64 value, measured over 400k inputs in [−8, 8]. Where v lies that close to the
 #: target both verdicts are right in float32 (spec §10.1): a tie
-APPROXIMATE_TARGETS = frozenset({"gelu", "silu", "gelu_erf", "gelu_tanh", "exp"})
+APPROXIMATE_TARGETS = frozenset({"gelu", "silu", "gelu_erf", "gelu_tanh", "exp", "sigmoid"})
 #: the half-width of a tie, in float32 ulps of that scale
 TIE_ULPS = 4
 
@@ -134,7 +135,8 @@ class SnnNode:
     def rule(self) -> Rule:
         function = self.attributes["function"]
         if self.op == "SignGDBinaryNeuron":
-            return BINARY_RULES[function]
+            exponent = self.attributes.get("exponent")
+            return binary_rule(function, None if exponent is None else float(exponent))
         return unary_rule(function, **{k: self.attributes[k] for k in RULE_ATTRIBUTES if k in self.attributes})
 
     def exact_target(self, dtype) -> Callable[[np.ndarray], np.ndarray] | None:

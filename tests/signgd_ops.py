@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
+from signgd_reference import NeuronInputs
 
 from onnx_snn.ir.neurons import attach_functions
 
@@ -55,27 +56,21 @@ def int64(value: int) -> np.ndarray:
     return np.asarray(value, np.int64)
 
 
-def run_neuron(
-    currents: list[np.ndarray],
-    offsets: list,
-    biases: list,
-    function: str,
-    x0: list | None = None,
-    v0=NAN,
-    t0: int = 0,
-    **attrs,
-) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """SignGDNeuron (one current) or SignGDBinaryNeuron (two) on currents [T, B, ...];
-    returns spikes [T, B, ...], the x_T per operand and v_T."""
+def run_neuron(inputs: NeuronInputs, function: str, **attrs) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """SignGDNeuron (one current) or SignGDBinaryNeuron (two) with `function` (and further attributes
+    `attrs`) on `inputs`; returns spikes [T, B, ...], the x_T per operand and v_T."""
+    currents = inputs.currents
     dtype = currents[0].dtype
     tags = [""] if len(currents) == 1 else ["p", "q"]
     op = "SignGDNeuron" if len(currents) == 1 else "SignGDBinaryNeuron"
-    x0 = x0 if x0 is not None else [NAN] * len(currents)
+    x0 = inputs.x0 if inputs.x0 is not None else [NAN] * len(currents)
+    v0 = inputs.v0 if inputs.v0 is not None else NAN
     feeds = {f"z{t}": fold_time(z) for t, z in zip(tags, currents)} | {"timesteps": int64(currents[0].shape[0])}
-    for t, o, b in zip(tags, offsets, biases):
+    for t, o, b in zip(tags, inputs.offsets, inputs.biases):
         suffix = f"_{t}" if t else ""
         feeds |= {f"offset{suffix}": np.asarray(o, dtype), f"bias{suffix}": np.asarray(b, dtype)}
-    feeds |= {f"x{t}0": np.asarray(x, dtype) for t, x in zip(tags, x0)} | {"v0": np.asarray(v0, dtype), "t0": int64(t0)}
+    feeds |= {f"x{t}0": np.asarray(x, dtype) for t, x in zip(tags, x0)}
+    feeds |= {"v0": np.asarray(v0, dtype), "t0": int64(inputs.t0)}
     rank = currents[0].ndim - 1
     outputs = {"spikes": rank} | {f"x{t}_T": rank for t in tags} | {"v_T": rank}
     out = runner([snn(op, list(feeds), list(outputs), function=function, **attrs)], feeds, outputs)(feeds)
@@ -141,7 +136,11 @@ def random_case(kind: str, function: str, timesteps: int, dtype, rng: np.random.
         return np.asarray(np.nan, dtype) if fresh else np.where(rng.random(shape) < 0.2, np.nan, values).astype(dtype)
 
     shapes = [SHAPE] if kind != "binary" else [SHAPE, SHAPE[:-1] + (1,)]
-    positive = function in ("p_rsqrt_q", "div")  # mostly positive q: exercises √q and p/q (and q < 0 sometimes)
+    positive = function in (
+        "p_rsqrt_q",
+        "p_div_q_pow",
+        "div",
+    )  # mostly positive q: exercises √q and p/q (and q < 0 sometimes)
     currents = [
         rng.uniform(-0.3 if positive and i else -1, 1.5, (timesteps,) + s).astype(dtype) for i, s in enumerate(shapes)
     ]

@@ -7,18 +7,39 @@ every sequence ([T, B, ...]); states are one step's shape [B, ...].
 
 Beyond the spec, as the compiler's ops have them: the rules take parameters (unary_rule: the
 GELU gate and cubic, which also give the exact-erf and tanh GELU forms, and the LeakyReLU slope),
-and the encoder has the codec "exact" (g_t = clip((f − x)/η_t, −1, 1)). The single steps
+the bounded unary neurons clip and sigmoid and the two-operand p_div_q_pow (binary_rule) are
+derived by the spec's method (a neuron fires iff its output estimate lies above the target), and
+the encoder has the codec "exact" (g_t = clip((f − x)/η_t, −1, 1)). The single steps
 (charge, fire_reset, encode_step) are public for the network reference
 (tests/signgd_network_reference.py).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
 Rule = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class NeuronInputs:
+    """What one run of a unary (one current) or two-operand neuron takes, the same for this
+    reference (signgd_neuron) and the op (signgd_ops.run_neuron).
+
+    currents: [T, B, ...] each; offsets and biases: o and β per operand; x0 (one per operand) and
+    v0: the state to continue from, None or NaN for a fresh one (x0 = β, v0 = 0); t0: the steps
+    already run.
+    """
+
+    currents: list[np.ndarray]
+    offsets: list
+    biases: list
+    x0: list | None = None
+    v0: Any = None
+    t0: int = 0
 
 
 def eta_schedule(
@@ -47,8 +68,19 @@ def eta_schedule(
 
 #: defaults of the neuron attributes that parametrise a rule (the ops' documented defaults):
 #: gate 1.702 (the spec §5 sigmoid GELU, used by every GELU form when absent), cubic 0.044715
-#: (the tanh GELU's x³ coefficient), slope 0.1 (spec §5 LeakyReLU)
-RULE_DEFAULTS: dict[str, float] = {"gate": 1.702, "cubic": 0.044715, "slope": 0.1}
+#: (the tanh GELU's x³ coefficient), slope 0.1 (spec §5 LeakyReLU); beyond the spec, the bounded
+#: functions' input map alpha·x + beta and output range [low, high] (clip, sigmoid) and the
+#: p_div_q_pow exponent (½: the p/√q rule)
+RULE_DEFAULTS: dict[str, float] = {
+    "gate": 1.702,
+    "cubic": 0.044715,
+    "slope": 0.1,
+    "alpha": 1.0,
+    "beta": 0.0,
+    "low": 0.0,
+    "high": 1.0,
+    "exponent": 0.5,
+}
 
 
 def _const(x: np.ndarray, value: float):
@@ -121,16 +153,53 @@ def _p_rsqrt_q(v: np.ndarray, operands: list[np.ndarray]) -> np.ndarray:
         return np.sqrt(q) * v > p
 
 
+def _bounded_targets(
+    alpha: float, beta: float, low: float, high: float
+) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """The bounded targets by function (beyond the spec, derived by its method: the neuron fires
+    iff v lies above f(x)), on the input map u = alpha·x + beta:
+    clip     clip(u, low, high)                  (HardSigmoid: (alpha, beta, 0, 1); Clip(a, b):
+                                                  (1, 0, a, b), an absent bound ±inf)
+    sigmoid  low + (high − low)·σ(u)             (Sigmoid: (1, 0, 0, 1))
+    An output held as f/s is the same form with alpha/s, beta/s, low/s, high/s (clip) or high/s
+    (sigmoid with low 0)."""
+
+    def affine(x):
+        return x * _const(x, alpha) + _const(x, beta)
+
+    def clip(x):
+        return np.clip(affine(x), _const(x, low), _const(x, high))
+
+    def sigmoid(x):
+        span = _const(x, high) - _const(x, low)
+        return _sigmoid(affine(x)) * span + _const(x, low)
+
+    return {"clip": clip, "sigmoid": sigmoid}
+
+
 def unary_target(
-    function: str, gate: float | None = None, cubic: float | None = None, slope: float | None = None
+    function: str,
+    gate: float | None = None,
+    cubic: float | None = None,
+    slope: float | None = None,
+    **bounds: float,
 ) -> tuple[Callable[[np.ndarray], np.ndarray], bool]:
-    """(target f, fires on ties) of a unary neuron with the attributes gate, cubic (GELU forms) and
-    slope (leaky_relu); None: RULE_DEFAULTS. Spec §5: relu v ≥ max(x, 0); leaky_relu v > x (x ≥ 0),
-    v > slope·x (x < 0); the GELU forms v > target (see _gelu_targets); abs v > |x|; square v ≥ x²;
-    exp v ≥ eˣ."""
+    """(target f, fires on ties) of a unary neuron with the attributes gate, cubic (GELU forms),
+    slope (leaky_relu) and `bounds` alpha, beta, low, high (clip, sigmoid); None or absent:
+    RULE_DEFAULTS. Spec §5: relu v ≥ max(x, 0); leaky_relu v > x (x ≥ 0), v > slope·x (x < 0); the
+    GELU forms v > target (see _gelu_targets); abs v > |x|; square v ≥ x²; exp v ≥ eˣ. Beyond the
+    spec: clip v ≥ target (ties as relu's: clip(x, 0, inf) is relu), sigmoid v > target (see
+    _bounded_targets)."""
     gate = RULE_DEFAULTS["gate"] if gate is None else gate
     cubic = RULE_DEFAULTS["cubic"] if cubic is None else cubic
     slope = RULE_DEFAULTS["slope"] if slope is None else slope
+    unknown = set(bounds) - {"alpha", "beta", "low", "high"}
+    if unknown:
+        raise ValueError(f"unknown unary rule attributes {sorted(unknown)}")
+    alpha, beta, low, high = (
+        RULE_DEFAULTS[k] if bounds.get(k) is None else bounds[k] for k in ("alpha", "beta", "low", "high")
+    )
+    bounded = _bounded_targets(alpha, beta, low, high)
     targets = {
         "relu": (lambda x: np.maximum(x, _const(x, 0)), True),
         "leaky_relu": (lambda x: np.where(x >= 0, x, _const(x, slope) * x), False),
@@ -138,6 +207,8 @@ def unary_target(
         "abs": (np.abs, False),
         "square": (lambda x: x * x, True),
         "exp": (np.exp, True),
+        "clip": (bounded["clip"], True),
+        "sigmoid": (bounded["sigmoid"], False),
     }
     if function not in targets:
         raise ValueError(f"unknown unary signGD function {function!r}")
@@ -145,10 +216,14 @@ def unary_target(
 
 
 def unary_rule(
-    function: str, gate: float | None = None, cubic: float | None = None, slope: float | None = None
+    function: str,
+    gate: float | None = None,
+    cubic: float | None = None,
+    slope: float | None = None,
+    **bounds: float,
 ) -> Rule:
     """The firing rule of a unary neuron (see unary_target)."""
-    return _above(*unary_target(function, gate, cubic, slope))
+    return _above(*unary_target(function, gate, cubic, slope, **bounds))
 
 
 #: spec §5: unary rules by `function` with the spec's parameters (the extra GELU forms, and other
@@ -164,6 +239,28 @@ BINARY_RULES: dict[str, Rule] = {
     "product": _above(np.multiply, ties=True),
     "p_rsqrt_q": _p_rsqrt_q,
 }
+
+
+def _p_div_q_pow(exponent: float) -> Rule:
+    """Fires iff q^exponent·v > p (beyond the spec: the p/√q rule with another power, e.g. LRN's
+    x/q^β); a negative q to a fractional power is NaN, which never fires."""
+
+    def rule(v: np.ndarray, operands: list[np.ndarray]) -> np.ndarray:
+        p, q = operands
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.power(q, _const(q, exponent)) * v > p
+
+    return rule
+
+
+def binary_rule(function: str, exponent: float | None = None) -> Rule:
+    """The firing rule of a two-operand neuron: BINARY_RULES, or p_div_q_pow with `exponent`
+    (None: RULE_DEFAULTS)."""
+    if function == "p_div_q_pow":
+        return _p_div_q_pow(RULE_DEFAULTS["exponent"] if exponent is None else exponent)
+    if function not in BINARY_RULES:
+        raise ValueError(f"unknown binary signGD function {function!r}")
+    return BINARY_RULES[function]
 
 
 def _initial(state, fresh, shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -207,31 +304,23 @@ def encode_step(f: np.ndarray, x: np.ndarray, eta, codec: str) -> tuple[np.ndarr
     return (1 + g) / 2, f - eta * g
 
 
-def signgd_neuron(
-    currents: list[np.ndarray],
-    offsets: list,
-    biases: list,
-    rule: Rule,
-    x0: list | None = None,
-    v0=None,
-    t0: int = 0,
-    **schedule,
-) -> tuple[np.ndarray, list, np.ndarray]:
-    """A unary (one current) or two-operand neuron. currents: [T, B, ...] each.
+def signgd_neuron(inputs: NeuronInputs, rule: Rule, **schedule) -> tuple[np.ndarray, list, np.ndarray]:
+    """A unary (one current) or two-operand neuron firing by `rule` on `inputs`.
 
     Returns the spikes [T, B, ...] (broadcast shape), the input estimates x_T (one per operand)
-    and the output estimate v_T. A None or NaN state is fresh: x0 = bias, v0 = 0.
+    and the output estimate v_T.
     """
+    currents = inputs.currents
     dtype = currents[0].dtype
     timesteps = currents[0].shape[0]
-    eta = eta_schedule(t0, timesteps, dtype=dtype, **schedule)
-    x0 = x0 if x0 is not None else [None] * len(currents)
-    x = [_initial(x0_i, b, z.shape[1:], dtype) for x0_i, z, b in zip(x0, currents, biases)]
+    eta = eta_schedule(inputs.t0, timesteps, dtype=dtype, **schedule)
+    x0 = inputs.x0 if inputs.x0 is not None else [None] * len(currents)
+    x = [_initial(x0_i, b, z.shape[1:], dtype) for x0_i, z, b in zip(x0, currents, inputs.biases)]
     shape = np.broadcast_shapes(*(z.shape[1:] for z in currents))
-    v = _initial(v0, 0, shape, dtype)
+    v = _initial(inputs.v0, 0, shape, dtype)
     spikes = np.zeros((timesteps,) + shape, dtype)
     for t in range(timesteps):
-        x = [charge(xi, z[t], o, eta[t]) for xi, z, o in zip(x, currents, offsets)]
+        x = [charge(xi, z[t], o, eta[t]) for xi, z, o in zip(x, currents, inputs.offsets)]
         spikes[t], v = fire_reset(v, rule(v, x), eta[t])
     return spikes, x, v
 

@@ -6,11 +6,16 @@ import json
 
 import numpy as np
 import onnx
+import onnx_graphsurgeon as gs
+import onnxruntime as ort
 import pytest
 from helpers import float_model, run_cli
 from onnx import TensorProto, helper
 
 from onnx_snn import CompileOptions, compile_model
+from onnx_snn.ir.function_parts import SNN_DOMAIN
+from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.common import activity_stats
 from onnx_snn.runtime import Session
 from onnx_snn.runtime.energy import ACCUMULATE_PJ, COMPUTE_ONLY, MULTIPLY_ACCUMULATE_PJ, energy_report
 
@@ -122,3 +127,32 @@ def test_eval_stats_prints_the_report_and_needs_stats(tmp_path):
         else:
             assert run.returncode == 2 and "compile it with --stats" in run.stderr
             assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_a_layer_whose_shape_is_not_static_counts_its_spikes_and_one_synop_each():
+    """A spiking layer whose per-sample shape shape inference could not resolve (a dim is a
+    symbol) gets neuron count 0 and a note instead of a crash, and --stats outputs that still
+    count its spikes per sample over T, with one synaptic operation per spike."""
+    x = gs.Variable("x", dtype=np.float32, shape=["T*batch", 3])
+    steps = gs.Variable("timesteps", dtype=np.int64, shape=[])
+    spikes = gs.Variable("s", dtype=np.float32, shape=["T*batch", "d"])
+    out = gs.Variable("y", dtype=np.float32, shape=["T*batch", 2])
+    weight = gs.Constant("w", W2.T.copy())
+    nodes = [
+        gs.Node("IFNeuron", "hidden", domain=SNN_DOMAIN, inputs=[x], outputs=[spikes]),
+        gs.Node("MatMul", "fc2", inputs=[spikes, weight], outputs=[out]),
+    ]
+    graph = gs.Graph(nodes=nodes, inputs=[x, steps], outputs=[out], opset=17)
+    ctx = PassContext(options=CompileOptions(stats=True), show_progress=False)
+    graph = activity_stats.run(graph, ctx)
+    assert ctx.state.activity["neurons"] == [["hidden", 0]]
+    assert ctx.state.activity["fan_out_approximated"] == ["fc2"]
+    assert any("hidden" in note and "not static" in note for note in ctx.notes)
+    neuron = next(n for n in graph.nodes if n.op == "IFNeuron")  # stand in for the neuron: spikes = input
+    neuron.op, neuron.domain = "Identity", ""
+    session = ort.InferenceSession(gs.export_onnx(graph).SerializeToString(), providers=["CPUExecutionProvider"])
+    trains = np.random.default_rng(0).integers(0, 2, size=(4, 2, 3)).astype(np.float32)  # [T, B, 3]
+    feed = {"x": trains.reshape(8, 3), "timesteps": np.asarray(4, dtype=np.int64)}
+    counts = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
+    np.testing.assert_array_equal(counts["spikes/hidden"], trains.sum(axis=(0, 2)))
+    np.testing.assert_array_equal(counts["synops/hidden"], trains.sum(axis=(0, 2)))

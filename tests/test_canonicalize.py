@@ -10,7 +10,7 @@ import onnx
 import onnx_graphsurgeon as gs
 import pytest
 import torch
-from helpers import randomize_batchnorm
+from helpers import onnx_nodes, randomize_batchnorm
 from onnx import helper
 from torch import nn
 
@@ -284,13 +284,13 @@ def test_gemm_with_transposed_activation_is_refused(make_model):
 
 def test_normalization_sub_div_and_bias_become_one_batchnorm(make_model, ort_run):
     rng = np.random.default_rng(2)
-    nodes = [
-        helper.make_node("Sub", ["x", "mean"], ["centered"]),
-        helper.make_node("Div", ["centered", "std"], ["scaled"]),
-        helper.make_node("Conv", ["scaled", "w"], ["conv"]),
-        helper.make_node("Mul", ["conv", "gamma"], ["g"]),
-        helper.make_node("Add", ["beta", "g"], ["y"]),
-    ]
+    nodes = onnx_nodes(
+        "centered = Sub(x, mean)",
+        "scaled = Div(centered, std)",
+        "conv = Conv(scaled, w)",
+        "g = Mul(conv, gamma)",
+        "y = Add(beta, g)",
+    )
     inits = {
         "mean": rng.standard_normal((3, 1, 1)).astype(np.float32),
         "std": rng.uniform(0.5, 2, (1, 3, 1, 1)).astype(np.float32),
@@ -335,6 +335,23 @@ def test_identity_dropout_and_softmax_are_removed_keeping_output_name(make_model
     assert any("dropped final Softmax" in note for note in ctx.notes)
     x = random_input((1, 4), 3)
     np.testing.assert_allclose(ort_run(graph, x)[0], np.maximum(x, 0))
+
+
+def test_a_softmax_before_layout_ops_to_the_output_is_dropped(make_model, ort_run):
+    """Caffe2's classifier head, Softmax on [N, C, 1, 1] at opset 9, is Flatten → Softmax →
+    Reshape at opset 13+: the Softmax goes, the layout ops and the output's name stay."""
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["x"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Softmax", ["f"], ["s"], axis=1),
+        helper.make_node("Reshape", ["s", "shape"], ["probs"]),
+    ]
+    inits = {"shape": np.array([-1, 5, 1, 1], np.int64)}
+    graph, ctx = canonical(make_model(nodes, {"x": ["N", 5, 3, 3]}, {"probs": ["N", 5, 1, 1]}, inits))
+    assert "Softmax" not in ops(graph) and graph.outputs[0].name == "probs"
+    assert any("dropped final Softmax" in note for note in ctx.notes)
+    x = random_input((2, 5, 3, 3), 4)
+    np.testing.assert_allclose(ort_run(graph, x)[0], x.mean(axis=(2, 3), keepdims=True), rtol=1e-6)
 
 
 def test_training_dropout_is_refused(make_model):
@@ -399,7 +416,8 @@ def test_opset_out_of_range_is_refused(opset, make_model):
 
 def test_constant_traced_with_the_export_batch_is_refused(make_model):
     nodes = [helper.make_node("Concat", ["cls", "x"], ["y"], axis=1, name="cat")]
-    inits = {"cls": np.zeros((2, 1, 4), np.float32)}  # dynamo folds cls.expand(x.size(0), -1, -1) to this
+    # differing samples: not cls.expand(x.size(0), -1, -1) folded by dynamo (tests/test_fold_shapes.py frees that)
+    inits = {"cls": np.arange(8, dtype=np.float32).reshape(2, 1, 4)}
     model = make_model(nodes, {"x": [2, 3, 4]}, {"y": [2, 4, 4]}, inits)
     with pytest.raises(SnnError, match="cat.*Concat.*exported with"):
         canonical(model)

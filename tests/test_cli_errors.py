@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from helpers import assert_user_error, digest, run_cli, tiny_relu_model
+from helpers import assert_user_error, digest, float_model, run_cli, tiny_relu_model
+from onnx import helper
 
 
 @pytest.fixture
@@ -76,8 +77,8 @@ def test_invalid_graph(tmp_path):
     "op, domain, neuron, hint",
     [
         ("LeakyRelu", "", "if", "use --neuron signgd"),
-        ("Sigmoid", "", "if", "not supported by the SNN compiler; replace it in the ANN"),
-        ("Sigmoid", "", "auto", "no signGD neuron implements it"),
+        ("Tanh", "", "if", "not supported by the SNN compiler; replace it in the ANN"),
+        ("Tanh", "", "auto", "no signGD neuron implements it"),
         ("Sin", "", "if", "not supported"),
         ("FancyAct", "com.example", "auto", "com.example::FancyAct"),
     ],
@@ -179,3 +180,23 @@ def test_installed_entry_points_report_a_user_error_in_one_line(relu_model, tmp_
         timeout=300,
     )
     assert_user_error(result, "missing.npy")
+
+
+def test_an_ann_that_overflows_on_the_calibration_data_is_refused_naming_the_node(tmp_path):
+    """An activation that is inf on the calibration data (the ANN overflows, though no weight or
+    input is absurd on its own) is the user's input, not our bug: exit 2 naming the node, no output."""
+    big = np.full((4, 4), 1e20, dtype=np.float32)
+    inits = [onnx.numpy_helper.from_array(big, name) for name in ("w1", "w2", "w3")]
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1"], ["h1"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+        helper.make_node("Gemm", ["a1", "w2"], ["h2"], name="fc2", transB=1),
+        helper.make_node("Relu", ["h2"], ["a2"], name="relu2"),  # 4·(4e20)·1e20 > float32's max
+        helper.make_node("Gemm", ["a2", "w3"], ["y"], name="fc3", transB=1),
+    ]
+    model_path, calib = tmp_path / "deep.onnx", tmp_path / "calib.npy"
+    onnx.save(float_model(nodes, "deep", {"x": ["N", 4]}, {"y": ["N", 4]}, inits), model_path)
+    np.save(calib, np.ones((8, 4), dtype=np.float32))
+    result = run_cli("compile", str(model_path), "-o", str(tmp_path / "snn.onnx"), "--calib", str(calib))
+    assert_user_error(result, "node 'relu2' (Relu)", "not finite", "calibration data")
+    assert not (tmp_path / "snn.onnx").exists()

@@ -829,57 +829,34 @@ def eval_cases(snn: bytes) -> list[Case]:
     return cases
 
 
+def each_value(option: str, values: list[str], after: list[str] | None = None) -> list[list[str]]:
+    """One command-line tail per value: `option value`, behind the options `after` that make the
+    option apply (e.g. --encoding poisson for --max-rate)."""
+    return [[*(after or []), option, value] for value in values]
+
+
 def option_cases() -> list[Case]:
     """compile and quantize-weights of the digits MLP with odd options."""
     files = {MODEL: digits_mlp().SerializeToString(), CALIB: npy(calibration())}
     compile_options = [
-        ["--timesteps", "0"],
-        ["--timesteps", "-1"],
-        ["--timesteps", str(2**63)],
-        ["--timesteps", str(2**31)],
-        ["--timesteps", "abc"],
-        ["--norm", "garbage"],
-        ["--norm", ""],
-        ["--norm", "-5"],
-        ["--norm", "nan"],
-        ["--norm", "inf"],
-        ["--norm", "0"],
-        ["--norm", "101"],
-        ["--norm", "1e400"],
-        ["--norm", "spikenorm:"],
-        ["--norm", "spikenorm:abc"],
-        ["--norm", "spikenorm:0.5"],
-        ["--norm", "99.9.9"],
-        ["--norm", "max"],
-        ["--norm", "0.5"],
-        ["--v-init", "nan"],
-        ["--v-init", "inf"],
-        ["--v-init", "-0.1"],
-        ["--v-init", "1"],
-        ["--encoding", "poisson", "--max-rate", "nan"],
-        ["--encoding", "poisson", "--max-rate", "-1"],
-        ["--encoding", "poisson", "--max-rate", "1e300"],
-        ["--encoding", "poisson", "--seed", "-1"],
-        ["--encoding", "poisson", "--seed", str(2**64)],
-        ["--calib-batches", "0"],
-        ["--calib-batches", "-1"],
+        *each_value("--timesteps", ["0", "-1", str(2**63), str(2**31), "abc"]),
+        *each_value("--norm", ["garbage", "", "-5", "nan", "inf", "0", "101", "1e400"]),
+        *each_value("--norm", ["spikenorm:", "spikenorm:abc", "spikenorm:0.5"]),
+        *each_value("--norm", ["99.9.9", "max", "0.5"]),
+        *each_value("--v-init", ["nan", "inf", "-0.1", "1"]),
+        *each_value("--max-rate", ["nan", "-1", "1e300"], after=["--encoding", "poisson"]),
+        *each_value("--seed", ["-1", str(2**64)], after=["--encoding", "poisson"]),
+        *each_value("--calib-batches", ["0", "-1"]),
         ["--neuron", "signgd", "--eta0", "0"],
         ["--neuron", "signgd", "--gamma", "1.5"],
         ["--neuron", "signgd", "--tail", "nan"],
         ["--neuron", "signgd", "--signgd-range", "0"],
-        ["--neuron", "ttfs", "--zeta", "nan"],
-        ["--neuron", "ttfs", "--zeta", "-1"],
+        *each_value("--zeta", ["nan", "-1"], after=["--neuron", "ttfs"]),
         ["--neuron", "ttfs", "--input-range", "1", "0"],
         ["--neuron", "ttfs", "--input-range", "nan", "1"],
         ["--neuron", "ttfs", "--input-range", "-inf", "inf"],
-        ["--weight-levels", "0"],
-        ["--weight-levels", "-1"],
-        ["--weight-levels", "1"],
-        ["--weight-levels", str(2**40)],
-        ["--weight-levels", "4", "--on-off-ratio", "0"],
-        ["--weight-levels", "4", "--on-off-ratio", "nan"],
-        ["--weight-levels", "4", "--on-off-ratio", "0.5"],
-        ["--weight-levels", "4", "--on-off-ratio", "inf"],
+        *each_value("--weight-levels", ["0", "-1", "1", str(2**40)]),
+        *each_value("--on-off-ratio", ["0", "nan", "0.5", "inf"], after=["--weight-levels", "4"]),
         ["--neuron", "bogus"],
         ["--dump-after", "bogus"],
         ["--norm", "spikenorm", "--timesteps", "3"],
@@ -919,13 +896,8 @@ def option_cases() -> list[Case]:
         Case("demo --timesteps -1", ["demo", "--timesteps", "-1"]),
     ]
     quantize_options = [
-        ["--levels", "0"],
-        ["--levels", "-1"],
-        ["--levels", "1"],
-        ["--levels", str(2**40)],
-        ["--on-off-ratio", "nan"],
-        ["--on-off-ratio", "0"],
-        ["--on-off-ratio", "-2"],
+        *each_value("--levels", ["0", "-1", "1", str(2**40)]),
+        *each_value("--on-off-ratio", ["nan", "0", "-2"]),
         ["--levels", "4", "--data", CALIB],
         ["--levels", "4"],
     ]

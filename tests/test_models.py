@@ -15,6 +15,7 @@ from onnx import numpy_helper
 
 from onnx_snn.errors import SnnError
 from onnx_snn.models import zoo
+from onnx_snn.models.architecture import TrainSettings
 from onnx_snn.models.data import FASHION_DIR_ENV, load_digits_split, load_fashion_mnist, read_idx
 from onnx_snn.models.export import export_torch
 from onnx_snn.models.make_demo_assets import DEFAULT_OUT_DIR
@@ -49,7 +50,7 @@ def trained_mlp(digits):
     """The digits MLP trained 30 epochs (slow tests only)."""
     x_train, y_train, _, _ = digits
     torch.manual_seed(0)
-    return train(MLP((1, 8, 8), hidden=(64,)), x_train, y_train, epochs=30, batch_size=64)
+    return train(MLP((1, 8, 8), hidden=(64,)), x_train, y_train, TrainSettings(30, batch_size=64))
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def trained_lenet(digits):
     """The digits LeNet trained 20 epochs (slow tests only)."""
     x_train, y_train, _, _ = digits
     torch.manual_seed(0)
-    return train(LeNet(1, 10, image_size=8), x_train, y_train, epochs=20, batch_size=64)
+    return train(LeNet(1, 10, image_size=8), x_train, y_train, TrainSettings(20, batch_size=64))
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +179,7 @@ def test_fashion_lenet_learns_from_a_subset():
     x_train, y_train = load_fashion_mnist("train")
     x_test, y_test = load_fashion_mnist("test")
     torch.manual_seed(0)
-    model = train(LeNet(1, 10, image_size=28), x_train[:10000], y_train[:10000], epochs=1)
+    model = train(LeNet(1, 10, image_size=28), x_train[:10000], y_train[:10000], TrainSettings(1))
     assert evaluate_accuracy(model, x_test[:2000], y_test[:2000]) > 0.7
 
 

@@ -21,6 +21,7 @@ from onnx_snn.runtime import Session
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
+from onnx_snn.models.architecture import TrainSettings
 from onnx_snn.models.data import load_digits_split
 from onnx_snn.models.keras_nets import (
     evaluate_keras_accuracy,
@@ -61,7 +62,7 @@ def test_keras_twin_trains_and_exports(build, trained, digits_nhwc, tmp_path):
     x_train, y_train, x_test, y_test = digits_nhwc
     model = seeded_keras(build)
     if trained:
-        model = train_keras(model, x_train, y_train, epochs=20, batch_size=64)
+        model = train_keras(model, x_train, y_train, TrainSettings(20, batch_size=64))
         assert evaluate_keras_accuracy(model, x_test, y_test) > 0.9
 
     path = export_keras(model, tmp_path / "m.onnx", input_shape=(8, 8, 1))
@@ -90,7 +91,7 @@ def test_keras_gelu_layernorm_mlp_compiles_to_signgd(trained, digits_nhwc, tmp_p
     x_train, y_train, x_test, y_test = digits_nhwc
     model = seeded_keras(lambda: keras_gelu_layernorm_mlp((8, 8, 1)))
     if trained:
-        model = train_keras(model, x_train, y_train, epochs=8, batch_size=64, lr=3e-3)
+        model = train_keras(model, x_train, y_train, TrainSettings(8, batch_size=64, lr=3e-3))
     raw = export_keras(model, tmp_path / "ann.raw.onnx", input_shape=(8, 8, 1))
     exported_ops = {n.op_type for n in onnx.load(raw).graph.node}
     assert {"Erfc", "Tanh", "Pow", "ReduceMean", "Sqrt", "Reciprocal"} <= exported_ops

@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import onnx_graphsurgeon as gs
 import pytest
+from helpers import float_model
+from onnx import helper
 
+from onnx_snn import compile_model
 from onnx_snn.errors import SnnError
 from onnx_snn.options import CompileOptions
 from onnx_snn.passes import op_support
@@ -108,13 +111,13 @@ def test_an_op_signgd_converts_points_to_signgd(family):
     assert str(error) == (f"net.onnx: node 'act' (LeakyRelu): {REFUSERS[family][0].other_family}; use --neuron signgd")
 
 
-@pytest.mark.parametrize("family", ["if", "signgd", "ttfs"])
-def test_a_bare_sigmoid_is_refused_and_signgd_is_not_offered(family):
-    """signGD converts a Sigmoid only as the gate of a SiLU: no family converts a bare one."""
-    assert not SIGNGD.converts(_conv_act_conv("Sigmoid"), _conv_act_conv("Sigmoid").nodes[1])
-    error = _refusal(family, _conv_act_conv("Sigmoid"))
-    assert error is not None and error.op == "Sigmoid"
-    assert error.hint == REFUSERS[family][0].unsupported_hint and "--neuron signgd" not in str(error)
+@pytest.mark.parametrize("family", ["if", "ttfs"])
+def test_a_bare_sigmoid_is_a_signgd_neuron_only(family):
+    """signGD converts any Sigmoid (a `sigmoid` neuron, or inside a SiLU's): the others point to it."""
+    graph = _conv_act_conv("Sigmoid")
+    assert SIGNGD.converts(graph, graph.nodes[1]) and _refusal("signgd", graph) is None
+    error = _refusal(family, graph)
+    assert error is not None and error.op == "Sigmoid" and error.hint == "use --neuron signgd"
 
 
 def test_a_silu_gate_is_converted_by_signgd_only():
@@ -246,3 +249,21 @@ def test_every_support_is_well_formed():
             assert not support.refusal or support.when is not None, (family.neuron, op)
             if support.kind == FORMS and support.when is None:
                 assert support.how.startswith("every form"), (family.neuron, op)
+
+
+def test_one_line_lists_every_refused_op_and_names_unnamed_nodes_as_the_input_did():
+    """Unnamed nodes are named by op, index in the input graph and first input and output; when
+    several ops are refused, the one line counts each and names its first node."""
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"]),
+        helper.make_node("Sin", ["a"], ["b"]),
+        helper.make_node("Cos", ["b"], ["c"]),
+        helper.make_node("Sin", ["c"], ["y"]),
+    ]
+    ann = float_model(nodes, "g", {"x": ["N", 3]}, {"y": ["N", 3]}, [])
+    with pytest.raises(SnnError) as caught:
+        compile_model(ann, None, CompileOptions(neuron="if"), calibration=np.ones((4, 3), np.float32))
+    text = str(caught.value)
+    assert "\n" not in text
+    assert text.startswith("<model>: node 'Sin#1 (a -> b)' (Sin): ")
+    assert "3 nodes of 2 ops do not convert: Sin: 2 (first 'Sin#1 (a -> b)'), Cos: 1 (first 'Cos#2 (b -> c)')" in text

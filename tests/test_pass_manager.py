@@ -5,6 +5,7 @@ breaks the checker or its own post-condition."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 from pathlib import Path
 
@@ -28,8 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CALIB = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
 
 
+#: The passes both TTFS pipelines (model B1 and model A) start with.
+TTFS_FRONT = ["canonicalize", "fold_bn", "check_ops", "ttfs_input_range", "ttfs_fold_affine"]
+#: The passes both TTFS pipelines run just before their last one (model A's column scale comes before them).
+TTFS_WINDOWS = ["calibrate", "ttfs_windows", "ttfs_audit"]
+
+
 def _names(options: CompileOptions, neuron: str) -> list[str]:
-    return [step.NAME for step in build_pipeline(options, neuron)]
+    return [step.SPEC.name for step in build_pipeline(options, neuron)]
 
 
 @pytest.mark.parametrize("document", ["ARCHITECTURE.md", "README.md"])
@@ -52,6 +59,7 @@ def test_the_docs_show_the_pipelines_as_they_are(document):
                 "calibrate",
                 "normalize",
                 "spikify",
+                "spikify_maxpool",
                 "time_batch",
                 "activity_stats",
             ],
@@ -69,6 +77,7 @@ def test_the_docs_show_the_pipelines_as_they_are(document):
                 "normalize",
                 "spikify",
                 "encode_input",
+                "spikify_maxpool",
                 "time_batch",
                 "activity_stats",
             ],
@@ -89,37 +98,8 @@ def test_the_docs_show_the_pipelines_as_they_are(document):
                 "activity_stats",
             ],
         ),
-        (
-            CompileOptions(),
-            "ttfs",
-            [
-                "canonicalize",
-                "fold_bn",
-                "check_ops",
-                "ttfs_input_range",
-                "ttfs_fold_affine",
-                "calibrate",
-                "ttfs_windows",
-                "ttfs_audit",
-                "spikify_ttfs",
-            ],
-        ),
-        (
-            CompileOptions(ttfs_model="a"),
-            "ttfs",
-            [
-                "canonicalize",
-                "fold_bn",
-                "check_ops",
-                "ttfs_input_range",
-                "ttfs_fold_affine",
-                "ttfs_column_scale",
-                "calibrate",
-                "ttfs_windows",
-                "ttfs_audit",
-                "ttfs_model_a",
-            ],
-        ),
+        (CompileOptions(), "ttfs", [*TTFS_FRONT, *TTFS_WINDOWS, "spikify_ttfs"]),
+        (CompileOptions(ttfs_model="a"), "ttfs", [*TTFS_FRONT, "ttfs_column_scale", *TTFS_WINDOWS, "ttfs_model_a"]),
     ],
 )
 def test_build_pipeline_lists_exactly_the_passes_for_the_options(options, neuron, expected):
@@ -130,9 +110,10 @@ def test_every_pass_states_its_contract_as_code():
     for steps in (COMMON, *FAMILIES.values()):
         for entry in steps:
             step = entry.step
-            assert step.NAME and step.CONTRACT
-            assert isinstance(step.NEEDS, frozenset) and isinstance(step.PROVIDES, frozenset) and step.PROVIDES
-            assert callable(step.run) and callable(step.postcondition)
+            contract = inspect.getdoc(step.run) or ""
+            assert step.SPEC.name and "Pre:" in contract and "Post:" in contract
+            assert isinstance(step.SPEC.needs, frozenset) and isinstance(step.SPEC.provides, frozenset)
+            assert step.SPEC.provides and callable(step.run) and callable(step.postcondition)
     assert len(pass_names()) == len(set(pass_names()))
 
 

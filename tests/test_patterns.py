@@ -12,6 +12,7 @@ import onnx_graphsurgeon as gs
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import onnx_nodes
 from onnx import helper
 from torch import nn
 
@@ -292,13 +293,13 @@ def test_tf_fixture_becomes_one_op(name, expected_ops, tf_fixtures, ort_run):
 
 # --- what is left alone --------------------------------------------------------------------------
 
-GELU_NODES = [
-    helper.make_node("Div", ["x", "root2"], ["z"]),
-    helper.make_node("Erf", ["z"], ["e"]),
-    helper.make_node("Add", ["e", "one"], ["p"]),
-    helper.make_node("Mul", ["x", "p"], ["xp"]),
-    helper.make_node("Mul", ["xp", "half"], ["y"]),
-]
+GELU_NODES = onnx_nodes(
+    "z = Div(x, root2)",
+    "e = Erf(z)",
+    "p = Add(e, one)",
+    "xp = Mul(x, p)",
+    "y = Mul(xp, half)",
+)
 GELU_CONSTANTS = {"root2": np.float32(np.sqrt(2)), "one": np.float32(1), "half": np.float32(0.5)}
 
 
@@ -316,16 +317,16 @@ def test_gelu_lookalike_is_left(change, make_model, ort_run):
     np.testing.assert_allclose(ort_run(graph, x)[0], ort_run(model, x)[0], **TOL)
 
 
-LAYERNORM_NODES = [
-    helper.make_node("ReduceMean", ["x", "axes"], ["mu"]),
-    helper.make_node("Sub", ["x", "mu"], ["d"]),
-    helper.make_node("Mul", ["d", "d"], ["sq"]),
-    helper.make_node("ReduceMean", ["sq", "var_axes"], ["var"]),
-    helper.make_node("Add", ["var", "eps"], ["ve"]),
-    helper.make_node("Sqrt", ["ve"], ["s"]),
-    helper.make_node("Div", ["d", "s"], ["n"]),
-    helper.make_node("Mul", ["n", "gamma"], ["y"]),
-]
+LAYERNORM_NODES = onnx_nodes(
+    "mu = ReduceMean(x, axes)",
+    "d = Sub(x, mu)",
+    "sq = Mul(d, d)",
+    "var = ReduceMean(sq, var_axes)",
+    "ve = Add(var, eps)",
+    "s = Sqrt(ve)",
+    "n = Div(d, s)",
+    "y = Mul(n, gamma)",
+)
 
 
 def layernorm_lookalike(make_model, gamma: np.ndarray, var_axis: int) -> onnx.ModelProto:

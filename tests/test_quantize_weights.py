@@ -283,11 +283,12 @@ def test_finetune_keeps_the_constraint(per_channel):
 def test_finetune_under_constraint_on_digits(per_channel):
     torch = pytest.importorskip("torch")
     from onnx_snn.models import MLP, evaluate_accuracy, finetune_constrained, load_digits_split
+    from onnx_snn.models.architecture import TrainSettings
     from onnx_snn.models.train import train
 
     x_train, y_train, x_test, y_test = load_digits_split()
     torch.manual_seed(0)
-    net = train(MLP((1, 8, 8), (32,)), x_train, y_train, epochs=5, lr=3e-3)
+    net = train(MLP((1, 8, 8), (32,)), x_train, y_train, TrainSettings(5, lr=3e-3))
     tuned = finetune_constrained(
         net, x_train, y_train, levels=4, on_off_ratio=10.0, per_channel=per_channel, epochs=2, lr=3e-4
     )

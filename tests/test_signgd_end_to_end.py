@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from graph_builders import conv_relu_maxpool
 from helpers import digits_net
 from torch import nn
 
@@ -25,15 +26,7 @@ def gelu_layernorm_mlp() -> nn.Module:
 
 
 def maxpool_cnn() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(128, 32),
-        nn.ReLU(),
-        nn.Linear(32, 10),
-    )
+    return nn.Sequential(*conv_relu_maxpool(8), nn.Linear(128, 32), nn.ReLU(), nn.Linear(32, 10))
 
 
 class AttentionScores(nn.Module):
@@ -113,10 +106,10 @@ def test_attention_scores_become_product_neurons(trained, digits, tmp_path):
 
 def test_signgd_refuses_a_nonlinearity_it_has_no_neuron_for(digits, tmp_path):
     x_train = digits[0]
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Sigmoid(), nn.Linear(16, 10)).eval()
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10)).eval()
     ann = tmp_path / "ann.onnx"
     export_torch(net, torch.from_numpy(x_train[:2]), ann, dynamo=False)
-    with pytest.raises(SnnError, match="Sigmoid"):
+    with pytest.raises(SnnError, match="Tanh"):
         compile_model(ann, tmp_path / "snn.onnx", CompileOptions(neuron="signgd"), calibration=x_train[:64])
 
 

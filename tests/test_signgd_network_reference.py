@@ -36,6 +36,7 @@ from signgd_network_reference import SignGDNetworkReference, model_spikes
 from torch import nn
 
 from onnx_snn import CompileOptions, compile_model
+from onnx_snn.models.architecture import TrainSettings
 from onnx_snn.models.data import load_digits_split
 from onnx_snn.models.export import export_torch
 from onnx_snn.models.signgd_nets import ConvNeXtNet, MaxPoolCNN, MixerNet, ResMLPNet
@@ -113,7 +114,7 @@ def ann_paths(digits, tmp_path_factory):
     def get(name: str) -> Path:
         if name not in paths:
             torch.manual_seed(0)
-            net = train(NETS[name](), x_train[:512], y_train[:512], epochs=1, lr=1e-2, seed=0)
+            net = train(NETS[name](), x_train[:512], y_train[:512], TrainSettings(1, lr=1e-2, seed=0))
             paths[name] = folder / f"{name}.onnx"
             export_torch(net, torch.from_numpy(x_train[:2]), paths[name], dynamo=False)
         return paths[name]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from onnx import helper
 from signgd_ops import NAN, Runner, eta_onnx, int64, random_case, run_decoder, run_encoder, run_neuron, runner, snn
-from signgd_reference import BINARY_RULES, UNARY_RULES, decoder, encoder, eta_schedule, signgd_neuron
+from signgd_reference import BINARY_RULES, UNARY_RULES, NeuronInputs, decoder, encoder, eta_schedule, signgd_neuron
 
 #: env var naming the `shared/` folder when it is not beside the repository (as in conftest)
 SHARED_ENV = "ONNX_SNN_SHARED"
@@ -178,7 +178,8 @@ V64_TABLE = {
 @pytest.mark.parametrize("function", list(V64_TABLE))
 def test_other_neurons_v64(function):
     operands = [XS] if function in UNARY_RULES else [XS, np.abs(Q) + 0.25 if function in ("div", "p_rsqrt_q") else Q]
-    _, _, v = run_neuron([np.tile(a, (64, 1, 1)) for a in operands], [2 * a for a in operands], operands, function)
+    inputs = NeuronInputs([np.tile(a, (64, 1, 1)) for a in operands], [2 * a for a in operands], operands)
+    _, _, v = run_neuron(inputs, function)
     np.testing.assert_allclose(v[0], V64_TABLE[function], rtol=0, atol=5e-5 + 1e-6)
 
 
@@ -197,13 +198,12 @@ def _run(kind: str, function: str, case: dict, onnx_op: bool) -> list[np.ndarray
     """Outputs of the op (onnx_op) or of the reference: the per-step output, then the final states."""
     z, t0 = case["currents"], case["t0"]
     if kind in ("neuron", "binary"):
+        inputs = NeuronInputs(z, case["offsets"], case["biases"], case["x0"], case["v0"], t0)
         if onnx_op:
-            spikes, x, v = run_neuron(z, case["offsets"], case["biases"], function, case["x0"], case["v0"], t0)
+            spikes, x, v = run_neuron(inputs, function)
         else:
             rules = UNARY_RULES if kind == "neuron" else BINARY_RULES
-            spikes, x, v = signgd_neuron(
-                z, case["offsets"], case["biases"], rules[function], case["x0"], case["v0"], t0
-            )
+            spikes, x, v = signgd_neuron(inputs, rules[function])
         return [spikes, *x, v]
     if kind == "encoder":
         args = (case["analog"], z[0].shape[0], function, case["x0"][0], t0)
@@ -271,8 +271,9 @@ def test_schedule_attributes(schedule):
     rng = np.random.default_rng(5)
     z = rng.uniform(0, 1, (40, 2, 3))
     attrs = {"eta0": 0.3, "gamma": 0.9, "schedule": schedule}
-    spikes, x, v = run_neuron([z], [np.ones(3)], [np.zeros(3)], "relu", t0=3, **attrs)
-    ref_spikes, ref_x, ref_v = signgd_neuron([z], [np.ones(3)], [np.zeros(3)], UNARY_RULES["relu"], t0=3, **attrs)
+    inputs = NeuronInputs([z], [np.ones(3)], [np.zeros(3)], t0=3)
+    spikes, x, v = run_neuron(inputs, "relu", **attrs)
+    ref_spikes, ref_x, ref_v = signgd_neuron(inputs, UNARY_RULES["relu"], **attrs)
     np.testing.assert_array_equal(spikes, ref_spikes)
     assert_within_ulps(v, ref_v, len(z))
     assert_within_ulps(x[0], ref_x[0], len(z))
@@ -281,6 +282,6 @@ def test_schedule_attributes(schedule):
 def test_p_rsqrt_q_never_fires_on_negative_q():
     """√ of a negative σ² estimate is NaN: no spike (spec §10.4), so v climbs by η_t every step."""
     p, q = np.full((10, 1, 4), 0.5), np.full((10, 1, 4), -1.0)  # z = β, o = 2β: the estimates stay put
-    spikes, _, v = run_neuron([p, q], [2 * p[0], 2 * q[0]], [p[0], q[0]], "p_rsqrt_q")
+    spikes, _, v = run_neuron(NeuronInputs([p, q], [2 * p[0], 2 * q[0]], [p[0], q[0]]), "p_rsqrt_q")
     assert not spikes.any()
     np.testing.assert_allclose(v, eta_schedule(0, 10).sum() * np.ones((1, 4)), rtol=1e-15)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from signgd_ops import eta_onnx, int64, random_case, run_decoder, run_encoder, run_neuron, runner, snn
-from signgd_reference import UNARY_RULES, decoder, encoder, eta_schedule, signgd_neuron
+from signgd_reference import UNARY_RULES, NeuronInputs, decoder, encoder, eta_schedule, signgd_neuron
 
 TAIL = 1.5
 NEW = {"schedule": "exp_inverse", "tail": TAIL}
@@ -59,9 +59,9 @@ def test_unbounded_sum_and_gain():
 def test_neuron_matches_reference(function, dtype):
     """Spikes exact, estimates to 1e-6, over 96 steps from t0 = 3 (across the floor's start)."""
     case = random_case("neuron", function, 96, dtype, np.random.default_rng(11), fresh=False)
-    z, o, b = case["currents"], case["offsets"], case["biases"]
-    spikes, x, v = run_neuron(z, o, b, function, case["x0"], case["v0"], 3, **NEW)
-    ref_s, ref_x, ref_v = signgd_neuron(z, o, b, UNARY_RULES[function], case["x0"], case["v0"], 3, **NEW)
+    inputs = NeuronInputs(case["currents"], case["offsets"], case["biases"], case["x0"], case["v0"], 3)
+    spikes, x, v = run_neuron(inputs, function, **NEW)
+    ref_s, ref_x, ref_v = signgd_neuron(inputs, UNARY_RULES[function], **NEW)
     np.testing.assert_array_equal(spikes, ref_s)
     np.testing.assert_allclose(x[0], ref_x[0], rtol=0, atol=1e-6)
     np.testing.assert_allclose(v, ref_v, rtol=0, atol=1e-6)
@@ -87,13 +87,14 @@ def test_chunked_run_carries_t0():
     80-step run and the reference."""
     case = random_case("neuron", "relu", 80, np.float64, np.random.default_rng(13), fresh=True)
     z, o, b = case["currents"][0], case["offsets"], case["biases"]
-    whole = run_neuron([z], o, b, "relu", **NEW)
-    s1, x1, v1 = run_neuron([z[:20]], o, b, "relu", **NEW)
-    s2, x2, v2 = run_neuron([z[20:]], o, b, "relu", x0=x1, v0=v1, t0=20, **NEW)
+    inputs = NeuronInputs([z], o, b)
+    whole = run_neuron(inputs, "relu", **NEW)
+    s1, x1, v1 = run_neuron(NeuronInputs([z[:20]], o, b), "relu", **NEW)
+    s2, x2, v2 = run_neuron(NeuronInputs([z[20:]], o, b, x0=x1, v0=v1, t0=20), "relu", **NEW)
     np.testing.assert_array_equal(np.concatenate([s1, s2]), whole[0])
     np.testing.assert_array_equal(x2[0], whole[1][0])
     np.testing.assert_array_equal(v2, whole[2])
-    ref = signgd_neuron([z], o, b, UNARY_RULES["relu"], **NEW)
+    ref = signgd_neuron(inputs, UNARY_RULES["relu"], **NEW)
     np.testing.assert_array_equal(whole[0], ref[0])
     np.testing.assert_allclose(whole[2], ref[2], rtol=0, atol=1e-6)
     f_a = run_encoder(np.array([0.7, 4.0]), 20, "float", **NEW)[1]
@@ -105,12 +106,14 @@ def test_equals_default_until_the_floor():
     """The steps before the floor are the default's bit for bit; the next one differs."""
     case = random_case("neuron", "gelu", FLOOR_START, np.float64, np.random.default_rng(14), fresh=True)
     z, o, b = case["currents"][0], case["offsets"], case["biases"]
-    new = run_neuron([z[: FLOOR_START - 1]], o, b, "gelu", **NEW)
-    old = run_neuron([z[: FLOOR_START - 1]], o, b, "gelu")
+    before_floor = NeuronInputs([z[: FLOOR_START - 1]], o, b)
+    new = run_neuron(before_floor, "gelu", **NEW)
+    old = run_neuron(before_floor, "gelu")
     np.testing.assert_array_equal(new[0], old[0])
     np.testing.assert_array_equal(new[1][0], old[1][0])
     np.testing.assert_array_equal(new[2], old[2])
-    assert not np.array_equal(run_neuron([z], o, b, "gelu", **NEW)[1][0], run_neuron([z], o, b, "gelu")[1][0])
+    whole = NeuronInputs([z], o, b)
+    assert not np.array_equal(run_neuron(whole, "gelu", **NEW)[1][0], run_neuron(whole, "gelu")[1][0])
 
 
 # ---------------------------------------------------------------------- convergence ----
@@ -119,14 +122,14 @@ def test_equals_default_until_the_floor():
 def scenario_a_error(function: str, xs: np.ndarray, timesteps: int, **schedule) -> float:
     """Spec scenario A (β = x, o = 2x, z_t = x: exact constant input estimate): mean |v_T − f(x)|."""
     z = np.tile(xs, (timesteps, 1))
-    _, _, v = signgd_neuron([z], [2 * xs], [xs], UNARY_RULES[function], **schedule)
+    _, _, v = signgd_neuron(NeuronInputs([z], [2 * xs], [xs]), UNARY_RULES[function], **schedule)
     return float(np.abs(v - TARGETS[function](xs)).mean())
 
 
 def scenario_b_error(function: str, xs: np.ndarray, timesteps: int, **schedule) -> float:
     """Spec scenario B: float encoder → neuron (o = 1, β = 0) → decoder (o = 1, β = 0): mean |y_T − f(x)|."""
     e, _ = encoder(xs[None, :], timesteps, "float", **schedule)
-    s, _, _ = signgd_neuron([e], [1.0], [0.0], UNARY_RULES[function], **schedule)
+    s, _, _ = signgd_neuron(NeuronInputs([e], [1.0], [0.0]), UNARY_RULES[function], **schedule)
     _, y = decoder(s, 1.0, 0.0, **schedule)
     return float(np.abs(y[0] - TARGETS[function](xs)).mean())
 
@@ -156,7 +159,7 @@ def test_scenario_b_onnx():
     ]
     y = runner(nodes, feeds, {"y_T": 2})(feeds)["y_T"][0]
     e, _ = encoder(GRID[None, :], 256, "float", **NEW)
-    s, _, _ = signgd_neuron([e], [1.0], [0.0], UNARY_RULES["relu"], **NEW)
+    s, _, _ = signgd_neuron(NeuronInputs([e], [1.0], [0.0]), UNARY_RULES["relu"], **NEW)
     np.testing.assert_allclose(y, decoder(s, 1.0, 0.0, **NEW)[1][0], rtol=0, atol=1e-6)
     assert np.abs(y - np.maximum(GRID, 0)).mean() < 0.01
 
@@ -189,7 +192,8 @@ def test_targets_up_to_five(function):
     """Targets in [3, 5] (beyond the default's reach of 3) are met within 0.05 by T = 256."""
     xs = np.linspace(3, 5, 21)
     z = np.tile(xs, (256, 1))
-    _, _, v = run_neuron([z[:, None, :]], [2 * xs], [xs], function, **NEW)
+    inputs = NeuronInputs([z[:, None, :]], [2 * xs], [xs])
+    _, _, v = run_neuron(inputs, function, **NEW)
     assert np.abs(v[0] - TARGETS[function](xs)).max() < 0.05
-    _, _, v_old = run_neuron([z[:, None, :]], [2 * xs], [xs], function)
+    _, _, v_old = run_neuron(inputs, function)
     assert (v_old[0] < 3).all()

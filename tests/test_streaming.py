@@ -8,7 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from graph_builders import Residual, export_legacy, randomized
+from graph_builders import Residual, conv_relu_maxpool, export_legacy, randomized
 from torch import nn
 
 from onnx_snn import CompileOptions, SnnError, budget, compile_model
@@ -26,16 +26,7 @@ def signgd_net() -> nn.Module:
     """Conv-ReLU-MaxPool, then LayerNorm and GELU: unary and two-operand signGD neurons, the
     encoder and decoder, all of which depend on the absolute step."""
     torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(64, 16),
-        nn.LayerNorm(16),
-        nn.GELU(),
-        nn.Linear(16, 5),
-    ).eval()
+    return nn.Sequential(*conv_relu_maxpool(4), nn.Linear(64, 16), nn.LayerNorm(16), nn.GELU(), nn.Linear(16, 5)).eval()
 
 
 @pytest.fixture(scope="module", params=["if", "signgd"])

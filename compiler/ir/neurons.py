@@ -2,43 +2,48 @@
 
 Every neuron op takes its input with time folded into the batch, `x: [T*B, ...]`, the number of
 timesteps `timesteps: int64 scalar`, and an explicit initial state; it returns its spikes in the
-same [T*B, ...] layout and its final state [B, ...]. The body scans over T with `Scan`.
+same [T*B, ...] layout and its final state [B, ...]. The IF neuron's body scans over T with
+`Scan`; ops whose state is a running sum (the max pool of spike counts `snn.IFMaxPool`, the
+rate decoder) compute every step at once with `CumSum`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Mapping
+from typing import Callable
 
 import onnx
 from onnx import TensorProto, helper
 
-from onnx_snn.ir import poisson, rate_decoder, signgd, ttfs
+from onnx_snn.ir import if_maxpool, poisson, rate_decoder, signgd, ttfs
 from onnx_snn.ir.function_parts import SNN_DOMAIN, SNN_DOMAIN_VERSION, constant, constant_from_attr, time_sequence_nodes
+
+#: the int64 input of the ops whose dynamics depend on the absolute step: the steps already done
+STEP_OFFSET = "t0"
 
 
 @dataclass(frozen=True)
 class NeuronOp:
-    """A neuron op: its name, input names, attributes with defaults, and a builder of its body.
+    """A neuron op: its name, input names and the builder of its body (the ONNX function, which
+    declares the attributes and their defaults).
 
-    `role` is "neuron", "encoder" (analog input to spikes) or "decoder" (spikes to the output
-    after every step: its first output is [T, B, ...], its second [B, ...]) for the rate-coded
-    ops over T timesteps, and "ttfs" for the one-spike ops of compiler/ir/ttfs.py (no time axis).
+    `role` is "neuron", "encoder" (analog input to spikes), "pool" (spikes to spikes, pooled:
+    `snn.IFMaxPool`) or "decoder" (spikes to the output after every step: its first output is
+    [T, B, ...], its second [B, ...]) for the rate-coded ops over T timesteps, and "ttfs" for the
+    one-spike ops of compiler/ir/ttfs.py (no time axis).
     `states` pairs each state input (NaN: fresh) with the output that carries it after the last
-    step, and names the data inputs whose per-step shape it has (the broadcast of them);
-    `step_offset` names the int64 input counting the steps already done, for ops whose
-    dynamics depend on the absolute step. Feeding a run's final states and step count into the
-    next run continues the simulation exactly (runtime.stateful).
+    step, and names the data inputs whose per-step shape it has (the broadcast of them). An op
+    whose dynamics depend on the absolute step has the int64 input STEP_OFFSET, the steps already
+    done (its `step_offset`). Feeding a run's final states and step count into the next run
+    continues the simulation exactly (runtime.stateful).
     """
 
     name: str
     inputs: tuple[str, ...]
-    defaults: Mapping[str, float | int | str]
     build: Callable[[int], onnx.FunctionProto]
     role: str = "neuron"
     states: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
-    step_offset: str | None = None
     #: the op that is this neuron for a current that is the same at every step (read once, not
     #: tiled over T); time_batch swaps to it where the current does not depend on time
     constant_input_op: str | None = None
@@ -46,6 +51,11 @@ class NeuronOp:
     def input_index(self, name: str) -> int:
         """Position of the input called `name`."""
         return self.inputs.index(name)
+
+    @property
+    def step_offset(self) -> str | None:
+        """The input counting the steps already done (STEP_OFFSET), None for an op without it."""
+        return STEP_OFFSET if STEP_OFFSET in self.inputs else None
 
 
 def _scan_body(
@@ -199,78 +209,56 @@ IF_NEURON_INPUTS = ("x", "timesteps", "v0")
 _IF_STATE = (("v0", "v_T", ("x",)),)
 _SIGNGD_STATE = (("x0", "x_T", ("z",)), ("v0", "v_T", ("z",)))
 _SIGNGD_BINARY_STATE = (("xp0", "xp_T", ("zp",)), ("xq0", "xq_T", ("zq",)), ("v0", "v_T", ("zp", "zq")))
+_IF_MAXPOOL_STATE = (("c0", "c_T", ("x",)),)
+_RATE_DECODER_STATE = (("s0", "s_T", ("z",)),)
+_SIGNGD_ENCODER_STATE = (("f0", "f_T", ("x",)),)
+_SIGNGD_DECODER_STATE = (("y0", "y_T", ("z",)),)
 
-NEURON_OPS: dict[str, NeuronOp] = {
-    "IFNeuron": NeuronOp(
-        "IFNeuron",
-        IF_NEURON_INPUTS,
-        IF_NEURON_DEFAULTS,
-        build_if_neuron,
-        states=_IF_STATE,
-        constant_input_op="IFNeuronConstantInput",
+_OPS = (
+    NeuronOp(
+        "IFNeuron", IF_NEURON_INPUTS, build_if_neuron, states=_IF_STATE, constant_input_op="IFNeuronConstantInput"
     ),
-    "IFNeuronConstantInput": NeuronOp(
-        "IFNeuronConstantInput",
-        IF_NEURON_INPUTS,
-        IF_NEURON_DEFAULTS,
-        partial(build_if_neuron, constant_input=True),
-        states=_IF_STATE,
+    NeuronOp(
+        "IFNeuronConstantInput", IF_NEURON_INPUTS, partial(build_if_neuron, constant_input=True), states=_IF_STATE
     ),
-    "PoissonEncoder": NeuronOp(
-        "PoissonEncoder",
-        poisson.ENCODER_INPUTS,
-        poisson.ENCODER_DEFAULTS,
-        poisson.build_poisson_encoder,
-        role="encoder",
-        step_offset="t0",
+    NeuronOp(
+        "IFMaxPool", if_maxpool.MAXPOOL_INPUTS, if_maxpool.build_if_maxpool, role="pool", states=_IF_MAXPOOL_STATE
     ),
-    "RateDecoder": NeuronOp(
+    NeuronOp("PoissonEncoder", poisson.ENCODER_INPUTS, poisson.build_poisson_encoder, role="encoder"),
+    NeuronOp(
         "RateDecoder",
         rate_decoder.DECODER_INPUTS,
-        {},
         rate_decoder.build_rate_decoder,
         role="decoder",
-        states=(("s0", "s_T", ("z",)),),
-        step_offset="t0",
+        states=_RATE_DECODER_STATE,
     ),
-    "SignGDNeuron": NeuronOp(
-        "SignGDNeuron",
-        signgd.NEURON_INPUTS,
-        signgd.SCHEDULE_DEFAULTS,
-        signgd.build_signgd_neuron,
-        states=_SIGNGD_STATE,
-        step_offset="t0",
-    ),
-    "SignGDBinaryNeuron": NeuronOp(
+    NeuronOp("SignGDNeuron", signgd.NEURON_INPUTS, signgd.build_signgd_neuron, states=_SIGNGD_STATE),
+    NeuronOp(
         "SignGDBinaryNeuron",
         signgd.BINARY_NEURON_INPUTS,
-        signgd.SCHEDULE_DEFAULTS,
         signgd.build_signgd_binary_neuron,
         states=_SIGNGD_BINARY_STATE,
-        step_offset="t0",
     ),
-    "SignGDEncoder": NeuronOp(
+    NeuronOp(
         "SignGDEncoder",
         signgd.ENCODER_INPUTS,
-        signgd.ENCODER_DEFAULTS,
         signgd.build_signgd_encoder,
         role="encoder",
-        states=(("f0", "f_T", ("x",)),),
-        step_offset="t0",
+        states=_SIGNGD_ENCODER_STATE,
     ),
-    "SignGDDecoder": NeuronOp(
+    NeuronOp(
         "SignGDDecoder",
         signgd.DECODER_INPUTS,
-        signgd.SCHEDULE_DEFAULTS,
         signgd.build_signgd_decoder,
         role="decoder",
-        states=(("y0", "y_T", ("z",)),),
-        step_offset="t0",
+        states=_SIGNGD_DECODER_STATE,
     ),
-    "TTFSEncoder": NeuronOp("TTFSEncoder", ttfs.ENCODER_INPUTS, {}, ttfs.build_ttfs_encoder, role="ttfs"),
-    "TTFSNeuron": NeuronOp("TTFSNeuron", ttfs.NEURON_INPUTS, {}, ttfs.build_ttfs_neuron, role="ttfs"),
-    "TTFSDenseA": NeuronOp("TTFSDenseA", ttfs.DENSE_A_INPUTS, {}, ttfs.build_ttfs_dense_a, role="ttfs"),
-}
+    NeuronOp("TTFSEncoder", ttfs.ENCODER_INPUTS, ttfs.build_ttfs_encoder, role="ttfs"),
+    NeuronOp("TTFSNeuron", ttfs.NEURON_INPUTS, ttfs.build_ttfs_neuron, role="ttfs"),
+    NeuronOp("TTFSDenseA", ttfs.DENSE_A_INPUTS, ttfs.build_ttfs_dense_a, role="ttfs"),
+)
+#: every op of the snn domain, by name
+NEURON_OPS: dict[str, NeuronOp] = {op.name: op for op in _OPS}
 
 
 def attach_functions(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -63,6 +63,11 @@ GATES = {"gelu": 1.702, "gelu_erf": 0.5**0.5, "gelu_tanh": 2 * (2 / np.pi) ** 0.
 GELU_CUBIC = 0.044715
 #: the LeakyReLU slope attribute's default: the spec's fixed 0.1 (the compiler passes the model's alpha)
 LEAKY_SLOPE = 0.1
+#: defaults of the bounded functions' attributes (clip, sigmoid: an input map alpha·x + beta and an
+#: output range [low, high]; the compiler always writes them) and of the p_div_q_pow exponent (½:
+#: the spec's p/√q rule; LRN writes its beta)
+BOUNDED_DEFAULTS: dict[str, float] = {"alpha": 1.0, "beta": 0.0, "low": 0.0, "high": 1.0}
+POWER_EXPONENT = 0.5
 ENCODER_DEFAULTS: dict[str, float | str] = {"codec": "float", **SCHEDULE_DEFAULTS}
 
 NEURON_INPUTS = ("z", "timesteps", "offset", "bias", "x0", "v0", "t0")
@@ -155,6 +160,40 @@ def _hard_swish(xs: list[str], out: str) -> list[onnx.NodeProto]:
     ]
 
 
+def _affine_input(xs: list[str], out: str) -> list[onnx.NodeProto]:
+    """`out` = alpha·x + beta (the bounded functions' input map)."""
+    return [node("Mul", [xs[0], "in_gain"], f"{out}_gained"), node("Add", [f"{out}_gained", "in_shift"], out)]
+
+
+def _clip(xs: list[str], out: str) -> list[onnx.NodeProto]:
+    """clip(alpha·x + beta, low, high): HardSigmoid is (alpha, beta, 0, 1), Clip(min, max) is
+    (1, 0, min, max) (an absent bound ±inf); an output held as f/s takes (alpha/s, beta/s, low/s, high/s)."""
+    return [*_affine_input(xs, f"{out}_u"), node("Clip", [f"{out}_u", "out_low", "out_high"], out)]
+
+
+def _sigmoid(xs: list[str], out: str) -> list[onnx.NodeProto]:
+    """low + (high − low)·σ(alpha·x + beta): the logistic from low to high (Sigmoid: (1, 0, 0, 1);
+    an output held as σ/s: high 1/s)."""
+    return [
+        *_affine_input(xs, f"{out}_u"),
+        node("Sigmoid", [f"{out}_u"], f"{out}_logistic"),
+        node("Sub", ["out_high", "out_low"], f"{out}_span"),
+        node("Mul", [f"{out}_logistic", f"{out}_span"], f"{out}_rise"),
+        node("Add", [f"{out}_rise", "out_low"], out),
+    ]
+
+
+def _p_div_q_pow(v: str, xs: list[str], out: str) -> list[onnx.NodeProto]:
+    """q^exponent·v > p (p/q^exponent, e.g. LRN's x/(k + α/n·Σx²)^β); where q < 0 a fractional
+    power is NaN and the neuron does not fire, as p_rsqrt_q."""
+    p, q = xs
+    return [
+        node("Pow", [q, "q_exponent"], f"{out}_power"),
+        node("Mul", [f"{out}_power", v], f"{out}_scaled"),
+        node("Greater", [f"{out}_scaled", p], out),
+    ]
+
+
 UNARY_RULES: dict[str, FireRule] = {
     "relu": _above(_op("Relu"), ties=True),
     "leaky_relu": _above(_leaky_relu, ties=False),
@@ -166,6 +205,11 @@ UNARY_RULES: dict[str, FireRule] = {
     "abs": _above(_op("Abs"), ties=False),
     "square": _above(lambda xs, out: [node("Mul", [xs[0], xs[0]], out)], ties=True),
     "exp": _above(_op("Exp"), ties=True),
+    # beyond the spec, by its method (fire iff v lies above the target): ties fire as ReLU's for
+    # the piecewise-linear clip (clip(x, 0, inf) is the relu rule bit for bit), not for the
+    # smooth sigmoid (as GELU's)
+    "clip": _above(_clip, ties=True),
+    "sigmoid": _above(_sigmoid, ties=False),
 }
 
 BINARY_RULES: dict[str, FireRule] = {
@@ -173,6 +217,7 @@ BINARY_RULES: dict[str, FireRule] = {
     "div": _above(_op("Div"), ties=False),
     "product": _above(_op("Mul"), ties=True),
     "p_rsqrt_q": FireRule(_p_rsqrt_q),
+    "p_div_q_pow": FireRule(_p_div_q_pow),
 }
 
 
@@ -290,9 +335,13 @@ def build_signgd_neuron(opset: int) -> onnx.FunctionProto:
       gelu_tanh v > x·σ(gate·x·(1 + cubic·x²)) (tanh GELU with gate 2√(2/π), cubic 0.044715);
       silu v > x·σ(gate·x) (SiLU with gate 1: the gelu rule);
       hard_swish v > x·clip(gate·x + ½, 0, 1) (HardSwish with gate 1/6);
-      abs v > |x|; square v ≥ x²; exp v ≥ eˣ.
+      abs v > |x|; square v ≥ x²; exp v ≥ eˣ;
+      clip v ≥ clip(alpha·x + beta, low, high) (HardSigmoid, Clip; a bound may be ±inf);
+      sigmoid v > low + (high − low)·σ(alpha·x + beta).
     gate (default 1.702, the compiler always writes it) and cubic (default 0.044715): the gated
     functions' parameters; on inputs held as x/λ they take gate·λ and cubic·λ².
+    alpha, beta, low, high (defaults 1, 0, 0, 1; the compiler always writes them): the bounded
+    functions' input map and output range; an output held as f/s takes alpha/s, beta/s, low/s, high/s.
     eta0, gamma, schedule: the step sizes (spec §1, default 0.15·0.95^(t−1)).
     """
     return _build_neuron(
@@ -306,6 +355,10 @@ def build_signgd_neuron(opset: int) -> onnx.FunctionProto:
             "gelu_gate": ("gate", GATES["gelu"]),
             "gelu_cubic": ("cubic", GELU_CUBIC),
             "leak_slope": ("slope", LEAKY_SLOPE),
+            "in_gain": ("alpha", BOUNDED_DEFAULTS["alpha"]),
+            "in_shift": ("beta", BOUNDED_DEFAULTS["beta"]),
+            "out_low": ("low", BOUNDED_DEFAULTS["low"]),
+            "out_high": ("high", BOUNDED_DEFAULTS["high"]),
         },
     )
 
@@ -319,7 +372,9 @@ def build_signgd_binary_neuron(opset: int) -> onnx.FunctionProto:
     broadcastable to the broadcast step shape (NaN: 0). Outputs: spikes [T*B, ...] of the broadcast
     shape; xp_T, xq_T in their operands' shapes; v_T in the broadcast shape.
     Attributes: function (required): maximum v > max(p, q); div v > p/q; product v ≥ p·q;
-    p_rsqrt_q √q·v > p (q < 0 gives NaN: no spike). eta0, gamma, schedule as SignGDNeuron's.
+    p_rsqrt_q √q·v > p (q < 0 gives NaN: no spike); p_div_q_pow q^exponent·v > p (beyond the spec:
+    the p/√q rule with the power `exponent`, default ½; LRN's x/q^β; q < 0 with a fractional
+    exponent gives NaN: no spike). eta0, gamma, schedule as SignGDNeuron's.
     """
     return _build_neuron(
         "SignGDBinaryNeuron",
@@ -328,7 +383,7 @@ def build_signgd_binary_neuron(opset: int) -> onnx.FunctionProto:
         BINARY_NEURON_INPUTS,
         opset,
         build_signgd_binary_neuron.__doc__,
-        {},
+        {"q_exponent": ("exponent", POWER_EXPONENT)},
     )
 
 

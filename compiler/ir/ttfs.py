@@ -85,33 +85,73 @@ def _dense_a_sample_body() -> onnx.GraphProto:
     valid iff C_k > 0 and tau_k <= c_k <= tau_{k+1} (tau_0 = t_min_prev, tau_{K+1} = inf).
     The first valid segment gives the spike, capped at t_max; none valid: forced spike at t_max.
     """
-    nodes = [
+    nodes = [*_sorted_inputs(), *_segment_crossings(), *_valid_segments(), *_spike_time()]
+    return helper.make_graph(
+        nodes, "ttfs_dense_a_sample", [onnx.ValueInfoProto(name="t_k")], [onnx.ValueInfoProto(name="t_out_k")]
+    )
+
+
+def _sorted_inputs() -> list[onnx.NodeProto]:
+    """The input times sorted, `arrival` [K] and `arrival_col` [K, 1], and J's rows permuted
+    alike, `J_sorted` [K, N]."""
+    return [
         helper.make_node("Shape", ["t_k"], ["fan_in"]),
         helper.make_node("TopK", ["t_k", "fan_in"], ["arrival", "order"], axis=0, largest=0, sorted=1),
-        helper.make_node("Gather", ["J", "order"], ["J_sorted"], axis=0),  # [K, N]
-        helper.make_node("Unsqueeze", ["arrival", "axes1"], ["arrival_col"]),  # [K, 1]
-        helper.make_node("Mul", ["J_sorted", "arrival_col"], ["J_tau"]),
-        helper.make_node("CumSum", ["J_sorted", "axis0"], ["J_cum"]),
-        helper.make_node("CumSum", ["J_tau", "axis0"], ["E_cum"]),
-        helper.make_node("Add", ["J_cum", "one"], ["C_cum"]),  # alpha = 1
+        helper.make_node("Gather", ["J", "order"], ["J_sorted"], axis=0),
+        helper.make_node("Unsqueeze", ["arrival", "axes1"], ["arrival_col"]),
+    ]
+
+
+def _running_sum(values: str, out: str) -> list[onnx.NodeProto]:
+    """`out` [K+1, N]: row k the sum of the first k rows of `values` [K, N] (row 0 the empty sum)."""
+    return [
+        helper.make_node("CumSum", [values, "axis0"], [f"{values}_cum"]),
+        helper.make_node("Concat", ["zero_row", f"{values}_cum"], [out], axis=0),
+    ]
+
+
+def _segment_crossings() -> list[onnx.NodeProto]:
+    """`C` and `E` [K+1, N] (alpha = 1) and the crossing time c_k of every segment, `crossing`."""
+    return [
         helper.make_node("Mul", ["theta", "zero"], ["zero_row_1d"]),
         helper.make_node("Unsqueeze", ["zero_row_1d", "axes0"], ["zero_row"]),  # [1, N]
-        helper.make_node("Add", ["zero_row", "one"], ["one_row"]),
-        helper.make_node("Concat", ["one_row", "C_cum"], ["C"], axis=0),  # [K+1, N]
-        helper.make_node("Concat", ["zero_row", "E_cum"], ["E"], axis=0),
+        *_running_sum("J_sorted", "J_running"),
+        helper.make_node("Add", ["J_running", "one"], ["C"]),
+        helper.make_node("Mul", ["J_sorted", "arrival_col"], ["J_tau"]),
+        *_running_sum("J_tau", "E"),
         helper.make_node("Add", ["theta", "t_min_prev"], ["reach"]),
         helper.make_node("Add", ["E", "reach"], ["numerator"]),
         helper.make_node("Div", ["numerator", "C"], ["crossing"]),
+    ]
+
+
+def _valid_segments() -> list[onnx.NodeProto]:
+    """`valid` [K+1, N]: C_k > 0 and tau_k <= c_k <= tau_{k+1}, with the segments' bounds as
+    columns [K+1, 1], `lower` (tau_0 = t_min_prev) and `upper` (tau_{K+1} = inf)."""
+    return [
         helper.make_node("Reshape", ["t_min_prev", "column"], ["start_col"]),
         helper.make_node("Div", ["one", "zero"], ["infinity"]),
         helper.make_node("Reshape", ["infinity", "column"], ["end_col"]),
-        helper.make_node("Concat", ["start_col", "arrival_col"], ["lower"], axis=0),  # [K+1, 1]
+        helper.make_node("Concat", ["start_col", "arrival_col"], ["lower"], axis=0),
         helper.make_node("Concat", ["arrival_col", "end_col"], ["upper"], axis=0),
         helper.make_node("Greater", ["C", "zero"], ["rising"]),
-        helper.make_node("GreaterOrEqual", ["crossing", "lower"], ["after_lower"]),
-        helper.make_node("LessOrEqual", ["crossing", "upper"], ["before_upper"]),
-        helper.make_node("And", ["rising", "after_lower"], ["valid_partial"]),
-        helper.make_node("And", ["valid_partial", "before_upper"], ["valid"]),
+        *_between("crossing", "lower", "upper", "in_segment"),
+        helper.make_node("And", ["rising", "in_segment"], ["valid"]),
+    ]
+
+
+def _between(x: str, lower: str, upper: str, out: str) -> list[onnx.NodeProto]:
+    """`out` = (lower <= x) and (x <= upper), elementwise with broadcasting."""
+    return [
+        helper.make_node("GreaterOrEqual", [x, lower], [f"{out}_after_lower"]),
+        helper.make_node("LessOrEqual", [x, upper], [f"{out}_before_upper"]),
+        helper.make_node("And", [f"{out}_after_lower", f"{out}_before_upper"], [out]),
+    ]
+
+
+def _spike_time() -> list[onnx.NodeProto]:
+    """`t_out_k` [N]: the crossing of the first valid segment capped at t_max, else t_max (forced)."""
+    return [
         helper.make_node("Cast", ["valid"], ["valid_i32"], to=TensorProto.INT32),
         helper.make_node("ArgMax", ["valid_i32"], ["first"], axis=0, keepdims=1),  # [1, N]
         helper.make_node("ReduceMax", ["valid_i32", "axes0"], ["any_valid_i32"], keepdims=0),
@@ -123,9 +163,6 @@ def _dense_a_sample_body() -> onnx.GraphProto:
         helper.make_node("Expand", ["t_max", "fan_out"], ["forced"]),
         helper.make_node("Where", ["any_valid", "capped", "forced"], ["t_out_k"]),
     ]
-    return helper.make_graph(
-        nodes, "ttfs_dense_a_sample", [onnx.ValueInfoProto(name="t_k")], [onnx.ValueInfoProto(name="t_out_k")]
-    )
 
 
 def build_ttfs_dense_a(opset: int) -> onnx.FunctionProto:

@@ -4,9 +4,16 @@ Idioms:
   (a) torch dynamo's fixed-batch Reshape, e.g. Reshape(x, [2, 128]) or [2, -1];
   (b) tf2onnx's flatten, Reshape(x, Cast(Concat(Slice(Cast(Gather(Shape(y)))), [-1]))), and
       torch legacy's view(x.size(0), -1), Reshape(x, Concat(Unsqueeze(Gather(Shape(y), 0)), [-1]));
-  (c) tf2onnx's Dense on 3-D input, Reshape(x, [-1, K]) → MatMul → Reshape(·, Concat(Gather(Shape(x)), [N])).
+  (c) tf2onnx's Dense on 3-D input, Reshape(x, [-1, K]) → MatMul → Reshape(·, Concat(Gather(Shape(x)), [N]));
+  (d) a fixed-batch export's Reshape with a -1 after the export batch, e.g. Swin's window_reverse
+      Reshape(windows [nW*B, w*w, C], [1, 4, 4, w, w, -1]): when the shape is otherwise refused,
+      the -1 stands for the dim it has at the export batch (shape_samples at that batch).
 The shape operand is evaluated symbolically (Shape, Gather, Slice, Concat, Cast, Unsqueeze,
-Squeeze over constants), with each entry a static int, the runtime batch, or unknown.
+Squeeze over constants), with each entry a static int, the runtime batch, or unknown (fold_shapes,
+which runs before, has made most of them constants already).
+The same loop frees the other constants fixed to the export batch where they meet the batch
+(batch_constants: a Concat with a batch-sized constant, and for an export batch of 2 or more,
+broadcasting ops and Expand), so that one rewrite can free the batch of the next.
 
 Post-condition, for a Reshape whose input's axis 0 is symbolic (batch-dependent):
   * it is Flatten(axis=1) when its input has the graph's batch on axis 0 and static other
@@ -16,7 +23,8 @@ Post-condition, for a Reshape whose input's axis 0 is symbolic (batch-dependent)
     static;
   * or its shape is still computed at run time from Shape (when an entry is unknown).
 A Reshape to a fixed shape that cannot be made batch-free this way is an SnnError naming it,
-as is a node that combines the batch with a tensor fixed to the batch the model was exported with.
+as is a node that combines the batch with a tensor fixed to the batch the model was exported with
+and that batch_constants could not free (batch_constants.refuse).
 """
 
 from __future__ import annotations
@@ -27,10 +35,10 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from onnx_snn.errors import SnnError
 from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.canonicalize import batch_constants, shape_samples
 from onnx_snn.passes.canonicalize.free_batch import batch_symbol
-from onnx_snn.passes.graph_utils import const, constant_value, is_float, node_label, producer, refresh_shapes
+from onnx_snn.passes.graph_utils import const, constant_value, node_error, producer, refresh_shapes
 
 #: entries of a symbolically evaluated shape besides static ints
 BATCH = "<batch>"
@@ -49,20 +57,39 @@ _INT_TYPES = {
 
 
 def apply(graph: gs.Graph, ctx: PassContext) -> int:
-    """Rewrite Reshapes until none changes (one rewrite can free the batch of a later one)."""
+    """Rewrite Reshapes, and free the constants fixed to the export batch (batch_constants), until
+    none changes (one rewrite can free the batch of a later one); then refuse what is left."""
     symbol = batch_symbol(graph)
     if symbol is None:
         return 0
     export_batch = ctx.state.export_batch_size
+    at_export = _shapes_at(graph, export_batch)
     total = 0
     while True:
         refresh_shapes(graph)
-        count = sum(_rewrite(node, symbol, export_batch, ctx) for node in graph.nodes if node.op == "Reshape")
+        count = sum(
+            _rewrite(node, symbol, export_batch, ctx, at_export) for node in graph.nodes if node.op == "Reshape"
+        )
+        count += batch_constants.free(graph, export_batch, ctx)
         total += count
         if not count:
             break
-    _refuse_batch_constants(graph, symbol, export_batch, ctx)
+        graph.cleanup().toposort()
+    batch_constants.refuse(graph, symbol, export_batch, ctx)
     return total
+
+
+def _shapes_at(graph: gs.Graph, export_batch: int | None) -> dict[str, tuple[int, ...]]:
+    """The static shape of every Reshape output at the export batch (the graph runs at that batch)."""
+    if not export_batch:
+        return {}
+    walk = shape_samples.sample(graph, (export_batch,)).walks[0]
+    shapes = {}
+    for node in graph.nodes:
+        shape = walk.shape(node.outputs[0].name) if node.op == "Reshape" else None
+        if shape is not None:
+            shapes[node.outputs[0].name] = shape
+    return shapes
 
 
 def evaluate_shape(tensor: gs.Tensor, symbol: str) -> np.ndarray | None:
@@ -110,8 +137,11 @@ def evaluate_shape(tensor: gs.Tensor, symbol: str) -> np.ndarray | None:
     return None
 
 
-def _rewrite(node: gs.Node, symbol: str, export_batch: int | None, ctx: PassContext) -> bool:
-    """Make one Reshape batch-free; return whether it changed."""
+def _rewrite(
+    node: gs.Node, symbol: str, export_batch: int | None, ctx: PassContext, at_export: dict[str, tuple[int, ...]]
+) -> bool:
+    """Make one Reshape batch-free; return whether it changed. `at_export`: Reshape output shapes at
+    the export batch, which stand in for a -1 after the head when the shape is otherwise refused."""
     data, shape_tensor = node.inputs[0], node.inputs[1]
     in_shape = data.shape
     if not in_shape or isinstance(in_shape[0], int):
@@ -123,6 +153,10 @@ def _rewrite(node: gs.Node, symbol: str, export_batch: int | None, ctx: PassCont
     rest_in = in_shape[1:]
     flat = math.prod(rest_in) if all(isinstance(d, int) for d in rest_in) else None
     target = _target(entries, keeps_batch, flat, export_batch)
+    exported = at_export.get(node.outputs[0].name)
+    if target is None and -1 in entries[1:] and exported is not None and len(exported) == len(entries):
+        entries = [entries[0], *exported[1:]]
+        target = _target(entries, keeps_batch, flat, export_batch)
     if target == "keep":
         return False
     if target == "flatten":
@@ -131,12 +165,11 @@ def _rewrite(node: gs.Node, symbol: str, export_batch: int | None, ctx: PassCont
         node.attrs = {"axis": 1}
         return True
     if target is None:
-        raise SnnError(
+        raise node_error(
+            ctx,
+            node,
             f"Reshape to the fixed shape {[int(e) if e is not BATCH else 'batch' for e in entries]} "
             "encodes the batch size the model was exported with, and the batch axis cannot be freed",
-            path=ctx.source,
-            node=node_label(node),
-            op=node.op,
             hint="export the model with a dynamic batch axis (torch: dynamic_axes= or dynamic_shapes=)",
         )
     current = constant_value(shape_tensor)
@@ -190,27 +223,3 @@ def _target(entries: list, keeps_batch: bool, flat: int | None, export_batch: in
     if rest_static and (export_batch is None or head % export_batch == 0):
         return [-1, *rest]  # the batch is merged into axis 0
     return [0, *rest] if export_batch is not None and head == export_batch else None
-
-
-def _refuse_batch_constants(graph: gs.Graph, symbol: str, export_batch: int | None, ctx: PassContext) -> None:
-    """Raise SnnError for a node that meets the batch with a tensor fixed to the export batch size.
-
-    Exporters that trace with a fixed batch fold batch-sized tensors into constants (torch dynamo
-    turns `cls.expand(x.size(0), -1, -1)` into a [B, 1, D] initializer). Such a node reads a
-    tensor whose axis 0 is the batch symbol, yet shape inference gives its float output the
-    export batch on axis 0. An export batch of 1 cannot be told from broadcasting, so is not checked.
-    """
-    if not export_batch or export_batch < 2:
-        return
-    for node in graph.nodes:
-        out_shape = node.outputs[0].shape if node.outputs else None
-        reads_batch = any(t.shape and t.shape[0] == symbol for t in node.inputs)
-        if reads_batch and out_shape and out_shape[0] == export_batch and is_float(node.outputs[0]):
-            raise SnnError(
-                f"{node.op} meets the batch with a tensor whose axis 0 is fixed to the batch size "
-                f"{export_batch} the model was exported with",
-                path=ctx.source,
-                node=node_label(node),
-                op=node.op,
-                hint="export the model with a dynamic batch axis (torch: dynamic_axes= or dynamic_shapes=)",
-            )

@@ -11,6 +11,9 @@ later passes may rely on:
     export batch: flattens are Flatten(axis=1), other Reshapes copy (0) or infer (-1) axis 0
     or compute their shape at run time;
   * no Identity, Dropout, Constant node, foldable subgraph, or final Softmax/LogSoftmax;
+    shape computations are folded (fold_shapes): what does not depend on the batch is a
+    constant, what does is read off the data by Shape(t, start=i, end=i+1) (or a Reshape's 0
+    or -1), and a Where of a constant mask with a finite fill is Mul/Add by constants;
     no pair of mutually inverse Transposes around elementwise ops, and no Transpose feeding
     a Flatten(axis=1) → Gemm (it is folded into the Gemm's weight);
   * every Gemm with constant B and C is Gemm(x, W[out, in], b[out], transB=1, alpha=1,
@@ -33,7 +36,7 @@ import onnx_graphsurgeon as gs
 from onnx import inliner, version_converter
 
 from onnx_snn.errors import CompilerBug, SnnError
-from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.base import PassContext, declare, require
 from onnx_snn.passes.canonicalize import (
     affine_to_bn,
     batch_reshape,
@@ -42,11 +45,13 @@ from onnx_snn.passes.canonicalize import (
     dense_nd,
     erfc,
     final_softmax,
+    fold_shapes,
     free_batch,
     gelu,
     gemm_canonical,
     hardswish,
     layernorm,
+    masked_fill,
     matmul_to_gemm,
     node_names,
     passthrough,
@@ -55,16 +60,10 @@ from onnx_snn.passes.canonicalize import (
     transpose_into_gemm,
     transpose_pairs,
 )
-from onnx_snn.passes.graph_utils import TARGET_OPSET, node_label, refresh_shapes
+from onnx_snn.passes.graph_utils import TARGET_OPSET, node_error, node_label, refresh_shapes
 from onnx_snn.validate import checker_error
 
-NAME = "canonicalize"
-CONTRACT = (
-    f"Pre: any valid ONNX model (opset 7..{TARGET_OPSET}; tf2onnx's Erfc allowed). Post: same function "
-    f"(minus a final Softmax) at opset {TARGET_OPSET} with a free batch axis, Flatten/Gemm/Conv+bias linear form, "
-    "per-channel "
-    "affine ops as BatchNormalization, no Identity/Dropout/inverse Transpose pairs."
-)
+SPEC = declare("canonicalize", provides={"canonical"})
 
 MIN_OPSET = 7
 #: the first IR version in which an initializer need not also be a graph input
@@ -76,7 +75,9 @@ OTHER_FLOATS = frozenset({onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onn
 #: the graph-level rewriters, in order (each sees shapes refreshed after the one before changed the graph)
 REWRITERS: tuple[ModuleType, ...] = (
     passthrough,  # 5. Identity, Dropout
-    batch_reshape,
+    fold_shapes,  # 5b. shape computations: constants, or batch-generic
+    batch_reshape,  # 5c. batch-free Reshapes, constants fixed to the export batch freed
+    masked_fill,  # 5d. Where of a constant mask as Mul/Add
     dense_nd,  # 6. batch-free Reshape, Flatten
     gelu,
     layernorm,
@@ -94,10 +95,6 @@ REWRITERS: tuple[ModuleType, ...] = (
 )
 
 
-NEEDS: frozenset[str] = frozenset()
-PROVIDES = frozenset({"canonical"})
-
-
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
     """At TARGET_OPSET, no Identity/Dropout, every node named once."""
     require(graph.opset == TARGET_OPSET, f"opset {graph.opset}, not {TARGET_OPSET}")
@@ -109,6 +106,11 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     """Canonicalize `graph` (see the module docstring); SnnError for invalid or unsupported models.
+
+    Pre: any valid ONNX model (opset 7..TARGET_OPSET; tf2onnx's Erfc allowed). Post: same
+    function (minus a final Softmax) at opset TARGET_OPSET with a free batch axis,
+    Flatten/Gemm/Conv+bias linear form, per-channel affine ops as BatchNormalization, no
+    Identity/Dropout/inverse Transpose pairs.
 
     Order: repair Erfc; validate (opset range, op schemas, onnx.checker); inline local functions
     and convert to TARGET_OPSET; free the input batch axis; infer shapes; fold constants; then
@@ -238,11 +240,10 @@ def _refuse_batch_flatten(graph: gs.Graph, ctx: PassContext) -> None:
     for node in graph.nodes:
         shape = node.inputs[0].shape if node.op == "Flatten" and node.inputs else None
         if shape and shape[0] == symbol and int(node.attrs.get("axis", 1)) % len(shape) == 0:
-            raise SnnError(
+            raise node_error(
+                ctx,
+                node,
                 "Flatten with axis 0 merges the batch axis into the features",
-                path=ctx.source,
-                node=node_label(node),
-                op=node.op,
                 hint="flatten from axis 1 (torch.flatten(x, 1)) and re-export",
             )
 

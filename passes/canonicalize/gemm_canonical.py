@@ -13,9 +13,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnx_snn.errors import SnnError
 from onnx_snn.passes.base import PassContext
-from onnx_snn.passes.graph_utils import const, constant_value, node_label, set_input
+from onnx_snn.passes.graph_utils import const, constant_value, node_error, set_input
 
 
 def is_canonical(node: gs.Node) -> bool:
@@ -40,22 +39,20 @@ def apply(graph: gs.Graph, ctx: PassContext) -> int:
             continue
         attrs = node.attrs
         if attrs.get("transA", 0):
-            raise SnnError(
+            raise node_error(
+                ctx,
+                node,
                 "Gemm with transA=1 puts the batch on axis 1 of its input, which the SNN cannot fold time into",
-                path=ctx.source,
-                node=node_label(node),
-                op=node.op,
                 hint="re-export with the input transposed before the Gemm (x @ W.T)",
             )
         weight = b if attrs.get("transB", 0) else b.T
         out_features = weight.shape[0]
         bias = np.zeros(out_features, dtype=b.dtype) if c is None else c
         if bias.size not in (1, out_features) or bias.ndim > 2 or (bias.ndim == 2 and bias.shape[0] != 1):
-            raise SnnError(
+            raise node_error(
+                ctx,
+                node,
                 f"Gemm bias C of shape {list(bias.shape)} depends on the batch row",
-                path=ctx.source,
-                node=node_label(node),
-                op=node.op,
                 hint="use a bias of shape [N] (one value per output feature)",
             )
         alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)

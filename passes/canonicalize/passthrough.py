@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from onnx_snn.errors import SnnError
 from onnx_snn.passes.base import PassContext
-from onnx_snn.passes.graph_utils import bypass, constant_value, node_label, producer
+from onnx_snn.passes.graph_utils import bypass, constant_value, node_error, producer
 
 
 def apply(graph: gs.Graph, ctx: PassContext) -> int:
@@ -39,10 +38,9 @@ def _require_inference(graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None
     training = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2].name else None
     training_value = constant_value(training) if training is not None else None
     if mask_used or (training is not None and (training_value is None or bool(training_value))):
-        raise SnnError(
+        raise node_error(
+            ctx,
+            node,
             "Dropout runs in training mode (its mask is used or training_mode is not false)",
-            path=ctx.source,
-            node=node_label(node),
-            op=node.op,
             hint="export the model in eval mode (model.eval() / training=False)",
         )

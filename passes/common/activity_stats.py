@@ -5,8 +5,11 @@ A synaptic operation is one accumulate: a spike reaching one non-zero synapse. S
 the weights of the next Conv, Gemm or MatMul through layout ops (Flatten, Reshape, Transpose,
 Squeeze, Unsqueeze), average pooling (each input cell carries its pooled cell's fan-out), sums
 (residual Adds: each operand's spikes are events of their own) and scalings by a constant; a
-neuron that reads spikes directly (an identity shortcut) takes one accumulate per spike. So a
-layer's synaptic operations are Σ_t Σ_i s_{t,i}·fan_out_i with `fan_out` fixed at compile time.
+neuron that reads spikes directly (an identity shortcut) takes one accumulate per spike. A max
+pool of spikes (`snn.IFMaxPool`) is a spiking layer of its own: each spike it reads is one
+accumulate (into the spike count of its input cell), and its output spikes, one per rise of a
+window's largest count, have the fan-out of whatever reads them. So a layer's synaptic
+operations are Σ_t Σ_i s_{t,i}·fan_out_i with `fan_out` fixed at compile time.
 A linear op that reads analog values (the encoded input, or a time-invariant prefix computed
 once) does multiply-accumulates instead, counted densely.
 """
@@ -22,23 +25,15 @@ import onnx_graphsurgeon as gs
 from onnx_snn.ir.contract import SPIKES_PREFIX, SYNOPS_PREFIX, TIMESTEPS_INPUT
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.ir.neurons import NEURON_OPS
-from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.base import PassContext, declare, require
 from onnx_snn.passes.common.fanout import fan_out
 from onnx_snn.passes.graph_utils import constant_value, fresh_name, static_shape
 
-NAME = "activity_stats"
-CONTRACT = (
-    "Pre: time-batched rate-coded graph. Post: with --stats, outputs spikes/<layer> and synops/<layer> "
-    "[B] (spikes and synaptic operations over all steps per sample); metadata `activity` always."
-)
+SPEC = declare("activity_stats", needs={"time_batched"}, provides={"activity"})
 
 LINEAR_OPS = frozenset({"Conv", "Gemm", "MatMul"})
 LAYOUT_OPS = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity"})
 SUM_OPS = frozenset({"Add", "Sub", "Sum"})
-
-
-NEEDS = frozenset({"time_batched"})
-PROVIDES = frozenset({"activity"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -47,18 +42,26 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: time-batched rate-coded graph. Post: with --stats, outputs spikes/<layer> and
+    synops/<layer> [B] (spikes and synaptic operations over all steps per sample); metadata
+    `activity` always."""
     spiking = [n for n in graph.nodes if _emits_spikes(n)]
     approximated: set[str] = set()
-    fan_outs = {n.name: _tensor_fan_out(n.outputs[0], approximated) for n in spiking}
+    fan_outs = {n.name: _tensor_fan_out(n.outputs[0], approximated) for n in spiking} if ctx.options.stats else {}
     spike_fed = _spike_fed_linear_ops(spiking)
     linear = [n for n in graph.nodes if n.op in LINEAR_OPS and constant_value(n.inputs[1]) is not None]
+    shapes = {n.name: static_shape(n.outputs[0]) for n in spiking}
     ctx.state.activity = {
-        "neurons": [[n.name, int(math.prod(n.outputs[0].shape[1:]))] for n in spiking],  # graph order
+        # graph order; 0 where the per-sample shape is not known at compile time
+        "neurons": [[n.name, math.prod(shape) if (shape := shapes[n.name]) else 0] for n in spiking],
         "ann_macs": {n.name: _dense_macs(n) for n in linear},
         "analog_macs": {n.name: _dense_macs(n) for n in linear if n.name not in spike_fed},
         "analog_per_step": sorted(n.name for n in linear if n.name not in spike_fed and _time_variant(n)),
         "fan_out_approximated": sorted(approximated),
     }
+    unknown = sorted(name for name, shape in shapes.items() if shape is None)
+    if unknown:
+        ctx.note(f"neuron counts (and firing rates) are unknown at {', '.join(unknown)} (shape not static)")
     if approximated:
         ctx.note(f"synaptic operations count one per spike at {', '.join(sorted(approximated))} (fan-out unknown)")
     if ctx.options.stats:
@@ -69,13 +72,25 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
 
 
 def _emits_spikes(node: gs.Node) -> bool:
-    """A neuron op, or an encoder whose output is binary (Poisson, or signGD's spike codec)."""
+    """A neuron op, an encoder whose output is binary (Poisson, or signGD's spike codec), or a
+    pool (snn.IFMaxPool) that reads spikes, which it passes on as spikes of its own."""
     if node.domain != SNN_DOMAIN or node.op not in NEURON_OPS:
         return False
     role = NEURON_OPS[node.op].role
+    if role == "pool":
+        return _reads_spikes(node.inputs[0])
     return role == "neuron" or (
         role == "encoder" and (node.op == "PoissonEncoder" or node.attrs.get("codec") == "spike")
     )
+
+
+def _reads_spikes(tensor: gs.Tensor) -> bool:
+    """`tensor` holds spikes: the output of a node that emits them, through layout ops only (a
+    pool of currents, or of spikes scaled by a constant, passes on values that are not spikes)."""
+    node = tensor.inputs[0] if tensor.inputs else None
+    while node is not None and node.domain != SNN_DOMAIN and (node.op in LAYOUT_OPS or node.op == "Transpose"):
+        node = node.inputs[0].inputs[0] if node.inputs[0].inputs else None
+    return node is not None and _emits_spikes(node)
 
 
 def _time_variant(node: gs.Node) -> bool:
@@ -83,18 +98,28 @@ def _time_variant(node: gs.Node) -> bool:
     return bool(shape) and shape[0] == "T*batch"
 
 
-def _tensor_fan_out(tensor: gs.Tensor, approximated: set[str]) -> np.ndarray:
-    """[per-sample shape of `tensor`]: the synaptic operations one spike at each element causes."""
-    shape = tuple(int(d) for d in tensor.shape[1:])
+def _tensor_fan_out(tensor: gs.Tensor, approximated: set[str]) -> np.ndarray | None:
+    """[per-sample shape of `tensor`]: the synaptic operations one spike at each element causes;
+    None when that shape is not static (a reader of it then counts one per spike)."""
+    shape = static_shape(tensor)
+    if shape is None:
+        approximated.update(reader.name for reader in tensor.outputs)
+        return None
     total = np.zeros(shape, dtype=np.float64)
     for reader in tensor.outputs:
-        total += _reader_fan_out(reader, tensor, shape, approximated)
+        fan = _reader_fan_out(reader, tensor, shape, approximated)
+        if fan is None:
+            approximated.add(reader.name)
+            fan = 1.0
+        total += fan
     return total
 
 
 def _reader_fan_out(
     reader: gs.Node, tensor: gs.Tensor, shape: tuple[int, ...], approximated: set[str]
-) -> np.ndarray | float:
+) -> np.ndarray | float | None:
+    """The fan-out that `reader` gives each element of `tensor` (per-sample `shape`); None when
+    it is unknown."""
     if reader.op == "Shape":
         return 0.0
     if reader.op in LINEAR_OPS:
@@ -103,19 +128,36 @@ def _reader_fan_out(
             return np.broadcast_to(fan[0], shape)
     elif reader.domain == SNN_DOMAIN:
         return 1.0  # one accumulate into a membrane (or the read-out) per spike
-    elif reader.op in LAYOUT_OPS:
-        return _tensor_fan_out(reader.outputs[0], approximated).reshape(shape)
-    elif reader.op == "Transpose" and reader.attrs.get("perm") and reader.attrs["perm"][0] == 0:
-        inverse = np.argsort([p - 1 for p in reader.attrs["perm"][1:]])
-        return _tensor_fan_out(reader.outputs[0], approximated).transpose(inverse)
-    elif reader.op in SUM_OPS or (reader.op in ("Mul", "Div") and _scaled_by_constant(reader, tensor)):
-        return _unbroadcast(_tensor_fan_out(reader.outputs[0], approximated), shape)
-    elif reader.op == "GlobalAveragePool":
-        return np.broadcast_to(_tensor_fan_out(reader.outputs[0], approximated), shape)
-    elif reader.op == "AveragePool" and len(shape) == 3:
-        return _pool_back(reader, _tensor_fan_out(reader.outputs[0], approximated), shape)
-    approximated.add(reader.name)
-    return 1.0
+    else:
+        return _onward_fan_out(reader, tensor, shape, approximated)
+    return None
+
+
+def _onward_fan_out(
+    reader: gs.Node, tensor: gs.Tensor, shape: tuple[int, ...], approximated: set[str]
+) -> np.ndarray | None:
+    """The fan-out through `reader`, an op that passes spikes on (layout, sum, constant scaling,
+    average pooling), from the fan-out of its output; None for any other op or an unknown one."""
+    passes_on = (
+        reader.op in LAYOUT_OPS
+        or reader.op in SUM_OPS
+        or reader.op == "GlobalAveragePool"
+        or (reader.op == "AveragePool" and len(shape) == 3)
+        or (reader.op in ("Mul", "Div") and _scaled_by_constant(reader, tensor))
+        or (reader.op == "Transpose" and bool(reader.attrs.get("perm")) and reader.attrs["perm"][0] == 0)
+    )
+    onward = _tensor_fan_out(reader.outputs[0], approximated) if passes_on else None
+    if onward is None:
+        return None
+    if reader.op in LAYOUT_OPS:
+        return onward.reshape(shape)
+    if reader.op == "Transpose":
+        return onward.transpose(np.argsort([p - 1 for p in reader.attrs["perm"][1:]]))
+    if reader.op == "GlobalAveragePool":
+        return np.broadcast_to(onward, shape)
+    if reader.op == "AveragePool":
+        return _pool_back(reader, onward, shape)
+    return _unbroadcast(onward, shape)
 
 
 def _scaled_by_constant(node: gs.Node, tensor: gs.Tensor) -> bool:
@@ -178,8 +220,9 @@ def _dense_macs(node: gs.Node) -> int:
         return 0
 
 
-def _layer_outputs(graph: gs.Graph, node: gs.Node, fan: np.ndarray, steps: gs.Tensor) -> list[gs.Variable]:
-    """spikes/<layer> and synops/<layer> [B]: the layer's spikes over all steps, and Σ spikes·fan_out."""
+def _layer_outputs(graph: gs.Graph, node: gs.Node, fan: np.ndarray | None, steps: gs.Tensor) -> list[gs.Variable]:
+    """spikes/<layer> and synops/<layer> [B]: the layer's spikes over all steps, and Σ spikes·fan_out
+    (with `fan` None, the per-sample shape is not static: one synaptic operation per spike)."""
 
     def emit(op: str, inputs: list, name: str | None = None, dtype=np.float32, **attrs) -> gs.Variable:
         out = gs.Variable(name or fresh_name(op.lower()), dtype=dtype, shape=["batch"] if name else None)
@@ -188,10 +231,15 @@ def _layer_outputs(graph: gs.Graph, node: gs.Node, fan: np.ndarray, steps: gs.Te
 
     i64 = lambda values: gs.Constant(fresh_name("c"), np.asarray(values, dtype=np.int64))  # noqa: E731
     t1 = emit("Reshape", [steps, i64([1])], dtype=np.int64)
+    spikes_name, synops_name = f"{SPIKES_PREFIX}{node.name}", f"{SYNOPS_PREFIX}{node.name}"
+    if fan is None:
+        per_row = emit("ReduceSum", [emit("Flatten", [node.outputs[0]], axis=1), i64([1])], keepdims=0)  # [T·B]
+        per_step = emit("Reshape", [per_row, emit("Concat", [t1, i64([-1])], dtype=np.int64, axis=0)])  # [T, B]
+        spikes = emit("ReduceSum", [per_step, i64([0])], name=spikes_name, keepdims=0)
+        return [spikes, emit("Identity", [spikes], name=synops_name)]
     seq_shape = emit("Concat", [t1, i64([-1, fan.size])], dtype=np.int64, axis=0)
-    per_step = emit("Reshape", [node.outputs[0], seq_shape])
-    counts = emit("ReduceSum", [per_step, i64([0])], keepdims=0)  # [B, N]: spikes of each neuron over T
-    spikes = emit("ReduceSum", [counts, i64([1])], name=f"{SPIKES_PREFIX}{node.name}", keepdims=0)
+    per_neuron = emit("Reshape", [node.outputs[0], seq_shape])
+    counts = emit("ReduceSum", [per_neuron, i64([0])], keepdims=0)  # [B, N]: spikes of each neuron over T
+    spikes = emit("ReduceSum", [counts, i64([1])], name=spikes_name, keepdims=0)
     weights = gs.Constant(fresh_name("fan_out"), fan.reshape(-1).astype(np.float32))
-    synops = emit("MatMul", [counts, weights], name=f"{SYNOPS_PREFIX}{node.name}")
-    return [spikes, synops]
+    return [spikes, emit("MatMul", [counts, weights], name=synops_name)]

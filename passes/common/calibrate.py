@@ -14,16 +14,12 @@ from onnx_snn.arrays import check_input_shape
 from onnx_snn.budget import default_budget
 from onnx_snn.errors import SnnError
 from onnx_snn.options import norm_statistic
-from onnx_snn.passes.base import LayerStats, PassContext, require
+from onnx_snn.passes.base import LayerStats, PassContext, declare, require
 from onnx_snn.passes.common.histogram import StreamingHistogram
-from onnx_snn.passes.graph_utils import is_activation
+from onnx_snn.passes.graph_utils import is_activation, node_error
 from onnx_snn.probe import observe
 
-NAME = "calibrate"
-CONTRACT = (
-    "Pre: canonical, BN-folded graph. Post: graph unchanged; ctx.activation_stats maps every "
-    "calibrated node's name to the max and percentile of |output| over the calibration inputs."
-)
+SPEC = declare("calibrate", needs={"bn_folded"}, provides={"calibrated"})
 
 #: unary ops whose outputs are calibrated (the ones a neuron will replace and normalize scales)
 CALIBRATED_OPS = ("Relu", "LeakyRelu", "Abs", "Gelu", "HardSwish")
@@ -49,10 +45,6 @@ def calibrated_nodes(graph: gs.Graph) -> list[gs.Node]:
     return [n for n in graph.nodes if is_calibrated(n)]
 
 
-NEEDS = frozenset({"bn_folded"})
-PROVIDES = frozenset({"calibrated"})
-
-
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
     """Every calibrated node has its statistics."""
     missing = [n.name for n in calibrated_nodes(graph) if n.name not in ctx.activation_stats]
@@ -60,6 +52,8 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: canonical, BN-folded graph. Post: graph unchanged; ctx.activation_stats maps every
+    calibrated node's name to the max and percentile of |output| over the calibration inputs."""
     nodes = calibrated_nodes(graph)
     if not nodes:
         return graph
@@ -72,6 +66,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     for samples, activations in observe(
         graph, [n.outputs[0] for n in nodes], _checked_feeds(graph, ctx), samples_per_run=_samples_per_run
     ):
+        _refuse_non_finite(nodes, activations, ctx)
         statistics.add(activations)
         del activations  # before the next run: one run's outputs at a time
         seen += samples
@@ -83,6 +78,19 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         ctx.activation_stats[node.name] = statistics.layer_stats(i, q)
     ctx.state.calibration_samples = seen
     return graph
+
+
+def _refuse_non_finite(nodes: list[gs.Node], activations: list[np.ndarray], ctx: PassContext) -> None:
+    """Raise SnnError naming the first node whose output holds inf or NaN on the calibration data."""
+    for node, activation in zip(nodes, activations):
+        if not np.isfinite(activation).all():
+            raise node_error(
+                ctx,
+                node,
+                "the ANN's activation is not finite (inf or NaN) on the calibration data",
+                hint="the ANN itself overflows here: check its weights and that the calibration data is scaled "
+                "as in training",
+            )
 
 
 def _checked_feeds(graph: gs.Graph, ctx: PassContext) -> Iterator[dict[str, np.ndarray]]:

@@ -17,31 +17,22 @@ from typing import cast
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnx_snn.errors import SnnError
-from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.base import PassContext, declare, require
 from onnx_snn.passes.graph_utils import (
     bias_vector,
     const,
     constant_value,
     fresh_name,
-    node_label,
+    node_error,
     refresh_shapes,
     replace_uses,
     set_input,
     sole_reader,
 )
 
-NAME = "fold_bn"
-CONTRACT = (
-    "Pre: canonical graph (inference-mode BN with constant parameters). Post: no BatchNormalization; "
-    "each is folded into the Conv/Gemm/MatMul before it or is a per-channel Mul + Add."
-)
+SPEC = declare("fold_bn", needs={"canonical"}, provides={"bn_folded"})
 
 DEFAULT_EPSILON = 1e-5
-
-
-NEEDS = frozenset({"canonical"})
-PROVIDES = frozenset({"bn_folded"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -50,6 +41,9 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: canonical graph (inference-mode BN with constant parameters). Post: no
+    BatchNormalization; each is folded into the Conv/Gemm/MatMul before it or is a per-channel
+    Mul + Add."""
     norms = [n for n in graph.nodes if n.op == "BatchNormalization"]
     if any(n.inputs[0].shape is None for n in norms):
         refresh_shapes(graph)
@@ -74,20 +68,18 @@ def _affine(graph: gs.Graph, bn: gs.Node, ctx: PassContext) -> tuple[np.ndarray,
     """
     statistics_read = any(t.outputs or t in graph.outputs for t in bn.outputs[1:])
     if bn.attrs.get("training_mode", 0) or statistics_read:
-        raise SnnError(
+        raise node_error(
+            ctx,
+            bn,
             "BatchNormalization is in training mode (it updates running statistics)",
-            path=ctx.source,
-            node=node_label(bn),
-            op=bn.op,
             hint="export the model in eval mode (model.eval() / training=False)",
         )
     params = [constant_value(t) for t in bn.inputs[1:5]]
     if len(params) != 4 or any(p is None for p in params):
-        raise SnnError(
+        raise node_error(
+            ctx,
+            bn,
             "BatchNormalization scale, B, mean and var must be constants",
-            path=ctx.source,
-            node=node_label(bn),
-            op=bn.op,
             hint="export the model in eval mode with constant folding enabled",
         )
     scale, bias, mean, var = (p.astype(np.float64).reshape(-1) for p in cast("list[np.ndarray]", params))
@@ -152,11 +144,10 @@ def _to_mul_add(graph: gs.Graph, bn: gs.Node, factor: np.ndarray, offset: np.nda
     """Replace `bn` by Mul(x, k) + Add(·, d) with constants of shape [C, 1, ...] broadcasting over axis 1."""
     x = bn.inputs[0]
     if not x.shape or len(x.shape) < 2:
-        raise SnnError(
+        raise node_error(
+            ctx,
+            bn,
             "BatchNormalization input has unknown rank",
-            path=ctx.source,
-            node=node_label(bn),
-            op=bn.op,
             hint="run canonicalize first so that shapes are inferred",
         )
     shape = (factor.size,) + (1,) * (len(x.shape) - 2)

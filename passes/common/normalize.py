@@ -24,26 +24,22 @@ from typing import cast
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnx_snn.errors import SnnError
 from onnx_snn.options import norm_statistic
-from onnx_snn.passes.base import LayerStats, PassContext, require
+from onnx_snn.passes.base import LayerStats, PassContext, declare, recorded, require
 from onnx_snn.passes.common.calibrate import is_calibrated
 from onnx_snn.passes.graph_utils import (
+    LAYOUT_OPS,
     constant_value,
     fresh_name,
     is_activation,
-    node_label,
+    node_error,
     silu_gate,
     static_shape,
     string_attr,
 )
+from onnx_snn.passes.op_support import relu_cap
 
-NAME = "normalize"
-CONTRACT = (
-    "Pre: BN-folded graph with ctx.activation_stats for every calibrated node. Post: same function; "
-    "each neuron's output is held divided by its λ (so spikes of threshold 1 encode it), outputs in "
-    "ANN units."
-)
+SPEC = declare("normalize", needs={"calibrated"}, provides={"normalized"})
 
 LINEAR_OPS = ("Conv", "Gemm", "MatMul")
 #: neuron ops with f(x / s) = f(x) / s for s > 0: their input and output share λ
@@ -51,17 +47,7 @@ HOMOGENEOUS = ("Relu", "LeakyRelu", "Abs")
 #: ops with f(x / s) = f(x) / s for any s > 0 that is constant along the axes they mix
 CHANNEL_PRESERVING = ("AveragePool", "GlobalAveragePool", "MaxPool", "Identity", "Dropout")
 #: ops that pass a per-layer (scalar) σ through, whatever axes they move, slice or reduce linearly
-LAYER_PRESERVING = (
-    "Flatten",
-    "Reshape",
-    "Transpose",
-    "Concat",
-    "Slice",
-    "ReduceMean",
-    "ReduceSum",
-    "Unsqueeze",
-    "Squeeze",
-)
+LAYER_PRESERVING = LAYOUT_OPS + ("Concat", "Slice", "ReduceMean", "ReduceSum")
 #: ops whose activation inputs must share one σ, which their output keeps
 SHARED_SCALE = ("Add", "Sub", "Max")
 ONE = np.ones(())
@@ -75,20 +61,17 @@ def layer_scale(stats: LayerStats, norm: str) -> np.ndarray:
     return np.where(raw > 0, raw, 1.0)  # a silent layer or channel keeps unit scale
 
 
-NEEDS = frozenset({"calibrated"})
-PROVIDES = frozenset({"normalized"})
-
-
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
     """Every scaled layer's λ is recorded, finite and positive."""
-    lambdas = ctx.state.lambdas
-    require(lambdas is not None, "no λ recorded")
-    assert lambdas is not None  # require raised otherwise
+    lambdas = recorded(ctx.state.lambdas, "no λ recorded")
     bad = [name for name, lam in lambdas.items() if not np.all(np.isfinite(lam)) or np.any(np.asarray(lam) <= 0)]
     require(not bad, f"λ not finite and positive for {bad[:3]}")
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: BN-folded graph with ctx.activation_stats for every calibrated node. Post: same
+    function; each neuron's output is held divided by its λ (so spikes of threshold 1 encode it),
+    outputs in ANN units."""
     lambdas = _neuron_scales(graph, ctx)
     demand = _demanded_scales(graph, lambdas)
     scale: dict[str, np.ndarray] = {t.name: ONE for t in graph.inputs}
@@ -105,15 +88,14 @@ def _neuron_scales(graph: gs.Graph, ctx: PassContext) -> dict[str, np.ndarray]:
     (per layer, shape (), for all but the homogeneous neurons)."""
     lambdas = {}
     for node in graph.nodes:
+        cap = relu_cap(node) if ctx.state.neuron == "if" else None
+        if cap is not None:  # IF: λ = c, so that the rate cap (one spike a step) is the Clip's
+            lambdas[node.name] = np.asarray(cap)
+            continue
         if not is_calibrated(node):
             continue
         if node.name not in ctx.activation_stats:
-            raise SnnError(
-                "no calibration statistics for this node; run calibrate first",
-                path=ctx.source,
-                node=node_label(node),
-                op=node.op,
-            )
+            raise node_error(ctx, node, "no calibration statistics for this node; run calibrate first")
         lam = layer_scale(ctx.activation_stats[node.name], ctx.options.norm)
         if ctx.state.neuron == "signgd":
             lam = lam / ctx.options.signgd_range
@@ -136,7 +118,7 @@ def _demanded_scales(graph: gs.Graph, lambdas: dict[str, np.ndarray]) -> dict[st
     """
     demand: dict[str, np.ndarray] = {t.name: ONE for t in graph.outputs}
     for node in reversed(graph.nodes):
-        if node.op in HOMOGENEOUS or _gated(graph, node):
+        if node.op in HOMOGENEOUS or _gated(graph, node) or _capped(node, lambdas):
             demand.setdefault(node.inputs[0].name, lambdas[node.name])
             continue
         if _is_square(node):
@@ -194,6 +176,10 @@ def _normalize_node(
         _rescale_input(graph, node, 0, sigma(node.inputs[0]), result)
         if node.op not in HOMOGENEOUS:
             _scale_around(graph, node, result, [gate] if gate is not None else [])
+    elif _capped(node, lambdas):  # Clip(x, 0, c) at σ = λ = c: Clip(x/c, 0, 1)
+        result = lambdas[node.name]
+        _rescale_input(graph, node, 0, sigma(node.inputs[0]), result)
+        node.inputs[2] = gs.Constant(fresh_name(node.inputs[2].name), np.asarray(1.0, dtype=np.float32))
     elif node.op == "Sigmoid" and any(silu_gate(graph, reader) is node for reader in out.outputs):
         result = ONE  # a SiLU's gate: its Mul rescales u for both (above)
     elif _is_square(node):
@@ -240,6 +226,11 @@ def _normalize_node(
         result = ONE
     for o in outputs:
         scale[o.name] = result
+
+
+def _capped(node: gs.Node, lambdas: dict[str, np.ndarray]) -> bool:
+    """True for an IF family's capped ReLU Clip(x, 0, c), whose λ is c (_neuron_scales)."""
+    return node.op == "Clip" and node.name in lambdas
 
 
 def _gated(graph: gs.Graph, node: gs.Node) -> bool:

@@ -17,18 +17,10 @@ import onnx_graphsurgeon as gs
 from onnx_snn.ir.contract import FOLDED_BATCH, PER_STEP_SUFFIX, TIMESTEPS_INPUT
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.ir.neurons import NEURON_OPS
-from onnx_snn.passes.base import PassContext, require
-from onnx_snn.passes.graph_utils import fresh_name, is_activation
+from onnx_snn.passes.base import PassContext, declare, require
+from onnx_snn.passes.graph_utils import fresh_name, is_activation, time_variant_tensors
 
-NAME = "time_batch"
-CONTRACT = (
-    "Pre: spikified graph (one-step neurons). Post: graph over T timesteps with time folded into "
-    "the batch; outputs <y> [B,...] and <y>_per_step [T,B,...] decoded as running means by snn.RateDecoder."
-)
-
-
-NEEDS = frozenset({"spiking"})
-PROVIDES = frozenset({"time_batched"})
+SPEC = declare("time_batch", needs={"spiking"}, provides={"time_batched"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -40,6 +32,9 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: spikified graph (one-step neurons). Post: graph over T timesteps with time folded into
+    the batch; outputs <y> [B,...] and <y>_per_step [T,B,...] decoded as running means by
+    snn.RateDecoder."""
     timesteps = gs.Variable(TIMESTEPS_INPUT, dtype=np.int64, shape=[])
     graph.inputs.append(timesteps)
     ctx.input_defaults[TIMESTEPS_INPUT] = np.asarray(ctx.options.timesteps, dtype=np.int64)
@@ -49,7 +44,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     for node in stateful:
         node.inputs[NEURON_OPS[node.op].input_index(TIMESTEPS_INPUT)] = timesteps
     decoded = {o.name: n for n in stateful if _role(n) == "decoder" for o in n.outputs}
-    variant = _time_variant_tensors(graph, stateful)
+    variant = time_variant_tensors(graph)
     for tensor in graph.tensors().values():
         if tensor.name in variant and tensor.shape and tensor.name not in decoded:
             tensor.shape = [FOLDED_BATCH] + list(tensor.shape[1:])
@@ -78,17 +73,8 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
 
 
 def _role(node: gs.Node) -> str | None:
-    """The NeuronOp role of an snn node ("neuron", "encoder", "decoder"), None for other nodes."""
+    """The NeuronOp role of an snn node ("neuron", "encoder", "pool", "decoder"), None for other nodes."""
     return NEURON_OPS[node.op].role if node.domain == SNN_DOMAIN else None
-
-
-def _time_variant_tensors(graph: gs.Graph, stateful: list[gs.Node]) -> set[str]:
-    """Names of the tensors that depend on a stateful node's output (and so change with t)."""
-    variant = {o.name for n in stateful for o in n.outputs}
-    for node in graph.nodes:  # topological order
-        if node.domain == SNN_DOMAIN or any(t.name in variant for t in node.inputs):
-            variant.update(o.name for o in node.outputs)
-    return variant
 
 
 def _is_batched_data(tensor: gs.Tensor) -> bool:

@@ -20,32 +20,25 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.options import check_constraint
-from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.base import PassContext, declare, recorded, require
 from onnx_snn.passes.graph_utils import const, constant_value, node_label
 from onnx_snn.passes.hardware.crossbar import levels_used, project
 
-NAME = "quantize_weights"
-CONTRACT = (
-    "Pre: any graph (BN-folded in compile). Post: when options.weight_levels = N is set, every constant "
-    "Conv/Gemm/MatMul weight has at most N distinct magnitudes per sign (per layer or output channel), "
-    "each non-zero one at least that group's max / on_off_ratio; else the graph is unchanged."
-)
-
-
-NEEDS = frozenset({"bn_folded"})
-PROVIDES = frozenset({"crossbar_weights"})
+SPEC = declare("quantize_weights", needs={"bn_folded"}, provides={"crossbar_weights"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
     """Every constrained weight has at most N distinct magnitudes per sign and group."""
-    stats = ctx.state.weight_quantization
-    require(stats is not None, "no weight_quantization statistics")
-    assert stats is not None  # require raised otherwise
+    stats = recorded(ctx.state.weight_quantization, "no weight_quantization statistics")
     for name, layer in stats["layers"].items():
         require(max(layer["levels"].values()) <= ctx.options.weight_levels, f"{name} has more than N levels")
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: any graph (BN-folded in compile). Post: when options.weight_levels = N is set, every
+    constant Conv/Gemm/MatMul weight has at most N distinct magnitudes per sign (per layer or
+    output channel), each non- zero one at least that group's max / on_off_ratio; else the graph
+    is unchanged."""
     options = ctx.options
     check_constraint(options.weight_levels, options.on_off_ratio)
     levels = options.weight_levels

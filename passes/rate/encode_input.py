@@ -14,21 +14,11 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
-from onnx_snn.ir.function_parts import SNN_DOMAIN
-from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.base import PassContext, declare, require
 from onnx_snn.passes.common.calibration_inputs import calibration_extremes
-from onnx_snn.passes.graph_utils import fresh_name
+from onnx_snn.passes.graph_utils import add_encoder, fresh_name
 
-NAME = "encode_input"
-CONTRACT = (
-    "Pre: spikified IF graph. Post: with --encoding poisson, each graph input feeds only an "
-    "snn.PoissonEncoder (one step, t0 = 0; time_batch sets T) whose spikes, scaled by 1/max_rate, "
-    "replace it everywhere; with analog, the graph is unchanged."
-)
-
-
-NEEDS = frozenset({"spiking"})
-PROVIDES = frozenset({"encoded_input"})
+SPEC = declare("encode_input", needs={"spiking"}, provides={"encoded_input"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -39,6 +29,9 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: spikified IF graph. Post: with --encoding poisson, each graph input feeds only an
+    snn.PoissonEncoder (one step, t0 = 0; time_batch sets T) whose spikes, scaled by 1/max_rate,
+    replace it everywhere; with analog, the graph is unchanged."""
     options = ctx.options
     _check_range(ctx)
     one_step = gs.Constant(fresh_name("one_timestep"), np.asarray(1, dtype=np.int64))
@@ -47,16 +40,14 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         if x.dtype != np.float32:
             continue
         readers = list(x.outputs)
-        spikes = gs.Variable(fresh_name(f"{x.name}_spikes"), dtype=np.float32, shape=x.shape)
-        graph.nodes.append(
-            gs.Node(
-                "PoissonEncoder",
-                name=fresh_name(f"{x.name}_encoder"),
-                domain=SNN_DOMAIN,
-                inputs=[x, one_step, no_steps_done],
-                outputs=[spikes],
-                attrs={"max_rate": float(options.max_rate), "seed": options.seed + k * 2**32},
-            )
+        spikes = add_encoder(
+            graph,
+            "PoissonEncoder",
+            [x, one_step, no_steps_done],
+            f"{x.name}_spikes",
+            np.float32,
+            max_rate=float(options.max_rate),
+            seed=options.seed + k * 2**32,
         )
         encoded = spikes
         if options.max_rate != 1.0:

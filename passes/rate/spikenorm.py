@@ -18,28 +18,18 @@ from tqdm import tqdm
 
 from onnx_snn.ir.contract import TIMESTEPS_INPUT
 from onnx_snn.options import spikenorm_statistic
-from onnx_snn.passes.base import CompileState, LayerStats, Pass, PassContext, require, run_passes
+from onnx_snn.passes.base import CompileState, LayerStats, Pass, PassContext, declare, recorded, require, run_passes
 from onnx_snn.passes.common import time_batch
 from onnx_snn.passes.common.calibrate import calibration_batches
 from onnx_snn.passes.common.histogram import StreamingHistogram
 from onnx_snn.probe import observe
 
-NAME = "spikenorm"
-CONTRACT = (
-    "Pre: calibrated IF graph. Post: graph unchanged; with --norm spikenorm[:P], every ReLU's "
-    "statistics are those of its IF neurons' input current in the SNN whose earlier layers are balanced."
-)
-
-
-NEEDS = frozenset({"calibrated"})
-PROVIDES = frozenset({"spike_balanced"})
+SPEC = declare("spikenorm", needs={"calibrated"}, provides={"spike_balanced"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
     """Every ReLU has one balanced threshold, finite, from the spiking currents."""
-    record = ctx.state.rate.spikenorm
-    require(record is not None, "no spikenorm record")
-    assert record is not None  # require raised otherwise
+    record = recorded(ctx.state.rate.spikenorm, "no spikenorm record")
     for name in record["layers"]:
         stats = ctx.activation_stats.get(name)
         require(stats is not None and stats.max.shape == () and np.isfinite(stats.max), f"{name} is not balanced")
@@ -49,11 +39,14 @@ def snn_builders(pending: list[Pass]) -> list[Pass]:
     """The passes of the pipeline after spikenorm that turn the balanced graph into the SNN it
     will be (normalize .. time_batch, the encoder included when the pipeline has it): spikenorm
     runs them on a trial copy, so the trial SNN is the compiled one by construction."""
-    names = [step.NAME for step in pending]
-    return list(pending[: names.index(time_batch.NAME) + 1])
+    names = [step.SPEC.name for step in pending]
+    return list(pending[: names.index(time_batch.SPEC.name) + 1])
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: calibrated IF graph. Post: graph unchanged; with --norm spikenorm[:P], every ReLU's
+    statistics are those of its IF neurons' input current in the SNN whose earlier layers are
+    balanced."""
     statistic = spikenorm_statistic(ctx.options.norm)
     assert statistic is not None, "the pass manager runs spikenorm only with --norm spikenorm[:P]"
     q = statistic[1] if statistic[0] == "percentile" else 99.9

@@ -1,4 +1,7 @@
-"""spikify: replace every ReLU with a stateful `snn.IFNeuron`; refuse what IF neurons cannot convert."""
+"""spikify: replace every ReLU, and every capped ReLU Clip(x, 0, c) (normalized to Clip(x/c, 0, 1): an IF
+neuron's rate caps at one spike a step), with a stateful `snn.IFNeuron`; refuse what IF neurons cannot
+convert. A MaxPool (which IF nets convert) is left for spikify_maxpool, which runs once the input
+is encoded."""
 
 from __future__ import annotations
 
@@ -7,34 +10,27 @@ import onnx_graphsurgeon as gs
 
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.passes import op_support
-from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.base import PassContext, declare, require_neuron_layers
 from onnx_snn.passes.graph_utils import fresh_name
 
-NAME = "spikify"
-CONTRACT = (
-    "Pre: normalized graph (each Relu sees units of its λ). Post: no Relu left; each is an "
-    "snn.IFNeuron (threshold 1) run for one timestep; any other nonlinearity is refused."
-)
-
-
-NEEDS = frozenset({"normalized", "supported"})
-PROVIDES = frozenset({"spiking"})
+SPEC = declare("spikify", needs={"normalized", "supported"}, provides={"spiking"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
     """No Relu left; each neuron layer is an snn.IFNeuron."""
-    require(not any(n.op == "Relu" for n in graph.nodes), "a Relu is left")
-    neurons = {n.name for n in graph.nodes if n.op == "IFNeuron" and n.domain == SNN_DOMAIN}
-    require(neurons == set(ctx.state.neuron_layers), "the IF neurons are not the recorded neuron layers")
+    require_neuron_layers(graph, ctx, "IFNeuron")
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: normalized graph (each Relu sees units of its λ; a capped ReLU is Clip(0, 1)). Post: no
+    Relu or Clip left; each is an snn.IFNeuron (threshold 1) run for one timestep; MaxPools are
+    unchanged (spikify_maxpool converts them); any other nonlinearity is refused."""
     refuse_unconvertible(graph, ctx)
     one_step = gs.Constant(fresh_name("one_timestep"), np.asarray(1, dtype=np.int64))
     fresh = gs.Constant(fresh_name("fresh_membrane"), np.asarray(np.nan, dtype=np.float32))
     layers = []
     for node in graph.nodes:
-        if node.op != "Relu":
+        if node.op != "Relu" and op_support.relu_cap(node) != 1.0:  # normalize made a capped ReLU Clip(0, 1)
             continue
         final_state = gs.Variable(fresh_name(f"{node.name}_v_T"), dtype=np.float32)
         node.op, node.domain = "IFNeuron", SNN_DOMAIN

@@ -13,22 +13,14 @@ import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
 from onnx_snn.ir.function_parts import SNN_DOMAIN
-from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.base import PassContext, declare, require
 from onnx_snn.passes.graph_utils import fresh_name
 from onnx_snn.probe import observe
 
-NAME = "signgd_offsets"
-CONTRACT = (
-    "Pre: spikify_signgd output. Post: same graph with every SignGD neuron's and decoder's offset and "
-    "bias inputs set from the excite (all ones) and depress (all zeros) passes."
-)
+SPEC = declare("signgd_offsets", needs={"spiking"}, provides={"offsets"})
 
 #: per op: the input positions of its currents, and where each current's (offset, bias) pair starts
 CURRENTS = {"SignGDNeuron": ((0,), (2,)), "SignGDBinaryNeuron": ((0, 1), (3, 5)), "SignGDDecoder": ((0,), (2,))}
-
-
-NEEDS = frozenset({"spiking"})
-PROVIDES = frozenset({"offsets"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -43,6 +35,8 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: spikify_signgd output. Post: same graph with every SignGD neuron's and decoder's offset
+    and bias inputs set from the excite (all ones) and depress (all zeros) passes."""
     targets = [n for n in graph.nodes if n.domain == SNN_DOMAIN and n.op in CURRENTS]
     currents = [n.inputs[i] for n in targets for i in CURRENTS[n.op][0]]
     excited = _probe(graph, currents, 1.0, ctx)

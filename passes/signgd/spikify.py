@@ -4,9 +4,16 @@ Mapping (spec signgd-dynamics §5): Relu, LeakyRelu, Gelu (its own exact or tanh
 spec's sigmoid approximation), the canonical SiLU Mul(u, Sigmoid(u)) (the spec's GELU rule
 x·σ(gate·x) with gate 1), HardSwish, Abs, Exp and Mul(u, u)
 become `snn.SignGDNeuron` with that `function`; Max, Div(p, Sqrt(q)), Div(a, b) and Mul(a, b) of
-two activations become `snn.SignGDBinaryNeuron`. Each graph input gets an `snn.SignGDEncoder`
+two activations become `snn.SignGDBinaryNeuron`. Beyond the spec, by its method: HardSigmoid and
+Clip become `clip` neurons, any other Sigmoid a `sigmoid` neuron, and Div(p, Pow(q, c)) a
+`p_div_q_pow` binary neuron (exponent c). Each graph input gets an `snn.SignGDEncoder`
 and each graph output an `snn.SignGDDecoder`. Offsets and biases are placeholders here; the
 signgd_offsets pass measures them. Any other op between neurons must be affine, or it is refused.
+
+Bounded outputs. normalize leaves HardSigmoid, Clip and Sigmoid in ANN units (σ = 1 in and out).
+Their outputs are bounded, so the neuron holds f(x)/s with s = max(|low|, |high|)/--signgd-range
+(the static bounds play the role of the calibrated max, as λ does for a ReLU) and a Mul(s) after
+the neuron gives its readers f(x) again; s = 1 for a Clip with an absent bound (unbounded output).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.ir.signgd import GATES, GELU_CUBIC
 from onnx_snn.options import CompileOptions
 from onnx_snn.passes import op_support
-from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.base import PassContext, declare, require
 from onnx_snn.passes.graph_utils import (
     constant_value,
     fresh_name,
@@ -29,11 +36,7 @@ from onnx_snn.passes.graph_utils import (
     string_attr,
 )
 
-NAME = "spikify_signgd"
-CONTRACT = (
-    "Pre: decomposed, normalized graph. Post: every nonlinearity is a one-step signGD neuron, inputs "
-    "pass through SignGDEncoder and outputs through SignGDDecoder; only affine ops lie between."
-)
+SPEC = declare("spikify_signgd", needs={"normalized", "supported"}, provides={"spiking"})
 
 #: op -> the `function` of the unary neuron that replaces it in every form (op_support.SIGNGD)
 UNARY = {op: support.neuron for op, support in op_support.SIGNGD.ops.items() if support.neuron}
@@ -50,6 +53,8 @@ def neuron_function(graph: gs.Graph, node: gs.Node) -> tuple[str, str] | None:
         return "unary", "silu"
     if node.op == "Gelu":
         return "unary", "gelu_tanh" if string_attr(node, "approximate", "none") == "tanh" else "gelu_erf"
+    if node.op == "Sigmoid" and op_support.is_silu_gate(graph, node):
+        return None  # its SiLU Mul becomes the `silu` neuron and drops it
     if node.op in UNARY:
         return "unary", UNARY[node.op]
     if node.op == "Mul" and len(node.inputs) == 2 and node.inputs[0] is node.inputs[1]:
@@ -57,7 +62,9 @@ def neuron_function(graph: gs.Graph, node: gs.Node) -> tuple[str, str] | None:
     if node.op == "Max" and len(acts) == 2:
         return "binary", "maximum"
     if node.op == "Div" and len(acts) == 2:
-        return "binary", "p_rsqrt_q" if op_support.rsqrt_divisor(node) is not None else "div"
+        if op_support.rsqrt_divisor(node) is not None:
+            return "binary", "p_rsqrt_q"
+        return "binary", "p_div_q_pow" if op_support.power_divisor(node) is not None else "div"
     if node.op == "Mul" and len(acts) == 2:
         return "binary", "product"
     return None
@@ -69,10 +76,6 @@ def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
     op_support.refuse_unconvertible(op_support.SIGNGD, graph, ctx)
 
 
-NEEDS = frozenset({"normalized", "supported"})
-PROVIDES = frozenset({"spiking"})
-
-
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
     """Each recorded neuron layer is an snn-domain node."""
     snn = {n.name for n in graph.nodes if n.domain == SNN_DOMAIN}
@@ -80,6 +83,9 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: decomposed, normalized graph. Post: every nonlinearity is a one-step signGD neuron,
+    inputs pass through SignGDEncoder and outputs through SignGDDecoder; only affine ops lie
+    between."""
     refuse_unconvertible(graph, ctx)
     schedule = schedule_attributes(ctx.options)
     one_step = gs.Constant(fresh_name("one_timestep"), np.asarray(1, dtype=np.int64))
@@ -87,17 +93,22 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     fresh = gs.Constant(fresh_name("fresh_state"), np.asarray(np.nan, dtype=np.float32))
     layers = []
     for node in list(graph.nodes):
-        kind = neuron_function(graph, node)
+        kind = neuron_function(graph, node) if node.outputs else None
         if kind is None:
             continue
         if kind[1] == "silu":  # the neuron computes u·σ(u) itself: its Sigmoid goes
             _detach(silu_gate(graph, node))
         arity, function = kind
         slope = float(node.attrs.get("alpha", 0.01))  # the model's LeakyRelu slope, read before attrs are replaced
+        bounded = _bounded_attributes(node, ctx.options.signgd_range) if function in ("clip", "sigmoid") else None
+        exponent = _power_exponent(node) if function == "p_div_q_pow" else None
         currents = (
             [node.inputs[0]]
             if arity == "unary"
-            else [node.inputs[0], _sqrt_operand(node) if function == "p_rsqrt_q" else node.inputs[1]]
+            else [
+                node.inputs[0],
+                _divisor_operand(node) if function in ("p_rsqrt_q", "p_div_q_pow") else node.inputs[1],
+            ]
         )
         calibrated = [
             t for _ in currents for t in (_placeholder(f"{node.name}_offset"), _placeholder(f"{node.name}_bias"))
@@ -115,6 +126,12 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
             node.attrs.update(gate=GATES[function] * scale, cubic=GELU_CUBIC * scale**2)
         if function == "leaky_relu":
             node.attrs["slope"] = slope
+        if bounded is not None:
+            attributes, scale = bounded
+            node.attrs.update(attributes)
+            _scale_output(graph, node, scale)
+        if exponent is not None:
+            node.attrs["exponent"] = exponent
         layers.append(node.name)
     for graph_input in graph.inputs:
         _encode(graph, graph_input, one_step, fresh, step_zero, {"codec": ctx.options.signgd_codec, **schedule})
@@ -166,11 +183,56 @@ def _absorb_scaling(graph: gs.Graph, neuron: gs.Node) -> float:
     return scale_in[0]
 
 
-def _sqrt_operand(node: gs.Node) -> gs.Tensor:
-    """q of Div(p, Sqrt(q)): the p/sqrt(q) neuron takes q itself."""
-    sqrt = producer(node.inputs[1])
-    assert sqrt is not None  # neuron_function matched Div(p, Sqrt(q))
-    return sqrt.inputs[0]
+def _divisor_operand(node: gs.Node) -> gs.Tensor:
+    """q of Div(p, Sqrt(q)) or Div(p, Pow(q, c)): the p/sqrt(q) and p/q^c neurons take q itself."""
+    root = producer(node.inputs[1])
+    assert root is not None  # neuron_function matched Div(p, Sqrt(q)) or Div(p, Pow(q, c))
+    return root.inputs[0]
+
+
+def _power_exponent(node: gs.Node) -> float:
+    """c of Div(p, Pow(q, c)), a constant scalar (op_support.power_divisor)."""
+    power = op_support.power_divisor(node)
+    assert power is not None  # neuron_function matched Div(p, Pow(q, c))
+    exponent = constant_value(power.inputs[1])
+    assert exponent is not None
+    return float(exponent.reshape(()))
+
+
+def _bounded_attributes(node: gs.Node, signgd_range: float) -> tuple[dict[str, float], float]:
+    """(attributes alpha, beta, low, high of the `clip` or `sigmoid` neuron that replaces `node`, its
+    output scale s): the neuron holds f(x)/s with s = max(|low|, |high|)/signgd_range, so that its
+    output fills [-signgd_range, signgd_range] as a normalized ReLU's does; s = 1 for an unbounded
+    output (a Clip with an absent bound)."""
+    if node.op == "HardSigmoid":
+        alpha, beta = float(node.attrs.get("alpha", 0.2)), float(node.attrs.get("beta", 0.5))
+        low, high = 0.0, 1.0
+    elif node.op == "Clip":
+        bounds = op_support.clip_bounds(node)
+        assert bounds is not None  # refuse_unconvertible refused a Clip with non-constant bounds
+        (low, high), alpha, beta = bounds, 1.0, 0.0
+    else:  # Sigmoid
+        alpha, beta, low, high = 1.0, 0.0, 0.0, 1.0
+    reach = max(abs(low), abs(high))
+    scale = reach / signgd_range if np.isfinite(reach) and reach > 0 else 1.0
+    if node.op == "Sigmoid":  # σ(u)/s: only the range scales
+        return {"alpha": alpha, "beta": beta, "low": low / scale, "high": high / scale}, scale
+    # clip(u, low, high)/s = clip(u/s, low/s, high/s)
+    return {"alpha": alpha / scale, "beta": beta / scale, "low": low / scale, "high": high / scale}, scale
+
+
+def _scale_output(graph: gs.Graph, neuron: gs.Node, scale: float) -> None:
+    """Readers of `neuron`'s spikes get them times `scale` (a Mul after it, under the spikes' old
+    name): the neuron holds f(x)/scale, its readers' trackers follow f(x)."""
+    if scale == 1.0:
+        return
+    spikes = neuron.outputs[0]
+    held = gs.Variable(fresh_name(f"{neuron.name}_held"), dtype=spikes.dtype, shape=spikes.shape)
+    factor = gs.Constant(fresh_name(f"{neuron.name}_output_scale"), np.asarray(scale, dtype=np.float32))
+    graph.nodes.append(
+        gs.Node("Mul", name=fresh_name(f"{neuron.name}_unscale"), inputs=[held, factor], outputs=[spikes])
+    )
+    neuron.outputs[0] = held
 
 
 def _placeholder(name: str) -> gs.Constant:

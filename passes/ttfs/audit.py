@@ -13,22 +13,13 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.base import PassContext, declare, require
 from onnx_snn.passes.common.calibrate import calibration_batches
 from onnx_snn.passes.graph_utils import node_label
 from onnx_snn.passes.ttfs.model_a import chain_weights, dense_chain
 from onnx_snn.probe import observe
 
-NAME = "ttfs_audit"
-CONTRACT = (
-    "Pre: windowed TTFS-ready graph (ttfs_windows) and calibration data. Post: graph unchanged; "
-    "ctx.state.ttfs.windows['audit'] gives per layer the activations above B_n and, for model A, "
-    "the early spikes."
-)
-
-
-NEEDS = frozenset({"ttfs_windows"})
-PROVIDES = frozenset({"ttfs_audit"})
+SPEC = declare("ttfs_audit", needs={"ttfs_windows"}, provides={"ttfs_audit"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -38,6 +29,9 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: windowed TTFS-ready graph (ttfs_windows) and calibration data. Post: graph unchanged;
+    ctx.state.ttfs.windows['audit'] gives per layer the activations above B_n and, for model A,
+    the early spikes."""
     windows = ctx.state.ttfs.windows
     assert windows is not None  # NEEDS ttfs_windows
     relus = [n for n in graph.nodes if n.op == "Relu"]

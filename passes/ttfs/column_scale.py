@@ -12,22 +12,14 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.base import PassContext, declare, require
 from onnx_snn.passes.ttfs.graph import gemm_weights, set_gemm_weights
 from onnx_snn.passes.ttfs.model_a import chain_weights, dense_chain
 
-NAME = "ttfs_column_scale"
-CONTRACT = (
-    "Pre: TTFS-ready dense ReLU chain (model A). Post: same function (float64 maths, rounded once); "
-    "every hidden neuron has l ≤ S_i ≤ u."
-)
+SPEC = declare("ttfs_column_scale", needs={"ttfs_affine"}, provides={"ttfs_columns"})
 
 UPPER_BOUND = 0.99  # u of the reference code
 LOWER_BOUND = -10.0  # l of the reference code
-
-
-NEEDS = frozenset({"ttfs_affine"})
-PROVIDES = frozenset({"ttfs_columns"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -45,6 +37,8 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: TTFS-ready dense ReLU chain (model A). Post: same function (float64 maths, rounded
+    once); every hidden neuron has l ≤ S_i ≤ u."""
     chain = dense_chain(graph, ctx)
     scaled = bounded_fan_in_sums([chain_weights(gemm) for gemm in chain], UPPER_BOUND, LOWER_BOUND)
     for gemm, (w, b) in zip(chain, scaled):

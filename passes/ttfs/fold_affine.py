@@ -20,14 +20,14 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
-from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.base import PassContext, declare
 from onnx_snn.passes.graph_utils import (
     bias_vector,
     bypass,
     const,
     constant_value,
     fresh_name,
-    node_label,
+    node_error,
     set_input,
     static_shape,
 )
@@ -38,15 +38,11 @@ from onnx_snn.passes.ttfs.graph import (
     encoded_inputs,
     gemm_weights,
     relu_outputs,
+    require_encoded_inputs,
     set_gemm_weights,
 )
 
-NAME = "ttfs_fold_affine"
-CONTRACT = (
-    "Pre: BN-folded graph with encoded inputs (ttfs_input_range). Post: same function (to float32 "
-    "rounding); between each spike tensor and its readers only layout ops, MaxPools and sign-aware "
-    "Mul(±1) pairs around MaxPools remain."
-)
+SPEC = declare("ttfs_fold_affine", needs={"ttfs_inputs"}, provides={"ttfs_affine"})
 
 
 class _Affine:
@@ -65,17 +61,15 @@ class _Affine:
         return twin
 
 
-NEEDS = frozenset({"ttfs_inputs"})
-PROVIDES = frozenset({"ttfs_affine"})
-
-
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
     """The encoded inputs are still in the graph (the folding keeps x̃ and rewrites what reads it)."""
-    tensors = graph.tensors()
-    require(all(entry["encoded"] in tensors for entry in ctx.state.ttfs.inputs.values()), "an encoded input is missing")
+    require_encoded_inputs(graph, ctx)
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: BN-folded graph with encoded inputs (ttfs_input_range). Post: same function (to float32
+    rounding); between each spike tensor and its readers only layout ops, MaxPools and sign-aware
+    Mul(±1) pairs around MaxPools remain."""
     folded: list[gs.Node] = []
     for source in encoded_inputs(graph, ctx) + relu_outputs(graph):
         shape = static_shape(source)
@@ -105,12 +99,7 @@ def _walk(
         try:
             value = np.broadcast_to(step.astype(np.float64), affine.scale.shape)
         except ValueError:
-            raise SnnError(
-                "constant does not broadcast over one sample of the spike tensor",
-                path=ctx.source,
-                node=node_label(node),
-                op=node.op,
-            ) from None
+            raise node_error(ctx, node, "constant does not broadcast over one sample of the spike tensor") from None
         if node.inputs[0] is not tensor:  # bypass keeps input 0
             node.inputs[0], node.inputs[1] = tensor, node.inputs[0]
         if node.op == "Mul":
@@ -127,12 +116,11 @@ def _walk(
     elif not affine.trivial:
         folder = _FOLDERS.get(node.op)
         if folder is None:
-            raise SnnError(
+            raise node_error(
+                ctx,
+                node,
                 "an affine map (BatchNorm or input range) after a spike tensor must reach a Conv or "
                 "Gemm through layout ops and MaxPool only",
-                path=ctx.source,
-                node=node_label(node),
-                op=node.op,
                 hint="move the BatchNorm before the ReLU or export without it",
             )
         folder(graph, node, tensor, affine, ctx)
@@ -177,9 +165,7 @@ def _through_max_pool(graph: gs.Graph, pool: gs.Node, affine: _Affine, ctx: Pass
         return result
     scale, shift = _per_channel(affine.scale), _per_channel(affine.shift)
     if scale is None or shift is None:
-        raise SnnError(
-            "an affine map before MaxPool must be per channel", path=ctx.source, node=node_label(pool), op=pool.op
-        )
+        raise node_error(ctx, pool, "an affine map before MaxPool must be per channel")
     signs = np.where(scale < 0, -1.0, 1.0)
     if np.any(signs < 0):
         _wrap_in_signs(graph, pool, signs)
@@ -205,11 +191,8 @@ def _wrap_in_signs(graph: gs.Graph, pool: gs.Node, signs: np.ndarray) -> None:
 def _fold_gemm(graph: gs.Graph, gemm: gs.Node, data: gs.Tensor, affine: _Affine, ctx: PassContext) -> None:
     weights = gemm_weights(gemm)
     if gemm.inputs[0] is not data or weights is None:
-        raise SnnError(
-            "cannot fold an affine map into this Gemm (expected the canonical Gemm(x, W, b, transB=1))",
-            path=ctx.source,
-            node=node_label(gemm),
-            op=gemm.op,
+        raise node_error(
+            ctx, gemm, "cannot fold an affine map into this Gemm (expected the canonical Gemm(x, W, b, transB=1))"
         )
     w, b = weights
     weight = constant_value(gemm.inputs[1])
@@ -230,12 +213,11 @@ def _fold_conv(graph: gs.Graph, conv: gs.Node, data: gs.Tensor, affine: _Affine,
         or weight.ndim != 4
         or conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET")
     ):
-        raise SnnError(
+        raise node_error(
+            ctx,
+            conv,
             "cannot fold an affine map into this Conv (needs a 2-D Conv with constant weights, explicit "
             "pads and a per-channel affine)",
-            path=ctx.source,
-            node=node_label(conv),
-            op=conv.op,
         )
     group = int(conv.attrs.get("group", 1))
     per_group = weight.shape[1]

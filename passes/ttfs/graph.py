@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.base import PassContext, require
 from onnx_snn.passes.graph_utils import bias_vector, const, constant_value, set_input
 from onnx_snn.passes.op_support import LAYOUT, POOL, TTFS
 
@@ -25,6 +25,12 @@ def encoded_inputs(graph: gs.Graph, ctx: PassContext) -> list[gs.Tensor]:
     """The x̃ tensors that ttfs_input_range wrote, one per graph input."""
     names = {entry["encoded"] for entry in ctx.state.ttfs.inputs.values()}
     return [t for name, t in graph.tensors().items() if name in names]
+
+
+def require_encoded_inputs(graph: gs.Graph, ctx: PassContext) -> None:
+    """PostconditionError unless the x̃ of every input that ttfs_input_range recorded is in the graph."""
+    tensors = graph.tensors()
+    require(all(entry["encoded"] in tensors for entry in ctx.state.ttfs.inputs.values()), "an encoded input is missing")
 
 
 def relu_outputs(graph: gs.Graph) -> list[gs.Tensor]:

@@ -13,30 +13,24 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.errors import SnnError
-from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.base import PassContext, declare, require
 from onnx_snn.passes.common.calibration_inputs import calibration_extremes
 from onnx_snn.passes.graph_utils import const, fresh_name, replace_uses
+from onnx_snn.passes.ttfs.graph import require_encoded_inputs
 
-NAME = "ttfs_input_range"
-CONTRACT = (
-    "Pre: canonical graph with float inputs. Post: same function; each input v is read only by "
-    "x̃ = (v − p)/(q − p) followed by Mul(q − p), Add(p); ctx.state.ttfs.inputs maps each "
-    "input to [p, q] and the name of x̃."
-)
-
-
-NEEDS = frozenset({"supported"})
-PROVIDES = frozenset({"ttfs_inputs"})
+SPEC = declare("ttfs_input_range", needs={"supported"}, provides={"ttfs_inputs"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
     """Each recorded input has its encoded tensor x̃ in the graph."""
-    tensors = graph.tensors()
     require(bool(ctx.state.ttfs.inputs), "no encoded input recorded")
-    require(all(entry["encoded"] in tensors for entry in ctx.state.ttfs.inputs.values()), "an encoded input is missing")
+    require_encoded_inputs(graph, ctx)
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: canonical graph with float inputs. Post: same function; each input v is read only by x̃
+    = (v − p)/(q − p) followed by Mul(q − p), Add(p); ctx.state.ttfs.inputs maps each input to
+    [p, q] and the name of x̃."""
     low, high = input_range(ctx)
     encoded = {}
     for v in graph.inputs:

@@ -21,25 +21,16 @@ import onnx_graphsurgeon as gs
 from onnx_snn.errors import SnnError
 from onnx_snn.ir.contract import SPIKE_TIMES_PREFIX, SPIKES_PREFIX, SYNOPS_PREFIX
 from onnx_snn.ir.function_parts import SNN_DOMAIN
-from onnx_snn.passes.base import PassContext, require
-from onnx_snn.passes.graph_utils import const, fresh_name, node_label
+from onnx_snn.passes.base import PassContext, declare, require_neuron_layers
+from onnx_snn.passes.graph_utils import const, fresh_name, node_error
 from onnx_snn.passes.ttfs.graph import SPIKE_LAYOUT_OPS, gemm_weights
 
-NAME = "ttfs_model_a"
-CONTRACT = (
-    "Pre: windowed, column-scaled dense ReLU chain (ttfs_windows, ttfs_column_scale). Post: the inputs are "
-    "TTFSEncoder spike times, each hidden layer an snn.TTFSDenseA on float64 absolute times, the read-out "
-    "its potential at t_read; outputs unchanged (logits in ANN units)."
-)
-NEEDS = frozenset({"ttfs_windows", "ttfs_columns"})
-PROVIDES = frozenset({"spiking"})
+SPEC = declare("ttfs_model_a", needs={"ttfs_windows", "ttfs_columns"}, provides={"spiking"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
-    """No Relu or Gemm of the chain left; one snn.TTFSDenseA per recorded neuron layer."""
-    require(not any(n.op == "Relu" for n in graph.nodes), "a Relu is left")
-    dense = [n for n in graph.nodes if n.op == "TTFSDenseA" and n.domain == SNN_DOMAIN]
-    require(len(dense) == len(ctx.state.neuron_layers), "not one TTFSDenseA per neuron layer")
+    """No Relu left; each neuron layer (each hidden Gemm + Relu of the chain) is an snn.TTFSDenseA."""
+    require_neuron_layers(graph, ctx, "TTFSDenseA")
 
 
 def dense_chain(graph: gs.Graph, ctx: PassContext) -> list[gs.Node]:
@@ -78,17 +69,20 @@ def chain_weights(gemm: gs.Node) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _refuse(node: gs.Node, ctx: PassContext) -> NoReturn:
-    raise SnnError(
+    raise node_error(
+        ctx,
+        node,
         "--ttfs-model a converts dense ReLU chains only (Flatten → Gemm → Relu → … → Gemm)",
-        path=ctx.source,
-        node=node_label(node),
-        op=node.op,
         hint="use the default --ttfs-model b1",
     )
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
-    """Rewrite the windowed dense chain into model A on float64 absolute times (see module doc)."""
+    """Rewrite the windowed dense chain into model A on float64 absolute times (see module doc).
+
+    Pre: windowed, column-scaled dense ReLU chain (ttfs_windows, ttfs_column_scale). Post: the
+    inputs are TTFSEncoder spike times, each hidden layer an snn.TTFSDenseA on float64 absolute
+    times, the read-out its potential at t_read; outputs unchanged (logits in ANN units)."""
     chain = dense_chain(graph, ctx)
     windows = ctx.state.ttfs.windows
     assert windows is not None  # NEEDS ttfs_windows
@@ -108,12 +102,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         layer = windows["layers"][relu.name]
         w, b = chain_weights(gemm)
         if np.any(w.sum(axis=1) >= 1.0):
-            raise SnnError(
-                "a fan-in weight sum is ≥ 1 (model A needs S_i < 1: run column scaling)",
-                path=ctx.source,
-                node=node_label(gemm),
-                op=gemm.op,
-            )
+            raise node_error(ctx, gemm, "a fan-in weight sum is ≥ 1 (model A needs S_i < 1: run column scaling)")
         synapses, theta = hardware_parameters(w, b, layer["B"], t_min_prev, layer["t_max"])
         layer["J_abs_max"] = float(np.abs(synapses).max())
         source = gemm.inputs[0]

@@ -24,31 +24,23 @@ import onnx_graphsurgeon as gs
 from onnx_snn.ir.contract import SPIKE_TIMES_PREFIX, SPIKES_PREFIX, SYNOPS_PREFIX
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.passes import op_support
-from onnx_snn.passes.base import PassContext, require
+from onnx_snn.passes.base import PassContext, declare, require_neuron_layers
 from onnx_snn.passes.common.fanout import fan_out
-from onnx_snn.passes.graph_utils import const, constant_value, fresh_name
+from onnx_snn.passes.graph_utils import add_encoder, const, constant_value, fresh_name
 from onnx_snn.passes.ttfs.graph import SPIKE_LAYOUT_OPS, SPIKE_POOL_OPS
 
-NAME = "spikify_ttfs"
-CONTRACT = (
-    "Pre: windowed TTFS-ready graph (ttfs_windows). Post: inputs are TTFSEncoder spike times, every "
-    "Relu a TTFSNeuron, MaxPools earliest-spike pools, linear ops read x = B − tau; outputs unchanged "
-    "(logits in ANN units), plus per-layer spike statistics with --stats."
-)
-
-
-NEEDS = frozenset({"ttfs_windows"})
-PROVIDES = frozenset({"spiking"})
+SPEC = declare("spikify_ttfs", needs={"ttfs_windows"}, provides={"spiking"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
     """No Relu left; each neuron layer is an snn.TTFSNeuron."""
-    require(not any(n.op == "Relu" for n in graph.nodes), "a Relu is left")
-    neurons = {n.name for n in graph.nodes if n.op == "TTFSNeuron" and n.domain == SNN_DOMAIN}
-    require(neurons == set(ctx.state.neuron_layers), "the TTFS neurons are not the recorded neuron layers")
+    require_neuron_layers(graph, ctx, "TTFSNeuron")
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: windowed TTFS-ready graph (ttfs_windows). Post: inputs are TTFSEncoder spike times,
+    every Relu a TTFSNeuron, MaxPools earliest-spike pools, linear ops read x = B − tau; outputs
+    unchanged (logits in ANN units), plus per-layer spike statistics with --stats."""
     windows = ctx.state.ttfs.windows
     assert windows is not None  # NEEDS ttfs_windows
     for name, entry in ctx.state.ttfs.inputs.items():
@@ -68,16 +60,8 @@ def _encode(graph: gs.Graph, name: str, entry: dict) -> None:
     v = next(t for t in graph.inputs if t.name == name)
     x_tilde = graph.tensors()[entry["encoded"]]
     low, high = entry["range"]
-    leads = gs.Variable(fresh_name(f"{name}_spike_leads"), dtype=v.dtype, shape=v.shape)
-    graph.nodes.append(
-        gs.Node(
-            "TTFSEncoder",
-            name=fresh_name(f"{name}_encoder"),
-            domain=SNN_DOMAIN,
-            inputs=[v, const("p", np.asarray(low, dtype=np.float32)), const("q", np.asarray(high, dtype=np.float32))],
-            outputs=[leads],
-        )
-    )
+    bounds = [const("p", np.asarray(low, dtype=np.float32)), const("q", np.asarray(high, dtype=np.float32))]
+    leads = add_encoder(graph, "TTFSEncoder", [v, *bounds], f"{name}_spike_leads", v.dtype)
     for reader in list(x_tilde.outputs):
         for i, tensor in enumerate(reader.inputs):
             if tensor is x_tilde:

@@ -17,23 +17,13 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnx_snn.errors import SnnError
-from onnx_snn.passes.base import PassContext, require
-from onnx_snn.passes.graph_utils import constant_value, node_label
+from onnx_snn.passes.base import PassContext, declare, require
+from onnx_snn.passes.graph_utils import constant_value, node_error, node_label
 from onnx_snn.passes.ttfs.graph import encoded_inputs, relu_outputs
 
-NAME = "ttfs_windows"
-CONTRACT = (
-    "Pre: calibrated TTFS-ready graph (ctx.activation_stats holds each Relu's max). Post: graph "
-    "unchanged; ctx.state.ttfs.windows holds ζ, t_read and, per layer, X, B, t_min, t_max and the "
-    "window corrections Δ of its inputs."
-)
+SPEC = declare("ttfs_windows", needs={"ttfs_affine", "calibrated"}, provides={"ttfs_windows"})
 
 INPUT_WINDOW = (0.0, 1.0)
-
-
-NEEDS = frozenset({"ttfs_affine", "calibrated"})
-PROVIDES = frozenset({"ttfs_windows"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -45,6 +35,9 @@ def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
+    """Pre: calibrated TTFS-ready graph (ctx.activation_stats holds each Relu's max). Post: graph
+    unchanged; ctx.state.ttfs.windows holds ζ, t_read and, per layer, X, B, t_min, t_max and the
+    window corrections Δ of its inputs."""
     zeta = float(ctx.options.zeta)
     sources = {t.name: name for name, t in _named_sources(graph, ctx).items()}
     windows: dict[str, tuple[float, float]] = {name: INPUT_WINDOW for name in ctx.state.ttfs.inputs}
@@ -52,7 +45,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     for relu in (n for n in graph.nodes if n.op == "Relu"):
         stats = ctx.activation_stats.get(relu.name)
         if stats is None:
-            raise SnnError("ReLU was not calibrated", path=ctx.source, node=node_label(relu), op=relu.op)
+            raise node_error(ctx, relu, "ReLU was not calibrated")
         feeding = source_layers(relu.inputs[0], sources)
         start = max((windows[s][1] for s in feeding), default=0.0)
         peak = float(np.max(stats.max))
