@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from onnx_snn.models.light_models import fashion_rgb
+from onnx_snn.models.signgd_nets import Affine
 
 #: the seed of every builder's initial weights
 SEED = 0
@@ -67,6 +68,18 @@ def _divisible(value: float, divisor: int = 4) -> int:
 
 
 # --- ResNet -------------------------------------------------------------------------------------
+
+
+class PooledClassifier(nn.Module):
+    """A net computing head(flatten(global average pool(features(x)))): subclasses set
+    `features`, `pool` and `head`, in that order."""
+
+    features: nn.Module
+    pool: nn.Module
+    head: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.pool(self.features(x)), 1))
 
 
 class BasicBlock(nn.Module):
@@ -164,7 +177,7 @@ class DenseLayer(nn.Module):
         return torch.cat([x, self.branch(x)], 1)
 
 
-class DenseNet(nn.Module):
+class DenseNet(PooledClassifier):
     """DenseNet-BC (Huang, Liu, van der Maaten, Weinberger: Densely Connected Convolutional
     Networks, CVPR 2017): conv + BN + ReLU + MaxPool stem, dense blocks of pre-activation
     BN-ReLU-Conv layers whose outputs are concatenated, transitions BN-ReLU-Conv1x1 (compression
@@ -191,10 +204,7 @@ class DenseNet(nn.Module):
         layers += [nn.BatchNorm2d(channels), nn.ReLU()]
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+        self.head = nn.Linear(channels, CLASSES)
 
 
 # --- MobileNetV2 --------------------------------------------------------------------------------
@@ -216,7 +226,7 @@ class InvertedResidual(nn.Module):
         return x + self.block(x) if self.residual else self.block(x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(PooledClassifier):
     """MobileNetV2 (Sandler, Howard, Zhu, Zhmoginov, Chen: MobileNetV2: Inverted Residuals and
     Linear Bottlenecks, CVPR 2018): 3x3/2 conv stem + BN + ReLU6, the paper's (t, c, n, s) table
     at width 0.25 with fewer repeats, 1x1 conv + BN + ReLU6 head, global pool, dropout, linear."""
@@ -236,10 +246,7 @@ class MobileNetV2(nn.Module):
         layers.append(conv_bn(cin, last, 1, act=nn.ReLU6()))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, CLASSES))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, CLASSES))
 
 
 # --- squeeze-excite, MobileNetV3, EfficientNet --------------------------------------------------
@@ -280,7 +287,7 @@ class MobileNetV3Block(nn.Module):
         return x + self.block(x) if self.residual else self.block(x)
 
 
-class MobileNetV3Small(nn.Module):
+class MobileNetV3Small(PooledClassifier):
     """MobileNetV3-Small (Howard et al.: Searching for MobileNetV3, ICCV 2019, table 2): 3x3/2
     conv + BN + HardSwish stem, eleven bneck blocks (ReLU or HardSwish, squeeze-excite with a
     HardSigmoid gate), 1x1 conv + BN + HardSwish, global pool, linear + HardSwish, dropout,
@@ -317,12 +324,7 @@ class MobileNetV3Small(nn.Module):
         layers.append(conv_bn(cin, last, 1, act=nn.Hardswish()))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(
-            nn.Linear(last, hidden), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(hidden, CLASSES)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        self.head = nn.Sequential(nn.Linear(last, hidden), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(hidden, CLASSES))
 
 
 class MBConv(nn.Module):
@@ -347,7 +349,7 @@ class MBConv(nn.Module):
         return x + self.block(x) if self.residual else self.block(x)
 
 
-class EfficientNetB0(nn.Module):
+class EfficientNetB0(PooledClassifier):
     """EfficientNet-B0 (Tan, Le: EfficientNet: Rethinking Model Scaling for Convolutional Neural
     Networks, ICML 2019, table 1): 3x3/2 conv + BN + SiLU stem, seven MBConv stages, 1x1 conv +
     BN + SiLU head, global pool, dropout, linear; widths 0.25 and one or two blocks per stage."""
@@ -375,10 +377,7 @@ class EfficientNetB0(nn.Module):
         layers.append(conv_bn(cin, last, 1, act=nn.SiLU()))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, CLASSES))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, CLASSES))
 
 
 # --- ShuffleNetV2 -------------------------------------------------------------------------------
@@ -518,7 +517,7 @@ class YBlock(nn.Module):
         return self.relu(self.branch(x) + self.shortcut(x))
 
 
-class RegNetY(nn.Module):
+class RegNetY(PooledClassifier):
     """RegNetY (Radosavovic, Kosaraju, Girshick, He, Dollar: Designing Network Design Spaces, CVPR
     2020): 3x3/2 conv + BN + ReLU stem, stages of Y blocks (group convs, SE), global pool, linear;
     widths (16, 32, 64), depths (1, 1, 2), group width 8."""
@@ -535,10 +534,7 @@ class RegNetY(nn.Module):
                 cin = width
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+        self.head = nn.Linear(cin, CLASSES)
 
 
 # --- ConvNeXt -----------------------------------------------------------------------------------
@@ -674,6 +670,14 @@ class ViT(nn.Module):
         if self.head_dist is None:
             return self.head(x[:, 0])
         return (self.head(x[:, 0]) + self.head_dist(x[:, 1])) / 2
+
+
+class DeiT(ViT):
+    """DeiT (Touvron et al.: Training data-efficient image transformers & distillation through
+    attention, ICML 2021): the ViT above with a distillation token and head, dim 48."""
+
+    def __init__(self) -> None:
+        super().__init__(distilled=True)
 
 
 # --- Swin ---------------------------------------------------------------------------------------
@@ -851,18 +855,6 @@ class MlpMixer(nn.Module):
         return self.head(self.norm(x).mean(1))
 
 
-class Affine(nn.Module):
-    """ResMLP's Aff: alpha * x + beta per channel (alpha starts at 1, beta at 0)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.alpha = nn.Parameter(torch.ones(dim))
-        self.beta = nn.Parameter(torch.zeros(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.alpha * x + self.beta
-
-
 class ResMLPBlock(nn.Module):
     """x + ls1 * linear over tokens(Aff(x)), then x + ls2 * MLP(Aff(x)) (GELU)."""
 
@@ -1004,7 +996,7 @@ class Inception(nn.Module):
         return torch.cat([self.b1(x), self.b3(x), self.b5(x), self.bp(x)], 1)
 
 
-class InceptionV1(nn.Module):
+class InceptionV1(PooledClassifier):
     """GoogLeNet (Szegedy et al.: Going Deeper with Convolutions, CVPR 2015): 7x7/2 conv, MaxPool
     (3, 2, ceil_mode), LRN, 1x1 and 3x3 convs, LRN, MaxPool, inception 3a, 3b, MaxPool, 4a, 4b,
     global average pool, dropout, linear (no auxiliary heads at inference); widths 1/4."""
@@ -1036,10 +1028,7 @@ class InceptionV1(nn.Module):
             Inception(128, 40, 28, 56, 6, 16, 16),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(0.4), nn.Linear(128, CLASSES))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        self.head = nn.Sequential(nn.Dropout(0.4), nn.Linear(128, CLASSES))
 
 
 # --- registry -----------------------------------------------------------------------------------
@@ -1074,138 +1063,27 @@ def _seeded(build: BuilderT) -> BuilderT:
     return seeded  # type: ignore[return-value]
 
 
-@_seeded
-def resnet18() -> nn.Module:
-    """ResNet-18 (He et al., CVPR 2016), widths (8, 16, 32, 64)."""
-    return ResNet18()
-
-
-@_seeded
-def vgg11_bn() -> nn.Module:
-    """VGG-11 with BatchNorm (Simonyan and Zisserman, ICLR 2015), widths 1/8."""
-    return VGG11BN()
-
-
-@_seeded
-def densenet() -> nn.Module:
-    """DenseNet-BC (Huang et al., CVPR 2017), growth 8, blocks (3, 3, 3)."""
-    return DenseNet()
-
-
-@_seeded
-def mobilenet_v2() -> nn.Module:
-    """MobileNetV2 (Sandler et al., CVPR 2018), width 0.25."""
-    return MobileNetV2()
-
-
-@_seeded
-def mobilenet_v3_small() -> nn.Module:
-    """MobileNetV3-Small (Howard et al., ICCV 2019), width 0.25."""
-    return MobileNetV3Small()
-
-
-@_seeded
-def efficientnet_b0() -> nn.Module:
-    """EfficientNet-B0 (Tan and Le, ICML 2019), width 0.25, fewer repeats."""
-    return EfficientNetB0()
-
-
-@_seeded
-def shufflenet_v2() -> nn.Module:
-    """ShuffleNet V2 (Ma et al., ECCV 2018), stage widths (24, 48, 96)."""
-    return ShuffleNetV2()
-
-
-@_seeded
-def squeezenet1_1() -> nn.Module:
-    """SqueezeNet 1.1 (Iandola et al., 2016), widths 1/4."""
-    return SqueezeNet11()
-
-
-@_seeded
-def regnet_y() -> nn.Module:
-    """RegNetY (Radosavovic et al., CVPR 2020), widths (16, 32, 64), group width 8."""
-    return RegNetY()
-
-
-@_seeded
-def convnext() -> nn.Module:
-    """ConvNeXt (Liu et al., CVPR 2022), dims (16, 32, 48, 64)."""
-    return ConvNeXt()
-
-
-@_seeded
-def vit_tiny() -> nn.Module:
-    """ViT (Dosovitskiy et al., ICLR 2021), dim 48, 3 heads, depth 3, 4x4 patches."""
-    return ViT()
-
-
-@_seeded
-def deit_tiny() -> nn.Module:
-    """DeiT (Touvron et al.: Training data-efficient image transformers & distillation through
-    attention, ICML 2021): ViT with a distillation token and head, dim 48."""
-    return ViT(distilled=True)
-
-
-@_seeded
-def swin_t() -> nn.Module:
-    """Swin Transformer (Liu et al., ICCV 2021), dims (16, 32, 64), window 4."""
-    return SwinT()
-
-
-@_seeded
-def mlp_mixer() -> nn.Module:
-    """MLP-Mixer (Tolstikhin et al., NeurIPS 2021), dim 48, depth 3."""
-    return MlpMixer()
-
-
-@_seeded
-def resmlp() -> nn.Module:
-    """ResMLP (Touvron et al., TPAMI 2022), dim 48, depth 3."""
-    return ResMLP()
-
-
-@_seeded
-def poolformer_s12() -> nn.Module:
-    """PoolFormer-S12 (Yu et al., CVPR 2022), dims (16, 32, 48, 64)."""
-    return PoolFormerS12()
-
-
-@_seeded
-def alexnet() -> nn.Module:
-    """AlexNet (Krizhevsky et al., NeurIPS 2012) with LRN, widths 1/6 to 1/8."""
-    return AlexNet()
-
-
-@_seeded
-def inception_v1() -> nn.Module:
-    """GoogLeNet / Inception v1 (Szegedy et al., CVPR 2015) with LRN, widths 1/4."""
-    return InceptionV1()
-
-
-#: family name -> builder of the seeded, untrained net (input [N, 3, 32, 32], output [N, 10])
+#: family name -> builder of the seeded, untrained net (input [N, 3, 32, 32], output [N, 10]); each
+#: class's docstring names its paper
 FAMILIES: dict[str, Callable[[], nn.Module]] = {
-    build.__name__: build
-    for build in (
-        resnet18,
-        vgg11_bn,
-        densenet,
-        mobilenet_v2,
-        mobilenet_v3_small,
-        efficientnet_b0,
-        shufflenet_v2,
-        squeezenet1_1,
-        regnet_y,
-        convnext,
-        vit_tiny,
-        deit_tiny,
-        swin_t,
-        mlp_mixer,
-        resmlp,
-        poolformer_s12,
-        alexnet,
-        inception_v1,
-    )
+    "resnet18": _seeded(ResNet18),
+    "vgg11_bn": _seeded(VGG11BN),
+    "densenet": _seeded(DenseNet),
+    "mobilenet_v2": _seeded(MobileNetV2),
+    "mobilenet_v3_small": _seeded(MobileNetV3Small),
+    "efficientnet_b0": _seeded(EfficientNetB0),
+    "shufflenet_v2": _seeded(ShuffleNetV2),
+    "squeezenet1_1": _seeded(SqueezeNet11),
+    "regnet_y": _seeded(RegNetY),
+    "convnext": _seeded(ConvNeXt),
+    "vit_tiny": _seeded(ViT),
+    "deit_tiny": _seeded(DeiT),
+    "swin_t": _seeded(SwinT),
+    "mlp_mixer": _seeded(MlpMixer),
+    "resmlp": _seeded(ResMLP),
+    "poolformer_s12": _seeded(PoolFormerS12),
+    "alexnet": _seeded(AlexNet),
+    "inception_v1": _seeded(InceptionV1),
 }
 
 

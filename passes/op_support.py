@@ -369,8 +369,9 @@ RATE = _relu_family(
         ("Clip",),
         Support(
             FORMS,
-            "Clip(x, 0, c) with a constant c > 0 (ReLU6): an `snn.IFNeuron` whose scale λ is c, so "
-            "that its rate, at most one spike a step, caps the output at c exactly",
+            "Clip(x, 0, c) with a constant c > 0 (ReLU6): an `snn.IFNeuron` whose rate, at most one "
+            "spike a step, caps the output at its scale λ: λ = c where the Clip binds on the calibration "
+            "data (exact), else the --norm statistic as for a ReLU",
             when=is_capped_relu,
             refusal="IF neurons convert only the Clip(x, 0, c) form of Clip (a ReLU capped at c)",
         ),

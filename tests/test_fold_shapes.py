@@ -195,6 +195,21 @@ def per_sample(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return np.concatenate([run(model, x[i : i + 1]) for i in range(len(x))])
 
 
+def folded(model: onnx.ModelProto) -> gs.Graph:
+    """canonical() of `model` (one input x [N, ...]), checked to compute what `model` does at every batch size."""
+    graph, _ = canonical(model)
+    dims = model.graph.input[0].type.tensor_type.shape.dim[1:]
+    assert_same_at_every_batch(graph, model, tuple(d.dim_value for d in dims))
+    return graph
+
+
+def assert_same_at_every_batch(graph: gs.Graph, model: onnx.ModelProto, shape: tuple[int, ...]) -> None:
+    """The rewritten `graph` computes what `model` does on inputs of per-sample `shape` at every batch size."""
+    for batch in BATCHES:
+        x = sample_input(shape, batch)
+        np.testing.assert_array_equal(run(graph, x), run(model, x))
+
+
 def sample_input(shape: tuple[int, ...], batch: int) -> np.ndarray:
     return np.random.default_rng(batch).standard_normal((batch, *shape)).astype(np.float32)
 
@@ -286,13 +301,9 @@ def test_reshape_to_computed_batch_shape_becomes_constant(make_model):
         "y = Reshape(x, target)",
     )
     inits = {"zero": np.array(0), "axes": np.array([0]), "rest": np.array([3, 8])}
-    model = make_model(nodes, {"x": ["N", 6, 4]}, {"y": ["N", 3, 8]}, inits)
-    graph, _ = canonical(model)
+    graph = folded(make_model(nodes, {"x": ["N", 6, 4]}, {"y": ["N", 3, 8]}, inits))
     assert ops(graph) == ["Reshape"]
     assert graph.nodes[0].inputs[1].values.tolist() == [0, 3, 8]
-    for batch in BATCHES:
-        x = sample_input((6, 4), batch)
-        np.testing.assert_array_equal(run(graph, x), run(model, x))
 
 
 def test_expand_to_the_batch_reads_the_batch_off_the_data(make_model):
@@ -315,77 +326,62 @@ def test_expand_to_the_batch_reads_the_batch_off_the_data(make_model):
         "three": np.array([3]),
         "cls": np.arange(4, dtype=np.float32).reshape(1, 1, 4),
     }
-    model = make_model(nodes, {"x": ["N", 3, 4]}, {"y": ["N", 4, 4]}, inits)
-    graph, _ = canonical(model)
+    graph = folded(make_model(nodes, {"x": ["N", 3, 4]}, {"y": ["N", 4, 4]}, inits))
     assert sorted(ops(graph)) == ["Concat", "Concat", "Expand", "Shape"]
     shape = next(n for n in graph.nodes if n.op == "Shape")
     assert shape.inputs[0] is graph.inputs[0] and (shape.attrs["start"], shape.attrs["end"]) == (0, 1)
-    for batch in BATCHES:
-        x = sample_input((3, 4), batch)
-        np.testing.assert_array_equal(run(graph, x), run(model, x))
+
+
+#: Swin's merged windows [B·4, 2, 2] and the batch read off them: bb = [shape(r)[0] / 4]
+WINDOW_BATCH = onnx_nodes(
+    "windows = Reshape(x, split)",
+    "r = Relu(windows)",
+    "s = Shape(r)",
+    "count = Gather <axis = 0> (s, zero)",
+    "b = Div(count, four)",
+    "bb = Unsqueeze(b, axes)",
+)
+WINDOW_BATCH_CONSTANTS = {
+    "split": np.array([-1, 2, 2]),
+    "zero": np.array(0),
+    "four": np.array(4),
+    "axes": np.array([0]),
+}
 
 
 def test_window_count_division_becomes_minus_one(make_model):
     """Swin's window_reverse: B = windows.shape[0] // nW, Reshape(windows, [B, 2, -1])."""
-    nodes = onnx_nodes(
-        "windows = Reshape(x, split)",
-        "r = Relu(windows)",
-        "s = Shape(r)",
-        "count = Gather <axis = 0> (s, zero)",
-        "b = Div(count, four)",
-        "bb = Unsqueeze(b, axes)",
+    nodes = WINDOW_BATCH + onnx_nodes(
         "target = Concat <axis = 0> (bb, two, minus)",
         "y = Reshape(r, target)",
     )
-    inits = {
-        "split": np.array([-1, 2, 2]),
-        "zero": np.array(0),
-        "four": np.array(4),
-        "axes": np.array([0]),
+    inits = WINDOW_BATCH_CONSTANTS | {
         "two": np.array([2]),
         "minus": np.array([-1]),
     }
-    model = make_model(nodes, {"x": ["N", 4, 2, 2]}, {"y": ["N", 2, 8]}, inits)
-    graph, _ = canonical(model)
+    graph = folded(make_model(nodes, {"x": ["N", 4, 2, 2]}, {"y": ["N", 2, 8]}, inits))
     assert ops(graph) == ["Reshape", "Relu", "Reshape"]
     assert graph.nodes[2].inputs[1].values.tolist() == [-1, 2, 8]
-    for batch in BATCHES:
-        x = sample_input((4, 2, 2), batch)
-        np.testing.assert_array_equal(run(graph, x), run(model, x))
 
 
 def test_batch_read_off_merged_windows_is_divided_back(make_model):
     """B = windows.shape[0] // 4 feeding an Expand: Shape(windows, 0, 1) / 4, read where the model read it."""
-    nodes = onnx_nodes(
-        "windows = Reshape(x, split)",
-        "r = Relu(windows)",
-        "s = Shape(r)",
-        "count = Gather <axis = 0> (s, zero)",
-        "b = Div(count, four)",
-        "bb = Unsqueeze(b, axes)",
+    nodes = WINDOW_BATCH + onnx_nodes(
         "target = Concat <axis = 0> (bb, three)",
         "tokens = Expand(token, target)",
         "flat = Flatten(r)",
         "rows = Reshape(flat, per_sample)",
         "y = Concat <axis = 1> (tokens, rows)",
     )
-    inits = {
-        "split": np.array([-1, 2, 2]),
-        "zero": np.array(0),
-        "four": np.array(4),
-        "axes": np.array([0]),
+    inits = WINDOW_BATCH_CONSTANTS | {
         "three": np.array([3]),
         "token": np.arange(3, dtype=np.float32).reshape(1, 3),
         "per_sample": np.array([-1, 16]),
     }
-    model = make_model(nodes, {"x": ["N", 4, 2, 2]}, {"y": ["N", 19]}, inits)
-    graph, _ = canonical(model)
+    graph = folded(make_model(nodes, {"x": ["N", 4, 2, 2]}, {"y": ["N", 19]}, inits))
     shape = next(n for n in graph.nodes if n.op == "Shape")
     assert shape.inputs[0].name == "r" and (shape.attrs["start"], shape.attrs["end"]) == (0, 1)
     assert {n.op for n in shape_computations(graph)} == {"Shape", "Div", "Concat", "Expand"}
-    for batch in BATCHES:
-        x = sample_input((4, 2, 2), batch)
-        np.testing.assert_array_equal(run(graph, x), run(model, x))
 
 
 def test_mask_from_shapes_becomes_mul_and_add(make_model):
@@ -397,12 +393,8 @@ def test_mask_from_shapes_becomes_mul_and_add(make_model):
         "y = Where(hidden, fill, x)",
     )
     inits = {"zero": np.array(0, np.float32), "fill": np.array(-100, np.float32)}
-    model = make_model(nodes, {"x": ["N", 3, 3]}, {"y": ["N", 3, 3]}, inits)
-    graph, _ = canonical(model)
+    graph = folded(make_model(nodes, {"x": ["N", 3, 3]}, {"y": ["N", 3, 3]}, inits))
     assert ops(graph) == ["Mul", "Add"]
-    for batch in BATCHES:
-        x = sample_input((3, 3), batch)
-        np.testing.assert_array_equal(run(graph, x), run(model, x))
 
 
 def test_range_over_a_static_dim_becomes_constant(make_model):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import AttributeProto, helper
@@ -25,6 +28,31 @@ def constant_from_attr(output: str, attribute: str, kind: str) -> onnx.NodeProto
     attr_type = {"float": AttributeProto.FLOAT, "int": AttributeProto.INT, "string": AttributeProto.STRING}[kind]
     node.attribute.append(attr_ref(f"value_{kind}", attr_type, attribute))
     return node
+
+
+def snn_function(
+    name: str,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    nodes: list[onnx.NodeProto],
+    opset: int,
+    doc: str | None,
+    required: Sequence[str] = (),
+    defaults: Mapping[str, Any] | None = None,
+) -> onnx.FunctionProto:
+    """The function `name` of the snn domain, made of standard ops at `opset`: attributes
+    `required` (no default) and `defaults` (name to default value)."""
+    return helper.make_function(
+        SNN_DOMAIN,
+        name,
+        list(inputs),
+        list(outputs),
+        nodes,
+        [helper.make_opsetid("", opset)],
+        attributes=list(required),
+        attribute_protos=[helper.make_attribute(k, v) for k, v in (defaults or {}).items()],
+        doc_string=doc,
+    )
 
 
 def constant(output: str, value) -> onnx.NodeProto:
@@ -59,3 +87,24 @@ def time_sequence_nodes(x: str, timesteps: str, prefix: str = "") -> tuple[list[
         helper.make_node("Reshape", [x, f"{p}seq_shape"], [names["seq"]]),
     ]
     return nodes, names
+
+
+def running_sum_nodes(seq: str, state: str, step_shape: str, out: str) -> list[onnx.NodeProto]:
+    """Nodes for `out` [T, B, ...], the running sum of the steps of `seq` [T, B, ...] after each
+    step, from the carried sum `state` (broadcastable to [B, ...]; a scalar NaN means "fresh": 0),
+    which they also give expanded to [B, ...] as `{out}_init`. The sum is sequential, the start
+    entering CumSum as its first row, so chunked runs equal one run bit for bit."""
+    return [
+        constant(f"{out}_fresh_value", 0.0),
+        constant(f"{out}_axis0", [0]),
+        constant(f"{out}_from1", [1]),
+        constant(f"{out}_to_end", [_INT64_MAX]),
+        constant(f"{out}_time_axis", 0),
+        helper.make_node("IsNaN", [state], [f"{out}_fresh"]),
+        helper.make_node("Where", [f"{out}_fresh", f"{out}_fresh_value", state], [f"{out}_given"]),
+        helper.make_node("Expand", [f"{out}_given", step_shape], [f"{out}_init"]),
+        helper.make_node("Unsqueeze", [f"{out}_init", f"{out}_axis0"], [f"{out}_row"]),
+        helper.make_node("Concat", [f"{out}_row", seq], [f"{out}_rows"], axis=0),
+        helper.make_node("CumSum", [f"{out}_rows", f"{out}_time_axis"], [f"{out}_from_0"]),
+        helper.make_node("Slice", [f"{out}_from_0", f"{out}_from1", f"{out}_to_end", f"{out}_axis0"], [out]),
+    ]

@@ -30,7 +30,13 @@ from __future__ import annotations
 import onnx
 from onnx import AttributeProto, helper
 
-from onnx_snn.ir.function_parts import SNN_DOMAIN, attr_ref, constant, time_sequence_nodes
+from onnx_snn.ir.function_parts import (
+    attr_ref,
+    constant,
+    running_sum_nodes,
+    snn_function,
+    time_sequence_nodes,
+)
 
 MAXPOOL_INPUTS = ("x", "timesteps", "c0")
 #: the MaxPool attributes the op takes, by type: each passes through to its MaxPool when given
@@ -64,24 +70,15 @@ def build_if_maxpool(opset: int) -> onnx.FunctionProto:
     view, n = time_sequence_nodes("x", "timesteps")
     nodes = [
         *view,
-        constant("empty_count", 0.0),
+        *running_sum_nodes(n["seq"], "c0", n["step_shape"], "counts"),
         constant("axis0", [0]),
         constant("from1", [1]),
-        constant("to_end", [2**62]),
-        constant("time_axis", 0),
         constant("last", -1),
-        helper.make_node("IsNaN", ["c0"], ["fresh"]),
-        helper.make_node("Where", ["fresh", "empty_count", "c0"], ["c0_given"]),
-        helper.make_node("Expand", ["c0_given", n["step_shape"]], ["c_init"]),
-        helper.make_node("Unsqueeze", ["c_init", "axis0"], ["c_row"]),
-        helper.make_node("Concat", ["c_row", n["seq"]], ["rows"], axis=0),
-        helper.make_node("CumSum", ["rows", "time_axis"], ["counts_from_0"]),
-        helper.make_node("Slice", ["counts_from_0", "from1", "to_end", "axis0"], ["counts"]),
-        helper.make_node("Gather", ["counts_from_0", "last"], ["c_T"], axis=0),
+        helper.make_node("Gather", ["counts", "last"], ["c_T"], axis=0),
         helper.make_node("Reshape", ["counts", n["flat_shape"]], ["counts_flat"]),
         # the pooled counts after each step [T*B, ...] and before the first [B, ...]
         _max_pool("counts_flat", "pooled"),
-        _max_pool("c_init", "pooled_before"),
+        _max_pool("counts_init", "pooled_before"),
         # the pooled counts before each step: the first step's, then all but the last step's
         helper.make_node("Slice", [n["step_shape"], "axis0", "from1"], ["batch"]),
         helper.make_node("Neg", ["batch"], ["all_but_last_step"]),
@@ -89,13 +86,12 @@ def build_if_maxpool(opset: int) -> onnx.FunctionProto:
         helper.make_node("Concat", ["pooled_before", "pooled_head"], ["pooled_previous"], axis=0),
         helper.make_node("Sub", ["pooled", "pooled_previous"], ["y"]),
     ]
-    return helper.make_function(
-        SNN_DOMAIN,
+    return snn_function(
         "IFMaxPool",
-        list(MAXPOOL_INPUTS),
+        MAXPOOL_INPUTS,
         ["y", "c_T"],
         nodes,
-        [helper.make_opsetid("", opset)],
-        attributes=list(MAXPOOL_ATTRIBUTES),
-        doc_string=build_if_maxpool.__doc__,
+        opset,
+        build_if_maxpool.__doc__,
+        required=list(MAXPOOL_ATTRIBUTES),
     )

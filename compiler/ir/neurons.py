@@ -17,7 +17,14 @@ import onnx
 from onnx import TensorProto, helper
 
 from onnx_snn.ir import if_maxpool, poisson, rate_decoder, signgd, ttfs
-from onnx_snn.ir.function_parts import SNN_DOMAIN, SNN_DOMAIN_VERSION, constant, constant_from_attr, time_sequence_nodes
+from onnx_snn.ir.function_parts import (
+    SNN_DOMAIN,
+    SNN_DOMAIN_VERSION,
+    constant,
+    constant_from_attr,
+    snn_function,
+    time_sequence_nodes,
+)
 
 #: the int64 input of the ops whose dynamics depend on the absolute step: the steps already done
 STEP_OFFSET = "t0"
@@ -189,17 +196,9 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
         helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
         helper.make_node("Mul", ["u_T", "threshold"], ["v_T"]),
     ]
-    attribute_protos = [helper.make_attribute(k, v) for k, v in IF_NEURON_DEFAULTS.items()]
     name = "IFNeuronConstantInput" if constant_input else "IFNeuron"
-    return helper.make_function(
-        SNN_DOMAIN,
-        name,
-        list(IF_NEURON_INPUTS),
-        ["spikes", "v_T"],
-        nodes,
-        [helper.make_opsetid("", opset)],
-        attribute_protos=attribute_protos,
-        doc_string=build_if_neuron.__doc__,
+    return snn_function(
+        name, IF_NEURON_INPUTS, ["spikes", "v_T"], nodes, opset, build_if_neuron.__doc__, defaults=IF_NEURON_DEFAULTS
     )
 
 

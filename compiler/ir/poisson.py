@@ -39,7 +39,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from onnx_snn.ir.function_parts import SNN_DOMAIN, constant, constant_from_attr
+from onnx_snn.ir.function_parts import constant, constant_from_attr, snn_function
 
 ENCODER_INPUTS = ("x", "timesteps", "t0")
 ENCODER_DEFAULTS: dict[str, float | int] = {"max_rate": 1.0, "seed": 0}
@@ -150,13 +150,12 @@ def build_poisson_encoder(opset: int) -> onnx.FunctionProto:
         helper.make_node("Concat", ["tb", "rest"], ["flat_shape"], axis=0),
         helper.make_node("Reshape", ["spike_seq", "flat_shape"], ["spikes"]),
     ]
-    return helper.make_function(
-        SNN_DOMAIN,
+    return snn_function(
         "PoissonEncoder",
-        list(ENCODER_INPUTS),
+        ENCODER_INPUTS,
         ["spikes"],
         nodes,
-        [helper.make_opsetid("", opset)],
-        attribute_protos=[helper.make_attribute(k, v) for k, v in ENCODER_DEFAULTS.items()],
-        doc_string=build_poisson_encoder.__doc__,
+        opset,
+        build_poisson_encoder.__doc__,
+        defaults=ENCODER_DEFAULTS,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-from onnx_snn.ir.function_parts import SNN_DOMAIN, constant, time_sequence_nodes
+from onnx_snn.ir.function_parts import constant, running_sum_nodes, snn_function, time_sequence_nodes
 
 DECODER_INPUTS = ("z", "timesteps", "s0", "t0")
 
@@ -27,21 +27,10 @@ def build_rate_decoder(opset: int) -> onnx.FunctionProto:
     view, n = time_sequence_nodes("z", "timesteps")
     nodes = [
         *view,
-        constant("empty_sum", 0.0),
-        constant("axis0", [0]),
-        constant("from1", [1]),
-        constant("to_end", [2**62]),
-        constant("time_axis", 0),
+        *running_sum_nodes(n["seq"], "s0", n["step_shape"], "sums"),
         constant("first_step", 1),
         constant("last", -1),
         constant("last_1d", [-1]),
-        helper.make_node("IsNaN", ["s0"], ["fresh"]),
-        helper.make_node("Where", ["fresh", "empty_sum", "s0"], ["s0_given"]),
-        helper.make_node("Expand", ["s0_given", n["step_shape"]], ["s_init"]),
-        helper.make_node("Unsqueeze", ["s_init", "axis0"], ["s_row"]),
-        helper.make_node("Concat", ["s_row", n["seq"]], ["rows"], axis=0),
-        helper.make_node("CumSum", ["rows", "time_axis"], ["sums_from_0"]),
-        helper.make_node("Slice", ["sums_from_0", "from1", "to_end", "axis0"], ["sums"]),
         helper.make_node("Add", ["t0", "first_step"], ["count_from"]),
         helper.make_node("Add", ["count_from", "timesteps"], ["count_to"]),
         helper.make_node("Range", ["count_from", "count_to", "first_step"], ["count_int"]),
@@ -56,12 +45,6 @@ def build_rate_decoder(opset: int) -> onnx.FunctionProto:
         helper.make_node("Gather", ["y_per_step", "last"], ["y_T"], axis=0),
         helper.make_node("Gather", ["sums", "last"], ["s_T"], axis=0),
     ]
-    return helper.make_function(
-        SNN_DOMAIN,
-        "RateDecoder",
-        list(DECODER_INPUTS),
-        ["y_per_step", "y_T", "s_T"],
-        nodes,
-        [helper.make_opsetid("", opset)],
-        doc_string=build_rate_decoder.__doc__,
+    return snn_function(
+        "RateDecoder", DECODER_INPUTS, ["y_per_step", "y_T", "s_T"], nodes, opset, build_rate_decoder.__doc__
     )

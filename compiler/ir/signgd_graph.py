@@ -19,8 +19,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.ir.function_parts import constant_from_attr as attribute_constant
+from onnx_snn.ir.function_parts import snn_function
 
 #: builds one case of a `switch`: given a name prefix, its nodes and the names of its outputs
 Branch = Callable[[str], tuple[list[onnx.NodeProto], list[str]]]
@@ -60,17 +60,7 @@ def make_op(
     doc: str | None,
 ) -> onnx.FunctionProto:
     """The `snn` function `name`; `required` attributes have no default."""
-    return helper.make_function(
-        SNN_DOMAIN,
-        name,
-        inputs,
-        outputs,
-        nodes,
-        [helper.make_opsetid("", opset)],
-        attributes=required,
-        attribute_protos=[helper.make_attribute(k, v) for k, v in defaults.items()],
-        doc_string=doc,
-    )
+    return snn_function(name, inputs, outputs, nodes, opset, doc, required=required, defaults=defaults)
 
 
 def switch(selector: str, cases: dict[str, Branch], outputs: list[str]) -> list[onnx.NodeProto]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-from onnx_snn.ir.function_parts import SNN_DOMAIN, constant
+from onnx_snn.ir.function_parts import constant, snn_function
 
 ENCODER_INPUTS = ("v", "p", "q")
 NEURON_INPUTS = ("a",)
@@ -34,9 +34,7 @@ DENSE_A_INPUTS = ("t", "J", "theta", "t_min_prev", "t_max")
 def _function(
     name: str, inputs: tuple[str, ...], outputs: list[str], nodes: list[onnx.NodeProto], opset: int, doc: str | None
 ) -> onnx.FunctionProto:
-    return helper.make_function(
-        SNN_DOMAIN, name, list(inputs), outputs, nodes, [helper.make_opsetid("", opset)], doc_string=doc
-    )
+    return snn_function(name, inputs, outputs, nodes, opset, doc)
 
 
 def _on_flat_view(x: str, y: str, nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:

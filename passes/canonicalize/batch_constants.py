@@ -90,6 +90,17 @@ def _first_slice(node: gs.Node, value: np.ndarray, export_batch: int, ctx: PassC
     return core
 
 
+def _batch_sized_constants(node: gs.Node, rank: int, export_batch: int) -> list[tuple[int, gs.Tensor, np.ndarray]]:
+    """(input index, tensor, value) of each constant input of `node` of rank `rank` whose first
+    axis has the export batch size."""
+    found = []
+    for index, tensor in enumerate(node.inputs):
+        value = constant_value(tensor)
+        if value is not None and value.ndim == rank and value.shape[0] == export_batch:
+            found.append((index, tensor, value))
+    return found
+
+
 def _free_concat(graph: gs.Graph, node: gs.Node, export_batch: int, ctx: PassContext) -> int:
     rank = next((len(t.shape) for t in node.inputs if t.shape is not None), None)
     if rank is None or rank < 2 or int(node.attrs.get("axis", 0)) % rank == 0:
@@ -98,10 +109,7 @@ def _free_concat(graph: gs.Graph, node: gs.Node, export_batch: int, ctx: PassCon
     if data is None:
         return 0
     count = 0
-    for index, tensor in enumerate(list(node.inputs)):
-        value = constant_value(tensor)
-        if value is None or value.ndim != rank or value.shape[0] != export_batch:
-            continue
+    for index, tensor, value in _batch_sized_constants(node, rank, export_batch):
         core = _first_slice(node, value, export_batch, ctx)
         dim = gs.Variable(fresh_name(f"{data.name}_batch"), dtype=np.int64, shape=[1])
         graph.nodes.append(gs.Node("Shape", fresh_name(f"{node.name}_batch"), {"start": 0, "end": 1}, [data], [dim]))
@@ -132,10 +140,7 @@ def _free_broadcast(node: gs.Node, export_batch: int, ctx: PassContext) -> int:
     if not any(_batched(t, rank) for t in node.inputs):
         return 0
     count = 0
-    for index, tensor in enumerate(list(node.inputs)):
-        value = constant_value(tensor)
-        if value is None or value.ndim != rank or value.shape[0] != export_batch:
-            continue
+    for index, tensor, value in _batch_sized_constants(node, rank, export_batch):
         node.inputs[index] = const(tensor.name, _first_slice(node, value, export_batch, ctx))
         count += 1
     return count

@@ -17,6 +17,7 @@ from onnx_snn.options import norm_statistic
 from onnx_snn.passes.base import LayerStats, PassContext, declare, require
 from onnx_snn.passes.common.histogram import StreamingHistogram
 from onnx_snn.passes.graph_utils import is_activation, node_error
+from onnx_snn.passes.op_support import relu_cap
 from onnx_snn.probe import observe
 
 SPEC = declare("calibrate", needs={"bn_folded"}, provides={"calibrated"})
@@ -33,9 +34,10 @@ SLICE_VALUES = 2**20
 
 
 def is_calibrated(node: gs.Node) -> bool:
-    """True for a node whose output gets a scale λ: a ReLU-like, GELU or HardSwish, or an activation
-    product/quotient (a SiLU is one)."""
-    if node.op in CALIBRATED_OPS:
+    """True for a node whose output gets a scale λ: a ReLU-like, GELU or HardSwish, a capped ReLU
+    Clip(x, 0, c) (IF neurons scale it by c where it binds), or an activation product/quotient
+    (a SiLU is one)."""
+    if node.op in CALIBRATED_OPS or relu_cap(node) is not None:
         return True
     return node.op in CALIBRATED_BINARY_OPS and sum(is_activation(t) for t in node.inputs) == 2
 

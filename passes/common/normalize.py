@@ -88,18 +88,17 @@ def _neuron_scales(graph: gs.Graph, ctx: PassContext) -> dict[str, np.ndarray]:
     (per layer, shape (), for all but the homogeneous neurons)."""
     lambdas = {}
     for node in graph.nodes:
-        cap = relu_cap(node) if ctx.state.neuron == "if" else None
-        if cap is not None:  # IF: λ = c, so that the rate cap (one spike a step) is the Clip's
-            lambdas[node.name] = np.asarray(cap)
-            continue
-        if not is_calibrated(node):
-            continue
+        cap = relu_cap(node)
+        if not is_calibrated(node) or (cap is not None and ctx.state.neuron != "if"):
+            continue  # signGD computes a Clip in ANN units
         if node.name not in ctx.activation_stats:
             raise node_error(ctx, node, "no calibration statistics for this node; run calibrate first")
         lam = layer_scale(ctx.activation_stats[node.name], ctx.options.norm)
         if ctx.state.neuron == "signgd":
             lam = lam / ctx.options.signgd_range
-        if node.op not in HOMOGENEOUS:
+        if cap is not None:  # IF: the rate cap (one spike a step) lands on c where the Clip binds
+            lam = np.where(np.asarray(ctx.activation_stats[node.name].max) >= cap, cap, np.minimum(lam, cap))
+        elif node.op not in HOMOGENEOUS:
             lam = np.asarray(lam.max())
         rank = len(node.inputs[0].shape) if node.inputs[0].shape is not None else 2
         if lam.ndim == 1:
@@ -176,7 +175,8 @@ def _normalize_node(
         _rescale_input(graph, node, 0, sigma(node.inputs[0]), result)
         if node.op not in HOMOGENEOUS:
             _scale_around(graph, node, result, [gate] if gate is not None else [])
-    elif _capped(node, lambdas):  # Clip(x, 0, c) at σ = λ = c: Clip(x/c, 0, 1)
+    elif _capped(node, lambdas):  # Clip(x, 0, c) at σ = λ <= c: Clip(x/λ, 0, 1), exact at λ = c and,
+        # where the Clip never bound on the calibration data, a ReLU's clip at its statistic
         result = lambdas[node.name]
         _rescale_input(graph, node, 0, sigma(node.inputs[0]), result)
         node.inputs[2] = gs.Constant(fresh_name(node.inputs[2].name), np.asarray(1.0, dtype=np.float32))
@@ -229,7 +229,8 @@ def _normalize_node(
 
 
 def _capped(node: gs.Node, lambdas: dict[str, np.ndarray]) -> bool:
-    """True for an IF family's capped ReLU Clip(x, 0, c), whose λ is c (_neuron_scales)."""
+    """True for an IF family's capped ReLU Clip(x, 0, c), whose λ is c where it binds on the
+    calibration data, else min(c, statistic) (_neuron_scales)."""
     return node.op == "Clip" and node.name in lambdas
 
 
