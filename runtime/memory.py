@@ -9,7 +9,7 @@ import onnx
 
 from onnx_snn.budget import itemsize
 from onnx_snn.errors import SnnError
-from onnx_snn.ir.contract import FOLDED_BATCH, PER_STEP_SUFFIX
+from onnx_snn.ir.contract import PER_STEP_SUFFIX, is_folded
 
 #: keep at least this many samples in a batch chunk before splitting the time axis instead
 MIN_BATCH_CHUNK = 32
@@ -31,11 +31,13 @@ def bytes_per_sample_step(model: onnx.ModelProto) -> int:
     """An upper bound on the working memory of one sample for one step: the bytes of every
     time-folded tensor [T*batch, ...] of the graph as if all were alive at once (onnxruntime
     reuses buffers, so the real peak is lower), plus HOST_READOUT_COPIES of the per-step read-out
-    that the host holds while it consumes a chunk."""
+    that the host holds while it consumes a chunk. A tensor folded as [T*s, ...] (a batch merged
+    with k positions, ir.contract.folded_dim) counts once per sample, not k times (k is not in
+    the graph), so for such graphs this may fall short of the bound."""
     folded = sum(
         _bytes_after(info, 1)
         for info in [*model.graph.value_info, *model.graph.output]
-        if info.type.tensor_type.shape.dim and info.type.tensor_type.shape.dim[0].dim_param == FOLDED_BATCH
+        if info.type.tensor_type.shape.dim and is_folded(info.type.tensor_type.shape.dim[0].dim_param)
     )
     return max(folded + HOST_READOUT_COPIES * readout_bytes(model), 1)
 
@@ -53,7 +55,7 @@ def largest_sample_step_elements(model: onnx.ModelProto) -> int:
         math.prod(d.dim_value for d in info.type.tensor_type.shape.dim[1:])
         for info in [*model.graph.value_info, *model.graph.output]
         if info.type.tensor_type.shape.dim
-        and info.type.tensor_type.shape.dim[0].dim_param == FOLDED_BATCH
+        and is_folded(info.type.tensor_type.shape.dim[0].dim_param)
         and all(d.dim_value for d in info.type.tensor_type.shape.dim[1:])
     ]
     return max(sizes, default=1)

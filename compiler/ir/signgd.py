@@ -40,6 +40,7 @@ from onnx_snn.ir.signgd_graph import (
     StepBody,
     attribute_constant,
     charge_nodes,
+    cover_batch,
     decimal_attribute,
     fire_reset_nodes,
     fold_time,
@@ -245,10 +246,13 @@ class _Tracker:
         """Nodes viewing the current as [T, B, ...], halving the offset, and making the initial
         estimate (NaN entries: the bias). Reads `half`."""
         view, _ = time_view(self.z(), "timesteps", self.z("_"))  # makes z<tag>_seq and z<tag>_step_shape
+        step = self.z("_step_shape")
         return [
             *view,
-            node("Mul", [self.name("offset"), "half"], self.name("half_offset")),
-            *initial_state(self.x("0"), self.name("bias"), [self.z("_step_shape")], self.x("_init")),
+            *cover_batch(self.name("offset"), step, self.name("offset_covering")),
+            *cover_batch(self.name("bias"), step, self.name("bias_covering")),
+            node("Mul", [self.name("offset_covering"), "half"], self.name("half_offset")),
+            *initial_state(self.x("0"), self.name("bias_covering"), [step], self.x("_init")),
         ]
 
     def charge(self) -> list[onnx.NodeProto]:
@@ -325,8 +329,10 @@ def build_signgd_neuron(opset: int) -> onnx.FunctionProto:
     """`snn.SignGDNeuron(z, timesteps, offset, bias, x0, v0, t0) -> (spikes, x_T, v_T)`.
 
     Inputs: z [T*B, ...] input current per step; timesteps int64 scalar T; offset o and bias β
-    (calibrated, broadcastable to [B, ...]); x0, v0 the input and output estimates, broadcastable to
-    [B, ...] (NaN entries: fresh, x0 = β, v0 = 0); t0 int64 scalar, steps already done.
+    (calibrated on one sample: broadcastable to [B, ...], or [k, ...] for a batch axis that merges
+    each sample with k positions, as Swin's windows, which is tiled B times); x0, v0 the input and
+    output estimates, broadcastable to [B, ...] (NaN entries: fresh, x0 = β, v0 = 0); t0 int64
+    scalar, steps already done.
     Outputs: spikes [T*B, ...] in {0, 1}; x_T and v_T [B, ...] after step t0 + T.
     Attributes: function (required) with its firing rule (spec §5):
       relu v ≥ max(x, 0); leaky_relu v > max(x, slope·x) (slope attribute, default 0.1 as the spec);
@@ -465,7 +471,7 @@ def build_signgd_decoder(opset: int) -> onnx.FunctionProto:
     """`snn.SignGDDecoder(z, timesteps, offset, bias, y0, t0) -> (y_per_step, y_T)`: spec §3 decoder.
 
     Inputs: z [T*B, ...] the network's raw output per step; timesteps int64 scalar T; offset and
-    bias (calibrated, broadcastable to [B, ...]); y0 broadcastable to [B, ...] (NaN entries: fresh,
+    bias (calibrated on one sample, as SignGDNeuron's); y0 broadcastable to [B, ...] (NaN entries: fresh,
     β); t0 int64 scalar, steps already done. Outputs: y_per_step [T, B, ...], y after every step
     (y_t = y_{t−1} − η_t·(2z_t − o)); y_T [B, ...]. Attributes: eta0, gamma, schedule.
     """

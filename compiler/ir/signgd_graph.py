@@ -193,6 +193,38 @@ def initial_state(given: str, fresh: str, shapes: list[str], output: str) -> lis
     ]
 
 
+def cover_batch(value: str, step_shape: str, output: str) -> list[onnx.NodeProto]:
+    """Nodes repeating `value` along axis 0 so that it covers a step of shape `step_shape`.
+
+    A calibration measured on one sample is [k, ...]: k = 1 broadcasts over any batch and is
+    left as it is, but k > 1 is a batch axis that merges the sample with k positions (Swin's
+    windows, [B·k, ...] at batch B), so it is tiled B times, sample-major as such a reshape
+    orders them. `value` may have a lower rank than the step (it is aligned to the right, as
+    broadcasting does); its axis 0 must then be 1 or divide the step's."""
+    p = f"{output}_cover"
+    return [
+        helper.make_node("Constant", [], [f"{p}_from0"], value_ints=[0]),
+        helper.make_node("Constant", [], [f"{p}_to1"], value_ints=[1]),
+        helper.make_node("Constant", [], [f"{p}_to_end"], value_ints=[2**63 - 1]),
+        helper.make_node("Shape", [step_shape], [f"{p}_rank"]),
+        helper.make_node(
+            "ConstantOfShape",
+            [f"{p}_rank"],
+            [f"{p}_ones"],
+            value=helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+        ),
+        node("Expand", [value, f"{p}_ones"], f"{p}_ranked"),
+        helper.make_node("Shape", [f"{p}_ranked"], [f"{p}_k"], start=0, end=1),
+        helper.make_node("Slice", [step_shape, f"{p}_from0", f"{p}_to1"], [f"{p}_b"]),
+        helper.make_node("Equal", [f"{p}_k", f"{p}_to1"], [f"{p}_single"]),
+        node("Div", [f"{p}_b", f"{p}_k"], f"{p}_samples"),
+        node("Where", [f"{p}_single", f"{p}_to1", f"{p}_samples"], f"{p}_repeat0"),
+        helper.make_node("Slice", [f"{p}_ones", f"{p}_to1", f"{p}_to_end"], [f"{p}_rest"]),
+        helper.make_node("Concat", [f"{p}_repeat0", f"{p}_rest"], [f"{p}_repeats"], axis=0),
+        node("Tile", [f"{p}_ranked", f"{p}_repeats"], output),
+    ]
+
+
 def fold_time(seq: str, output: str) -> list[onnx.NodeProto]:
     """Nodes reshaping `seq` [T, B, ...] to `output` [T*B, ...]."""
     return [

@@ -22,7 +22,7 @@ from typing import Any, cast
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnx_snn.ir.contract import SPIKES_PREFIX, SYNOPS_PREFIX, TIMESTEPS_INPUT
+from onnx_snn.ir.contract import SPIKES_PREFIX, SYNOPS_PREFIX, TIMESTEPS_INPUT, is_folded
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.ir.neurons import NEURON_OPS
 from onnx_snn.passes.base import PassContext, declare, require
@@ -95,7 +95,7 @@ def _reads_spikes(tensor: gs.Tensor) -> bool:
 
 def _time_variant(node: gs.Node) -> bool:
     shape = node.inputs[0].shape
-    return bool(shape) and shape[0] == "T*batch"
+    return bool(shape) and isinstance(shape[0], str) and is_folded(shape[0])
 
 
 def _tensor_fan_out(tensor: gs.Tensor, approximated: set[str]) -> np.ndarray | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnx_snn.ir.contract import FOLDED_BATCH, PER_STEP_SUFFIX, TIMESTEPS_INPUT
+from onnx_snn.ir.contract import PER_STEP_SUFFIX, TIMESTEPS_INPUT, folded_dim
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.ir.neurons import NEURON_OPS
 from onnx_snn.passes.base import PassContext, declare, require
@@ -47,7 +47,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     variant = time_variant_tensors(graph)
     for tensor in graph.tensors().values():
         if tensor.name in variant and tensor.shape and tensor.name not in decoded:
-            tensor.shape = [FOLDED_BATCH] + list(tensor.shape[1:])
+            tensor.shape = [folded_dim(tensor.shape[0], b.batch)] + list(tensor.shape[1:])
     for node in list(graph.nodes):
         if not any(o.name in variant for o in node.outputs) or _role(node) == "encoder":
             continue  # an encoder reads its analog input once, as [B, ...]
@@ -117,7 +117,7 @@ class _Builder:
             if rank > 1
             else self.t1
         )
-        shape = [FOLDED_BATCH] + list(tensor.shape[1:])
+        shape = [folded_dim(tensor.shape[0], self.batch)] + list(tensor.shape[1:])
         return self._node("Tile", [tensor, repeats], dtype=tensor.dtype, shape=shape)
 
     def rate_decoder(self, tensor: gs.Tensor, like: gs.Tensor) -> tuple[gs.Variable, gs.Variable]:
