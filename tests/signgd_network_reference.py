@@ -55,6 +55,8 @@ from signgd_reference import (
     unary_target,
 )
 
+from onnx_snn.runtime.session import Session
+
 SNN_DOMAIN = "snn"
 TIMESTEPS = "timesteps"
 
@@ -433,3 +435,32 @@ def model_spikes(
     feeds[TIMESTEPS] = np.asarray(timesteps, np.int64)
     outputs = session.run([nodes[name].output[0] for name in names], feeds)
     return {name: out.reshape((timesteps, -1) + out.shape[1:]) for name, out in zip(names, outputs)}
+
+
+RTOL = 1e-4  # of the largest |output| over all steps and samples
+
+
+def compare(model, x: np.ndarray, timesteps: int) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(max |Δ|, max |compiled|, compiled per step, reference per step) over `timesteps` steps.
+
+    Also checks that the comparison is not vacuous: every neuron emits binary spikes and some
+    neuron both fires and stays silent."""
+    got = Session(model).run(x, timesteps).per_step
+    reference = SignGDNetworkReference(model)
+    trace: dict[str, list] = {}
+    expected = reference.run(x, timesteps, trace=trace, tie_spikes=model_spikes(model, x, timesteps))
+    assert got.shape == expected.shape == (timesteps, len(x), 10)
+    spikes = [np.stack([e for e, _ in trace[n.name]]) for n in reference.snn if "Neuron" in n.op]
+    assert spikes and all(set(np.unique(s)) <= {0.0, 1.0} for s in spikes)
+    assert any(s.any() and not s.all() for s in spikes)
+    decisions = sum(s.size for s in spikes)
+    settled = [tie for tie in reference.ties if tie[3]]
+    print(
+        f"{decisions} spike decisions, {sum(t[2] for t in reference.ties)} float32 ties, "
+        f"{sum(t[3] for t in settled)} settled the other way by the model: {settled}"
+    )
+    assert sum(t[3] for t in settled) <= max(2, decisions // 100_000), settled  # ties are rare
+    diff, scale = float(np.abs(got - expected).max()), float(np.abs(got).max())
+    own = float(np.abs(got - reference.run(x, timesteps)).max())
+    print(f"max |Δ| / max |output| = {diff / scale:.3g} ({own / scale:.3g} with the reference's own tie verdicts)")
+    return diff, scale, got, expected

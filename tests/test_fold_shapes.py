@@ -19,7 +19,7 @@ from onnx import helper
 from torch import nn
 
 from onnx_snn.api import compile_model
-from onnx_snn.errors import CompilerBug, SnnError
+from onnx_snn.errors import SnnError
 from onnx_snn.options import CompileOptions
 from onnx_snn.passes.base import PassContext, run_passes
 from onnx_snn.passes.canonicalize import canonicalize, fold_shapes, shape_samples
@@ -278,15 +278,13 @@ def test_swin_style_converts_every_op(exporter, exported):
     assert not shape_computations(graph)
 
 
-@pytest.mark.xfail(
-    raises=CompilerBug,
-    strict=False,
-    reason="signgd_offsets probes at batch 1 and keeps axis 0 of the window tensors, where the batch "
-    "is merged with the window count, so the compiled model runs at batch 1 only",
-)
-def test_swin_style_compiles(exported, tmp_path):
+def test_swin_style_compiles_and_runs_at_any_batch(exported, tmp_path):
     path, _, shape = exported("swin", "legacy_dynamic")
-    compile_model(path, tmp_path / "snn.onnx", CompileOptions(neuron="signgd"), calibration=sample_input(shape, 16))
+    snn = tmp_path / "snn.onnx"
+    compile_model(path, snn, CompileOptions(neuron="signgd"), calibration=sample_input(shape, 16))
+    session, x = Session(snn), sample_input(shape, 3)
+    alone = session.run(x[:1], 4).logits
+    np.testing.assert_allclose(session.run(x, 4).logits[:1], alone, rtol=1e-5, atol=1e-5)
 
 
 # --- fold_shapes on hand-built graphs ------------------------------------------------------------

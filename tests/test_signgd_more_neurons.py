@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from signgd_network_reference import decimal_attribute
-from signgd_ops import random_case, run_neuron
+from signgd_ops import SETTLED, ULPS_PER_STEP, assert_within_ulps, random_case, run_neuron
 from signgd_reference import (
     BINARY_RULES,
     NeuronInputs,
@@ -29,7 +29,6 @@ from signgd_reference import (
     unary_rule,
     unary_target,
 )
-from test_signgd_neurons import SETTLED, ULPS_PER_STEP, assert_within_ulps
 
 #: id -> (kind, function, attributes): the forms the compiler writes (see passes/signgd/spikify.py:
 #: an output held as f/s, s = max(|low|, |high|)/2 at the default --signgd-range 2), and others

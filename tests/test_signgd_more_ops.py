@@ -19,7 +19,7 @@ import torch
 from graph_builders import export_legacy, prepared, run_graph, run_model
 from helpers import digits_net, float_model, onnx_nodes
 from onnx import numpy_helper
-from test_signgd_network_reference import RTOL, compare
+from signgd_network_reference import RTOL, compare
 from torch import nn
 
 from onnx_snn import CompileOptions, SnnError, compile_model

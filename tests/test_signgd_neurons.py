@@ -16,30 +16,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 from onnx import helper
-from signgd_ops import NAN, Runner, eta_onnx, int64, random_case, run_decoder, run_encoder, run_neuron, runner, snn
+from signgd_ops import (
+    NAN,
+    SETTLED,
+    ULPS_PER_STEP,
+    Runner,
+    assert_within_ulps,
+    eta_onnx,
+    int64,
+    random_case,
+    run_decoder,
+    run_encoder,
+    run_neuron,
+    runner,
+    snn,
+)
 from signgd_reference import BINARY_RULES, UNARY_RULES, NeuronInputs, decoder, encoder, eta_schedule, signgd_neuron
 
 #: env var naming the `shared/` folder when it is not beside the repository (as in conftest)
 SHARED_ENV = "ONNX_SNN_SHARED"
 XS = np.array([-1.5, -0.3, 0.0, 0.2, 0.7, 1.0, 2.5])
-
-
-#: ulps one float64 step may add to a state: η_t's Pow (onnxruntime) and power (numpy) are each
-#: within 1 ulp of γ^(t−1), so they differ by up to 2 ulps, and the addition that applies η_t
-#: rounds once more. Over T steps a state drifts by at most ULPS_PER_STEP·T ulps of its largest
-#: magnitude. Seen: up to 4.4e-16 with numpy 2.4 and onnxruntime 1.32.
-ULPS_PER_STEP = 3
-
-
-def assert_within_ulps(actual, desired, steps: int) -> None:
-    """|actual − desired| ≤ ULPS_PER_STEP·steps ulps of the largest |desired| (float64 states after
-    `steps` steps); float32 arrays must match bit for bit."""
-    actual, desired = np.asarray(actual), np.asarray(desired)
-    if desired.dtype != np.float64:
-        np.testing.assert_array_equal(actual, desired)
-        return
-    scale = np.max(np.abs(desired[np.isfinite(desired)]), initial=1.0)
-    np.testing.assert_allclose(actual, desired, rtol=0, atol=ULPS_PER_STEP * max(steps, 1) * np.spacing(scale))
 
 
 def _spec_dir() -> Path:
@@ -214,8 +210,6 @@ def _run(kind: str, function: str, case: dict, onnx_op: bool) -> list[np.ndarray
 
 #: float32 targets that onnxruntime (MLAS Exp; x·σ(1.702x) fused into QuickGelu) and numpy round differently
 UNROUNDED_F32 = {"exp", "gelu"}
-#: steps after which η_t < 3e-4 and v sits on its target to within ulps (0.15·0.95^127)
-SETTLED = 128
 
 
 @pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "given_state"])
