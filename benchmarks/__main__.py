@@ -17,6 +17,7 @@ BENCHMARKS = {
     "course": ("benchmarks.course", "the course MLP: analog/Poisson x max/spikenorm, rate sweep, crossbar weights"),
     "floor": ("benchmarks.floor", "the neuron-free floor: the SNN with every neuron swapped for its ANN op"),
     "gpu": ("benchmarks.gpu_bench", "the GPU benchmark (prepare here, run where onnxruntime-gpu has a CUDA device)"),
+    "schedule": ("benchmarks.schedule", "signGD step-size schedules: the trained zoo's accuracy, deep nets' error"),
     "coverage": ("benchmarks.coverage", "vision families and onnx's light zoo: compile, batch 1/2/16, fidelity"),
 }
 

@@ -103,7 +103,7 @@ def _first_line(text: str, limit: int = 300) -> str:
     return line[:limit]
 
 
-def _export(name: str, exporter: str, path: Path) -> dict:
+def export_family(name: str, exporter: str, path: Path) -> dict:
     """Prepare family `name` and export it with `exporter` to `path`; the torch logits of the
     test images ride along for the export check."""
     model = prepare_family(name)
@@ -121,6 +121,16 @@ def _export(name: str, exporter: str, path: Path) -> dict:
     info["export_seconds"] = time.perf_counter() - start
     info["torch_model"] = model
     return info
+
+
+def agreement_and_error(snn: np.ndarray, ann: np.ndarray) -> dict[str, float]:
+    """Argmax agreement and relative logit error ||snn - ann||_F / ||ann||_F of two [N, ...] logit
+    arrays (flattened per sample)."""
+    snn, ann = snn.reshape(len(snn), -1), ann.reshape(len(ann), -1)
+    return {
+        "agreement": float(np.mean(snn.argmax(1) == ann.argmax(1))),
+        "rel_error": float(np.linalg.norm(snn - ann) / max(float(np.linalg.norm(ann)), 1e-12)),
+    }
 
 
 def measure_case(name: str, exporter: str, timesteps: list[int], samples: int, calib: int, out: str) -> None:
@@ -147,7 +157,7 @@ def _measure(result: dict, name: str, exporter: str, timesteps: list[int], sampl
         result.update(parameters=int(sum(np.prod(t.dims) for t in model.graph.initializer if t.data_type == 1)))
     else:
         try:
-            info = _export(name, exporter, ann_path)
+            info = export_family(name, exporter, ann_path)
         except Exception as exc:  # noqa: BLE001
             result.update(status="export failed", error=f"{type(exc).__name__}: {_first_line(str(exc))}")
             result["traceback"] = traceback.format_exc()[-3000:]
@@ -216,10 +226,8 @@ def _measure(result: dict, name: str, exporter: str, timesteps: list[int], sampl
         except Exception as exc:  # noqa: BLE001
             fidelity[str(t)] = {"error": f"{type(exc).__name__}: {_first_line(str(exc))}"}
             continue
-        snn, ref = snn.reshape(len(x_test), -1), ann.reshape(len(x_test), -1)
         fidelity[str(t)] = {
-            "agreement": float(np.mean(snn.argmax(1) == ref.argmax(1))),
-            "rel_error": float(np.linalg.norm(snn - ref) / max(float(np.linalg.norm(ref)), 1e-12)),
+            **agreement_and_error(snn, ann),
             "finite": bool(np.isfinite(snn).all()),
             "batched": batched,
             "seconds": time.perf_counter() - start,

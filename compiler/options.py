@@ -77,13 +77,14 @@ class CompileOptions:
         choices=NEURON_TYPES,
     )
     schedule: str = option(
-        "exponential",
-        "signGD step sizes (exponential: eta0*gamma^(t-1); exp_inverse floors it at tail/t so that the sum diverges)",
+        "exp_inverse",
+        "signGD step sizes (exp_inverse: eta0*gamma^(t-1) floored at tail/t, so the sum diverges and deep "
+        "nets keep converging; exponential: eta0*gamma^(t-1) alone, which stops moving after ~60 steps)",
         choices=SCHEDULES,
     )
     eta0: float = option(0.3, "signGD first step size (spec 0.15)")
     gamma: float = option(0.9, "signGD step decay per timestep (spec 0.95)")
-    tail: float = option(0.25, "signGD exp_inverse floor tail/t")
+    tail: float = option(1.0, "signGD exp_inverse floor tail/t (from t = 16 with the default eta0, gamma)")
     codec: str = option(
         "exact", "signGD input encoder: exact (lands on the input), float or spike (spec)", choices=CODECS
     )

@@ -121,10 +121,12 @@ SPEC_CONFIGURATION = dict(schedule="exponential", eta0=0.15, gamma=0.95, codec="
 @pytest.mark.parametrize("trained", TRAINED)
 def test_defaults_beat_the_spec_configuration_and_keep_converging(trained, digits, tmp_path):
     """The spec's readout error stalls (float encoder gain 0.956, finite Σ η); the defaults (exact
-    encoder, η = 0.3·0.9^(t−1), range 2) are closer at every T ≥ 16 and reach the ANN by T = 128.
-    exp_inverse (a tail/t floor) equals the spec's schedule early and beats it at T = 256.
-    The untrained net's logits are smaller, so is the error where the spec's stalls (measured 0.0033
-    at T = 128, against 2e-7 for the defaults)."""
+    encoder, η = max(0.3·0.9^(t−1), 1/t), range 2) are closer at every T ≥ 16 and keep falling.
+    Until the 1/t floor takes over (t = 16) they are the geometric schedule alone, bit for bit;
+    past it, that schedule's smaller steps end closer on this shallow net (its targets stop
+    moving early; measured 5e-7 against 2e-3 untrained, at T = 256), the price of not stalling on
+    deep ones, where it ends 4-30x further off (benchmarks/schedule.py).
+    exp_inverse on the spec's head equals the spec's schedule early and beats it at T = 256."""
     x_train, y_train, x_test, y_test = digits
     net = digits_net(gelu_layernorm_mlp, x_train, y_train, epochs=15 if trained else 0)
     ann = tmp_path / "ann.onnx"
@@ -132,6 +134,7 @@ def test_defaults_beat_the_spec_configuration_and_keep_converging(trained, digit
     configurations = {
         "spec": SPEC_CONFIGURATION,
         "defaults": {},
+        "geometric": {"schedule": "exponential"},
         "spec_exp_inverse": SPEC_CONFIGURATION | {"schedule": "exp_inverse", "tail": 0.25},
     }
     errors, per_step = {}, {}
@@ -144,11 +147,11 @@ def test_defaults_beat_the_spec_configuration_and_keep_converging(trained, digit
         errors[name] = session.evaluate(x_test, y_test, ann=ann, progress=False).logit_error
         per_step[name] = session.run(x_test[:64]).per_step
     spec, ours, floored = errors["spec"], errors["defaults"], errors["spec_exp_inverse"]
-    assert ours[15] < 0.6 * spec[15]
-    for t in (32, 64):
-        assert ours[t - 1] < 0.5 * spec[t - 1], (t, ours[t - 1], spec[t - 1])
+    for t in (16, 32):
+        assert ours[t - 1] < 0.6 * spec[t - 1], (t, ours[t - 1], spec[t - 1])
     stalled_at = 0.01 if trained else 0.001
     assert spec[127] > stalled_at and abs(spec[255] - spec[127]) < 0.1 * spec[127]  # the spec's error has stalled
-    assert ours[127] < 1e-3 and ours[255] <= ours[127]
+    assert ours[255] < spec[255] and ours[255] < 0.6 * ours[63]  # ours keeps falling past the spec's stall
+    np.testing.assert_array_equal(per_step["defaults"][:15], per_step["geometric"][:15])
     np.testing.assert_array_equal(per_step["spec"][:32], per_step["spec_exp_inverse"][:32])
     assert floored[255] < 0.9 * spec[255]
