@@ -18,7 +18,9 @@ from onnx_snn.modelio import model_proto, save_model
 from onnx_snn.options import CompileOptions
 from onnx_snn.outputs import check_io, external_data_path, model_roles
 from onnx_snn.passes.base import PassContext
+from onnx_snn.passes.common.calibrate import calibration_batches
 from onnx_snn.pipeline import run_pipeline
+from onnx_snn.target_gap import TimestepChoice, search_samples, search_timesteps, set_default_timesteps
 from onnx_snn.verify import synthetic_samples, verify_snn
 
 
@@ -31,6 +33,8 @@ class CompileResult:
     #: the metadata the compiled model carries (compiler/metadata.py), decoded
     metadata: dict
     verification: str = ""
+    #: with --target-gap, the T chosen and stored as the model's default T
+    timestep_choice: TimestepChoice | None = None
 
 
 def dump_path(output: str | os.PathLike, stage: str) -> Path:
@@ -53,12 +57,18 @@ def compile_model(
     iterable of feed dicts. No file that is read (the model, its external data, the calibration
     file) is ever written; the output is written atomically, and only once verified: a model that
     fails verification is never left at `output`.
+
+    With `options.target_gap`, the compiled SNN is evaluated on the first calibration samples
+    before it is verified and written, and the T chosen (onnx_snn.target_gap) is stored as its
+    default T; the result's `timestep_choice` says which, and whether it met the target.
     """
     options = (options or CompileOptions()).validate()
     in_memory = isinstance(model, onnx.ModelProto)
     source = "<model>" if in_memory else str(model)
     if options.dump_after and output is None:
         raise SnnError("--dump-after needs an output path to write beside")
+    if options.target_gap is not None and calibration is None:
+        raise SnnError("--target-gap measures the gap on the calibration data; pass --calib FILE")
     check_io(
         reads={
             **model_roles("the model", None if in_memory else model),
@@ -80,6 +90,13 @@ def compile_model(
         save_model(intermediate, dump_path(output, stage))
 
     compiled = run_pipeline(proto, ctx, dump if options.dump_after else None)
+    choice = None
+    if options.target_gap is not None:
+        inputs = search_samples(calibration_batches(ctx))
+        choice = search_timesteps(
+            compiled, proto, inputs, options.target_gap, options.max_timesteps, source, show_progress
+        )
+        set_default_timesteps(compiled, choice)
     samples = next(iter(feeds), None) if feeds is not None else synthetic_samples(proto)
     verification: list[str] = []
 
@@ -96,4 +113,5 @@ def compile_model(
         notes=ctx.notes,
         metadata=model_metadata.read(model_metadata.props_of(compiled), source),
         verification=verification[0],
+        timestep_choice=choice,
     )

@@ -99,7 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="where to write the SNN")
     c.add_argument("--calib", help="calibration inputs, .npy or .npz (key = input name, or x)")
     _add_option_flags(c, PASS_NAMES)
-    c.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    c.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars, nor the --target-gap line (its warning stays)"
+    )
     c.set_defaults(handler=compile_command.run)
 
     e = sub.add_parser("eval", help="accuracy of a compiled SNN at every timestep", parents=[common])
@@ -114,6 +116,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="memory budget of the run and the data file, e.g. 2GB or 512MiB (default: half of the "
         "available memory): larger runs go in batch and time chunks, with identical results",
+    )
+    e.add_argument(
+        "--find-t",
+        metavar="PCT",
+        type=float,
+        default=None,
+        help="with --ann: also print the smallest T at which the SNN's argmax differs from the ANN's on at "
+        "most PCT percent of the samples (compile --target-gap stores it as the default T)",
     )
     e.add_argument("--json", dest="json_path", help="also write the report as JSON here")
     e.add_argument(

@@ -33,6 +33,8 @@ KEYS: dict[str, str] = {
     "spikenorm": "IF: the layers spikenorm balanced and the T it balanced them for",
     "weight_quantization": "crossbar levels, ON/OFF ratio and per-layer statistics",
     "ttfs": "TTFS: model, ζ, t_read, per-layer windows and the audit",
+    "timestep_search": "--target-gap: the target, the chosen default T, its gap, whether it met the "
+    "target, the samples and largest T evaluated, and the --timesteps the passes tuned for",
 }
 
 

@@ -41,7 +41,7 @@ def verify_snn(
     if samples is None:
         return "passes onnx.checker (full check) and loads in onnxruntime"
     feed = _batch_of_two(samples)
-    expected = _ann_outputs(ann, feed, source)
+    expected = ann_outputs(ann, feed, source)
     got = _snn_outputs(session, feed, len(expected))
     for index, (snn_out, ann_out) in enumerate(zip(got, expected)):
         name = session.get_outputs()[index].name
@@ -91,7 +91,7 @@ def _batch_of_two(samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def _ann_outputs(ann: onnx.ModelProto, feed: dict[str, np.ndarray], source: str) -> list[np.ndarray]:
+def ann_outputs(ann: onnx.ModelProto, feed: dict[str, np.ndarray], source: str) -> list[np.ndarray]:
     """The ANN's first output on `feed` (run at its fixed batch if it has one); SnnError if it
     cannot run or gives non-finite values: then the model, not the compiler, is at fault."""
     try:

@@ -21,7 +21,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     layers = result.metadata.get("neuron_layers", [])
     neuron = result.metadata.get("neuron", args.neuron)
-    timing = f"t_read = {result.metadata['ttfs']['t_read']:.6g}" if neuron == "ttfs" else f"T = {args.timesteps}"
+    timesteps = result.metadata["options"]["timesteps"]
+    timing = f"t_read = {result.metadata['ttfs']['t_read']:.6g}" if neuron == "ttfs" else f"T = {timesteps}"
+    choice = result.timestep_choice
+    if choice is not None and not choice.reached:
+        print(f"warning: --target-gap: {choice.describe()}; default T = {timesteps}", file=sys.stderr)
+    elif choice is not None and not args.quiet:
+        print(f"--target-gap: {choice.describe()}; default T = {timesteps}")
     print(f"compiled {args.model} -> {args.output}: {len(layers)} {neuron} neuron layers, {timing}")
     print("pipeline: " + PIPELINE_ARROW.join(result.metadata["passes"]))
     print(f"PASS: {args.output} {result.verification}")

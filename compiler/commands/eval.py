@@ -10,14 +10,19 @@ from onnx_snn.arrays import labels_of, load_arrays, model_inputs
 from onnx_snn.budget import parse_size
 from onnx_snn.commands.compile import show_progress
 from onnx_snn.errors import SnnError
+from onnx_snn.options import check_target_gap
 from onnx_snn.outputs import check_io, model_roles, same_file, write_text_atomic
 from onnx_snn.plots import ACCURACY_PNG, FIRING_RATE_PNG, require_matplotlib, write_eval_plots
 from onnx_snn.runtime import Session
+from onnx_snn.target_gap import choose_timesteps
 
 
 def run(args: argparse.Namespace) -> int:
     if args.ann is not None and same_file(args.ann, args.model):
         raise SnnError("--ann names the SNN itself; pass the source ANN", path=args.ann)
+    check_target_gap("--find-t", args.find_t)
+    if args.find_t is not None and args.ann is None:
+        raise SnnError("--find-t measures the gap to the ANN; pass --ann with the source ANN")
     plot_dir = Path(args.plot) if args.plot is not None else None
     if plot_dir is not None and plot_dir.exists() and not plot_dir.is_dir():
         raise SnnError("--plot must name a folder, and this is a file", path=args.plot)
@@ -43,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
                 "is a TTFS model with one read-out; --plot draws accuracy over the timesteps of rate-coded models",
                 path=args.model,
             )
+    if args.find_t is not None and session.ttfs is not None:
+        raise SnnError("is a TTFS model with one read-out; --find-t chooses T for rate-coded models", path=args.model)
     arrays = load_arrays(args.data, session.max_memory)
     inputs = model_inputs(arrays, session.input_names, args.data)
     labels = labels_of(arrays, args.data)
@@ -60,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{args.model}: {report.samples} samples, T = {report.timesteps}, providers {session.providers[0]}")
         print(report.table())
+        if args.find_t is not None:
+            assert report.agreement is not None  # --find-t needs --ann (checked above)
+            print(f"--find-t: {choose_timesteps(report.agreement, report.samples, args.find_t).describe()}")
         if args.stats:
             print()
             assert report.energy is not None  # --stats needs the spike statistics (checked above)

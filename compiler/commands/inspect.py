@@ -10,6 +10,7 @@ import onnx
 
 from onnx_snn import metadata as model_metadata
 from onnx_snn.modelio import load_model
+from onnx_snn.target_gap import describe_record
 
 #: how inspect and compile print a pipeline
 PIPELINE_ARROW = " → "
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         print("pipeline: " + PIPELINE_ARROW.join(meta["passes"]))
     if meta.get("ttfs"):
         print(_ttfs_text(meta["ttfs"]))
+    if meta.get("timestep_search"):
+        print(f"default T chosen by --target-gap: {describe_record(meta['timestep_search'])}")
     if "options" in meta:
         print(f"compile options: {json.dumps(meta['options'], sort_keys=True)}")
         for note in meta.get("notes") or []:
