@@ -65,6 +65,7 @@ def _snn(
         weight_levels=levels,
         on_off_ratio=ON_OFF,
         reset=reset,
+        spikes="binary",  # the course's design: 0/1 spikes, soft or hard reset
     )
     compiled = compile_model(ann, None, options, calibration=calibration, show_progress=False)
     report = Session(compiled.model, providers=[CPU]).evaluate(x, y, timesteps=steps, ann=ann, progress=False)

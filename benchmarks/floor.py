@@ -31,15 +31,16 @@ from benchmarks.zoo import ANN_TIMED, ANN_WARMUP, _machine, add_output_arguments
 from onnx_snn.api import compile_model
 from onnx_snn.errors import SnnError
 from onnx_snn.ir.function_parts import SNN_DOMAIN
+from onnx_snn.ir.neurons import IF_NEURON_OPS
 from onnx_snn.models.zoo import get_reference, load_torch_model
 from onnx_snn.options import CompileOptions
 from onnx_snn.providers import CPU, make_session
 from onnx_snn.runtime import Session
 
 #: neuron op → the standard op computing its ANN counterpart from its first input(s)
-UNARY_STAND_INS = {"IFNeuron": "Relu", "SignGDNeuron": "Relu"}
+UNARY_STAND_INS = {"IFNeuron": "Relu", "SignedIFNeuron": "Relu", "SignGDNeuron": "Relu"}
 BINARY_STAND_INS = {"SignGDBinaryNeuron": "Max"}
-CONSTANT_INPUT_NEURON = "IFNeuronConstantInput"
+CONSTANT_INPUT_NEURONS = tuple(op for op in IF_NEURON_OPS if op not in UNARY_STAND_INS)
 
 
 def neuron_free(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -54,7 +55,7 @@ def neuron_free(model: onnx.ModelProto) -> onnx.ModelProto:
         if node.domain != SNN_DOMAIN or node.op_type not in {
             **UNARY_STAND_INS,
             **BINARY_STAND_INS,
-            CONSTANT_INPUT_NEURON: "",
+            **dict.fromkeys(CONSTANT_INPUT_NEURONS, ""),
         }:
             nodes.append(node)
             continue

@@ -61,6 +61,18 @@ def simulate(snn, batch, timesteps: int) -> list:
     return history
 
 
+def accuracy_per_step(snn, x_test: np.ndarray, y_test: np.ndarray, timesteps: int, batch_size: int) -> np.ndarray:
+    """The converted net's accuracy (a fraction) after each step 1..timesteps on (x_test, y_test)."""
+    import torch
+
+    correct = np.zeros(timesteps)
+    for start in range(0, len(x_test), batch_size):
+        history = simulate(snn, torch.from_numpy(x_test[start : start + batch_size]), timesteps)
+        labels = y_test[start : start + batch_size]
+        correct += [int((h.argmax(1).numpy() == labels).sum()) for h in history]
+    return correct / len(x_test)
+
+
 def spikingjelly_benchmark(
     model,
     calibration: np.ndarray,
@@ -75,18 +87,14 @@ def spikingjelly_benchmark(
     import torch
 
     snn = convert(model, calibration, batch_size)
-    correct = np.zeros(max(steps))
-    for start in range(0, len(x_test), batch_size):
-        history = simulate(snn, torch.from_numpy(x_test[start : start + batch_size]), max(steps))
-        labels = y_test[start : start + batch_size]
-        correct += [int((h.argmax(1).numpy() == labels).sum()) for h in history]
+    accuracy = accuracy_per_step(snn, x_test, y_test, max(steps), batch_size)
     batch = torch.from_numpy(x_test[:batch_size])
     seconds = {t: statistics.median(time_call(lambda: simulate(snn, batch, t), repeats)) for t in steps}
     return {
         "version": _version(),
         "mode": MODE,
         "threads": torch.get_num_threads(),
-        "accuracy": {t: correct[t - 1] / len(x_test) for t in steps},
+        "accuracy": {t: float(accuracy[t - 1]) for t in steps},
         "seconds": seconds,
         "test_samples": len(x_test),
     }

@@ -29,7 +29,7 @@ from onnx_snn import __version__
 from onnx_snn.api import compile_model
 from onnx_snn.errors import SnnError
 from onnx_snn.models.zoo import get_reference, load_torch_model
-from onnx_snn.options import CompileOptions
+from onnx_snn.options import CompileOptions, spikenorm_statistic
 from onnx_snn.outputs import write_text_atomic
 from onnx_snn.providers import CPU, make_session
 from onnx_snn.runtime import Session
@@ -78,7 +78,7 @@ def run_benchmark(
     name: str,
     timesteps: int,
     norm: str,
-    per_channel: bool,
+    per_channel: bool | None,
     batch_size: int,
     repeats: int,
     cache_dir: str | None,
@@ -86,13 +86,16 @@ def run_benchmark(
     exporter: str = "legacy",
     spikingjelly_samples: int = 0,
     reset: str = "soft",
+    spikes: str = "signed",
 ) -> dict:
     """Accuracy at every T and timing; with `spikingjelly_samples` > 0 also spikingjelly's converter
     on the same PyTorch model (its accuracy on that many test images, its time on the same batch)."""
 
     reference = get_reference(name, cache_dir=cache_dir, exporter=exporter)
     x_test, y_test = reference.load_test()
-    options = CompileOptions(timesteps=timesteps, norm=norm, per_channel=per_channel, neuron=neuron, reset=reset)
+    options = CompileOptions(
+        timesteps=timesteps, norm=norm, per_channel=per_channel, neuron=neuron, reset=reset, spikes=spikes
+    )
     with tempfile.TemporaryDirectory() as tmp:
         snn_path = Path(tmp) / f"{name}.snn.onnx"
         start = time.perf_counter()
@@ -155,14 +158,17 @@ def _neurons(result: dict) -> str:
             f"signGD neurons, {opts['schedule']} η0 {opts['eta0']} γ {opts['gamma']}, codec {opts['codec']}, "
             f"range {opts['signgd_range']}, norm {opts['norm']}"
         )
-    return f"IF neurons, norm {opts['norm']}{', per channel' if opts['per_channel'] else ''}, reset {opts['reset']}"
+    per_channel = opts["per_channel"] if opts["per_channel"] is not None else spikenorm_statistic(opts["norm"]) is None
+    scales = ", per channel" if per_channel else ""
+    return f"IF neurons, {opts.get('spikes', 'binary')} spikes, norm {opts['norm']}{scales}, reset {opts['reset']}"
 
 
 def _command(result: dict) -> str:
     """The `python -m benchmarks zoo` command line that reproduces `result`."""
     opts, exporter, jelly = result["options"], result.get("exporter", "legacy"), result.get("spikingjelly")
     flags = [f"--norm {opts['norm']}"]
-    flags += ["--per-channel"] if opts["per_channel"] else []
+    flags += {True: ["--per-channel"], False: ["--no-per-channel"], None: []}[opts["per_channel"]]
+    flags += [] if opts.get("spikes", "signed") == "signed" else [f"--spikes {opts['spikes']}"]
     flags += [] if opts.get("reset", "soft") == "soft" else [f"--reset {opts['reset']}"]
     flags += [] if opts["neuron"] == "auto" else [f"--neuron {opts['neuron']}"]
     flags += [] if exporter == "legacy" else [f"--exporter {exporter}"]
@@ -293,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="reference model name, e.g. fashion-cnn, fashion-resnet, digits-cnn")
     parser.add_argument("--timesteps", type=int, default=128)
     parser.add_argument("--norm", default="99.9")
-    parser.add_argument("--per-channel", action="store_true")
+    parser.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--spikes", default="signed", choices=("signed", "binary"), help="IF spikes")
     parser.add_argument("--reset", default="soft", choices=("soft", "hard"), help="IF membrane reset")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
@@ -327,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.exporter,
                 args.spikingjelly,
                 args.reset,
+                args.spikes,
             )
     except SnnError as exc:
         print(f"onnx-snn bench: error: {exc}", file=sys.stderr)
@@ -337,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         key = (
             f"{args.model}-{args.norm}{'-pc' if args.per_channel else ''}{'-hard' if args.reset == 'hard' else ''}"
+            f"{'-binary' if args.spikes == 'binary' and args.reset != 'hard' else ''}"
             f"{'' if args.neuron == 'auto' else '-' + args.neuron}"
             f"{'' if args.exporter == 'legacy' else '-' + args.exporter}"
         )

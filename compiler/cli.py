@@ -185,7 +185,9 @@ def _add_option_flags(parser: argparse.ArgumentParser, pass_names: list[str]) ->
         flag = "--" + f.name.replace("_", "-")
         if not (default is None or default is False or default == []):
             text += f" (default {default})"
-        if isinstance(default, bool):
+        if "action" in settings:  # a flag with its own argparse action (e.g. --x / --no-x)
+            parser.add_argument(flag, default=default, help=text, **settings)
+        elif isinstance(default, bool):
             parser.add_argument(flag, action="store_true", help=text)
         elif isinstance(default, list):
             parser.add_argument(

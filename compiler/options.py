@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
 from dataclasses import asdict, dataclass, field
@@ -13,6 +14,7 @@ from onnx_snn.errors import SnnError
 
 NORM_MODES = ("max", "99.9", "99.99")
 RESET_MODES = ("soft", "hard")
+SPIKE_KINDS = ("signed", "binary")
 NEURON_TYPES = ("auto", "if", "signgd", "ttfs")
 TTFS_MODELS = ("b1", "a")
 SCHEDULES = ("exponential", "exp_inverse", "inverse", "constant")
@@ -68,8 +70,19 @@ class CompileOptions:
         "scale per layer: max, a percentile (99.9, 99.99), a fraction of max in (0, 1], or "
         "spikenorm[:P] (thresholds from the currents under spiking input, layer by layer; IF)",
     )
-    per_channel: bool = option(False, "one scale per channel instead of per layer")
+    per_channel: bool | None = option(
+        None,
+        "scales per channel (--per-channel) or per layer (--no-per-channel); unset: per channel with IF "
+        "neurons (unless --norm spikenorm), per layer with signGD and TTFS neurons",
+        action=argparse.BooleanOptionalAction,
+    )
     reset: str = option("soft", "membrane reset", choices=RESET_MODES)
+    spikes: str = option(
+        "signed",
+        "IF: signed (a neuron that has fired sends a −1 spike when its membrane falls below 0, so its "
+        "spike count follows the ReLU of its summed input; soft reset) or binary (0/1 spikes only)",
+        choices=SPIKE_KINDS,
+    )
     v_init: float = option(0.5, "initial membrane, fraction of threshold")
     encoding: str = option(
         "analog",
@@ -133,9 +146,24 @@ class CompileOptions:
     )
     calib_batch_size: int = 256
 
+    def channel_scales(self, neuron: str) -> bool:
+        """Whether calibrate measures, and normalize scales, each channel on its own for neuron
+        family `neuron`: --per-channel / --no-per-channel where given, else only for IF neurons
+        without spikenorm or --weight-levels (whose levels per-channel scales would break; a rate
+        folds into any per-channel scale; on nets whose channels' ranges
+        differ widely, per-layer scales leave most channels a few spikes: BENCHMARKS.md, conversion).
+        signGD's default stays per layer (fashion-maxpool: 2.7 points lower at T = 8 per channel)."""
+        if self.per_channel is not None:
+            return self.per_channel
+        return neuron == "if" and spikenorm_statistic(self.norm) is None and self.weight_levels is None
+
     def validate(self) -> "CompileOptions":
         """Raise SnnError for an option out of its range; return self."""
         checked_count("--timesteps", self.timesteps)
+        if self.reset == "hard" and self.spikes == "signed":
+            raise SnnError(
+                "--reset hard resets the membrane to 0, which signed spikes cannot take back; add --spikes binary"
+            )
         checked_count("--max-timesteps", self.max_timesteps)
         check_target_gap("--target-gap", self.target_gap)
         if self.target_gap is not None and self.neuron == "ttfs":

@@ -28,7 +28,6 @@ from onnx_snn import metadata as model_metadata
 from onnx_snn.errors import CompilerBug, SnnError
 from onnx_snn.ir.neurons import attach_functions
 from onnx_snn.options import ENCODING_NEURONS, CompileOptions, spikenorm_statistic
-from onnx_snn.passes import op_support
 from onnx_snn.passes.base import Pass, PassContext, PassSpec, declare
 from onnx_snn.passes.canonicalize import canonicalize, node_names
 from onnx_snn.passes.common import activity_stats, calibrate, fold_bn, normalize, time_batch
@@ -249,21 +248,12 @@ def verify_stage(step: Pass, graph: gs.Graph, ctx: PassContext) -> None:
 
 def resolve_neuron(graph: gs.Graph, ctx: PassContext) -> str:
     """The neuron family to compile with: --neuron, or for `auto` IF neurons when they can convert
-    every op of the graph (a ReLU net) and signGD neurons otherwise, or where the IF table holds
-    an op back from auto (op_support.Support.auto_signgd: a 2-D MaxPool, noted)."""
+    every op of the graph (a ReLU net, MaxPools included) and signGD neurons otherwise."""
     if ctx.options.neuron != "auto":
         return ctx.options.neuron
     try:
         spikify_if.refuse_unconvertible(graph, ctx)
     except SnnError:
-        return "signgd"
-    held = op_support.RATE.held_from_auto(graph)
-    if held:
-        ops = ", ".join(sorted({node.op for node in held}))
-        ctx.note(
-            f"--neuron auto chose signgd for this ReLU net's {ops} ({len(held)} nodes), measured more accurate "
-            "there; --neuron if converts it with IF neurons"
-        )
         return "signgd"
     return "if"
 

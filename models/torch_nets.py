@@ -31,7 +31,8 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
-def _conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int, padding: int, stride: int = 1) -> list[nn.Module]:
+def conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int, padding: int, stride: int = 1) -> list[nn.Module]:
+    """Conv (no bias: the BN's shift is the bias) -> BatchNorm2d -> ReLU, as a list of layers."""
     return [
         nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding, bias=False),
         nn.BatchNorm2d(out_ch),
@@ -48,9 +49,9 @@ class LeNet(nn.Sequential):
         k, p = shape.kernel_size, shape.padding
         c1, c2 = shape.channels
         super().__init__(
-            *_conv_bn_relu(in_channels, c1, k, p),
+            *conv_bn_relu(in_channels, c1, k, p),
             nn.AvgPool2d(2),
-            *_conv_bn_relu(c1, c2, k, p),
+            *conv_bn_relu(c1, c2, k, p),
             nn.AvgPool2d(2),
             nn.Flatten(),
             nn.Linear(shape.flat_features, shape.hidden),
@@ -68,7 +69,7 @@ class BasicBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            *_conv_bn_relu(in_ch, out_ch, 3, 1, stride),
+            *conv_bn_relu(in_ch, out_ch, 3, 1, stride),
             nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
             nn.BatchNorm2d(out_ch),
         )
@@ -102,7 +103,7 @@ class SmallResNet(nn.Sequential):
     ) -> None:
         if not widths or identity_blocks < 1:
             raise ValueError("SmallResNet needs at least one width and one identity block")
-        stem = _conv_bn_relu(in_channels, widths[0], 3, 1) + ([nn.AvgPool2d(2)] if stem_pool else [])
+        stem = conv_bn_relu(in_channels, widths[0], 3, 1) + ([nn.AvgPool2d(2)] if stem_pool else [])
         blocks = [BasicBlock(widths[0], widths[0]) for _ in range(identity_blocks)]
         blocks += [BasicBlock(w_in, w_out, stride=2) for w_in, w_out in zip(widths, widths[1:])]
         super().__init__(

@@ -61,9 +61,6 @@ class Support:
     refusal: str = ""  # the message for a form `when` rejects
     advice: str = ""  # what to do about such a form (a family that converts it is added)
     neuron: str = ""  # signGD: the `function` of the unary neuron that replaces the op
-    #: the forms for which `--neuron auto` picks signGD though this family converts them (signGD
-    #: measured more accurate there; the phrase says so); None: auto keeps this family
-    auto_signgd: Predicate | None = None
 
 
 @dataclass(frozen=True)
@@ -93,17 +90,6 @@ class Family:
         another family's refusal asks before pointing to this one)."""
         support = self.support(node)
         return support is not None and (support.kind == REWRITTEN or support.when is None or support.when(graph, node))
-
-    def held_from_auto(self, graph: gs.Graph) -> list[gs.Node]:
-        """The nodes of `graph` in a form for which `--neuron auto` picks signGD instead of this
-        family (Support.auto_signgd)."""
-        return [
-            node
-            for node in graph.nodes
-            if (support := self.support(node)) is not None
-            and support.auto_signgd is not None
-            and support.auto_signgd(graph, node)
-        ]
 
     def ops_of(self, *kinds: str) -> frozenset[str]:
         """The ops of the table with one of `kinds`."""
@@ -240,19 +226,6 @@ def indices_unread(graph: gs.Graph, node: gs.Node) -> bool:
     return not any(o.outputs or o in graph.outputs for o in node.outputs[1:])
 
 
-def decomposed_by_signgd(graph: gs.Graph, node: gs.Node) -> bool:
-    """This MaxPool is one that signGD's decompose rewrites: 2-D, with static spatial dims and its
-    Indices unread."""
-    shape = node.inputs[0].shape
-    return (
-        len(node.attrs.get("kernel_shape", ())) == 2
-        and shape is not None
-        and len(shape) == 4
-        and all(isinstance(d, int) for d in shape[2:])
-        and indices_unread(graph, node)
-    )
-
-
 def reads_one_layer(graph: gs.Graph, pool: gs.Node) -> bool:
     """Whether a TTFS `pool` reads, through layout ops, pools and per-channel affine constants, one
     ReLU output or a graph input (one layer's spikes, whose earliest spike it can take)."""
@@ -356,7 +329,8 @@ def _relu_family(neuron: str, title: str, relu: str, unsupported: str, *groups: 
 RATE = _relu_family(
     "if",
     "IF neurons (rate coding)",
-    "replaced by an `snn.IFNeuron` (threshold 1, soft or hard reset)",
+    "replaced by an `snn.SignedIFNeuron` (threshold 1, signed spikes, the default) or, with `--spikes binary`, "
+    "an `snn.IFNeuron` (threshold 1, soft or hard reset)",
     "op is not supported by the SNN compiler",
     (
         ("Mul",),
@@ -369,7 +343,7 @@ RATE = _relu_family(
         ("Clip",),
         Support(
             FORMS,
-            "Clip(x, 0, c) with a constant c > 0 (ReLU6): an `snn.IFNeuron` whose rate, at most one "
+            "Clip(x, 0, c) with a constant c > 0 (ReLU6): an IF neuron (as `Relu`) whose rate, at most one "
             "spike a step, caps the output at its scale λ: λ = c where the Clip binds on the calibration "
             "data (exact), else the --norm statistic as for a ReLU",
             when=is_capped_relu,
@@ -384,13 +358,12 @@ RATE = _relu_family(
             "maximum of the running spike counts, so that each output's spike count is the largest "
             "count of its window and its rate the max of their rates (every MaxPool attribute passes "
             "through); a MaxPool of the constant analog input, computed once, is kept as it is. "
-            "`--neuron auto` still picks signGD for a net with a 2-D MaxPool, which signGD "
-            "decomposes: on fashion-maxpool it is more accurate from T = 32 (at T = 64 88.82 % "
-            "against IF's 88.72 %; IF leads at T <= 16)",
+            "`--neuron auto` picks IF neurons for a ReLU net with MaxPools: with signed spikes they are "
+            "more accurate than signGD at every T on fashion-maxpool (88.10 / 88.44 / 88.44 / 88.56 % "
+            "against 82.67 / 87.15 / 88.34 / 88.41 % at T = 8 / 16 / 32 / 64)",
             when=indices_unread,
             refusal="a MaxPool whose Indices output is read has no IF conversion",
             advice="read only its first output",
-            auto_signgd=decomposed_by_signgd,
         ),
     ),
     (

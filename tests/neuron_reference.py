@@ -20,3 +20,24 @@ def if_neuron(x: np.ndarray, threshold: float, reset: str, v0: np.ndarray | floa
         u = u - s if reset == "soft" else u - s * u
         spikes[t] = s
     return spikes, u * theta
+
+
+def signed_if_neuron(
+    x: np.ndarray, threshold: float, v0: np.ndarray | float, n0: np.ndarray | float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x: [T, B, ...] float32 currents. Returns spikes [T, B, ...] in {−1, 0, 1}, the final membrane
+    and the final net spikes sent [B, ...].
+
+    In units of the threshold: u += x_t / θ; s = [u >= 1] − [u < 0 and n > 0]; u -= s; n += s.
+    """
+    theta = np.float32(threshold)
+    u = np.broadcast_to(np.asarray(v0, np.float32) / theta, x.shape[1:]).astype(np.float32)
+    n = np.broadcast_to(np.asarray(n0, np.float32), x.shape[1:]).astype(np.float32)
+    scaled = (x / theta).astype(np.float32)
+    spikes = np.zeros_like(x)
+    for t in range(x.shape[0]):
+        u = u + scaled[t]
+        s = (u >= np.float32(1.0)).astype(np.float32) - ((u < 0) & (n > 0)).astype(np.float32)
+        u, n = u - s, n + s
+        spikes[t] = s
+    return spikes, u * theta, n

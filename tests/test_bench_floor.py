@@ -13,10 +13,11 @@ from benchmarks.floor import neuron_free
 from onnx_snn import CompileOptions, compile_model
 from onnx_snn.errors import SnnError
 from onnx_snn.ir.function_parts import SNN_DOMAIN
+from onnx_snn.ir.neurons import IF_NEURON_OPS
 from onnx_snn.runtime import Session
 from onnx_snn.runtime.stateful import expose_state
 
-NEURONS = {"IFNeuron", "IFNeuronConstantInput", "SignGDNeuron", "SignGDBinaryNeuron"}
+NEURONS = IF_NEURON_OPS | {"SignGDNeuron", "SignGDBinaryNeuron"}
 
 
 def _compiled(net: nn.Module, neuron: str) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
@@ -36,7 +37,7 @@ def test_if_twin_is_the_time_folded_ann():
     """With IF neurons as Relu (and the first, constant-input layer repeated over T), every step's
     read-out is the ANN's logits: the twin keeps the scaled layers and drops only the dynamics."""
     model, x, logits = _compiled(cnn(), "if")
-    assert {"IFNeuron", "IFNeuronConstantInput"} <= _snn_ops(model)
+    assert {"SignedIFNeuron", "SignedIFNeuronConstantInput"} <= _snn_ops(model)
     twin = neuron_free(model)
     onnx.checker.check_model(twin, full_check=True)
     assert not _snn_ops(twin) & NEURONS

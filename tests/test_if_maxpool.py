@@ -19,7 +19,7 @@ from torch import nn
 from onnx_snn import CompileOptions, compile_model
 from onnx_snn.errors import SnnError
 from onnx_snn.ir.contract import SPIKES_PREFIX, SYNOPS_PREFIX
-from onnx_snn.ir.neurons import NEURON_OPS, attach_functions
+from onnx_snn.ir.neurons import IF_NEURON_OPS, NEURON_OPS, attach_functions
 from onnx_snn.runtime import Session
 from onnx_snn.runtime.ann import AnnRunner
 from onnx_snn.runtime.memory import bytes_per_sample_step, readout_bytes
@@ -234,7 +234,7 @@ def test_a_maxpool_of_the_analog_input_stays_a_maxpool_and_of_poisson_spikes_bec
     ann = export_legacy(seeded_net(lambda: net), digits_x[:2])
     analog = compile_model(ann, None, CompileOptions(timesteps=8, neuron="if"), calibration=digits_x[:128]).model
     ops = [n.op_type for n in analog.graph.node]
-    assert "MaxPool" in ops and "IFMaxPool" not in ops and "IFNeuronConstantInput" in ops
+    assert "MaxPool" in ops and "IFMaxPool" not in ops and "SignedIFNeuronConstantInput" in ops
     x = digits_x[-32:]
     expected = AnnRunner(ann).run({"x": x})
     logits = Session(analog).run(x, 256).logits
@@ -266,12 +266,12 @@ def test_a_maxpool_of_currents_before_its_relu_converges_and_is_not_a_spiking_la
     assert errors[256] < errors[16] and errors[256] < 0.03, errors
 
 
-def test_auto_keeps_signgd_for_a_2d_maxpool_net_and_notes_that_if_converts_it(cnn_ann, digits_x):
-    """signGD is measured more accurate on fashion-maxpool from T = 32 (op_support's MaxPool row):
-    auto picks it, and says that --neuron if converts the net."""
+def test_auto_picks_if_for_a_2d_maxpool_net(cnn_ann, digits_x):
+    """With signed spikes IF neurons are measured more accurate than signGD on fashion-maxpool at
+    every T (op_support's MaxPool row): auto picks them for a ReLU + MaxPool net."""
     result = compile_model(cnn_ann, None, CompileOptions(timesteps=8), calibration=digits_x[:64])
-    assert result.metadata["neuron"] == "signgd"
-    assert any("--neuron if converts it" in note and "MaxPool (2 nodes)" in note for note in result.notes)
+    assert result.metadata["neuron"] == "if"
+    assert "IFMaxPool" in [n.op_type for n in result.model.graph.node]
 
 
 def test_auto_picks_if_for_a_1d_maxpool_net_which_signgd_does_not_decompose(digits_x):
@@ -311,7 +311,7 @@ def test_the_pools_are_spiking_layers_with_their_own_fan_out(cnn_snn, digits_x):
     pools = [n.name for n in cnn_snn.graph.node if n.op_type == "IFMaxPool"]
     assert set(pools) <= set(activity) and activity[pools[0]] == 8 * 4 * 4
     run = Session(cnn_snn).run(digits_x[:16], 16)
-    first_relu = next(n.name for n in cnn_snn.graph.node if n.op_type.startswith("IFNeuron"))
+    first_relu = next(n.name for n in cnn_snn.graph.node if n.op_type in IF_NEURON_OPS)
     np.testing.assert_array_equal(run.synops[SYNOPS_PREFIX + first_relu], run.spikes[SPIKES_PREFIX + first_relu])
     pooled = run.spikes[SPIKES_PREFIX + pools[0]]
     assert np.all(pooled > 0) and np.all(pooled <= run.spikes[SPIKES_PREFIX + first_relu])

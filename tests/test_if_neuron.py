@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from neuron_reference import if_neuron
+from neuron_reference import if_neuron, signed_if_neuron
 from onnx import TensorProto, helper
 
 from onnx_snn.ir.neurons import attach_functions
@@ -107,3 +107,100 @@ def test_rate_approximates_clipped_input():
     spikes, _ = simulate(neuron_session(1.0, "soft"), x, np.nan)
     rate = spikes.mean(axis=0)
     np.testing.assert_allclose(rate, np.clip(x[0], 0, 1), atol=1.0 / 256 + 1e-6)
+
+
+def signed_session(threshold: float, op: str = "SignedIFNeuron") -> ort.InferenceSession:
+    """A session of one snn.SignedIFNeuron (or its constant-input form) with graph inputs x,
+    timesteps, v0 and n0 and outputs s, v_T, n_T."""
+    node = helper.make_node(
+        op, ["x", "timesteps", "v0", "n0"], ["s", "v_T", "n_T"], domain="snn", threshold=threshold, v_init=0.5
+    )
+    step = ["TB" if op == "SignedIFNeuron" else "B", 3, 4]
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [node],
+        "signed_if_neuron",
+        [
+            value("x", TensorProto.FLOAT, step),
+            value("timesteps", TensorProto.INT64, []),
+            value("v0", TensorProto.FLOAT, ["B", 3, 4]),
+            value("n0", TensorProto.FLOAT, ["B", 3, 4]),
+        ],
+        [
+            value("s", TensorProto.FLOAT, ["TB", 3, 4]),
+            value("v_T", TensorProto.FLOAT, ["B", 3, 4]),
+            value("n_T", TensorProto.FLOAT, ["B", 3, 4]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    attach_functions(model)
+    onnx.checker.check_model(model, full_check=True)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def simulate_signed(session, x: np.ndarray, v0, n0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t, b = x.shape[:2]
+    state = [np.ascontiguousarray(np.broadcast_to(np.asarray(v, np.float32), x.shape[1:])) for v in (v0, n0)]
+    feed = {
+        "x": x.reshape((t * b,) + x.shape[2:]),
+        "timesteps": np.asarray(t, np.int64),
+        "v0": state[0],
+        "n0": state[1],
+    }
+    s, v, n = session.run(None, feed)
+    return s.reshape(x.shape), v, n
+
+
+@pytest.mark.parametrize("timesteps", [1, 7, 64, 256])
+@pytest.mark.parametrize("threshold", [1.0, 0.37])
+def test_signed_matches_numpy_reference(timesteps, threshold):
+    """Currents of either sign around a small mean: the neuron fires, takes spikes back, and its
+    net count is the rounded ReLU of its summed input at every step (up to one step of lag)."""
+    x = np.random.default_rng(timesteps).normal(0.05, 0.6, size=(timesteps, 5, 3, 4)).astype(np.float32)
+    spikes, v_t, n_t = simulate_signed(signed_session(threshold), x, np.nan, np.nan)
+    ref_spikes, ref_v, ref_n = signed_if_neuron(x, threshold, np.float32(0.5 * threshold))
+    np.testing.assert_array_equal(spikes, ref_spikes)
+    np.testing.assert_array_equal(v_t, ref_v)
+    np.testing.assert_array_equal(n_t, ref_n)
+    np.testing.assert_array_equal(n_t, spikes.sum(axis=0))
+    if timesteps > 1:
+        assert set(np.unique(spikes)) == {-1.0, 0.0, 1.0}
+    counts = np.cumsum(spikes, axis=0)
+    assert counts.min() >= 0  # never below zero: a ReLU
+    summed = np.float32(0.5) + np.cumsum(x / np.float32(threshold), axis=0)
+    # where the summed input moves by at most one threshold a step, the count is its rounded ReLU
+    calm = np.all(np.abs(x / np.float32(threshold)) < 1, axis=0)
+    np.testing.assert_array_equal(counts[-1][calm], np.maximum(0, np.floor(summed[-1]))[calm])
+
+
+def test_signed_takes_back_what_a_binary_neuron_keeps():
+    """+0.8 then −0.8: the binary neuron keeps the spike its first current caused, the signed one
+    takes it back, so only its count is the ReLU of the summed input (0)."""
+    x = np.asarray([0.8, -0.8, 0.0, 0.0], np.float32).reshape(4, 1, 1, 1) * np.ones((1, 1, 3, 4), np.float32)
+    binary, _ = simulate(neuron_session(1.0, "soft"), x, np.nan)
+    signed, _, n_t = simulate_signed(signed_session(1.0), x, np.nan, np.nan)
+    assert binary.sum(axis=0).max() == 1.0
+    np.testing.assert_array_equal(signed[:, 0, 0, 0], [1.0, -1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(n_t, np.zeros_like(n_t))
+
+
+@pytest.mark.parametrize("timesteps", [1, 9, 64])
+def test_signed_constant_input_equals_the_tiled_one_and_chunks_equal_one_run(timesteps):
+    x = np.random.default_rng(timesteps).normal(0.1, 0.6, size=(5, 3, 4)).astype(np.float32)
+    tiled = np.broadcast_to(x, (timesteps,) + x.shape).copy()
+    whole, v_whole, n_whole = simulate_signed(signed_session(0.37), tiled, np.nan, np.nan)
+    once = signed_session(0.37, op="SignedIFNeuronConstantInput")
+    fresh = np.full(x.shape, np.nan, np.float32)
+    spikes, v_t, n_t = once.run(None, {"x": x, "timesteps": np.asarray(timesteps, np.int64), "v0": fresh, "n0": fresh})
+    np.testing.assert_array_equal(spikes.reshape(whole.shape), whole)
+    np.testing.assert_array_equal(v_t, v_whole)
+    np.testing.assert_array_equal(n_t, n_whole)
+    rng = np.random.default_rng(5)
+    currents = rng.normal(0.0, 0.7, size=(2 * timesteps, 5, 3, 4)).astype(np.float32)
+    session = signed_session(1.0)
+    full, v_full, n_full = simulate_signed(session, currents, np.nan, np.nan)
+    first, v_mid, n_mid = simulate_signed(session, currents[:timesteps], np.nan, np.nan)
+    second, v_end, n_end = simulate_signed(session, currents[timesteps:], v_mid, n_mid)
+    np.testing.assert_array_equal(np.concatenate([first, second]), full)
+    np.testing.assert_array_equal(v_end, v_full)
+    np.testing.assert_array_equal(n_end, n_full)

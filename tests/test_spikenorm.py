@@ -50,7 +50,9 @@ def test_thresholds_equal_a_numpy_simulation_of_the_procedure():
     ann, weights = two_layer_mlp(rng)
     x = rng.uniform(0, 1, size=(64, 6)).astype(np.float32)
     spiking = compile_model(ann, None, CompileOptions(timesteps=STEPS, norm="spikenorm", neuron="if"), calibration=x)
-    analog = compile_model(ann, None, CompileOptions(timesteps=STEPS, norm="max", neuron="if"), calibration=x)
+    analog = compile_model(
+        ann, None, CompileOptions(timesteps=STEPS, norm="max", neuron="if", per_channel=False), calibration=x
+    )
     lam1, lam2 = reference_thresholds(x, weights)
     got = spiking.metadata["lambda"]
     assert got["relu1"] == pytest.approx([lam1], rel=1e-5)  # analog input: the ANN's max, as max norm

@@ -119,6 +119,89 @@ def _if_step(hard: bool, constant_input: bool) -> onnx.GraphProto:
     )
 
 
+def _signed_if_step(constant_input: bool) -> onnx.GraphProto:
+    """One signed IF step in units of the threshold, with the net spike count c as a second state:
+    u += x; s = [u >= 1] − [u < 0 and c > 0]; u -= s; c += s. A neuron that has fired takes a spike
+    back (−1) when its membrane falls below 0, so c stays the rounded ReLU of its summed input."""
+    current = "u_in" if constant_input else "x_t"
+    x_type = TensorProto.INT64 if constant_input else TensorProto.FLOAT
+    nodes = [
+        constant("origin", 0.0),
+        helper.make_node("Add", ["u", current], ["u1"]),
+        helper.make_node("HardSigmoid", ["u1"], ["up"], alpha=_STEP_GAIN, beta=1.0 - _STEP_GAIN),
+        helper.make_node("Less", ["u1", "origin"], ["below"]),
+        helper.make_node("Greater", ["c", "origin"], ["fired"]),
+        helper.make_node("And", ["below", "fired"], ["back"]),
+        helper.make_node("Cast", ["back"], ["down"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["up", "down"], ["s"]),
+        helper.make_node("Sub", ["u1", "s"], ["u2"]),
+        helper.make_node("Add", ["c", "s"], ["c2"]),
+    ]
+    value = partial(helper.make_tensor_value_info, elem_type=TensorProto.FLOAT, shape=None)
+    return helper.make_graph(
+        nodes,
+        "signed_if_step",
+        [value("u"), value("c"), helper.make_tensor_value_info("step" if constant_input else "x_t", x_type, None)],
+        [value("u2"), value("c2"), value("s")],
+    )
+
+
+def build_signed_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionProto:
+    """`snn.SignedIFNeuron(x, timesteps, v0, n0) -> (spikes, v_T, n_T)`: rate-coded IF neurons with
+    signed spikes (a signed neuron with memory, Wang et al. 2022), soft reset.
+
+    Attributes: `threshold` (float), `v_init` (initial membrane as a fraction of the threshold,
+    used where v0 is NaN). Inputs as snn.IFNeuron's, plus n0, the net spikes sent so far,
+    broadcastable to [B, ...] (NaN: fresh, 0). Outputs: spikes [T*B, ...] in {−1, 0, 1}; v_T and
+    n_T [B, ...] after step T. Per step (in units of the threshold): u += x_t; a spike +1 where
+    u >= 1, −1 where u < 0 and c > 0; u -= s; c += s. So after t steps c_t = max(0, round(v_init +
+    Σ x)) up to one step of lag per unit of change: an unsigned neuron keeps the spikes that an
+    early positive current caused although later currents cancel it, and overshoots its ReLU.
+
+    `snn.SignedIFNeuronConstantInput` (constant_input=True) reads a current that is the same at
+    every step as [B, ...], like snn.IFNeuronConstantInput.
+    """
+    if constant_input:
+        seq_nodes, n = _constant_input_nodes()
+        scanned = n["seq"]
+    else:
+        seq_nodes, n = time_sequence_nodes("x", "timesteps")
+        seq_nodes = [*seq_nodes, helper.make_node("Div", [n["seq"], "threshold"], ["u_seq"])]
+        scanned = "u_seq"
+    nodes = [
+        constant_from_attr("threshold", "threshold", "float"),
+        constant_from_attr("v_init", "v_init", "float"),
+        constant("no_spikes", 0.0),
+        *seq_nodes,
+        helper.make_node("Div", ["v0", "threshold"], ["u0_given"]),
+        helper.make_node("IsNaN", ["u0_given"], ["fresh"]),
+        helper.make_node("Where", ["fresh", "v_init", "u0_given"], ["u0_partial"]),
+        helper.make_node("Expand", ["u0_partial", n["step_shape"]], ["u0"]),
+        helper.make_node("IsNaN", ["n0"], ["fresh_sent"]),
+        helper.make_node("Where", ["fresh_sent", "no_spikes", "n0"], ["n0_partial"]),
+        helper.make_node("Expand", ["n0_partial", n["step_shape"]], ["n0_full"]),
+        helper.make_node(
+            "Scan",
+            ["u0", "n0_full", scanned],
+            ["u_T", "n_T", "spike_seq"],
+            num_scan_inputs=1,
+            body=_signed_if_step(constant_input),
+        ),
+        helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
+        helper.make_node("Mul", ["u_T", "threshold"], ["v_T"]),
+    ]
+    name = "SignedIFNeuronConstantInput" if constant_input else "SignedIFNeuron"
+    return snn_function(
+        name,
+        SIGNED_IF_NEURON_INPUTS,
+        ["spikes", "v_T", "n_T"],
+        nodes,
+        opset,
+        build_signed_if_neuron.__doc__,
+        defaults=SIGNED_IF_NEURON_DEFAULTS,
+    )
+
+
 def _constant_input_nodes() -> tuple[list[onnx.NodeProto], dict[str, str]]:
     """For x [B, ...] the same every step: its current in threshold units `u_in`, a [T] step index
     sequence `steps` to scan over, the state shape `step_shape` and the spikes' `flat_shape` [T*B, ...]."""
@@ -204,8 +287,11 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
 
 IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "reset": "soft", "v_init": 0.5}
 IF_NEURON_INPUTS = ("x", "timesteps", "v0")
+SIGNED_IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "v_init": 0.5}
+SIGNED_IF_NEURON_INPUTS = ("x", "timesteps", "v0", "n0")
 
 _IF_STATE = (("v0", "v_T", ("x",)),)
+_SIGNED_IF_STATE = (("v0", "v_T", ("x",)), ("n0", "n_T", ("x",)))
 _SIGNGD_STATE = (("x0", "x_T", ("z",)), ("v0", "v_T", ("z",)))
 _SIGNGD_BINARY_STATE = (("xp0", "xp_T", ("zp",)), ("xq0", "xq_T", ("zq",)), ("v0", "v_T", ("zp", "zq")))
 _IF_MAXPOOL_STATE = (("c0", "c_T", ("x",)),)
@@ -219,6 +305,19 @@ _OPS = (
     ),
     NeuronOp(
         "IFNeuronConstantInput", IF_NEURON_INPUTS, partial(build_if_neuron, constant_input=True), states=_IF_STATE
+    ),
+    NeuronOp(
+        "SignedIFNeuron",
+        SIGNED_IF_NEURON_INPUTS,
+        build_signed_if_neuron,
+        states=_SIGNED_IF_STATE,
+        constant_input_op="SignedIFNeuronConstantInput",
+    ),
+    NeuronOp(
+        "SignedIFNeuronConstantInput",
+        SIGNED_IF_NEURON_INPUTS,
+        partial(build_signed_if_neuron, constant_input=True),
+        states=_SIGNED_IF_STATE,
     ),
     NeuronOp(
         "IFMaxPool", if_maxpool.MAXPOOL_INPUTS, if_maxpool.build_if_maxpool, role="pool", states=_IF_MAXPOOL_STATE
@@ -258,6 +357,12 @@ _OPS = (
 )
 #: every op of the snn domain, by name
 NEURON_OPS: dict[str, NeuronOp] = {op.name: op for op in _OPS}
+#: the rate-coded IF neuron op per --spikes kind (time_batch swaps each for its constant-input form)
+IF_NEURON_OP = {"signed": "SignedIFNeuron", "binary": "IFNeuron"}
+#: every IF neuron op, constant-input forms included
+IF_NEURON_OPS = frozenset(
+    name for op in IF_NEURON_OP.values() for name in (op, NEURON_OPS[op].constant_input_op) if name is not None
+)
 
 
 def attach_functions(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -221,7 +221,7 @@ def _dense_macs(node: gs.Node) -> int:
 
 
 def _layer_outputs(graph: gs.Graph, node: gs.Node, fan: np.ndarray | None, steps: gs.Tensor) -> list[gs.Variable]:
-    """spikes/<layer> and synops/<layer> [B]: the layer's spikes over all steps, and Σ spikes·fan_out
+    """spikes/<layer> and synops/<layer> [B]: the layer's spikes (+1 and −1 alike) over all steps, and Σ spikes·fan_out
     (with `fan` None, the per-sample shape is not static: one synaptic operation per spike)."""
 
     def emit(op: str, inputs: list, name: str | None = None, dtype=np.float32, **attrs) -> gs.Variable:
@@ -232,13 +232,14 @@ def _layer_outputs(graph: gs.Graph, node: gs.Node, fan: np.ndarray | None, steps
     i64 = lambda values: gs.Constant(fresh_name("c"), np.asarray(values, dtype=np.int64))  # noqa: E731
     t1 = emit("Reshape", [steps, i64([1])], dtype=np.int64)
     spikes_name, synops_name = f"{SPIKES_PREFIX}{node.name}", f"{SYNOPS_PREFIX}{node.name}"
+    events = emit("Abs", [node.outputs[0]])  # a signed spike (−1) is one event like a +1
     if fan is None:
-        per_row = emit("ReduceSum", [emit("Flatten", [node.outputs[0]], axis=1), i64([1])], keepdims=0)  # [T·B]
+        per_row = emit("ReduceSum", [emit("Flatten", [events], axis=1), i64([1])], keepdims=0)  # [T·B]
         per_step = emit("Reshape", [per_row, emit("Concat", [t1, i64([-1])], dtype=np.int64, axis=0)])  # [T, B]
         spikes = emit("ReduceSum", [per_step, i64([0])], name=spikes_name, keepdims=0)
         return [spikes, emit("Identity", [spikes], name=synops_name)]
     seq_shape = emit("Concat", [t1, i64([-1, fan.size])], dtype=np.int64, axis=0)
-    per_neuron = emit("Reshape", [node.outputs[0], seq_shape])
+    per_neuron = emit("Reshape", [events, seq_shape])
     counts = emit("ReduceSum", [per_neuron, i64([0])], keepdims=0)  # [B, N]: spikes of each neuron over T
     spikes = emit("ReduceSum", [counts, i64([1])], name=spikes_name, keepdims=0)
     weights = gs.Constant(fresh_name("fan_out"), fan.reshape(-1).astype(np.float32))

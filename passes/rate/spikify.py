@@ -10,6 +10,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.ir.function_parts import SNN_DOMAIN
+from onnx_snn.ir.neurons import IF_NEURON_OP
 from onnx_snn.passes import op_support
 from onnx_snn.passes.base import PassContext, declare, require_neuron_layers
 from onnx_snn.passes.graph_utils import fresh_name
@@ -18,8 +19,8 @@ SPEC = declare("spikify", needs={"normalized", "supported"}, provides={"spiking"
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
-    """No Relu left; each neuron layer is an snn.IFNeuron."""
-    require_neuron_layers(graph, ctx, "IFNeuron")
+    """No Relu left; each neuron layer is an snn.IFNeuron (snn.SignedIFNeuron with --spikes signed)."""
+    require_neuron_layers(graph, ctx, IF_NEURON_OP[ctx.options.spikes])
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
@@ -30,14 +31,19 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     one_step = gs.Constant(fresh_name("one_timestep"), np.asarray(1, dtype=np.int64))
     fresh = gs.Constant(fresh_name("fresh_membrane"), np.asarray(np.nan, dtype=np.float32))
     layers = []
+    signed = ctx.options.spikes == "signed"
     for node in graph.nodes:
         if node.op != "Relu" and op_support.relu_cap(node) != 1.0:  # normalize made a capped ReLU Clip(0, 1)
             continue
-        final_state = gs.Variable(fresh_name(f"{node.name}_v_T"), dtype=np.float32)
-        node.op, node.domain = "IFNeuron", SNN_DOMAIN
-        node.inputs = [node.inputs[0], one_step, fresh]
-        node.outputs = [node.outputs[0], final_state]
-        node.attrs = {"threshold": 1.0, "reset": ctx.options.reset, "v_init": float(ctx.options.v_init)}
+        states = ["v_T", "n_T"] if signed else ["v_T"]
+        node.op, node.domain = IF_NEURON_OP[ctx.options.spikes], SNN_DOMAIN
+        node.inputs = [node.inputs[0], one_step] + [fresh] * len(states)
+        node.outputs = [node.outputs[0]] + [
+            gs.Variable(fresh_name(f"{node.name}_{s}"), dtype=np.float32) for s in states
+        ]
+        node.attrs = {"threshold": 1.0, "v_init": float(ctx.options.v_init)}
+        if not signed:
+            node.attrs["reset"] = ctx.options.reset
         layers.append(node.name)
     ctx.state.neuron_layers = layers
     return graph
