@@ -15,6 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from onnx_snn import __version__
 from onnx_snn.api import compile_model
 from onnx_snn.errors import SnnError
 from onnx_snn.models.zoo import get_reference, load_torch_model
-from onnx_snn.options import CompileOptions, spikenorm_statistic
+from onnx_snn.options import SCHEDULES, CompileOptions, spikenorm_statistic
 from onnx_snn.outputs import write_text_atomic
 from onnx_snn.providers import CPU, make_session
 from onnx_snn.runtime import Session
@@ -87,6 +88,7 @@ def run_benchmark(
     spikingjelly_samples: int = 0,
     reset: str = "soft",
     spikes: str = "signed",
+    schedule: str | None = None,
 ) -> dict:
     """Accuracy at every T and timing; with `spikingjelly_samples` > 0 also spikingjelly's converter
     on the same PyTorch model (its accuracy on that many test images, its time on the same batch)."""
@@ -96,6 +98,8 @@ def run_benchmark(
     options = CompileOptions(
         timesteps=timesteps, norm=norm, per_channel=per_channel, neuron=neuron, reset=reset, spikes=spikes
     )
+    if schedule is not None:
+        options = replace(options, schedule=schedule)
     with tempfile.TemporaryDirectory() as tmp:
         snn_path = Path(tmp) / f"{name}.snn.onnx"
         start = time.perf_counter()
@@ -167,10 +171,15 @@ def _command(result: dict) -> str:
     """The `python -m benchmarks zoo` command line that reproduces `result`."""
     opts, exporter, jelly = result["options"], result.get("exporter", "legacy"), result.get("spikingjelly")
     flags = [f"--norm {opts['norm']}"]
-    flags += {True: ["--per-channel"], False: ["--no-per-channel"], None: []}[opts["per_channel"]]
-    flags += [] if opts.get("spikes", "signed") == "signed" else [f"--spikes {opts['spikes']}"]
+    defaults = CompileOptions()
+    if result["neuron"] == "if":  # a result from before --spikes had binary spikes
+        flags += {True: ["--per-channel"], False: ["--no-per-channel"], None: []}[opts["per_channel"]]
+        spikes = opts.get("spikes", "binary")
+        flags += [] if spikes == defaults.spikes else [f"--spikes {spikes}"]
+    if result["neuron"] == "signgd" and opts["schedule"] != defaults.schedule:
+        flags += [f"--schedule {opts['schedule']}"]
     flags += [] if opts.get("reset", "soft") == "soft" else [f"--reset {opts['reset']}"]
-    flags += [] if opts["neuron"] == "auto" else [f"--neuron {opts['neuron']}"]
+    flags += [f"--neuron {result['neuron']}"]  # what auto picked may change with the defaults
     flags += [] if exporter == "legacy" else [f"--exporter {exporter}"]
     flags += [f"--spikingjelly {jelly['test_samples']}"] if jelly else []
     return f"python -m benchmarks zoo {result['model']} {' '.join(flags)}"
@@ -301,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--norm", default="99.9")
     parser.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--spikes", default="signed", choices=("signed", "binary"), help="IF spikes")
+    parser.add_argument("--schedule", default=None, choices=SCHEDULES, help="signGD step sizes (default: compile's)")
     parser.add_argument("--reset", default="soft", choices=("soft", "hard"), help="IF membrane reset")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
@@ -335,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.spikingjelly,
                 args.reset,
                 args.spikes,
+                args.schedule,
             )
     except SnnError as exc:
         print(f"onnx-snn bench: error: {exc}", file=sys.stderr)
