@@ -20,6 +20,10 @@ BENCHMARKS = {
     "schedule": ("benchmarks.schedule", "signGD step-size schedules: the trained zoo's accuracy, deep nets' error"),
     "conversion": ("benchmarks.conversion", "IF conversion on nets we did not tune for, per option, vs spikingjelly"),
     "coverage": ("benchmarks.coverage", "vision families and onnx's light zoo: compile, batch 1/2/16, fidelity"),
+    "nir": (
+        "benchmarks.nir_interop",
+        "NIR: exports run by snnTorch and sinabs, their nets read by import-nir, round trip",
+    ),
 }
 
 

@@ -1,9 +1,11 @@
-"""The `onnx-snn` command line: compile, eval, inspect, quantize-weights, demo and info subcommands."""
+"""The `onnx-snn` command line: compile, eval, inspect, quantize-weights, demo, info, export-nir and
+import-nir subcommands."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 from typing import Any, Callable, NoReturn, cast
@@ -14,14 +16,18 @@ from onnx_snn import __version__
 from onnx_snn.commands import compile as compile_command
 from onnx_snn.commands import demo as demo_command
 from onnx_snn.commands import eval as eval_command
+from onnx_snn.commands import export_nir as export_nir_command
+from onnx_snn.commands import import_nir as import_nir_command
 from onnx_snn.commands import info as info_command
 from onnx_snn.commands import inspect as inspect_command
 from onnx_snn.commands import quantize_weights as quantize_weights_command
 from onnx_snn.commands.compile import option_fields
 from onnx_snn.errors import SnnError
 from onnx_snn.logs import configure_logging
+from onnx_snn.nir_io.dialects import DIALECTS as NIR_DIALECTS
 from onnx_snn.options import MAX_TIMESTEPS, checked_count
 from onnx_snn.pipeline import PASS_NAMES
+from onnx_snn.runtime.ray_eval import LOCAL as RAY_LOCAL
 
 EXIT_USER_ERROR = 2
 
@@ -85,6 +91,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer in [1, {MAX_TIMESTEPS}], got {text!r}") from None
 
 
+def _positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="onnx-snn", description=__doc__)
     parser.add_argument("--version", action="version", version=f"onnx-snn {__version__}")
@@ -116,6 +133,22 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="memory budget of the run and the data file, e.g. 2GB or 512MiB (default: half of the "
         "available memory): larger runs go in batch and time chunks, with identical results",
+    )
+    e.add_argument(
+        "--ray",
+        nargs="?",
+        const=RAY_LOCAL,
+        metavar="ADDRESS",
+        help="evaluate in shards on Ray workers (the `ray` extra), with the same report bit for bit: "
+        "without ADDRESS on a Ray started on this machine, with 'auto' or HOST:PORT on a running "
+        "cluster; --max-memory then applies to each worker (put --ray last, or write --ray=ADDRESS)",
+    )
+    e.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="with --ray: shards and Ray workers, one CPU each (default: one per GPU of the cluster, else one per CPU)",
     )
     e.add_argument(
         "--find-t",
@@ -173,6 +206,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     n.add_argument("--json", action="store_true", help="print the report as JSON")
     n.set_defaults(handler=info_command.run)
+
+    x = sub.add_parser("export-nir", help="write a compiled SNN (binary IF neurons) as a NIR graph", parents=[common])
+    x.add_argument("model", help="the compiled SNN (compile --spikes binary)")
+    x.add_argument("-o", "--output", required=True, help="where to write the NIR graph (.nir)")
+    x.add_argument(
+        "--for",
+        dest="dialect",
+        choices=sorted(NIR_DIALECTS),
+        default="nir",
+        help="the reader to write for: nir (the spec, IF neurons with hard reset), snntorch (IF as the "
+        "LIF limit; needs --reset hard --v-init 0) or sinabs (needs --reset soft --v-init 0) (default nir)",
+    )
+    x.set_defaults(handler=export_nir_command.run)
+
+    m = sub.add_parser("import-nir", help="read a NIR graph as an onnx-snn SNN", parents=[common])
+    m.add_argument("graph", help="the NIR graph (.nir)")
+    m.add_argument("-o", "--output", required=True, help="where to write the SNN (.onnx)")
+    m.add_argument(
+        "--from",
+        dest="dialect",
+        choices=sorted(NIR_DIALECTS),
+        default="nir",
+        help="whose discretization to follow: nir (forward Euler at --dt), snntorch or sinabs (as their "
+        "importers simulate the graph) (default nir)",
+    )
+    m.add_argument("--timesteps", type=_positive_int, default=32, help="default T of the SNN (default 32)")
+    m.add_argument(
+        "--dt", type=_positive_float, default=None, help="the step in NIR's time unit (default: the dialect's)"
+    )
+    m.set_defaults(handler=import_nir_command.run)
     return parser
 
 

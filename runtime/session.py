@@ -238,14 +238,16 @@ class Session:
         the budget's bound (providers.make_session, budgeted)."""
         return make_session(model, self._providers, self._threads, budgeted=True)
 
-    def _model(self) -> onnx.ModelProto:
+    def model(self) -> onnx.ModelProto:
+        """The compiled model this session runs: the one it was given, or read again from its file
+        (under the budget)."""
         return self._source if isinstance(self._source, onnx.ModelProto) else load_model(self._source, self.max_memory)
 
     @property
     def stepper(self) -> Stepper:
         """The stateful form of the model (runtime.stepper), loaded at first use."""
         if self._stepper is None:
-            self._stepper = Stepper(self._model(), self._make)
+            self._stepper = Stepper(self.model(), self._make)
         return self._stepper
 
     @property
@@ -419,33 +421,67 @@ class Session:
     ) -> EvalReport:
         """Accuracy for every t = 1..T over `data`, and agreement and logit error against `ann`.
 
-        Runs `batch_size` samples at a time, each in the chunks its `plan` allows beside the [T]
-        per-step counters, and folds every chunk into those counters at once: memory is bounded
-        by the budget whatever the number of samples or T (never [T, N, C] for all N). Labels
-        must be class indices in [0, classes), one per sample."""
+        Runs `batch_size` samples at a time (`batch_counts`, each batch in the chunks its plan
+        allows beside the [T] per-step counters) and folds each batch's counts into the run's in
+        batch order (EvalCounts.fold): memory is bounded by the budget whatever the number of
+        samples or T (never [T, N, C] for all N), and the report depends on the batch size but
+        not on the budget (_BatchTally says the one exception). `eval --ray` (runtime.ray_eval)
+        folds the same batches' counts from its shards, so its report equals this one bit for
+        bit. Labels must be class indices in [0, classes), one per sample."""
+        inputs, labels, t, batch_size = self.checked_evaluation(data, labels, timesteps, batch_size)
+        runner = AnnRunner(ann) if ann is not None else None
+        total = EvalCounts.zeros(t, with_ann=runner is not None)
+        with tqdm(total=len(labels), desc="evaluate", unit="sample", disable=not progress, leave=False) as bar:
+            for counts in self.batch_counts(inputs, labels, t, runner, batch_size):
+                total.fold(counts)
+                bar.update(counts.samples)
+        return self.report(total)
+
+    def checked_evaluation(
+        self,
+        data: np.ndarray | Mapping[str, np.ndarray],
+        labels: object,
+        timesteps: object,
+        batch_size: object,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, int, int]:
+        """`evaluate`'s arguments checked: (one array per model input, the labels as class indices,
+        T, the batch size); SnnError for anything `evaluate` refuses."""
         inputs, t = self._inputs(data), self._timesteps(timesteps)
-        total, batch_size = _batch_of(inputs), checked_count("batch_size", batch_size)
-        labels = _checked_labels(labels, total, self.classes)
-        ann_session = AnnRunner(ann) if ann is not None else None
-        tally = _Tally(t, with_ann=ann_session is not None)
-        with tqdm(total=total, desc="evaluate", unit="sample", disable=not progress, leave=False) as bar:
-            for start in range(0, total, batch_size):
-                batch = self._batch_feed(inputs, slice(start, start + batch_size), t)
-                y = labels[start : start + batch_size]
-                ann_logits = ann_session.run({k: batch[k] for k in inputs}) if ann_session is not None else None
-                tally.add_ann(ann_logits, y)
-                plan = self.evaluation_plan(len(y), t, with_ann=ann_session is not None)
-                for samples, span, part in self._chunks(batch, plan):
-                    if not np.all(np.isfinite(part.per_step)):
-                        raise SnnError(
-                            f"the SNN's outputs are not finite (NaN or Inf) on samples {start + samples.start}"
-                            f"..{start + samples.stop - 1}; recompile from an ANN with finite weights, or "
-                            "check the data",
-                            path=self._label,
-                        )
-                    tally.add(span, part, y[samples], None if ann_logits is None else ann_logits[samples])
-                    bar.update((samples.stop - samples.start) if span.stop == t else 0)
-        return self._report(tally, total)
+        batch_size = checked_count("batch_size", batch_size)
+        return inputs, _checked_labels(labels, _batch_of(inputs), self.classes), t, batch_size
+
+    def batch_counts(
+        self,
+        inputs: dict[str, np.ndarray],
+        labels: np.ndarray,
+        timesteps: int,
+        ann: AnnRunner | None,
+        batch_size: int,
+        first: int = 0,
+    ) -> Iterator[EvalCounts]:
+        """The EvalCounts of each batch of `batch_size` samples of `inputs` and `labels` (as
+        `checked_evaluation` returns them), in order: what `evaluate` folds. A batch runs in the
+        chunks its `evaluation_plan` allows, and its counts do not depend on them (_BatchTally).
+        `first` is the index of the first sample in the whole data set (a Ray shard's start), for
+        the message of the SnnError raised on a non-finite output."""
+        for start in range(0, len(labels), batch_size):
+            batch = self._batch_feed(inputs, slice(start, start + batch_size), timesteps)
+            y = labels[start : start + batch_size]
+            ann_logits = ann.run({k: batch[k] for k in inputs}) if ann is not None else None
+            tally = _BatchTally(timesteps, y, ann_logits)
+            for samples, span, part in self._chunks(batch, self.evaluation_plan(len(y), timesteps, ann is not None)):
+                self._check_finite(part, first + start + samples.start, first + start + samples.stop)
+                tally.add(samples, span, part)
+            yield tally.counts()
+
+    def _check_finite(self, part: RunResult, first: int, stop: int) -> None:
+        """SnnError unless `part`, the run of samples first..stop-1, has finite read-outs."""
+        if not np.all(np.isfinite(part.per_step)):
+            raise SnnError(
+                f"the SNN's outputs are not finite (NaN or Inf) on samples {first}..{stop - 1}; recompile "
+                "from an ANN with finite weights, or check the data",
+                path=self._label,
+            )
 
     def run_plan(self, batch: int, timesteps: int) -> tuple[int, int]:
         """The (batch chunk, time chunk) plan of `run` on `batch` samples: `plan` beside the per-step
@@ -459,28 +495,35 @@ class Session:
 
     def evaluation_plan(self, batch: int, timesteps: int, with_ann: bool = False) -> tuple[int, int]:
         """The (batch chunk, time chunk) plan of one evaluation batch of `batch` samples: `plan`
-        beside the per-step counters and, `with_ann`, the ANN's outputs of the batch."""
-        held = _Tally.bytes_for(timesteps, with_ann) + (batch * self._readout_bytes if with_ann else 0)
+        beside the run's per-step counters, the batch's (_BatchTally) and, `with_ann`, the ANN's
+        outputs of the batch."""
+        layers = len(self.spike_names) + len(self.synops_names)
+        held = (
+            EvalCounts.bytes_for(timesteps, with_ann)
+            + _BatchTally.bytes_for(timesteps, batch, with_ann, layers)
+            + (batch * self._readout_bytes if with_ann else 0)
+        )
         return self.plan(batch, timesteps, held, f"the per-step counters of T = {timesteps} steps")
 
-    def _report(self, tally: _Tally, total: int) -> EvalReport:
-        """The EvalReport of a finished `tally` over `total` samples."""
-        spikes_per_sample = {k: v / total for k, v in tally.spikes.items()}
-        synops_per_sample = {k: v / total for k, v in tally.synops.items()}
-        t, neurons, energy = len(tally.correct), tally.neurons, None
+    def report(self, counts: EvalCounts) -> EvalReport:
+        """The EvalReport of `counts`, the fold of every batch of an evaluation."""
+        total = counts.samples
+        spikes_per_sample = {k: v / total for k, v in counts.spikes.items()}
+        synops_per_sample = {k: v / total for k, v in counts.synops.items()}
+        t, neurons, energy = len(counts.correct), counts.neurons, None
         if self.activity is not None and self.spike_names:
             energy = energy_report(t, spikes_per_sample, synops_per_sample, self.activity)
             neurons = {SPIKES_PREFIX + k: v for k, v in self.activity["neurons"]}
-        with_ann = tally.agree is not None
+        with_ann = counts.agree is not None
         return EvalReport(
             timesteps=t,
             samples=total,
-            accuracy=tally.correct / total,
-            ann_accuracy=tally.ann_correct / total if with_ann else None,
-            agreement=tally.agree / total if tally.agree is not None else None,
-            logit_error=tally.error / total if tally.error is not None else None,
+            accuracy=counts.correct / total,
+            ann_accuracy=counts.ann_correct / total if with_ann else None,
+            agreement=counts.agree / total if counts.agree is not None else None,
+            logit_error=counts.error / total if counts.error is not None else None,
             spikes_per_sample=spikes_per_sample,
-            max_logit_error=tally.worst,
+            max_logit_error=counts.worst,
             synops_per_sample=synops_per_sample,
             neurons=neurons,
             latency=self.ttfs["t_read"] if self.ttfs is not None else None,
@@ -488,50 +531,121 @@ class Session:
         )
 
 
-class _Tally:
-    """An evaluation's per-step counts and sums, folded in chunk by chunk: arrays of length T only.
+@dataclass
+class EvalCounts:
+    """Per-step counts and sums over evaluated samples: one batch's (_BatchTally), or the fold of
+    the batches of an evaluation in order (`fold`), which `Session.report` turns into an EvalReport.
 
-    correct / agree: samples whose argmax equals the label / the ANN's at each step; error: the
-    sum over samples of the mean |SNN - ANN| over outputs; worst: its max; plus ANN-correct
-    samples and spike and synaptic-event totals by layer."""
+    samples: how many; correct / agree: samples whose argmax equals the label / the ANN's at each
+    step; error: the sum over samples of the mean |SNN - ANN| over outputs at each step; worst: its
+    max; ann_correct: samples the ANN gets right; spikes / synops: totals by output name; neurons:
+    neurons by spike layer (TTFS spike-time outputs). agree, error and worst exist with an ANN."""
 
-    def __init__(self, steps: int, with_ann: bool) -> None:
-        self.correct = np.zeros(steps, dtype=np.int64)
-        self.agree = np.zeros(steps, dtype=np.int64) if with_ann else None
-        self.error = np.zeros(steps) if with_ann else None
-        self.worst = np.zeros(steps) if with_ann else None
-        self.ann_correct = 0
-        self.spikes: dict[str, float] = {}
-        self.synops: dict[str, float] = {}
-        self.neurons: dict[str, int] = {}
+    correct: np.ndarray
+    agree: np.ndarray | None = None
+    error: np.ndarray | None = None
+    worst: np.ndarray | None = None
+    samples: int = 0
+    ann_correct: int = 0
+    spikes: dict[str, float] = field(default_factory=dict)
+    synops: dict[str, float] = field(default_factory=dict)
+    neurons: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def zeros(cls, steps: int, with_ann: bool) -> EvalCounts:
+        """Counts of no samples over `steps` steps, with the ANN's arrays if `with_ann`."""
+
+        def zeros(dtype: type) -> np.ndarray | None:
+            return np.zeros(steps, dtype=dtype) if with_ann else None
+
+        return cls(np.zeros(steps, dtype=np.int64), zeros(np.int64), zeros(np.float64), zeros(np.float64))
 
     @staticmethod
     def bytes_for(steps: int, with_ann: bool) -> int:
-        """Bytes of the per-step arrays of a tally over `steps` steps (8 per step and array)."""
+        """Bytes of the per-step arrays of counts over `steps` steps (8 per step and array)."""
         return 8 * steps * (4 if with_ann else 1)
 
-    def add_ann(self, ann_logits: np.ndarray | None, labels: np.ndarray) -> None:
-        """Count the ANN's correct samples of one batch (nothing without an ANN)."""
-        if ann_logits is not None:
-            self.ann_correct += int((ann_logits.argmax(axis=-1) == labels).sum())
+    def fold(self, batch: EvalCounts) -> None:
+        """Add `batch`, the counts of the next batch, in place: counts and maxima exactly, and each
+        float sum by one addition per step or layer, so that folding the same batches in the same
+        order gives the same sums bit for bit wherever they were counted (one process or shards)."""
+        self.samples += batch.samples
+        self.ann_correct += batch.ann_correct
+        self.correct += batch.correct
+        if self.agree is not None and self.error is not None and self.worst is not None:
+            assert batch.agree is not None and batch.error is not None and batch.worst is not None  # same ANN
+            self.agree += batch.agree
+            self.error += batch.error
+            np.maximum(self.worst, batch.worst, out=self.worst)
+        for totals, values in ((self.spikes, batch.spikes), (self.synops, batch.synops)):
+            for name, value in values.items():
+                totals[name] = totals.get(name, 0.0) + value
+        self.neurons.update(batch.neurons)
 
-    def add(self, steps: slice, part: RunResult, labels: np.ndarray, ann_logits: np.ndarray | None) -> None:
-        """Fold in `part`, the run of the samples labelled `labels` over `steps`."""
-        predictions = part.per_step.argmax(axis=-1)
-        self.correct[steps] += (predictions == labels[None, :]).sum(axis=1)
+
+class _BatchTally:
+    """The EvalCounts of one evaluation batch, gathered from its chunks (Session._chunks, in its
+    order) so that any plan gives the same counts bit for bit: counts and maxima are exact in any
+    order; the error at each step is a left fold over the batch's samples in sample order
+    (_left_sum), which each chunk continues; spikes and synaptic events gather in per-sample
+    buffers, summed once at the end. Holds O(T) plus 8 bytes per sample and stats layer.
+
+    The exception: a time chunk's spike and synaptic-event counts are the model's float32 sums
+    over its steps, so where they are not whole numbers (synaptic events through fractional
+    fan-outs) a plan that splits time (runtime.memory.plan_chunks) may round them otherwise."""
+
+    def __init__(self, steps: int, labels: np.ndarray, ann_logits: np.ndarray | None) -> None:
+        self._labels, self._ann_logits = labels, ann_logits
+        self._counts = EvalCounts.zeros(steps, with_ann=ann_logits is not None)
+        self._counts.samples = len(labels)
         if ann_logits is not None:
-            assert self.agree is not None and self.error is not None and self.worst is not None  # with_ann
-            self.agree[steps] += (predictions == ann_logits.argmax(axis=-1)[None, :]).sum(axis=1)
-            deviation = (part.per_step - ann_logits[None]).reshape(len(predictions), len(labels), -1)
-            np.abs(deviation, out=deviation)
-            self.error[steps] += deviation.mean(axis=2, dtype=np.float64).sum(axis=1)
-            self.worst[steps] = np.maximum(self.worst[steps], deviation.max(axis=(1, 2)))
-        for name, counts in part.spikes.items():
-            self.spikes[name] = self.spikes.get(name, 0.0) + float(counts.sum())
-        for name, counts in part.synops.items():
-            self.synops[name] = self.synops.get(name, 0.0) + float(counts.sum())
+            self._counts.ann_correct = int((ann_logits.argmax(axis=-1) == labels).sum())
+        self._spikes: dict[str, np.ndarray] = {}
+        self._synops: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def bytes_for(steps: int, batch: int, with_ann: bool, layers: int) -> int:
+        """Bytes a tally of `batch` samples over `steps` steps holds, with `layers` stats outputs."""
+        return EvalCounts.bytes_for(steps, with_ann) + 8 * batch * layers
+
+    def add(self, samples: slice, steps: slice, part: RunResult) -> None:
+        """Fold in `part`, the run of the batch's `samples` over `steps`."""
+        predictions = part.per_step.argmax(axis=-1)
+        self._counts.correct[steps] += (predictions == self._labels[samples][None, :]).sum(axis=1)
+        if self._ann_logits is not None:
+            self._add_ann(samples, steps, part.per_step, predictions)
+        for buffers, values in ((self._spikes, part.spikes), (self._synops, part.synops)):
+            for name, per_sample in values.items():
+                buffers.setdefault(name, np.zeros(len(self._labels)))[samples] += per_sample
         for name, times in part.spike_times.items():
-            self.neurons[SPIKES_PREFIX + name[len(SPIKE_TIMES_PREFIX) :]] = int(times[0].size)
+            self._counts.neurons[SPIKES_PREFIX + name[len(SPIKE_TIMES_PREFIX) :]] = int(times[0].size)
+
+    def _add_ann(self, samples: slice, steps: slice, per_step: np.ndarray, predictions: np.ndarray) -> None:
+        """Fold in the agreement with the ANN and the |logit error| of a part's read-out `per_step`."""
+        counts, ann_logits = self._counts, self._ann_logits
+        assert counts.agree is not None and counts.error is not None and counts.worst is not None
+        assert ann_logits is not None  # with_ann
+        ann_logits = ann_logits[samples]
+        counts.agree[steps] += (predictions == ann_logits.argmax(axis=-1)[None, :]).sum(axis=1)
+        deviation = (per_step - ann_logits[None]).reshape(len(predictions), len(ann_logits), -1)
+        np.abs(deviation, out=deviation)
+        counts.error[steps] = _left_sum(counts.error[steps], deviation.mean(axis=2, dtype=np.float64))
+        counts.worst[steps] = np.maximum(counts.worst[steps], deviation.max(axis=(1, 2)))
+
+    def counts(self) -> EvalCounts:
+        """The batch's counts, once every chunk is in."""
+        for totals, buffers in ((self._counts.spikes, self._spikes), (self._counts.synops, self._synops)):
+            totals.update({name: float(values.sum()) for name, values in buffers.items()})
+        return self._counts
+
+
+def _left_sum(start: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """start + columns[:, 0] + columns[:, 1] + ... for each row, added left to right
+    (np.add.accumulate), where np.sum's pairwise order would depend on the number of columns: so
+    summing consecutive column ranges, each sum starting from the last, gives the sum of all the
+    columns at once bit for bit."""
+    running = np.concatenate([start[:, None], columns], axis=1)
+    return np.add.accumulate(running, axis=1, out=running)[:, -1]
 
 
 def _assembled(chunks: Iterator[tuple[slice, slice, RunResult]], batch: int, steps: int) -> RunResult:

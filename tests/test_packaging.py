@@ -25,7 +25,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 PROJECT = PYPROJECT["project"]
 #: imported only inside functions (or by onnx_snn.models): a base install has none of them
-OPTIONAL = ("torch", "tensorflow", "tf2onnx", "keras", "matplotlib", "sklearn", "onnxscript", "loguru", "spikingjelly")
+OPTIONAL = (
+    "torch",
+    "tensorflow",
+    "tf2onnx",
+    "keras",
+    "matplotlib",
+    "sklearn",
+    "onnxscript",
+    "loguru",
+    "spikingjelly",
+    "ray",
+)
 
 
 def _name(requirement: str) -> str:

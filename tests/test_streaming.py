@@ -163,13 +163,13 @@ def test_evaluate_folds_chunks_into_per_step_counters(compiled, monkeypatch):
     model, x = compiled
     unit = bytes_per_sample_step(model)
     seen = []
-    fold = session_module._Tally.add
+    fold = session_module._BatchTally.add
 
-    def spy(self, steps, part, labels, ann_logits):
+    def spy(self, samples, steps, part):
         seen.append(part.per_step.shape[:2])
-        fold(self, steps, part, labels, ann_logits)
+        fold(self, samples, steps, part)
 
-    monkeypatch.setattr(session_module._Tally, "add", spy)
+    monkeypatch.setattr(session_module._BatchTally, "add", spy)
     monkeypatch.setattr(RunResult, "allocate", None)  # assembling a whole run would fail
     report = evaluations(model, x, 8 * STEPS + unit * 20, batch_size=len(x))
     assert seen and max(t * b for t, b in seen) <= 20 < STEPS and sum(t * b for t, b in seen) == STEPS * len(x)

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from onnx_snn.arrays import labels_of, load_arrays, model_inputs
 from onnx_snn.budget import parse_size
 from onnx_snn.commands.compile import show_progress
@@ -13,7 +15,8 @@ from onnx_snn.errors import SnnError
 from onnx_snn.options import check_target_gap
 from onnx_snn.outputs import check_io, model_roles, same_file, write_text_atomic
 from onnx_snn.plots import ACCURACY_PNG, FIRING_RATE_PNG, require_matplotlib, write_eval_plots
-from onnx_snn.runtime import Session
+from onnx_snn.runtime import EvalReport, Session
+from onnx_snn.runtime.ray_eval import evaluate_on_ray, require_ray
 from onnx_snn.target_gap import choose_timesteps
 
 
@@ -21,6 +24,10 @@ def run(args: argparse.Namespace) -> int:
     if args.ann is not None and same_file(args.ann, args.model):
         raise SnnError("--ann names the SNN itself; pass the source ANN", path=args.ann)
     check_target_gap("--find-t", args.find_t)
+    if args.workers is not None and args.ray is None:
+        raise SnnError("--workers sets the number of Ray workers; pass --ray too")
+    if args.ray is not None:
+        require_ray()
     if args.find_t is not None and args.ann is None:
         raise SnnError("--find-t measures the gap to the ANN; pass --ann with the source ANN")
     plot_dir = Path(args.plot) if args.plot is not None else None
@@ -55,17 +62,12 @@ def run(args: argparse.Namespace) -> int:
     labels = labels_of(arrays, args.data)
     if args.ann is not None and not Path(args.ann).is_file():
         raise SnnError("ANN file not found; check the --ann path", path=args.ann)
-    report = session.evaluate(
-        inputs, labels, timesteps=args.timesteps, ann=args.ann, batch_size=args.batch_size, progress=show_progress(args)
-    )
+    report, where = _evaluated(session, inputs, labels, args, budget)
     if session.ttfs is not None:
-        print(
-            f"{args.model}: {report.samples} samples, TTFS model {session.ttfs['model']}, "
-            f"providers {session.providers[0]}"
-        )
+        print(f"{args.model}: {report.samples} samples, TTFS model {session.ttfs['model']}, {where}")
         print(report.ttfs_summary())
     else:
-        print(f"{args.model}: {report.samples} samples, T = {report.timesteps}, providers {session.providers[0]}")
+        print(f"{args.model}: {report.samples} samples, T = {report.timesteps}, {where}")
         print(report.table())
         if args.find_t is not None:
             assert report.agreement is not None  # --find-t needs --ann (checked above)
@@ -80,3 +82,18 @@ def run(args: argparse.Namespace) -> int:
         for path in write_eval_plots(report, args.plot, firing_rates=args.stats):
             print(f"wrote {path}")
     return 0
+
+
+def _evaluated(
+    session: Session, inputs: dict[str, np.ndarray], labels: np.ndarray, args: argparse.Namespace, budget: int | None
+) -> tuple[EvalReport, str]:
+    """The report of `session.evaluate`, or with --ray of its shards on Ray workers (the same bit for
+    bit), and where it ran: "providers P", or "N Ray workers, providers P"."""
+    options = dict(timesteps=args.timesteps, ann=args.ann, batch_size=args.batch_size, progress=show_progress(args))
+    if args.ray is None:
+        return session.evaluate(inputs, labels, **options), f"providers {session.providers[0]}"
+    report, providers = evaluate_on_ray(
+        session, inputs, labels, **options, max_memory=budget, address=args.ray, workers=args.workers
+    )
+    workers = f"{len(providers)} Ray worker{'s' if len(providers) > 1 else ''}"
+    return report, f"{workers}, providers {', '.join(sorted(set(providers)))}"

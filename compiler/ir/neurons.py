@@ -16,7 +16,7 @@ from typing import Callable
 import onnx
 from onnx import TensorProto, helper
 
-from onnx_snn.ir import if_maxpool, poisson, rate_decoder, signgd, ttfs
+from onnx_snn.ir import if_maxpool, leaky, poisson, rate_decoder, signgd, ttfs
 from onnx_snn.ir.function_parts import (
     SNN_DOMAIN,
     SNN_DOMAIN_VERSION,
@@ -36,9 +36,10 @@ class NeuronOp:
     declares the attributes and their defaults).
 
     `role` is "neuron", "encoder" (analog input to spikes), "pool" (spikes to spikes, pooled:
-    `snn.IFMaxPool`) or "decoder" (spikes to the output after every step: its first output is
-    [T, B, ...], its second [B, ...]) for the rate-coded ops over T timesteps, and "ttfs" for the
-    one-spike ops of compiler/ir/ttfs.py (no time axis).
+    `snn.IFMaxPool`), "decoder" (spikes to the output after every step: its first output is
+    [T, B, ...], its second [B, ...]) or "integrator" (a neuron whose output is its membrane, not
+    spikes: `snn.LINeuron`) for the rate-coded ops over T timesteps, and "ttfs" for the one-spike
+    ops of compiler/ir/ttfs.py (no time axis).
     `states` pairs each state input (NaN: fresh) with the output that carries it after the last
     step, and names the data inputs whose per-step shape it has (the broadcast of them). An op
     whose dynamics depend on the absolute step has the int64 input STEP_OFFSET, the steps already
@@ -298,6 +299,8 @@ _IF_MAXPOOL_STATE = (("c0", "c_T", ("x",)),)
 _RATE_DECODER_STATE = (("s0", "s_T", ("z",)),)
 _SIGNGD_ENCODER_STATE = (("f0", "f_T", ("x",)),)
 _SIGNGD_DECODER_STATE = (("y0", "y_T", ("z",)),)
+_LEAKY_STATE = (("v0", "v_T", ("x",)),)
+_CUBA_STATE = (("i0", "i_T", ("x",)), ("v0", "v_T", ("x",)))
 
 _OPS = (
     NeuronOp(
@@ -351,6 +354,9 @@ _OPS = (
         role="decoder",
         states=_SIGNGD_DECODER_STATE,
     ),
+    NeuronOp("LIFNeuron", leaky.LIF_INPUTS, leaky.build_lif_neuron, states=_LEAKY_STATE),
+    NeuronOp("CubaLIFNeuron", leaky.CUBA_LIF_INPUTS, leaky.build_cuba_lif_neuron, states=_CUBA_STATE),
+    NeuronOp("LINeuron", leaky.LI_INPUTS, leaky.build_li_neuron, role="integrator", states=_LEAKY_STATE),
     NeuronOp("TTFSEncoder", ttfs.ENCODER_INPUTS, ttfs.build_ttfs_encoder, role="ttfs"),
     NeuronOp("TTFSNeuron", ttfs.NEURON_INPUTS, ttfs.build_ttfs_neuron, role="ttfs"),
     NeuronOp("TTFSDenseA", ttfs.DENSE_A_INPUTS, ttfs.build_ttfs_dense_a, role="ttfs"),
