@@ -162,13 +162,7 @@ def build_signed_if_neuron(opset: int, constant_input: bool = False) -> onnx.Fun
     `snn.SignedIFNeuronConstantInput` (constant_input=True) reads a current that is the same at
     every step as [B, ...], like snn.IFNeuronConstantInput.
     """
-    if constant_input:
-        seq_nodes, n = _constant_input_nodes()
-        scanned = n["seq"]
-    else:
-        seq_nodes, n = time_sequence_nodes("x", "timesteps")
-        seq_nodes = [*seq_nodes, helper.make_node("Div", [n["seq"], "threshold"], ["u_seq"])]
-        scanned = "u_seq"
+    seq_nodes, n, scanned = _scanned_current(constant_input)
     nodes = [
         constant_from_attr("threshold", "threshold", "float"),
         constant_from_attr("v_init", "v_init", "float"),
@@ -201,6 +195,17 @@ def build_signed_if_neuron(opset: int, constant_input: bool = False) -> onnx.Fun
         build_signed_if_neuron.__doc__,
         defaults=SIGNED_IF_NEURON_DEFAULTS,
     )
+
+
+def _scanned_current(constant_input: bool) -> tuple[list[onnx.NodeProto], dict[str, str], str]:
+    """The nodes that prepare an IF neuron's Scan over T, their names (time_sequence_nodes'), and
+    the sequence the Scan reads: the current in threshold units [T, B, ...], or with
+    `constant_input` the step indices (the current `u_in` [B, ...] is read by every step)."""
+    if constant_input:
+        seq_nodes, n = _constant_input_nodes()
+        return seq_nodes, n, n["seq"]
+    seq_nodes, n = time_sequence_nodes("x", "timesteps")
+    return [*seq_nodes, helper.make_node("Div", [n["seq"], "threshold"], ["u_seq"])], n, "u_seq"
 
 
 def _constant_input_nodes() -> tuple[list[onnx.NodeProto], dict[str, str]]:
@@ -237,13 +242,7 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
     same at every step (the first layer under a static input): x is [B, ...], read by every step
     without being tiled to [T*B, ...].
     """
-    if constant_input:
-        seq_nodes, n = _constant_input_nodes()
-        scanned = n["seq"]
-    else:
-        seq_nodes, n = time_sequence_nodes("x", "timesteps")
-        seq_nodes = [*seq_nodes, helper.make_node("Div", [n["seq"], "threshold"], ["u_seq"])]
-        scanned = "u_seq"
+    seq_nodes, n, scanned = _scanned_current(constant_input)
 
     def branch(hard: bool) -> onnx.GraphProto:
         kind = "hard" if hard else "soft"
