@@ -6,7 +6,8 @@ CONFIGURATIONS (compile options that differ from the defaults; "default" is Comp
 `onnx-snn compile` runs it), and for spikingjelly 2.0's ann2snn in its 99.9% mode on the same
 weights and calibration images when it is installed. A configuration a model cannot compile
 under (an op IF neurons do not convert) is reported as such. spikingjelly converts nn.ReLU only:
-a ReLU6 or MaxPool2d stays in its SNN as the analog op (noted in its row). Results go to
+a MaxPool2d stays in its SNN as the analog op (noted in its row), a ReLU6 net is refused.
+Each model's result is merged into the JSON (by model name) as soon as it is measured. Results go to
 benchmarks/conversion.json and the `conversion` section of BENCHMARKS.md.
 """
 
@@ -77,23 +78,28 @@ def measure(name: str, configurations: dict[str, dict], samples: int, spikingjel
         print(name, label, rows[label]["accuracy"], flush=True)
     if spikingjelly and spikingjelly_available():
         torch_model = load_torch_model(reference)
-        analog = sorted({type(m).__name__ for m in torch_model.modules() if type(m).__name__ in ("ReLU6", "MaxPool2d")})
-        snn = convert(torch_model, calibration, BATCH)
-        accuracy = accuracy_per_step(snn, x_test, y_test, max(STEPS), BATCH)
+        analog = sorted({type(m).__name__ for m in torch_model.modules() if type(m).__name__ == "MaxPool2d"})
         label = f"spikingjelly ann2snn {MODE}" + (f" ({', '.join(analog)} left as is)" if analog else "")
-        rows[label] = {"accuracy": {str(t): 100 * float(accuracy[t - 1]) for t in STEPS}}
+        try:
+            snn = convert(torch_model, calibration, BATCH)
+        except ValueError as error:  # e.g. "... does not support module node '2' of type ReLU6"
+            rows[label] = {"refused": str(error).splitlines()[0]}
+        else:
+            accuracy = accuracy_per_step(snn, x_test, y_test, max(STEPS), BATCH)
+            rows[label] = {"accuracy": {str(t): 100 * float(accuracy[t - 1]) for t in STEPS}}
     return {"model": name, "ann_accuracy": ann_accuracy, "test_samples": len(y_test), "rows": rows}
 
 
-def section(results: list[dict], command: str) -> str:
+def section(results: list[dict]) -> str:
     """The BENCHMARKS.md section: per model, ANN − SNN in points at each T, per configuration."""
     header = "| model (ANN %) | configuration | neuron | " + " | ".join(f"T={t}" for t in STEPS) + " |"
     lines = [
         "## Conversion on nets we did not tune for (issue 16)",
         "",
-        f"`{command}` ({_machine()}). ANN accuracy minus SNN accuracy in points (lower is better;",
-        "negative: the SNN is ahead) on the first test images of Fashion-MNIST, same weights and",
-        "calibration images for every row; spikingjelly 2.0 converts the PyTorch model itself.",
+        f"Measured by `python -m benchmarks conversion` ({_machine()}), each model's command below the",
+        "table. ANN accuracy minus SNN accuracy in points (lower is better; negative: the SNN is ahead)",
+        "on the first test images of Fashion-MNIST, the same weights and calibration images for every",
+        "row; spikingjelly 2.0 converts the PyTorch model itself.",
         "",
         header,
         "|" + "---|" * (3 + len(STEPS)),
@@ -107,6 +113,7 @@ def section(results: list[dict], command: str) -> str:
                 continue
             gaps = " | ".join(f"{ann - row['accuracy'][str(t)]:+.2f}" for t in STEPS)
             lines.append(f"| {model} | {label} | {row.get('neuron', 'IF')} | {gaps} |")
+    lines += ["", *(f"- {result['model']}: `{result['command']}`" for result in results)]
     return "\n".join(lines) + "\n"
 
 
@@ -121,8 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", dest="json_dir", default="benchmarks")
     args = parser.parse_args(argv)
     chosen = {label: CONFIGURATIONS[label] for label in args.configurations}
-    results = [measure(name, chosen, args.samples, not args.no_spikingjelly) for name in args.models]
-    command = "python -m benchmarks conversion " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_text_atomic(Path(args.json_dir) / f"{args.key}.json", json.dumps(results, indent=1) + "\n")
-    update_benchmarks_file(Path(args.out), args.key, section(results, command.strip()))
+    command = ("python -m benchmarks conversion " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    store = Path(args.json_dir) / f"{args.key}.json"
+    for name in args.models:
+        result = measure(name, chosen, args.samples, not args.no_spikingjelly) | {"command": command}
+        results = [r for r in (json.loads(store.read_text()) if store.exists() else []) if r["model"] != name]
+        results = sorted([*results, result], key=lambda r: MODELS.index(r["model"]) if r["model"] in MODELS else 99)
+        write_text_atomic(store, json.dumps(results, indent=1) + "\n")
+        update_benchmarks_file(Path(args.out), args.key, section(results))
     return 0
