@@ -22,7 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.nir_frameworks import (
+from benchmarks.zoo import add_output_arguments, publish
+from onnx_snn import CompileOptions, compile_model
+from onnx_snn.errors import SnnError
+from onnx_snn.modelio import load_model
+from onnx_snn.models.nir_frameworks import (
     FrameworkRun,
     running_mean,
     sinabs_conv_net,
@@ -34,10 +38,6 @@ from benchmarks.nir_frameworks import (
     snntorch_run,
     snntorch_steps,
 )
-from benchmarks.zoo import add_output_arguments, publish
-from onnx_snn import CompileOptions, compile_model
-from onnx_snn.errors import SnnError
-from onnx_snn.modelio import load_model
 from onnx_snn.models.zoo import get_reference
 from onnx_snn.nir_io.dialects import DIALECTS
 from onnx_snn.nir_io.export import export_nir, to_nir_graph
@@ -120,7 +120,7 @@ def measure_model(name: str, images: int, timesteps: int, cache_dir: str | None,
 
 
 def measure_framework_nets(timesteps: int, folder: Path) -> list[dict]:
-    """The conv nets built in snnTorch and sinabs (benchmarks/nir_frameworks.py), exported by their
+    """The conv nets built in snnTorch and sinabs (models/nir_frameworks.py), exported by their
     exporters, read by import-nir, against the framework's own simulation step by step."""
     import nir
 

@@ -13,7 +13,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from benchmarks.nir_frameworks import (
+from onnx_snn import CompileOptions, compile_model
+from onnx_snn.ir.neurons import attach_functions
+from onnx_snn.models.nir_frameworks import (
     running_mean,
     sinabs_conv_net,
     sinabs_export,
@@ -24,8 +26,6 @@ from benchmarks.nir_frameworks import (
     snntorch_run,
     snntorch_steps,
 )
-from onnx_snn import CompileOptions, compile_model
-from onnx_snn.ir.neurons import attach_functions
 from onnx_snn.runtime import Session
 from tests.helpers import assert_user_error, run_cli, tiny_relu_model
 
