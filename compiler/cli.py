@@ -210,12 +210,10 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export-nir", help="write a compiled SNN (binary IF neurons) as a NIR graph", parents=[common])
     x.add_argument("model", help="the compiled SNN (compile --spikes binary)")
     x.add_argument("-o", "--output", required=True, help="where to write the NIR graph (.nir)")
-    x.add_argument(
+    _add_dialect_flag(
+        x,
         "--for",
-        dest="dialect",
-        choices=sorted(NIR_DIALECTS),
-        default="nir",
-        help="the reader to write for: nir (the spec, IF neurons with hard reset), snntorch (IF as the "
+        "the reader to write for: nir (the spec, IF neurons with hard reset), snntorch (IF as the "
         "LIF limit; needs --reset hard --v-init 0) or sinabs (needs --reset soft --v-init 0) (default nir)",
     )
     x.set_defaults(handler=export_nir_command.run)
@@ -223,12 +221,10 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("import-nir", help="read a NIR graph as an onnx-snn SNN", parents=[common])
     m.add_argument("graph", help="the NIR graph (.nir)")
     m.add_argument("-o", "--output", required=True, help="where to write the SNN (.onnx)")
-    m.add_argument(
+    _add_dialect_flag(
+        m,
         "--from",
-        dest="dialect",
-        choices=sorted(NIR_DIALECTS),
-        default="nir",
-        help="whose discretization to follow: nir (forward Euler at --dt), snntorch or sinabs (as their "
+        "whose discretization to follow: nir (forward Euler at --dt), snntorch or sinabs (as their "
         "importers simulate the graph) (default nir)",
     )
     m.add_argument("--timesteps", type=_positive_int, default=32, help="default T of the SNN (default 32)")
@@ -237,6 +233,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     m.set_defaults(handler=import_nir_command.run)
     return parser
+
+
+def _add_dialect_flag(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """The NIR dialect flag (`--for` of export-nir, `--from` of import-nir), stored as `dialect`."""
+    parser.add_argument(flag, dest="dialect", choices=sorted(NIR_DIALECTS), default="nir", help=help)
 
 
 def _add_option_flags(parser: argparse.ArgumentParser, pass_names: list[str]) -> None:
