@@ -15,7 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from onnx_snn import __version__
 from onnx_snn.api import compile_model
 from onnx_snn.errors import SnnError
 from onnx_snn.models.zoo import get_reference, load_torch_model
-from onnx_snn.options import SCHEDULES, CompileOptions, spikenorm_statistic
+from onnx_snn.options import SCHEDULES, CompileOptions
 from onnx_snn.outputs import write_text_atomic
 from onnx_snn.providers import CPU, make_session
 from onnx_snn.runtime import Session
@@ -96,10 +96,14 @@ def run_benchmark(
     reference = get_reference(name, cache_dir=cache_dir, exporter=exporter)
     x_test, y_test = reference.load_test()
     options = CompileOptions(
-        timesteps=timesteps, norm=norm, per_channel=per_channel, neuron=neuron, reset=reset, spikes=spikes
+        timesteps=timesteps,
+        norm=norm,
+        per_channel=per_channel,
+        neuron=neuron,
+        reset=reset,
+        spikes=spikes,
+        **({"schedule": schedule} if schedule is not None else {}),
     )
-    if schedule is not None:
-        options = replace(options, schedule=schedule)
     with tempfile.TemporaryDirectory() as tmp:
         snn_path = Path(tmp) / f"{name}.snn.onnx"
         start = time.perf_counter()
@@ -162,7 +166,8 @@ def _neurons(result: dict) -> str:
             f"signGD neurons, {opts['schedule']} η0 {opts['eta0']} γ {opts['gamma']}, codec {opts['codec']}, "
             f"range {opts['signgd_range']}, norm {opts['norm']}"
         )
-    per_channel = opts["per_channel"] if opts["per_channel"] is not None else spikenorm_statistic(opts["norm"]) is None
+    known = {f.name for f in fields(CompileOptions)}
+    per_channel = CompileOptions(**{k: v for k, v in opts.items() if k in known}).channel_scales("if")
     scales = ", per channel" if per_channel else ""
     return f"IF neurons, {opts.get('spikes', 'binary')} spikes, norm {opts['norm']}{scales}, reset {opts['reset']}"
 
