@@ -42,6 +42,8 @@ CONFIGURATIONS: dict[str, dict] = {
     "binary spikes, per channel": {"neuron": "if", "spikes": "binary", "per_channel": True},
     "binary spikes, per channel, v_init 0": {"neuron": "if", "spikes": "binary", "per_channel": True, "v_init": 0.0},
     "signed spikes, per layer": {"neuron": "if", "per_channel": False},
+    "signed spikes, per channel": {"neuron": "if", "spikes": "signed", "per_channel": True},
+    "burst spikes (signed, ⌊u⌋ a step), per channel": {"neuron": "if", "spikes": "burst", "per_channel": True},
     "signGD neurons": {"neuron": "signgd"},
 }
 #: the nets of issue 16 first, then the earlier IF references

@@ -14,7 +14,7 @@ from onnx_snn.errors import SnnError
 
 NORM_MODES = ("max", "99.9", "99.99")
 RESET_MODES = ("soft", "hard")
-SPIKE_KINDS = ("signed", "binary")
+SPIKE_KINDS = ("signed", "binary", "multi", "burst")
 NEURON_TYPES = ("auto", "if", "signgd", "ttfs")
 TTFS_MODELS = ("b1", "a")
 SCHEDULES = ("exponential", "exp_inverse", "inverse", "constant")
@@ -76,14 +76,28 @@ class CompileOptions:
         "neurons (unless --norm spikenorm), per layer with signGD and TTFS neurons",
         action=argparse.BooleanOptionalAction,
     )
+    tie_residual_scales: bool = option(
+        False,
+        "IF: a neuron and the neuron after the residual sum its output enters by an identity shortcut "
+        "share one scale (the larger, per channel), so the shortcut carries spikes unscaled (a NIR "
+        "reader without Scale, sinabs, then reads residual nets exactly)",
+    )
     reset: str = option("soft", "membrane reset", choices=RESET_MODES)
     spikes: str = option(
         "signed",
         "IF: signed (a neuron that has fired sends a −1 spike when its membrane falls below 0, so its "
-        "spike count follows the ReLU of its summed input; soft reset) or binary (0/1 spikes only)",
+        "spike count follows the ReLU of its summed input; soft reset), binary (0/1 spikes only) or multi "
+        "(⌊v/θ⌋ spikes a step, soft reset: sinabs's IAF; see --v-min)",
         choices=SPIKE_KINDS,
     )
     v_init: float = option(0.5, "initial membrane, fraction of threshold")
+    v_min: float | None = option(
+        None,
+        "--spikes multi: the membrane's floor, a multiple of the threshold (sinabs's min_v_mem = −θ is -1); "
+        "none if not given",
+        metavar="FRACTION",
+        type=float,
+    )
     encoding: str = option(
         "analog",
         "input: analog (the value at every step; signGD: --codec), poisson (IF: "
@@ -160,10 +174,15 @@ class CompileOptions:
     def validate(self) -> "CompileOptions":
         """Raise SnnError for an option out of its range; return self."""
         checked_count("--timesteps", self.timesteps)
-        if self.reset == "hard" and self.spikes == "signed":
+        if self.reset == "hard" and self.spikes != "binary":
             raise SnnError(
-                "--reset hard resets the membrane to 0, which signed spikes cannot take back; add --spikes binary"
+                f"--reset hard resets the membrane to 0, which --spikes {self.spikes} neurons (soft reset) do "
+                "not do; add --spikes binary"
             )
+        if self.v_min is not None and self.spikes != "multi":
+            raise SnnError("--v-min floors the membrane of --spikes multi neurons; add --spikes multi")
+        if self.v_min is not None and not (isinstance(self.v_min, (int, float)) and -math.inf < self.v_min <= 0.0):
+            raise SnnError(f"--v-min must be a number <= 0 (a multiple of the threshold), got {self.v_min!r}")
         checked_count("--max-timesteps", self.max_timesteps)
         check_target_gap("--target-gap", self.target_gap)
         if self.target_gap is not None and self.neuron == "ttfs":

@@ -73,12 +73,12 @@ def recorded(value: T | None, message: str) -> T:
     return value
 
 
-def require_neuron_layers(graph: gs.Graph, ctx: "PassContext", op: str) -> None:
+def require_neuron_layers(graph: gs.Graph, ctx: "PassContext", *ops: str) -> None:
     """The post-condition of the passes that put neurons in place of the ReLUs: no Relu left, and
-    the snn.`op` nodes are exactly the recorded neuron layers (ctx.state.neuron_layers)."""
+    the snn nodes of the `ops` are exactly the recorded neuron layers (ctx.state.neuron_layers)."""
     require(not any(n.op == "Relu" for n in graph.nodes), "a Relu is left")
-    neurons = {n.name for n in graph.nodes if n.op == op and n.domain == SNN_DOMAIN}
-    require(neurons == set(ctx.state.neuron_layers), f"the {op} nodes are not the recorded neuron layers")
+    neurons = {n.name for n in graph.nodes if n.op in ops and n.domain == SNN_DOMAIN}
+    require(neurons == set(ctx.state.neuron_layers), f"the {'/'.join(ops)} nodes are not the recorded neuron layers")
 
 
 @dataclass

@@ -330,7 +330,8 @@ RATE = _relu_family(
     "if",
     "IF neurons (rate coding)",
     "replaced by an `snn.SignedIFNeuron` (threshold 1, signed spikes, the default) or, with `--spikes binary`, "
-    "an `snn.IFNeuron` (threshold 1, soft or hard reset)",
+    "an `snn.IFNeuron` (threshold 1, soft or hard reset), `--spikes burst` an `snn.BurstIFNeuron` (signed, "
+    "⌊u⌋ spikes a step), `--spikes multi` an `snn.MultiSpikeIFNeuron` (⌊u⌋ spikes a step, floor --v-min)",
     "op is not supported by the SNN compiler",
     (
         ("Mul",),

@@ -41,3 +41,46 @@ def signed_if_neuron(
         u, n = u - s, n + s
         spikes[t] = s
     return spikes, u * theta, n
+
+
+def multi_spike_if_neuron(
+    x: np.ndarray, threshold: float, v0: np.ndarray | float, v_min: float = -np.inf
+) -> tuple[np.ndarray, np.ndarray]:
+    """x: [T, B, ...] float32 currents. Returns spikes [T, B, ...] (whole numbers ≥ 0) and the final
+    membrane [B, ...].
+
+    In units of the threshold: u += x_t / θ; s = max(0, ⌊u⌋); u -= s; u = relu(u − v_min) + v_min.
+    """
+    theta = np.float32(threshold)
+    u = np.broadcast_to(np.asarray(v0, np.float32) / theta, x.shape[1:]).astype(np.float32)
+    scaled = (x / theta).astype(np.float32)
+    spikes = np.zeros_like(x)
+    for t in range(x.shape[0]):
+        u = u + scaled[t]
+        s = np.maximum(np.floor(u), np.float32(0.0))
+        u = u - s
+        if np.isfinite(v_min):  # relu(u − v_min) + v_min, rounded as the op (and sinabs) round it
+            u = (np.maximum(u - np.float32(v_min), np.float32(0)) + np.float32(v_min)).astype(np.float32)
+        spikes[t] = s
+    return spikes, u * theta
+
+
+def burst_if_neuron(
+    x: np.ndarray, threshold: float, v0: np.ndarray | float, n0: np.ndarray | float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x: [T, B, ...] float32 currents. Returns spikes [T, B, ...] (whole numbers), the final
+    membrane and the final net spikes sent [B, ...].
+
+    In units of the threshold: u += x_t / θ; s = max(⌊u⌋, −n); u -= s; n += s.
+    """
+    theta = np.float32(threshold)
+    u = np.broadcast_to(np.asarray(v0, np.float32) / theta, x.shape[1:]).astype(np.float32)
+    n = np.broadcast_to(np.asarray(n0, np.float32), x.shape[1:]).astype(np.float32)
+    scaled = (x / theta).astype(np.float32)
+    spikes = np.zeros_like(x)
+    for t in range(x.shape[0]):
+        u = u + scaled[t]
+        s = np.maximum(np.floor(u), -n)
+        u, n = u - s, n + s
+        spikes[t] = s
+    return spikes, u * theta, n

@@ -6,21 +6,29 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from neuron_reference import if_neuron, signed_if_neuron
+from neuron_reference import burst_if_neuron, if_neuron, multi_spike_if_neuron, signed_if_neuron
 from onnx import TensorProto, helper
 
 from onnx_snn.ir.neurons import attach_functions
 
 
-def neuron_session(threshold: float, reset: str, v_init: float = 0.5, op: str = "IFNeuron") -> ort.InferenceSession:
+def neuron_session(
+    threshold: float, reset: str | None, v_init: float = 0.5, op: str = "IFNeuron", **attrs: float
+) -> ort.InferenceSession:
+    """A session of one IF neuron op of inputs x, timesteps, v0 and outputs s, v_T (reset None: no
+    reset attribute, for the multi-spike op; `attrs`: further attributes)."""
+    if reset is not None:
+        attrs["reset"] = reset
     node = helper.make_node(
-        op, ["x", "timesteps", "v0"], ["s", "v_T"], domain="snn", threshold=threshold, reset=reset, v_init=v_init
+        op, ["x", "timesteps", "v0"], ["s", "v_T"], domain="snn", threshold=threshold, v_init=v_init, **attrs
     )
     graph = helper.make_graph(
         [node],
         "if_neuron",
         [
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["TB" if op == "IFNeuron" else "B", 3, 4]),
+            helper.make_tensor_value_info(
+                "x", TensorProto.FLOAT, ["B" if op.endswith("ConstantInput") else "TB", 3, 4]
+            ),
             helper.make_tensor_value_info("timesteps", TensorProto.INT64, []),
             helper.make_tensor_value_info("v0", TensorProto.FLOAT, ["B", 3, 4]),
         ],
@@ -115,7 +123,7 @@ def signed_session(threshold: float, op: str = "SignedIFNeuron") -> ort.Inferenc
     node = helper.make_node(
         op, ["x", "timesteps", "v0", "n0"], ["s", "v_T", "n_T"], domain="snn", threshold=threshold, v_init=0.5
     )
-    step = ["TB" if op == "SignedIFNeuron" else "B", 3, 4]
+    step = ["B" if op.endswith("ConstantInput") else "TB", 3, 4]
     value = helper.make_tensor_value_info
     graph = helper.make_graph(
         [node],
@@ -184,12 +192,13 @@ def test_signed_takes_back_what_a_binary_neuron_keeps():
     np.testing.assert_array_equal(n_t, np.zeros_like(n_t))
 
 
+@pytest.mark.parametrize("op", ["SignedIFNeuron", "BurstIFNeuron"])
 @pytest.mark.parametrize("timesteps", [1, 9, 64])
-def test_signed_constant_input_equals_the_tiled_one_and_chunks_equal_one_run(timesteps):
+def test_signed_constant_input_equals_the_tiled_one_and_chunks_equal_one_run(op, timesteps):
     x = np.random.default_rng(timesteps).normal(0.1, 0.6, size=(5, 3, 4)).astype(np.float32)
     tiled = np.broadcast_to(x, (timesteps,) + x.shape).copy()
-    whole, v_whole, n_whole = simulate_signed(signed_session(0.37), tiled, np.nan, np.nan)
-    once = signed_session(0.37, op="SignedIFNeuronConstantInput")
+    whole, v_whole, n_whole = simulate_signed(signed_session(0.37, op), tiled, np.nan, np.nan)
+    once = signed_session(0.37, op=f"{op}ConstantInput")
     fresh = np.full(x.shape, np.nan, np.float32)
     spikes, v_t, n_t = once.run(None, {"x": x, "timesteps": np.asarray(timesteps, np.int64), "v0": fresh, "n0": fresh})
     np.testing.assert_array_equal(spikes.reshape(whole.shape), whole)
@@ -197,10 +206,62 @@ def test_signed_constant_input_equals_the_tiled_one_and_chunks_equal_one_run(tim
     np.testing.assert_array_equal(n_t, n_whole)
     rng = np.random.default_rng(5)
     currents = rng.normal(0.0, 0.7, size=(2 * timesteps, 5, 3, 4)).astype(np.float32)
-    session = signed_session(1.0)
+    session = signed_session(1.0, op)
     full, v_full, n_full = simulate_signed(session, currents, np.nan, np.nan)
     first, v_mid, n_mid = simulate_signed(session, currents[:timesteps], np.nan, np.nan)
     second, v_end, n_end = simulate_signed(session, currents[timesteps:], v_mid, n_mid)
     np.testing.assert_array_equal(np.concatenate([first, second]), full)
     np.testing.assert_array_equal(v_end, v_full)
     np.testing.assert_array_equal(n_end, n_full)
+
+
+@pytest.mark.parametrize("timesteps", [1, 7, 64, 256])
+@pytest.mark.parametrize("threshold", [1.0, 0.37])
+def test_burst_matches_numpy_reference_and_its_count_is_the_rounded_relu(timesteps, threshold):
+    """Currents of either sign, often above the threshold: ⌊u⌋ spikes up, spikes back down to at
+    most the count sent, and the count is max(0, ⌊v_init + Σ x⌋) at every step (no cap)."""
+    x = np.random.default_rng(timesteps).normal(0.05, 1.5, size=(timesteps, 5, 3, 4)).astype(np.float32)
+    spikes, v_t, n_t = simulate_signed(signed_session(threshold, "BurstIFNeuron"), x, np.nan, np.nan)
+    ref_spikes, ref_v, ref_n = burst_if_neuron(x, threshold, np.float32(0.5 * threshold))
+    np.testing.assert_array_equal(spikes, ref_spikes)
+    np.testing.assert_array_equal(v_t, ref_v)
+    np.testing.assert_array_equal(n_t, ref_n)
+    counts = np.cumsum(spikes, axis=0)
+    summed = 0.5 + np.cumsum((x / np.float32(threshold)).astype(np.float64), axis=0)
+    clear = np.abs(summed - np.round(summed)) > 1e-4  # away from an integer by more than float rounding
+    np.testing.assert_array_equal(counts[clear], np.maximum(0, np.floor(summed))[clear])
+    if timesteps > 1:
+        assert spikes.max() >= 2 and spikes.min() <= -1
+
+
+@pytest.mark.parametrize("v_min", [None, -1.0, -0.25])
+@pytest.mark.parametrize("timesteps", [1, 7, 64])
+@pytest.mark.parametrize("threshold", [1.0, 0.37])
+def test_multi_spike_matches_numpy_reference(v_min, timesteps, threshold):
+    """⌊u⌋ spikes a step (several where the input exceeds the threshold), soft reset, floor v_min."""
+    x = np.random.default_rng(timesteps).normal(0.3, 1.5, size=(timesteps, 5, 3, 4)).astype(np.float32)
+    floor = {} if v_min is None else {"v_min": v_min}
+    spikes, v_t = simulate(neuron_session(threshold, None, op="MultiSpikeIFNeuron", **floor), x, np.nan)
+    ref_spikes, ref_v = multi_spike_if_neuron(x, threshold, np.float32(0.5 * threshold), **floor)
+    np.testing.assert_array_equal(spikes, ref_spikes)
+    np.testing.assert_array_equal(v_t, ref_v)
+    if timesteps > 1:
+        assert spikes.max() >= 2 and spikes.min() == 0.0  # bursts happen, and no spike is negative
+
+
+@pytest.mark.parametrize("timesteps", [1, 9, 64])
+def test_multi_spike_constant_input_equals_the_tiled_one_and_chunks_equal_one_run(timesteps):
+    x = np.random.default_rng(timesteps).normal(0.3, 1.5, size=(5, 3, 4)).astype(np.float32)
+    tiled = np.broadcast_to(x, (timesteps,) + x.shape).copy()
+    session = neuron_session(0.37, None, op="MultiSpikeIFNeuron", v_min=-1.0)
+    whole, v_whole = simulate(session, tiled, np.nan)
+    once = neuron_session(0.37, None, op="MultiSpikeIFNeuronConstantInput", v_min=-1.0)
+    v0 = np.full(x.shape, np.nan, np.float32)
+    spikes, v_t = once.run(None, {"x": x, "timesteps": np.asarray(timesteps, np.int64), "v0": v0})
+    np.testing.assert_array_equal(spikes.reshape(whole.shape), whole)
+    np.testing.assert_array_equal(v_t, v_whole)
+    half = timesteps // 2
+    first, v_mid = simulate(session, tiled[:half], np.nan) if half else (whole[:0], v0)
+    second, v_end = simulate(session, tiled[half:], v_mid)
+    np.testing.assert_array_equal(np.concatenate([first, second]), whole)
+    np.testing.assert_allclose(v_end, v_whole, rtol=1e-6)  # v_T = u·θ, read back as v_T / θ: one rounding

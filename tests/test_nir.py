@@ -56,19 +56,20 @@ def _inputs(count: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    """compiled(net, reset, v_init, spikes="binary") -> path of the net (graph_builders.cnn or
-    Residual, random weights) compiled with --stats at T = 16; cached per module."""
+    """compiled(net, reset, v_init, spikes="binary", **options) -> path of the net
+    (graph_builders.cnn or Residual, random weights) compiled with --stats at T = 16 and further
+    CompileOptions `options`; cached per module."""
     _needs("torch")
     from tests.graph_builders import Residual, cnn, export_legacy, randomized
 
     folder, cache = tmp_path_factory.mktemp("nir"), {}
 
-    def make(net: str, reset: str, v_init: float, spikes: str = "binary") -> Path:
-        key = (net, reset, v_init, spikes)
+    def make(net: str, reset: str, v_init: float, spikes: str = "binary", **more: object) -> Path:
+        key = (net, reset, v_init, spikes, *sorted(more.items()))
         if key not in cache:
             model = export_legacy(randomized(cnn() if net == "cnn" else Residual()), _inputs(2))
-            path = folder / f"{net}-{reset}-{v_init}-{spikes}.snn.onnx"
-            options = CompileOptions(spikes=spikes, reset=reset, v_init=v_init, stats=True, timesteps=T)
+            path = folder / f"{net}-{len(cache)}.snn.onnx"
+            options = CompileOptions(spikes=spikes, reset=reset, v_init=v_init, stats=True, timesteps=T, **more)
             compile_model(model, path, options, calibration=_inputs(64, seed=1))
             cache[key] = path
         return cache[key]
@@ -120,7 +121,7 @@ def test_lif_neuron_matches_numpy_at_every_step(reset, spikes):
         v = beta * v + gain * x[t * batch : (t + 1) * batch] + bias
         s = (v > theta).astype(np.float32) if spikes == "single" else np.maximum(0, np.floor(v / theta))
         v = np.where(s > 0, v_reset, v) if reset == "hard" else v - s * theta
-        v = np.maximum(v, v_min)
+        v = np.maximum(v - v_min, 0) + v_min
         np.testing.assert_array_equal(spike_seq[t * batch : (t + 1) * batch], s, err_msg=f"step {t + 1}")
     np.testing.assert_allclose(v_final, v, rtol=1e-6, atol=1e-6)
 
@@ -216,6 +217,47 @@ def test_sinabs_runs_the_export_as_import_from_sinabs_predicts(compiled, tmp_pat
     assert_agree(predicted.per_step, theirs.per_step, atol=1e-5 * np.abs(theirs.per_step).max())
     for name, counts in theirs.spikes.items():
         np.testing.assert_array_equal(predicted.spikes[f"spikes/{name}"], counts)
+
+
+@pytest.mark.parametrize("net", ["cnn", "residual"])
+def test_sinabs_runs_the_multi_spike_export_like_the_session(compiled, tmp_path, net):
+    """Compiled with sinabs's neurons (--spikes multi --v-min -1 --v-init 0) and identity shortcuts
+    left unscaled (--tie-residual-scales), the export runs in sinabs's own importer and executor
+    like the Session: the same outputs at every step and the same spikes per layer."""
+    _needs("nir", "sinabs")
+    import nir
+
+    source = compiled(net, "soft", 0.0, spikes="multi", v_min=-1.0, tie_residual_scales=True)
+    path = tmp_path / "net.nir"
+    result = run_cli("export-nir", str(source), "-o", str(path), "--for", "sinabs")
+    assert result.returncode == 0 and "⌊v/θ⌋" not in result.stdout, result.stdout + result.stderr
+    x = _inputs(24, seed=5)
+    ours, theirs = Session(source).run(x), sinabs_run(nir.read(str(path)), x, T)
+    assert_agree(ours.per_step, theirs.per_step, atol=1e-5 * np.abs(ours.per_step).max())
+    expected = _spikes_by_node(nir.read(str(path)), ours.spikes)
+    assert expected and all(np.array_equal(theirs.spikes[name], counts) for name, counts in expected.items())
+    assert max(counts.max() for counts in expected.values()) > 0
+
+
+def test_depth_first_order_puts_each_join_after_both_inputs(compiled):
+    """A depth-first executor (sinabs's) runs an identity-shortcut join after the long branch."""
+    _needs("nir")
+    from onnx_snn.modelio import load_model
+    from onnx_snn.nir_io.dialects import DIALECTS
+    from onnx_snn.nir_io.export import depth_first_edges
+    from onnx_snn.nir_io.fold import fit
+    from onnx_snn.nir_io.lower import lower
+
+    source = compiled("residual", "soft", 0.0, spikes="multi", v_min=-1.0, tie_residual_scales=True)
+    net = fit(lower(load_model(source), str(source)), DIALECTS["sinabs"])
+    joins = [name for name in net.layers if len(net.inputs_of(name)) > 1]
+    assert joins and not any(net.layers[s].kind == "scale" for j in joins for s in net.inputs_of(j))
+    edges = depth_first_edges(net, DIALECTS["sinabs"], str(source))
+    assert sorted(edges) == sorted(net.edges)
+    for join in joins:  # the shortcut edge into the join comes after the block's other consumer
+        shortcut = next(s for s in net.inputs_of(join) if net.layers[s].kind == "neuron")
+        consumers = [d for s, d in edges if s == shortcut]
+        assert consumers[-1] == join and len(consumers) == 2
 
 
 # -- what snnTorch's and sinabs's exporters write, read by import-nir --------------------------
@@ -326,6 +368,14 @@ def test_export_refuses_what_the_reader_cannot_run(compiled, tmp_path, reset, v_
     result = run_cli("export-nir", str(compiled(net, reset, v_init)), "-o", str(out), "--for", dialect)
     assert_user_error(result, fragment, "snn.IFNeuron")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("dialect", ["nir", "snntorch"])
+def test_export_refuses_multi_spikes_for_one_spike_readers(compiled, tmp_path, dialect):
+    _needs("nir")
+    source = compiled("cnn", "soft", 0.0, spikes="multi")
+    result = run_cli("export-nir", str(source), "-o", str(tmp_path / "n.nir"), "--for", dialect)
+    assert_user_error(result, "--spikes binary", "MultiSpikeIFNeuron")
 
 
 def test_export_refuses_signed_spikes(compiled, tmp_path):

@@ -108,3 +108,23 @@ def running_sum_nodes(seq: str, state: str, step_shape: str, out: str) -> list[o
         helper.make_node("CumSum", [f"{out}_rows", f"{out}_time_axis"], [f"{out}_from_0"]),
         helper.make_node("Slice", [f"{out}_from_0", f"{out}_from1", f"{out}_to_end", f"{out}_axis0"], [out]),
     ]
+
+
+def membrane_floor_nodes(v: str, v_min: str, floored: str, out: str) -> list[onnx.NodeProto]:
+    """Nodes for `out` = the membrane `v` held at or above `v_min` where the boolean `floored`
+    (computed outside a Scan body: v_min > −inf) is set, else `v`. The floor is relu(v − v_min) +
+    v_min, which rounds as sinabs's does (not max(v, v_min): v − v_min + v_min drops low bits)."""
+    return [
+        helper.make_node("Sub", [v, v_min], [f"{out}_above"]),
+        helper.make_node("Relu", [f"{out}_above"], [f"{out}_kept"]),
+        helper.make_node("Add", [f"{out}_kept", v_min], [f"{out}_floored"]),
+        helper.make_node("Where", [floored, f"{out}_floored", v], [out]),
+    ]
+
+
+def floor_flag_nodes(v_min: str, flag: str) -> list[onnx.NodeProto]:
+    """Nodes setting the boolean `flag` to v_min > −inf (a membrane floor is set), elementwise."""
+    return [
+        helper.make_node("IsInf", [v_min], [f"{flag}_infinite"], detect_positive=0),
+        helper.make_node("Not", [f"{flag}_infinite"], [flag]),
+    ]

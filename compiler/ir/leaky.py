@@ -8,7 +8,7 @@ v_leak and the step dt). An IF neuron is an `snn.LIFNeuron` with β = 1.
 
 Per step t, in the order the frameworks use (snnTorch's `Leaky`/`Synaptic`, sinabs's `LIF`):
 
-- `snn.LIFNeuron`: v ← β·v + g·x_t + b; spikes s (see below); reset; v ← max(v, v_min).
+- `snn.LIFNeuron`: v ← β·v + g·x_t + b; spikes s (see below); reset; v ← relu(v − v_min) + v_min.
 - `snn.CubaLIFNeuron`: i ← α·i + g_syn·x_t; v ← β·v + g_mem·i + b; spikes s; reset (the new
   synaptic current drives the membrane in the same step).
 - `snn.LINeuron`: v ← β·v + g·x_t + b; its output is v itself (no spikes, no reset).
@@ -26,7 +26,14 @@ from functools import partial
 import onnx
 from onnx import TensorProto, helper
 
-from onnx_snn.ir.function_parts import constant, constant_from_attr, snn_function, time_sequence_nodes
+from onnx_snn.ir.function_parts import (
+    constant,
+    constant_from_attr,
+    floor_flag_nodes,
+    membrane_floor_nodes,
+    snn_function,
+    time_sequence_nodes,
+)
 
 LIF_INPUTS = ("x", "timesteps", "v0", "beta", "gain", "bias", "threshold", "fire_threshold", "v_reset", "v_min")
 CUBA_LIF_INPUTS = (
@@ -92,7 +99,7 @@ def _lif_step(hard: bool, multi: bool) -> onnx.GraphProto:
         helper.make_node("Add", ["charged", "bias"], ["v1"]),
         *_spike_nodes(multi, "v1", "s"),
         *_reset_nodes(hard, "v1", "s", "v2"),
-        helper.make_node("Max", ["v2", "v_min"], ["v3"]),
+        *membrane_floor_nodes("v2", "v_min", "floored", "v3"),
     ]
     name = f"lif_{'hard' if hard else 'soft'}_{'multi' if multi else 'single'}_step"
     return helper.make_graph(nodes, name, [_value("v"), _value("x_t")], [_value("v3"), _value("s")])
@@ -165,7 +172,7 @@ def build_lif_neuron(opset: int) -> onnx.FunctionProto:
     (lower bound of the membrane, −inf for none). Attributes: reset "hard" | "soft", spikes
     "single" | "multi". Outputs: spikes [T*B, ...]; v_T [B, ...] after step T. Per step: v ← β·v
     + g·x + b; s = [v > fire_threshold] (single) or max(0, ⌊v/θ⌋) (multi); v ← v_reset where s > 0
-    (hard) or v − s·θ (soft); v ← max(v, v_min).
+    (hard) or v − s·θ (soft); v ← relu(v − v_min) + v_min where v_min > −inf (sinabs's rounding).
     """
     view, n = time_sequence_nodes("x", "timesteps")
 
@@ -189,6 +196,7 @@ def build_lif_neuron(opset: int) -> onnx.FunctionProto:
         *_choice("reset", "hard", "is_hard"),
         *_choice("spikes", "multi", "is_multi"),
         *_fresh_nodes("v0", n["step_shape"], "v_start"),
+        *floor_flag_nodes("v_min", "floored"),
         helper.make_node(
             "If", ["is_multi"], ["v_T", "spike_seq"], then_branch=by_reset(True), else_branch=by_reset(False)
         ),

@@ -9,6 +9,7 @@ rate decoder) compute every step at once with `CumSum`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -22,6 +23,8 @@ from onnx_snn.ir.function_parts import (
     SNN_DOMAIN_VERSION,
     constant,
     constant_from_attr,
+    floor_flag_nodes,
+    membrane_floor_nodes,
     snn_function,
     time_sequence_nodes,
 )
@@ -168,10 +171,7 @@ def build_signed_if_neuron(opset: int, constant_input: bool = False) -> onnx.Fun
         constant_from_attr("v_init", "v_init", "float"),
         constant("no_spikes", 0.0),
         *seq_nodes,
-        helper.make_node("Div", ["v0", "threshold"], ["u0_given"]),
-        helper.make_node("IsNaN", ["u0_given"], ["fresh"]),
-        helper.make_node("Where", ["fresh", "v_init", "u0_given"], ["u0_partial"]),
-        helper.make_node("Expand", ["u0_partial", n["step_shape"]], ["u0"]),
+        *_start_membrane(n["step_shape"]),
         helper.make_node("IsNaN", ["n0"], ["fresh_sent"]),
         helper.make_node("Where", ["fresh_sent", "no_spikes", "n0"], ["n0_partial"]),
         helper.make_node("Expand", ["n0_partial", n["step_shape"]], ["n0_full"]),
@@ -195,6 +195,17 @@ def build_signed_if_neuron(opset: int, constant_input: bool = False) -> onnx.Fun
         build_signed_if_neuron.__doc__,
         defaults=SIGNED_IF_NEURON_DEFAULTS,
     )
+
+
+def _start_membrane(step_shape: str) -> list[onnx.NodeProto]:
+    """Nodes making `u0` [B, ...], the membrane before the first step in units of the threshold:
+    v0 / threshold, or `v_init` where v0 is NaN (fresh)."""
+    return [
+        helper.make_node("Div", ["v0", "threshold"], ["u0_given"]),
+        helper.make_node("IsNaN", ["u0_given"], ["fresh"]),
+        helper.make_node("Where", ["fresh", "v_init", "u0_given"], ["u0_partial"]),
+        helper.make_node("Expand", ["u0_partial", step_shape], ["u0"]),
+    ]
 
 
 def _scanned_current(constant_input: bool) -> tuple[list[onnx.NodeProto], dict[str, str], str]:
@@ -270,10 +281,7 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
         constant_from_attr("reset", "reset", "string"),
         helper.make_node("Constant", [], ["hard"], value_string="hard"),
         *seq_nodes,
-        helper.make_node("Div", ["v0", "threshold"], ["u0_given"]),
-        helper.make_node("IsNaN", ["u0_given"], ["fresh"]),
-        helper.make_node("Where", ["fresh", "v_init", "u0_given"], ["u0_partial"]),
-        helper.make_node("Expand", ["u0_partial", n["step_shape"]], ["u0"]),
+        *_start_membrane(n["step_shape"]),
         helper.make_node("Equal", ["reset", "hard"], ["is_hard"]),
         helper.make_node("If", ["is_hard"], ["u_T", "spike_seq"], then_branch=branch(True), else_branch=branch(False)),
         helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
@@ -285,10 +293,143 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
     )
 
 
+def _burst_if_step(constant_input: bool) -> onnx.GraphProto:
+    """One burst IF step in units of the threshold, with m = −c (minus the net spikes sent) as the
+    second state: u += x; s = max(⌊u⌋, m); u -= s; m -= s."""
+    current = "u_in" if constant_input else "x_t"
+    x_type = TensorProto.INT64 if constant_input else TensorProto.FLOAT
+    nodes = [
+        helper.make_node("Add", ["u", current], ["u1"]),
+        helper.make_node("Floor", ["u1"], ["whole"]),
+        helper.make_node("Max", ["whole", "m"], ["s"]),
+        helper.make_node("Sub", ["u1", "s"], ["u2"]),
+        helper.make_node("Sub", ["m", "s"], ["m2"]),
+    ]
+    value = partial(helper.make_tensor_value_info, elem_type=TensorProto.FLOAT, shape=None)
+    return helper.make_graph(
+        nodes,
+        "burst_if_step",
+        [value("u"), value("m"), helper.make_tensor_value_info("step" if constant_input else "x_t", x_type, None)],
+        [value("u2"), value("m2"), value("s")],
+    )
+
+
+def build_burst_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionProto:
+    """`snn.BurstIFNeuron(x, timesteps, v0, n0) -> (spikes, v_T, n_T)`: signed IF neurons that send
+    as many spikes a step as their membrane holds whole thresholds (burst spikes), soft reset.
+
+    Attributes and inputs as snn.SignedIFNeuron's. Per step (in units of the threshold): u += x_t;
+    s = max(⌊u⌋, −c) (⌊u⌋ spikes up where u ≥ 1, down to at most the c sent where u < 0); u -= s;
+    c += s. With S_t = u_0 + c_0 + Σ_{k≤t} x_k, u = S − c holds throughout, so c_t = max(0, ⌊S_t⌋)
+    (up to float rounding): the count is the rounded ReLU of the summed input at every step, with
+    no cap of one spike a step, so nothing above the calibrated scale is clipped and no input
+    waits in the membrane. Outputs: spikes [T*B, ...] (whole numbers), v_T and n_T [B, ...].
+
+    `snn.BurstIFNeuronConstantInput` (constant_input=True) reads a current that is the same at
+    every step as [B, ...], like snn.IFNeuronConstantInput.
+    """
+    seq_nodes, n, scanned = _scanned_current(constant_input)
+    nodes = [
+        constant_from_attr("threshold", "threshold", "float"),
+        constant_from_attr("v_init", "v_init", "float"),
+        constant("no_spikes", 0.0),
+        *seq_nodes,
+        *_start_membrane(n["step_shape"]),
+        helper.make_node("IsNaN", ["n0"], ["fresh_sent"]),
+        helper.make_node("Where", ["fresh_sent", "no_spikes", "n0"], ["n0_partial"]),
+        helper.make_node("Neg", ["n0_partial"], ["m0_partial"]),
+        helper.make_node("Expand", ["m0_partial", n["step_shape"]], ["m0"]),
+        helper.make_node(
+            "Scan",
+            ["u0", "m0", scanned],
+            ["u_T", "m_T", "spike_seq"],
+            num_scan_inputs=1,
+            body=_burst_if_step(constant_input),
+        ),
+        helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
+        helper.make_node("Mul", ["u_T", "threshold"], ["v_T"]),
+        helper.make_node("Neg", ["m_T"], ["n_T"]),
+    ]
+    name = "BurstIFNeuronConstantInput" if constant_input else "BurstIFNeuron"
+    return snn_function(
+        name,
+        SIGNED_IF_NEURON_INPUTS,
+        ["spikes", "v_T", "n_T"],
+        nodes,
+        opset,
+        build_burst_if_neuron.__doc__,
+        defaults=SIGNED_IF_NEURON_DEFAULTS,
+    )
+
+
+def _multi_spike_if_step(constant_input: bool) -> onnx.GraphProto:
+    """One multi-spike IF step in units of the threshold: u += x; s = max(0, ⌊u⌋) (as many spikes
+    as whole thresholds); u -= s; u = relu(u − v_min) + v_min where a floor is set."""
+    current = "u_in" if constant_input else "x_t"
+    return _scan_body(
+        "multi_spike_if_step",
+        [
+            helper.make_node("Add", ["u", current], ["u1"]),
+            helper.make_node("Floor", ["u1"], ["whole"]),
+            helper.make_node("Relu", ["whole"], ["s"]),
+            helper.make_node("Sub", ["u1", "s"], ["u2"]),
+            *membrane_floor_nodes("u2", "v_min", "floored", "u3"),
+        ],
+        "u",
+        "step" if constant_input else "x_t",
+        "u3",
+        "s",
+        x_type=TensorProto.INT64 if constant_input else TensorProto.FLOAT,
+    )
+
+
+def build_multi_spike_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionProto:
+    """`snn.MultiSpikeIFNeuron(x, timesteps, v0) -> (spikes, v_T)`: rate-coded IF neurons that emit
+    ⌊v/θ⌋ spikes a step where v ≥ θ (burst spikes; sinabs's IAF with MultiSpike), soft reset, and a
+    membrane floor.
+
+    Attributes: `threshold` (float), `v_init` (initial membrane as a fraction of the threshold,
+    used where v0 is NaN), `v_min` (the membrane's floor as a multiple of the threshold, −inf: none;
+    sinabs's min_v_mem = −θ is −1). Inputs and outputs as snn.IFNeuron's; spikes [T*B, ...] are
+    whole numbers ≥ 0. Per step (in units of the threshold): u += x_t; s = max(0, ⌊u⌋); u -= s;
+    u = relu(u − v_min) + v_min where v_min > −inf (max(u, v_min), rounded as sinabs rounds it). A
+    neuron's rate is not capped at one spike a step, so an activation above the calibrated scale is
+    passed on, not clipped.
+
+    `snn.MultiSpikeIFNeuronConstantInput` (constant_input=True) reads a current that is the same at
+    every step as [B, ...], like snn.IFNeuronConstantInput.
+    """
+    seq_nodes, n, scanned = _scanned_current(constant_input)
+    nodes = [
+        constant_from_attr("threshold", "threshold", "float"),
+        constant_from_attr("v_init", "v_init", "float"),
+        constant_from_attr("v_min", "v_min", "float"),
+        *floor_flag_nodes("v_min", "floored"),
+        *seq_nodes,
+        *_start_membrane(n["step_shape"]),
+        helper.make_node(
+            "Scan", ["u0", scanned], ["u_T", "spike_seq"], num_scan_inputs=1, body=_multi_spike_if_step(constant_input)
+        ),
+        helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
+        helper.make_node("Mul", ["u_T", "threshold"], ["v_T"]),
+    ]
+    name = "MultiSpikeIFNeuronConstantInput" if constant_input else "MultiSpikeIFNeuron"
+    return snn_function(
+        name,
+        IF_NEURON_INPUTS,
+        ["spikes", "v_T"],
+        nodes,
+        opset,
+        build_multi_spike_if_neuron.__doc__,
+        defaults=MULTI_SPIKE_IF_NEURON_DEFAULTS,
+    )
+
+
 IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "reset": "soft", "v_init": 0.5}
 IF_NEURON_INPUTS = ("x", "timesteps", "v0")
 SIGNED_IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "v_init": 0.5}
 SIGNED_IF_NEURON_INPUTS = ("x", "timesteps", "v0", "n0")
+MULTI_SPIKE_IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "v_init": 0.5, "v_min": -math.inf}
 
 _IF_STATE = (("v0", "v_T", ("x",)),)
 _SIGNED_IF_STATE = (("v0", "v_T", ("x",)), ("n0", "n_T", ("x",)))
@@ -320,6 +461,32 @@ _OPS = (
         SIGNED_IF_NEURON_INPUTS,
         partial(build_signed_if_neuron, constant_input=True),
         states=_SIGNED_IF_STATE,
+    ),
+    NeuronOp(
+        "BurstIFNeuron",
+        SIGNED_IF_NEURON_INPUTS,
+        build_burst_if_neuron,
+        states=_SIGNED_IF_STATE,
+        constant_input_op="BurstIFNeuronConstantInput",
+    ),
+    NeuronOp(
+        "BurstIFNeuronConstantInput",
+        SIGNED_IF_NEURON_INPUTS,
+        partial(build_burst_if_neuron, constant_input=True),
+        states=_SIGNED_IF_STATE,
+    ),
+    NeuronOp(
+        "MultiSpikeIFNeuron",
+        IF_NEURON_INPUTS,
+        build_multi_spike_if_neuron,
+        states=_IF_STATE,
+        constant_input_op="MultiSpikeIFNeuronConstantInput",
+    ),
+    NeuronOp(
+        "MultiSpikeIFNeuronConstantInput",
+        IF_NEURON_INPUTS,
+        partial(build_multi_spike_if_neuron, constant_input=True),
+        states=_IF_STATE,
     ),
     NeuronOp(
         "IFMaxPool", if_maxpool.MAXPOOL_INPUTS, if_maxpool.build_if_maxpool, role="pool", states=_IF_MAXPOOL_STATE
@@ -363,7 +530,12 @@ _OPS = (
 #: every op of the snn domain, by name
 NEURON_OPS: dict[str, NeuronOp] = {op.name: op for op in _OPS}
 #: the rate-coded IF neuron op per --spikes kind (time_batch swaps each for its constant-input form)
-IF_NEURON_OP = {"signed": "SignedIFNeuron", "binary": "IFNeuron"}
+IF_NEURON_OP = {
+    "signed": "SignedIFNeuron",
+    "binary": "IFNeuron",
+    "multi": "MultiSpikeIFNeuron",
+    "burst": "BurstIFNeuron",
+}
 #: every IF neuron op, constant-input forms included
 IF_NEURON_OPS = frozenset(
     name for op in IF_NEURON_OP.values() for name in (op, NEURON_OPS[op].constant_input_op) if name is not None

@@ -22,10 +22,12 @@ taken, and each framework's importer makes its own choice. What we found in thei
   after the spikes (r ignored); nir.LI becomes `ExpLeakSqueeze` (asserts r = 1, v_leak = 0).
   Every neuron emits ⌊v/θ⌋ spikes when v > 0 (`activation/spike_generation.py` MultiSpike: v ≥ θ
   fires) and subtracts θ per spike (`activation/reset_mechanism.py` MembraneSubtract), whatever
-  v_reset says. No AvgPool2d, Scale or Linear (Affine, Conv2d, SumPool2d, Flatten only). Its graph
-  executor (nirtorch.load's `GraphExecutor`, `nirtorch/graph_executor.py`, ordered by
-  `graph_utils.trace_execution`, a depth-first walk) runs a join as soon as its first input is
-  ready: the other inputs are missing, and the net's output is taken from the wrong node.
+  v_reset says: onnx-snn's snn.MultiSpikeIFNeuron with v_min = −1. No AvgPool2d, Scale or Linear
+  (Affine, Conv2d, SumPool2d, Flatten only). Its graph executor (nirtorch.load's `GraphExecutor`,
+  `nirtorch/graph_executor.py`) runs the nodes in the order of `graph_utils.trace_execution`, a
+  depth-first preorder from the input that takes each node's consumers in the order of the edges;
+  a node whose input has not run yet this step reads that input's value from the step before,
+  and the net's output is the last node run.
 - `nir`: onnx-snn's reading of the spec, forward Euler at step dt (default 1): IF v ← v + r·dt·x,
   LIF v ← v + (dt/τ)(v_leak − v + r·x), LI the same without spikes, CubaLIF i ← i + (dt/τ_syn)(w_in·x
   − i) then v ← v + (dt/τ_mem)(v_leak − v + r·i); a spike where v > v_threshold, then v ← v_reset.
@@ -63,8 +65,8 @@ class Dialect:
     NIR neuron nodes it maps faithfully; `layers`: its other NIR nodes; `if_node`: the node
     export writes for an onnx-snn IF neuron ("IF", or "LIF" for the τ → ∞ limit); `batched`:
     whether it runs a batch at once (False: one sample at a time); `joins`: whether its executor
-    runs a node with several inputs after all of them (sinabs's does not); `differs`: what of onnx-snn's IF
-    neuron it cannot reproduce (measured in BENCHMARKS.md, nir).
+    runs a node with several inputs after all of them (False: it runs the nodes in depth-first
+    preorder of the edges as written, sinabs's; export orders them, export.depth_first_edges).
     """
 
     name: str
@@ -83,8 +85,6 @@ class Dialect:
     batched: bool = True
     #: whether its executor runs a node with several inputs (a residual join) after all of them
     joins: bool = True
-    #: how its neurons differ from onnx-snn's binary IF neuron where export cannot fold it away
-    differs: str = ""
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -134,8 +134,6 @@ DIALECTS: dict[str, Dialect] = {
         layers=frozenset({"Affine", "Conv2d", "SumPool2d", "Flatten"}),
         if_node="IF",
         joins=False,
-        differs="sinabs emits ⌊v/θ⌋ spikes a step (onnx-snn one, keeping the rest in the membrane) and "
-        "clamps IF membranes at −θ (onnx-snn has no floor)",
     ),
 }
 

@@ -1,4 +1,4 @@
-"""export-nir: a compiled rate-coded SNN (binary IF neurons) as a NIR graph for one reader's dialect.
+"""export-nir: a compiled rate-coded SNN (binary or multi-spike IF neurons) as a NIR graph for one reader's dialect.
 
 The graph: nir.Input (the input x, read as an analog current at every step) → Conv2d, Affine or
 Linear, AvgPool2d or SumPool2d, Flatten, Scale (where the reader has it) and one neuron node per
@@ -13,8 +13,15 @@ starts at v_init·θ) becomes, per dialect (dialects.py):
   resets to −v_init·θ. Soft reset has no NIR form: refused (compile with --reset hard).
 - `snntorch`: the IF limit of a nir.LIF (τ = 2^60·dt, r = τ/dt, v_leak = 0), which its importer
   makes a Leaky with β = 1 exactly and hard reset to 0; needs --reset hard and --v-init 0.
-- `sinabs`: nir.IF, which its importer makes an IAF with soft reset; needs --reset soft and
-  --v-init 0, and a net without residual joins (its executor cannot run them).
+- `sinabs`: nir.IF, which its importer makes an IAF with soft reset, ⌊v/θ⌋ spikes a step and a
+  membrane floor of −θ; needs --reset soft and --v-init 0, and is exact with --spikes multi
+  --v-min -1 (a binary neuron is written too, and the difference noted). Its executor runs the
+  nodes in depth-first order of the edges as written: the edges are written so that each node's
+  single-input consumers come before its joins, which makes that order topological for residual
+  blocks whose shortcut is an edge (identity); a net where it is not (a shortcut with a layer on
+  it) is refused, naming the join.
+
+Multi-spike neurons (--spikes multi) are refused for the readers whose neurons send one spike a step.
 
 NIR's v > θ is written for onnx-snn's v ≥ θ as the float32 just below θ (the same test exactly).
 """
@@ -55,32 +62,20 @@ def export_nir(model_path: str | os.PathLike, output: str | os.PathLike, dialect
     to compile with)."""
     source = str(model_path)
     model = load_model(model_path)
-    graph = to_nir_graph(model, DIALECTS[dialect], source)
+    net = fit(lower(model, source), DIALECTS[dialect])
+    graph = to_nir_graph(model, DIALECTS[dialect], source, net)
     write_graph(graph, output)
     counts = Counter(type(node).__name__ for node in graph.nodes.values())
-    notes = [DIALECTS[dialect].differs] if DIALECTS[dialect].differs else []
-    if not DIALECTS[dialect].batched:
-        notes.append(
-            f"{DIALECTS[dialect].label} flattens the batch axis too: run the imported net one sample at a time"
-        )
+    notes = differences(net, DIALECTS[dialect])
     return ExportResult(dialect, dict(counts), notes)
 
 
-def to_nir_graph(model: onnx.ModelProto, dialect: Dialect, source: str = "<model>") -> Any:
-    """The nir.NIRGraph of the compiled SNN `model` in `dialect` (module docstring)."""
+def to_nir_graph(model: onnx.ModelProto, dialect: Dialect, source: str = "<model>", net: Net | None = None) -> Any:
+    """The nir.NIRGraph of the compiled SNN `model` (lowered and fitted to `net` where not given)
+    in `dialect` (module docstring)."""
     nir = nir_module()
-    net = fit(lower(model, source), dialect)
-    joins = [name for name in net.layers if len(net.inputs_of(name)) > 1]
-    if joins and not dialect.joins:
-        node = net.layers[joins[0]].attrs.get("source", joins[0])
-        raise SnnError(
-            f"a residual join (several edges into one node) cannot be written for {dialect.label}, whose "
-            "executor (depth-first) runs a join before all its inputs exist",
-            path=source,
-            node=node,
-            op="snn.IFNeuron",
-            hint=f"export it --for {' or '.join(d.name for d in DIALECTS.values() if d.joins)}",
-        )
+    net = fit(lower(model, source), dialect) if net is None else net
+    edges = net.edges if dialect.joins else depth_first_edges(net, dialect, source)
     built = {name: _node(nir, net, name, layer, dialect, source) for name, layer in net.layers.items()}
     names = _names(built)
     nodes = {names[name]: node for name, node in built.items()}
@@ -91,7 +86,53 @@ def to_nir_graph(model: onnx.ModelProto, dialect: Dialect, source: str = "<model
         "input": "the model's input, the same analog current at every step",
         "output": "the output layer's current every step; the model's output is its mean over the steps",
     }
-    return nir.NIRGraph(nodes=nodes, edges=[(names[a], names[b]) for a, b in net.edges], metadata=metadata)
+    return nir.NIRGraph(nodes=nodes, edges=[(names[a], names[b]) for a, b in edges], metadata=metadata)
+
+
+def depth_first_edges(net: Net, dialect: Dialect, source: str) -> list[tuple[str, str]]:
+    """`net`'s edges in the order that makes a depth-first executor (one that runs the nodes in
+    preorder from the input, each node's consumers in the order of the edges) run every node after
+    all its inputs and the output last: each node's single-input consumers before its joins.
+    SnnError, naming the first join run too early, where no such order exists."""
+    edges = sorted(net.edges, key=lambda edge: len(net.inputs_of(edge[1])) > 1)
+    ran: list[str] = []
+    pending = ["input"]
+    while pending:
+        name = pending.pop()
+        if name in ran:
+            continue
+        early = [s for s in net.inputs_of(name) if s not in ran]
+        if early:
+            layer = net.layers[name]
+            raise SnnError(
+                f"a residual join with a layer on its shortcut cannot be written for {dialect.label}, whose "
+                f"executor (depth-first) would run it before its input {early[0]} exists",
+                path=source,
+                node=layer.attrs.get("source", name),
+                op=layer.attrs.get("op", layer.kind),
+                hint=f"export it --for {' or '.join(d.name for d in DIALECTS.values() if d.joins)}",
+            )
+        ran.append(name)
+        pending += reversed([d for s, d in edges if s == name])
+    assert ran[-1] == "output", "the output is the last layer of a topological order of one chain"
+    return edges
+
+
+def differences(net: Net, dialect: Dialect) -> list[str]:
+    """What `dialect`'s reader does differently from the neurons of `net` (export writes them
+    anyway; README, NIR): one spike a step against several, and its membrane floor."""
+    neurons = [layer.attrs for layer in net.layers.values() if layer.kind == "neuron"]
+    notes = []
+    if any(attrs["spikes"] != dialect.spikes for attrs in neurons):
+        notes.append(
+            f"{dialect.label} emits ⌊v/θ⌋ spikes a step where these neurons emit one and keep the rest in the "
+            "membrane (compile with --spikes multi for its dynamics)"
+        )
+    if dialect.if_floor and any(attrs["v_min"] != -1.0 for attrs in neurons):
+        notes.append(f"{dialect.label} clamps IF membranes at −θ (compile with --spikes multi --v-min -1)")
+    if not dialect.batched:
+        notes.append(f"{dialect.label} flattens the batch axis too: run the imported net one sample at a time")
+    return notes
 
 
 def _names(nodes: dict[str, Any]) -> dict[str, str]:
@@ -174,12 +215,20 @@ def _neuron(nir: Any, layer: Layer, dialect: Dialect, source: str) -> Any:
     option to compile with."""
     theta, reset, v_init = layer.attrs["threshold"], layer.attrs["reset"], layer.attrs["v_init"]
     node, where = layer.attrs["source"], f"for {dialect.label}"
+    if layer.attrs["spikes"] == "multi" and dialect.spikes != "multi":
+        raise SnnError(
+            f"multi-spike neurons (⌊v/θ⌋ spikes a step) cannot be written {where}, whose neurons send one spike a step",
+            path=source,
+            node=node,
+            op=layer.attrs["op"],
+            hint="compile with --spikes binary",
+        )
     if reset != dialect.reset:
         raise SnnError(
             f"{reset} reset cannot be written {where}, which resets {dialect.reset}",
             path=source,
             node=node,
-            op="snn.IFNeuron",
+            op=layer.attrs["op"],
             hint=f"compile with --reset {dialect.reset}",
         )
     v_reset = 0.0
@@ -189,7 +238,7 @@ def _neuron(nir: Any, layer: Layer, dialect: Dialect, source: str) -> Any:
                 f"a fresh membrane of v_init·θ = {v_init:g}·θ cannot be written {where}, whose neurons start at 0",
                 path=source,
                 node=node,
-                op="snn.IFNeuron",
+                op=layer.attrs["op"],
                 hint="compile with --v-init 0",
             )
         theta, v_reset = (1.0 - v_init) * theta, -v_init * theta

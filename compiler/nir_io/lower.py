@@ -39,6 +39,7 @@ _TO_IF = "compile with --neuron if --spikes binary"
 #: snn ops that export-nir refuses, and why (README, "NIR")
 REFUSED: dict[str, str] = {
     "SignedIFNeuron": f"signed spikes (±1) and a net-spike count have no NIR neuron; compile with {_BINARY}",
+    "BurstIFNeuron": f"signed burst spikes and a net-spike count have no NIR neuron; compile with {_BINARY}",
     "IFMaxPool": "a max pool of spike counts has no NIR node; build the ANN with average pooling",
     "PoissonEncoder": "NIR's Input reads the analog input every step; compile with --encoding analog",
     "SignGD": "signGD neurons track a target by sign-gradient steps whose size η_t changes with the "
@@ -48,8 +49,14 @@ REFUSED: dict[str, str] = {
 }
 
 
-#: the binary IF neuron ops export-nir writes (and their constant-input form)
-_IF_OPS = (IF_NEURON_OP["binary"], NEURON_OPS[IF_NEURON_OP["binary"]].constant_input_op)
+#: the IF neuron ops export-nir writes (binary and multi-spike, and their constant-input forms), by spike kind
+_IF_KINDS = {
+    name: kind
+    for kind in ("binary", "multi")
+    for name in (IF_NEURON_OP[kind], NEURON_OPS[IF_NEURON_OP[kind]].constant_input_op)
+    if name is not None
+}
+_IF_OPS = tuple(_IF_KINDS)
 
 
 @dataclass
@@ -300,6 +307,9 @@ def _neuron(net: Net, node: gs.Node, read: list, source: str) -> Flow:
             "threshold": float(attrs["threshold"]),
             "reset": str(attrs["reset"]),
             "v_init": float(attrs["v_init"]),
+            "spikes": "multi" if _IF_KINDS[node.op] == "multi" else "single",
+            "op": f"snn.{node.op}",
+            "v_min": float(attrs.get("v_min", -math.inf)),
             "source": node.name,
         },
     )

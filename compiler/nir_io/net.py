@@ -4,7 +4,8 @@ them, where several edges into one layer add up (NIR's convention), shapes per s
 Layer kinds: "input", "output", "affine" (weight [out, in], bias [out]), "conv" (weight [out,
 in/groups, kh, kw], bias, attrs stride, padding, dilation, groups), "avgpool" and "sumpool" (attrs
 kernel, stride, padding), "scale" (`scale`, broadcastable to the shape), "flatten", "neuron"
-(attrs threshold, reset, v_init, and `source`, the ONNX node it came from).
+(attrs threshold, reset, v_init, spikes "single" or "multi", v_min, `op`, the snn op, and
+`source`, the ONNX node it came from).
 """
 
 from __future__ import annotations

@@ -104,7 +104,42 @@ def _neuron_scales(graph: gs.Graph, ctx: PassContext) -> dict[str, np.ndarray]:
         if lam.ndim == 1:
             lam = lam.reshape((-1,) + (1,) * max(rank - 2, 0))
         lambdas[node.name] = lam
+    if ctx.options.tie_residual_scales:
+        _tie_residual_scales(graph, lambdas)
     return lambdas
+
+
+def _tie_residual_scales(graph: gs.Graph, lambdas: dict[str, np.ndarray]) -> None:
+    """Give every ReLU-like neuron whose output enters a residual Add directly (an identity
+    shortcut) and the ReLU-like neuron that reads that Add's sum one λ, the larger of theirs per
+    channel (transitively along a chain of blocks), so that no rescaling Mul lands on the shortcut."""
+    group = {name: name for name in lambdas}
+
+    def root(name: str) -> str:
+        while group[name] != name:
+            name = group[name]
+        return name
+
+    for node in graph.nodes:
+        if node.op != "Add" or len(_data_inputs(node)) != 2 or len(node.outputs[0].outputs) != 1:
+            continue
+        after = node.outputs[0].outputs[0]
+        for operand in node.inputs:
+            before = operand.inputs[0] if operand.inputs else None
+            if (
+                before is not None
+                and {before.op, after.op} <= set(HOMOGENEOUS)
+                and {before.name, after.name} <= lambdas.keys()
+                and np.shape(lambdas[before.name]) == np.shape(lambdas[after.name])
+            ):
+                group[root(before.name)] = root(after.name)
+    members: dict[str, list[str]] = {}
+    for name in lambdas:
+        members.setdefault(root(name), []).append(name)
+    for names in members.values():
+        shared = np.maximum.reduce([lambdas[name] for name in names])
+        for name in names:
+            lambdas[name] = shared
 
 
 def _demanded_scales(graph: gs.Graph, lambdas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

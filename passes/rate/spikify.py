@@ -10,43 +10,69 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.ir.function_parts import SNN_DOMAIN
-from onnx_snn.ir.neurons import IF_NEURON_OP
+from onnx_snn.ir.neurons import IF_NEURON_OP, NEURON_OPS
 from onnx_snn.passes import op_support
 from onnx_snn.passes.base import PassContext, declare, require_neuron_layers
-from onnx_snn.passes.graph_utils import fresh_name
+from onnx_snn.passes.graph_utils import fresh_name, node_error
 
 SPEC = declare("spikify", needs={"normalized", "supported"}, provides={"spiking"})
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
-    """No Relu left; each neuron layer is an snn.IFNeuron (snn.SignedIFNeuron with --spikes signed)."""
-    require_neuron_layers(graph, ctx, IF_NEURON_OP[ctx.options.spikes])
+    """No Relu left; each neuron layer is the --spikes kind's IF op (IF_NEURON_OP), or CAPPED_OP's for
+    a capped ReLU."""
+    spikes = ctx.options.spikes
+    require_neuron_layers(graph, ctx, IF_NEURON_OP[spikes], *([CAPPED_OP[spikes]] if spikes in CAPPED_OP else []))
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     """Pre: normalized graph (each Relu sees units of its λ; a capped ReLU is Clip(0, 1)). Post: no
-    Relu or Clip left; each is an snn.IFNeuron (threshold 1) run for one timestep; MaxPools are
+    Relu or Clip left; each is an IF neuron op (threshold 1; _neuron_op) run for one timestep; MaxPools are
     unchanged (spikify_maxpool converts them); any other nonlinearity is refused."""
     refuse_unconvertible(graph, ctx)
     one_step = gs.Constant(fresh_name("one_timestep"), np.asarray(1, dtype=np.int64))
     fresh = gs.Constant(fresh_name("fresh_membrane"), np.asarray(np.nan, dtype=np.float32))
     layers = []
-    signed = ctx.options.spikes == "signed"
     for node in graph.nodes:
         if node.op != "Relu" and op_support.relu_cap(node) != 1.0:  # normalize made a capped ReLU Clip(0, 1)
             continue
-        states = ["v_T", "n_T"] if signed else ["v_T"]
-        node.op, node.domain = IF_NEURON_OP[ctx.options.spikes], SNN_DOMAIN
+        op, attrs = _neuron_op(node, ctx)
+        states = ["v_T", "n_T"] if "n0" in NEURON_OPS[op].inputs else ["v_T"]
+        node.op, node.domain = op, SNN_DOMAIN
         node.inputs = [node.inputs[0], one_step] + [fresh] * len(states)
         node.outputs = [node.outputs[0]] + [
             gs.Variable(fresh_name(f"{node.name}_{s}"), dtype=np.float32) for s in states
         ]
-        node.attrs = {"threshold": 1.0, "v_init": float(ctx.options.v_init)}
-        if not signed:
-            node.attrs["reset"] = ctx.options.reset
+        node.attrs = {"threshold": 1.0, "v_init": float(ctx.options.v_init), **attrs}
         layers.append(node.name)
     ctx.state.neuron_layers = layers
     return graph
+
+
+#: the op of a capped ReLU where --spikes bursts: a burst neuron's rate has no cap, a signed one's is one a step
+CAPPED_OP = {"burst": IF_NEURON_OP["signed"]}
+
+
+def _neuron_op(node: gs.Node, ctx: PassContext) -> tuple[str, dict[str, float | str]]:
+    """The snn op for the ReLU or capped ReLU `node` under --spikes, and its attributes beyond
+    threshold and v_init (binary's reset, multi's floor). A capped ReLU needs a rate capped at one
+    spike a step: under burst it gets a signed neuron; under multi it is refused (SnnError)."""
+    spikes = ctx.options.spikes
+    op = IF_NEURON_OP[spikes]
+    if spikes == "binary":
+        return op, {"reset": ctx.options.reset}
+    if node.op == "Relu" or spikes == "signed":
+        floor = ctx.options.v_min if spikes == "multi" else None
+        return op, {} if floor is None else {"v_min": float(floor)}
+    if spikes in CAPPED_OP:
+        return CAPPED_OP[spikes], {}
+    raise node_error(
+        ctx,
+        node,
+        f"a capped ReLU converts by capping an IF neuron's rate at one spike a step, which --spikes {spikes} "
+        "neurons do not do",
+        hint="compile with --spikes signed, binary or burst",
+    )
 
 
 def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
