@@ -7,7 +7,8 @@ CONFIGURATIONS (compile options that differ from the defaults; "default" is Comp
 weights and calibration images when it is installed. A configuration a model cannot compile
 under (an op IF neurons do not convert) is reported as such. spikingjelly converts nn.ReLU only:
 a MaxPool2d stays in its SNN as the analog op (noted in its row), a ReLU6 net is refused.
-Each model's result is merged into the JSON (by model name) as soon as it is measured. Results go to
+Each model's rows are merged into the JSON (by model and configuration, each row with the command
+that measured it) as soon as they are measured. Results go to
 benchmarks/conversion.json and the `conversion` section of BENCHMARKS.md.
 """
 
@@ -116,7 +117,10 @@ def section(results: list[dict]) -> str:
                 continue
             gaps = " | ".join(f"{ann - row['accuracy'][str(t)]:+.2f}" for t in STEPS)
             lines.append(f"| {model} | {label} | {row.get('neuron', 'IF')} | {gaps} |")
-    lines += ["", *(f"- {result['model']}: `{result['command']}`" for result in results)]
+    lines += [""]
+    for result in results:
+        commands = dict.fromkeys(row.get("command", result.get("command")) for row in result["rows"].values())
+        lines += [f"- {result['model']}: " + "; ".join(f"`{c}`" for c in commands if c)]
     return "\n".join(lines) + "\n"
 
 
@@ -134,9 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "benchmarks", "conversion", *(argv if argv is not None else sys.argv[1:])])
     store = Path(args.json_dir) / f"{args.key}.json"
     for name in args.models:
-        result = measure(name, chosen, args.samples, not args.no_spikingjelly) | {"command": command}
-        results = [r for r in (json.loads(store.read_text()) if store.exists() else []) if r["model"] != name]
-        results = sorted([*results, result], key=lambda r: MODELS.index(r["model"]) if r["model"] in MODELS else 99)
+        result = measure(name, chosen, args.samples, not args.no_spikingjelly)
+        for row in result["rows"].values():
+            row["command"] = command
+        results = merged(json.loads(store.read_text()) if store.exists() else [], result)
         write_text_atomic(store, json.dumps(results, indent=1) + "\n")
         update_benchmarks_file(Path(args.out), args.key, section(results))
     return 0
+
+
+def merged(results: list[dict], result: dict) -> list[dict]:
+    """`results` with the model of `result` updated: its rows replace the rows of the same
+    configurations and keep the others (measured on as many images), in MODELS order."""
+    kept = next((r for r in results if r["model"] == result["model"]), None)
+    if kept is not None and kept["test_samples"] == result["test_samples"]:
+        result = {**result, "rows": {**kept["rows"], **result["rows"]}}
+    others = [r for r in results if r["model"] != result["model"]]
+    return sorted([*others, result], key=lambda r: MODELS.index(r["model"]) if r["model"] in MODELS else 99)

@@ -84,10 +84,12 @@ class CompileOptions:
     )
     reset: str = option("soft", "membrane reset", choices=RESET_MODES)
     spikes: str = option(
-        "signed",
-        "IF: signed (a neuron that has fired sends a −1 spike when its membrane falls below 0, so its "
-        "spike count follows the ReLU of its summed input; soft reset), binary (0/1 spikes only) or multi "
-        "(⌊v/θ⌋ spikes a step, soft reset: sinabs's IAF; see --v-min)",
+        "burst",
+        "IF: burst (signed, as many spikes a step as the membrane holds whole thresholds, and −1 spikes "
+        "back down to the count sent, so a neuron's count is the rounded ReLU of its summed input at "
+        "every step; a capped ReLU gets a signed neuron), signed (one spike a step, +1 or −1), binary "
+        "(0/1 spikes only) or multi (⌊v/θ⌋ spikes a step, no −1: sinabs's IAF; see --v-min); all but "
+        "binary reset softly",
         choices=SPIKE_KINDS,
     )
     v_init: float = option(0.5, "initial membrane, fraction of threshold")

@@ -329,9 +329,9 @@ def _relu_family(neuron: str, title: str, relu: str, unsupported: str, *groups: 
 RATE = _relu_family(
     "if",
     "IF neurons (rate coding)",
-    "replaced by an `snn.SignedIFNeuron` (threshold 1, signed spikes, the default) or, with `--spikes binary`, "
-    "an `snn.IFNeuron` (threshold 1, soft or hard reset), `--spikes burst` an `snn.BurstIFNeuron` (signed, "
-    "⌊u⌋ spikes a step), `--spikes multi` an `snn.MultiSpikeIFNeuron` (⌊u⌋ spikes a step, floor --v-min)",
+    "replaced by an `snn.BurstIFNeuron` (threshold 1, signed burst spikes, the default), `snn.SignedIFNeuron` "
+    "(`--spikes signed`), `snn.IFNeuron` (`--spikes binary`, soft or hard reset) or `snn.MultiSpikeIFNeuron` "
+    "(`--spikes multi`)",
     "op is not supported by the SNN compiler",
     (
         ("Mul",),

@@ -37,7 +37,7 @@ def test_if_twin_is_the_time_folded_ann():
     """With IF neurons as Relu (and the first, constant-input layer repeated over T), every step's
     read-out is the ANN's logits: the twin keeps the scaled layers and drops only the dynamics."""
     model, x, logits = _compiled(cnn(), "if")
-    assert {"SignedIFNeuron", "SignedIFNeuronConstantInput"} <= _snn_ops(model)
+    assert {"BurstIFNeuron", "BurstIFNeuronConstantInput"} <= _snn_ops(model)
     twin = neuron_free(model)
     onnx.checker.check_model(twin, full_check=True)
     assert not _snn_ops(twin) & NEURONS

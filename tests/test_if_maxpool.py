@@ -234,7 +234,7 @@ def test_a_maxpool_of_the_analog_input_stays_a_maxpool_and_of_poisson_spikes_bec
     ann = export_legacy(seeded_net(lambda: net), digits_x[:2])
     analog = compile_model(ann, None, CompileOptions(timesteps=8, neuron="if"), calibration=digits_x[:128]).model
     ops = [n.op_type for n in analog.graph.node]
-    assert "MaxPool" in ops and "IFMaxPool" not in ops and "SignedIFNeuronConstantInput" in ops
+    assert "MaxPool" in ops and "IFMaxPool" not in ops and "BurstIFNeuronConstantInput" in ops
     x = digits_x[-32:]
     expected = AnnRunner(ann).run({"x": x})
     logits = Session(analog).run(x, 256).logits

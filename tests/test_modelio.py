@@ -71,5 +71,5 @@ def test_dump_after_and_inspect(tmp_path):
     shown = run_cli("inspect", str(out))
     assert shown.returncode == 0, shown.stderr
     # the only neuron layer reads the static input's current: the constant-input IF neuron
-    assert "SignedIFNeuronConstantInput act" in shown.stdout and "λ = " in shown.stdout
-    assert "snn.SignedIFNeuronConstantInput" in shown.stdout
+    assert "BurstIFNeuronConstantInput act" in shown.stdout and "λ = " in shown.stdout
+    assert "snn.BurstIFNeuronConstantInput" in shown.stdout

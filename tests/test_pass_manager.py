@@ -141,7 +141,7 @@ def test_a_postcondition_fails_on_a_graph_that_breaks_it():
 
 
 def _keep_one_relu(graph: gs.Graph) -> None:
-    neuron = next(n for n in graph.nodes if n.op == "SignedIFNeuron")
+    neuron = next(n for n in graph.nodes if n.op == "BurstIFNeuron")
     neuron.op, neuron.domain, neuron.attrs = "Relu", None, {}
     neuron.inputs, neuron.outputs = neuron.inputs[:1], neuron.outputs[:1]
 

@@ -26,7 +26,7 @@ NETS: dict[str, type[nn.Module]] = {
 }
 #: the neuron ops `--neuron auto` puts in each net: signGD's, but IF's for the ReLU + MaxPool net
 #: (with signed spikes IF neurons are the more accurate there, op_support's MaxPool row)
-AUTO_OPS = {"maxpool_cnn": {"SignedIFNeuron", "IFMaxPool"}}
+AUTO_OPS = {"maxpool_cnn": {"BurstIFNeuron", "IFMaxPool"}}
 SIGNGD_OPS = {"SignGDEncoder", "SignGDDecoder", "SignGDNeuron"}
 
 
