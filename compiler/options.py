@@ -138,6 +138,12 @@ class CompileOptions:
     )
     on_off_ratio: float = option(10.0, "crossbar ON/OFF ratio: non-zero magnitudes in [max/R, max]", metavar="R")
     per_channel_weights: bool = option(False, "crossbar max magnitude per output channel instead of per layer")
+    int8_synapses: bool = option(
+        False,
+        "IF: run each Gemm/MatMul that reads spikes (through layout ops and pools) on onnxruntime's "
+        "integer kernel com.microsoft.MatMulIntegerToFloat: exact integer sums of the spikes, weights "
+        "rounded to 8 bits per output channel (CPU; layers that read analog values and Convs stay float)",
+    )
     dump_after: list[str] = option([], "also write the model after PASS; repeatable", metavar="PASS")
     verify_each: bool = option(
         False,
@@ -209,6 +215,17 @@ class CompileOptions:
             raise SnnError(f"--v-init must be in [0, 1), got {self.v_init}")
         if self.weight_levels is not None:
             check_constraint(self.weight_levels, self.on_off_ratio)
+        if self.int8_synapses and self.neuron not in ("auto", "if"):
+            raise SnnError(
+                f"--int8-synapses runs the dense layers that read IF spikes on integer kernels; --neuron "
+                f"{self.neuron} sends no IF spikes",
+                hint="drop --int8-synapses, or compile with --neuron if",
+            )
+        if self.int8_synapses and self.weight_levels is not None:
+            raise SnnError(
+                "--int8-synapses rounds the weights to 8 bits, which would move the crossbar levels of --weight-levels",
+                hint="choose one of the two",
+            )
         if self.encoding not in ENCODINGS:
             raise SnnError(f"--encoding must be one of {', '.join(ENCODINGS)}, got '{self.encoding}'")
         if self.neuron not in ENCODING_NEURONS[self.encoding]:
