@@ -43,6 +43,7 @@ CONFIGURATIONS: dict[str, dict] = {
     "binary spikes, per channel, v_init 0": {"neuron": "if", "spikes": "binary", "per_channel": True, "v_init": 0.0},
     "signed spikes, per layer": {"neuron": "if", "per_channel": False},
     "signGD neurons": {"neuron": "signgd"},
+    "int8 synapses": {"int8_synapses": True},
 }
 #: the nets of issue 16 first, then the earlier IF references
 MODELS = (
