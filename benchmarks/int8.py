@@ -20,7 +20,7 @@ import argparse
 import statistics
 import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import onnx
@@ -50,8 +50,8 @@ CONV = (256, 32, 64, 14, 3)
 class Pair:
     """Two callables timed against each other: `base` (float32) and `variants` by label."""
 
-    base: Callable[[], object]
-    variants: dict[str, Callable[[], object]]
+    base: Callable[[], Any]
+    variants: dict[str, Callable[[], Any]]
 
 
 def paired(pair: Pair, rounds: int, repeats: int) -> dict:
@@ -74,7 +74,25 @@ def paired(pair: Pair, rounds: int, repeats: int) -> dict:
     return result
 
 
-def _runner(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> Callable[[], object]:
+def current_errors(pair: Pair) -> dict[str, float]:
+    """Per variant: the RMS of its first output minus the base's, over the RMS of the base's."""
+    base = pair.base()[0]
+    return {label: _rms(run()[0] - base) / _rms(base) for label, run in pair.variants.items()}
+
+
+def _rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(values, dtype=np.float64))))
+
+
+def compared(pair: Pair, rounds: int, repeats: int) -> dict:
+    """`paired`'s timing, with each variant's current error (current_errors) beside its speed-up."""
+    result = paired(pair, rounds, repeats)
+    for label, error in current_errors(pair).items():
+        result[label]["error"] = error
+    return result
+
+
+def _runner(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> Callable[[], list[np.ndarray]]:
     """A call that runs `model` on `feed` in a CPU session of its own (no thread spinning)."""
     session = make_session(model.SerializeToString(), [CPU], spinning=False)
     return lambda: session.run(None, feed)
@@ -214,7 +232,7 @@ def measure(models: tuple[str, ...], timed_models: tuple[str, ...], rounds: int,
     layers = []
     for name in models:
         for row, pair in layer_pairs(name, compiled(name), BATCHES, rng):
-            layers.append(row | paired(pair, rounds, repeats))
+            layers.append(row | compared(pair, rounds, repeats))
             print(layers[-1], flush=True)
     whole = []
     for name in timed_models:
@@ -227,7 +245,7 @@ def measure(models: tuple[str, ...], timed_models: tuple[str, ...], rounds: int,
         "rounds": rounds,
         "layers": layers,
         "models": whole,
-        "conv": {"shape": list(CONV), **paired(conv_pair(rng), rounds, repeats)},
+        "conv": {"shape": list(CONV), **compared(conv_pair(rng), rounds, repeats)},
     }
 
 
@@ -246,17 +264,20 @@ def section(result: dict, command: str) -> str:
         "process; speed-up = float32 time / integer time, median over the rounds (range)). Accuracy: "
         "the next section.",
         "",
-        f"Each dense layer that `--int8-synapses` rewrites, as compiled, on T·B rows of spike values (T = {t}):",
+        f"Each dense layer that `--int8-synapses` rewrites, as compiled, on T·B rows (T = {t}) of random spike "
+        "values n/grain, n uniform in the layer's range; "
+        "the current error is the RMS of the integer layer's currents minus the float32 layer's, over the "
+        "RMS of the float32 currents (the 8-bit weights; the int8-spike form computes the same currents):",
         "",
         "| layer | K → N | grain | batch (rows) | float32 Gemm (ms) | uint8 spikes: QuantizeLinear + "
-        "MatMulIntegerToFloat (ms) | speed-up | int8 spikes (ms) | speed-up |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "MatMulIntegerToFloat (ms) | speed-up | current error | int8 spikes (ms) | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["layers"]:
         lines.append(
             f"| {row['layer']} | {row['k']} → {row['n']} | {row['grain']} | {row['batch']} ({t * row['batch']}) | "
             f"{1e3 * row['base_seconds']:.3f} | {1e3 * row['uint8']['seconds']:.3f} | {_speedup(row['uint8'])} | "
-            f"{1e3 * row['int8']['seconds']:.3f} | {_speedup(row['int8'])} |"
+            f"{100 * row['uint8']['error']:.2f} % | {1e3 * row['int8']['seconds']:.3f} | {_speedup(row['int8'])} |"
         )
     lines += [
         "",
@@ -275,12 +296,13 @@ def section(result: dict, command: str) -> str:
     batch, c_in, c_out, side, kernel = conv["shape"]
     lines += [
         "",
-        f"Why Convs stay float: a {kernel}x{kernel} Conv {c_in} → {c_out} channels at {side}x{side}, batch "
-        f"{batch} of signed spikes; float32 Conv {1e3 * conv['base_seconds']:.1f} ms, QuantizeLinear + "
-        f"ConvInteger + Cast, scale and bias {1e3 * conv['ConvInteger']['seconds']:.1f} ms (speed-up "
-        f"{_speedup(conv['ConvInteger'])}), QuantizeLinear + QLinearConv + DequantizeLinear "
-        f"{1e3 * conv['QLinearConv']['seconds']:.1f} ms ({_speedup(conv['QLinearConv'])}; its outputs are "
-        "8-bit, so the currents lose all but 256 levels).",
+        f"Convs: a {kernel}x{kernel} Conv {c_in} → {c_out} channels at {side}x{side}, batch {batch} of signed "
+        f"spikes, int8 weights per output channel; float32 Conv {1e3 * conv['base_seconds']:.1f} ms; QuantizeLinear "
+        f"+ ConvInteger + Cast, scale and bias {1e3 * conv['ConvInteger']['seconds']:.1f} ms (speed-up "
+        f"{_speedup(conv['ConvInteger'])}, current error {100 * conv['ConvInteger']['error']:.2f} %); "
+        f"QuantizeLinear + QLinearConv + DequantizeLinear, its uint8 output scaled to the largest float32 current, "
+        f"{1e3 * conv['QLinearConv']['seconds']:.1f} ms ({_speedup(conv['QLinearConv'])}, current error "
+        f"{100 * conv['QLinearConv']['error']:.2f} %).",
     ]
     return "\n".join(lines) + "\n"
 

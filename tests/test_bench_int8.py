@@ -29,7 +29,7 @@ def test_the_conv_forms_agree_and_the_section_reports_them():
     (base,), (integer,), (linear,) = pair.base(), *(run() for run in pair.variants.values())
     assert np.abs(integer - base).max() <= 0.02 * np.abs(base).max()
     assert np.abs(linear - base).max() <= 0.02 * np.abs(base).max()  # 8-bit weights and outputs
-    timing = {"seconds": 1e-3, "speedup": 2.0, "spread": [1.5, 2.5]}
+    timing = {"seconds": 1e-3, "speedup": 2.0, "spread": [1.5, 2.5], "error": 0.007}
     result = {
         "machine": "test",
         "timesteps": 32,
@@ -42,5 +42,5 @@ def test_the_conv_forms_agree_and_the_section_reports_them():
         "conv": {"shape": [256, 32, 64, 14, 3], "base_seconds": 0.01, "ConvInteger": timing, "QLinearConv": timing},
     }
     text = section(result, "python -m benchmarks int8")
-    assert "| m /9/Gemm | 784 → 120 | 4 | 64 (2048) | 2.000 | 1.000 | 2.00 (1.50–2.50) |" in text
+    assert "| m /9/Gemm | 784 → 120 | 4 | 64 (2048) | 2.000 | 1.000 | 2.00 (1.50–2.50) | 0.70 % |" in text
     assert "| m | 64 | 100.0 | 1.0 | 2.00 (1.50–2.50) |" in text

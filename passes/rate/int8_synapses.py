@@ -20,8 +20,9 @@ is its transpose, without a bias):
   integer sum is exact (int32), so Y is the layer with weights B_ij·s_j, to float32 rounding of
   the scaling and the bias.
 
-Why uint8 with a zero point, also for signed spikes: onnxruntime's int8 × int8 kernel ran 3 to
-5x slower than the float32 Gemm here, uint8 × int8 2.5 to 11x faster on the same shapes.
+Why uint8 with a zero point, also for signed spikes: on the zoo's layers onnxruntime's int8 ×
+int8 kernel runs 2 to 7x slower than the float32 Gemm, uint8 × int8 2 to 3x faster on the large
+ones (BENCHMARKS.md, "int8 synapses: speed on the CPU"; runtime/PERFORMANCE.md).
 Why A ≤ 128: x86 CPUs without VNNI multiply uint8 × int8 pairs into saturating int16
 (vpmaddubsw); 2·128·127 < 2^15 keeps the sums exact there too. A layer whose input would need a
 larger A (average windows of more than 128 binary or 64 signed spikes) stays float, noted.
