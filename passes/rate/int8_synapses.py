@@ -60,11 +60,14 @@ MS_DOMAIN = "com.microsoft"
 A_MAX = 128
 #: int8 weights are symmetric: [−WEIGHT_MAX, WEIGHT_MAX]
 WEIGHT_MAX = 127
-#: the op that emits spikes → its lowest spike (−1: signed spikes, 0: binary)
+#: the --spikes kinds whose spikes the integer layers read → the lowest spike (the highest is 1: at
+#: most one spike a step); the neurons of any other kind are no spike source here, their layers stay float
+LOWEST_SPIKE_OF_KIND = {"signed": -1, "binary": 0}
+#: the op that emits such spikes → its lowest spike
 LOWEST_SPIKE = {
-    op: -1 if kind == "signed" else 0
-    for kind, neuron in IF_NEURON_OP.items()
-    for op in (neuron, NEURON_OPS[neuron].constant_input_op)
+    op: lowest
+    for kind, lowest in LOWEST_SPIKE_OF_KIND.items()
+    for op in (IF_NEURON_OP[kind], NEURON_OPS[IF_NEURON_OP[kind]].constant_input_op)
     if op is not None
 } | {"PoissonEncoder": 0}
 
