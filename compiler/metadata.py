@@ -32,6 +32,8 @@ KEYS: dict[str, str] = {
     "activity": "per neuron layer, its fan-out for the synaptic-operation count",
     "spikenorm": "IF: the layers spikenorm balanced and the T it balanced them for",
     "weight_quantization": "crossbar levels, ON/OFF ratio and per-layer statistics",
+    "int8_synapses": "--int8-synapses: each dense layer run on the integer kernel and the grain k of its input "
+    "(spikes n/k)",
     "ttfs": "TTFS: model, ζ, t_read, per-layer windows and the audit",
     "timestep_search": "--target-gap: the target, the chosen default T, its gap, whether it met the "
     "target, the samples and largest T evaluated, and the --timesteps the passes tuned for",

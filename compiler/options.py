@@ -15,6 +15,8 @@ from onnx_snn.errors import SnnError
 NORM_MODES = ("max", "99.9", "99.99")
 RESET_MODES = ("soft", "hard")
 SPIKE_KINDS = ("signed", "binary", "multi", "burst")
+#: the --spikes kinds whose neurons send at most one spike a step (8 bits hold their spikes exactly)
+SINGLE_SPIKE_KINDS = ("signed", "binary")
 NEURON_TYPES = ("auto", "if", "signgd", "ttfs")
 TTFS_MODELS = ("b1", "a")
 SCHEDULES = ("exponential", "exp_inverse", "inverse", "constant")
@@ -154,6 +156,12 @@ class CompileOptions:
     )
     on_off_ratio: float = option(10.0, "crossbar ON/OFF ratio: non-zero magnitudes in [max/R, max]", metavar="R")
     per_channel_weights: bool = option(False, "crossbar max magnitude per output channel instead of per layer")
+    int8_synapses: bool = option(
+        False,
+        "IF: run each Gemm/MatMul that reads spikes (through layout ops and pools) on onnxruntime's "
+        "integer kernel com.microsoft.MatMulIntegerToFloat: exact integer sums of the spikes, weights "
+        "rounded to 8 bits per output channel (CPU; layers that read analog values and Convs stay float)",
+    )
     dump_after: list[str] = option([], "also write the model after PASS; repeatable", metavar="PASS")
     verify_each: bool = option(
         False,
@@ -230,6 +238,23 @@ class CompileOptions:
             raise SnnError(f"--v-init must be in [0, 1), got {self.v_init}")
         if self.weight_levels is not None:
             check_constraint(self.weight_levels, self.on_off_ratio)
+        if self.int8_synapses and self.neuron not in ("auto", "if"):
+            raise SnnError(
+                f"--int8-synapses runs the dense layers that read IF spikes on integer kernels; --neuron "
+                f"{self.neuron} sends no IF spikes",
+                hint="drop --int8-synapses, or compile with --neuron if",
+            )
+        if self.int8_synapses and self.spikes not in SINGLE_SPIKE_KINDS:
+            raise SnnError(
+                f"--int8-synapses reads spikes of at most one a step, which 8 bits hold exactly; --spikes "
+                f"{self.spikes} neurons send several",
+                hint=f"add --spikes {' or '.join(SINGLE_SPIKE_KINDS)}",
+            )
+        if self.int8_synapses and self.weight_levels is not None:
+            raise SnnError(
+                "--int8-synapses rounds the weights to 8 bits, which would move the crossbar levels of --weight-levels",
+                hint="choose one of the two",
+            )
         if self.encoding not in ENCODINGS:
             raise SnnError(f"--encoding must be one of {', '.join(ENCODINGS)}, got '{self.encoding}'")
         if self.neuron not in ENCODING_NEURONS[self.encoding]:

@@ -33,7 +33,7 @@ from onnx_snn.passes.canonicalize import canonicalize, node_names
 from onnx_snn.passes.common import activity_stats, calibrate, fold_bn, normalize, time_batch
 from onnx_snn.passes.graph_utils import TARGET_OPSET
 from onnx_snn.passes.hardware import quantize_weights
-from onnx_snn.passes.rate import encode_input, spikenorm
+from onnx_snn.passes.rate import encode_input, int8_synapses, spikenorm
 from onnx_snn.passes.rate import maxpool as spikify_maxpool
 from onnx_snn.passes.rate import spikify as spikify_if
 from onnx_snn.passes.signgd import decompose
@@ -115,6 +115,7 @@ FAMILIES: dict[str, tuple[Step, ...]] = {
         Step(spikify_maxpool),
         Step(time_batch),
         Step(activity_stats),
+        Step(int8_synapses, lambda o: o.int8_synapses, "--int8-synapses"),
     ),
     "signgd": (
         Step(decompose),
@@ -225,6 +226,13 @@ def run_pipeline(model: onnx.ModelProto, ctx: PassContext, dump: DumpHook | None
             f"converts with {neuron} neurons (poisson and spikenorm need IF, signgd needs signGD neurons)",
             path=ctx.source,
         )
+    if ctx.options.int8_synapses and neuron != "if":
+        raise SnnError(
+            f"--int8-synapses runs the dense layers that read IF spikes on integer kernels; this graph converts "
+            f"with {neuron} neurons",
+            path=ctx.source,
+            hint="drop --int8-synapses",
+        )
     family = build_pipeline(ctx.options, neuron)[len(common) :]
     progress.total = len(common) + len(family)
     for index, step in enumerate(family):
@@ -285,6 +293,7 @@ def emit(graph: gs.Graph, ctx: PassContext) -> onnx.ModelProto:
             "activity": state.activity,
             "spikenorm": state.rate.spikenorm,
             "weight_quantization": state.weight_quantization,
+            "int8_synapses": state.int8_layers,
             "ttfs": state.ttfs.windows,
         },
     )

@@ -12,7 +12,7 @@ mutate the graph.
 Facts (the vocabulary of needs / provides): "canonical", "bn_folded", "crossbar_weights",
 "supported" (every op converts with the family), "signgd_ops", "calibrated", "normalized",
 "spiking" (neurons in place, one step), "spiking_pools" (IF: max pools of spikes in place),
-"encoded_input", "time_batched", "activity", "offsets", "ttfs_inputs", "ttfs_affine",
+"encoded_input", "time_batched", "activity", "int8_synapses", "offsets", "ttfs_inputs", "ttfs_affine",
 "ttfs_columns", "ttfs_windows", "ttfs_audit".
 """
 
@@ -125,6 +125,8 @@ class CompileState:
     neuron_layers: list[str] = field(default_factory=list)
     activity: dict[str, Any] | None = None
     weight_quantization: dict[str, Any] | None = None
+    #: --int8-synapses: each layer run on the integer kernel → the grain k of its input (values n/k)
+    int8_layers: dict[str, int] | None = None
     rate: RateState = field(default_factory=RateState)
     ttfs: TtfsState = field(default_factory=TtfsState)
 
