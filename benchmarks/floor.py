@@ -31,14 +31,17 @@ from benchmarks.zoo import ANN_TIMED, ANN_WARMUP, _machine, add_output_arguments
 from onnx_snn.api import compile_model
 from onnx_snn.errors import SnnError
 from onnx_snn.ir.function_parts import SNN_DOMAIN
-from onnx_snn.ir.neurons import IF_NEURON_OP, IF_NEURON_OPS
+from onnx_snn.ir.neurons import CAPPED_IF_NEURON_OP, IF_NEURON_OP, IF_NEURON_OPS
 from onnx_snn.models.zoo import get_reference, load_torch_model
 from onnx_snn.options import CompileOptions
 from onnx_snn.providers import CPU, make_session
 from onnx_snn.runtime import Session
 
 #: neuron op → the standard op computing its ANN counterpart from its first input(s)
-UNARY_STAND_INS = {**{op: "Relu" for op in IF_NEURON_OP.values()}, "SignGDNeuron": "Relu"}
+UNARY_STAND_INS = {
+    **{op: "Relu" for op in (*IF_NEURON_OP.values(), *CAPPED_IF_NEURON_OP.values())},
+    "SignGDNeuron": "Relu",
+}
 BINARY_STAND_INS = {"SignGDBinaryNeuron": "Max"}
 CONSTANT_INPUT_NEURONS = tuple(op for op in IF_NEURON_OPS if op not in UNARY_STAND_INS)
 

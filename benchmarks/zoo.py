@@ -30,7 +30,7 @@ from onnx_snn import __version__
 from onnx_snn.api import compile_model
 from onnx_snn.errors import SnnError
 from onnx_snn.models.zoo import get_reference, load_torch_model
-from onnx_snn.options import SCHEDULES, CompileOptions
+from onnx_snn.options import RESET_MODES, SCHEDULES, SPIKE_KINDS, CompileOptions
 from onnx_snn.outputs import write_text_atomic
 from onnx_snn.providers import CPU, make_session
 from onnx_snn.runtime import Session
@@ -87,7 +87,7 @@ def run_benchmark(
     exporter: str = "legacy",
     spikingjelly_samples: int = 0,
     reset: str = "soft",
-    spikes: str = "signed",
+    spikes: str = CompileOptions.spikes,
     schedule: str | None = None,
 ) -> dict:
     """Accuracy at every T and timing; with `spikingjelly_samples` > 0 also spikingjelly's converter
@@ -314,9 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timesteps", type=int, default=128)
     parser.add_argument("--norm", default="99.9")
     parser.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--spikes", default="signed", choices=("signed", "binary"), help="IF spikes")
+    parser.add_argument("--spikes", default=CompileOptions.spikes, choices=SPIKE_KINDS, help="IF spikes")
     parser.add_argument("--schedule", default=None, choices=SCHEDULES, help="signGD step sizes (default: compile's)")
-    parser.add_argument("--reset", default="soft", choices=("soft", "hard"), help="IF membrane reset")
+    parser.add_argument("--reset", default=CompileOptions.reset, choices=RESET_MODES, help="IF membrane reset")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--neuron", default="auto", choices=("auto", "if", "signgd", "ttfs"))
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         key = (
             f"{args.model}-{args.norm}{'-pc' if args.per_channel else ''}{'-hard' if args.reset == 'hard' else ''}"
-            f"{'-binary' if args.spikes == 'binary' and args.reset != 'hard' else ''}"
+            f"{'' if args.reset == 'hard' else '-' + args.spikes}"
             f"{'' if args.neuron == 'auto' else '-' + args.neuron}"
             f"{'' if args.exporter == 'legacy' else '-' + args.exporter}"
         )

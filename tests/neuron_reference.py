@@ -84,3 +84,26 @@ def burst_if_neuron(
         u, n = u - s, n + s
         spikes[t] = s
     return spikes, u * theta, n
+
+
+def capped_burst_if_neuron(
+    x: np.ndarray, threshold: float, v0: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x: [T, B, ...] float32 currents. Returns spikes [T, B, ...], the final membrane, net spikes
+    sent and headroom [B, ...] of a fresh neuron.
+
+    In units of the threshold: u += x_t / θ; h += 1; s = min(max(⌊u⌋, −n), h); u -= s; n += s; h -= s.
+    """
+    theta = np.float32(threshold)
+    u = np.broadcast_to(np.asarray(v0, np.float32) / theta, x.shape[1:]).astype(np.float32)
+    n = np.zeros(x.shape[1:], np.float32)
+    h = np.zeros(x.shape[1:], np.float32)
+    scaled = (x / theta).astype(np.float32)
+    spikes = np.zeros_like(x)
+    for t in range(x.shape[0]):
+        u = u + scaled[t]
+        h = h + np.float32(1)
+        s = np.minimum(np.maximum(np.floor(u), -n), h)
+        u, n, h = u - s, n + s, h - s
+        spikes[t] = s
+    return spikes, u * theta, n, h

@@ -32,7 +32,7 @@ def test_a_relu6_net_compiles_to_if_neurons_whose_rates_cap_at_c(digits_x):
     ann = export_legacy(net, digits_x[:2])
     result = compile_model(ann, None, CompileOptions(timesteps=64), calibration=digits_x[:256])
     ops = [n.op_type for n in result.model.graph.node]
-    assert "SignedIFNeuron" in ops and "Clip" not in ops and "SignGDNeuron" not in ops
+    assert "CappedBurstIFNeuron" in ops and "Clip" not in ops and "SignGDNeuron" not in ops
     x = digits_x[-64:]
     expected = AnnRunner(ann).run({"x": x})
     readout = {t: Session(result.model).run(x, t).logits for t in (16, 256)}

@@ -6,7 +6,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from neuron_reference import burst_if_neuron, if_neuron, multi_spike_if_neuron, signed_if_neuron
+from neuron_reference import (
+    burst_if_neuron,
+    capped_burst_if_neuron,
+    if_neuron,
+    multi_spike_if_neuron,
+    signed_if_neuron,
+)
 from onnx import TensorProto, helper
 
 from onnx_snn.ir.neurons import attach_functions
@@ -265,3 +271,55 @@ def test_multi_spike_constant_input_equals_the_tiled_one_and_chunks_equal_one_ru
     second, v_end = simulate(session, tiled[half:], v_mid)
     np.testing.assert_array_equal(np.concatenate([first, second]), whole)
     np.testing.assert_allclose(v_end, v_whole, rtol=1e-6)  # v_T = u·θ, read back as v_T / θ: one rounding
+
+
+def capped_session(op: str = "CappedBurstIFNeuron") -> ort.InferenceSession:
+    """A session of one snn.CappedBurstIFNeuron (or its constant-input form), threshold 1, states
+    v0, n0, h0 fresh (NaN), outputs s, v_T, n_T, h_T."""
+    node = helper.make_node(
+        op, ["x", "timesteps", "v0", "n0", "h0"], ["s", "v_T", "n_T", "h_T"], domain="snn", threshold=1.0, v_init=0.5
+    )
+    value = helper.make_tensor_value_info
+    state = ["B", 3, 4]
+    graph = helper.make_graph(
+        [node],
+        "capped_burst_if_neuron",
+        [
+            value("x", TensorProto.FLOAT, ["B" if op.endswith("ConstantInput") else "TB", 3, 4]),
+            value("timesteps", TensorProto.INT64, []),
+            *(value(name, TensorProto.FLOAT, state) for name in ("v0", "n0", "h0")),
+        ],
+        [
+            value("s", TensorProto.FLOAT, ["TB", 3, 4]),
+            *(value(n, TensorProto.FLOAT, state) for n in ("v_T", "n_T", "h_T")),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    attach_functions(model)
+    onnx.checker.check_model(model, full_check=True)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("timesteps", [1, 7, 64, 256])
+def test_capped_burst_matches_numpy_reference_and_its_count_is_the_clipped_relu(timesteps):
+    """The count is min(max(0, ⌊v_init + Σ x⌋), t) at every step: a ReLU capped at one spike a step
+    on average, what a capped ReLU normalized to Clip(0, 1) needs; bursts catch up below the cap."""
+    x = np.random.default_rng(timesteps).normal(0.6, 1.5, size=(timesteps, 5, 3, 4)).astype(np.float32)
+    fresh = np.full((5, 3, 4), np.nan, np.float32)
+    feed = {"x": x.reshape(-1, 3, 4), "timesteps": np.asarray(timesteps, np.int64), "v0": fresh, "n0": fresh}
+    spikes, v_t, n_t, h_t = capped_session().run(None, {**feed, "h0": fresh})
+    ref = capped_burst_if_neuron(x, 1.0, np.float32(0.5))
+    for got, expected in zip((spikes.reshape(x.shape), v_t, n_t, h_t), ref):
+        np.testing.assert_array_equal(got, expected)
+    counts = np.cumsum(spikes.reshape(x.shape), axis=0)
+    steps = np.arange(1, timesteps + 1, dtype=np.float64).reshape(-1, 1, 1, 1)
+    summed = 0.5 + np.cumsum(x.astype(np.float64), axis=0)
+    clear = np.abs(summed - np.round(summed)) > 1e-4
+    expected_counts = np.minimum(np.maximum(0, np.floor(summed)), steps)
+    np.testing.assert_array_equal(counts[clear], expected_counts[clear])
+    once = capped_session("CappedBurstIFNeuronConstantInput").run(None, {**feed, "x": x[0], "h0": fresh})
+    tiled = capped_session().run(
+        None, {**feed, "x": np.broadcast_to(x[0], x.shape).reshape(-1, 3, 4).copy(), "h0": fresh}
+    )
+    for a, b in zip(once, tiled):
+        np.testing.assert_array_equal(a.reshape(b.shape), b)

@@ -54,13 +54,13 @@ def test_multi_spike_digits_mlp_tracks_the_ann_and_bursts():
 def test_a_capped_relu_is_refused_under_multi_spikes():
     digits = (load_digits().data / 16.0 * 12.0).astype(np.float32)
     ann = export_legacy(seeded_net(relu6_mlp), digits[:2])
-    with pytest.raises(SnnError, match="--spikes signed, binary or burst"):
+    with pytest.raises(SnnError, match="--spikes signed, binary, burst"):
         compile_model(ann, None, CompileOptions(spikes="multi"), calibration=digits[:64])
 
 
-def test_burst_gives_a_capped_relu_a_signed_neuron_and_tracks_the_ann():
-    """Under --spikes burst a ReLU bursts (no cap), a capped ReLU keeps the one-a-step cap of a
-    signed neuron, which is what reproduces it."""
+def test_burst_gives_a_capped_relu_a_capped_burst_neuron_and_tracks_the_ann():
+    """Under --spikes burst a ReLU bursts (no cap), a capped ReLU gets a burst neuron whose count
+    stays at most one spike a step on average, which is what reproduces it."""
     digits = (load_digits().data / 16.0 * 12.0).astype(np.float32)
     net = seeded_net(
         lambda: nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 32), nn.ReLU6(), nn.Linear(32, 10))
@@ -68,7 +68,7 @@ def test_burst_gives_a_capped_relu_a_signed_neuron_and_tracks_the_ann():
     ann = export_legacy(net, digits[:2])
     model = compile_model(ann, None, CompileOptions(spikes="burst"), calibration=digits[:256]).model
     ops = {n.op_type for n in model.graph.node}
-    assert {"SignedIFNeuron", "BurstIFNeuronConstantInput"} <= ops
+    assert {"CappedBurstIFNeuron", "BurstIFNeuronConstantInput"} <= ops
     x = digits[-64:]
     expected = AnnRunner(ann).run({_input_name(ann): x})
     got = Session(model).run(x, 256).logits
@@ -99,3 +99,18 @@ def test_tied_residual_scales_leave_the_identity_shortcut_unscaled():
 
 def _input_name(model: onnx.ModelProto) -> str:
     return model.graph.input[0].name
+
+
+def test_a_capped_burst_net_streams_in_time_chunks_like_one_run():
+    """The capped burst neuron's headroom h is state: chunks of a stream continue the run exactly."""
+    digits = (load_digits().data / 16.0 * 12.0).astype(np.float32)
+    ann = export_legacy(seeded_net(relu6_mlp), digits[:2])
+    model = compile_model(ann, None, CompileOptions(), calibration=digits[:256]).model
+    assert "CappedBurstIFNeuronConstantInput" in {n.op_type for n in model.graph.node}
+    x = digits[-16:]
+    full = Session(model).run(x, 12)
+    session = Session(model)
+    parts = [session.stream(x, steps) for steps in (5, 1, 6)]
+    np.testing.assert_array_equal(np.concatenate([p.per_step for p in parts]), full.per_step)
+    ports = {port.input for port in session.stepper.ports}
+    assert any(name.endswith("/h0") for name in ports)

@@ -128,3 +128,13 @@ def floor_flag_nodes(v_min: str, flag: str) -> list[onnx.NodeProto]:
         helper.make_node("IsInf", [v_min], [f"{flag}_infinite"], detect_positive=0),
         helper.make_node("Not", [f"{flag}_infinite"], [flag]),
     ]
+
+
+def fresh_state_nodes(state: str, step_shape: str, out: str) -> list[onnx.NodeProto]:
+    """`out` [B, ...]: the state input `state` where given, 0 where NaN (fresh), expanded to `step_shape`."""
+    return [
+        constant(f"{out}_zero", 0.0),
+        helper.make_node("IsNaN", [state], [f"{out}_fresh"]),
+        helper.make_node("Where", [f"{out}_fresh", f"{out}_zero", state], [f"{out}_partial"]),
+        helper.make_node("Expand", [f"{out}_partial", step_shape], [out]),
+    ]

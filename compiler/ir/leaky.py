@@ -30,6 +30,7 @@ from onnx_snn.ir.function_parts import (
     constant,
     constant_from_attr,
     floor_flag_nodes,
+    fresh_state_nodes,
     membrane_floor_nodes,
     snn_function,
     time_sequence_nodes,
@@ -136,16 +137,6 @@ def _li_step() -> onnx.GraphProto:
     return helper.make_graph(nodes, "li_step", [_value("v"), _value("x_t")], [_value("v1"), _value("out")])
 
 
-def _fresh_nodes(state: str, step_shape: str, out: str) -> list[onnx.NodeProto]:
-    """`out` [B, ...]: the state input `state` where given, 0 where NaN (fresh), expanded."""
-    return [
-        constant(f"{out}_zero", 0.0),
-        helper.make_node("IsNaN", [state], [f"{out}_fresh"]),
-        helper.make_node("Where", [f"{out}_fresh", f"{out}_zero", state], [f"{out}_partial"]),
-        helper.make_node("Expand", [f"{out}_partial", step_shape], [out]),
-    ]
-
-
 def _scan_branch(name: str, states: list[str], body: onnx.GraphProto, outputs: list[str]) -> onnx.GraphProto:
     """An If branch holding one Scan over `seq` with initial `states` and the step `body`."""
     node = helper.make_node("Scan", [*states, _SEQ], outputs, num_scan_inputs=1, body=body)
@@ -195,7 +186,7 @@ def build_lif_neuron(opset: int) -> onnx.FunctionProto:
         *view,
         *_choice("reset", "hard", "is_hard"),
         *_choice("spikes", "multi", "is_multi"),
-        *_fresh_nodes("v0", n["step_shape"], "v_start"),
+        *fresh_state_nodes("v0", n["step_shape"], "v_start"),
         *floor_flag_nodes("v_min", "floored"),
         helper.make_node(
             "If", ["is_multi"], ["v_T", "spike_seq"], then_branch=by_reset(True), else_branch=by_reset(False)
@@ -222,8 +213,8 @@ def build_cuba_lif_neuron(opset: int) -> onnx.FunctionProto:
     nodes = [
         *view,
         *_choice("reset", "hard", "is_hard"),
-        *_fresh_nodes("i0", n["step_shape"], "i_start"),
-        *_fresh_nodes("v0", n["step_shape"], "v_start"),
+        *fresh_state_nodes("i0", n["step_shape"], "i_start"),
+        *fresh_state_nodes("v0", n["step_shape"], "v_start"),
         helper.make_node(
             "If",
             ["is_hard"],
@@ -254,7 +245,7 @@ def build_li_neuron(opset: int) -> onnx.FunctionProto:
     view, n = time_sequence_nodes("x", "timesteps")
     nodes = [
         *view,
-        *_fresh_nodes("v0", n["step_shape"], "v_start"),
+        *fresh_state_nodes("v0", n["step_shape"], "v_start"),
         helper.make_node("Scan", ["v_start", n["seq"]], ["v_T", "v_steps"], num_scan_inputs=1, body=_li_step()),
         helper.make_node("Reshape", ["v_steps", n["flat_shape"]], ["v_seq"]),
     ]

@@ -24,6 +24,7 @@ from onnx_snn.ir.function_parts import (
     constant,
     constant_from_attr,
     floor_flag_nodes,
+    fresh_state_nodes,
     membrane_floor_nodes,
     snn_function,
     time_sequence_nodes,
@@ -169,12 +170,9 @@ def build_signed_if_neuron(opset: int, constant_input: bool = False) -> onnx.Fun
     nodes = [
         constant_from_attr("threshold", "threshold", "float"),
         constant_from_attr("v_init", "v_init", "float"),
-        constant("no_spikes", 0.0),
         *seq_nodes,
         *_start_membrane(n["step_shape"]),
-        helper.make_node("IsNaN", ["n0"], ["fresh_sent"]),
-        helper.make_node("Where", ["fresh_sent", "no_spikes", "n0"], ["n0_partial"]),
-        helper.make_node("Expand", ["n0_partial", n["step_shape"]], ["n0_full"]),
+        *fresh_state_nodes("n0", n["step_shape"], "n0_full"),
         helper.make_node(
             "Scan",
             ["u0", "n0_full", scanned],
@@ -293,28 +291,38 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
     )
 
 
-def _burst_if_step(constant_input: bool) -> onnx.GraphProto:
+def _burst_if_step(constant_input: bool, capped: bool) -> onnx.GraphProto:
     """One burst IF step in units of the threshold, with m = −c (minus the net spikes sent) as the
-    second state: u += x; s = max(⌊u⌋, m); u -= s; m -= s."""
+    second state: u += x; s = max(⌊u⌋, m); u -= s; m -= s. `capped` adds the headroom h (steps done
+    minus c) as a third state and caps the count at one spike a step on average: h += 1; s =
+    min(s, h); h -= s."""
     current = "u_in" if constant_input else "x_t"
     x_type = TensorProto.INT64 if constant_input else TensorProto.FLOAT
+    bound = "s_low" if capped else "s"
     nodes = [
         helper.make_node("Add", ["u", current], ["u1"]),
         helper.make_node("Floor", ["u1"], ["whole"]),
-        helper.make_node("Max", ["whole", "m"], ["s"]),
-        helper.make_node("Sub", ["u1", "s"], ["u2"]),
-        helper.make_node("Sub", ["m", "s"], ["m2"]),
+        helper.make_node("Max", ["whole", "m"], [bound]),
     ]
+    if capped:
+        nodes += [
+            constant("one_step", 1.0),
+            helper.make_node("Add", ["h", "one_step"], ["h1"]),
+            helper.make_node("Min", ["s_low", "h1"], ["s"]),
+            helper.make_node("Sub", ["h1", "s"], ["h2"]),
+        ]
+    nodes += [helper.make_node("Sub", ["u1", "s"], ["u2"]), helper.make_node("Sub", ["m", "s"], ["m2"])]
     value = partial(helper.make_tensor_value_info, elem_type=TensorProto.FLOAT, shape=None)
+    states = ["u", "m", "h"] if capped else ["u", "m"]
     return helper.make_graph(
         nodes,
-        "burst_if_step",
-        [value("u"), value("m"), helper.make_tensor_value_info("step" if constant_input else "x_t", x_type, None)],
-        [value("u2"), value("m2"), value("s")],
+        f"{'capped_' if capped else ''}burst_if_step",
+        [*map(value, states), helper.make_tensor_value_info("step" if constant_input else "x_t", x_type, None)],
+        [*(value(f"{name}2") for name in states), value("s")],
     )
 
 
-def build_burst_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionProto:
+def build_burst_if_neuron(opset: int, constant_input: bool = False, capped: bool = False) -> onnx.FunctionProto:
     """`snn.BurstIFNeuron(x, timesteps, v0, n0) -> (spikes, v_T, n_T)`: signed IF neurons that send
     as many spikes a step as their membrane holds whole thresholds (burst spikes), soft reset.
 
@@ -325,36 +333,41 @@ def build_burst_if_neuron(opset: int, constant_input: bool = False) -> onnx.Func
     no cap of one spike a step, so nothing above the calibrated scale is clipped and no input
     waits in the membrane. Outputs: spikes [T*B, ...] (whole numbers), v_T and n_T [B, ...].
 
-    `snn.BurstIFNeuronConstantInput` (constant_input=True) reads a current that is the same at
-    every step as [B, ...], like snn.IFNeuronConstantInput.
+    `snn.CappedBurstIFNeuron(x, timesteps, v0, n0, h0) -> (spikes, v_T, n_T, h_T)` (capped=True)
+    is the clipped ReLU min(max(x, 0), 1) of a capped ReLU normalized to Clip(0, 1) (ReLU6 at λ =
+    6): the count also stays at most the steps done, c_t = min(max(0, ⌊S_t⌋), t), through the
+    headroom h = t − c (h0, h_T; NaN: fresh, 0): s = min(max(⌊u⌋, −c), h + 1).
+
+    The `...ConstantInput` forms (constant_input=True) read a current that is the same at every
+    step as [B, ...], like snn.IFNeuronConstantInput.
     """
     seq_nodes, n, scanned = _scanned_current(constant_input)
+    states = ["u0", "m0", "h0_full"] if capped else ["u0", "m0"]
+    finals = ["u_T", "m_T", "h_T"] if capped else ["u_T", "m_T"]
     nodes = [
         constant_from_attr("threshold", "threshold", "float"),
         constant_from_attr("v_init", "v_init", "float"),
-        constant("no_spikes", 0.0),
         *seq_nodes,
         *_start_membrane(n["step_shape"]),
-        helper.make_node("IsNaN", ["n0"], ["fresh_sent"]),
-        helper.make_node("Where", ["fresh_sent", "no_spikes", "n0"], ["n0_partial"]),
-        helper.make_node("Neg", ["n0_partial"], ["m0_partial"]),
-        helper.make_node("Expand", ["m0_partial", n["step_shape"]], ["m0"]),
+        *fresh_state_nodes("n0", n["step_shape"], "c0"),
+        helper.make_node("Neg", ["c0"], ["m0"]),
+        *(fresh_state_nodes("h0", n["step_shape"], "h0_full") if capped else []),
         helper.make_node(
             "Scan",
-            ["u0", "m0", scanned],
-            ["u_T", "m_T", "spike_seq"],
+            [*states, scanned],
+            [*finals, "spike_seq"],
             num_scan_inputs=1,
-            body=_burst_if_step(constant_input),
+            body=_burst_if_step(constant_input, capped),
         ),
         helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
         helper.make_node("Mul", ["u_T", "threshold"], ["v_T"]),
         helper.make_node("Neg", ["m_T"], ["n_T"]),
     ]
-    name = "BurstIFNeuronConstantInput" if constant_input else "BurstIFNeuron"
+    name = f"{'Capped' if capped else ''}BurstIFNeuron{'ConstantInput' if constant_input else ''}"
     return snn_function(
         name,
-        SIGNED_IF_NEURON_INPUTS,
-        ["spikes", "v_T", "n_T"],
+        CAPPED_BURST_IF_NEURON_INPUTS if capped else SIGNED_IF_NEURON_INPUTS,
+        ["spikes", "v_T", "n_T", *(["h_T"] if capped else [])],
         nodes,
         opset,
         build_burst_if_neuron.__doc__,
@@ -429,10 +442,12 @@ IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "reset": "soft",
 IF_NEURON_INPUTS = ("x", "timesteps", "v0")
 SIGNED_IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "v_init": 0.5}
 SIGNED_IF_NEURON_INPUTS = ("x", "timesteps", "v0", "n0")
+CAPPED_BURST_IF_NEURON_INPUTS = (*SIGNED_IF_NEURON_INPUTS, "h0")
 MULTI_SPIKE_IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "v_init": 0.5, "v_min": -math.inf}
 
 _IF_STATE = (("v0", "v_T", ("x",)),)
 _SIGNED_IF_STATE = (("v0", "v_T", ("x",)), ("n0", "n_T", ("x",)))
+_CAPPED_BURST_IF_STATE = (*_SIGNED_IF_STATE, ("h0", "h_T", ("x",)))
 _SIGNGD_STATE = (("x0", "x_T", ("z",)), ("v0", "v_T", ("z",)))
 _SIGNGD_BINARY_STATE = (("xp0", "xp_T", ("zp",)), ("xq0", "xq_T", ("zq",)), ("v0", "v_T", ("zp", "zq")))
 _IF_MAXPOOL_STATE = (("c0", "c_T", ("x",)),)
@@ -474,6 +489,19 @@ _OPS = (
         SIGNED_IF_NEURON_INPUTS,
         partial(build_burst_if_neuron, constant_input=True),
         states=_SIGNED_IF_STATE,
+    ),
+    NeuronOp(
+        "CappedBurstIFNeuron",
+        CAPPED_BURST_IF_NEURON_INPUTS,
+        partial(build_burst_if_neuron, capped=True),
+        states=_CAPPED_BURST_IF_STATE,
+        constant_input_op="CappedBurstIFNeuronConstantInput",
+    ),
+    NeuronOp(
+        "CappedBurstIFNeuronConstantInput",
+        CAPPED_BURST_IF_NEURON_INPUTS,
+        partial(build_burst_if_neuron, constant_input=True, capped=True),
+        states=_CAPPED_BURST_IF_STATE,
     ),
     NeuronOp(
         "MultiSpikeIFNeuron",
@@ -536,9 +564,14 @@ IF_NEURON_OP = {
     "multi": "MultiSpikeIFNeuron",
     "burst": "BurstIFNeuron",
 }
+#: the op of a capped ReLU (a rate of at most one spike a step) per --spikes kind; multi has none
+CAPPED_IF_NEURON_OP = {"signed": "SignedIFNeuron", "binary": "IFNeuron", "burst": "CappedBurstIFNeuron"}
 #: every IF neuron op, constant-input forms included
 IF_NEURON_OPS = frozenset(
-    name for op in IF_NEURON_OP.values() for name in (op, NEURON_OPS[op].constant_input_op) if name is not None
+    name
+    for op in (*IF_NEURON_OP.values(), *CAPPED_IF_NEURON_OP.values())
+    for name in (op, NEURON_OPS[op].constant_input_op)
+    if name is not None
 )
 
 

@@ -36,10 +36,12 @@ from onnx_snn.passes.graph_utils import constant_value
 
 _BINARY = "--spikes binary"
 _TO_IF = "compile with --neuron if --spikes binary"
+_BURST = f"signed burst spikes and a net-spike count have no NIR neuron; compile with {_BINARY}"
 #: snn ops that export-nir refuses, and why (README, "NIR")
 REFUSED: dict[str, str] = {
     "SignedIFNeuron": f"signed spikes (±1) and a net-spike count have no NIR neuron; compile with {_BINARY}",
-    "BurstIFNeuron": f"signed burst spikes and a net-spike count have no NIR neuron; compile with {_BINARY}",
+    "BurstIFNeuron": _BURST,
+    "CappedBurstIFNeuron": _BURST,
     "IFMaxPool": "a max pool of spike counts has no NIR node; build the ANN with average pooling",
     "PoissonEncoder": "NIR's Input reads the analog input every step; compile with --encoding analog",
     "SignGD": "signGD neurons track a target by sign-gradient steps whose size η_t changes with the "

@@ -10,7 +10,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnx_snn.ir.function_parts import SNN_DOMAIN
-from onnx_snn.ir.neurons import IF_NEURON_OP, NEURON_OPS
+from onnx_snn.ir.neurons import CAPPED_IF_NEURON_OP, IF_NEURON_OP, NEURON_OPS
 from onnx_snn.passes import op_support
 from onnx_snn.passes.base import PassContext, declare, require_neuron_layers
 from onnx_snn.passes.graph_utils import fresh_name, node_error
@@ -19,10 +19,12 @@ SPEC = declare("spikify", needs={"normalized", "supported"}, provides={"spiking"
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
-    """No Relu left; each neuron layer is the --spikes kind's IF op (IF_NEURON_OP), or CAPPED_OP's for
-    a capped ReLU."""
+    """No Relu left; each neuron layer is the --spikes kind's IF op (IF_NEURON_OP), or its capped op
+    (CAPPED_IF_NEURON_OP) for a capped ReLU."""
     spikes = ctx.options.spikes
-    require_neuron_layers(graph, ctx, IF_NEURON_OP[spikes], *([CAPPED_OP[spikes]] if spikes in CAPPED_OP else []))
+    require_neuron_layers(
+        graph, ctx, IF_NEURON_OP[spikes], *([CAPPED_IF_NEURON_OP[spikes]] if spikes in CAPPED_IF_NEURON_OP else [])
+    )
 
 
 def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
@@ -37,7 +39,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         if node.op != "Relu" and op_support.relu_cap(node) != 1.0:  # normalize made a capped ReLU Clip(0, 1)
             continue
         op, attrs = _neuron_op(node, ctx)
-        states = ["v_T", "n_T"] if "n0" in NEURON_OPS[op].inputs else ["v_T"]
+        states = [final for _, final, _ in NEURON_OPS[op].states]
         node.op, node.domain = op, SNN_DOMAIN
         node.inputs = [node.inputs[0], one_step] + [fresh] * len(states)
         node.outputs = [node.outputs[0]] + [
@@ -49,30 +51,24 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     return graph
 
 
-#: the op of a capped ReLU where --spikes bursts: a burst neuron's rate has no cap, a signed one's is one a step
-CAPPED_OP = {"burst": IF_NEURON_OP["signed"]}
-
-
 def _neuron_op(node: gs.Node, ctx: PassContext) -> tuple[str, dict[str, float | str]]:
-    """The snn op for the ReLU or capped ReLU `node` under --spikes, and its attributes beyond
-    threshold and v_init (binary's reset, multi's floor). A capped ReLU needs a rate capped at one
-    spike a step: under burst it gets a signed neuron; under multi it is refused (SnnError)."""
+    """The snn op for the ReLU or capped ReLU `node` under --spikes (IF_NEURON_OP, CAPPED_IF_NEURON_OP)
+    and its attributes beyond threshold and v_init (binary's reset, multi's floor). SnnError for a
+    capped ReLU under multi, whose neurons have no cap of one spike a step."""
     spikes = ctx.options.spikes
-    op = IF_NEURON_OP[spikes]
+    op = IF_NEURON_OP[spikes] if node.op == "Relu" else CAPPED_IF_NEURON_OP.get(spikes)
+    if op is None:
+        raise node_error(
+            ctx,
+            node,
+            f"a capped ReLU converts by capping an IF neuron's rate at one spike a step, which --spikes {spikes} "
+            "neurons do not do",
+            hint=f"compile with --spikes {', '.join(CAPPED_IF_NEURON_OP)}",
+        )
     if spikes == "binary":
         return op, {"reset": ctx.options.reset}
-    if node.op == "Relu" or spikes == "signed":
-        floor = ctx.options.v_min if spikes == "multi" else None
-        return op, {} if floor is None else {"v_min": float(floor)}
-    if spikes in CAPPED_OP:
-        return CAPPED_OP[spikes], {}
-    raise node_error(
-        ctx,
-        node,
-        f"a capped ReLU converts by capping an IF neuron's rate at one spike a step, which --spikes {spikes} "
-        "neurons do not do",
-        hint="compile with --spikes signed, binary or burst",
-    )
+    floor = ctx.options.v_min if spikes == "multi" else None
+    return op, {} if floor is None else {"v_min": float(floor)}
 
 
 def refuse_unconvertible(graph: gs.Graph, ctx: PassContext) -> None:
