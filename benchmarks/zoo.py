@@ -364,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'' if args.reset == 'hard' else '-' + args.spikes}"
             f"{'' if args.neuron == 'auto' else '-' + args.neuron}"
             f"{'' if args.exporter == 'legacy' else '-' + args.exporter}"
+            f"{'' if args.batch_size == 256 else f'-b{args.batch_size}'}"
         )
         section = markdown_section(result)
     publish(section, result, key, args.out, args.json_dir)

@@ -360,9 +360,9 @@ RATE = _relu_family(
             "maximum of the running spike counts, so that each output's spike count is the largest "
             "count of its window and its rate the max of their rates (every MaxPool attribute passes "
             "through); a MaxPool of the constant analog input, computed once, is kept as it is. "
-            "`--neuron auto` picks IF neurons for a ReLU net with MaxPools: with signed spikes they are "
-            "more accurate than signGD at every T on fashion-maxpool (88.10 / 88.44 / 88.44 / 88.56 % "
-            "against 82.67 / 87.15 / 88.34 / 88.41 % at T = 8 / 16 / 32 / 64)",
+            "`--neuron auto` picks IF neurons for a ReLU net with MaxPools: with burst spikes they are "
+            "more accurate than signGD at every T on fashion-maxpool (87.27 / 88.43 / 88.52 / 88.47 % "
+            "against 82.67 / 87.15 / 88.34 / 88.41 % at T = 8 / 16 / 32 / 64, 10,000 images)",
             when=indices_unread,
             refusal="a MaxPool whose Indices output is read has no IF conversion",
             advice="read only its first output",

@@ -5,14 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 
+def in_threshold_units(
+    x: np.ndarray, threshold: float, v0: np.ndarray | float
+) -> tuple[np.float32, np.ndarray, np.ndarray]:
+    """θ as float32, the starting membrane v0 / θ broadcast to a step [B, ...], and the currents x / θ."""
+    theta = np.float32(threshold)
+    u = np.broadcast_to(np.asarray(v0, np.float32) / theta, x.shape[1:]).astype(np.float32)
+    return theta, u, (x / theta).astype(np.float32)
+
+
 def if_neuron(x: np.ndarray, threshold: float, reset: str, v0: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
     """x: [T, B, ...] float32 currents. Returns spikes [T, B, ...] and the final membrane [B, ...].
 
     In units of the threshold: u += x_t / θ; s = [u >= 1]; u -= s (soft) or u -= s * u (hard).
     """
-    theta = np.float32(threshold)
-    u = np.broadcast_to(np.asarray(v0, np.float32) / theta, x.shape[1:]).astype(np.float32)
-    scaled = (x / theta).astype(np.float32)
+    theta, u, scaled = in_threshold_units(x, threshold, v0)
     spikes = np.zeros_like(x)
     for t in range(x.shape[0]):
         u = u + scaled[t]
@@ -30,10 +37,8 @@ def signed_if_neuron(
 
     In units of the threshold: u += x_t / θ; s = [u >= 1] − [u < 0 and n > 0]; u -= s; n += s.
     """
-    theta = np.float32(threshold)
-    u = np.broadcast_to(np.asarray(v0, np.float32) / theta, x.shape[1:]).astype(np.float32)
+    theta, u, scaled = in_threshold_units(x, threshold, v0)
     n = np.broadcast_to(np.asarray(n0, np.float32), x.shape[1:]).astype(np.float32)
-    scaled = (x / theta).astype(np.float32)
     spikes = np.zeros_like(x)
     for t in range(x.shape[0]):
         u = u + scaled[t]
@@ -51,9 +56,7 @@ def multi_spike_if_neuron(
 
     In units of the threshold: u += x_t / θ; s = max(0, ⌊u⌋); u -= s; u = relu(u − v_min) + v_min.
     """
-    theta = np.float32(threshold)
-    u = np.broadcast_to(np.asarray(v0, np.float32) / theta, x.shape[1:]).astype(np.float32)
-    scaled = (x / theta).astype(np.float32)
+    theta, u, scaled = in_threshold_units(x, threshold, v0)
     spikes = np.zeros_like(x)
     for t in range(x.shape[0]):
         u = u + scaled[t]
@@ -73,10 +76,8 @@ def burst_if_neuron(
 
     In units of the threshold: u += x_t / θ; s = max(⌊u⌋, −n); u -= s; n += s.
     """
-    theta = np.float32(threshold)
-    u = np.broadcast_to(np.asarray(v0, np.float32) / theta, x.shape[1:]).astype(np.float32)
+    theta, u, scaled = in_threshold_units(x, threshold, v0)
     n = np.broadcast_to(np.asarray(n0, np.float32), x.shape[1:]).astype(np.float32)
-    scaled = (x / theta).astype(np.float32)
     spikes = np.zeros_like(x)
     for t in range(x.shape[0]):
         u = u + scaled[t]
@@ -94,11 +95,9 @@ def capped_burst_if_neuron(
 
     In units of the threshold: u += x_t / θ; h += 1; s = min(max(⌊u⌋, −n), h); u -= s; n += s; h -= s.
     """
-    theta = np.float32(threshold)
-    u = np.broadcast_to(np.asarray(v0, np.float32) / theta, x.shape[1:]).astype(np.float32)
+    theta, u, scaled = in_threshold_units(x, threshold, v0)
     n = np.zeros(x.shape[1:], np.float32)
     h = np.zeros(x.shape[1:], np.float32)
-    scaled = (x / theta).astype(np.float32)
     spikes = np.zeros_like(x)
     for t in range(x.shape[0]):
         u = u + scaled[t]

@@ -267,7 +267,7 @@ def test_a_maxpool_of_currents_before_its_relu_converges_and_is_not_a_spiking_la
 
 
 def test_auto_picks_if_for_a_2d_maxpool_net(cnn_ann, digits_x):
-    """With signed spikes IF neurons are measured more accurate than signGD on fashion-maxpool at
+    """With burst spikes IF neurons are measured more accurate than signGD on fashion-maxpool at
     every T (op_support's MaxPool row): auto picks them for a ReLU + MaxPool net."""
     result = compile_model(cnn_ann, None, CompileOptions(timesteps=8), calibration=digits_x[:64])
     assert result.metadata["neuron"] == "if"

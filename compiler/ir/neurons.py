@@ -166,12 +166,9 @@ def build_signed_if_neuron(opset: int, constant_input: bool = False) -> onnx.Fun
     `snn.SignedIFNeuronConstantInput` (constant_input=True) reads a current that is the same at
     every step as [B, ...], like snn.IFNeuronConstantInput.
     """
-    seq_nodes, n, scanned = _scanned_current(constant_input)
+    prologue, n, scanned = _if_prologue(constant_input)
     nodes = [
-        constant_from_attr("threshold", "threshold", "float"),
-        constant_from_attr("v_init", "v_init", "float"),
-        *seq_nodes,
-        *_start_membrane(n["step_shape"]),
+        *prologue,
         *fresh_state_nodes("n0", n["step_shape"], "n0_full"),
         helper.make_node(
             "Scan",
@@ -180,8 +177,7 @@ def build_signed_if_neuron(opset: int, constant_input: bool = False) -> onnx.Fun
             num_scan_inputs=1,
             body=_signed_if_step(constant_input),
         ),
-        helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
-        helper.make_node("Mul", ["u_T", "threshold"], ["v_T"]),
+        *_if_epilogue(n),
     ]
     name = "SignedIFNeuronConstantInput" if constant_input else "SignedIFNeuron"
     return snn_function(
@@ -193,6 +189,29 @@ def build_signed_if_neuron(opset: int, constant_input: bool = False) -> onnx.Fun
         build_signed_if_neuron.__doc__,
         defaults=SIGNED_IF_NEURON_DEFAULTS,
     )
+
+
+def _if_prologue(constant_input: bool) -> tuple[list[onnx.NodeProto], dict[str, str], str]:
+    """The nodes every IF neuron op starts with: its `threshold` and `v_init` attributes, the
+    current it scans (_scanned_current: their names, the scanned sequence) and the membrane `u0`
+    before the first step (_start_membrane)."""
+    seq_nodes, n, scanned = _scanned_current(constant_input)
+    nodes = [
+        constant_from_attr("threshold", "threshold", "float"),
+        constant_from_attr("v_init", "v_init", "float"),
+        *seq_nodes,
+        *_start_membrane(n["step_shape"]),
+    ]
+    return nodes, n, scanned
+
+
+def _if_epilogue(n: dict[str, str]) -> list[onnx.NodeProto]:
+    """The nodes every IF neuron op ends with: the Scan's `spike_seq` [T, B, ...] as `spikes`
+    [T*B, ...], and the final membrane `u_T` in units of the threshold as `v_T`."""
+    return [
+        helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
+        helper.make_node("Mul", ["u_T", "threshold"], ["v_T"]),
+    ]
 
 
 def _start_membrane(step_shape: str) -> list[onnx.NodeProto]:
@@ -251,7 +270,7 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
     same at every step (the first layer under a static input): x is [B, ...], read by every step
     without being tiled to [T*B, ...].
     """
-    seq_nodes, n, scanned = _scanned_current(constant_input)
+    prologue, n, scanned = _if_prologue(constant_input)
 
     def branch(hard: bool) -> onnx.GraphProto:
         kind = "hard" if hard else "soft"
@@ -274,16 +293,12 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
         )
 
     nodes = [
-        constant_from_attr("threshold", "threshold", "float"),
-        constant_from_attr("v_init", "v_init", "float"),
+        *prologue,
         constant_from_attr("reset", "reset", "string"),
         helper.make_node("Constant", [], ["hard"], value_string="hard"),
-        *seq_nodes,
-        *_start_membrane(n["step_shape"]),
         helper.make_node("Equal", ["reset", "hard"], ["is_hard"]),
         helper.make_node("If", ["is_hard"], ["u_T", "spike_seq"], then_branch=branch(True), else_branch=branch(False)),
-        helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
-        helper.make_node("Mul", ["u_T", "threshold"], ["v_T"]),
+        *_if_epilogue(n),
     ]
     name = "IFNeuronConstantInput" if constant_input else "IFNeuron"
     return snn_function(
@@ -341,14 +356,11 @@ def build_burst_if_neuron(opset: int, constant_input: bool = False, capped: bool
     The `...ConstantInput` forms (constant_input=True) read a current that is the same at every
     step as [B, ...], like snn.IFNeuronConstantInput.
     """
-    seq_nodes, n, scanned = _scanned_current(constant_input)
+    prologue, n, scanned = _if_prologue(constant_input)
     states = ["u0", "m0", "h0_full"] if capped else ["u0", "m0"]
     finals = ["u_T", "m_T", "h_T"] if capped else ["u_T", "m_T"]
     nodes = [
-        constant_from_attr("threshold", "threshold", "float"),
-        constant_from_attr("v_init", "v_init", "float"),
-        *seq_nodes,
-        *_start_membrane(n["step_shape"]),
+        *prologue,
         *fresh_state_nodes("n0", n["step_shape"], "c0"),
         helper.make_node("Neg", ["c0"], ["m0"]),
         *(fresh_state_nodes("h0", n["step_shape"], "h0_full") if capped else []),
@@ -359,8 +371,7 @@ def build_burst_if_neuron(opset: int, constant_input: bool = False, capped: bool
             num_scan_inputs=1,
             body=_burst_if_step(constant_input, capped),
         ),
-        helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
-        helper.make_node("Mul", ["u_T", "threshold"], ["v_T"]),
+        *_if_epilogue(n),
         helper.make_node("Neg", ["m_T"], ["n_T"]),
     ]
     name = f"{'Capped' if capped else ''}BurstIFNeuron{'ConstantInput' if constant_input else ''}"
@@ -412,19 +423,15 @@ def build_multi_spike_if_neuron(opset: int, constant_input: bool = False) -> onn
     `snn.MultiSpikeIFNeuronConstantInput` (constant_input=True) reads a current that is the same at
     every step as [B, ...], like snn.IFNeuronConstantInput.
     """
-    seq_nodes, n, scanned = _scanned_current(constant_input)
+    prologue, n, scanned = _if_prologue(constant_input)
     nodes = [
-        constant_from_attr("threshold", "threshold", "float"),
-        constant_from_attr("v_init", "v_init", "float"),
+        *prologue,
         constant_from_attr("v_min", "v_min", "float"),
         *floor_flag_nodes("v_min", "floored"),
-        *seq_nodes,
-        *_start_membrane(n["step_shape"]),
         helper.make_node(
             "Scan", ["u0", scanned], ["u_T", "spike_seq"], num_scan_inputs=1, body=_multi_spike_if_step(constant_input)
         ),
-        helper.make_node("Reshape", ["spike_seq", n["flat_shape"]], ["spikes"]),
-        helper.make_node("Mul", ["u_T", "threshold"], ["v_T"]),
+        *_if_epilogue(n),
     ]
     name = "MultiSpikeIFNeuronConstantInput" if constant_input else "MultiSpikeIFNeuron"
     return snn_function(

@@ -214,38 +214,33 @@ def _neuron(nir: Any, layer: Layer, dialect: Dialect, source: str) -> Any:
     """The NIR node of an onnx-snn IF neuron in `dialect` (module docstring), or SnnError naming the
     option to compile with."""
     theta, reset, v_init = layer.attrs["threshold"], layer.attrs["reset"], layer.attrs["v_init"]
-    node, where = layer.attrs["source"], f"for {dialect.label}"
+    where = f"for {dialect.label}"
+
+    def refusal(message: str, hint: str) -> SnnError:
+        return SnnError(message, path=source, node=layer.attrs["source"], op=layer.attrs["op"], hint=hint)
+
     if layer.attrs["spikes"] == "multi" and dialect.spikes != "multi":
-        raise SnnError(
+        raise refusal(
             f"multi-spike neurons (⌊v/θ⌋ spikes a step) cannot be written {where}, whose neurons send one spike a step",
-            path=source,
-            node=node,
-            op=layer.attrs["op"],
-            hint="compile with --spikes binary",
+            "compile with --spikes binary",
         )
     if reset != dialect.reset:
-        raise SnnError(
+        raise refusal(
             f"{reset} reset cannot be written {where}, which resets {dialect.reset}",
-            path=source,
-            node=node,
-            op=layer.attrs["op"],
-            hint=f"compile with --reset {dialect.reset}",
+            f"compile with --reset {dialect.reset}",
         )
     v_reset = 0.0
     if v_init != 0.0:
         if "v_reset" not in dialect.keeps or reset != "hard":
-            raise SnnError(
+            raise refusal(
                 f"a fresh membrane of v_init·θ = {v_init:g}·θ cannot be written {where}, whose neurons start at 0",
-                path=source,
-                node=node,
-                op=layer.attrs["op"],
-                hint="compile with --v-init 0",
+                "compile with --v-init 0",
             )
         theta, v_reset = (1.0 - v_init) * theta, -v_init * theta
     threshold = _f32(np.full(layer.shape, theta))
     if not dialect.inclusive:
         threshold = strict_threshold(threshold)
-    metadata = {"onnx_node": node}
+    metadata = {"onnx_node": layer.attrs["source"]}
     if dialect.if_node == "LIF":
         tau = if_limit_tau(dialect)
         return nir.LIF(
