@@ -1,8 +1,8 @@
 """spikify: replace every ReLU, and every capped ReLU Clip(x, 0, c) (normalized to Clip(x/λ, 0, 1),
-λ = c where it binds, else the statistic: an IF neuron's rate caps at one spike a step), with a
-stateful `snn.IFNeuron`; refuse what IF neurons cannot convert. A MaxPool (which IF nets convert)
-is left for spikify_maxpool, which runs once the input
-is encoded."""
+λ = c where it binds, else the statistic: the neuron's count caps at one spike a step on
+average), with a stateful IF neuron of the --spikes kind (IF_NEURON_OP; a capped ReLU
+CAPPED_IF_NEURON_OP's); refuse what IF neurons cannot convert. A MaxPool (which IF nets convert)
+is left for spikify_maxpool, which runs once the input is encoded."""
 
 from __future__ import annotations
 
