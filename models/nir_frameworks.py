@@ -5,6 +5,8 @@ after each step (rate decoding) and each spiking layer's spike count per sample.
 - snnTorch (`snntorch.import_nir.import_from_nir`, a nirtorch GraphModule of stateful neurons):
   one call per step. Its Flatten flattens the batch axis too (NIR's dims leave the batch out), so
   it runs one sample at a time, each from fresh neurons.
+- Norse (`norse.torch.from_nir`, nirtorch's GraphExecutor of stateful cells): one call per step
+  with the state it returned; its Flatten flattens the batch too, so one sample at a time.
 - sinabs (`sinabs.from_nir(graph, batch_size=B)`, layers that take the whole [B*T, ...] sequence,
   sample-major): one call. `topological=True` runs sinabs's modules ourselves in a topological
   order of the graph, for nets with residual joins that its own executor (depth-first) runs
@@ -64,6 +66,34 @@ def snntorch_run(graph: Any, x: np.ndarray, timesteps: int) -> FrameworkRun:
             steps = []
             for _ in range(timesteps):
                 out, _state = net(torch.from_numpy(sample))
+                steps.append(out.numpy().astype(np.float64))
+                for name in neurons:
+                    spikes[name][b] += step_spikes[name]
+            outputs.append(np.stack(steps))
+    return FrameworkRun(running_mean(np.stack(outputs, axis=1)), spikes)
+
+
+def norse_run(graph: Any, x: np.ndarray, timesteps: int) -> FrameworkRun:
+    """`graph` imported by Norse, run on `x` [B, ...] one sample at a time for `timesteps` steps,
+    each from fresh cells (its executor's state starts empty)."""
+    import torch
+    from norse.torch import from_nir
+    from norse.torch.module.iaf import IAFCell
+
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # it warns
+        warnings.simplefilter("ignore")
+        net = from_nir(graph)
+    neurons = {name: m for name, m in net.named_modules() if isinstance(m, IAFCell)}
+    step_spikes: dict[str, float] = {}
+    for name, module in neurons.items():
+        module.register_forward_hook(lambda _m, _i, out, name=name: step_spikes.__setitem__(name, float(out[0].sum())))
+    outputs: list[np.ndarray] = []
+    spikes = {name: np.zeros(len(x)) for name in neurons}
+    with torch.no_grad():
+        for b, sample in enumerate(np.asarray(x, dtype=np.float32)):
+            state, steps = None, []
+            for _ in range(timesteps):
+                out, state = net(torch.from_numpy(sample), state)
                 steps.append(out.numpy().astype(np.float64))
                 for name in neurons:
                     spikes[name][b] += step_spikes[name]

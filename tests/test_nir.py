@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_snn import CompileOptions, compile_model
 from onnx_snn.ir.neurons import attach_functions
 from onnx_snn.models.nir_frameworks import (
+    norse_run,
     running_mean,
     sinabs_conv_net,
     sinabs_export,
@@ -197,6 +198,22 @@ def test_snntorch_runs_the_export_like_the_session(compiled, tmp_path, net):
     assert run_cli("export-nir", str(source), "-o", str(path), "--for", "snntorch").returncode == 0
     x = _inputs(24, seed=3)
     ours, theirs = Session(source).run(x), snntorch_run(nir.read(str(path)), x, T)
+    assert_agree(ours.per_step, theirs.per_step, atol=1e-5 * np.abs(ours.per_step).max())
+    expected = _spikes_by_node(nir.read(str(path)), ours.spikes)
+    assert expected and all(np.array_equal(theirs.spikes[name], counts) for name, counts in expected.items())
+
+
+@pytest.mark.parametrize("net", ["cnn", "residual"])
+def test_norse_runs_the_export_like_the_session(compiled, tmp_path, net):
+    """Norse's importer (where Norse is installed: it is in no extra) reads an export --for norse of
+    a hard-reset binary net with unscaled identity shortcuts, and runs it like the Session."""
+    _needs("nir", "norse")
+    import nir
+
+    source, path = compiled(net, "hard", 0.0, tie_residual_scales=True), tmp_path / "net.nir"
+    assert run_cli("export-nir", str(source), "-o", str(path), "--for", "norse").returncode == 0
+    x = _inputs(12, seed=6)
+    ours, theirs = Session(source).run(x), norse_run(nir.read(str(path)), x, T)
     assert_agree(ours.per_step, theirs.per_step, atol=1e-5 * np.abs(ours.per_step).max())
     expected = _spikes_by_node(nir.read(str(path)), ours.spikes)
     assert expected and all(np.array_equal(theirs.spikes[name], counts) for name, counts in expected.items())

@@ -28,6 +28,15 @@ taken, and each framework's importer makes its own choice. What we found in thei
   depth-first preorder from the input that takes each node's consumers in the order of the edges;
   a node whose input has not run yet this step reads that input's value from the step before,
   and the net's output is the last node run.
+- `norse`: `norse/torch/utils/import_nir.py` `_import_norse_module` (norse 1.1.0). nir.IF becomes
+  `IAFCell(IAFParameters(v_th=v_threshold))`: v ← v + x (r and dt ignored), a spike where
+  v − v_th > 0 (`functional/threshold.py` heaviside), then v ← (1 − z)·v + z·v_reset with its own
+  v_reset = 0 (NIR's ignored) (`functional/iaf.py` `iaf_feed_forward_step`). No AvgPool2d or Scale:
+  SumPool2d becomes `LPPool2d(1, ...)`, an average pool times k² (exact on 0/1 spikes over a 2×2
+  window). nir.Flatten becomes `torch.nn.Flatten(start_dim, end_dim)`, which flattens the batch as
+  snnTorch's does; its executor is nirtorch's `GraphExecutor`, as sinabs's. Its LIF, LI and
+  CubaLIF neurons integrate at dt = 1e-3 by its own box-filter forms, which import-nir does not
+  reproduce: only its IF is read.
 - `nir`: onnx-snn's reading of the spec, forward Euler at step dt (default 1): IF v ← v + r·dt·x,
   LIF v ← v + (dt/τ)(v_leak − v + r·x), LI the same without spikes, CubaLIF i ← i + (dt/τ_syn)(w_in·x
   − i) then v ← v + (dt/τ_mem)(v_leak − v + r·i); a spike where v > v_threshold, then v ← v_reset.
@@ -118,6 +127,23 @@ DIALECTS: dict[str, Dialect] = {
         layers=frozenset({"Affine", "Linear", "Conv2d", "AvgPool2d", "SumPool2d", "Flatten"}),
         if_node="LIF",
         batched=False,
+    ),
+    "norse": Dialect(
+        "norse",
+        "Norse's importer",
+        "norse.torch.from_nir (norse/torch/utils/import_nir.py)",
+        dt=1e-3,
+        leak="euler",
+        inclusive=False,
+        spikes="single",
+        reset="hard",
+        if_floor=False,
+        keeps=frozenset(),
+        neurons=frozenset({"IF"}),
+        layers=frozenset({"Affine", "Linear", "Conv2d", "SumPool2d", "Flatten"}),
+        if_node="IF",
+        batched=False,
+        joins=False,
     ),
     "sinabs": Dialect(
         "sinabs",
