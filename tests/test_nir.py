@@ -189,31 +189,27 @@ def _spikes_by_node(graph, session_spikes: dict[str, np.ndarray]) -> dict[str, n
     }
 
 
+#: the one-spike readers: their runner and the compile options that make their neurons ours (Norse
+#: is in no extra: its tests run where it is installed)
+ONE_SPIKE_READERS = {
+    "snntorch": (snntorch_run, {}),
+    "norse": (norse_run, {"tie_residual_scales": True}),
+}
+
+
+@pytest.mark.parametrize("reader", sorted(ONE_SPIKE_READERS))
 @pytest.mark.parametrize("net", ["cnn", "residual"])
-def test_snntorch_runs_the_export_like_the_session(compiled, tmp_path, net):
-    _needs("nir", "snntorch")
+def test_one_spike_readers_run_the_export_like_the_session(compiled, tmp_path, net, reader):
+    """snnTorch's and Norse's importers read an export of a hard-reset binary net (Norse: with
+    unscaled identity shortcuts, it has no Scale) and run it like the Session, spikes included."""
+    _needs("nir", reader)
     import nir
 
-    source, path = compiled(net, "hard", 0.0), tmp_path / "net.nir"
-    assert run_cli("export-nir", str(source), "-o", str(path), "--for", "snntorch").returncode == 0
-    x = _inputs(24, seed=3)
-    ours, theirs = Session(source).run(x), snntorch_run(nir.read(str(path)), x, T)
-    assert_agree(ours.per_step, theirs.per_step, atol=1e-5 * np.abs(ours.per_step).max())
-    expected = _spikes_by_node(nir.read(str(path)), ours.spikes)
-    assert expected and all(np.array_equal(theirs.spikes[name], counts) for name, counts in expected.items())
-
-
-@pytest.mark.parametrize("net", ["cnn", "residual"])
-def test_norse_runs_the_export_like_the_session(compiled, tmp_path, net):
-    """Norse's importer (where Norse is installed: it is in no extra) reads an export --for norse of
-    a hard-reset binary net with unscaled identity shortcuts, and runs it like the Session."""
-    _needs("nir", "norse")
-    import nir
-
-    source, path = compiled(net, "hard", 0.0, tie_residual_scales=True), tmp_path / "net.nir"
-    assert run_cli("export-nir", str(source), "-o", str(path), "--for", "norse").returncode == 0
-    x = _inputs(12, seed=6)
-    ours, theirs = Session(source).run(x), norse_run(nir.read(str(path)), x, T)
+    runner, options = ONE_SPIKE_READERS[reader]
+    source, path = compiled(net, "hard", 0.0, **options), tmp_path / "net.nir"
+    assert run_cli("export-nir", str(source), "-o", str(path), "--for", reader).returncode == 0
+    x = _inputs(16, seed=3)
+    ours, theirs = Session(source).run(x), runner(nir.read(str(path)), x, T)
     assert_agree(ours.per_step, theirs.per_step, atol=1e-5 * np.abs(ours.per_step).max())
     expected = _spikes_by_node(nir.read(str(path)), ours.spikes)
     assert expected and all(np.array_equal(theirs.spikes[name], counts) for name, counts in expected.items())
