@@ -83,19 +83,21 @@ def spikingjelly_benchmark(
     repeats: int,
 ) -> dict:
     """Convert the PyTorch `model` with spikingjelly; its accuracy after each T in `steps` on
-    (x_test, y_test) and the median time of one T-step run on the first `batch_size` test inputs."""
+    (x_test, y_test) and the median time of one T-step run on the first `batch_size` test inputs,
+    with its range over the `repeats` rounds."""
     import torch
 
     snn = convert(model, calibration, batch_size)
     accuracy = accuracy_per_step(snn, x_test, y_test, max(steps), batch_size)
     batch = torch.from_numpy(x_test[:batch_size])
-    seconds = {t: statistics.median(time_call(lambda: simulate(snn, batch, t), repeats)) for t in steps}
+    rounds = {t: time_call(lambda: simulate(snn, batch, t), repeats) for t in steps}
     return {
         "version": _version(),
         "mode": MODE,
         "threads": torch.get_num_threads(),
         "accuracy": {t: float(accuracy[t - 1]) for t in steps},
-        "seconds": seconds,
+        "seconds": {t: statistics.median(times) for t, times in rounds.items()},
+        "seconds_range": {t: [min(times), max(times)] for t, times in rounds.items()},
         "test_samples": len(x_test),
     }
 

@@ -46,8 +46,8 @@ ANN_WARMUP, ANN_TIMED = 5, 10
 
 
 def timing(snn: Session, ann: ort.InferenceSession, batch: np.ndarray, steps: tuple[int, ...], repeats: int) -> dict:
-    """Median SNN time at each T and steady-state ANN time on the same batch, in alternating rounds
-    so that machine noise hits both alike."""
+    """Median SNN time at each T (and its range over the rounds) and steady-state ANN time on the
+    same batch, in alternating rounds so that machine noise hits both alike."""
     feed = {ann.get_inputs()[0].name: batch}
     ann_times: list[float] = []
     snn_times: dict[int, list[float]] = {t: [] for t in steps}
@@ -59,7 +59,12 @@ def timing(snn: Session, ann: ort.InferenceSession, batch: np.ndarray, steps: tu
     rows = {}
     for t in steps:
         median = statistics.median(snn_times[t])
-        rows[t] = {"snn_seconds": median, "t_x_ann_seconds": t * ann_median, "ratio": median / (t * ann_median)}
+        rows[t] = {
+            "snn_seconds": median,
+            "snn_range_seconds": [min(snn_times[t]), max(snn_times[t])],
+            "t_x_ann_seconds": t * ann_median,
+            "ratio": median / (t * ann_median),
+        }
     return {"batch": len(batch), "ann_seconds": ann_median, "per_T": rows}
 
 
@@ -208,7 +213,7 @@ def markdown_section(result: dict) -> str:
         "| ANN − SNN (points) | " + " | ".join(f"{ann - 100 * result['accuracy'][t - 1]:+.2f}" for t in steps) + " |",
         "| agreement with ANN (%) | " + " | ".join(f"{100 * result['agreement'][t - 1]:.2f}" for t in steps) + " |",
         "",
-        f"Time on one batch of {result['timing']['batch']}, medians; ANN on onnxruntime "
+        f"Time on one batch of {result['timing']['batch']}, medians (range over the rounds); ANN on onnxruntime "
         f"{1e3 * result['timing']['ann_seconds']:.2f} ms:",
         "",
         "| T | SNN (ms) | T x ANN (ms) | SNN / (T x ANN) | SNN peak RSS (MB) | growth during the run (MB) |",
@@ -216,7 +221,7 @@ def markdown_section(result: dict) -> str:
     ]
     for t, row in result["timing"]["per_T"].items():
         lines.append(
-            f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * row['t_x_ann_seconds']:.1f} | "
+            f"| {t} | {_ms(row['snn_seconds'], row.get('snn_range_seconds'))} | {1e3 * row['t_x_ann_seconds']:.1f} | "
             f"{row['ratio']:.2f} | {_mb(row.get('peak_rss'))} | {_mb(row.get('rss_growth'))} |"
         )
     if "ann" in result["timing"]:
@@ -253,20 +258,30 @@ def _spikingjelly_lines(result: dict) -> list[str]:
         f"threads) on the same PyTorch model and batch; its accuracy on the first {jelly['test_samples']} test "
         "images:",
         "",
-        "| T | ours (ms) | spikingjelly (ms) | ours / spikingjelly speed-up | ours (samples·T/s) | "
-        "spikingjelly (samples·T/s) | ours: peak RSS / growth (MB) | spikingjelly: peak RSS / growth (MB) | "
-        "spikingjelly accuracy (%) |",
+        "| T | ours (ms) | spikingjelly (ms) | ours / spikingjelly speed-up (worst–best pair of rounds) | "
+        "ours (samples·T/s) | spikingjelly (samples·T/s) | ours: peak RSS / growth (MB) | "
+        "spikingjelly: peak RSS / growth (MB) | spikingjelly accuracy (%) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for t, row in result["timing"]["per_T"].items():
-        theirs = jelly["seconds"][t]
+        theirs, ours = jelly["seconds"][t], row["snn_seconds"]
+        their_range, our_range = jelly.get("seconds_range", {}).get(t), row.get("snn_range_seconds")
+        speed_up = f"{theirs / ours:.2f}"
+        if their_range and our_range:
+            speed_up += f" ({their_range[0] / our_range[1]:.2f}–{their_range[1] / our_range[0]:.2f})"
         lines.append(
-            f"| {t} | {1e3 * row['snn_seconds']:.1f} | {1e3 * theirs:.1f} | {theirs / row['snn_seconds']:.2f} | "
+            f"| {t} | {_ms(ours, our_range)} | {_ms(theirs, their_range)} | {speed_up} | "
             f"{batch * int(t) / row['snn_seconds']:.0f} | {batch * int(t) / theirs:.0f} | "
             f"{_memory_pair(row)} | {_memory_pair(jelly.get('memory', {}).get(t, {}))} | "
             f"{100 * jelly['accuracy'][t]:.2f} |"
         )
     return lines
+
+
+def _ms(seconds: float, spread: list[float] | None) -> str:
+    """A median time in ms, with its range over the rounds where one was measured."""
+    text = f"{1e3 * seconds:.1f}"
+    return text if not spread else f"{text} ({1e3 * spread[0]:.0f}–{1e3 * spread[1]:.0f})"
 
 
 def _mb(value: int | None) -> str:

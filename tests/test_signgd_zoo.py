@@ -20,20 +20,25 @@ from onnx_snn.runtime.session import Session
 pytestmark = [pytest.mark.slow, needs_reference_cache]
 
 SIGNGD_NETS = ("fashion-convnext", "fashion-mixer", "fashion-resmlp", "fashion-maxpool")
+#: the nets that `--neuron auto` gives IF neurons, not signGD: a ReLU + MaxPool net (README)
+AUTO_PICKS_IF = ("fashion-maxpool",)
 SAMPLES = 1000
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)
 @pytest.mark.parametrize("name", SIGNGD_NETS)
 def test_signgd_net_converts(name, exporter, tmp_path):
-    """auto picks signGD; the model passes the full checker and runs in a plain session; on 1,000
-    test images the SNN is within 1.5 points of the ANN at T = 32 and agrees ≥ 98 % at T = 64."""
+    """Compiled with signGD neurons (what auto picks but for fashion-maxpool, which auto gives IF
+    neurons: tests/test_if_maxpool.py), the model passes the full checker and runs in a plain
+    session; on 1,000 test images the SNN is within 1.5 points of the ANN at T = 32 and agrees
+    ≥ 98 % at T = 64."""
     reference = get_reference(name, exporter=exporter)
     x, y = reference.load_test()
     x, y = x[:SAMPLES], y[:SAMPLES]
     out = tmp_path / f"{name}.snn.onnx"
+    neuron = "signgd" if name in AUTO_PICKS_IF else "auto"
     result = compile_model(
-        reference.onnx_path, out, CompileOptions(timesteps=64), calibration=reference.load_calibration()
+        reference.onnx_path, out, CompileOptions(timesteps=64, neuron=neuron), calibration=reference.load_calibration()
     )
     assert result.metadata["neuron"] == "signgd"
     onnx.checker.check_model(onnx.load(out), full_check=True)
