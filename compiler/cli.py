@@ -207,14 +207,17 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--json", action="store_true", help="print the report as JSON")
     n.set_defaults(handler=info_command.run)
 
-    x = sub.add_parser("export-nir", help="write a compiled SNN (binary IF neurons) as a NIR graph", parents=[common])
-    x.add_argument("model", help="the compiled SNN (compile --spikes binary)")
+    x = sub.add_parser(
+        "export-nir", help="write a compiled SNN (binary or multi-spike IF neurons) as a NIR graph", parents=[common]
+    )
+    x.add_argument("model", help="the compiled SNN (compile --spikes binary, or multi for sinabs)")
     x.add_argument("-o", "--output", required=True, help="where to write the NIR graph (.nir)")
     _add_dialect_flag(
         x,
         "--for",
         "the reader to write for: nir (the spec, IF neurons with hard reset), snntorch (IF as the "
-        "LIF limit; needs --reset hard --v-init 0) or sinabs (needs --reset soft --v-init 0) (default nir)",
+        "LIF limit; needs --reset hard --v-init 0), sinabs (exact with --spikes multi --v-min -1 "
+        "--v-init 0 --tie-residual-scales) or norse (needs --reset hard --v-init 0) (default nir)",
     )
     x.set_defaults(handler=export_nir_command.run)
 
@@ -224,8 +227,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_dialect_flag(
         m,
         "--from",
-        "whose discretization to follow: nir (forward Euler at --dt), snntorch or sinabs (as their "
-        "importers simulate the graph) (default nir)",
+        "whose discretization to follow: nir (forward Euler at --dt), snntorch, sinabs or norse (as "
+        "their importers simulate the graph; norse: IF only) (default nir)",
     )
     m.add_argument("--timesteps", type=_positive_int, default=32, help="default T of the SNN (default 32)")
     m.add_argument(

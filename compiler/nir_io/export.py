@@ -20,6 +20,9 @@ starts at v_init·θ) becomes, per dialect (dialects.py):
   single-input consumers come before its joins, which makes that order topological for residual
   blocks whose shortcut is an edge (identity); a net where it is not (a shortcut with a layer on
   it) is refused, naming the join.
+- `norse`: nir.IF, which its importer makes an IAF that adds the input, fires where v > θ and
+  resets to 0; needs --reset hard and --v-init 0; SumPool2d and no Scale, as for sinabs, and the
+  same depth-first executor.
 
 Multi-spike neurons (--spikes multi) are refused for the readers whose neurons send one spike a step.
 
