@@ -344,10 +344,11 @@ RATE = _relu_family(
         ("Clip",),
         Support(
             FORMS,
-            "Clip(x, 0, c) with a constant c > 0 (ReLU6): an IF neuron whose count stays at most one spike "
-            "a step on average (`snn.CappedBurstIFNeuron`; with `--spikes signed` or `binary` the neuron of "
-            "`Relu`, whose rate caps at one spike a step), so the output caps at its scale λ: λ = c where "
-            "the Clip binds on the calibration data (exact), else the --norm statistic as for a ReLU",
+            "Clip(x, 0, c) with a constant c > 0 (ReLU6): `snn.CappedBurstIFNeuron`, λ the --norm statistic "
+            "(at most c), its count at most k = c/λ spikes a step on average per channel (exact); with "
+            "`--spikes signed` or `binary` the neuron of `Relu`, whose rate caps at one spike a step, so the "
+            "output caps at its scale λ: λ = c where the Clip binds on the calibration data (exact), else "
+            "the --norm statistic as for a ReLU",
             when=is_capped_relu,
             refusal="IF neurons convert only the Clip(x, 0, c) form of Clip (a ReLU capped at c)",
         ),

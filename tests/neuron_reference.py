@@ -88,12 +88,13 @@ def burst_if_neuron(
 
 
 def capped_burst_if_neuron(
-    x: np.ndarray, threshold: float, v0: np.ndarray | float
+    x: np.ndarray, threshold: float, v0: np.ndarray | float, cap: np.ndarray | float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """x: [T, B, ...] float32 currents. Returns spikes [T, B, ...], the final membrane, net spikes
-    sent and headroom [B, ...] of a fresh neuron.
+    """x: [T, B, ...] float32 currents; cap: spikes a step on average at most (broadcast against a
+    step). Returns spikes [T, B, ...], the final membrane, net spikes sent and headroom [B, ...] of
+    a fresh neuron.
 
-    In units of the threshold: u += x_t / θ; h += 1; s = min(max(⌊u⌋, −n), h); u -= s; n += s; h -= s.
+    In units of the threshold: u += x_t / θ; h += k; s = min(max(⌊u⌋, −n), ⌊h⌋); u -= s; n += s; h -= s.
     """
     theta, u, scaled = in_threshold_units(x, threshold, v0)
     n = np.zeros(x.shape[1:], np.float32)
@@ -101,8 +102,8 @@ def capped_burst_if_neuron(
     spikes = np.zeros_like(x)
     for t in range(x.shape[0]):
         u = u + scaled[t]
-        h = h + np.float32(1)
-        s = np.minimum(np.maximum(np.floor(u), -n), h)
+        h = h + np.asarray(cap, np.float32)
+        s = np.minimum(np.maximum(np.floor(u), -n), np.floor(h))
         u, n, h = u - s, n + s, h - s
         spikes[t] = s
     return spikes, u * theta, n, h

@@ -1,6 +1,8 @@
-"""ReLU6 / Clip(x, 0, c) under IF neurons: λ = c where the Clip binds on the calibration data, so an
-IF neuron's rate cap (one spike a step) reproduces the cap exactly; else λ is the --norm statistic,
-as for a ReLU. `--neuron auto` keeps IF for capped-ReLU nets."""
+"""ReLU6 / Clip(x, 0, c) under IF neurons. Burst neurons (the default): λ is the --norm statistic
+(at most c) and the capped burst neuron caps its count at k = c/λ spikes a step per channel, exact
+at any λ. Neurons of one spike a step (--spikes signed, binary): λ = c where the Clip binds on the
+calibration data, so the rate cap reproduces the cap exactly; else λ is the statistic, as for a
+ReLU. `--neuron auto` keeps IF for capped-ReLU nets."""
 
 from __future__ import annotations
 
@@ -72,3 +74,21 @@ def test_a_cap_that_never_binds_scales_like_a_relu_at_its_statistic(digits_x):
     expected = AnnRunner(ann).run({"x": x[-64:]})
     error = np.linalg.norm(Session(model).run(x[-64:], 16).logits - expected) / np.linalg.norm(expected)
     assert error < 0.05
+
+
+def test_burst_neurons_cap_at_c_where_the_clip_never_bound_on_the_calibration_data(digits_x):
+    """Calibrated on pixels up to 1 (no Clip binds, λ is the statistic, about 1 and 0.45), run on
+    pixels up to 12 (both bind): the capped burst neuron's per-channel cap k = c/λ keeps the clip at
+    c, so the SNN tracks the ANN; a neuron capped at one spike a step (--spikes signed) clips at λ."""
+    net = seeded_net(relu6_mlp)
+    ann = export_legacy(net, digits_x[:2])
+    calibration = digits_x[:256] / 12.0
+    x = digits_x[-64:]
+    expected = AnnRunner(ann).run({"x": x})
+
+    def error(spikes: str) -> float:
+        model = compile_model(ann, None, CompileOptions(spikes=spikes), calibration=calibration).model
+        return float(np.linalg.norm(Session(model).run(x, 256).logits - expected) / np.linalg.norm(expected))
+
+    assert error("burst") < 0.01
+    assert error("signed") > 0.1

@@ -274,10 +274,15 @@ def test_multi_spike_constant_input_equals_the_tiled_one_and_chunks_equal_one_ru
 
 
 def capped_session(op: str = "CappedBurstIFNeuron") -> ort.InferenceSession:
-    """A session of one snn.CappedBurstIFNeuron (or its constant-input form), threshold 1, states
-    v0, n0, h0 fresh (NaN), outputs s, v_T, n_T, h_T."""
+    """A session of one snn.CappedBurstIFNeuron (or its constant-input form), threshold 1, inputs
+    x, timesteps, states v0, n0, h0 and the cap [3, 1] per channel, outputs s, v_T, n_T, h_T."""
     node = helper.make_node(
-        op, ["x", "timesteps", "v0", "n0", "h0"], ["s", "v_T", "n_T", "h_T"], domain="snn", threshold=1.0, v_init=0.5
+        op,
+        ["x", "timesteps", "v0", "n0", "h0", "cap"],
+        ["s", "v_T", "n_T", "h_T"],
+        domain="snn",
+        threshold=1.0,
+        v_init=0.5,
     )
     value = helper.make_tensor_value_info
     state = ["B", 3, 4]
@@ -288,6 +293,7 @@ def capped_session(op: str = "CappedBurstIFNeuron") -> ort.InferenceSession:
             value("x", TensorProto.FLOAT, ["B" if op.endswith("ConstantInput") else "TB", 3, 4]),
             value("timesteps", TensorProto.INT64, []),
             *(value(name, TensorProto.FLOAT, state) for name in ("v0", "n0", "h0")),
+            value("cap", TensorProto.FLOAT, [3, 1]),
         ],
         [
             value("s", TensorProto.FLOAT, ["TB", 3, 4]),
@@ -301,21 +307,25 @@ def capped_session(op: str = "CappedBurstIFNeuron") -> ort.InferenceSession:
 
 
 @pytest.mark.parametrize("timesteps", [1, 7, 64, 256])
-def test_capped_burst_matches_numpy_reference_and_its_count_is_the_clipped_relu(timesteps):
-    """The count is min(max(0, ⌊v_init + Σ x⌋), t) at every step: a ReLU capped at one spike a step
-    on average, what a capped ReLU normalized to Clip(0, 1) needs; bursts catch up below the cap."""
-    x = np.random.default_rng(timesteps).normal(0.6, 1.5, size=(timesteps, 5, 3, 4)).astype(np.float32)
+@pytest.mark.parametrize("caps", [(1.0, 1.0, 1.0), (1.0, 2.5, 7.0)], ids=["one", "per-channel"])
+def test_capped_burst_matches_numpy_reference_and_its_count_is_the_clipped_relu(timesteps, caps):
+    """The count is min(max(0, ⌊v_init + Σ x⌋), ⌊k·t⌋) at every step: a ReLU capped at k spikes a
+    step on average (k per channel), what a capped ReLU normalized to Min(Relu(x/λ), k) needs;
+    bursts catch up below the cap."""
+    cap = np.asarray(caps, np.float32).reshape(3, 1)
+    x = (np.random.default_rng(timesteps).normal(0.6, 1.5, size=(timesteps, 5, 3, 4)) * cap).astype(np.float32)
     fresh = np.full((5, 3, 4), np.nan, np.float32)
     feed = {"x": x.reshape(-1, 3, 4), "timesteps": np.asarray(timesteps, np.int64), "v0": fresh, "n0": fresh}
+    feed["cap"] = cap
     spikes, v_t, n_t, h_t = capped_session().run(None, {**feed, "h0": fresh})
-    ref = capped_burst_if_neuron(x, 1.0, np.float32(0.5))
+    ref = capped_burst_if_neuron(x, 1.0, np.float32(0.5), cap)
     for got, expected in zip((spikes.reshape(x.shape), v_t, n_t, h_t), ref):
         np.testing.assert_array_equal(got, expected)
     counts = np.cumsum(spikes.reshape(x.shape), axis=0)
     steps = np.arange(1, timesteps + 1, dtype=np.float64).reshape(-1, 1, 1, 1)
     summed = 0.5 + np.cumsum(x.astype(np.float64), axis=0)
     clear = np.abs(summed - np.round(summed)) > 1e-4
-    expected_counts = np.minimum(np.maximum(0, np.floor(summed)), steps)
+    expected_counts = np.minimum(np.maximum(0, np.floor(summed)), np.floor(steps * cap.astype(np.float64)))
     np.testing.assert_array_equal(counts[clear], expected_counts[clear])
     once = capped_session("CappedBurstIFNeuronConstantInput").run(None, {**feed, "x": x[0], "h0": fresh})
     tiled = capped_session().run(

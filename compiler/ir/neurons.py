@@ -308,9 +308,9 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
 
 def _burst_if_step(constant_input: bool, capped: bool) -> onnx.GraphProto:
     """One burst IF step in units of the threshold, with m = −c (minus the net spikes sent) as the
-    second state: u += x; s = max(⌊u⌋, m); u -= s; m -= s. `capped` adds the headroom h (steps done
-    minus c) as a third state and caps the count at one spike a step on average: h += 1; s =
-    min(s, h); h -= s."""
+    second state: u += x; s = max(⌊u⌋, m); u -= s; m -= s. `capped` adds the headroom h (k·steps
+    done minus c, k the outer-scope `cap`) as a third state and caps the count at k spikes a step
+    on average: h += k; s = min(s, ⌊h⌋); h -= s."""
     current = "u_in" if constant_input else "x_t"
     x_type = TensorProto.INT64 if constant_input else TensorProto.FLOAT
     bound = "s_low" if capped else "s"
@@ -321,9 +321,9 @@ def _burst_if_step(constant_input: bool, capped: bool) -> onnx.GraphProto:
     ]
     if capped:
         nodes += [
-            constant("one_step", 1.0),
-            helper.make_node("Add", ["h", "one_step"], ["h1"]),
-            helper.make_node("Min", ["s_low", "h1"], ["s"]),
+            helper.make_node("Add", ["h", "cap"], ["h1"]),
+            helper.make_node("Floor", ["h1"], ["room"]),
+            helper.make_node("Min", ["s_low", "room"], ["s"]),
             helper.make_node("Sub", ["h1", "s"], ["h2"]),
         ]
     nodes += [helper.make_node("Sub", ["u1", "s"], ["u2"]), helper.make_node("Sub", ["m", "s"], ["m2"])]
@@ -348,10 +348,12 @@ def build_burst_if_neuron(opset: int, constant_input: bool = False, capped: bool
     no cap of one spike a step, so nothing above the calibrated scale is clipped and no input
     waits in the membrane. Outputs: spikes [T*B, ...] (whole numbers), v_T and n_T [B, ...].
 
-    `snn.CappedBurstIFNeuron(x, timesteps, v0, n0, h0) -> (spikes, v_T, n_T, h_T)` (capped=True)
-    is the clipped ReLU min(max(x, 0), 1) of a capped ReLU normalized to Clip(0, 1) (ReLU6 at λ =
-    6): the count also stays at most the steps done, c_t = min(max(0, ⌊S_t⌋), t), through the
-    headroom h = t − c (h0, h_T; NaN: fresh, 0): s = min(max(⌊u⌋, −c), h + 1).
+    `snn.CappedBurstIFNeuron(x, timesteps, v0, n0, h0, cap) -> (spikes, v_T, n_T, h_T)`
+    (capped=True) is the clipped ReLU min(max(x, 0), k) of a capped ReLU normalized to
+    Min(Relu(x/λ), k), k = c/λ ≥ 1 per channel (`cap`, broadcast against one step's [B, ...]; ReLU6
+    at λ = 6 has k = 1): the count also stays at most k times the steps done, c_t = min(max(0,
+    ⌊S_t⌋), ⌊k·t⌋), through the headroom h = k·t − c (h0, h_T; NaN: fresh, 0): s = min(max(⌊u⌋,
+    −c), ⌊h + k⌋).
 
     The `...ConstantInput` forms (constant_input=True) read a current that is the same at every
     step as [B, ...], like snn.IFNeuronConstantInput.
@@ -449,7 +451,7 @@ IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "reset": "soft",
 IF_NEURON_INPUTS = ("x", "timesteps", "v0")
 SIGNED_IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "v_init": 0.5}
 SIGNED_IF_NEURON_INPUTS = ("x", "timesteps", "v0", "n0")
-CAPPED_BURST_IF_NEURON_INPUTS = (*SIGNED_IF_NEURON_INPUTS, "h0")
+CAPPED_BURST_IF_NEURON_INPUTS = (*SIGNED_IF_NEURON_INPUTS, "h0", "cap")
 MULTI_SPIKE_IF_NEURON_DEFAULTS: dict[str, float | str] = {"threshold": 1.0, "v_init": 0.5, "v_min": -math.inf}
 
 _IF_STATE = (("v0", "v_T", ("x",)),)
@@ -573,6 +575,14 @@ IF_NEURON_OP = {
 }
 #: the op of a capped ReLU (a rate of at most one spike a step) per --spikes kind; multi has none
 CAPPED_IF_NEURON_OP = {"signed": "SignedIFNeuron", "binary": "IFNeuron", "burst": "CappedBurstIFNeuron"}
+
+
+def takes_cap(spikes: str) -> bool:
+    """True where the --spikes kind's capped-ReLU op reads a per-channel `cap` (k spikes a step at
+    most), so that a capped ReLU's λ need not be its cap c: Min(Relu(x/λ), c/λ)."""
+    return spikes in CAPPED_IF_NEURON_OP and "cap" in NEURON_OPS[CAPPED_IF_NEURON_OP[spikes]].inputs
+
+
 #: every IF neuron op, constant-input forms included
 IF_NEURON_OPS = frozenset(
     name

@@ -24,6 +24,7 @@ from typing import cast
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from onnx_snn.ir.neurons import takes_cap
 from onnx_snn.options import norm_statistic
 from onnx_snn.passes.base import LayerStats, PassContext, declare, recorded, require
 from onnx_snn.passes.common.calibrate import is_calibrated
@@ -76,7 +77,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     demand = _demanded_scales(graph, lambdas)
     scale: dict[str, np.ndarray] = {t.name: ONE for t in graph.inputs}
     for node in list(graph.nodes):
-        _normalize_node(graph, node, scale, demand, lambdas)
+        _normalize_node(graph, node, scale, demand, lambdas, takes_cap(ctx.options.spikes))
     for i, out in enumerate(graph.outputs):
         graph.outputs[i] = _output_in_ann_units(graph, out, scale.get(out.name, ONE))
     ctx.state.lambdas = {name: np.asarray(lam).ravel().tolist() for name, lam in lambdas.items()}
@@ -96,7 +97,9 @@ def _neuron_scales(graph: gs.Graph, ctx: PassContext) -> dict[str, np.ndarray]:
         lam = layer_scale(ctx.activation_stats[node.name], ctx.options.norm)
         if ctx.state.neuron == "signgd":
             lam = lam / ctx.options.signgd_range
-        if cap is not None:  # IF: the rate cap (one spike a step) lands on c where the Clip binds
+        if cap is not None and takes_cap(ctx.options.spikes):  # IF, cap k = c/λ ≥ 1 a step: exact at any λ ≤ c
+            lam = np.minimum(lam, cap)
+        elif cap is not None:  # IF: the rate cap (one spike a step) lands on c where the Clip binds
             lam = np.where(np.asarray(ctx.activation_stats[node.name].max) >= cap, cap, np.minimum(lam, cap))
         elif node.op not in HOMOGENEOUS:
             lam = np.asarray(lam.max())
@@ -195,8 +198,10 @@ def _normalize_node(
     scale: dict[str, np.ndarray],
     demand: dict[str, np.ndarray],
     lambdas: dict[str, np.ndarray],
+    caps_per_channel: bool,
 ) -> None:
-    """Rescale `node` for its inputs' scales and record its outputs' scales."""
+    """Rescale `node` for its inputs' scales and record its outputs' scales (`caps_per_channel`:
+    a capped ReLU becomes Min(Relu, k), _cap_in_threshold_units)."""
 
     def sigma(tensor: gs.Tensor) -> np.ndarray:
         return scale.get(tensor.name, ONE)
@@ -210,11 +215,10 @@ def _normalize_node(
         _rescale_input(graph, node, 0, sigma(node.inputs[0]), result)
         if node.op not in HOMOGENEOUS:
             _scale_around(graph, node, result, [gate] if gate is not None else [])
-    elif _capped(node, lambdas):  # Clip(x, 0, c) at σ = λ <= c: Clip(x/λ, 0, 1), exact at λ = c and,
-        # where the Clip never bound on the calibration data, a ReLU's clip at its statistic
+    elif _capped(node, lambdas):  # Clip(x, 0, c) at σ = λ <= c
         result = lambdas[node.name]
         _rescale_input(graph, node, 0, sigma(node.inputs[0]), result)
-        node.inputs[2] = gs.Constant(fresh_name(node.inputs[2].name), np.asarray(1.0, dtype=np.float32))
+        _cap_in_threshold_units(graph, node, result, per_channel=caps_per_channel)
     elif node.op == "Sigmoid" and any(silu_gate(graph, reader) is node for reader in out.outputs):
         result = ONE  # a SiLU's gate: its Mul rescales u for both (above)
     elif _is_square(node):
@@ -267,6 +271,24 @@ def _capped(node: gs.Node, lambdas: dict[str, np.ndarray]) -> bool:
     """True for an IF family's capped ReLU Clip(x, 0, c), whose λ is c where it binds on the
     calibration data, else min(c, statistic) (_neuron_scales)."""
     return node.op == "Clip" and node.name in lambdas
+
+
+def _cap_in_threshold_units(graph: gs.Graph, node: gs.Node, lam: np.ndarray, per_channel: bool) -> None:
+    """Rewrite the capped ReLU Clip(x, 0, c), whose input now arrives as x/λ, for IF neurons.
+    `per_channel` (the capped op reads a cap k): Min(Relu(x/λ), k) with k = c/λ ≥ 1 in λ's shape,
+    exact at any λ ≤ c (spikify fuses the pair into the capped op). Else Clip(x/λ, 0, 1): exact at
+    λ = c and, where the Clip never bound on the calibration data (λ < c), a ReLU clipped at λ."""
+    if not per_channel:
+        node.inputs[2] = gs.Constant(fresh_name(node.inputs[2].name), np.asarray(1.0, dtype=np.float32))
+        return
+    cap = relu_cap(node)
+    assert cap is not None  # _capped: a Clip(x, 0, c)
+    rectified = gs.Variable(fresh_name(f"{node.name}_rectified"), dtype=node.outputs[0].dtype)
+    k = gs.Constant(fresh_name(f"{node.name}_cap"), np.asarray(cap / lam, dtype=np.float32))
+    graph.nodes.append(
+        gs.Node("Min", name=fresh_name(f"{node.name}_cap"), inputs=[rectified, k], outputs=[node.outputs[0]])
+    )
+    node.op, node.inputs, node.outputs = "Relu", [node.inputs[0]], [rectified]
 
 
 def _gated(graph: gs.Graph, node: gs.Node) -> bool:
