@@ -26,6 +26,7 @@ NAMES are families, light models, or the groups `families` and `light` (default:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import re
@@ -46,7 +47,15 @@ from onnx_snn import __version__
 from onnx_snn.api import compile_model
 from onnx_snn.errors import SnnError
 from onnx_snn.models.export import export_torch
-from onnx_snn.models.families import FAMILIES, IMAGE_SIZE, RELU_ONLY, logits, parameter_count, prepare_family
+from onnx_snn.models.families import (
+    FAMILIES,
+    IMAGE_SIZE,
+    RELU_ONLY,
+    family_images,
+    logits,
+    parameter_count,
+    prepare_family,
+)
 from onnx_snn.models.light_models import (
     LIGHT_MODELS,
     available_light_models,
@@ -168,8 +177,9 @@ def _measure(result: dict, name: str, exporter: str, timesteps: list[int], sampl
     ann_model = onnx.load(str(ann_path))
     result["ann_ops"] = sorted({n.op_type for n in ann_model.graph.node})
     result["opset"] = next((o.version for o in ann_model.opset_import if o.domain in ("", "ai.onnx")), None)
-    x_test = fashion_rgb("test", samples, size)
-    x_calib = fashion_rgb("train", calib, size, start=CALIBRATION_START)
+    images = family_images if result["kind"] == "family" else functools.partial(fashion_rgb, size=size)
+    x_test = images("test", samples)
+    x_calib = images("train", calib, start=CALIBRATION_START)
     ann = AnnRunner(ann_path).run({input_name: x_test})
     result["classes"] = int(ann.reshape(len(x_test), -1).shape[1])
     if result["kind"] == "family":
@@ -341,7 +351,8 @@ def markdown_section(cases: list[dict]) -> str:
         "Measured with `python -m benchmarks coverage` (one process per case; CPU: "
         f"{machine}). Untrained nets: seeded random weights, BatchNorm statistics adapted to "
         "Fashion-MNIST (32x32 for the families, 224x224 for the light models, gray repeated to 3 "
-        "channels), compiled with the defaults on the calibration images; agreement (argmax) and "
+        "channels; the families' pixels normalized by the training set's mean and std, "
+        "`families.family_images`), compiled with the defaults on the calibration images; agreement (argmax) and "
         "relative logit error ||snn - ann|| / ||ann|| against onnxruntime on the exported ANN. "
         f"Target (issue 15): error at T = {TARGET_T} <= {TARGET_ERROR} ({TARGET_ERROR_RELU} for ReLU-only "
         "families); a row's category judges the error at its largest T. The light models run on "

@@ -23,8 +23,7 @@ from pathlib import Path
 from benchmarks.coverage import CALIBRATION_START, agreement_and_error, export_family
 from benchmarks.zoo import _machine, update_benchmarks_file
 from onnx_snn.api import compile_model
-from onnx_snn.models.families import IMAGE_SIZE
-from onnx_snn.models.light_models import fashion_rgb
+from onnx_snn.models.families import family_images
 from onnx_snn.models.zoo import get_reference
 from onnx_snn.options import CompileOptions
 from onnx_snn.outputs import write_text_atomic
@@ -78,8 +77,8 @@ def zoo_rows(names: list[str], samples: int) -> list[dict]:
 
 def family_rows(names: list[str]) -> list[dict]:
     """Relative logit error and agreement at FAMILY_T per untrained family and schedule."""
-    x_test = fashion_rgb("test", FAMILY_SAMPLES, IMAGE_SIZE)
-    x_calib = fashion_rgb("train", FAMILY_CALIBRATION, IMAGE_SIZE, start=CALIBRATION_START)
+    x_test = family_images("test", FAMILY_SAMPLES)
+    x_calib = family_images("train", FAMILY_CALIBRATION, start=CALIBRATION_START)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:

@@ -432,7 +432,14 @@ _SIGNGD_OPS = _table(
         ("LayerNormalization",),
         Support(REWRITTEN, "decompose: mean, `square` neurons, a `p_rsqrt_q` neuron and the affine scale and bias"),
     ),
-    (("Softmax",), Support(REWRITTEN, "decompose: an `exp` neuron, ReduceSum and a `div` neuron")),
+    (
+        ("Softmax",),
+        Support(
+            REWRITTEN,
+            "decompose: the row max (a tree of `maximum` neurons) subtracted, an `exp` neuron, ReduceSum and a "
+            "`div` neuron",
+        ),
+    ),
     (
         ("InstanceNormalization",),
         Support(

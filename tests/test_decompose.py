@@ -109,3 +109,36 @@ def test_matmul_of_a_vector_activation_is_refused():
     with pytest.raises(SnnError, match="rank >= 2") as raised:
         decompose.run(graph, PassContext(options=CompileOptions(), show_progress=False))
     assert "vec_mat" in str(raised.value) and "MatMul" in str(raised.value)
+
+
+class WideSoftmax(nn.Module):
+    """Softmax of logits spread over ±60 along an axis of `size` entries (exp(60) overflows no
+    float32, but its neuron could never reach it)."""
+
+    def __init__(self, size: int, dim: int) -> None:
+        super().__init__()
+        self.fc, self.size, self.dim = nn.Linear(64, 4 * size), size, dim
+
+    def forward(self, x):
+        logits = self.fc(x.flatten(1)).view(-1, 4, self.size) * 30.0
+        return torch.softmax(logits, dim=self.dim) * 2.0  # keeps the Softmax off the graph output
+
+
+@pytest.mark.parametrize("size, dim", [(1, -1), (5, -1), (8, -1), (7, 1)])
+def test_softmax_subtracts_its_max_along_the_axis(size, dim):
+    """Exp sees x − max(x) along the axis (≤ 0, so every exp lies in (0, 1]); the max is a tree of
+    ⌈log2 n⌉ pairwise Max over halves, which overlap by one where n is odd."""
+    torch.manual_seed(0)
+    x = np.random.default_rng(3).normal(size=(5, 1, 8, 8)).astype(np.float32)
+    ann = export_legacy(WideSoftmax(size, dim).eval(), x[:2])
+    graph, ctx = prepared(ann)
+    graph = decompose.run(graph, ctx)
+    ops = [n.op for n in graph.nodes]
+    n = 4 if dim == 1 else size
+    assert "Softmax" not in ops and ops.count("Max") == int(np.ceil(np.log2(n)))
+    (exp,) = [node for node in graph.nodes if node.op == "Exp"]
+    exp.outputs[0].dtype = np.float32
+    graph.outputs.append(exp.inputs[0])
+    got = run_graph(graph, ctx, {"x": x})
+    assert got[-1].max() <= 0.0 and np.allclose(got[-1].max(axis=dim), 0.0)
+    np.testing.assert_allclose(got[0], run_model(ann, {"x": x})[0], rtol=1e-5, atol=1e-6)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from graph_builders import Branches, Residual, cnn, export_legacy, mlp, prepared, randomized, run_graph, run_model
+from torch import nn
 
 from onnx_snn.options import CompileOptions
 from onnx_snn.passes.common import calibrate, normalize
+from onnx_snn.passes.signgd import decompose
 
 NETS = {"mlp": mlp, "cnn": cnn, "residual": Residual, "concat": Branches}
 
@@ -58,3 +61,39 @@ def test_residual_shortcut_gets_a_rescaling_mul():
     adds = [n for n in graph.nodes if n.op == "Add" and all(not hasattr(t, "values") for t in n.inputs)]
     assert adds, "the residual Add survives"
     assert any(t.inputs and t.inputs[0].op == "Mul" for t in adds[0].inputs)
+
+
+class TokenNorm(nn.Module):
+    """[B, 8, 8] rows embedded as tokens [B, 8, 16], a small token in front, LayerNorm over the
+    features (rank 3), or the same values as [B, 1, 9, 16] (rank 4) with `image`."""
+
+    def __init__(self, image: bool) -> None:
+        super().__init__()
+        self.embed, self.norm, self.head, self.image = nn.Linear(8, 16), nn.LayerNorm(16), nn.Linear(144, 3), image
+
+    def forward(self, x):
+        tokens = self.embed(x.view(-1, 8, 8))
+        tokens = torch.cat([0.02 * tokens.mean(1, keepdim=True), tokens], dim=1)
+        return self.head(self.norm(tokens.unsqueeze(1) if self.image else tokens).flatten(1))
+
+
+@pytest.mark.parametrize("image", [False, True])
+def test_layernorm_square_of_a_sequence_is_scaled_per_token(image):
+    """A LayerNorm's square on [B, tokens, D] gets one λ per token (the small first token its own),
+    on [B, 1, H, W]-shaped rows one for the layer; either way the graph computes the ANN's function."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, size=(64, 1, 8, 8)).astype(np.float32)
+    torch.manual_seed(0)
+    ann = export_legacy(TokenNorm(image).eval(), x[:2])
+    graph, ctx = prepared(ann, CompileOptions(neuron="signgd"))
+    ctx.state.neuron = "signgd"
+    graph = decompose.run(graph, ctx)
+    ctx.calibration = [{"x": x}]
+    graph = normalize.run(calibrate.run(graph, ctx), ctx)
+    (square,) = [n for n in graph.nodes if n.op == "Mul" and n.inputs[0] is n.inputs[1]]
+    lam = np.asarray(ctx.state.lambdas[square.name])
+    if image:
+        assert lam.size == 1
+    else:
+        assert lam.shape == (9,) and lam[0] < lam[1:].min() / 100
+    np.testing.assert_allclose(run_graph(graph, ctx, {"x": x})[0], run_model(ann, {"x": x})[0], rtol=1e-4, atol=1e-5)

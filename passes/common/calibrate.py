@@ -17,7 +17,7 @@ from onnx_snn.errors import SnnError
 from onnx_snn.options import norm_statistic
 from onnx_snn.passes.base import LayerStats, PassContext, declare, require
 from onnx_snn.passes.common.histogram import StreamingHistogram
-from onnx_snn.passes.graph_utils import is_activation, node_error
+from onnx_snn.passes.graph_utils import constant_value, is_activation, node_error
 from onnx_snn.passes.op_support import relu_cap
 from onnx_snn.probe import observe
 
@@ -49,6 +49,34 @@ def is_calibrated(node: gs.Node) -> bool:
     return node.op in CALIBRATED_BINARY_OPS and sum(is_activation(t) for t in node.inputs) == 2
 
 
+def square_per_position(node: gs.Node) -> bool:
+    """True for a signGD `square` neuron Mul(u, u) on a sequence u [N, tokens, D] whose every
+    reader is a ReduceMean or ReduceSum that leaves axis 1 alone (a LayerNorm's variance over the
+    features, decompose._normalized; GroupNorm's [N, groups, -1] view): its scale may then differ
+    from token to token, which the reduction carries through. Tokens differ in scale where image
+    rows do not: an untrained ViT's constant class token is 30x smaller than its image tokens, so
+    at one scale for the layer its square's target sits below the neuron's resolution (its
+    LayerNorm's relative error at T = 256: 0.51 per layer, 0.005 per token). Rank-4 inputs (a
+    ConvNeXt's channels-last LayerNorm, [N, H, W, C]) stay per layer: per image row, the trained
+    fashion-convnext lost 4 points at T = 8 (its rows' targets grow out of early reach)."""
+    u = node.inputs[0] if node.op == "Mul" and len(node.inputs) == 2 else None
+    if u is None or node.inputs[1] is not u or not is_activation(u) or u.shape is None or len(u.shape) != 3:
+        return False
+    readers = node.outputs[0].outputs
+    return bool(readers) and all(_reduces_other_than_axis_1(reader) for reader in readers)
+
+
+def _reduces_other_than_axis_1(node: gs.Node) -> bool:
+    """True for a ReduceMean/ReduceSum (keepdims) of a rank-3 tensor over known axes that do not
+    include axis 1."""
+    if node.op not in ("ReduceMean", "ReduceSum") or not node.attrs.get("keepdims", 1):
+        return False
+    axes = node.attrs.get("axes")
+    if axes is None and len(node.inputs) > 1:
+        axes = constant_value(node.inputs[1])
+    return axes is not None and len(np.ravel(axes)) > 0 and 1 not in {int(a) % 3 for a in np.ravel(axes)}
+
+
 def calibrated_nodes(graph: gs.Graph) -> list[gs.Node]:
     """The nodes whose outputs calibrate measures, in topological order."""
     return [n for n in graph.nodes if is_calibrated(n)]
@@ -69,7 +97,8 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     if ctx.calibration is None:
         raise SnnError("calibration data is required to normalize the network; pass --calib FILE.npz", path=ctx.source)
     q = _calibrated_percentile(ctx)
-    statistics = _Statistics(len(nodes), ctx.options.channel_scales(ctx.state.neuron or ctx.options.neuron))
+    per_channel = ctx.options.channel_scales(ctx.state.neuron or ctx.options.neuron)
+    statistics = _Statistics([per_channel or square_per_position(node) for node in nodes])
     seen = 0
     progress = tqdm(desc="calibrate", unit="sample", disable=not ctx.show_progress, leave=False)
     for samples, activations in observe(
@@ -130,13 +159,13 @@ def _samples_per_run(sample_bytes: int) -> int:
 
 class _Statistics:
     """One StreamingHistogram of |y| per calibrated output, made at its first batch: per channel
-    (axis 1) where asked and the output has MIN_VALUES_PER_SAMPLE values per sample and channel,
-    else one for the layer."""
+    (axis 1) where `per_channel` asks it for that output and the output has
+    MIN_VALUES_PER_SAMPLE values per sample and channel, else one for the layer."""
 
-    def __init__(self, outputs: int, per_channel: bool) -> None:
+    def __init__(self, per_channel: list[bool]) -> None:
         self.per_channel = per_channel
-        self.histograms: list[StreamingHistogram | None] = [None] * outputs
-        self.by_channel = [False] * outputs
+        self.histograms: list[StreamingHistogram | None] = [None] * len(per_channel)
+        self.by_channel = [False] * len(per_channel)
 
     def add(self, activations: list[np.ndarray]) -> None:
         """Count one probe run's outputs, SLICE_VALUES values at a time."""
@@ -144,7 +173,9 @@ class _Statistics:
             hist = self.histograms[i]
             if hist is None:
                 per_sample = math.prod(activation.shape[2:])  # values per sample and channel
-                self.by_channel[i] = self.per_channel and activation.ndim >= 3 and per_sample >= MIN_VALUES_PER_SAMPLE
+                self.by_channel[i] = (
+                    self.per_channel[i] and activation.ndim >= 3 and per_sample >= MIN_VALUES_PER_SAMPLE
+                )
                 channels = activation.shape[1] if self.by_channel[i] else 1
                 hist = self.histograms[i] = StreamingHistogram(channels=channels)
             for rows in _magnitude_rows(activation, self.by_channel[i]):

@@ -13,7 +13,10 @@ scaling, so input and output share λ (per channel allowed). GELU, HardSwish and
 arrives at σ = λ and the op becomes Mul(λ) → f → Mul(1/λ), which spikify_signgd fuses into one
 neuron with a scaled gate. A square Mul(u, u) takes u at √λ; a product p·q and a quotient p/q get p rescaled so
 that the result lands at λ; Sqrt halves the exponent of its input's σ. These non-ReLU scales are
-per layer. The function of the graph is unchanged. For signGD neurons λ is the calibrated
+per layer, except a square whose readers reduce other axes than axis 1 (a LayerNorm's variance:
+calibrate.square_per_position), which is scaled per position along axis 1 (per token), its u met
+by a Mul and its output brought back to ANN units before the reduction. The function of the graph
+is unchanged. For signGD neurons λ is the calibrated
 statistic divided by --signgd-range ρ, so that activations fill [−ρ, ρ] (spec: ReLU only, ρ = 1).
 """
 
@@ -27,7 +30,7 @@ import onnx_graphsurgeon as gs
 from onnx_snn.ir.neurons import takes_cap
 from onnx_snn.options import norm_statistic
 from onnx_snn.passes.base import LayerStats, PassContext, declare, recorded, require
-from onnx_snn.passes.common.calibrate import is_calibrated
+from onnx_snn.passes.common.calibrate import is_calibrated, square_per_position
 from onnx_snn.passes.graph_utils import (
     LAYOUT_OPS,
     constant_value,
@@ -101,7 +104,7 @@ def _neuron_scales(graph: gs.Graph, ctx: PassContext) -> dict[str, np.ndarray]:
             lam = np.minimum(lam, cap)
         elif cap is not None:  # IF: the rate cap (one spike a step) lands on c where the Clip binds
             lam = np.where(np.asarray(ctx.activation_stats[node.name].max) >= cap, cap, np.minimum(lam, cap))
-        elif node.op not in HOMOGENEOUS:
+        elif node.op not in HOMOGENEOUS and not (_is_square(node) and square_per_position(node)):
             lam = np.asarray(lam.max())
         rank = len(node.inputs[0].shape) if node.inputs[0].shape is not None else 2
         if lam.ndim == 1:
@@ -159,7 +162,8 @@ def _demanded_scales(graph: gs.Graph, lambdas: dict[str, np.ndarray]) -> dict[st
             demand.setdefault(node.inputs[0].name, lambdas[node.name])
             continue
         if _is_square(node):
-            demand.setdefault(node.inputs[0].name, np.sqrt(lambdas[node.name]))
+            if np.ndim(lambdas[node.name]) == 0:  # a per-position λ is met by a Mul on u's edge
+                demand.setdefault(node.inputs[0].name, np.sqrt(lambdas[node.name]))
             continue
         wanted = demand.get(node.outputs[0].name) if node.outputs else None
         if wanted is None:

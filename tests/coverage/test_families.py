@@ -44,12 +44,12 @@ from onnx_snn.providers import CPU
 from onnx_snn.runtime import Session
 from onnx_snn.runtime.ann import AnnRunner
 
-#: the families of the fast compile test (three that compile today, all to signGD neurons), and the
-#: argmax agreement each must reach with its ANN on FAST_IMAGES test images at T = 64: measured
-#: 1.0 (resmlp), 1.0 (poolformer_s12) and 0.5 (regnet_y: SE gate, group convs; resnet18 and
-#: convnext reach only 0.19 and 0.25, chance level, so they are left to the slow matrix), less a
-#: margin. Raise regnet_y's bound when its fidelity is fixed.
-FAST_AGREEMENT = {"resmlp": 0.9, "poolformer_s12": 0.9, "regnet_y": 0.3}
+#: the families of the fast compile test (all compile to signGD neurons), and the argmax agreement
+#: each must reach with its ANN on FAST_IMAGES test images at T = 64: measured 1.0 (resmlp,
+#: poolformer_s12, convnext, mlp_mixer) and 0.875 (regnet_y: SE gate, group convs), less a margin.
+#: convnext and mlp_mixer were at chance (0.25) while the images were raw pixels, whose black
+#: background makes their LayerNorm ill-conditioned (families.FASHION_MEAN).
+FAST_AGREEMENT = {"resmlp": 0.9, "poolformer_s12": 0.9, "convnext": 0.9, "mlp_mixer": 0.9, "regnet_y": 0.75}
 FAST_IMAGES = 16
 FAST_CALIBRATION = 128
 #: the largest a family may be: a CPU compile must take seconds
