@@ -56,9 +56,8 @@ def zoo_rows(names: list[str], samples: int) -> list[dict]:
         x_test, y_test = x_test[:samples], y_test[:samples]
         for schedule, changes in SCHEDULES.items():
             start = time.perf_counter()
-            compiled = compile_model(
-                reference.onnx_path, None, CompileOptions(**changes), calibration=reference.load_calibration()
-            )
+            options = CompileOptions(neuron="signgd", **changes)  # the zoo's MaxPool net is IF under auto
+            compiled = compile_model(reference.onnx_path, None, options, calibration=reference.load_calibration())
             report = Session(compiled.model).evaluate(
                 x_test, y_test, max(ZOO_T), ann=reference.onnx_path, progress=False
             )
@@ -86,7 +85,8 @@ def family_rows(names: list[str]) -> list[dict]:
             export_family(name, "legacy", path)
             ann = AnnRunner(path).run({"x": x_test})
             for schedule, changes in SCHEDULES.items():
-                compiled = compile_model(path, None, CompileOptions(**changes), calibration=x_calib)
+                options = CompileOptions(neuron="signgd", **changes)  # ReLU nets are IF under auto
+                compiled = compile_model(path, None, options, calibration=x_calib)
                 per_step = Session(compiled.model).run(x_test, max(FAMILY_T)).per_step
                 rows.append(
                     {

@@ -238,11 +238,12 @@ def _normalize_node(
         result = _rescale_linear(graph, node, sigma(node.inputs[0]), demand.get(out.name, ONE))
     elif node.op in CHANNEL_PRESERVING or (node.op == "Pad" and _zero_pad(node)):
         result = sigma(node.inputs[0])
-    elif node.op == "Pad" and np.ndim(sigma(node.inputs[0])) == 0:
+    elif node.op == "Pad" and (np.ndim(sigma(node.inputs[0])) == 0 or _pads_only_maxes(node)):
         result = sigma(node.inputs[0])
         value = constant_value(node.inputs[2])
         assert value is not None  # a Pad value that is not zero (_zero_pad) is a constant here
-        node.inputs[2] = gs.Constant(fresh_name(node.inputs[2].name), np.asarray(value / result, dtype=value.dtype))
+        scaled = value / np.max(result)  # per channel: a pad that only loses maxes stays below them all
+        node.inputs[2] = gs.Constant(fresh_name(node.inputs[2].name), np.asarray(scaled, dtype=value.dtype))
     elif node.op in SHARED_SCALE and len(data) == 2:
         result = demand.get(out.name, sigma(data[0]))
         for tensor in data:
@@ -261,7 +262,7 @@ def _normalize_node(
         result = _reshaped_scale(node, sigma(data[0]))
     elif node.op == "Concat" and data:
         result = _concat_scale(node, [sigma(t) for t in node.inputs])
-    elif node.op in LAYER_PRESERVING and data and np.ndim(sigma(data[0])) == 0:
+    elif node.op in LAYER_PRESERVING and data and (np.ndim(sigma(data[0])) == 0 or _slices_within_channels(node)):
         result = sigma(data[0])
     if result is None:  # anything else computes in ANN units: give it its inputs at σ = 1
         for tensor in data:
@@ -328,6 +329,28 @@ def _scale_around(graph: gs.Graph, node: gs.Node, lam: np.ndarray, readers: list
     node.inputs[0], node.outputs[0] = unscaled_in, unscaled_out
     for reader in readers:
         reader.inputs[0] = unscaled_in
+
+
+def _slices_within_channels(node: gs.Node) -> bool:
+    """True for a Slice over known axes other than axis 1 (a MaxPool row of decompose): a
+    per-channel σ passes it unchanged."""
+    if node.op != "Slice" or len(node.inputs) < 4 or node.inputs[0].shape is None:
+        return False
+    axes = constant_value(node.inputs[3])
+    rank = len(node.inputs[0].shape)
+    return axes is not None and 1 not in {int(a) % rank for a in np.ravel(axes)}
+
+
+def _pads_only_maxes(node: gs.Node) -> bool:
+    """True for a Pad whose output is read only through Slices by `Max` (decompose's MaxPool
+    padding, whose value only has to lose every max): it keeps a per-channel σ, its value divided
+    by the largest channel σ, instead of sending the whole max chain to ANN units, where the
+    `maximum` neurons' targets (activations of 10-50 in an untrained GoogLeNet without
+    BatchNorm) lie far out of their reach."""
+    slices = node.outputs[0].outputs
+    return bool(slices) and all(
+        s.op == "Slice" and s.outputs[0].outputs and all(m.op == "Max" for m in s.outputs[0].outputs) for s in slices
+    )
 
 
 def _zero_pad(node: gs.Node) -> bool:
