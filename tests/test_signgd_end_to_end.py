@@ -7,6 +7,8 @@ in the test (where the ANN's accuracy makes the comparison meaningful on real da
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -157,6 +159,23 @@ def test_defaults_beat_the_spec_configuration_and_keep_converging(trained, digit
     assert floored[255] < 0.9 * spec[255]
 
 
+def _untrained_signgd_errors(build, digits, tmp_path) -> tuple[dict[int, float], Path]:
+    """The untrained (seeded) net `build` on digits, compiled with signGD neurons: its relative
+    logit error against the ANN on 64 test digits at T = 64 and 256, and the SNN's path."""
+    x_train, y_train, x_test, _ = digits
+    torch.manual_seed(0)
+    net = digits_net(build, x_train, y_train, epochs=0)
+    ann = tmp_path / "ann.onnx"
+    export_torch(net, torch.from_numpy(x_train[:2]), ann, dynamo=False)
+    out = tmp_path / "snn.onnx"
+    compile_model(ann, out, CompileOptions(neuron="signgd"), calibration=x_train[:256])
+    x = x_test[:64]
+    reference = net(torch.from_numpy(x)).detach().numpy()
+    per_step = Session(out).run(x, 256).per_step
+    errors = {t: float(np.linalg.norm(per_step[t - 1] - reference) / np.linalg.norm(reference)) for t in (64, 256)}
+    return errors, out
+
+
 class TokenAttention(nn.Module):
     """Self-attention over the 8 rows of a digit as tokens of 8 pixels: softmax(q·kᵀ·3)·v, then a
     linear head on every token. The keys' bias of 1 gives every query's row of logits its own
@@ -181,19 +200,9 @@ def test_attention_softmax_is_shifted_by_its_row_max(digits, tmp_path):
     target lies in (0, 1] whatever the row's offset. Measured, relative logit error at T = 64 /
     256: 0.027 / 0.0059 shifted, 0.064 / 0.028 unshifted as the spec decomposes it (the exp of a
     row with a high offset is out of its neuron's reach)."""
-    x_train, y_train, x_test, _ = digits
-    torch.manual_seed(0)
-    net = digits_net(TokenAttention, x_train, y_train, epochs=0)
-    ann = tmp_path / "ann.onnx"
-    export_torch(net, torch.from_numpy(x_train[:2]), ann, dynamo=False)
-    out = tmp_path / "snn.onnx"
-    compile_model(ann, out, CompileOptions(neuron="signgd"), calibration=x_train[:256])
+    errors, out = _untrained_signgd_errors(TokenAttention, digits, tmp_path)
     functions = {a.s.decode() for n in onnx.load(out).graph.node for a in n.attribute if a.name == "function"}
     assert {"exp", "div", "maximum", "product"} <= functions
-    x = x_test[:64]
-    reference = net(torch.from_numpy(x)).detach().numpy()
-    per_step = Session(out).run(x, 256).per_step
-    errors = {t: float(np.linalg.norm(per_step[t - 1] - reference) / np.linalg.norm(reference)) for t in (64, 256)}
     assert errors[256] < 0.012 and errors[64] < 0.045, errors
 
 
@@ -216,17 +225,7 @@ def test_layernorm_square_is_scaled_per_token(digits, tmp_path):
     """The LayerNorm's `square` neuron gets one scale per token (calibrate.square_per_position),
     so the small token's variance is resolved as finely as the others'. Measured, relative logit
     error at T = 64 / 256: 0.018 / 0.0045 per token against 0.84 / 0.42 with one scale for the layer."""
-    x_train, y_train, x_test, _ = digits
-    torch.manual_seed(0)
-    net = digits_net(SmallTokenLayerNorm, x_train, y_train, epochs=0)
-    ann = tmp_path / "ann.onnx"
-    export_torch(net, torch.from_numpy(x_train[:2]), ann, dynamo=False)
-    out = tmp_path / "snn.onnx"
-    compile_model(ann, out, CompileOptions(neuron="signgd"), calibration=x_train[:256])
-    x = x_test[:64]
-    reference = net(torch.from_numpy(x)).detach().numpy()
-    per_step = Session(out).run(x, 256).per_step
-    errors = {t: float(np.linalg.norm(per_step[t - 1] - reference) / np.linalg.norm(reference)) for t in (64, 256)}
+    errors, _ = _untrained_signgd_errors(SmallTokenLayerNorm, digits, tmp_path)
     assert errors[256] < 0.02 and errors[64] < 0.1, errors
 
 
@@ -249,15 +248,5 @@ def test_maxpool_of_a_concat_keeps_per_channel_scales(digits, tmp_path):
     neurons see activations in range, not in ANN units (where the 30x branch's targets are out
     of their reach). Measured, relative logit error at T = 64 / 256: 0.020 / 0.0053, against
     0.76 / 0.68 when the max chain fell back to ANN units."""
-    x_train, y_train, x_test, _ = digits
-    torch.manual_seed(0)
-    net = digits_net(ConcatThenMaxPool, x_train, y_train, epochs=0)
-    ann = tmp_path / "ann.onnx"
-    export_torch(net, torch.from_numpy(x_train[:2]), ann, dynamo=False)
-    out = tmp_path / "snn.onnx"
-    compile_model(ann, out, CompileOptions(neuron="signgd"), calibration=x_train[:256])
-    x = x_test[:64]
-    reference = net(torch.from_numpy(x)).detach().numpy()
-    per_step = Session(out).run(x, 256).per_step
-    errors = {t: float(np.linalg.norm(per_step[t - 1] - reference) / np.linalg.norm(reference)) for t in (64, 256)}
+    errors, _ = _untrained_signgd_errors(ConcatThenMaxPool, digits, tmp_path)
     assert errors[256] < 0.02 and errors[64] < 0.05, errors
