@@ -104,7 +104,7 @@ def _neuron_scales(graph: gs.Graph, ctx: PassContext) -> dict[str, np.ndarray]:
             lam = np.minimum(lam, cap)
         elif cap is not None:  # IF: the rate cap (one spike a step) lands on c where the Clip binds
             lam = np.where(np.asarray(ctx.activation_stats[node.name].max) >= cap, cap, np.minimum(lam, cap))
-        elif node.op not in HOMOGENEOUS and not (_is_square(node) and square_per_position(node)):
+        elif node.op not in HOMOGENEOUS and not square_per_position(node):
             lam = np.asarray(lam.max())
         rank = len(node.inputs[0].shape) if node.inputs[0].shape is not None else 2
         if lam.ndim == 1:
@@ -242,7 +242,7 @@ def _normalize_node(
         result = sigma(node.inputs[0])
         value = constant_value(node.inputs[2])
         assert value is not None  # a Pad value that is not zero (_zero_pad) is a constant here
-        scaled = value / np.max(result)  # per channel: a pad that only loses maxes stays below them all
+        scaled = value / np.min(result)  # per channel: value / min σ is below every value / σ_c (value < 0)
         node.inputs[2] = gs.Constant(fresh_name(node.inputs[2].name), np.asarray(scaled, dtype=value.dtype))
     elif node.op in SHARED_SCALE and len(data) == 2:
         result = demand.get(out.name, sigma(data[0]))
@@ -344,7 +344,7 @@ def _slices_within_channels(node: gs.Node) -> bool:
 def _pads_only_maxes(node: gs.Node) -> bool:
     """True for a Pad whose output is read only through Slices by `Max` (decompose's MaxPool
     padding, whose value only has to lose every max): it keeps a per-channel σ, its value divided
-    by the largest channel σ, instead of sending the whole max chain to ANN units, where the
+    by the smallest channel σ, instead of sending the whole max chain to ANN units, where the
     `maximum` neurons' targets (activations of 10-50 in an untrained GoogLeNet without
     BatchNorm) lie far out of their reach."""
     slices = node.outputs[0].outputs
