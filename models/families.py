@@ -39,7 +39,6 @@ CLASSES = 10
 #: families whose only nonlinearity is ReLU (with BatchNorm, pooling, residual sums and concats):
 #: the ones IF neurons should convert near exactly (issue 15: relative logit error <= 0.02)
 RELU_ONLY = frozenset({"resnet18", "vgg11_bn", "densenet", "squeezenet1_1"})
-#: images of the BatchNorm adaptation (training split), and its batch
 #: Fashion-MNIST's training-set pixel mean and std (pixels in [0, 1]). Raw pixels would leave the
 #: black background at exactly 0: a patch embedding without bias (as initialised here) maps it to
 #: an all-zero token, and LayerNorm (eps 1e-6) of the nearly black tokens at the garment's edge
@@ -48,6 +47,7 @@ RELU_ONLY = frozenset({"resnet18", "vgg11_bn", "densenet", "squeezenet1_1"})
 #: (MLP-Mixer 97%, ViT 19%) against 0.7% (0.7%, 0.9%) on normalized pixels.
 FASHION_MEAN = 0.2860
 FASHION_STD = 0.3530
+#: images of the BatchNorm adaptation (training split), and its batch
 ADAPT_IMAGES = 512
 ADAPT_BATCH = 128
 #: the initial value of every layer scale

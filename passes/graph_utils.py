@@ -50,6 +50,19 @@ def constant_value(tensor: gs.Tensor | None) -> np.ndarray | None:
     return None
 
 
+def node_axes(node: gs.Node, index: int) -> frozenset[int] | None:
+    """The axes `node` works along, as non-negative indices of its first input: its `axes`
+    attribute, else its constant input `index` (ReduceMean from opset 18, Slice); None when
+    neither is known, or the input's rank is unknown."""
+    shape = node.inputs[0].shape if node.inputs else None
+    axes = node.attrs.get("axes")
+    if axes is None and len(node.inputs) > index:
+        axes = constant_value(node.inputs[index])
+    if shape is None or axes is None:
+        return None
+    return frozenset(int(a) % len(shape) for a in np.ravel(axes))
+
+
 def const(name: str, value: np.ndarray | float | int | Sequence, dtype=None) -> gs.Constant:
     """A new initializer holding `value`."""
     return gs.Constant(fresh_name(name), np.asarray(value, dtype=dtype))

@@ -17,7 +17,7 @@ from onnx_snn.errors import SnnError
 from onnx_snn.options import norm_statistic
 from onnx_snn.passes.base import LayerStats, PassContext, declare, require
 from onnx_snn.passes.common.histogram import StreamingHistogram
-from onnx_snn.passes.graph_utils import constant_value, is_activation, node_error
+from onnx_snn.passes.graph_utils import is_activation, node_axes, node_error
 from onnx_snn.passes.op_support import relu_cap
 from onnx_snn.probe import observe
 
@@ -67,14 +67,11 @@ def square_per_position(node: gs.Node) -> bool:
 
 
 def _reduces_other_than_axis_1(node: gs.Node) -> bool:
-    """True for a ReduceMean/ReduceSum (keepdims) of a rank-3 tensor over known axes that do not
-    include axis 1."""
+    """True for a ReduceMean/ReduceSum (keepdims) over known axes that do not include axis 1."""
     if node.op not in ("ReduceMean", "ReduceSum") or not node.attrs.get("keepdims", 1):
         return False
-    axes = node.attrs.get("axes")
-    if axes is None and len(node.inputs) > 1:
-        axes = constant_value(node.inputs[1])
-    return axes is not None and len(np.ravel(axes)) > 0 and 1 not in {int(a) % 3 for a in np.ravel(axes)}
+    axes = node_axes(node, 1)
+    return axes is not None and bool(axes) and 1 not in axes
 
 
 def calibrated_nodes(graph: gs.Graph) -> list[gs.Node]:

@@ -36,6 +36,7 @@ from onnx_snn.passes.graph_utils import (
     constant_value,
     fresh_name,
     is_activation,
+    node_axes,
     node_error,
     silu_gate,
     static_shape,
@@ -238,7 +239,7 @@ def _normalize_node(
         result = _rescale_linear(graph, node, sigma(node.inputs[0]), demand.get(out.name, ONE))
     elif node.op in CHANNEL_PRESERVING or (node.op == "Pad" and _zero_pad(node)):
         result = sigma(node.inputs[0])
-    elif node.op == "Pad" and (np.ndim(sigma(node.inputs[0])) == 0 or _pads_only_maxes(node)):
+    elif node.op == "Pad" and (np.ndim(sigma(node.inputs[0])) == 0 or _pads_only_maxes(node, sigma(node.inputs[0]))):
         result = sigma(node.inputs[0])
         value = constant_value(node.inputs[2])
         assert value is not None  # a Pad value that is not zero (_zero_pad) is a constant here
@@ -262,7 +263,11 @@ def _normalize_node(
         result = _reshaped_scale(node, sigma(data[0]))
     elif node.op == "Concat" and data:
         result = _concat_scale(node, [sigma(t) for t in node.inputs])
-    elif node.op in LAYER_PRESERVING and data and (np.ndim(sigma(data[0])) == 0 or _slices_within_channels(node)):
+    elif (
+        node.op in LAYER_PRESERVING
+        and data
+        and (np.ndim(sigma(data[0])) == 0 or _slices_within_channels(node, sigma(data[0])))
+    ):
         result = sigma(data[0])
     if result is None:  # anything else computes in ANN units: give it its inputs at σ = 1
         for tensor in data:
@@ -331,26 +336,37 @@ def _scale_around(graph: gs.Graph, node: gs.Node, lam: np.ndarray, readers: list
         reader.inputs[0] = unscaled_in
 
 
-def _slices_within_channels(node: gs.Node) -> bool:
-    """True for a Slice over known axes other than axis 1 (a MaxPool row of decompose): a
-    per-channel σ passes it unchanged."""
-    if node.op != "Slice" or len(node.inputs) < 4 or node.inputs[0].shape is None:
-        return False
-    axes = constant_value(node.inputs[3])
-    rank = len(node.inputs[0].shape)
-    return axes is not None and 1 not in {int(a) % rank for a in np.ravel(axes)}
+def _slices_within_channels(node: gs.Node, s_in: np.ndarray) -> bool:
+    """True for a Slice over known axes other than axis 1 (a MaxPool row of decompose) of a
+    tensor whose σ varies along channels only: σ passes it unchanged."""
+    axes = node_axes(node, 3) if node.op == "Slice" else None
+    return axes is not None and bool(axes) and 1 not in axes and _per_channel_only(s_in)
 
 
-def _pads_only_maxes(node: gs.Node) -> bool:
+def _pads_only_maxes(node: gs.Node, s_in: np.ndarray) -> bool:
     """True for a Pad whose output is read only through Slices by `Max` (decompose's MaxPool
-    padding, whose value only has to lose every max): it keeps a per-channel σ, its value divided
-    by the smallest channel σ, instead of sending the whole max chain to ANN units, where the
-    `maximum` neurons' targets (activations of 10-50 in an untrained GoogLeNet without
-    BatchNorm) lie far out of their reach."""
+    padding of spatial axes, whose value only has to lose every max) of a tensor whose σ varies
+    along channels only: it keeps that σ, its value divided by the smallest channel σ, instead of
+    sending the whole max chain to ANN units, where the `maximum` neurons' targets (activations
+    of 10-50 in an untrained GoogLeNet without BatchNorm) lie far out of their reach."""
+    pads = constant_value(node.inputs[1]) if len(node.inputs) > 1 else None
+    rank = len(node.inputs[0].shape) if node.inputs[0].shape is not None else None
+    if pads is None or rank is None or pads.size != 2 * rank or pads[1] or pads[1 + rank]:
+        return False
     slices = node.outputs[0].outputs
-    return bool(slices) and all(
-        s.op == "Slice" and s.outputs[0].outputs and all(m.op == "Max" for m in s.outputs[0].outputs) for s in slices
+    return (
+        _per_channel_only(s_in)
+        and bool(slices)
+        and all(
+            s.op == "Slice" and s.outputs[0].outputs and all(m.op == "Max" for m in s.outputs[0].outputs)
+            for s in slices
+        )
     )
+
+
+def _per_channel_only(s: np.ndarray) -> bool:
+    """True for a σ that is one value, or one per channel (shape (C, 1, ..., 1))."""
+    return all(d == 1 for d in np.shape(s)[1:])
 
 
 def _zero_pad(node: gs.Node) -> bool:
