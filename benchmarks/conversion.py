@@ -44,7 +44,12 @@ CONFIGURATIONS: dict[str, dict] = {
     "binary spikes, per channel, v_init 0": {"neuron": "if", "spikes": "binary", "per_channel": True, "v_init": 0.0},
     "signed spikes, per layer": {"neuron": "if", "per_channel": False},
     "signed spikes, per channel": {"neuron": "if", "spikes": "signed", "per_channel": True},
-    "burst spikes (signed, ⌊u⌋ a step), per channel": {"neuron": "if", "spikes": "burst", "per_channel": True},
+    "burst spikes, per channel, rate range 1 (the default before 2026-12-06)": {
+        "neuron": "if",
+        "spikes": "burst",
+        "per_channel": True,
+        "rate_range": 1.0,
+    },
     "signGD neurons": {"neuron": "signgd"},
     "int8 synapses": {"spikes": "signed", "int8_synapses": True},
 }

@@ -94,6 +94,7 @@ def run_benchmark(
     reset: str = "soft",
     spikes: str = CompileOptions.spikes,
     schedule: str | None = None,
+    rate_range: float | None = None,
 ) -> dict:
     """Accuracy at every T and timing; with `spikingjelly_samples` > 0 also spikingjelly's converter
     on the same PyTorch model (its accuracy on that many test images, its time on the same batch)."""
@@ -107,6 +108,7 @@ def run_benchmark(
         neuron=neuron,
         reset=reset,
         spikes=spikes,
+        rate_range=rate_range,
         **({"schedule": schedule} if schedule is not None else {}),
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,9 +174,13 @@ def _neurons(result: dict) -> str:
             f"range {opts['signgd_range']}, norm {opts['norm']}"
         )
     known = {f.name for f in fields(CompileOptions)}
-    per_channel = CompileOptions(**{k: v for k, v in opts.items() if k in known}).channel_scales("if")
-    scales = ", per channel" if per_channel else ""
-    return f"IF neurons, {opts.get('spikes', 'binary')} spikes, norm {opts['norm']}{scales}, reset {opts['reset']}"
+    options = CompileOptions(**{k: v for k, v in opts.items() if k in known})
+    scales = ", per channel" if options.channel_scales("if") else ""
+    rate = options.if_rate_range if "rate_range" in opts else 1.0  # a result from before --rate-range: 1
+    return (
+        f"IF neurons, {opts.get('spikes', 'binary')} spikes, norm {opts['norm']}, rate range {rate:g}{scales}, "
+        f"reset {opts['reset']}"
+    )
 
 
 def _command(result: dict) -> str:
@@ -186,6 +192,7 @@ def _command(result: dict) -> str:
         flags += {True: ["--per-channel"], False: ["--no-per-channel"], None: []}[opts["per_channel"]]
         spikes = opts.get("spikes", "binary")
         flags += [] if spikes == defaults.spikes else [f"--spikes {spikes}"]
+        flags += [] if opts.get("rate_range") is None else [f"--rate-range {opts['rate_range']:g}"]
     if result["neuron"] == "signgd" and opts["schedule"] != defaults.schedule:
         flags += [f"--schedule {opts['schedule']}"]
     flags += [] if opts.get("reset", "soft") == "soft" else [f"--reset {opts['reset']}"]
@@ -330,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--norm", default="99.9")
     parser.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--spikes", default=CompileOptions.spikes, choices=SPIKE_KINDS, help="IF spikes")
+    parser.add_argument("--rate-range", type=float, default=None, help="IF spikes a step at the statistic")
     parser.add_argument("--schedule", default=None, choices=SCHEDULES, help="signGD step sizes (default: compile's)")
     parser.add_argument("--reset", default=CompileOptions.reset, choices=RESET_MODES, help="IF membrane reset")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -366,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.reset,
                 args.spikes,
                 args.schedule,
+                args.rate_range,
             )
     except SnnError as exc:
         print(f"onnx-snn bench: error: {exc}", file=sys.stderr)
@@ -377,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         key = (
             f"{args.model}-{args.norm}{'-pc' if args.per_channel else ''}{'-hard' if args.reset == 'hard' else ''}"
             f"{'' if args.reset == 'hard' else '-' + args.spikes}"
+            f"{'' if args.rate_range is None else f'-rr{args.rate_range:g}'}"
             f"{'' if args.neuron == 'auto' else '-' + args.neuron}"
             f"{'' if args.exporter == 'legacy' else '-' + args.exporter}"
             f"{'' if args.batch_size == 256 else f'-b{args.batch_size}'}"

@@ -38,7 +38,7 @@ IMAGE_SIZE = 32
 CLASSES = 10
 #: families whose only nonlinearity is ReLU (with BatchNorm, pooling, residual sums and concats):
 #: the ones IF neurons should convert near exactly (issue 15: relative logit error <= 0.02)
-RELU_ONLY = frozenset({"resnet18", "vgg11_bn", "densenet", "squeezenet1_1"})
+RELU_ONLY = frozenset({"resnet18", "vgg11_bn", "densenet", "squeezenet1_1", "shufflenet_v2"})
 #: Fashion-MNIST's training-set pixel mean and std (pixels in [0, 1]). Raw pixels would leave the
 #: black background at exactly 0: a patch embedding without bias (as initialised here) maps it to
 #: an all-zero token, and LayerNorm (eps 1e-6) of the nearly black tokens at the garment's edge

@@ -114,3 +114,24 @@ def test_both_torch_exporters_compile(trained_weights, digits, tmp_path, dynamo,
     report = Session(out).evaluate(x_test[:100], y_test[:100], ann=ann, progress=False)  # batch 100, not 1
     assert report.agreement[-1] >= 0.95, report.table()
     assert report.logit_error[31] < report.logit_error[15] < report.logit_error[7], report.table()
+
+
+def test_rate_range_compresses_time(untrained, digits, tmp_path):
+    """A burst neuron's count is the rounded ReLU of its summed input at every step, so an SNN whose
+    λ is the statistic / K after t steps is, for analog input, the SNN of λ = the statistic after K·t
+    steps: the default (--rate-range 4 for burst) reaches in 8 steps what --rate-range 1 reaches in 32.
+    It also moves: the default's logits after 8 steps are not those of --rate-range 1 after 8."""
+    from onnx_snn.options import RATE_RANGE
+
+    _, ann = untrained
+    x_train, _, x_test, _ = digits
+    k = RATE_RANGE["burst"]
+    assert CompileOptions().if_rate_range == k and CompileOptions(norm="spikenorm").if_rate_range == 1.0
+    logits = {}
+    for rate_range in (None, 1.0):
+        out = tmp_path / f"snn-{rate_range}.onnx"
+        compile_model(ann, out, CompileOptions(neuron="if", rate_range=rate_range), calibration=x_train[:256])
+        logits[rate_range] = Session(out).run(x_test[:50], int(8 * k)).per_step
+    compressed, unit = logits[None], logits[1.0]
+    np.testing.assert_allclose(compressed[7], unit[int(8 * k) - 1], rtol=1e-4, atol=1e-4 * np.abs(unit).max())
+    assert np.abs(compressed[7] - unit[7]).max() > 1e-2 * np.abs(unit).max()

@@ -844,6 +844,8 @@ def option_cases() -> list[Case]:
         *each_value("--norm", ["spikenorm:", "spikenorm:abc", "spikenorm:0.5"]),
         *each_value("--norm", ["99.9.9", "max", "0.5"]),
         *each_value("--v-init", ["nan", "inf", "-0.1", "1"]),
+        *each_value("--rate-range", ["0", "-1", "nan", "inf", "abc", "16"]),
+        ["--spikes", "signed", "--rate-range", "2"],
         *each_value("--max-rate", ["nan", "-1", "1e300"], after=["--encoding", "poisson"]),
         *each_value("--seed", ["-1", str(2**64)], after=["--encoding", "poisson"]),
         *each_value("--calib-batches", ["0", "-1"]),

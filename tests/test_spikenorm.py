@@ -51,7 +51,10 @@ def test_thresholds_equal_a_numpy_simulation_of_the_procedure():
     x = rng.uniform(0, 1, size=(64, 6)).astype(np.float32)
     spiking = compile_model(ann, None, CompileOptions(timesteps=STEPS, norm="spikenorm", neuron="if"), calibration=x)
     analog = compile_model(
-        ann, None, CompileOptions(timesteps=STEPS, norm="max", neuron="if", per_channel=False), calibration=x
+        ann,
+        None,
+        CompileOptions(timesteps=STEPS, norm="max", neuron="if", per_channel=False, rate_range=1.0),
+        calibration=x,
     )
     lam1, lam2 = reference_thresholds(x, weights)
     got = spiking.metadata["lambda"]

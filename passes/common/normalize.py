@@ -101,6 +101,8 @@ def _neuron_scales(graph: gs.Graph, ctx: PassContext) -> dict[str, np.ndarray]:
         lam = layer_scale(ctx.activation_stats[node.name], ctx.options.norm)
         if ctx.state.neuron == "signgd":
             lam = lam / ctx.options.signgd_range
+        elif ctx.state.neuron == "if":
+            lam = lam / ctx.options.if_rate_range
         if cap is not None and takes_cap(ctx.options.spikes):  # IF, cap k = c/λ ≥ 1 a step: exact at any λ ≤ c
             lam = np.minimum(lam, cap)
         elif cap is not None:  # IF: the rate cap (one spike a step) lands on c where the Clip binds
