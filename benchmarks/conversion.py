@@ -159,9 +159,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def merged(results: list[dict], result: dict) -> list[dict]:
     """`results` with the model of `result` updated: its rows replace the rows of the same
-    configurations and keep the others (measured on as many images), in MODELS order."""
+    configurations and keep the others (measured on as many images), and a run of spikingjelly
+    alone (no ANN accuracy) keeps the ANN accuracy measured before; in MODELS order."""
     kept = next((r for r in results if r["model"] == result["model"]), None)
     if kept is not None and kept["test_samples"] == result["test_samples"]:
-        result = {**result, "rows": {**kept["rows"], **result["rows"]}}
+        ann = result["ann_accuracy"] if result["ann_accuracy"] is not None else kept["ann_accuracy"]
+        result = {**result, "ann_accuracy": ann, "rows": {**kept["rows"], **result["rows"]}}
     others = [r for r in results if r["model"] != result["model"]]
     return sorted([*others, result], key=lambda r: MODELS.index(r["model"]) if r["model"] in MODELS else 99)
