@@ -252,13 +252,13 @@ class CompileOptions:
             raise SnnError(f"--zeta must be greater than -1 (windows B_n = (1 + zeta)·X_n), got {self.zeta}")
         if self.input_range is not None and not float(self.input_range[0]) < float(self.input_range[1]):
             raise SnnError(f"--input-range P Q needs P < Q, got {list(self.input_range)}")
-        if self.rate_range is not None and not (
-            0.0 < self.rate_range < math.inf and (self.rate_range <= 1.0 or self.spikes not in SINGLE_SPIKE_KINDS)
-        ):
+        if self.rate_range is not None and self.rate_range <= 0.0:  # finite: checked with the floats above
+            raise SnnError(f"--rate-range must be positive, got {self.rate_range}")
+        if self.rate_range is not None and self.rate_range > 1.0 and self.spikes in SINGLE_SPIKE_KINDS:
             raise SnnError(
-                f"--rate-range must be positive, and at most 1 for --spikes {self.spikes} (one spike a step "
-                f"at most would clip everything above statistic/RANGE); got {self.rate_range}",
-                hint="add --spikes burst, or lower --rate-range",
+                f"--rate-range above 1 needs neurons that send several spikes a step; --spikes {self.spikes} "
+                f"sends at most one, which would clip everything above statistic/RANGE (got {self.rate_range})",
+                hint="add --spikes burst, or lower --rate-range to 1",
             )
         if not 0.0 <= self.v_init < 1.0:
             raise SnnError(f"--v-init must be in [0, 1), got {self.v_init}")

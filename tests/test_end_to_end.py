@@ -16,6 +16,7 @@ from onnx_snn import CompileOptions, compile_model
 from onnx_snn.models.data import load_digits_split
 from onnx_snn.models.export import export_torch
 from onnx_snn.models.torch_nets import MLP, LeNet
+from onnx_snn.options import RATE_RANGE
 from onnx_snn.runtime import Session
 
 NETS = {"mlp": lambda: MLP((1, 8, 8), hidden=(64,)), "cnn": lambda: LeNet(in_channels=1, image_size=8)}
@@ -119,10 +120,8 @@ def test_both_torch_exporters_compile(trained_weights, digits, tmp_path, dynamo,
 def test_rate_range_compresses_time(untrained, digits, tmp_path):
     """A burst neuron's count is the rounded ReLU of its summed input at every step, so an SNN whose
     λ is the statistic / K after t steps is, for analog input, the SNN of λ = the statistic after K·t
-    steps: the default (--rate-range 4 for burst) reaches in 8 steps what --rate-range 1 reaches in 32.
-    It also moves: the default's logits after 8 steps are not those of --rate-range 1 after 8."""
-    from onnx_snn.options import RATE_RANGE
-
+    steps: the default (--rate-range K = RATE_RANGE["burst"]) reaches in 8 steps what --rate-range 1
+    reaches in 8·K. It also moves: the default's logits after 8 steps are not those of range 1 after 8."""
     _, ann = untrained
     x_train, _, x_test, _ = digits
     k = RATE_RANGE["burst"]
