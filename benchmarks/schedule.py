@@ -1,6 +1,7 @@
-"""`python -m benchmarks schedule`: the signGD step-size schedules side by side (issue 16, item 3).
+"""`python -m benchmarks schedule`: signGD spike kinds and step-size schedules side by side (issue 16,
+item 3).
 
-Two measures, each with every schedule of SCHEDULES compiled from the same ANN and calibration:
+Two measures, each with every configuration of SCHEDULES compiled from the same ANN and calibration:
 
 1. the trained signGD zoo (onnx_snn.models.zoo references, Fashion-MNIST, `--samples` test
    images): accuracy at T = 8..128, from one run of the largest T (the schedule does not depend
@@ -32,7 +33,7 @@ from onnx_snn.runtime.ann import AnnRunner
 
 KEY = "schedule"
 #: label -> the options that differ from the defaults ("default" is CompileOptions() itself)
-SCHEDULES: dict[str, dict] = {"exponential": {"schedule": "exponential"}, "default": {}}
+SCHEDULES: dict[str, dict] = {"binary (the default before 2026-12-07)": {"spikes": "binary"}, "default": {}}
 ZOO = ("fashion-maxpool", "fashion-convnext", "fashion-mixer", "fashion-resmlp")
 ZOO_T = (8, 16, 32, 64, 128)
 FAMILIES = ("resnet18", "densenet", "vgg11_bn", "regnet_y", "shufflenet_v2", "inception_v1", "mlp_mixer")
@@ -43,8 +44,14 @@ FAMILY_CALIBRATION = 256
 
 def _label(name: str) -> str:
     options = CompileOptions(neuron="signgd", **SCHEDULES[name])
-    floor = f", floor {options.tail:g}/t" if options.schedule == "exp_inverse" else ""
-    return f"{name} ({options.schedule}: {options.eta0:g}·{options.gamma:g}^(t−1){floor})"
+    schedule, eta0 = options.signgd_schedule, options.signgd_eta0
+    steps = {
+        "inverse": f"{eta0:g}/t",
+        "constant": f"{eta0:g}",
+        "exponential": f"{eta0:g}·{options.gamma:g}^(t−1)",
+        "exp_inverse": f"{eta0:g}·{options.gamma:g}^(t−1), floor {options.tail:g}/t",
+    }[schedule]
+    return f"{name} ({options.spikes} spikes, {schedule}: {steps})"
 
 
 def zoo_rows(names: list[str], samples: int) -> list[dict]:

@@ -168,13 +168,15 @@ def _machine() -> str:
 
 def _neurons(result: dict) -> str:
     opts = result["options"]
-    if result["neuron"] == "signgd":
-        return (
-            f"signGD neurons, {opts['schedule']} η0 {opts['eta0']} γ {opts['gamma']}, codec {opts['codec']}, "
-            f"range {opts['signgd_range']}, norm {opts['norm']}"
-        )
     known = {f.name for f in fields(CompileOptions)}
     options = CompileOptions(**{k: v for k, v in opts.items() if k in known})
+    if result["neuron"] == "signgd":
+        # a result from before signGD took --spikes (2026-12-07) had one-bit neurons
+        spikes = opts["spikes"] if opts.get("schedule") is None else "binary"
+        return (
+            f"signGD neurons, {spikes} spikes, {options.signgd_schedule} η0 {options.signgd_eta0:g} γ {opts['gamma']}, "
+            f"codec {opts['codec']}, range {opts['signgd_range']}, norm {opts['norm']}"
+        )
     scales = ", per channel" if options.channel_scales("if") else ""
     rate = options.if_rate_range if "rate_range" in opts else 1.0  # a result from before --rate-range: 1
     return (

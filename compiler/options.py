@@ -24,6 +24,14 @@ SINGLE_SPIKE_KINDS = ("signed", "binary")
 #: mobilenet_v2 (coverage families, 64 images) at range 8 and T = 32 match range 1 at T = 256
 #: (relative logit error 0.055 / 0.18) with 0.41x / 0.24x the spikes; at T = 256, 0.0067 / 0.027.
 RATE_RANGE = {"burst": 8.0}
+#: the --spikes kinds a signGD neuron takes (binary: the spec's neuron; signed, burst: counted)
+SIGNGD_SPIKE_KINDS = ("binary", "signed", "burst")
+#: signGD --schedule and --eta0 where unset, by --spikes kind (SIGNGD_STEPS_DEFAULT for the others).
+#: A burst neuron is within η_t/2 of its target at every step, so its error falls as η_t: η0/t
+#: from a small η0. One-bit neurons move ±η_t a step and must reach their targets first: a large
+#: η0 decaying exponentially, floored at tail/t so that the reach Σ η_t is unbounded.
+SIGNGD_STEPS: dict[str, tuple[str, float]] = {"burst": ("inverse", 0.0625)}
+SIGNGD_STEPS_DEFAULT = ("exp_inverse", 0.3)
 NEURON_TYPES = ("auto", "if", "signgd", "ttfs")
 TTFS_MODELS = ("b1", "a")
 SCHEDULES = ("exponential", "exp_inverse", "inverse", "constant")
@@ -98,7 +106,8 @@ class CompileOptions:
         "back down to the count sent, so a neuron's count is the rounded ReLU of its summed input at "
         "every step; a capped ReLU gets a signed neuron), signed (one spike a step, +1 or −1), binary "
         "(0/1 spikes only) or multi (⌊v/θ⌋ spikes a step, no −1: sinabs's IAF; see --v-min); all but "
-        "binary reset softly",
+        "binary reset softly. signGD: burst (the signed count of η_t-steps that brings the estimate nearest "
+        "its target), signed (at most one of them a step), binary (the paper's one bit a step); multi is refused",
         choices=SPIKE_KINDS,
     )
     rate_range: float | None = option(
@@ -135,13 +144,22 @@ class CompileOptions:
         "op (ReLU nets, MaxPools included), else signgd",
         choices=NEURON_TYPES,
     )
-    schedule: str = option(
-        "exp_inverse",
-        "signGD step sizes (exp_inverse: eta0*gamma^(t-1) floored at tail/t, so the sum diverges and deep "
-        "nets keep converging; exponential: eta0*gamma^(t-1) alone, which stops moving after ~60 steps)",
+    schedule: str | None = option(
+        None,
+        "signGD step sizes η_t (inverse: eta0/t; exp_inverse: eta0*gamma^(t-1) floored at tail/t, so the sum "
+        "diverges and deep nets keep converging; exponential: eta0*gamma^(t-1) alone, which stops moving "
+        "after ~60 steps). Unset: "
+        + "; ".join(f"{schedule} for --spikes {kind}" for kind, (schedule, _) in SIGNGD_STEPS.items())
+        + f"; {SIGNGD_STEPS_DEFAULT[0]} for the others",
         choices=SCHEDULES,
     )
-    eta0: float = option(0.3, "signGD first step size (spec 0.15)")
+    eta0: float | None = option(
+        None,
+        "signGD first step size (spec 0.15). Unset: "
+        + "; ".join(f"{eta0:g} for --spikes {kind}" for kind, (_, eta0) in SIGNGD_STEPS.items())
+        + f"; {SIGNGD_STEPS_DEFAULT[1]:g} for the others",
+        type=float,
+    )
     gamma: float = option(0.9, "signGD step decay per timestep (spec 0.95)")
     tail: float = option(1.0, "signGD exp_inverse floor tail/t (from t = 16 with the default eta0, gamma)")
     codec: str = option(
@@ -217,7 +235,7 @@ class CompileOptions:
                 "--target-gap chooses T for time-stepped neurons (if, signgd); --neuron ttfs has no timesteps"
             )
         floats = {
-            "--eta0": self.eta0,
+            "--eta0": self.signgd_eta0,
             "--gamma": self.gamma,
             "--tail": self.tail,
             "--signgd-range": self.signgd_range,
@@ -237,12 +255,17 @@ class CompileOptions:
             raise SnnError(f"--reset must be one of {', '.join(RESET_MODES)}, got '{self.reset}'")
         if self.neuron not in NEURON_TYPES:
             raise SnnError(f"--neuron must be one of {', '.join(NEURON_TYPES)}, got '{self.neuron}'")
-        if self.schedule not in SCHEDULES:
+        if self.signgd_schedule not in SCHEDULES:
             raise SnnError(f"--schedule must be one of {', '.join(SCHEDULES)}, got '{self.schedule}'")
-        if not (0.0 < self.eta0 and 0.0 < self.gamma <= 1.0 and self.signgd_range > 0.0):
+        if self.neuron == "signgd" and self.spikes not in SIGNGD_SPIKE_KINDS:
+            raise SnnError(
+                f"--spikes {self.spikes} has no signGD form (signGD neurons take {', '.join(SIGNGD_SPIKE_KINDS)})",
+                hint="drop --spikes, or compile with --neuron if",
+            )
+        if not (0.0 < self.signgd_eta0 and 0.0 < self.gamma <= 1.0 and self.signgd_range > 0.0):
             raise SnnError(
                 f"--eta0 and --signgd-range must be positive and --gamma in (0, 1]; got "
-                f"{self.eta0}, {self.signgd_range}, {self.gamma}"
+                f"{self.signgd_eta0}, {self.signgd_range}, {self.gamma}"
             )
         if self.codec not in CODECS:
             raise SnnError(f"--codec must be one of {', '.join(CODECS)}, got '{self.codec}'")
@@ -304,6 +327,16 @@ class CompileOptions:
         if self.rate_range is not None:
             return self.rate_range
         return 1.0 if spikenorm_statistic(self.norm) is not None else RATE_RANGE.get(self.spikes, 1.0)
+
+    @property
+    def signgd_schedule(self) -> str:
+        """The signGD step-size schedule: --schedule, else the --spikes kind's (SIGNGD_STEPS)."""
+        return self.schedule if self.schedule is not None else SIGNGD_STEPS.get(self.spikes, SIGNGD_STEPS_DEFAULT)[0]
+
+    @property
+    def signgd_eta0(self) -> float:
+        """The signGD first step size: --eta0, else the --spikes kind's (SIGNGD_STEPS)."""
+        return self.eta0 if self.eta0 is not None else SIGNGD_STEPS.get(self.spikes, SIGNGD_STEPS_DEFAULT)[1]
 
     @property
     def signgd_codec(self) -> str:

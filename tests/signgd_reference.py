@@ -9,9 +9,12 @@ Beyond the spec, as the compiler's ops have them: the rules take parameters (una
 GELU gate and cubic, which also give the exact-erf and tanh GELU forms, and the LeakyReLU slope),
 the bounded unary neurons clip and sigmoid and the two-operand p_div_q_pow (binary_rule) are
 derived by the spec's method (a neuron fires iff its output estimate lies above the target), and
-the encoder has the codec "exact" (g_t = clip((f − x)/η_t, −1, 1)). The single steps
-(charge, fire_reset, encode_step) are public for the network reference
-(tests/signgd_network_reference.py).
+the encoder has the codec "exact" (g_t = clip((f − x)/η_t, −b, b)), and a neuron may count its
+spikes (spikes "signed" or "burst", compiler/ir/signgd.py): instead of firing by its rule it sends
+g_t = clip(round((v_{t-1} − f(x_t))/η_t), −b, b) (0 where f(x_t) is NaN), v_t = v_{t-1} − η_t·g_t,
+and emits (1 + g_t)/2, with b = 1 (signed) or 2^24 (burst; also the exact codec's b, else 1).
+The single steps (charge, fire_reset, count_reset, encode_step) are public for the network
+reference (tests/signgd_network_reference.py).
 """
 
 from __future__ import annotations
@@ -253,6 +256,29 @@ def _p_div_q_pow(exponent: float) -> Rule:
     return rule
 
 
+def binary_target(function: str, exponent: float | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The target f(p, q) of a two-operand neuron (what its rule compares v with)."""
+    power = RULE_DEFAULTS["exponent"] if exponent is None else exponent
+
+    def divided(divisor: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        def target(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return p / divisor(q)
+
+        return target
+
+    targets = {
+        "maximum": np.maximum,
+        "div": divided(lambda q: q),
+        "product": np.multiply,
+        "p_rsqrt_q": divided(np.sqrt),
+        "p_div_q_pow": divided(lambda q: np.power(q, _const(q, power))),
+    }
+    if function not in targets:
+        raise ValueError(f"unknown binary signGD function {function!r}")
+    return targets[function]
+
+
 def binary_rule(function: str, exponent: float | None = None) -> Rule:
     """The firing rule of a two-operand neuron: BINARY_RULES, or p_div_q_pow with `exponent`
     (None: RULE_DEFAULTS)."""
@@ -283,19 +309,36 @@ def fire_reset(v: np.ndarray, fire: np.ndarray, eta) -> tuple[np.ndarray, np.nda
     return s, v - eta * (2 * s - 1)
 
 
+#: the most η_t-steps a counted neuron (and the exact codec) moves in one step, by `spikes` (else 1)
+SPIKE_BOUNDS = {"signed": 1.0, "burst": float(2**24)}
+#: the `spikes` values of counted neurons
+COUNTED = tuple(SPIKE_BOUNDS)
+
+
+def count_reset(v: np.ndarray, target: np.ndarray, eta, spikes: str) -> tuple[np.ndarray, np.ndarray]:
+    """A counted neuron's step given its target f(x_t): g = clip(round((v − f)/η_t), ±b), 0 where
+    f is NaN; returns the emitted (1 + g)/2 and v − η_t·g (b: SPIKE_BOUNDS[spikes])."""
+    bound = SPIKE_BOUNDS[spikes]
+    with np.errstate(invalid="ignore"):
+        steps = np.round((v - target) / eta)
+    g = np.clip(np.where(np.isnan(steps), 0, steps), -bound, bound).astype(v.dtype)
+    return (1 + g) / 2, v - g * eta
+
+
 #: spec §3 codecs, plus "exact" (beyond the spec: the float step cut short where it would overshoot)
 CODECS = ("float", "exact", "spike")
 
 
-def encode_step(f: np.ndarray, x: np.ndarray, eta, codec: str) -> tuple[np.ndarray, np.ndarray]:
+def encode_step(f: np.ndarray, x: np.ndarray, eta, codec: str, spikes: str = "binary") -> tuple[np.ndarray, np.ndarray]:
     """One encoder step (spec §3): the emitted e_t (2e_t − 1 = g_t) and f_t = f_{t-1} − η_t·g_t.
 
-    float: g_t = f_{t-1} − x, e_t real; exact: g_t = clip((f_{t-1} − x)/η_t, −1, 1), e_t real, so f
-    lands on x once Σ η ≥ |x|; spike: e_t = [f_{t-1} > x] ∈ {0, 1}."""
+    float: g_t = f_{t-1} − x, e_t real; exact: g_t = clip((f_{t-1} − x)/η_t, −b, b), e_t real, so f
+    lands on x once b·Σ η ≥ |x| (b = 2^24 for spikes "burst", else 1); spike: e_t = [f_{t-1} > x] ∈ {0, 1}."""
     if codec == "float":
         g = f - x
     elif codec == "exact":
-        g = np.clip((f - x) / eta, -1, 1).astype(x.dtype)
+        bound = SPIKE_BOUNDS["burst"] if spikes == "burst" else 1.0
+        g = np.clip((f - x) / eta, -bound, bound).astype(x.dtype)
     elif codec == "spike":
         e, f_next = fire_reset(f, f > x, eta)
         return e, f_next
@@ -323,6 +366,26 @@ def signgd_neuron(inputs: NeuronInputs, rule: Rule, **schedule) -> tuple[np.ndar
         x = [charge(xi, z[t], o, eta[t]) for xi, z, o in zip(x, currents, inputs.offsets)]
         spikes[t], v = fire_reset(v, rule(v, x), eta[t])
     return spikes, x, v
+
+
+def counted_neuron(
+    inputs: NeuronInputs, target: Callable[..., np.ndarray], spikes: str, **schedule
+) -> tuple[np.ndarray, list, np.ndarray]:
+    """As signgd_neuron, for a neuron that counts its spikes (`spikes` "signed" or "burst") towards
+    `target` f(x) or f(p, q): returns the emitted (1 + g)/2 [T, B, ...], x_T and v_T."""
+    currents = inputs.currents
+    dtype = currents[0].dtype
+    timesteps = currents[0].shape[0]
+    eta = eta_schedule(inputs.t0, timesteps, dtype=dtype, **schedule)
+    x0 = inputs.x0 if inputs.x0 is not None else [None] * len(currents)
+    x = [_initial(x0_i, b, z.shape[1:], dtype) for x0_i, z, b in zip(x0, currents, inputs.biases)]
+    shape = np.broadcast_shapes(*(z.shape[1:] for z in currents))
+    v = _initial(inputs.v0, 0, shape, dtype)
+    emitted = np.zeros((timesteps,) + shape, dtype)
+    for t in range(timesteps):
+        x = [charge(xi, z[t], o, eta[t]) for xi, z, o in zip(x, currents, inputs.offsets)]
+        emitted[t], v = count_reset(v, target(*x), eta[t], spikes)
+    return emitted, x, v
 
 
 def encoder(

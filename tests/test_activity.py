@@ -157,3 +157,25 @@ def test_a_layer_whose_shape_is_not_static_counts_its_spikes_and_one_synop_each(
     counts = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
     np.testing.assert_array_equal(counts["spikes/hidden"], trains.sum(axis=(0, 2)))
     np.testing.assert_array_equal(counts["synops/hidden"], trains.sum(axis=(0, 2)))
+
+
+@pytest.mark.parametrize("spikes", ["binary", "signed", "burst"])
+def test_signgd_spike_counts_are_the_spikes_sent(spikes):
+    """A one-bit signGD neuron's spikes are its 1s; a counted one (compiler/ir/signgd.py) emits
+    (1 + g)/2 and sends |g| spikes, +1 and −1 alike: spikes/<layer> is that sum over steps, read
+    here from the neuron's own output."""
+    rng = np.random.default_rng(0)
+    w1 = rng.uniform(-1, 1, (3, 3)).astype(np.float32)
+    x = rng.uniform(0, 1, (4, 3)).astype(np.float32)
+    options = CompileOptions(timesteps=6, neuron="signgd", spikes=spikes, stats=True)
+    model = compile_model(gemm_relu_gemm(w1, W2), None, options, calibration=x).model
+    neuron = next(n for n in model.graph.node if n.op_type == "SignGDNeuron")
+    model.graph.output.append(helper.make_tensor_value_info(neuron.output[0], TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    emitted, counted = session.run([neuron.output[0], f"spikes/{neuron.name}"], {"x": x})
+    per_step = emitted.reshape(6, len(x), 3)
+    sent = np.abs(2 * per_step - 1) if spikes != "binary" else per_step
+    assert np.array_equal(sent, np.round(sent)) and sent.any()
+    np.testing.assert_allclose(counted, sent.sum(axis=(0, 2)))
+    if spikes == "burst":
+        assert sent.max() > 1  # a burst: several spikes in one step

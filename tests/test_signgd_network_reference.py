@@ -84,15 +84,20 @@ NETS = {
     "silu_hardswish_mlp": silu_hardswish_mlp,
 }
 
-#: the spec's own configuration (spec §1, §3): η = 0.15·0.95^(t−1), float encoder, ReLU range 1
-SPEC = dict(schedule="exponential", eta0=0.15, gamma=0.95, codec="float", signgd_range=1.0)
-#: id -> (net, compile options): every net with the defaults, then other codecs and schedules
+#: the spec's own configuration (spec §1, §3): one-bit spikes, η = 0.15·0.95^(t−1), float encoder,
+#: ReLU range 1
+SPEC = dict(spikes="binary", schedule="exponential", eta0=0.15, gamma=0.95, codec="float", signgd_range=1.0)
+#: id -> (net, compile options): every net with the defaults (burst spikes), one-bit spikes with
+#: their default schedule, then other codecs, schedules and spike kinds
 CASES = {
     **{name: (name, {}) for name in NETS},
+    **{f"{name}-binary": (name, {"spikes": "binary"}) for name in NETS},
     "gelu_tanh_leaky_mlp-spec": ("gelu_tanh_leaky_mlp", SPEC),
     "gelu_tanh_leaky_mlp-spike_codec": ("gelu_tanh_leaky_mlp", {"codec": "spike"}),
     "mixer-exp_inverse": ("mixer", {"schedule": "exp_inverse", "tail": 0.25}),
     "relu_pool_cnn-spec-spike_codec": ("relu_pool_cnn", SPEC | {"codec": "spike"}),
+    "convnext-signed": ("convnext", {"spikes": "signed"}),
+    "silu_hardswish_mlp-burst-float_codec": ("silu_hardswish_mlp", {"codec": "float"}),
 }
 
 

@@ -31,7 +31,20 @@ from signgd_ops import (
     runner,
     snn,
 )
-from signgd_reference import BINARY_RULES, UNARY_RULES, NeuronInputs, decoder, encoder, eta_schedule, signgd_neuron
+from signgd_reference import (
+    BINARY_RULES,
+    SPIKE_BOUNDS,
+    UNARY_RULES,
+    NeuronInputs,
+    binary_target,
+    counted_neuron,
+    decoder,
+    encode_step,
+    encoder,
+    eta_schedule,
+    signgd_neuron,
+    unary_target,
+)
 
 #: env var naming the `shared/` folder when it is not beside the repository (as in conftest)
 SHARED_ENV = "ONNX_SNN_SHARED"
@@ -234,6 +247,58 @@ def test_matches_reference(kind, function, timesteps, dtype, fresh):
     )
     if kind != "decoder" and function != "float":
         assert set(np.unique(got[0])) <= {0.0, 1.0}
+
+
+#: the step sizes of the counted tests: the burst default's η0/t
+COUNTED_SCHEDULE = {"schedule": "inverse", "eta0": 0.0625}
+
+
+@pytest.mark.parametrize("spikes", list(SPIKE_BOUNDS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind, function", [op for op in OPS if op[0] in ("neuron", "binary")])
+def test_counted_neuron_matches_reference(kind, function, dtype, spikes):
+    """A counted neuron (spikes "signed", "burst") against the reference's counted_neuron at every
+    step of T = 64 from a given state: emitted values identical and float64 states within ulps
+    (float32 exp/gelu: an ulp of the target flips a count where (v − f)/η_t sits on a rounding
+    boundary, which a settled neuron's residual approaches, so up to 1% of the counts may differ
+    and v_T by one η_T); the counts are integers, within the bound, and not all 0 or ±1 for burst."""
+    case = random_case(kind, function, 64, dtype, np.random.default_rng(7), fresh=False)
+    inputs = NeuronInputs(case["currents"], case["offsets"], case["biases"], case["x0"], case["v0"], case["t0"])
+    got = run_neuron(inputs, function, spikes=spikes, **COUNTED_SCHEDULE)
+    target = unary_target(function)[0] if kind == "neuron" else binary_target(function)
+    expected = counted_neuron(inputs, target, spikes, **COUNTED_SCHEDULE)
+    if dtype == np.float32 and function in UNROUNDED_F32:
+        assert np.mean(got[0] != expected[0]) <= 0.01
+        last_eta = eta_schedule(case["t0"] + 63, 1, **COUNTED_SCHEDULE)[0]
+        np.testing.assert_allclose(got[2], expected[2], rtol=0, atol=1.001 * last_eta)
+    else:
+        np.testing.assert_array_equal(got[0], expected[0])
+        for a, b in zip([*got[1], got[2]], [*expected[1], expected[2]]):
+            assert_within_ulps(a, b, 64)
+    counts = 2 * got[0] - 1
+    assert np.array_equal(counts, np.round(counts)) and np.abs(counts).max() <= SPIKE_BOUNDS[spikes]
+    assert (counts == 0).any()  # silence: a count of 0 sends nothing
+    if spikes == "burst":
+        assert np.abs(counts).max() > 1
+
+
+@pytest.mark.parametrize("spikes", ["binary", "burst"])
+def test_exact_codec_bound(spikes):
+    """The exact codec moves at most one η_t a step, except under burst spikes, where it lands on
+    its input at the first step."""
+    x = np.array([[-1.5, 0.0, 0.7, 2.5]])
+    e, f = run_encoder(x, 3, "exact", spikes=spikes, **COUNTED_SCHEDULE)
+    reference = [np.zeros_like(x)]
+    eta = eta_schedule(0, 3, **COUNTED_SCHEDULE)
+    for t in range(3):
+        emitted, f_next = encode_step(reference[-1], x, eta[t], "exact", spikes)
+        np.testing.assert_allclose(e[t], emitted)
+        reference.append(f_next)
+    np.testing.assert_allclose(f, reference[-1])
+    if spikes == "burst":
+        np.testing.assert_allclose(reference[1], x)
+    else:
+        assert np.abs(reference[1]).max() == pytest.approx(eta[0])
 
 
 @pytest.mark.parametrize("kind, function", OPS)

@@ -400,3 +400,18 @@ def test_a_model_too_large_for_one_protobuf_is_checked_from_its_file(tmp_path, m
     onnx.save(bad, path, save_as_external_data=True, location="big.onnx.data", size_threshold=0)
     with pytest.raises(SnnError, match="node 'act' \\(Relu\\)"):
         load_model(path)
+
+
+def test_signgd_spike_kinds_and_their_step_sizes():
+    """signGD takes burst (η0/t from 0.0625), signed and binary (exp_inverse from 0.3) spikes;
+    --schedule and --eta0 override either; multi has no signGD form."""
+    from onnx_snn.errors import SnnError
+    from onnx_snn.options import CompileOptions
+
+    burst, binary = CompileOptions(neuron="signgd"), CompileOptions(neuron="signgd", spikes="binary")
+    assert (burst.signgd_schedule, burst.signgd_eta0) == ("inverse", 0.0625)
+    assert (binary.signgd_schedule, binary.signgd_eta0) == ("exp_inverse", 0.3)
+    chosen = CompileOptions(neuron="signgd", schedule="exponential", eta0=0.15)
+    assert (chosen.signgd_schedule, chosen.signgd_eta0) == ("exponential", 0.15)
+    with pytest.raises(SnnError, match="no signGD form"):
+        CompileOptions(neuron="signgd", spikes="multi").validate()

@@ -9,6 +9,20 @@ whose body carries the input estimate x and the output estimate v:
 
     x_t = x_{t-1} - η_t·(2z_t - o);   s_t = rule(v_{t-1}, x_t);   v_t = v_{t-1} - η_t·(2s_t - 1).
 
+Counted spikes (beyond the spec, attribute spikes = "burst" or "signed"). The spec's neuron sends
+one bit a step, so its estimate moves by exactly ±η_t every step: it can reach at most Σ η_k, and
+it never rests on its target. A counted neuron sends an integer g_t, the signed number of η_t-steps
+that brings its estimate nearest its target:
+
+    g_t = clip(round((v_{t-1} − f(x_t)) / η_t), −bound, bound);   v_t = v_{t-1} − η_t·g_t,
+
+with bound ∞ (burst) or 1 (signed: g ∈ {−1, 0, 1}); a NaN target (q < 0 under a root) gives
+g = 0. It emits (1 + g_t)/2, which is the spec's s_t where g = ±1, so the 2z − o charge of every
+reader still adds A·g: the estimates x_t = A·v^up_t + b hold exactly as in spec §2. A burst neuron
+is therefore within η_t/2 of its target at every step, and the network after step t is the ANN
+with every neuron's output rounded to the η_t grid: its error falls as η_t does (η_0/t under the
+inverse schedule), with no reach limit. A spike count is |g| (+1 and −1 alike).
+
 Formulation. The charge is a linear recurrence, so it could run for all T at once outside the
 Scan (η·(o − 2z) for every t, CumSum over time, the target f(x) for every t), leaving only fire
 and reset in the body. Measured in onnxruntime on 2 CPU cores, [T=64, B=256, 6272] float32, best
@@ -32,6 +46,7 @@ from typing import Callable
 
 import numpy as np
 import onnx
+from onnx import helper
 
 from onnx_snn.ir.function_parts import time_sequence_nodes as time_view
 from onnx_snn.ir.signgd_graph import (
@@ -69,7 +84,13 @@ LEAKY_SLOPE = 0.1
 #: the spec's p/√q rule; LRN writes its beta)
 BOUNDED_DEFAULTS: dict[str, float] = {"alpha": 1.0, "beta": 0.0, "low": 0.0, "high": 1.0}
 POWER_EXPONENT = 0.5
-ENCODER_DEFAULTS: dict[str, float | str] = {"codec": "float", **SCHEDULE_DEFAULTS}
+#: the `spikes` attribute of neurons and encoders: "binary" (the spec's one bit a step), "signed" or
+#: "burst" (counted, see the module doc). Unset: the spec's
+SPIKES_DEFAULT: dict[str, float | str] = {"spikes": "binary"}
+#: the most spikes a burst neuron sends in one step: 2^24, every count exact in float32; finite, so
+#: an infinite target (exp overflowing) moves the estimate a long way rather than to ±inf
+BURST_BOUND = float(2**24)
+ENCODER_DEFAULTS: dict[str, float | str] = {"codec": "float", **SCHEDULE_DEFAULTS, **SPIKES_DEFAULT}
 
 NEURON_INPUTS = ("z", "timesteps", "offset", "bias", "x0", "v0", "t0")
 BINARY_NEURON_INPUTS = ("zp", "zq", "timesteps", "offset_p", "bias_p", "offset_q", "bias_q", "xp0", "xq0", "v0", "t0")
@@ -80,10 +101,12 @@ DECODER_INPUTS = ("z", "timesteps", "offset", "bias", "y0", "t0")
 @dataclass(frozen=True)
 class FireRule:
     """When a neuron fires (spec §5). `nodes(v, estimates, out)` build, in the step body, the bool
-    `out` from the output estimate v and the step's input estimates; they may read `constants`
-    (name → value, names unique across rules), made in the data type outside the Scan."""
+    `out` from the output estimate v and the step's input estimates; `target(estimates, out)` builds
+    the value f(x) the rule compares v with (what a counted neuron rounds towards). Both may read
+    `constants` (name → value, names unique across rules), made in the data type outside the Scan."""
 
     nodes: Callable[[str, list[str], str], list[onnx.NodeProto]]
+    target: Callable[[list[str], str], list[onnx.NodeProto]]
     constants: dict[str, float] = field(default_factory=dict)
 
 
@@ -93,7 +116,9 @@ def _above(
     """Fires iff v ≥ target (ties, H⁺) or v > target (H); `target(estimates, out)` builds the target."""
     compare = "GreaterOrEqual" if ties else "Greater"
     return FireRule(
-        lambda v, xs, out: [*target(xs, f"{out}_target"), node(compare, [v, f"{out}_target"], out)], constants or {}
+        lambda v, xs, out: [*target(xs, f"{out}_target"), node(compare, [v, f"{out}_target"], out)],
+        target,
+        constants or {},
     )
 
 
@@ -139,6 +164,11 @@ def _tanh_gelu(xs: list[str], out: str) -> list[onnx.NodeProto]:
         node("Sigmoid", [f"{out}_scaled"], f"{out}_gate"),
         node("Mul", [x, f"{out}_gate"], out),
     ]
+
+
+def _divided(divisor: Callable[[str, str], onnx.NodeProto]) -> Callable[[list[str], str], list[onnx.NodeProto]]:
+    """The target p / divisor(q) (NaN where the divisor is)."""
+    return lambda xs, out: [divisor(xs[1], f"{out}_divisor"), node("Div", [xs[0], f"{out}_divisor"], out)]
 
 
 def _p_rsqrt_q(v: str, xs: list[str], out: str) -> list[onnx.NodeProto]:
@@ -217,8 +247,8 @@ BINARY_RULES: dict[str, FireRule] = {
     "maximum": _above(_op("Max"), ties=False),
     "div": _above(_op("Div"), ties=False),
     "product": _above(_op("Mul"), ties=True),
-    "p_rsqrt_q": FireRule(_p_rsqrt_q),
-    "p_div_q_pow": FireRule(_p_div_q_pow),
+    "p_rsqrt_q": FireRule(_p_rsqrt_q, _divided(lambda q, out: node("Sqrt", [q], out))),
+    "p_div_q_pow": FireRule(_p_div_q_pow, _divided(lambda q, out: node("Pow", [q, "q_exponent"], out))),
 }
 
 
@@ -260,33 +290,84 @@ class _Tracker:
         return charge_nodes(self.x("_prev"), self.z("_t"), self.name("half_offset"), self.x("_next"))
 
 
+def spike_bound_nodes(like: str) -> list[onnx.NodeProto]:
+    """Nodes making the string `spike_kind` (the attribute `spikes`), and `spike_bound` and
+    `minus_spike_bound` (typed like `like`) from it: BURST_BOUND for "burst", else 1 (the most a
+    counted neuron, or the exact codec, moves in η_t-steps at once)."""
+    return [
+        attribute_constant("spike_kind", "spikes", "string"),
+        helper.make_node("Constant", [], ["burst_kind"], value_string="burst"),
+        node("Equal", ["spike_kind", "burst_kind"], "is_burst"),
+        *typed_constant("burst_bound", BURST_BOUND, like),
+        *typed_constant("one_step_bound", 1.0, like),
+        node("Where", ["is_burst", "burst_bound", "one_step_bound"], "spike_bound"),
+        node("Neg", ["spike_bound"], "minus_spike_bound"),
+    ]
+
+
+def _fire_nodes(rule: FireRule, estimates: list[str]) -> list[onnx.NodeProto]:
+    """The spec's fire and reset (spikes = "binary"): s_t = rule(v, x_t), v − η_t·(2s_t − 1)."""
+    return [*rule.nodes("v_prev", estimates, "fire"), *fire_reset_nodes("fire", "v_prev", "v_next", "spike")]
+
+
+def _count_nodes(rule: FireRule, estimates: list[str]) -> list[onnx.NodeProto]:
+    """A counted neuron's step (module doc): g = clip(round((v − f(x_t))/η_t), ±spike_bound), 0 where
+    the target is NaN; v − η_t·g; emits (1 + g)/2."""
+    return [
+        *rule.target(estimates, "target"),
+        node("Sub", ["v_prev", "target"], "gap"),
+        node("Div", ["gap", ETA_T], "gap_in_steps"),
+        node("Round", ["gap_in_steps"], "steps"),
+        node("IsNaN", ["steps"], "undefined"),
+        node("Where", ["undefined", "zero", "steps"], "defined_steps"),
+        node("Clip", ["defined_steps", "minus_spike_bound", "spike_bound"], "count"),
+        node("Mul", ["count", ETA_T], "v_move"),
+        node("Sub", ["v_prev", "v_move"], "v_next"),
+        node("Add", ["count", "one"], "count_plus_one"),
+        node("Mul", ["count_plus_one", "half"], "spike"),
+    ]
+
+
+#: the step of each `spikes` attribute value (an unknown value runs the last)
+STEPS: dict[str, Callable[[FireRule, list[str]], list[onnx.NodeProto]]] = {
+    "binary": _fire_nodes,
+    "counted": _count_nodes,
+}
+
+
 def _neuron_branch(rule: FireRule, trackers: list[_Tracker], like: str) -> Branch:
-    """A switch case: the constants of `rule` (typed like `like`) and the Scan of the neuron's steps."""
+    """A switch case: the constants of `rule` (typed like `like`) and the Scan of the neuron's
+    steps, binary (spikes = "binary") or counted (any other value)."""
+
+    def scan(step: Callable[[FireRule, list[str]], list[onnx.NodeProto]]) -> Branch:
+        def build(prefix: str) -> tuple[list[onnx.NodeProto], list[str]]:
+            estimates = [t.x("_next") for t in trackers]
+            body = StepBody(
+                states=[t.x("_prev") for t in trackers] + ["v_prev"],
+                inputs=[t.z("_t") for t in trackers],
+                nodes=[*(n for t in trackers for n in t.charge()), *step(rule, estimates)],
+                next_states=estimates + ["v_next"],
+                emits=["spike"],
+            )
+            finals = [prefix + t.x("_T") for t in trackers] + [f"{prefix}v_T"]
+            return [
+                scan_node(
+                    body,
+                    [t.x("_init") for t in trackers] + ["v_init"],
+                    [t.z("_seq") for t in trackers],
+                    finals,
+                    [f"{prefix}spike_seq"],
+                    f"{prefix}step",
+                )
+            ], finals + [f"{prefix}spike_seq"]
+
+        return build
 
     def build(prefix: str) -> tuple[list[onnx.NodeProto], list[str]]:
         constants = [n for name, value in rule.constants.items() for n in typed_constant(name, value, like)]
-        estimates = [t.x("_next") for t in trackers]
-        body = StepBody(
-            states=[t.x("_prev") for t in trackers] + ["v_prev"],
-            inputs=[t.z("_t") for t in trackers],
-            nodes=[
-                *(n for t in trackers for n in t.charge()),
-                *rule.nodes("v_prev", estimates, "fire"),
-                *fire_reset_nodes("fire", "v_prev", "v_next", "spike"),
-            ],
-            next_states=estimates + ["v_next"],
-            emits=["spike"],
-        )
-        finals = [prefix + t.x("_T") for t in trackers] + [f"{prefix}v_T"]
-        scan = scan_node(
-            body,
-            [t.x("_init") for t in trackers] + ["v_init"],
-            [t.z("_seq") for t in trackers],
-            finals,
-            [f"{prefix}spike_seq"],
-            f"{prefix}step",
-        )
-        return constants + [scan], finals + [f"{prefix}spike_seq"]
+        outputs = [prefix + t.x("_T") for t in trackers] + [f"{prefix}v_T", f"{prefix}spike_seq"]
+        cases = {kind: scan(step) for kind, step in STEPS.items()}
+        return constants + switch("spike_kind", cases, outputs), outputs
 
     return build
 
@@ -308,6 +389,8 @@ def _build_neuron(
         *schedule_nodes("t0", "timesteps", like),
         *typed_constant("half", 0.5, like),
         *typed_constant("zero", 0.0, like),
+        *typed_constant("one", 1.0, like),
+        *spike_bound_nodes(like),
     ]
     for constant, (attribute, _) in float_attributes.items():
         nodes += [
@@ -319,7 +402,7 @@ def _build_neuron(
     cases = {function: _neuron_branch(rule, trackers, like) for function, rule in rules.items()}
     nodes += switch("function", cases, [t.x("_T") for t in trackers] + ["v_T", "spike_seq"])
     nodes += fold_time("spike_seq", "spikes")
-    defaults = {**SCHEDULE_DEFAULTS, **dict(float_attributes.values())}
+    defaults = {**SCHEDULE_DEFAULTS, **SPIKES_DEFAULT, **dict(float_attributes.values())}
     return make_op(
         name, list(inputs), ["spikes", *(t.x("_T") for t in trackers), "v_T"], nodes, opset, defaults, ["function"], doc
     )
@@ -349,6 +432,8 @@ def build_signgd_neuron(opset: int) -> onnx.FunctionProto:
     alpha, beta, low, high (defaults 1, 0, 0, 1; the compiler always writes them): the bounded
     functions' input map and output range; an output held as f/s takes alpha/s, beta/s, low/s, high/s.
     eta0, gamma, schedule: the step sizes (spec §1, default 0.15·0.95^(t−1)).
+    spikes: "binary" (default, the spec's: spikes in {0, 1}, v moves ±η_t every step), "signed" or
+    "burst" (counted, module doc: spikes (1 + g)/2 for an integer g, |g| ≤ 1 or ≤ BURST_BOUND).
     """
     return _build_neuron(
         "SignGDNeuron",
@@ -380,7 +465,8 @@ def build_signgd_binary_neuron(opset: int) -> onnx.FunctionProto:
     Attributes: function (required): maximum v > max(p, q); div v > p/q; product v ≥ p·q;
     p_rsqrt_q √q·v > p (q < 0 gives NaN: no spike); p_div_q_pow q^exponent·v > p (beyond the spec:
     the p/√q rule with the power `exponent`, default ½; LRN's x/q^β; q < 0 with a fractional
-    exponent gives NaN: no spike). eta0, gamma, schedule as SignGDNeuron's.
+    exponent gives NaN: no spike). eta0, gamma, schedule, spikes as SignGDNeuron's (a counted
+    neuron's target is max(p, q), p/q, p·q, p/√q or p/q^exponent; NaN: no step).
     """
     return _build_neuron(
         "SignGDBinaryNeuron",
@@ -418,13 +504,17 @@ def _analog_step(gradient: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
 
 #: spec §3 codecs. float: g_t = f − x, e_t = (1 + g_t)/2, f ← f − η_t·g_t;
 #: spike: e_t = [f > x], f ← f − η_t·(2e_t − 1);
-#: exact (beyond the spec): g_t = clip((f − x)/η_t, −1, 1), the float codec's step cut short where
-#: it would overshoot, so f reaches x as soon as Σ η_k ≥ |x| and then stays on it: no gain error
+#: exact (beyond the spec): g_t = clip((f − x)/η_t, −b, b), the float codec's step cut short where
+#: it would overshoot, so f reaches x as soon as b·Σ η_k ≥ |x| and then stays on it: no gain error
+#: (b = spike_bound: 1, or BURST_BOUND for spikes = "burst", where f lands on x at the first step)
 CODECS: dict[str, Branch] = {
     "float": _encoder_scan(_analog_step([node("Identity", ["gap"], "g")])),
     "exact": _encoder_scan(
         _analog_step(
-            [node("Div", ["gap", ETA_T], "gap_in_steps"), node("Clip", ["gap_in_steps", "minus_one", "one"], "g")]
+            [
+                node("Div", ["gap", ETA_T], "gap_in_steps"),
+                node("Clip", ["gap_in_steps", "minus_spike_bound", "spike_bound"], "g"),
+            ]
         )
     ),
     "spike": _encoder_scan(
@@ -440,14 +530,14 @@ def build_signgd_encoder(opset: int) -> onnx.FunctionProto:
     broadcastable to [B, ...] (NaN entries: fresh, 0); t0 int64 scalar, steps already done.
     Outputs: e [T*B, ...] with 2e_t − 1 = g_t; f_T [B, ...] = f after step t0 + T.
     Attributes: codec "float" (g_t = f − x, e real-valued), "exact" (g_t = clip((f − x)/η_t, −1, 1),
-    e real-valued, f lands on x) or "spike" (e_t = [f > x] in {0, 1});
-    eta0, gamma, schedule as SignGDNeuron's.
+    e real-valued, f lands on x; spikes = "burst" lifts the bound 1, so f lands at the first step)
+    or "spike" (e_t = [f > x] in {0, 1}); eta0, gamma, schedule, spikes as SignGDNeuron's.
     """
     nodes = [
         attribute_constant("codec", "codec", "string"),
         *schedule_nodes("t0", "timesteps", "x"),
         *typed_constant("one", 1.0, "x"),
-        *typed_constant("minus_one", -1.0, "x"),
+        *spike_bound_nodes("x"),
         *typed_constant("half", 0.5, "x"),
         *typed_constant("zero", 0.0, "x"),
         node("Shape", ["x"], "x_shape"),

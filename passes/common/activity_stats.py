@@ -25,6 +25,7 @@ import onnx_graphsurgeon as gs
 from onnx_snn.ir.contract import SPIKES_PREFIX, SYNOPS_PREFIX, TIMESTEPS_INPUT, is_folded
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.ir.neurons import NEURON_OPS
+from onnx_snn.options import SIGNGD_SPIKE_KINDS
 from onnx_snn.passes.base import PassContext, declare, require
 from onnx_snn.passes.common.fanout import fan_out
 from onnx_snn.passes.graph_utils import constant_value, fresh_name, static_shape
@@ -34,6 +35,8 @@ SPEC = declare("activity_stats", needs={"time_batched"}, provides={"activity"})
 LINEAR_OPS = frozenset({"Conv", "Gemm", "MatMul"})
 LAYOUT_OPS = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity"})
 SUM_OPS = frozenset({"Add", "Sub", "Sum"})
+#: the signGD spike kinds whose neurons count their spikes (all but the spec's one-bit "binary")
+COUNTED_SIGNGD_KINDS = frozenset(SIGNGD_SPIKE_KINDS) - {"binary"}
 
 
 def postcondition(graph: gs.Graph, ctx: PassContext) -> None:
@@ -220,6 +223,20 @@ def _dense_macs(node: gs.Node) -> int:
         return 0
 
 
+def _signed_count(graph: gs.Graph, node: gs.Node) -> gs.Tensor:
+    """The spikes `node` sends each step, signed: its output, or for a counted signGD neuron
+    (compiler/ir/signgd.py), which emits (1 + g)/2, the count g = 2·output − 1."""
+    counted = node.op.startswith("SignGD") and NEURON_OPS[node.op].role == "neuron"
+    if not counted or node.attrs.get("spikes", "binary") not in COUNTED_SIGNGD_KINDS:
+        return node.outputs[0]
+    twice = gs.Variable(fresh_name("twice_emitted"), dtype=np.float32)
+    count = gs.Variable(fresh_name("signed_count"), dtype=np.float32)
+    two, one = (gs.Constant(fresh_name("c"), np.asarray(v, np.float32)) for v in (2.0, 1.0))
+    graph.nodes.append(gs.Node("Mul", name=fresh_name("stats_Mul"), inputs=[node.outputs[0], two], outputs=[twice]))
+    graph.nodes.append(gs.Node("Sub", name=fresh_name("stats_Sub"), inputs=[twice, one], outputs=[count]))
+    return count
+
+
 def _layer_outputs(graph: gs.Graph, node: gs.Node, fan: np.ndarray | None, steps: gs.Tensor) -> list[gs.Variable]:
     """spikes/<layer> and synops/<layer> [B]: the layer's spikes (+1 and −1 alike) over all steps, and Σ spikes·fan_out
     (with `fan` None, the per-sample shape is not static: one synaptic operation per spike)."""
@@ -232,7 +249,7 @@ def _layer_outputs(graph: gs.Graph, node: gs.Node, fan: np.ndarray | None, steps
     i64 = lambda values: gs.Constant(fresh_name("c"), np.asarray(values, dtype=np.int64))  # noqa: E731
     t1 = emit("Reshape", [steps, i64([1])], dtype=np.int64)
     spikes_name, synops_name = f"{SPIKES_PREFIX}{node.name}", f"{SYNOPS_PREFIX}{node.name}"
-    events = emit("Abs", [node.outputs[0]])  # a signed spike (−1) is one event like a +1
+    events = emit("Abs", [_signed_count(graph, node)])  # a signed spike (−1) is one event like a +1
     if fan is None:
         per_row = emit("ReduceSum", [emit("Flatten", [events], axis=1), i64([1])], keepdims=0)  # [T·B]
         per_step = emit("Reshape", [per_row, emit("Concat", [t1, i64([-1])], dtype=np.int64, axis=0)])  # [T, B]

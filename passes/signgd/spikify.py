@@ -21,9 +21,10 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from onnx_snn.errors import SnnError
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.ir.signgd import GATES, GELU_CUBIC
-from onnx_snn.options import CompileOptions
+from onnx_snn.options import SIGNGD_SPIKE_KINDS, CompileOptions
 from onnx_snn.passes import op_support
 from onnx_snn.passes.base import PassContext, declare, require
 from onnx_snn.passes.graph_utils import (
@@ -87,6 +88,12 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
     inputs pass through SignGDEncoder and outputs through SignGDDecoder; only affine ops lie
     between."""
     refuse_unconvertible(graph, ctx)
+    if ctx.options.spikes not in SIGNGD_SPIKE_KINDS:
+        raise SnnError(
+            f"this model needs signGD neurons (an op IF neurons do not convert), and --spikes {ctx.options.spikes} "
+            f"has no signGD form (signGD neurons take {', '.join(SIGNGD_SPIKE_KINDS)})",
+            hint="drop --spikes",
+        )
     schedule = schedule_attributes(ctx.options)
     one_step = gs.Constant(fresh_name("one_timestep"), np.asarray(1, dtype=np.int64))
     step_zero = gs.Constant(fresh_name("first_step"), np.asarray(0, dtype=np.int64))
@@ -120,7 +127,7 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
         node.op, node.domain = ("SignGDNeuron" if arity == "unary" else "SignGDBinaryNeuron"), SNN_DOMAIN
         node.inputs = currents + [one_step] + calibrated + states
         node.outputs = outputs
-        node.attrs = {"function": function, **schedule}
+        node.attrs = {"function": function, "spikes": ctx.options.spikes, **schedule}
         if function in GATES:
             scale = _absorb_scaling(graph, node)
             node.attrs.update(gate=GATES[function] * scale, cubic=GELU_CUBIC * scale**2)
@@ -134,7 +141,8 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
             node.attrs["exponent"] = exponent
         layers.append(node.name)
     for graph_input in graph.inputs:
-        _encode(graph, graph_input, one_step, fresh, step_zero, {"codec": ctx.options.signgd_codec, **schedule})
+        encoder = {"codec": ctx.options.signgd_codec, "spikes": ctx.options.spikes, **schedule}
+        _encode(graph, graph_input, one_step, fresh, step_zero, encoder)
     for index, out in enumerate(list(graph.outputs)):
         graph.outputs[index] = _decode(graph, out, one_step, fresh, step_zero, schedule)
     ctx.state.neuron_layers = layers
@@ -143,7 +151,12 @@ def run(graph: gs.Graph, ctx: PassContext) -> gs.Graph:
 
 def schedule_attributes(options: CompileOptions) -> dict[str, float | str]:
     """The step-size attributes of every signGD op: --schedule, --eta0, --gamma, --tail."""
-    return {"schedule": options.schedule, "eta0": options.eta0, "gamma": options.gamma, "tail": options.tail}
+    return {
+        "schedule": options.signgd_schedule,
+        "eta0": options.signgd_eta0,
+        "gamma": options.gamma,
+        "tail": options.tail,
+    }
 
 
 def _scalar_factor(node: gs.Node | None) -> tuple[float, gs.Tensor] | None:
