@@ -111,14 +111,14 @@ def family_rows(names: list[str]) -> list[dict]:
 def markdown_section(zoo: list[dict], families: list[dict], samples: int) -> str:
     """The BENCHMARKS.md section of both measures."""
     lines = [
-        "## signGD step-size schedules: the trained zoo and deep untrained nets",
+        "## signGD spike kinds and step sizes: the trained zoo and deep untrained nets",
         "",
-        f"Measured with `python -m benchmarks schedule` (CPU: {_machine()}). Schedules: "
+        f"Measured with `python -m benchmarks schedule` (CPU: {_machine()}). Configurations: "
         + "; ".join(_label(name) for name in SCHEDULES)
         + f". Trained signGD zoo, accuracy (%) on {samples} Fashion-MNIST test images, same weights "
-        "and calibration for both schedules:",
+        "and calibration for every configuration:",
         "",
-        "| model | schedule | ANN | " + " | ".join(f"T={t}" for t in ZOO_T) + " |",
+        "| model | configuration | ANN | " + " | ".join(f"T={t}" for t in ZOO_T) + " |",
         "|---|---|---|" + "---|" * len(ZOO_T),
     ]
     for row in zoo:
@@ -129,7 +129,7 @@ def markdown_section(zoo: list[dict], families: list[dict], samples: int) -> str
         f"Deep untrained nets (benchmarks.coverage's families, legacy export, {FAMILY_SAMPLES} test "
         "images): relative logit error ||snn − ann|| / ||ann|| (argmax agreement):",
         "",
-        "| model | neuron | schedule | " + " | ".join(f"T={t}" for t in FAMILY_T) + " |",
+        "| model | neuron | configuration | " + " | ".join(f"T={t}" for t in FAMILY_T) + " |",
         "|---|---|---|" + "---|" * len(FAMILY_T),
     ]
     for row in families:

@@ -41,7 +41,7 @@ last case of the chain.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -108,6 +108,8 @@ class FireRule:
     nodes: Callable[[str, list[str], str], list[onnx.NodeProto]]
     target: Callable[[list[str], str], list[onnx.NodeProto]]
     constants: dict[str, float] = field(default_factory=dict)
+    #: whether the target can be NaN for finite estimates (a quotient: 0/0, √ or a power of q < 0)
+    undefined_somewhere: bool = False
 
 
 def _above(
@@ -245,10 +247,12 @@ UNARY_RULES: dict[str, FireRule] = {
 
 BINARY_RULES: dict[str, FireRule] = {
     "maximum": _above(_op("Max"), ties=False),
-    "div": _above(_op("Div"), ties=False),
+    "div": replace(_above(_op("Div"), ties=False), undefined_somewhere=True),
     "product": _above(_op("Mul"), ties=True),
-    "p_rsqrt_q": FireRule(_p_rsqrt_q, _divided(lambda q, out: node("Sqrt", [q], out))),
-    "p_div_q_pow": FireRule(_p_div_q_pow, _divided(lambda q, out: node("Pow", [q, "q_exponent"], out))),
+    "p_rsqrt_q": FireRule(_p_rsqrt_q, _divided(lambda q, out: node("Sqrt", [q], out)), undefined_somewhere=True),
+    "p_div_q_pow": FireRule(
+        _p_div_q_pow, _divided(lambda q, out: node("Pow", [q, "q_exponent"], out)), undefined_somewhere=True
+    ),
 }
 
 
@@ -312,15 +316,21 @@ def _fire_nodes(rule: FireRule, estimates: list[str]) -> list[onnx.NodeProto]:
 
 def _count_nodes(rule: FireRule, estimates: list[str]) -> list[onnx.NodeProto]:
     """A counted neuron's step (module doc): g = clip(round((v − f(x_t))/η_t), ±spike_bound), 0 where
-    the target is NaN; v − η_t·g; emits (1 + g)/2."""
+    the target is NaN (guarded only for rules whose target can be); v − η_t·g; emits (1 + g)/2."""
+    guard = [
+        node("IsNaN", ["rounded_steps"], "undefined"),
+        node("Where", ["undefined", "zero", "rounded_steps"], "steps"),
+    ]
     return [
         *rule.target(estimates, "target"),
         node("Sub", ["v_prev", "target"], "gap"),
         node("Div", ["gap", ETA_T], "gap_in_steps"),
-        node("Round", ["gap_in_steps"], "steps"),
-        node("IsNaN", ["steps"], "undefined"),
-        node("Where", ["undefined", "zero", "steps"], "defined_steps"),
-        node("Clip", ["defined_steps", "minus_spike_bound", "spike_bound"], "count"),
+        *(
+            [node("Round", ["gap_in_steps"], "rounded_steps"), *guard]
+            if rule.undefined_somewhere
+            else [node("Round", ["gap_in_steps"], "steps")]
+        ),
+        node("Clip", ["steps", "minus_spike_bound", "spike_bound"], "count"),
         node("Mul", ["count", ETA_T], "v_move"),
         node("Sub", ["v_prev", "v_move"], "v_next"),
         node("Add", ["count", "one"], "count_plus_one"),
