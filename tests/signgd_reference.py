@@ -347,32 +347,13 @@ def encode_step(f: np.ndarray, x: np.ndarray, eta, codec: str, spikes: str = "bi
     return (1 + g) / 2, f - eta * g
 
 
-def signgd_neuron(inputs: NeuronInputs, rule: Rule, **schedule) -> tuple[np.ndarray, list, np.ndarray]:
-    """A unary (one current) or two-operand neuron firing by `rule` on `inputs`.
-
-    Returns the spikes [T, B, ...] (broadcast shape), the input estimates x_T (one per operand)
-    and the output estimate v_T.
-    """
-    currents = inputs.currents
-    dtype = currents[0].dtype
-    timesteps = currents[0].shape[0]
-    eta = eta_schedule(inputs.t0, timesteps, dtype=dtype, **schedule)
-    x0 = inputs.x0 if inputs.x0 is not None else [None] * len(currents)
-    x = [_initial(x0_i, b, z.shape[1:], dtype) for x0_i, z, b in zip(x0, currents, inputs.biases)]
-    shape = np.broadcast_shapes(*(z.shape[1:] for z in currents))
-    v = _initial(inputs.v0, 0, shape, dtype)
-    spikes = np.zeros((timesteps,) + shape, dtype)
-    for t in range(timesteps):
-        x = [charge(xi, z[t], o, eta[t]) for xi, z, o in zip(x, currents, inputs.offsets)]
-        spikes[t], v = fire_reset(v, rule(v, x), eta[t])
-    return spikes, x, v
+#: one step of a neuron after its charge: (v, input estimates, η_t) -> (what it emits, next v)
+Step = Callable[[np.ndarray, list[np.ndarray], Any], tuple[np.ndarray, np.ndarray]]
 
 
-def counted_neuron(
-    inputs: NeuronInputs, target: Callable[..., np.ndarray], spikes: str, **schedule
-) -> tuple[np.ndarray, list, np.ndarray]:
-    """As signgd_neuron, for a neuron that counts its spikes (`spikes` "signed" or "burst") towards
-    `target` f(x) or f(p, q): returns the emitted (1 + g)/2 [T, B, ...], x_T and v_T."""
+def _neuron(inputs: NeuronInputs, step: Step, **schedule) -> tuple[np.ndarray, list, np.ndarray]:
+    """Run a neuron on `inputs`: per step the charge of every tracker, then `step`. Returns what it
+    emitted [T, B, ...] (broadcast shape), the input estimates x_T (one per operand) and v_T."""
     currents = inputs.currents
     dtype = currents[0].dtype
     timesteps = currents[0].shape[0]
@@ -384,8 +365,25 @@ def counted_neuron(
     emitted = np.zeros((timesteps,) + shape, dtype)
     for t in range(timesteps):
         x = [charge(xi, z[t], o, eta[t]) for xi, z, o in zip(x, currents, inputs.offsets)]
-        emitted[t], v = count_reset(v, target(*x), eta[t], spikes)
+        emitted[t], v = step(v, x, eta[t])
     return emitted, x, v
+
+
+def signgd_neuron(inputs: NeuronInputs, rule: Rule, **schedule) -> tuple[np.ndarray, list, np.ndarray]:
+    """A unary (one current) or two-operand neuron firing by `rule` on `inputs`.
+
+    Returns the spikes [T, B, ...] (broadcast shape), the input estimates x_T (one per operand)
+    and the output estimate v_T.
+    """
+    return _neuron(inputs, lambda v, x, eta: fire_reset(v, rule(v, x), eta), **schedule)
+
+
+def counted_neuron(
+    inputs: NeuronInputs, target: Callable[..., np.ndarray], spikes: str, **schedule
+) -> tuple[np.ndarray, list, np.ndarray]:
+    """As signgd_neuron, for a neuron that counts its spikes (`spikes` "signed" or "burst") towards
+    `target` f(x) or f(p, q): returns the emitted (1 + g)/2 [T, B, ...], x_T and v_T."""
+    return _neuron(inputs, lambda v, x, eta: count_reset(v, target(*x), eta, spikes), **schedule)
 
 
 def encoder(
