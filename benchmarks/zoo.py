@@ -171,11 +171,9 @@ def _neurons(result: dict) -> str:
     known = {f.name for f in fields(CompileOptions)}
     options = CompileOptions(**{k: v for k, v in opts.items() if k in known})
     if result["neuron"] == "signgd":
-        # a result from before signGD took --spikes (2026-12-07) had one-bit neurons
-        spikes = opts["spikes"] if opts.get("schedule") is None else "binary"
         return (
-            f"signGD neurons, {spikes} spikes, {options.signgd_schedule} η0 {options.signgd_eta0:g} γ {opts['gamma']}, "
-            f"codec {opts['codec']}, range {opts['signgd_range']}, norm {opts['norm']}"
+            f"signGD neurons, {_signgd_spikes(opts)} spikes, {options.signgd_schedule} η0 {options.signgd_eta0:g} "
+            f"γ {opts['gamma']}, codec {opts['codec']}, range {opts['signgd_range']}, norm {opts['norm']}"
         )
     scales = ", per channel" if options.channel_scales("if") else ""
     rate = options.if_rate_range if "rate_range" in opts else 1.0  # a result from before --rate-range: 1
@@ -183,6 +181,12 @@ def _neurons(result: dict) -> str:
         f"IF neurons, {opts.get('spikes', 'binary')} spikes, norm {opts['norm']}, rate range {rate:g}{scales}, "
         f"reset {opts['reset']}"
     )
+
+
+def _signgd_spikes(opts: dict) -> str:
+    """The signGD spike kind of a result's options. Before 2026-12-07 signGD neurons sent one bit a
+    step whatever --spikes said, and the options recorded the schedule (unset since, by default)."""
+    return "binary" if opts.get("schedule") is not None and opts.get("eta0") is not None else opts["spikes"]
 
 
 def _command(result: dict) -> str:
@@ -195,8 +199,10 @@ def _command(result: dict) -> str:
         spikes = opts.get("spikes", "binary")
         flags += [] if spikes == defaults.spikes else [f"--spikes {spikes}"]
         flags += [] if opts.get("rate_range") is None else [f"--rate-range {opts['rate_range']:g}"]
-    if result["neuron"] == "signgd" and opts["schedule"] != defaults.schedule:
-        flags += [f"--schedule {opts['schedule']}"]
+    if result["neuron"] == "signgd":
+        spikes = _signgd_spikes(opts)
+        flags += [] if spikes == defaults.spikes else [f"--spikes {spikes}"]
+        flags += [] if opts["schedule"] is None else [f"--schedule {opts['schedule']}"]
     flags += [] if opts.get("reset", "soft") == "soft" else [f"--reset {opts['reset']}"]
     flags += [f"--neuron {result['neuron']}"]  # what auto picked may change with the defaults
     flags += [] if exporter == "legacy" else [f"--exporter {exporter}"]
