@@ -25,7 +25,7 @@ Split of the work:
 
 Float32 ties (spec §10.1): the GELU and exp targets are rounded differently by numpy and by
 onnxruntime's kernels, so where v lies within TIE_ULPS of f(x) either spike is right (for a
-counted neuron: where (v − f(x))/η_t lies that close to a rounding boundary, see _count). `run` can
+counted neuron: where (v − f(x))/η_t lies that close to a rounding boundary, see _count_tied). `run` can
 take the compiled model's spikes (model_spikes) and use them at such ties only; it lists every tie
 in `ties`.
 
@@ -417,43 +417,37 @@ class SignGDNetworkReference:
             state["y"] = charge(state["y"], currents[0], state["offsets"][0], eta)
             return state["y"]
         state["x"] = [charge(x, z, o, eta) for x, z, o in zip(state["x"], currents, state["offsets"])]
-        if snn.spikes in COUNTED:
-            return self._count(snn, state, eta, t, model_spikes)
-        fire = state["rule"](state["v"], state["x"])
+        v, counted = state["v"], snn.spikes in COUNTED
+        if counted:
+            emitted, v_next = count_reset(v, state["target"](*state["x"]), eta, snn.spikes)
+        else:
+            emitted, v_next = fire_reset(v, state["rule"](v, state["x"]), eta)
         if state["exact_target"] is not None:
-            tied = self._tied(snn, state["v"], state["x"], state["exact_target"])
-            if tied.any():
-                differ = 0
-                if model_spikes is not None:
-                    model_fire = np.broadcast_to(model_spikes, fire.shape) > 0.5
-                    differ = int((tied & (model_fire != fire)).sum())
-                    fire = np.where(tied, model_fire, fire)
-                self.ties.append((snn.name, t + 1, int(tied.sum()), differ))
-        spikes, state["v"] = fire_reset(state["v"], fire, eta)
-        return spikes
-
-    def _count(self, snn: SnnNode, state: dict, eta, t: int, model_spikes: np.ndarray | None) -> np.ndarray:
-        """A counted neuron's step after the charge. Its float32 ties are where (v − f(x))/η_t lies
-        within TIE_ULPS ulps of f's scale (over η_t) of a rounding boundary k + ½: there `model_spikes`
-        settle the count, and the tie is listed in `self.count_ties` as _step lists its own. Such
-        ties are common, not rare: a settled neuron's residual v − f grows relative to η_t = η0/t
-        until it crosses ½ step, so it crosses close to ½."""
-        emitted, v_next = count_reset(state["v"], state["target"](*state["x"]), eta, snn.spikes)
-        exact_target = state["exact_target"]
-        if exact_target is not None:
-            exact, ulp = _exact_and_ulp(snn, state["x"], exact_target)
-            steps = (state["v"].astype(np.float64) - exact) / float(eta)
-            tied = np.abs(steps - np.floor(steps) - 0.5) <= TIE_ULPS * ulp / float(eta)
+            exact_target = state["exact_target"]
+            tied = (
+                self._count_tied(snn, v, state["x"], exact_target, eta)
+                if counted
+                else self._tied(snn, v, state["x"], exact_target)
+            )
             if tied.any():
                 differ = 0
                 if model_spikes is not None:
                     model = np.broadcast_to(model_spikes, emitted.shape).astype(emitted.dtype)
                     differ = int((tied & (model != emitted)).sum())
                     emitted = np.where(tied, model, emitted)
-                    v_next = np.where(tied, state["v"] - (2 * model - 1) * eta, v_next)
-                self.count_ties.append((snn.name, t + 1, int(tied.sum()), differ))
+                    v_next = np.where(tied, v - (2 * emitted - 1) * eta, v_next)
+                (self.count_ties if counted else self.ties).append((snn.name, t + 1, int(tied.sum()), differ))
         state["v"] = v_next
         return emitted
+
+    @staticmethod
+    def _count_tied(snn: SnnNode, v: np.ndarray, xs: list[np.ndarray], exact_target, eta) -> np.ndarray:
+        """A counted neuron's float32 ties: where (v − f(x))/η_t lies within TIE_ULPS ulps of f's
+        scale (over η_t) of a rounding boundary k + ½. They are common, not rare: a settled neuron's
+        residual v − f grows relative to η_t = η0/t until it crosses ½ step, so it crosses close to ½."""
+        exact, ulp = _exact_and_ulp(snn, xs, exact_target)
+        steps = (v.astype(np.float64) - exact) / float(eta)
+        return np.abs(steps - np.floor(steps) - 0.5) <= TIE_ULPS * ulp / float(eta)
 
     @staticmethod
     def _tied(snn: SnnNode, v: np.ndarray, xs: list[np.ndarray], exact_target) -> np.ndarray:
@@ -532,7 +526,7 @@ def compare(model, x: np.ndarray, timesteps: int) -> tuple[float, float, np.ndar
     assert sum(t[3] for t in settled) <= max(2, decisions // 100_000), settled  # ties are rare
     counted = sum(t[3] for t in reference.count_ties)
     print(f"counted neurons: {sum(t[2] for t in reference.count_ties)} ties, {counted} settled the other way")
-    assert counted <= decisions // 100  # common (see _count), but only within the ulps of a target
+    assert counted <= decisions // 100  # common (see _count_tied), but only within the ulps of a target
     diff, scale = float(np.abs(got - expected).max()), float(np.abs(got).max())
     own = float(np.abs(got - reference.run(x, timesteps)).max())
     print(f"max |Δ| / max |output| = {diff / scale:.3g} ({own / scale:.3g} with the reference's own tie verdicts)")

@@ -317,19 +317,16 @@ def _fire_nodes(rule: FireRule, estimates: list[str]) -> list[onnx.NodeProto]:
 def _count_nodes(rule: FireRule, estimates: list[str]) -> list[onnx.NodeProto]:
     """A counted neuron's step (module doc): g = clip(round((v − f(x_t))/η_t), ±spike_bound), 0 where
     the target is NaN (guarded only for rules whose target can be); v − η_t·g; emits (1 + g)/2."""
-    guard = [
-        node("IsNaN", ["rounded_steps"], "undefined"),
-        node("Where", ["undefined", "zero", "rounded_steps"], "steps"),
-    ]
-    return [
+    rounded = "rounded_steps" if rule.undefined_somewhere else "steps"
+    nodes = [
         *rule.target(estimates, "target"),
         node("Sub", ["v_prev", "target"], "gap"),
         node("Div", ["gap", ETA_T], "gap_in_steps"),
-        *(
-            [node("Round", ["gap_in_steps"], "rounded_steps"), *guard]
-            if rule.undefined_somewhere
-            else [node("Round", ["gap_in_steps"], "steps")]
-        ),
+        node("Round", ["gap_in_steps"], rounded),
+    ]
+    if rule.undefined_somewhere:
+        nodes += [node("IsNaN", [rounded], "undefined"), node("Where", ["undefined", "zero", rounded], "steps")]
+    return nodes + [
         node("Clip", ["steps", "minus_spike_bound", "spike_bound"], "count"),
         node("Mul", ["count", ETA_T], "v_move"),
         node("Sub", ["v_prev", "v_move"], "v_next"),
@@ -338,45 +335,44 @@ def _count_nodes(rule: FireRule, estimates: list[str]) -> list[onnx.NodeProto]:
     ]
 
 
+#: builds a neuron's fire-or-count and reset nodes from its rule and its input estimates
+Step = Callable[[FireRule, list[str]], list[onnx.NodeProto]]
 #: the step of each `spikes` attribute value (an unknown value runs the last)
-STEPS: dict[str, Callable[[FireRule, list[str]], list[onnx.NodeProto]]] = {
+STEPS: dict[str, Step] = {
     "binary": _fire_nodes,
     "counted": _count_nodes,
 }
+
+
+def _scan_branch(rule: FireRule, trackers: list[_Tracker], step: Step) -> Branch:
+    """A switch case: the Scan of the neuron's steps, each the trackers' charge and then `step`."""
+
+    def build(prefix: str) -> tuple[list[onnx.NodeProto], list[str]]:
+        estimates = [t.x("_next") for t in trackers]
+        body = StepBody(
+            states=[t.x("_prev") for t in trackers] + ["v_prev"],
+            inputs=[t.z("_t") for t in trackers],
+            nodes=[*(n for t in trackers for n in t.charge()), *step(rule, estimates)],
+            next_states=estimates + ["v_next"],
+            emits=["spike"],
+        )
+        finals = [prefix + t.x("_T") for t in trackers] + [f"{prefix}v_T"]
+        initial = [t.x("_init") for t in trackers] + ["v_init"]
+        sequences = [t.z("_seq") for t in trackers]
+        scan = scan_node(body, initial, sequences, finals, [f"{prefix}spike_seq"], f"{prefix}step")
+        return [scan], finals + [f"{prefix}spike_seq"]
+
+    return build
 
 
 def _neuron_branch(rule: FireRule, trackers: list[_Tracker], like: str) -> Branch:
     """A switch case: the constants of `rule` (typed like `like`) and the Scan of the neuron's
     steps, binary (spikes = "binary") or counted (any other value)."""
 
-    def scan(step: Callable[[FireRule, list[str]], list[onnx.NodeProto]]) -> Branch:
-        def build(prefix: str) -> tuple[list[onnx.NodeProto], list[str]]:
-            estimates = [t.x("_next") for t in trackers]
-            body = StepBody(
-                states=[t.x("_prev") for t in trackers] + ["v_prev"],
-                inputs=[t.z("_t") for t in trackers],
-                nodes=[*(n for t in trackers for n in t.charge()), *step(rule, estimates)],
-                next_states=estimates + ["v_next"],
-                emits=["spike"],
-            )
-            finals = [prefix + t.x("_T") for t in trackers] + [f"{prefix}v_T"]
-            return [
-                scan_node(
-                    body,
-                    [t.x("_init") for t in trackers] + ["v_init"],
-                    [t.z("_seq") for t in trackers],
-                    finals,
-                    [f"{prefix}spike_seq"],
-                    f"{prefix}step",
-                )
-            ], finals + [f"{prefix}spike_seq"]
-
-        return build
-
     def build(prefix: str) -> tuple[list[onnx.NodeProto], list[str]]:
         constants = [n for name, value in rule.constants.items() for n in typed_constant(name, value, like)]
         outputs = [prefix + t.x("_T") for t in trackers] + [f"{prefix}v_T", f"{prefix}spike_seq"]
-        cases = {kind: scan(step) for kind, step in STEPS.items()}
+        cases = {kind: _scan_branch(rule, trackers, step) for kind, step in STEPS.items()}
         return constants + switch("spike_kind", cases, outputs), outputs
 
     return build

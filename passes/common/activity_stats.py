@@ -25,6 +25,7 @@ import onnx_graphsurgeon as gs
 from onnx_snn.ir.contract import SPIKES_PREFIX, SYNOPS_PREFIX, TIMESTEPS_INPUT, is_folded
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.ir.neurons import NEURON_OPS
+from onnx_snn.ir.signgd import SPIKES_DEFAULT
 from onnx_snn.options import SIGNGD_SPIKE_KINDS
 from onnx_snn.passes.base import PassContext, declare, require
 from onnx_snn.passes.common.fanout import fan_out
@@ -223,18 +224,11 @@ def _dense_macs(node: gs.Node) -> int:
         return 0
 
 
-def _signed_count(graph: gs.Graph, node: gs.Node) -> gs.Tensor:
-    """The spikes `node` sends each step, signed: its output, or for a counted signGD neuron
-    (compiler/ir/signgd.py), which emits (1 + g)/2, the count g = 2·output − 1."""
-    counted = node.op.startswith("SignGD") and NEURON_OPS[node.op].role == "neuron"
-    if not counted or node.attrs.get("spikes", "binary") not in COUNTED_SIGNGD_KINDS:
-        return node.outputs[0]
-    twice = gs.Variable(fresh_name("twice_emitted"), dtype=np.float32)
-    count = gs.Variable(fresh_name("signed_count"), dtype=np.float32)
-    two, one = (gs.Constant(fresh_name("c"), np.asarray(v, np.float32)) for v in (2.0, 1.0))
-    graph.nodes.append(gs.Node("Mul", name=fresh_name("stats_Mul"), inputs=[node.outputs[0], two], outputs=[twice]))
-    graph.nodes.append(gs.Node("Sub", name=fresh_name("stats_Sub"), inputs=[twice, one], outputs=[count]))
-    return count
+def _counts_spikes(node: gs.Node) -> bool:
+    """Whether `node` is a counted signGD neuron (compiler/ir/signgd.py), which emits (1 + g)/2 for
+    its signed spike count g, rather than its spikes themselves."""
+    neuron = node.op.startswith("SignGD") and NEURON_OPS[node.op].role == "neuron"
+    return neuron and node.attrs.get("spikes", SPIKES_DEFAULT["spikes"]) in COUNTED_SIGNGD_KINDS
 
 
 def _layer_outputs(graph: gs.Graph, node: gs.Node, fan: np.ndarray | None, steps: gs.Tensor) -> list[gs.Variable]:
@@ -247,9 +241,13 @@ def _layer_outputs(graph: gs.Graph, node: gs.Node, fan: np.ndarray | None, steps
         return out
 
     i64 = lambda values: gs.Constant(fresh_name("c"), np.asarray(values, dtype=np.int64))  # noqa: E731
+    f32 = lambda value: gs.Constant(fresh_name("c"), np.asarray(value, dtype=np.float32))  # noqa: E731
     t1 = emit("Reshape", [steps, i64([1])], dtype=np.int64)
     spikes_name, synops_name = f"{SPIKES_PREFIX}{node.name}", f"{SYNOPS_PREFIX}{node.name}"
-    events = emit("Abs", [_signed_count(graph, node)])  # a signed spike (−1) is one event like a +1
+    sent = node.outputs[0]
+    if _counts_spikes(node):  # g = 2·output − 1
+        sent = emit("Sub", [emit("Mul", [sent, f32(2)]), f32(1)])
+    events = emit("Abs", [sent])  # a signed spike (−1) is one event like a +1
     if fan is None:
         per_row = emit("ReduceSum", [emit("Flatten", [events], axis=1), i64([1])], keepdims=0)  # [T·B]
         per_step = emit("Reshape", [per_row, emit("Concat", [t1, i64([-1])], dtype=np.int64, axis=0)])  # [T, B]
