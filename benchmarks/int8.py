@@ -92,7 +92,7 @@ def compared(pair: Pair, rounds: int, repeats: int) -> dict:
     return result
 
 
-def _runner(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> Callable[[], list[np.ndarray]]:
+def runner(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> Callable[[], list[np.ndarray]]:
     """A call that runs `model` on `feed` in a CPU session of its own (no thread spinning)."""
     session = make_session(model.SerializeToString(), [CPU], spinning=False)
     return lambda: session.run(None, feed)
@@ -151,7 +151,7 @@ def layer_pairs(
         for batch in batches:
             n_values = rng.integers(-zero_point, grain + 1, size=(TIMESTEPS * batch, k))
             feed = {source: n_values.astype(np.float32) / np.float32(grain)}
-            base, uint8, int8 = (_runner(form, feed) for form in forms)
+            base, uint8, int8 = (runner(form, feed) for form in forms)
             row = {"layer": f"{name} {node.name}", "batch": batch, "k": int(k), "n": int(n), "grain": grain}
             pairs.append((row, Pair(base, {"uint8": uint8, "int8": int8})))
     return pairs
@@ -193,7 +193,7 @@ def conv_pair(rng: np.random.Generator) -> Pair:
     spikes_u8 = {"one": np.float32(1.0), "zp": np.uint8(1), "q": q.reshape(weight.shape)}
     quantize = helper.make_node("QuantizeLinear", ["x", "one", "zp"], ["xq"])
     conv = _model([helper.make_node("Conv", ["x", "w", "bias"], ["y"], **pads)], [x], [y], {"w": weight, "bias": bias})
-    base = _runner(conv, feed)
+    base = runner(conv, feed)
     (currents,) = base()
     integer = _model(
         [
@@ -225,7 +225,7 @@ def conv_pair(rng: np.random.Generator) -> Pair:
             "bias": np.rint(bias / scale).astype(np.int32),
         },
     )
-    return Pair(base, {"ConvInteger": _runner(integer, feed), "QLinearConv": _runner(linear, feed)})
+    return Pair(base, {"ConvInteger": runner(integer, feed), "QLinearConv": runner(linear, feed)})
 
 
 def measure(models: tuple[str, ...], timed_models: tuple[str, ...], rounds: int, repeats: int) -> dict:

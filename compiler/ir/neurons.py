@@ -96,10 +96,10 @@ def _scan_body(
 #: HardSigmoid(u) = clip(2^24·u − (2^24 − 1), 0, 1) is exactly [u ≥ 1] in float32: 2^24·u is exact,
 #: the affine value is ≥ 1 for u ≥ 1 and ≤ 0 for u ≤ 1 − 2^−24 (the float below 1), and rounding
 #: (fused or not) is monotone. One float op instead of GreaterOrEqual + Cast (runtime/PERFORMANCE.md)
-_STEP_GAIN = float(2**24)
+STEP_GAIN = float(2**24)
 
 
-def _if_step(hard: bool, constant_input: bool) -> onnx.GraphProto:
+def if_step(hard: bool, constant_input: bool) -> onnx.GraphProto:
     """One IF step in units of the threshold: u += x; s = [u >= 1]; then u -= s (soft reset, by
     subtraction) or u -= s*u (hard reset, to zero). With `constant_input` the current is the outer
     `u_in` [B, ...], the same every step, and the scanned element (the step index) is unused."""
@@ -113,7 +113,7 @@ def _if_step(hard: bool, constant_input: bool) -> onnx.GraphProto:
         f"if_{'hard' if hard else 'soft'}_step",
         [
             helper.make_node("Add", ["u", current], ["u1"]),
-            helper.make_node("HardSigmoid", ["u1"], ["s"], alpha=_STEP_GAIN, beta=1.0 - _STEP_GAIN),
+            helper.make_node("HardSigmoid", ["u1"], ["s"], alpha=STEP_GAIN, beta=1.0 - STEP_GAIN),
             *reset,
         ],
         "u",
@@ -133,7 +133,7 @@ def _signed_if_step(constant_input: bool) -> onnx.GraphProto:
     nodes = [
         constant("origin", 0.0),
         helper.make_node("Add", ["u", current], ["u1"]),
-        helper.make_node("HardSigmoid", ["u1"], ["up"], alpha=_STEP_GAIN, beta=1.0 - _STEP_GAIN),
+        helper.make_node("HardSigmoid", ["u1"], ["up"], alpha=STEP_GAIN, beta=1.0 - STEP_GAIN),
         helper.make_node("Less", ["u1", "origin"], ["below"]),
         helper.make_node("Greater", ["c", "origin"], ["fired"]),
         helper.make_node("And", ["below", "fired"], ["back"]),
@@ -281,7 +281,7 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
                     ["u0", scanned],
                     [f"u_T_{kind}", f"s_{kind}"],
                     num_scan_inputs=1,
-                    body=_if_step(hard, constant_input),
+                    body=if_step(hard, constant_input),
                 )
             ],
             f"{kind}_reset",
@@ -306,7 +306,7 @@ def build_if_neuron(opset: int, constant_input: bool = False) -> onnx.FunctionPr
     )
 
 
-def _burst_if_step(constant_input: bool, capped: bool) -> onnx.GraphProto:
+def burst_if_step(constant_input: bool, capped: bool) -> onnx.GraphProto:
     """One burst IF step in units of the threshold, with m = −c (minus the net spikes sent) as the
     second state: u += x; s = max(⌊u⌋, m); u -= s; m -= s. `capped` adds the headroom h (k·steps
     done minus c, k the outer-scope `cap`) as a third state and caps the count at k spikes a step
@@ -371,7 +371,7 @@ def build_burst_if_neuron(opset: int, constant_input: bool = False, capped: bool
             [*states, scanned],
             [*finals, "spike_seq"],
             num_scan_inputs=1,
-            body=_burst_if_step(constant_input, capped),
+            body=burst_if_step(constant_input, capped),
         ),
         *_if_epilogue(n),
         helper.make_node("Neg", ["m_T"], ["n_T"]),
