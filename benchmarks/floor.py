@@ -33,7 +33,7 @@ from onnx_snn.errors import SnnError
 from onnx_snn.ir.function_parts import SNN_DOMAIN
 from onnx_snn.ir.neurons import CAPPED_IF_NEURON_OP, IF_NEURON_OP, IF_NEURON_OPS
 from onnx_snn.models.zoo import get_reference, load_torch_model
-from onnx_snn.options import CompileOptions
+from onnx_snn.options import SPIKE_KINDS, CompileOptions
 from onnx_snn.providers import CPU, make_session
 from onnx_snn.runtime import Session
 
@@ -43,6 +43,7 @@ UNARY_STAND_INS = {
     "SignGDNeuron": "Relu",
 }
 BINARY_STAND_INS = {"SignGDBinaryNeuron": "Max"}
+KEY = "neuron-free-floor"
 CONSTANT_INPUT_NEURONS = tuple(op for op in IF_NEURON_OPS if op not in UNARY_STAND_INS)
 
 
@@ -101,10 +102,17 @@ def _repeated_relu(current: str, timesteps: str, output: str) -> list[onnx.NodeP
 
 
 def measure_floor(
-    name: str, steps: tuple[int, ...], batch_size: int, repeats: int, cache_dir: str | None, spikingjelly: bool
+    name: str,
+    steps: tuple[int, ...],
+    batch_size: int,
+    repeats: int,
+    cache_dir: str | None,
+    spikingjelly: bool,
+    spikes: str | None = None,
 ) -> dict:
-    """Median times at each T in `steps` of the SNN, its neuron-free twin and (optionally)
-    spikingjelly, and the ANN's steady-state time, on the first `batch_size` test images of `name`."""
+    """Median times at each T in `steps` of the SNN (compiled with --spikes `spikes`, else the
+    default), its neuron-free twin and (optionally) spikingjelly, and the ANN's steady-state time,
+    on the first `batch_size` test images of `name`."""
 
     reference = get_reference(name, cache_dir=cache_dir)
     batch = reference.load_test()[0][:batch_size]
@@ -113,7 +121,7 @@ def measure_floor(
         compiled = compile_model(
             reference.onnx_path,
             snn_path,
-            CompileOptions(timesteps=max(steps)),
+            options := CompileOptions(timesteps=max(steps), **({"spikes": spikes} if spikes else {})),
             calibration=reference.load_calibration(),
             show_progress=False,
         )
@@ -144,6 +152,7 @@ def measure_floor(
     return {
         "model": name,
         "neuron": compiled.metadata["neuron"],
+        "spikes": options.spikes,
         "machine": _machine(),
         "batch": batch_size,
         "repeats": repeats,
@@ -155,7 +164,8 @@ def measure_floor(
 def markdown_section(results: list[dict], command: str) -> str:
     """The BENCHMARKS.md section of the neuron-free floors in `results`."""
     lines = [
-        "## Neuron-free floor: each SNN with its neuron dynamics at zero cost",
+        f"## Neuron-free floor: each SNN with its neuron dynamics at zero cost, batch {results[0]['batch']}"
+        + "".join(sorted({f", {r['spikes']} spikes" for r in results if "spikes" in r})),
         "",
         f"Measured with `{command}` (CPU: {results[0]['machine']}), one batch of {results[0]['batch']} test "
         f"images, medians of {results[0]['repeats']} alternating rounds. The twin is the compiled SNN with every "
@@ -164,18 +174,23 @@ def markdown_section(results: list[dict], command: str) -> str:
         "the SNN faster than it. Ratios are to T x ANN time; the last column is spikingjelly's time over the "
         "twin's, the largest speed-up over spikingjelly reachable with free neurons.",
         "",
-        "| model (neurons) | T | T x ANN (ms) | SNN (ms) | SNN / (T x ANN) | twin (ms) | twin / (T x ANN) "
-        "| spikingjelly (ms) | spikingjelly / twin |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model (neurons, spikes) | T | T x ANN (ms) | SNN (ms) | SNN / (T x ANN) | twin (ms) | twin / (T x ANN) "
+        "| spikingjelly (ms) | spikingjelly / SNN | spikingjelly / twin |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
+        label = f"{result['model']} ({result['neuron']}, {result.get('spikes', 'default')})"
         for t, row in result["per_T"].items():
             base = int(t) * result["ann_seconds"]
             jelly = row.get("spikingjelly")
             lines.append(
-                f"| {result['model']} ({result['neuron']}) | {t} | {1e3 * base:.1f} | {1e3 * row['snn']:.1f} "
-                f"| {row['snn'] / base:.2f} | {1e3 * row['twin']:.1f} | {row['twin'] / base:.2f} | "
-                + (f"{1e3 * jelly:.1f} | {jelly / row['twin']:.2f} |" if jelly else "— | — |")
+                f"| {label} | {t} | {1e3 * base:.1f} | {1e3 * row['snn']:.1f} | {row['snn'] / base:.2f} "
+                f"| {1e3 * row['twin']:.1f} | {row['twin'] / base:.2f} | "
+                + (
+                    f"{1e3 * jelly:.1f} | {jelly / row['snn']:.2f} | {jelly / row['twin']:.2f} |"
+                    if jelly
+                    else "— | — | — |"
+                )
             )
     return "\n".join(lines) + "\n"
 
@@ -195,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MODEL",
         help="models (among MODELS) to also time with spikingjelly's ann2snn",
     )
+    parser.add_argument("--spikes", choices=SPIKE_KINDS, default=None, help="the SNN's --spikes (default: compile's)")
+    parser.add_argument(
+        "--key",
+        default=KEY,
+        help=f"the JSON file's and BENCHMARKS.md section's name (default {KEY}; name another "
+        "to keep a second batch size beside it)",
+    )
     add_output_arguments(parser)
     args = parser.parse_args(argv)
     strangers = sorted(set(args.spikingjelly) - set(args.models))
@@ -208,7 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = [
             measure_floor(
-                name, tuple(args.timesteps), args.batch_size, args.repeats, args.cache_dir, name in args.spikingjelly
+                name,
+                tuple(args.timesteps),
+                args.batch_size,
+                args.repeats,
+                args.cache_dir,
+                name in args.spikingjelly,
+                args.spikes,
             )
             for name in args.models
         ]
@@ -216,5 +244,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m benchmarks floor: error: {exc}", file=sys.stderr)
         return 2
     command = "python -m benchmarks floor " + " ".join(sys.argv[1:] if argv is None else argv)
-    publish(markdown_section(results, command), results, "neuron-free-floor", args.out, args.json_dir)
+    publish(markdown_section(results, command), results, args.key, args.out, args.json_dir)
     return 0

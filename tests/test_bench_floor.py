@@ -61,3 +61,20 @@ def test_stateful_model_is_refused():
     stateful, _ = expose_state(model)
     with pytest.raises(SnnError, match="drops neuron state"):
         neuron_free(stateful)
+
+
+def test_section_names_the_spike_kind_and_the_speed_up_over_spikingjelly():
+    from benchmarks.floor import markdown_section
+
+    result = {
+        "model": "net",
+        "neuron": "if",
+        "spikes": "binary",
+        "machine": "m",
+        "batch": 64,
+        "repeats": 1,
+        "ann_seconds": 0.001,
+        "per_T": {"32": {"snn": 0.04, "twin": 0.032, "spikingjelly": 0.12}},
+    }
+    row = markdown_section([result], "cmd").splitlines()[-1]
+    assert row == "| net (if, binary) | 32 | 32.0 | 40.0 | 1.25 | 32.0 | 1.00 | 120.0 | 3.00 | 3.75 |"
