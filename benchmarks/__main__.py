@@ -16,10 +16,12 @@ BENCHMARKS = {
     "memory": ("benchmarks.memory", "peak memory of chunked runs, eval under the default budget, calibration"),
     "course": ("benchmarks.course", "the course MLP: analog/Poisson x max/spikenorm, rate sweep, crossbar weights"),
     "floor": ("benchmarks.floor", "the neuron-free floor: the SNN with every neuron swapped for its ANN op"),
+    "blocked": ("benchmarks.blocked", "one IF conv layer kept in onnxruntime's blocked layout, against the Scan forms"),
     "gpu": ("benchmarks.gpu_bench", "the GPU benchmark (prepare here, run where onnxruntime-gpu has a CUDA device)"),
     "schedule": ("benchmarks.schedule", "signGD step-size schedules: the trained zoo's accuracy, deep nets' error"),
     "int8": ("benchmarks.int8", "--int8-synapses on the CPU: its dense layers, whole SNNs, and why Convs stay float"),
     "conversion": ("benchmarks.conversion", "IF conversion on nets we did not tune for, per option, vs spikingjelly"),
+    "paired": ("benchmarks.paired", "the default compile against spikingjelly image by image: McNemar, clipped ANN"),
     "coverage": ("benchmarks.coverage", "vision families and onnx's light zoo: compile, batch 1/2/16, fidelity"),
     "nir": (
         "benchmarks.nir_interop",
