@@ -40,8 +40,8 @@ def mcnemar_p(only_first: int, only_second: int) -> float:
     n = only_first + only_second
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(only_first, only_second) + 1)) / 2.0**n
-    return min(1.0, 2.0 * tail)
+    tail = sum(math.comb(n, i) for i in range(min(only_first, only_second) + 1))
+    return min(1.0, 2 * tail / 2**n)  # exact integers: 2.0**n overflows above n = 1023
 
 
 def compare(ann: np.ndarray, ours: np.ndarray, theirs: np.ndarray, labels: np.ndarray) -> dict:

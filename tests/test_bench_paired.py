@@ -19,6 +19,10 @@ def test_mcnemar_exact_p(only_first, only_second, p):
     assert mcnemar_p(only_first, only_second) == pytest.approx(p)
 
 
+def test_mcnemar_p_for_thousands_of_discordant_images():
+    assert mcnemar_p(1703, 254) < 1e-200 and mcnemar_p(1000, 1000) == 1.0
+
+
 def test_compare_counts_discordant_images_and_deviations_from_the_ann():
     labels = np.array([0, 1, 2, 3, 4])
     ann = np.array([0, 1, 2, 3, 0])
