@@ -1,10 +1,10 @@
 """`python -m benchmarks blocked`: can an IF layer stay in onnxruntime's blocked (NCHWc) layout?
 
-Issue 18, item 1. onnxruntime's CPU provider runs Conv, pooling, Add and Concat in a blocked
+Issue 18, items 1 and 3. onnxruntime's CPU provider runs Conv, pooling, Add and Concat in a blocked
 layout and reorders to NCHW before any other op, so every compiled IF layer pays a ReorderOutput
 after its Conv and a ReorderInput before the next one (runtime/PERFORMANCE.md). This benchmark
 times one spike-fed conv layer as fashion-cnn's second layer has it (AvgPool 2 → Conv 6 → 16, 5x5
-→ IF → AvgPool 2, 28x28 spikes in) over T steps of a batch B, in three forms, on the same random
+→ IF → AvgPool 2, 28x28 spikes in) over T steps of a batch B, in four forms, on the same random
 spikes and weights, in alternating rounds in one process:
 
 - `scan binary`: time folded into the batch, one Conv over T·B, the binary IF neuron as a Scan of
@@ -228,7 +228,7 @@ def section(result: dict, command: str) -> str:
     """The BENCHMARKS.md section of `measure`'s result."""
     c_in, c_out, side, k = LAYER
     lines = [
-        "## One IF conv layer in onnxruntime's blocked layout (issue 18, item 1)",
+        "## One IF conv layer in onnxruntime's blocked layout (issue 18, items 1 and 3)",
         "",
         f"Measured with `{command}` (CPU: {result['machine']}): AvgPool 2 → Conv {c_in} → {c_out}, {k}x{k} → IF → "
         f"AvgPool 2 on {side}x{side} spikes (fashion-cnn's second layer), T = {result['timesteps']}, medians of "
