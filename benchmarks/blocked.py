@@ -168,13 +168,14 @@ def unrolled_blocked_form(timesteps: int, batch: int) -> onnx.ModelProto:
 
 
 def forms(timesteps: int, batch: int) -> dict[str, onnx.ModelProto]:
-    """Every form of FORMS, by name."""
-    return {
-        "scan binary": scan_form("binary", timesteps, batch),
-        "scan burst": scan_form("burst", timesteps, batch),
-        "scan burst, pool in the step": scan_form("burst", timesteps, batch, pool_in_body=True),
-        "unrolled blocked binary": unrolled_blocked_form(timesteps, batch),
-    }
+    """Every form, by its name in FORMS."""
+    built = (
+        scan_form("binary", timesteps, batch),
+        scan_form("burst", timesteps, batch),
+        scan_form("burst", timesteps, batch, pool_in_body=True),
+        unrolled_blocked_form(timesteps, batch),
+    )
+    return dict(zip(FORMS, built, strict=True))
 
 
 def optimized_ops(model: onnx.ModelProto) -> dict[str, int]:
@@ -199,8 +200,7 @@ def input_spikes(timesteps: int, batch: int, rate: float = 0.2, seed: int = 1) -
 def measure(timesteps: int, batches: tuple[int, ...], rounds: int, repeats: int) -> dict:
     """Per batch: each form's median time, the speed-up of the others over `scan binary` (median
     and range of the per-round ratios), the fraction of the unrolled form's outputs that differ from
-    the Scan's, and
-    the reorders in onnxruntime's optimized graph of each form."""
+    the Scan's, and the reorders in onnxruntime's optimized graph of each form."""
     rows = []
     for batch in batches:
         models = forms(timesteps, batch)
