@@ -116,12 +116,13 @@ def measure_floor(
 
     reference = get_reference(name, cache_dir=cache_dir)
     batch = reference.load_test()[0][:batch_size]
+    options = CompileOptions(timesteps=max(steps), **({"spikes": spikes} if spikes else {}))
     with tempfile.TemporaryDirectory() as tmp:
         snn_path, twin_path = Path(tmp) / "snn.onnx", Path(tmp) / "twin.onnx"
         compiled = compile_model(
             reference.onnx_path,
             snn_path,
-            options := CompileOptions(timesteps=max(steps), **({"spikes": spikes} if spikes else {})),
+            options,
             calibration=reference.load_calibration(),
             show_progress=False,
         )
